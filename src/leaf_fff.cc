@@ -1,0 +1,272 @@
+// Leaf FFF: soft training forward/backward on sgemm, hard inference grouped by leaf, and the
+// naive references.
+#include "fff/leaf_fff.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "cpu/vec.h"
+#include "fff/gemm.h"
+#include "fff/linear.h"
+
+namespace fff {
+
+namespace {
+constexpr double kEntropyClamp = 1e-6;
+
+inline float sigmoid(float z) { return 1.0f / (1.0f + std::exp(-z)); }
+}  // namespace
+
+double binary_entropy(double p) {
+  p = std::clamp(p, kEntropyClamp, 1.0 - kEntropyClamp);
+  return -p * std::log(p) - (1.0 - p) * std::log(1.0 - p);
+}
+
+LeafFFF make_leaf_fff(const LeafFFFConfig& cfg, Rng& rng) {
+  if (cfg.in <= 0 || cfg.out <= 0 || cfg.leaf_width <= 0)
+    throw Error("leaf FFF needs positive in, out and leaf width");
+  if (cfg.depth < 0 || cfg.depth > 20) throw Error("leaf FFF depth must be in [0, 20]");
+  const int64_t n = cfg.n_nodes(), L = cfg.n_leaves(), W = cfg.training_width();
+  LeafFFF m{cfg,
+            Param("nodes_w", {n, cfg.in}),
+            Param("nodes_b", {n}),
+            Param("w1", {cfg.in, W}),
+            Param("b1", {W}),
+            Param("w2", {W, cfg.out}),
+            Param("b2", {L, cfg.out})};
+  const float k_in = 1.0f / std::sqrt(static_cast<float>(cfg.in));
+  const float k_leaf = 1.0f / std::sqrt(static_cast<float>(cfg.leaf_width));
+  fill_uniform(m.nodes_w.value, k_in, rng);
+  fill_uniform(m.nodes_b.value, k_in, rng);
+  fill_uniform(m.w1.value, k_in, rng);
+  fill_uniform(m.b1.value, k_in, rng);
+  fill_uniform(m.w2.value, k_leaf, rng);
+  fill_uniform(m.b2.value, k_leaf, rng);
+  return m;
+}
+
+std::vector<uint8_t> sample_region_leak(int64_t B, int64_t n_nodes, float rate, Rng& rng) {
+  std::vector<uint8_t> flips(static_cast<size_t>(B * n_nodes), 0);
+  if (rate > 0.0f)
+    for (auto& f : flips) f = rng.uniform() < rate;
+  return flips;
+}
+
+double leaf_fff_forward_train(const LeafFFF& m, const float* x, int64_t B, float* y,
+                              const LeafTrainMode& mode, LeafFFFContext& ctx) {
+  const auto& c = m.cfg;
+  const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
+  const int64_t n_pos = 2 * L - 1;
+  ctx.mode = mode;
+  ctx.flips = mode.flips ? *mode.flips : std::vector<uint8_t>();
+  ctx.mode.flips = nullptr;
+  ctx.z = Tensor({B, n});
+  ctx.p = Tensor({B, n});
+  ctx.mass = Tensor({B, n_pos});
+  ctx.zh = Tensor({B, W});
+  ctx.h = Tensor({B, W});
+  ctx.g = Tensor({B, W});
+
+  if (n > 0) {
+    for (int64_t r = 0; r < B; ++r) std::copy_n(m.nodes_b.value.ptr(), n, ctx.z.row(r));
+    gemm(false, true, B, n, c.in, 1.0f, x, c.in, m.nodes_w.value.ptr(), c.in, 1.0f, ctx.z.ptr(), n);
+  }
+  linear_forward(x, B, c.in, W, m.w1.value.ptr(), m.b1.value.ptr(), ctx.zh.ptr());
+  activation_forward(c.act, ctx.zh.ptr(), ctx.h.ptr(), ctx.zh.size());
+
+  double entropy = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : entropy)
+  for (int64_t r = 0; r < B; ++r) {
+    const float* z = ctx.z.row(r);
+    float* p = ctx.p.row(r);
+    float* mass = ctx.mass.row(r);
+    for (int64_t i = 0; i < n; ++i) {
+      const float raw = sigmoid(z[i]);
+      entropy += binary_entropy(raw);
+      float q = mode.hardened ? (z[i] >= 0.0f ? 1.0f : 0.0f) : raw;
+      if (!ctx.flips.empty() && ctx.flips[r * n + i]) q = 1.0f - q;
+      p[i] = q;
+    }
+    mass[0] = 1.0f;
+    for (int64_t i = 0; i < n; ++i) {
+      mass[2 * i + 1] = mass[i] * (1.0f - p[i]);
+      mass[2 * i + 2] = mass[i] * p[i];
+    }
+    const float* mix = mass + n;
+    const float* h = ctx.h.row(r);
+    float* g = ctx.g.row(r);
+    for (int64_t j = 0; j < L; ++j)
+      for (int64_t k = 0; k < lw; ++k) g[j * lw + k] = mix[j] * h[j * lw + k];
+  }
+  // y = g W2 + m b2
+  gemm(false, false, B, c.out, W, 1.0f, ctx.g.ptr(), W, m.w2.value.ptr(), c.out, 0.0f, y, c.out);
+  gemm(false, false, B, c.out, L, 1.0f, ctx.mass.ptr() + n, n_pos, m.b2.value.ptr(), c.out, 1.0f,
+       y, c.out);
+  return n > 0 ? entropy / static_cast<double>(B * n) : 0.0;
+}
+
+void leaf_fff_backward_train(LeafFFF& m, const float* x, int64_t B, const float* dy,
+                             float hardening, const LeafFFFContext& ctx, float* dx) {
+  const auto& c = m.cfg;
+  const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
+  const int64_t n_pos = 2 * L - 1;
+  // dW2 = g^T dy, db2 = m^T dy, U = dy W2^T
+  gemm(true, false, W, c.out, B, 1.0f, ctx.g.ptr(), W, dy, c.out, 0.0f, m.w2.grad.ptr(), c.out);
+  gemm(true, false, L, c.out, B, 1.0f, ctx.mass.ptr() + n, n_pos, dy, c.out, 0.0f,
+       m.b2.grad.ptr(), c.out);
+  Tensor u({B, W});
+  gemm(false, true, B, W, c.out, 1.0f, dy, c.out, m.w2.value.ptr(), c.out, 0.0f, u.ptr(), W);
+
+  const bool node_grads = n > 0 && !ctx.mode.hardened;
+  Tensor dz({B, n});
+  const float entropy_scale = n > 0 ? hardening / static_cast<float>(B * n) : 0.0f;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < B; ++r) {
+    const float* mass = ctx.mass.row(r);
+    const float* mix = mass + n;
+    const float* h = ctx.h.row(r);
+    const float* dyr = dy + r * c.out;
+    float* ur = u.row(r);  // becomes d zh
+    std::vector<float> down(static_cast<size_t>(n_pos));
+    for (int64_t j = 0; j < L; ++j) {
+      float dm = cpu::dot(dyr, m.b2.value.row(j), c.out);
+      for (int64_t k = 0; k < lw; ++k) dm += h[j * lw + k] * ur[j * lw + k];
+      down[n + j] = dm;
+      for (int64_t k = 0; k < lw; ++k) ur[j * lw + k] *= mix[j];
+    }
+    if (!node_grads) continue;
+    const float* p = ctx.p.row(r);
+    const float* z = ctx.z.row(r);
+    float* dzr = dz.row(r);
+    // Bottom-up: down[t] = dLoss/dmass[t]; dp_i = mass_i (down_right - down_left).
+    for (int64_t i = n - 1; i >= 0; --i) {
+      down[i] = (1.0f - p[i]) * down[2 * i + 1] + p[i] * down[2 * i + 2];
+      float dp = mass[i] * (down[2 * i + 2] - down[2 * i + 1]);
+      if (!ctx.flips.empty() && ctx.flips[r * n + i]) dp = -dp;
+      const float raw = sigmoid(z[i]);
+      if (raw > kEntropyClamp && raw < 1.0 - kEntropyClamp)
+        dp += entropy_scale * std::log((1.0f - raw) / raw);
+      dzr[i] = dp * raw * (1.0f - raw);
+    }
+  }
+  activation_backward(c.act, ctx.zh.ptr(), u.ptr(), u.ptr(), u.size());
+  linear_backward(x, u.ptr(), B, c.in, W, m.w1.value.ptr(), dx, m.w1.grad.ptr(), m.b1.grad.ptr());
+  if (node_grads) {
+    gemm(true, false, n, c.in, B, 1.0f, dz.ptr(), n, x, c.in, 0.0f, m.nodes_w.grad.ptr(), c.in);
+    column_sums(dz.ptr(), B, n, m.nodes_b.grad.ptr());
+    if (dx) gemm(false, false, B, c.in, n, 1.0f, dz.ptr(), n, m.nodes_w.value.ptr(), c.in, 1.0f, dx, c.in);
+  } else {
+    m.nodes_w.grad.zero();
+    m.nodes_b.grad.zero();
+  }
+}
+
+void leaf_fff_forward_train_reference(const LeafFFF& m, const float* x, int64_t B, float* y,
+                                      const LeafTrainMode& mode) {
+  const auto& c = m.cfg;
+  const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
+  for (int64_t r = 0; r < B; ++r) {
+    const float* xr = x + r * c.in;
+    std::vector<double> p(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      double z = m.nodes_b.value.data[i];
+      for (int64_t k = 0; k < c.in; ++k) z += static_cast<double>(m.nodes_w.value.row(i)[k]) * xr[k];
+      double q = mode.hardened ? (z >= 0.0 ? 1.0 : 0.0) : 1.0 / (1.0 + std::exp(-z));
+      if (mode.flips && (*mode.flips)[r * n + i]) q = 1.0 - q;
+      p[i] = q;
+    }
+    std::vector<double> out(static_cast<size_t>(c.out), 0.0);
+    for (int64_t j = 0; j < L; ++j) {
+      // Leaf j sits at heap position n + j; walk up to the root multiplying the turns.
+      double mix = 1.0;
+      for (int64_t pos = n + j; pos > 0; pos = (pos - 1) / 2) {
+        const int64_t parent = (pos - 1) / 2;
+        mix *= (pos == 2 * parent + 2) ? p[parent] : 1.0 - p[parent];
+      }
+      for (int64_t o = 0; o < c.out; ++o) {
+        double acc = m.b2.value.row(j)[o];
+        for (int64_t k = 0; k < lw; ++k) {
+          double zh = m.b1.value.data[j * lw + k];
+          for (int64_t t = 0; t < c.in; ++t) zh += static_cast<double>(xr[t]) * m.w1.value.data[t * W + j * lw + k];
+          acc += activate(c.act, static_cast<float>(zh)) * static_cast<double>(m.w2.value.data[(j * lw + k) * c.out + o]);
+        }
+        out[o] += mix * acc;
+      }
+    }
+    for (int64_t o = 0; o < c.out; ++o) y[r * c.out + o] = static_cast<float>(out[o]);
+  }
+}
+
+void leaf_fff_infer_reference(const LeafFFF& m, const float* x, int64_t B, float* y,
+                              int32_t* leaves) {
+  const auto& c = m.cfg;
+  const int64_t n = c.n_nodes(), W = c.training_width(), lw = c.leaf_width;
+  for (int64_t r = 0; r < B; ++r) {
+    const float* xr = x + r * c.in;
+    int64_t node = 0;
+    while (node < n) {
+      double z = m.nodes_b.value.data[node];
+      for (int64_t k = 0; k < c.in; ++k) z += static_cast<double>(m.nodes_w.value.row(node)[k]) * xr[k];
+      node = 2 * node + 1 + (z >= 0.0 ? 1 : 0);
+    }
+    const int64_t j = node - n;
+    if (leaves) leaves[r] = static_cast<int32_t>(j);
+    for (int64_t o = 0; o < c.out; ++o) {
+      double acc = m.b2.value.row(j)[o];
+      for (int64_t k = 0; k < lw; ++k) {
+        double zh = m.b1.value.data[j * lw + k];
+        for (int64_t t = 0; t < c.in; ++t) zh += static_cast<double>(xr[t]) * m.w1.value.data[t * W + j * lw + k];
+        acc += activate(c.act, static_cast<float>(zh)) * static_cast<double>(m.w2.value.data[(j * lw + k) * c.out + o]);
+      }
+      y[r * c.out + o] = static_cast<float>(acc);
+    }
+  }
+}
+
+LeafFFFPacked pack_leaf_fff(const LeafFFF& m) {
+  const auto& c = m.cfg;
+  const int64_t W = c.training_width();
+  LeafFFFPacked p{c, m.nodes_w.value, m.nodes_b.value, Tensor({W, c.in}), m.b1.value,
+                  m.w2.value, m.b2.value};
+  for (int64_t t = 0; t < c.in; ++t)
+    for (int64_t k = 0; k < W; ++k) p.w1t.data[k * c.in + t] = m.w1.value.data[t * W + k];
+  return p;
+}
+
+void leaf_fff_infer(const LeafFFFPacked& m, const float* x, int64_t B, float* y,
+                    int32_t* leaves) {
+  const auto& c = m.cfg;
+  const int64_t n = c.n_nodes(), lw = c.leaf_width;
+#pragma omp parallel
+  {
+    std::vector<float> h(static_cast<size_t>(lw));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < B; ++r) {
+      const float* xr = x + r * c.in;
+      int64_t node = 0;
+      while (node < n) {
+        const float z = cpu::dot(m.nodes_w.row(node), xr, c.in) + m.nodes_b.data[node];
+        node = 2 * node + 1 + (z >= 0.0f ? 1 : 0);
+      }
+      const int64_t j = node - n;
+      if (leaves) leaves[r] = static_cast<int32_t>(j);
+      cpu::dots_any(xr, m.w1t.row(j * lw), c.in, c.in, lw, h.data());
+      float* yr = y + r * c.out;
+      std::copy_n(m.b2.row(j), c.out, yr);
+      for (int64_t k = 0; k < lw; ++k) {
+        const float a = activate(c.act, h[k] + m.b1.data[j * lw + k]);
+        if (a != 0.0f) cpu::axpy(a, m.w2.row(j * lw + k), yr, c.out);
+      }
+    }
+  }
+}
+
+void leaf_fff_infer(const LeafFFF& m, const float* x, int64_t B, float* y, int32_t* leaves) {
+  leaf_fff_infer(pack_leaf_fff(m), x, B, y, leaves);
+}
+
+double leaf_fff_inference_flops_per_row(const LeafFFFConfig& cfg) {
+  return 2.0 * static_cast<double>(cfg.depth * cfg.in + cfg.leaf_width * (cfg.in + cfg.out));
+}
+
+}  // namespace fff
