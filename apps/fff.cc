@@ -1,2 +1,481 @@
-// The fff command-line tool (placeholder until the CLI lands).
-int main() { return 0; }
+// The fff command-line tool: train, evaluate and inspect FF / leaf FFF / neuron FFF classifiers.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "fff/data.h"
+#include "fff/gemm.h"
+#include "fff/inference_bench.h"
+#include "fff/model.h"
+#include "fff/train.h"
+
+using nlohmann::json;
+
+namespace {
+
+struct TrainArgs {
+  std::string data = "fashion-mnist";
+  std::string model = "fff";
+  int64_t width = 128, leaf_width = 8, depth = -1, trees = 1;
+  std::string activation;
+  int64_t epochs = 100, batch = 256, patience = 10, limit = 0;
+  std::string optimizer = "sgd";
+  float lr = 0.2f, momentum = 0.0f, hardening = 3.0f, region_leak = 0.0f;
+  bool hardened = false, no_output_bias = false, json = false, no_compare = false;
+  double val_fraction = 0.1;
+  uint64_t seed = 0;
+  int threads = 0;
+  int bench_repeats = 7;
+  std::string save;
+};
+
+struct EvalArgs {
+  std::string model_path, data = "fashion-mnist";
+  int threads = 0;
+  int64_t limit = 0;
+  bool json = false;
+};
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int default_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), f, v);
+  return buf;
+}
+
+std::string duration_string(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  if (s < 60) return fmt("%.0fs", s);
+  if (s < 3600) return std::to_string(static_cast<int>(s) / 60) + "m" + fmt("%02.0fs", std::fmod(s, 60));
+  return std::to_string(static_cast<int>(s) / 3600) + "h" + fmt("%02.0fm", std::fmod(s / 60, 60));
+}
+
+// A one-line progress bar on stderr when it is a terminal; nothing otherwise (epoch lines are
+// printed in both cases).
+class ProgressBar {
+ public:
+  explicit ProgressBar(int64_t epochs) : epochs_(epochs), tty_(isatty(STDERR_FILENO)) {}
+  void batch(int64_t epoch, int64_t b, int64_t batches) {
+    if (!tty_) return;
+    const double t = now_seconds();
+    if (b == 1) epoch_start_ = t;
+    if (b != batches && t - last_draw_ < 0.1) return;
+    last_draw_ = t;
+    const double frac = static_cast<double>(b) / batches;
+    const int filled = static_cast<int>(frac * 30);
+    const double eta = (t - epoch_start_) / frac * (1 - frac);
+    std::fprintf(stderr, "\r  epoch %lld/%lld [%s%s] %3.0f%%  ETA %s (epoch)   ",
+                 static_cast<long long>(epoch), static_cast<long long>(epochs_),
+                 std::string(filled, '#').c_str(), std::string(30 - filled, '.').c_str(),
+                 100 * frac, duration_string(eta).c_str());
+    std::fflush(stderr);
+  }
+  void epoch_done(const fff::EpochReport& r, double elapsed_total) {
+    if (tty_) std::fprintf(stderr, "\r%90s\r", "");
+    const double left = elapsed_total / r.epoch * (epochs_ - r.epoch);
+    std::fprintf(stderr,
+                 "epoch %3lld/%lld  loss %.4f  entropy %.4f  train %.2f%%  val %.2f%%  %.2fs "
+                 "(+%.2fs eval)  at most %s left%s\n",
+                 static_cast<long long>(r.epoch), static_cast<long long>(epochs_), r.loss,
+                 r.entropy, 100 * r.train_accuracy, 100 * r.val_accuracy, r.train_seconds,
+                 r.eval_seconds, duration_string(left).c_str(), r.best ? "  *best" : "");
+    std::fflush(stderr);
+  }
+
+ private:
+  int64_t epochs_;
+  bool tty_;
+  double epoch_start_ = 0, last_draw_ = 0;
+};
+
+void standardize(fff::TrainTest& data, const fff::Standardization& s) {
+  fff::apply_standardization(data.train.x, s);
+  fff::apply_standardization(data.test.x, s);
+}
+
+fff::ModelConfig model_config_from(const TrainArgs& a, const fff::Dataset& train) {
+  fff::ModelConfig c;
+  c.kind = fff::parse_model_kind(a.model);
+  c.in = train.features();
+  c.out = std::max(train.num_classes, 2);
+  c.act = fff::parse_activation(a.activation.empty()
+                                    ? (c.kind == fff::ModelKind::neuron_fff ? "gelu" : "relu")
+                                    : a.activation);
+  c.width = a.width;
+  c.leaf_width = a.leaf_width;
+  c.trees = a.trees;
+  c.output_bias = !a.no_output_bias;
+  if (c.kind == fff::ModelKind::leaf_fff) {
+    if (a.depth >= 0) {
+      c.depth = a.depth;
+    } else {
+      // d = log2(w / leaf width), the paper's grid.
+      if (a.leaf_width <= 0 || a.width % a.leaf_width != 0 ||
+          ((a.width / a.leaf_width) & (a.width / a.leaf_width - 1)) != 0)
+        throw fff::Error("--width / --leaf-width must be a power of two for fff (or give --depth)");
+      c.depth = static_cast<int64_t>(std::log2(static_cast<double>(a.width / a.leaf_width)) + 0.5);
+    }
+  } else if (c.kind == fff::ModelKind::neuron_fff) {
+    c.depth = a.depth >= 0 ? a.depth : 4;
+  }
+  return c;
+}
+
+json config_json(const fff::ModelConfig& c) {
+  json j;
+  j["model"] = fff::model_kind_name(c.kind);
+  j["activation"] = fff::activation_name(c.act);
+  j["in"] = c.in;
+  j["classes"] = c.out;
+  j["width"] = c.training_width();
+  j["inference_width"] = c.inference_width();
+  j["leaf_width"] = c.kind == fff::ModelKind::leaf_fff ? json(c.leaf_width) : json(nullptr);
+  j["depth"] = c.kind == fff::ModelKind::ff ? json(nullptr) : json(c.depth);
+  j["trees"] = c.kind == fff::ModelKind::neuron_fff ? json(c.trees) : json(nullptr);
+  return j;
+}
+
+std::string describe(const fff::ModelConfig& c) {
+  const std::string act = fff::activation_name(c.act);
+  switch (c.kind) {
+    case fff::ModelKind::ff:
+      return "dense FF, width " + std::to_string(c.width) + ", " + act;
+    case fff::ModelKind::leaf_fff:
+      return "leaf FFF, depth " + std::to_string(c.depth) + ", leaf width " +
+             std::to_string(c.leaf_width) + " (training width " +
+             std::to_string(c.training_width()) + ", inference width " +
+             std::to_string(c.inference_width()) + "), " + act;
+    case fff::ModelKind::neuron_fff:
+      return "neuron FFF, " + std::to_string(c.trees) + " tree(s) of depth " +
+             std::to_string(c.depth) + " (" + std::to_string(c.training_width()) +
+             " neurons, " + std::to_string(c.inference_width()) + " used per input), " + act;
+  }
+  return "";
+}
+
+json usage_json(const fff::ModelConfig& c, const fff::RouteUsage& u, json& out) {
+  if (c.kind == fff::ModelKind::ff) {
+    out["leaves_used"] = nullptr;
+    out["leaf_count"] = nullptr;
+  } else {
+    out["leaves_used"] = u.used;
+    out["leaf_count"] = u.routes;
+    out["leaf_rows"] = u.counts;
+  }
+  if (c.kind == fff::ModelKind::neuron_fff) out["nodes_used"] = u.nodes_used;
+  out["mean_entropy"] = u.mean_entropy;
+  return out;
+}
+
+void print_usage(const fff::ModelConfig& c, const fff::RouteUsage& u) {
+  if (c.kind == fff::ModelKind::ff) return;
+  const char* what = c.kind == fff::ModelKind::leaf_fff ? "leaves" : "tree leaves";
+  std::printf("%s reached by the test set: %lld of %lld", what, static_cast<long long>(u.used),
+              static_cast<long long>(u.routes));
+  if (c.kind == fff::ModelKind::neuron_fff)
+    std::printf(" (%lld of %lld nodes)", static_cast<long long>(u.nodes_used),
+                static_cast<long long>(c.training_width()));
+  std::printf("; mean node entropy %.4f\n", u.mean_entropy);
+}
+
+int run_train(const TrainArgs& a) {
+  const int threads = a.threads > 0 ? a.threads : default_threads();
+  fff::set_num_threads(threads);
+  fff::TrainTest data = fff::load_dataset(a.data);
+  if (a.limit > 0) data.train = fff::take_rows(data.train, a.limit);
+  auto [train, val] = fff::split_train_val(data.train, a.val_fraction, a.seed);
+  fff::ModelConfig cfg = model_config_from(a, data.train);
+  cfg.input_norm = fff::compute_standardization(train.x);
+  fff::apply_standardization(train.x, cfg.input_norm);
+  fff::apply_standardization(val.x, cfg.input_norm);
+  fff::apply_standardization(data.test.x, cfg.input_norm);
+
+  fff::Rng rng(a.seed);
+  auto model = fff::make_model(cfg, rng);
+  fff::TrainOptions opt;
+  opt.epochs = a.epochs;
+  opt.batch = a.batch;
+  opt.optimizer.kind = fff::parse_optimizer(a.optimizer);
+  opt.optimizer.lr = a.lr;
+  opt.optimizer.momentum = a.momentum;
+  opt.hardening = a.hardening;
+  opt.region_leak = a.region_leak;
+  opt.hardened = a.hardened;
+  opt.patience = a.patience;
+  opt.seed = a.seed;
+
+  std::fprintf(stderr, "%s: %lld train / %lld validation / %lld test rows, %lld features, %d classes\n",
+               data.name.c_str(), static_cast<long long>(train.size()),
+               static_cast<long long>(val.size()), static_cast<long long>(data.test.size()),
+               static_cast<long long>(cfg.in), static_cast<int>(cfg.out));
+  std::fprintf(stderr, "model: %s; %s lr %g, batch %lld, seed %llu, %d thread(s)\n",
+               describe(cfg).c_str(), a.optimizer.c_str(), a.lr, static_cast<long long>(a.batch),
+               static_cast<unsigned long long>(a.seed), threads);
+  ProgressBar bar(a.epochs);
+  const double t_start = now_seconds();
+  fff::TrainCallbacks cb;
+  cb.on_batch = [&](int64_t e, int64_t b, int64_t n) { bar.batch(e, b, n); };
+  cb.on_epoch = [&](const fff::EpochReport& r) { bar.epoch_done(r, now_seconds() - t_start); };
+  fff::TrainSummary s = fff::train_classifier(*model, train, val, opt, cb);
+  const double wall = now_seconds() - t_start;
+  const double test_acc = fff::accuracy(*model, data.test);
+  const fff::RouteUsage usage = fff::route_usage(*model, data.test);
+
+  json out = config_json(cfg);
+  out["data"] = data.name;
+  out["epochs_run"] = s.epochs_run;
+  out["best_epoch"] = s.best_epoch;
+  out["stopped_early"] = s.stopped_early;
+  out["train_accuracy"] = s.train_accuracy;
+  out["val_accuracy"] = s.val_accuracy;
+  out["test_accuracy"] = test_acc;
+  out["seconds_per_epoch"] = s.seconds_per_epoch;
+  out["eval_seconds_per_epoch"] = s.eval_seconds_per_epoch;
+  out["wall_seconds"] = wall;
+  out["train_rows"] = train.size();
+  out["seed"] = a.seed;
+  out["threads"] = threads;
+  out["optimizer"] = a.optimizer;
+  out["lr"] = a.lr;
+  out["batch"] = a.batch;
+  out["hardening"] = a.hardening;
+  out["region_leak"] = a.region_leak;
+  usage_json(cfg, usage, out);
+  json history = json::array();
+  for (const auto& r : s.history)
+    history.push_back({{"epoch", r.epoch}, {"loss", r.loss}, {"entropy", r.entropy},
+                       {"train_accuracy", r.train_accuracy}, {"val_accuracy", r.val_accuracy},
+                       {"seconds", r.train_seconds}});
+  out["history"] = history;
+
+  if (!a.no_compare && cfg.kind != fff::ModelKind::ff && data.test.size() > 0) {
+    const fff::InferenceComparison cmp = fff::compare_with_dense(*model, data.test.x, a.bench_repeats);
+    out["inference"] = {{"rows", cmp.rows},
+                        {"repeats", cmp.repeats},
+                        {"dense_width", cmp.dense_width},
+                        {"fff_us_per_row", cmp.model_us_per_row},
+                        {"dense_us_per_row", cmp.dense_us_per_row},
+                        {"speedup", cmp.speedup},
+                        {"flop_ratio", cmp.dense_flops_per_row / cmp.model_flops_per_row}};
+  }
+  if (!a.save.empty()) {
+    std::map<std::string, std::string> meta = {
+        {"data", data.name},
+        {"epochs_run", std::to_string(s.epochs_run)},
+        {"train_accuracy", fmt("%.6f", s.train_accuracy)},
+        {"val_accuracy", fmt("%.6f", s.val_accuracy)},
+        {"test_accuracy", fmt("%.6f", test_acc)},
+        {"seconds_per_epoch", fmt("%.6f", s.seconds_per_epoch)},
+        {"seed", std::to_string(a.seed)}};
+    fff::save_model(a.save, *model, meta);
+    out["saved"] = a.save;
+  }
+
+  if (a.json) {
+    std::cout << out.dump() << "\n";
+    return 0;
+  }
+  std::printf("model: %s\n", describe(cfg).c_str());
+  std::printf("best epoch %lld of %lld: train accuracy (M_A) %.2f%%, validation %.2f%%\n",
+              static_cast<long long>(s.best_epoch), static_cast<long long>(s.epochs_run),
+              100 * s.train_accuracy, 100 * s.val_accuracy);
+  std::printf("test accuracy (G_A): %.2f%%\n", 100 * test_acc);
+  std::printf("training: %.3f s per epoch of %lld rows (median), %.1f s in all\n",
+              s.seconds_per_epoch, static_cast<long long>(train.size()), wall);
+  print_usage(cfg, usage);
+  if (out.contains("inference")) {
+    const auto& inf = out["inference"];
+    std::printf(
+        "inference on %lld test rows: FFF %.3f us/row, dense FF-%lld %.3f us/row: %.1fx faster "
+        "(FLOP ratio %.1fx)\n",
+        static_cast<long long>(inf["rows"].get<int64_t>()), inf["fff_us_per_row"].get<double>(),
+        static_cast<long long>(inf["dense_width"].get<int64_t>()),
+        inf["dense_us_per_row"].get<double>(), inf["speedup"].get<double>(),
+        inf["flop_ratio"].get<double>());
+  }
+  if (!a.save.empty()) std::printf("saved %s\n", a.save.c_str());
+  return 0;
+}
+
+int run_eval(const EvalArgs& a) {
+  fff::set_num_threads(a.threads > 0 ? a.threads : default_threads());
+  fff::LoadedModel loaded = fff::load_model(a.model_path);
+  fff::Model& model = *loaded.model;
+  const fff::ModelConfig& cfg = model.config();
+  fff::TrainTest data = fff::load_dataset(a.data);
+  if (a.limit > 0) data.test = fff::take_rows(data.test, a.limit);
+  standardize(data, cfg.input_norm);
+  const double test_acc = fff::accuracy(model, data.test);
+  const double train_acc = fff::accuracy(model, data.train);
+  const fff::RouteUsage usage = fff::route_usage(model, data.test);
+  json out = config_json(cfg);
+  out["data"] = data.name;
+  out["test_accuracy"] = test_acc;
+  out["train_accuracy"] = train_acc;  // on the whole training file (train + validation rows)
+  auto meta_num = [&](const char* key) -> json {
+    auto it = loaded.metadata.find(key);
+    if (it == loaded.metadata.end()) return nullptr;
+    try {
+      return std::stod(it->second);
+    } catch (...) {
+      return nullptr;
+    }
+  };
+  out["val_accuracy"] = meta_num("val_accuracy");
+  out["epochs_run"] = meta_num("epochs_run");
+  out["seconds_per_epoch"] = meta_num("seconds_per_epoch");
+  usage_json(cfg, usage, out);
+  if (a.json) {
+    std::cout << out.dump() << "\n";
+    return 0;
+  }
+  std::printf("%s: %s\n", a.model_path.c_str(), describe(cfg).c_str());
+  std::printf("test accuracy: %.2f%% on %lld rows of %s\n", 100 * test_acc,
+              static_cast<long long>(data.test.size()), data.name.c_str());
+  std::printf("accuracy on the training file: %.2f%%\n", 100 * train_acc);
+  print_usage(cfg, usage);
+  return 0;
+}
+
+int run_info(const std::string& path, bool as_json) {
+  fff::LoadedModel loaded = fff::load_model(path);
+  fff::Model& model = *loaded.model;
+  const fff::ModelConfig& cfg = model.config();
+  json out = config_json(cfg);
+  int64_t n_params = 0;
+  json tensors = json::object();
+  for (fff::Param* p : model.params()) {
+    n_params += p->value.size();
+    tensors[p->name] = p->value.shape;
+  }
+  out["parameters"] = n_params;
+  out["tensors"] = tensors;
+  out["inference_flops_per_row"] = fff::inference_flops_per_row(cfg);
+  out["metadata"] = loaded.metadata;
+  if (as_json) {
+    std::cout << out.dump() << "\n";
+    return 0;
+  }
+  std::printf("%s\n  %s\n  %lld parameters, %.0f FLOPs per row at inference\n", path.c_str(),
+              describe(cfg).c_str(), static_cast<long long>(n_params),
+              fff::inference_flops_per_row(cfg));
+  for (const auto& [name, shape] : tensors.items())
+    std::printf("  tensor %-8s %s\n", name.c_str(), shape.dump().c_str());
+  for (const auto& [k, v] : loaded.metadata) std::printf("  %s = %s\n", k.c_str(), v.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "fff: fast feedforward networks. Train, evaluate and inspect dense FF, leaf FFF and "
+      "neuron FFF classifiers.\nRun 'fff COMMAND --help' for the options of each command."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "fff 0.1");
+
+  TrainArgs t;
+  auto* train = app.add_subcommand("train", "Train a classifier, report M_A/G_A and inference speed");
+  train->add_option("--data", t.data,
+                    "Data set: 'fashion-mnist' (Debian package dataset-fashion-mnist), 'mnist', or "
+                    "a directory of IDX files or CIFAR-10 binary batches")
+      ->capture_default_str();
+  train->add_option("--model", t.model, "ff (dense), fff (leaf FFF) or neuron-fff")
+      ->check(CLI::IsMember({"ff", "fff", "leaf-fff", "neuron-fff"}))
+      ->capture_default_str();
+  train->add_option("--width", t.width,
+                    "ff: hidden width; fff: training width w, giving depth log2(w / leaf width)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train->add_option("--leaf-width", t.leaf_width, "fff: neurons per leaf (inference width)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train->add_option("--depth", t.depth,
+                    "fff: tree depth d (2^d leaves; overrides --width); neuron-fff: depth D "
+                    "(D+1 levels, default 4)")
+      ->check(CLI::Range(0, 24));
+  train->add_option("--trees", t.trees, "neuron-fff: number of parallel trees K")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train->add_option("--activation", t.activation,
+                    "relu, gelu (exact erf) or identity (default: relu; gelu for neuron-fff)")
+      ->check(CLI::IsMember({"relu", "gelu", "identity"}));
+  train->add_flag("--no-output-bias", t.no_output_bias, "neuron-fff: no output bias (as UltraFastBERT)");
+  train->add_option("--epochs", t.epochs, "Maximum epochs")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--patience", t.patience,
+                    "Stop after this many epochs without a new best training accuracy")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train->add_option("--batch", t.batch, "Mini-batch size")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--optimizer", t.optimizer, "sgd or adam")
+      ->check(CLI::IsMember({"sgd", "adam"}))
+      ->capture_default_str();
+  train->add_option("--lr", t.lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--momentum", t.momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999))->capture_default_str();
+  train->add_option("--hardening", t.hardening, "fff: weight h of the mean node entropy in the loss")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  train->add_option("--region-leak", t.region_leak,
+                    "fff: probability of flipping each node decision per sample during training")
+      ->check(CLI::Range(0.0, 0.5))
+      ->capture_default_str();
+  train->add_flag("--hardened", t.hardened, "fff: train with hardened (0/1) node decisions");
+  train->add_option("--val-fraction", t.val_fraction, "Share of the training file held out for validation")
+      ->check(CLI::Range(0.0, 0.9))
+      ->capture_default_str();
+  train->add_option("--limit", t.limit, "Use only the first N rows of the training file (quick runs)")
+      ->check(CLI::NonNegativeNumber);
+  train->add_option("--seed", t.seed, "Random seed (results are identical for a seed whatever --threads)")
+      ->capture_default_str();
+  train->add_option("--threads", t.threads, "Threads (default: all cores)")->check(CLI::PositiveNumber);
+  train->add_option("--save", t.save, "Write the best-validation model to this safetensors file");
+  train->add_flag("--no-compare", t.no_compare, "Skip the inference timing against dense FF");
+  train->add_option("--bench-repeats", t.bench_repeats, "Repeats of the inference timing (median)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train->add_flag("--json", t.json, "Print one JSON object with the results on stdout");
+
+  EvalArgs e;
+  auto* eval = app.add_subcommand("eval", "Evaluate a saved model on a data set's test split");
+  eval->add_option("MODEL", e.model_path, "Model file written by 'fff train --save'")->required();
+  eval->add_option("--data", e.data, "Data set name or directory (as for train)")->capture_default_str();
+  eval->add_option("--limit", e.limit, "Use only the first N test rows")->check(CLI::NonNegativeNumber);
+  eval->add_option("--threads", e.threads, "Threads (default: all cores)")->check(CLI::PositiveNumber);
+  eval->add_flag("--json", e.json, "Print one JSON object on stdout");
+
+  std::string info_path;
+  bool info_json = false;
+  auto* info = app.add_subcommand("info", "Show a model file's configuration, tensors and metadata");
+  info->add_option("MODEL", info_path, "Model file")->required();
+  info->add_flag("--json", info_json, "Print one JSON object on stdout");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& err) {
+    return app.exit(err);
+  }
+  try {
+    if (*train) return run_train(t);
+    if (*eval) return run_eval(e);
+    if (*info) return run_info(info_path, info_json);
+  } catch (const fff::Error& err) {
+    std::fprintf(stderr, "fff: error: %s\n", err.what());
+    return 1;
+  } catch (const std::exception& err) {
+    std::fprintf(stderr, "fff: internal error: %s\n", err.what());
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,63 @@
+// Side-by-side inference timing of a model against the dense FF of equal training width.
+#include "fff/inference_bench.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "fff/dense_ff.h"
+#include "fff/leaf_fff.h"
+#include "fff/neuron_fff.h"
+
+namespace fff {
+
+double inference_flops_per_row(const ModelConfig& c) {
+  switch (c.kind) {
+    case ModelKind::ff: return dense_ff_flops_per_row({c.in, c.width, c.out, c.act});
+    case ModelKind::leaf_fff:
+      return leaf_fff_inference_flops_per_row({c.in, c.out, c.depth, c.leaf_width, c.act});
+    case ModelKind::neuron_fff:
+      return neuron_fff_flops_per_row({c.in, c.out, c.trees, c.depth, c.act, c.output_bias});
+  }
+  return 0.0;
+}
+
+InferenceComparison compare_with_dense(Model& model, const Tensor& x, int repeats) {
+  const ModelConfig& c = model.config();
+  if (x.cols() != c.in) throw Error("benchmark rows have the wrong width");
+  InferenceComparison r;
+  r.rows = x.rows();
+  r.dense_width = c.training_width();
+  r.repeats = std::max(1, repeats);
+  Rng rng(1234);
+  const DenseFFConfig dc{c.in, r.dense_width, c.out, c.act};
+  DenseFF dense = make_dense_ff(dc, rng);
+  DenseFFContext ctx;
+  Tensor y_model({r.rows, c.out}), y_dense({r.rows, c.out});
+  model.prepare_inference();
+  auto time_us = [&](auto&& fn) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
+        .count();
+  };
+  auto run_model = [&] { model.predict(x.ptr(), r.rows, y_model.ptr(), nullptr); };
+  auto run_dense = [&] { dense_ff_forward(dense, x.ptr(), r.rows, y_dense.ptr(), &ctx); };
+  run_model();  // warm-up: caches, page faults, thread start
+  run_dense();
+  std::vector<double> tm, td;
+  for (int i = 0; i < r.repeats; ++i) {
+    tm.push_back(time_us(run_model));
+    td.push_back(time_us(run_dense));
+  }
+  std::sort(tm.begin(), tm.end());
+  std::sort(td.begin(), td.end());
+  const double rows = static_cast<double>(std::max<int64_t>(r.rows, 1));
+  r.model_us_per_row = tm[tm.size() / 2] / rows;
+  r.dense_us_per_row = td[td.size() / 2] / rows;
+  r.speedup = r.dense_us_per_row / r.model_us_per_row;
+  r.model_flops_per_row = inference_flops_per_row(c);
+  r.dense_flops_per_row = dense_ff_flops_per_row(dc);
+  return r;
+}
+
+}  // namespace fff

@@ -1,0 +1,296 @@
+// The classifier interface over the three layer kinds, and model files.
+#include "fff/model.h"
+
+#include <cmath>
+#include <set>
+
+#include "fff/dense_ff.h"
+#include "fff/leaf_fff.h"
+#include "fff/neuron_fff.h"
+#include "fff/safetensors.h"
+
+namespace fff {
+
+ModelKind parse_model_kind(const std::string& name) {
+  if (name == "ff") return ModelKind::ff;
+  if (name == "fff" || name == "leaf-fff") return ModelKind::leaf_fff;
+  if (name == "neuron-fff") return ModelKind::neuron_fff;
+  throw Error("unknown model '" + name + "' (expected ff, fff or neuron-fff)");
+}
+
+const char* model_kind_name(ModelKind k) {
+  switch (k) {
+    case ModelKind::ff: return "ff";
+    case ModelKind::leaf_fff: return "fff";
+    case ModelKind::neuron_fff: return "neuron-fff";
+  }
+  return "?";
+}
+
+int64_t ModelConfig::training_width() const {
+  switch (kind) {
+    case ModelKind::ff: return width;
+    case ModelKind::leaf_fff: return (int64_t{1} << depth) * leaf_width;
+    case ModelKind::neuron_fff: return trees * ((int64_t{2} << depth) - 1);
+  }
+  return 0;
+}
+
+int64_t ModelConfig::inference_width() const {
+  switch (kind) {
+    case ModelKind::ff: return width;
+    case ModelKind::leaf_fff: return leaf_width;
+    case ModelKind::neuron_fff: return trees * (depth + 1);
+  }
+  return 0;
+}
+
+int64_t ModelConfig::route_count() const {
+  switch (kind) {
+    case ModelKind::ff: return 1;
+    case ModelKind::leaf_fff: return int64_t{1} << depth;
+    case ModelKind::neuron_fff: return training_width();
+  }
+  return 1;
+}
+
+void ModelConfig::validate() const {
+  if (in <= 0) throw Error("model input size must be positive");
+  if (out < 2) throw Error("model needs at least 2 output classes");
+  switch (kind) {
+    case ModelKind::ff:
+      if (width <= 0) throw Error("--width must be positive for ff");
+      break;
+    case ModelKind::leaf_fff:
+      if (leaf_width <= 0) throw Error("--leaf-width must be positive for fff");
+      if (depth < 0 || depth > 20) throw Error("--depth must be in [0, 20] for fff");
+      break;
+    case ModelKind::neuron_fff:
+      if (trees <= 0) throw Error("--trees must be positive for neuron-fff");
+      if (depth < 0 || depth > 24) throw Error("--depth must be in [0, 24] for neuron-fff");
+      break;
+  }
+  if (!(input_norm.std > 0.0f) || !std::isfinite(input_norm.mean))
+    throw Error("input standardisation must have finite mean and positive std");
+}
+
+namespace {
+
+class DenseFFModel : public Model {
+ public:
+  DenseFFModel(const ModelConfig& cfg, Rng& rng)
+      : Model(cfg), m_(make_dense_ff({cfg.in, cfg.width, cfg.out, cfg.act}, rng)) {}
+  std::vector<Param*> params() override { return m_.params(); }
+  double forward_train(const float* x, int64_t B, float* logits, const TrainStepOptions&,
+                       Rng&) override {
+    dense_ff_forward(m_, x, B, logits, &ctx_);
+    return 0.0;
+  }
+  void backward(const float* x, int64_t B, const float* dlogits, float) override {
+    dense_ff_backward(m_, x, B, dlogits, ctx_, nullptr);
+  }
+  void predict(const float* x, int64_t B, float* logits, std::vector<int32_t>*) override {
+    dense_ff_forward(m_, x, B, logits, &ctx_);
+  }
+  double mean_node_entropy(const float*, int64_t) override { return 0.0; }
+
+ private:
+  DenseFF m_;
+  DenseFFContext ctx_;
+};
+
+class LeafFFFModel : public Model {
+ public:
+  LeafFFFModel(const ModelConfig& cfg, Rng& rng)
+      : Model(cfg), m_(make_leaf_fff({cfg.in, cfg.out, cfg.depth, cfg.leaf_width, cfg.act}, rng)) {}
+  std::vector<Param*> params() override { return m_.params(); }
+  double forward_train(const float* x, int64_t B, float* logits, const TrainStepOptions& opt,
+                       Rng& rng) override {
+    flips_ = sample_region_leak(B, m_.cfg.n_nodes(), opt.region_leak, rng);
+    LeafTrainMode mode{opt.hardened, opt.region_leak > 0.0f ? &flips_ : nullptr};
+    return leaf_fff_forward_train(m_, x, B, logits, mode, ctx_);
+  }
+  void backward(const float* x, int64_t B, const float* dlogits, float hardening) override {
+    leaf_fff_backward_train(m_, x, B, dlogits, hardening, ctx_, nullptr);
+  }
+  void prepare_inference() override { packed_ = pack_leaf_fff(m_); }
+  void predict(const float* x, int64_t B, float* logits, std::vector<int32_t>* routes) override {
+    if (packed_.w1t.size() == 0) prepare_inference();
+    if (routes) routes->resize(static_cast<size_t>(B));
+    leaf_fff_infer(packed_, x, B, logits, routes ? routes->data() : nullptr);
+  }
+  double mean_node_entropy(const float* x, int64_t B) override {
+    const int64_t n = m_.cfg.n_nodes();
+    if (n == 0 || B == 0) return 0.0;
+    Tensor y({B, m_.cfg.out});
+    LeafFFFContext ctx;
+    return leaf_fff_forward_train(m_, x, B, y.ptr(), {}, ctx);
+  }
+
+ private:
+  LeafFFF m_;
+  LeafFFFPacked packed_;
+  LeafFFFContext ctx_;
+  std::vector<uint8_t> flips_;
+};
+
+class NeuronFFFModel : public Model {
+ public:
+  NeuronFFFModel(const ModelConfig& cfg, Rng& rng)
+      : Model(cfg),
+        m_(make_neuron_fff({cfg.in, cfg.out, cfg.trees, cfg.depth, cfg.act, cfg.output_bias}, rng)) {}
+  std::vector<Param*> params() override { return m_.params(); }
+  double forward_train(const float* x, int64_t B, float* logits, const TrainStepOptions&,
+                       Rng&) override {
+    neuron_fff_forward(m_, x, B, logits, &ctx_);
+    return 0.0;
+  }
+  void backward(const float* x, int64_t B, const float* dlogits, float) override {
+    neuron_fff_backward(m_, x, B, dlogits, ctx_, nullptr);
+  }
+  void predict(const float* x, int64_t B, float* logits, std::vector<int32_t>* routes) override {
+    NeuronFFFContext ctx;
+    neuron_fff_forward(m_, x, B, logits, routes ? &ctx : nullptr);
+    if (routes) *routes = std::move(ctx.node);
+  }
+  double mean_node_entropy(const float* x, int64_t B) override {
+    if (B == 0) return 0.0;
+    Tensor y({B, m_.cfg.out});
+    NeuronFFFContext ctx;
+    neuron_fff_forward(m_, x, B, y.ptr(), &ctx);
+    double sum = 0.0;
+    for (float z : ctx.z) sum += binary_entropy(1.0 / (1.0 + std::exp(-static_cast<double>(z))));
+    return sum / static_cast<double>(ctx.z.size());
+  }
+
+ private:
+  NeuronFFF m_;
+  NeuronFFFContext ctx_;
+};
+
+std::string to_str(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.9g", v);
+  return buf;
+}
+
+}  // namespace
+
+std::unique_ptr<Model> make_model(const ModelConfig& cfg, Rng& rng) {
+  cfg.validate();
+  switch (cfg.kind) {
+    case ModelKind::ff: return std::make_unique<DenseFFModel>(cfg, rng);
+    case ModelKind::leaf_fff: return std::make_unique<LeafFFFModel>(cfg, rng);
+    case ModelKind::neuron_fff: return std::make_unique<NeuronFFFModel>(cfg, rng);
+  }
+  return nullptr;
+}
+
+void save_model(const std::string& path, Model& model,
+                const std::map<std::string, std::string>& extra_metadata) {
+  const ModelConfig& c = model.config();
+  std::map<std::string, std::string> meta = extra_metadata;
+  meta["format"] = "fff-classifier";
+  meta["format_version"] = "1";
+  meta["model"] = model_kind_name(c.kind);
+  meta["in"] = std::to_string(c.in);
+  meta["out"] = std::to_string(c.out);
+  meta["activation"] = activation_name(c.act);
+  meta["width"] = std::to_string(c.width);
+  meta["depth"] = std::to_string(c.depth);
+  meta["leaf_width"] = std::to_string(c.leaf_width);
+  meta["trees"] = std::to_string(c.trees);
+  meta["output_bias"] = c.output_bias ? "true" : "false";
+  meta["input_mean"] = to_str(c.input_norm.mean);
+  meta["input_std"] = to_str(c.input_norm.std);
+  std::vector<std::pair<std::string, const Tensor*>> tensors;
+  for (Param* p : model.params()) tensors.emplace_back(p->name, &p->value);
+  save_safetensors(path, tensors, meta);
+}
+
+namespace {
+
+const std::string& require(const std::map<std::string, std::string>& meta, const std::string& key,
+                           const std::string& path) {
+  auto it = meta.find(key);
+  if (it == meta.end()) throw Error(path + ": metadata has no '" + key + "' entry");
+  return it->second;
+}
+
+int64_t parse_int(const std::map<std::string, std::string>& meta, const std::string& key,
+                  const std::string& path) {
+  const std::string& s = require(meta, key, path);
+  try {
+    size_t used = 0;
+    const long long v = std::stoll(s, &used);
+    if (used != s.size()) throw std::invalid_argument(s);
+    return v;
+  } catch (const std::exception&) {
+    throw Error(path + ": metadata '" + key + "' is not an integer: '" + s + "'");
+  }
+}
+
+float parse_float(const std::map<std::string, std::string>& meta, const std::string& key,
+                  const std::string& path) {
+  const std::string& s = require(meta, key, path);
+  try {
+    size_t used = 0;
+    const float v = std::stof(s, &used);
+    if (used != s.size()) throw std::invalid_argument(s);
+    return v;
+  } catch (const std::exception&) {
+    throw Error(path + ": metadata '" + key + "' is not a number: '" + s + "'");
+  }
+}
+
+}  // namespace
+
+LoadedModel load_model(const std::string& path) {
+  SafetensorsFile file = load_safetensors(path);
+  const auto& meta = file.metadata;
+  if (require(meta, "format", path) != "fff-classifier")
+    throw Error(path + ": not an fff classifier file (format '" + meta.at("format") + "')");
+  if (require(meta, "format_version", path) != "1")
+    throw Error(path + ": unsupported format_version '" + meta.at("format_version") + "'");
+  ModelConfig c;
+  try {
+    c.kind = parse_model_kind(require(meta, "model", path));
+    c.act = parse_activation(require(meta, "activation", path));
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+  c.in = parse_int(meta, "in", path);
+  c.out = parse_int(meta, "out", path);
+  c.width = parse_int(meta, "width", path);
+  c.depth = parse_int(meta, "depth", path);
+  c.leaf_width = parse_int(meta, "leaf_width", path);
+  c.trees = parse_int(meta, "trees", path);
+  c.output_bias = require(meta, "output_bias", path) == "true";
+  c.input_norm.mean = parse_float(meta, "input_mean", path);
+  c.input_norm.std = parse_float(meta, "input_std", path);
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    throw Error(path + ": bad model config: " + e.what());
+  }
+  Rng rng(0);
+  LoadedModel loaded{make_model(c, rng), meta};
+  std::set<std::string> expected;
+  for (Param* p : loaded.model->params()) {
+    expected.insert(p->name);
+    auto it = file.tensors.find(p->name);
+    if (it == file.tensors.end()) throw Error(path + ": tensor '" + p->name + "' is missing");
+    if (it->second.shape != p->value.shape)
+      throw Error(path + ": tensor '" + p->name + "' has shape " + shape_string(it->second.shape) +
+                  " but the config needs " + shape_string(p->value.shape));
+    for (float v : it->second.data)
+      if (!std::isfinite(v)) throw Error(path + ": tensor '" + p->name + "' holds NaN or infinity");
+    p->value = std::move(it->second);
+  }
+  for (const auto& [name, t] : file.tensors)
+    if (!expected.count(name)) throw Error(path + ": unexpected tensor '" + name + "'");
+  loaded.model->prepare_inference();
+  return loaded;
+}
+
+}  // namespace fff
