@@ -233,32 +233,84 @@ LeafFFFPacked pack_leaf_fff(const LeafFFF& m) {
   return p;
 }
 
+namespace {
+
+// Rows handled together: their inputs (tile * in floats) stay in L2 while the tree is walked
+// level by level, and each node's or leaf's weights are loaded once for all its rows.
+constexpr int64_t kInferTile = 256;
+
+// Stable counting sort of tile rows by key in [0, keys): fills order and group starts.
+void group_by_key(const int32_t* key, int64_t rows, int64_t keys, std::vector<int32_t>& order,
+                  std::vector<int32_t>& start) {
+  start.assign(static_cast<size_t>(keys + 1), 0);
+  for (int64_t r = 0; r < rows; ++r) ++start[key[r] + 1];
+  for (int64_t k = 0; k < keys; ++k) start[k + 1] += start[k];
+  std::vector<int32_t> fill(start.begin(), start.end() - 1);
+  order.resize(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) order[fill[key[r]]++] = static_cast<int32_t>(r);
+}
+
+}  // namespace
+
 void leaf_fff_infer(const LeafFFFPacked& m, const float* x, int64_t B, float* y,
                     int32_t* leaves) {
   const auto& c = m.cfg;
-  const int64_t n = c.n_nodes(), lw = c.leaf_width;
+  const int64_t n = c.n_nodes(), L = c.n_leaves(), lw = c.leaf_width;
+  const int64_t tiles = (B + kInferTile - 1) / kInferTile;
 #pragma omp parallel
   {
-    std::vector<float> h(static_cast<size_t>(lw));
+    std::vector<int32_t> key(kInferTile), order, start;
+    std::vector<const float*> rows(kInferTile);
+    std::vector<float> z(kInferTile), h(static_cast<size_t>(kInferTile * lw));
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < B; ++r) {
-      const float* xr = x + r * c.in;
-      int64_t node = 0;
-      while (node < n) {
-        const float z = cpu::dot(m.nodes_w.row(node), xr, c.in) + m.nodes_b.data[node];
-        node = 2 * node + 1 + (z >= 0.0f ? 1 : 0);
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int64_t r0 = t * kInferTile, T = std::min(kInferTile, B - r0);
+      const float* xt = x + r0 * c.in;
+      // key = position within the current level; after the last level it is the leaf.
+      std::fill_n(key.begin(), T, 0);
+      for (int64_t level = 0; level < c.depth; ++level) {
+        const int64_t first = (int64_t{1} << level) - 1, count = int64_t{1} << level;
+        group_by_key(key.data(), T, count, order, start);
+        for (int64_t g = 0; g < count; ++g) {
+          const int64_t cnt = start[g + 1] - start[g];
+          if (cnt == 0) continue;
+          for (int64_t i = 0; i < cnt; ++i) rows[i] = xt + order[start[g] + i] * c.in;
+          cpu::dot_matrix(rows.data(), cnt, m.nodes_w.row(first + g), c.in, c.in, 1, z.data(), 1);
+          const float bias = m.nodes_b.data[first + g];
+          for (int64_t i = 0; i < cnt; ++i) {
+            const int32_t r = order[start[g] + i];
+            key[r] = 2 * key[r] + (z[i] + bias >= 0.0f ? 1 : 0);
+          }
+        }
       }
-      const int64_t j = node - n;
-      if (leaves) leaves[r] = static_cast<int32_t>(j);
-      cpu::dots_any(xr, m.w1t.row(j * lw), c.in, c.in, lw, h.data());
-      float* yr = y + r * c.out;
-      std::copy_n(m.b2.row(j), c.out, yr);
-      for (int64_t k = 0; k < lw; ++k) {
-        const float a = activate(c.act, h[k] + m.b1.data[j * lw + k]);
-        if (a != 0.0f) cpu::axpy(a, m.w2.row(j * lw + k), yr, c.out);
+      if (leaves) std::copy_n(key.begin(), T, leaves + r0);
+      group_by_key(key.data(), T, L, order, start);
+      int64_t next_row = r0 + T;
+      const int64_t next_end = std::min(B, next_row + kInferTile);
+      for (int64_t j = 0; j < L; ++j) {
+        const int64_t cnt = start[j + 1] - start[j];
+        if (cnt == 0) continue;
+        for (int64_t i = 0; i < cnt; ++i) rows[i] = xt + order[start[j] + i] * c.in;
+        cpu::dot_matrix(rows.data(), cnt, m.w1t.row(j * lw), c.in, c.in, lw, h.data(), lw);
+        for (int64_t i = 0; i < cnt; ++i) {
+          // Pull one row of the next tile towards the cache per row finished, so the next
+          // tile's first level does not wait on DRAM.
+          if (next_row < next_end) {
+            const char* p = reinterpret_cast<const char*>(x + next_row * c.in);
+            for (int64_t b = 0; b < c.in * 4; b += 64) __builtin_prefetch(p + b, 0, 2);
+            ++next_row;
+          }
+          float* yr = y + (r0 + order[start[j] + i]) * c.out;
+          std::copy_n(m.b2.row(j), c.out, yr);
+          for (int64_t k = 0; k < lw; ++k) {
+            const float a = activate(c.act, h[i * lw + k] + m.b1.data[j * lw + k]);
+            if (a != 0.0f) cpu::axpy(a, m.w2.row(j * lw + k), yr, c.out);
+          }
+        }
       }
     }
   }
+  (void)n;
 }
 
 void leaf_fff_infer(const LeafFFF& m, const float* x, int64_t B, float* y, int32_t* leaves) {

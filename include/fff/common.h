@@ -1,7 +1,9 @@
 // Shared basics: the error type, row-major float tensors and a portable seeded RNG.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,11 +16,27 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Allocator giving 64-byte (cache line, AVX-512 vector) aligned storage, so that SIMD loads of
+// rows whose length is a multiple of 16 floats never straddle cache lines.
+template <class T>
+struct AlignedAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlign{64};
+  AlignedAllocator() = default;
+  template <class U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+  void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
+  template <class U>
+  bool operator==(const AlignedAllocator<U>&) const { return true; }
+};
+using FloatVector = std::vector<float, AlignedAllocator<float>>;
+
 // A row-major float tensor. Most layers use 1-D or 2-D tensors; shape is kept general so that
 // model files round-trip any shape.
 struct Tensor {
   std::vector<int64_t> shape;
-  std::vector<float> data;
+  FloatVector data;
 
   Tensor() = default;
   explicit Tensor(std::vector<int64_t> shape_, float fill = 0.0f);

@@ -1,0 +1,106 @@
+// Benchmark: hard leaf FFF inference against the dense FF of the same training width, side by
+// side in one process (median of repeats after warm-up), plus a memory-read floor.
+// Usage: bench_leaf_fff [--in 784] [--out 10] [--leaf-width 8] [--depth 4] [--batch 10000]
+//                       [--threads 1] [--repeats 15] [--json]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "fff/dense_ff.h"
+#include "fff/gemm.h"
+#include "fff/leaf_fff.h"
+
+namespace {
+
+double median_us(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+template <class F>
+double time_us(F&& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t in = 784, out = 10, leaf_width = 8, depth = 4, batch = 10000;
+  int threads = 1, repeats = 15;
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> int64_t {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bench_leaf_fff: %s needs a value\n", a.c_str());
+        std::exit(1);
+      }
+      return std::stoll(argv[++i]);
+    };
+    if (a == "--in") in = next();
+    else if (a == "--out") out = next();
+    else if (a == "--leaf-width") leaf_width = next();
+    else if (a == "--depth") depth = next();
+    else if (a == "--batch") batch = next();
+    else if (a == "--threads") threads = static_cast<int>(next());
+    else if (a == "--repeats") repeats = static_cast<int>(next());
+    else if (a == "--json") json = true;
+    else {
+      std::fprintf(stderr, "bench_leaf_fff: unknown flag %s\n", a.c_str());
+      return 1;
+    }
+  }
+  fff::set_num_threads(threads);
+  fff::Rng rng(7);
+  const fff::LeafFFFConfig cfg{in, out, depth, leaf_width, fff::Activation::relu};
+  const fff::LeafFFF leaf = fff::make_leaf_fff(cfg, rng);
+  const fff::LeafFFFPacked packed = fff::pack_leaf_fff(leaf);
+  const fff::DenseFFConfig dcfg{in, cfg.training_width(), out, fff::Activation::relu};
+  const fff::DenseFF dense = fff::make_dense_ff(dcfg, rng);
+  fff::Tensor x({batch, in}), y1({batch, out}), y2({batch, out});
+  for (float& v : x.data) v = rng.normal();
+  fff::DenseFFContext ctx;
+  std::vector<float> sink(static_cast<size_t>(batch * in));
+
+  auto run_fff = [&] { fff::leaf_fff_infer(packed, x.ptr(), batch, y1.ptr(), nullptr); };
+  auto run_dense = [&] { fff::dense_ff_forward(dense, x.ptr(), batch, y2.ptr(), &ctx); };
+  auto run_copy = [&] { std::memcpy(sink.data(), x.ptr(), sink.size() * sizeof(float)); };
+  run_fff();
+  run_dense();
+  run_copy();
+  std::vector<double> tf, td, tc;
+  for (int r = 0; r < repeats; ++r) {
+    tf.push_back(time_us(run_fff));
+    td.push_back(time_us(run_dense));
+    tc.push_back(time_us(run_copy));
+  }
+  const double f_us = median_us(tf) / batch, d_us = median_us(td) / batch;
+  const double c_us = median_us(tc) / batch;
+  const double f_flops = fff::leaf_fff_inference_flops_per_row(cfg);
+  const double d_flops = fff::dense_ff_flops_per_row(dcfg);
+  if (json) {
+    std::printf(
+        "{\"in\":%lld,\"out\":%lld,\"depth\":%lld,\"leaf_width\":%lld,\"batch\":%lld,"
+        "\"threads\":%d,\"repeats\":%d,\"fff_us_per_row\":%.5f,\"dense_us_per_row\":%.5f,"
+        "\"speedup\":%.3f,\"flop_ratio\":%.3f,\"fff_gflops\":%.2f,\"dense_gflops\":%.2f,"
+        "\"copy_us_per_row\":%.5f}\n",
+        (long long)in, (long long)out, (long long)depth, (long long)leaf_width, (long long)batch,
+        threads, repeats, f_us, d_us, d_us / f_us, d_flops / f_flops, f_flops / f_us * 1e-3,
+        d_flops / d_us * 1e-3, c_us);
+  } else {
+    std::printf("leaf FFF in=%lld out=%lld depth=%lld leaf=%lld, batch %lld, %d thread(s), median of %d\n",
+                (long long)in, (long long)out, (long long)depth, (long long)leaf_width,
+                (long long)batch, threads, repeats);
+    std::printf("  FFF       %8.4f us/row  %7.2f GFLOP/s\n", f_us, f_flops / f_us * 1e-3);
+    std::printf("  dense FF  %8.4f us/row  %7.2f GFLOP/s (width %lld)\n", d_us,
+                d_flops / d_us * 1e-3, (long long)dcfg.width);
+    std::printf("  memcpy of the input rows %8.4f us/row\n", c_us);
+    std::printf("  speedup %.2fx (FLOP ratio %.2fx)\n", d_us / f_us, d_flops / f_flops);
+  }
+  return 0;
+}
