@@ -454,7 +454,7 @@ TEST(DataRows, TakeRows) {
   const fff::Dataset d = small_dataset();
   const fff::Dataset t = fff::take_rows(d, 2);
   EXPECT_EQ(t.x.shape, (std::vector<int64_t>{2, 2}));
-  EXPECT_EQ(t.x.data, (std::vector<float>{0, 1, 2, 3}));
+  EXPECT_EQ(t.x.data, (fff::FloatVector{0, 1, 2, 3}));
   EXPECT_EQ(t.y, (std::vector<int32_t>{0, 1}));
   EXPECT_EQ(t.num_classes, 3);
   EXPECT_EQ(fff::take_rows(d, 100).size(), 4);
@@ -465,7 +465,7 @@ TEST(DataRows, GatherRows) {
   const fff::Dataset d = small_dataset();
   const fff::Dataset g = fff::gather_rows(d, {3, 0, 3});
   EXPECT_EQ(g.x.shape, (std::vector<int64_t>{3, 2}));
-  EXPECT_EQ(g.x.data, (std::vector<float>{6, 7, 0, 1, 6, 7}));
+  EXPECT_EQ(g.x.data, (fff::FloatVector{6, 7, 0, 1, 6, 7}));
   EXPECT_EQ(g.y, (std::vector<int32_t>{1, 0, 1}));
   EXPECT_EQ(g.num_classes, 3);
 }
