@@ -27,6 +27,12 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 Tensor::Tensor(std::vector<int64_t> shape_, float fill)
     : shape(std::move(shape_)), data(static_cast<size_t>(shape_numel(shape)), fill) {}
 
+void Tensor::reshape(std::vector<int64_t> new_shape) {
+  const int64_t n = shape_numel(new_shape);
+  shape = std::move(new_shape);
+  data.resize(static_cast<size_t>(n));
+}
+
 void Tensor::zero() { std::fill(data.begin(), data.end(), 0.0f); }
 
 static uint64_t splitmix64(uint64_t& x) {

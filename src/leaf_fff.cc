@@ -14,7 +14,25 @@ namespace fff {
 namespace {
 constexpr double kEntropyClamp = 1e-6;
 
-inline float sigmoid(float z) { return 1.0f / (1.0f + std::exp(-z)); }
+
+// |z| beyond which sigmoid(z) leaves [1e-6, 1 - 1e-6] and the entropy clamp applies.
+const float kClampLogit = static_cast<float>(std::log((1.0 - kEntropyClamp) / kEntropyClamp));
+
+// sigmoid(z) and binary_entropy(sigmoid(z)) in float from one exp and one log1p:
+// H = p softplus(-z) + (1 - p) softplus(z) = log1p(e^-|z|) + p max(-z, 0) + (1 - p) max(z, 0).
+inline float sigmoid_and_entropy(float z, float* entropy) {
+  const float e = std::exp(-std::fabs(z));
+  const float p = z >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+  if (std::fabs(z) >= kClampLogit)
+    *entropy = static_cast<float>(binary_entropy(z > 0 ? 1.0 : 0.0));
+  else
+    *entropy = std::log1p(e) + p * std::max(-z, 0.0f) + (1.0f - p) * std::max(z, 0.0f);
+  return p;
+}
+
+// Columns of the combined product, rounded up to whole 16-float vectors (the padding columns
+// have zero weights): sgemm runs markedly faster on such widths.
+int64_t combined_width(int64_t W, int64_t n) { return (W + n + 15) / 16 * 16; }
 }  // namespace
 
 double binary_entropy(double p) {
@@ -52,37 +70,50 @@ std::vector<uint8_t> sample_region_leak(int64_t B, int64_t n_nodes, float rate, 
   return flips;
 }
 
+// The leaf hidden layer and the nodes read the same x, so both run as one product with the
+// combined weights Wc = [W1 | N^T] (in, W + n): one wide sgemm instead of a wide and a thin one.
+// zc holds [zh | z] per row.
 double leaf_fff_forward_train(const LeafFFF& m, const float* x, int64_t B, float* y,
                               const LeafTrainMode& mode, LeafFFFContext& ctx) {
   const auto& c = m.cfg;
   const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
-  const int64_t n_pos = 2 * L - 1;
+  const int64_t n_pos = 2 * L - 1, Wc = combined_width(W, n);
   ctx.mode = mode;
   ctx.flips = mode.flips ? *mode.flips : std::vector<uint8_t>();
   ctx.mode.flips = nullptr;
-  ctx.z = Tensor({B, n});
-  ctx.p = Tensor({B, n});
-  ctx.mass = Tensor({B, n_pos});
-  ctx.zh = Tensor({B, W});
-  ctx.h = Tensor({B, W});
-  ctx.g = Tensor({B, W});
-
-  if (n > 0) {
-    for (int64_t r = 0; r < B; ++r) std::copy_n(m.nodes_b.value.ptr(), n, ctx.z.row(r));
-    gemm(false, true, B, n, c.in, 1.0f, x, c.in, m.nodes_w.value.ptr(), c.in, 1.0f, ctx.z.ptr(), n);
+  ctx.zc.reshape({B, Wc});
+  ctx.p.reshape({B, n});
+  ctx.q.reshape({B, n});
+  ctx.mass.reshape({B, n_pos});
+  ctx.h.reshape({B, W});
+  ctx.g.reshape({B, W});
+  if (ctx.wc.size() != c.in * Wc) {
+    ctx.wc.reshape({c.in, Wc});
+    ctx.wc.zero();  // the padding columns stay zero
+    ctx.bc.reshape({Wc});
+    ctx.bc.zero();
   }
-  linear_forward(x, B, c.in, W, m.w1.value.ptr(), m.b1.value.ptr(), ctx.zh.ptr());
-  activation_forward(c.act, ctx.zh.ptr(), ctx.h.ptr(), ctx.zh.size());
+  for (int64_t t = 0; t < c.in; ++t) {
+    std::copy_n(m.w1.value.row(t), W, ctx.wc.row(t));
+    for (int64_t i = 0; i < n; ++i) ctx.wc.row(t)[W + i] = m.nodes_w.value.row(i)[t];
+  }
+  std::copy_n(m.b1.value.ptr(), W, ctx.bc.ptr());
+  std::copy_n(m.nodes_b.value.ptr(), n, ctx.bc.ptr() + W);
+  linear_forward(x, B, c.in, Wc, ctx.wc.ptr(), ctx.bc.ptr(), ctx.zc.ptr());
 
   double entropy = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : entropy)
   for (int64_t r = 0; r < B; ++r) {
-    const float* z = ctx.z.row(r);
+    const float* zh = ctx.zc.row(r);
+    const float* z = zh + W;
     float* p = ctx.p.row(r);
+    float* q_raw = ctx.q.row(r);
     float* mass = ctx.mass.row(r);
     for (int64_t i = 0; i < n; ++i) {
-      const float raw = sigmoid(z[i]);
-      entropy += binary_entropy(raw);
+      float h_i;
+      const float raw = sigmoid_and_entropy(z[i], &h_i);
+      q_raw[i] = raw;
+      entropy += h_i;
       float q = mode.hardened ? (z[i] >= 0.0f ? 1.0f : 0.0f) : raw;
       if (!ctx.flips.empty() && ctx.flips[r * n + i]) q = 1.0f - q;
       p[i] = q;
@@ -93,7 +124,8 @@ double leaf_fff_forward_train(const LeafFFF& m, const float* x, int64_t B, float
       mass[2 * i + 2] = mass[i] * p[i];
     }
     const float* mix = mass + n;
-    const float* h = ctx.h.row(r);
+    float* h = ctx.h.row(r);
+    activation_forward(c.act, zh, h, W);
     float* g = ctx.g.row(r);
     for (int64_t j = 0; j < L; ++j)
       for (int64_t k = 0; k < lw; ++k) g[j * lw + k] = mix[j] * h[j * lw + k];
@@ -106,59 +138,65 @@ double leaf_fff_forward_train(const LeafFFF& m, const float* x, int64_t B, float
 }
 
 void leaf_fff_backward_train(LeafFFF& m, const float* x, int64_t B, const float* dy,
-                             float hardening, const LeafFFFContext& ctx, float* dx) {
+                             float hardening, LeafFFFContext& ctx, float* dx) {
   const auto& c = m.cfg;
   const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
-  const int64_t n_pos = 2 * L - 1;
-  // dW2 = g^T dy, db2 = m^T dy, U = dy W2^T
+  const int64_t n_pos = 2 * L - 1, Wc = combined_width(W, n);
+  // dW2 = g^T dy, db2 = m^T dy, U = dy W2^T into the leaf columns of dzc.
   gemm(true, false, W, c.out, B, 1.0f, ctx.g.ptr(), W, dy, c.out, 0.0f, m.w2.grad.ptr(), c.out);
   gemm(true, false, L, c.out, B, 1.0f, ctx.mass.ptr() + n, n_pos, dy, c.out, 0.0f,
        m.b2.grad.ptr(), c.out);
-  Tensor u({B, W});
-  gemm(false, true, B, W, c.out, 1.0f, dy, c.out, m.w2.value.ptr(), c.out, 0.0f, u.ptr(), W);
+  Tensor& dzc = ctx.dzc;
+  dzc.reshape({B, Wc});
+  gemm(false, true, B, W, c.out, 1.0f, dy, c.out, m.w2.value.ptr(), c.out, 0.0f, dzc.ptr(), Wc);
 
   const bool node_grads = n > 0 && !ctx.mode.hardened;
-  Tensor dz({B, n});
   const float entropy_scale = n > 0 ? hardening / static_cast<float>(B * n) : 0.0f;
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < B; ++r) {
-    const float* mass = ctx.mass.row(r);
-    const float* mix = mass + n;
-    const float* h = ctx.h.row(r);
-    const float* dyr = dy + r * c.out;
-    float* ur = u.row(r);  // becomes d zh
+#pragma omp parallel
+  {
     std::vector<float> down(static_cast<size_t>(n_pos));
-    for (int64_t j = 0; j < L; ++j) {
-      float dm = cpu::dot(dyr, m.b2.value.row(j), c.out);
-      for (int64_t k = 0; k < lw; ++k) dm += h[j * lw + k] * ur[j * lw + k];
-      down[n + j] = dm;
-      for (int64_t k = 0; k < lw; ++k) ur[j * lw + k] *= mix[j];
-    }
-    if (!node_grads) continue;
-    const float* p = ctx.p.row(r);
-    const float* z = ctx.z.row(r);
-    float* dzr = dz.row(r);
-    // Bottom-up: down[t] = dLoss/dmass[t]; dp_i = mass_i (down_right - down_left).
-    for (int64_t i = n - 1; i >= 0; --i) {
-      down[i] = (1.0f - p[i]) * down[2 * i + 1] + p[i] * down[2 * i + 2];
-      float dp = mass[i] * (down[2 * i + 2] - down[2 * i + 1]);
-      if (!ctx.flips.empty() && ctx.flips[r * n + i]) dp = -dp;
-      const float raw = sigmoid(z[i]);
-      if (raw > kEntropyClamp && raw < 1.0 - kEntropyClamp)
-        dp += entropy_scale * std::log((1.0f - raw) / raw);
-      dzr[i] = dp * raw * (1.0f - raw);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < B; ++r) {
+      const float* mass = ctx.mass.row(r);
+      const float* mix = mass + n;
+      const float* h = ctx.h.row(r);
+      const float* dyr = dy + r * c.out;
+      float* ur = dzc.row(r);  // U, then d zh
+      float* dzr = ur + W;     // d z (nodes)
+      for (int64_t j = 0; j < L; ++j) {
+        float dm = cpu::dot(dyr, m.b2.value.row(j), c.out);
+        for (int64_t k = 0; k < lw; ++k) dm += h[j * lw + k] * ur[j * lw + k];
+        down[n + j] = dm;
+        for (int64_t k = 0; k < lw; ++k) ur[j * lw + k] *= mix[j];
+      }
+      activation_backward(c.act, ctx.zc.row(r), ur, ur, W);
+      std::fill_n(dzr, Wc - W, 0.0f);  // node columns and the padding
+      if (!node_grads) continue;
+      const float* p = ctx.p.row(r);
+      const float* z = ctx.zc.row(r) + W;
+      // Bottom-up: down[t] = dLoss/dmass[t]; dp_i = mass_i (down_right - down_left).
+      for (int64_t i = n - 1; i >= 0; --i) {
+        down[i] = (1.0f - p[i]) * down[2 * i + 1] + p[i] * down[2 * i + 2];
+        float dp = mass[i] * (down[2 * i + 2] - down[2 * i + 1]);
+        if (!ctx.flips.empty() && ctx.flips[r * n + i]) dp = -dp;
+        // dH/dp = ln((1 - p) / p) = -z inside the clamp, 0 where it clamps.
+        if (std::fabs(z[i]) < kClampLogit) dp -= entropy_scale * z[i];
+        const float raw = ctx.q.row(r)[i];
+        dzr[i] = dp * raw * (1.0f - raw);
+      }
     }
   }
-  activation_backward(c.act, ctx.zh.ptr(), u.ptr(), u.ptr(), u.size());
-  linear_backward(x, u.ptr(), B, c.in, W, m.w1.value.ptr(), dx, m.w1.grad.ptr(), m.b1.grad.ptr());
-  if (node_grads) {
-    gemm(true, false, n, c.in, B, 1.0f, dz.ptr(), n, x, c.in, 0.0f, m.nodes_w.grad.ptr(), c.in);
-    column_sums(dz.ptr(), B, n, m.nodes_b.grad.ptr());
-    if (dx) gemm(false, false, B, c.in, n, 1.0f, dz.ptr(), n, m.nodes_w.value.ptr(), c.in, 1.0f, dx, c.in);
-  } else {
-    m.nodes_w.grad.zero();
-    m.nodes_b.grad.zero();
+  // dWc = x^T dzc, dbc = column sums, dx = dzc Wc^T; then split into the leaf and node parts.
+  Tensor& dwc = ctx.dwc;
+  dwc.reshape({c.in, Wc});
+  ctx.dbc.reshape({Wc});
+  linear_backward(x, dzc.ptr(), B, c.in, Wc, ctx.wc.ptr(), dx, dwc.ptr(), ctx.dbc.ptr());
+  for (int64_t t = 0; t < c.in; ++t) {
+    std::copy_n(dwc.row(t), W, m.w1.grad.row(t));
+    for (int64_t i = 0; i < n; ++i) m.nodes_w.grad.row(i)[t] = dwc.row(t)[W + i];
   }
+  std::copy_n(ctx.dbc.ptr(), W, m.b1.grad.ptr());
+  std::copy_n(ctx.dbc.ptr() + W, n, m.nodes_b.grad.ptr());
 }
 
 void leaf_fff_forward_train_reference(const LeafFFF& m, const float* x, int64_t B, float* y,

@@ -50,6 +50,8 @@ struct Tensor {
   float* row(int64_t r) { return data.data() + r * cols(); }
   const float* row(int64_t r) const { return data.data() + r * cols(); }
   void zero();
+  // Changes the shape, reusing the storage (contents unspecified): for per-step buffers.
+  void reshape(std::vector<int64_t> new_shape);
 };
 
 // Number of elements of a shape; throws fff::Error on negative dims or overflow.

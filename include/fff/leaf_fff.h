@@ -49,11 +49,14 @@ struct LeafTrainMode {
 std::vector<uint8_t> sample_region_leak(int64_t B, int64_t n_nodes, float rate, Rng& rng);
 
 struct LeafFFFContext {
-  Tensor z;      // (B, n_nodes) node logits
-  Tensor p;      // (B, n_nodes) decision probabilities used (after leak / hardening)
-  Tensor mass;   // (B, 2L - 1) path probability of every tree position; leaves are the last L
-  Tensor zh, h;  // (B, L*leaf_width) leaf hidden pre-/post-activation
-  Tensor g;      // (B, L*leaf_width) h scaled by its leaf's m_j
+  Tensor wc, bc;  // (in, W + n), (W + n): [W1 | nodes_w^T] and [b1 | nodes_b]
+  Tensor zc;      // (B, W + n): leaf hidden pre-activations, then node logits
+  Tensor q;       // (B, n_nodes) sigmoid of the node logits
+  Tensor p;       // (B, n_nodes) decision probabilities used (after leak / hardening)
+  Tensor mass;    // (B, 2L - 1) path probability of every tree position; leaves are the last L
+  Tensor h;       // (B, W) leaf hidden activations, W = L * leaf_width
+  Tensor g;       // (B, W) h scaled by its leaf's m_j
+  Tensor dzc, dwc, dbc;  // backward scratch, kept to avoid reallocating every step
   LeafTrainMode mode;
   std::vector<uint8_t> flips;
 };
@@ -63,7 +66,7 @@ double leaf_fff_forward_train(const LeafFFF& m, const float* x, int64_t B, float
                               const LeafTrainMode& mode, LeafFFFContext& ctx);
 // hardening: the weight h of the mean entropy in the loss.
 void leaf_fff_backward_train(LeafFFF& m, const float* x, int64_t B, const float* dy,
-                             float hardening, const LeafFFFContext& ctx, float* dx);
+                             float hardening, LeafFFFContext& ctx, float* dx);
 
 // The soft forward by per-row loops in double, every leaf evaluated: the reference.
 void leaf_fff_forward_train_reference(const LeafFFF& m, const float* x, int64_t B, float* y,

@@ -1,4 +1,5 @@
-// sgemm through OpenBLAS, the naive reference product, and the thread setting.
+// sgemm through OpenBLAS split into fixed blocks over fff's threads, the naive reference
+// product, and the thread setting.
 #include "fff/gemm.h"
 
 #include <cblas.h>
@@ -7,6 +8,25 @@
 #include <algorithm>
 
 namespace fff {
+
+namespace {
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(M),
+              static_cast<blasint>(N), static_cast<blasint>(K), alpha, A,
+              static_cast<blasint>(lda), B, static_cast<blasint>(ldb), beta, C,
+              static_cast<blasint>(ldc));
+}
+
+// Output blocks of a fixed size, whatever the thread count: each block is one single-threaded
+// sgemm call, so every element is computed by the same call sequence on 1 or N threads and
+// results are bitwise identical (OpenBLAS's own threading splits by thread count).
+constexpr int64_t kGemmBlock = 128;
+
+}  // namespace
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
@@ -17,11 +37,24 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(M),
-              static_cast<blasint>(N), static_cast<blasint>(K), alpha, A,
-              static_cast<blasint>(lda), B, static_cast<blasint>(ldb), beta, C,
-              static_cast<blasint>(ldc));
+  const bool split_rows = M >= N;
+  const int64_t extent = split_rows ? M : N;
+  const int64_t blocks = (extent + kGemmBlock - 1) / kGemmBlock;
+  if (blocks == 1 || omp_in_parallel()) {
+    sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t lo = b * kGemmBlock, len = std::min(kGemmBlock, extent - lo);
+    if (split_rows) {
+      const float* Ab = trans_a ? A + lo : A + lo * lda;
+      sgemm(trans_a, trans_b, len, N, K, alpha, Ab, lda, B, ldb, beta, C + lo * ldc, ldc);
+    } else {
+      const float* Bb = trans_b ? B + lo * ldb : B + lo;
+      sgemm(trans_a, trans_b, M, len, K, alpha, A, lda, Bb, ldb, beta, C + lo, ldc);
+    }
+  }
 }
 
 void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -45,7 +78,7 @@ static int g_threads = 1;
 
 void set_num_threads(int n) {
   g_threads = std::max(1, n);
-  openblas_set_num_threads(g_threads);
+  openblas_set_num_threads(1);  // fff splits products itself, deterministically (see gemm)
   omp_set_num_threads(g_threads);
 }
 
