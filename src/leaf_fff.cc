@@ -101,9 +101,11 @@ double leaf_fff_forward_train(const LeafFFF& m, const float* x, int64_t B, float
   std::copy_n(m.nodes_b.value.ptr(), n, ctx.bc.ptr() + W);
   linear_forward(x, B, c.in, Wc, ctx.wc.ptr(), ctx.bc.ptr(), ctx.zc.ptr());
 
-  double entropy = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : entropy)
+  // Per-row entropy sums, added in row order afterwards: the same total on any thread count.
+  std::vector<double> row_entropy(static_cast<size_t>(B), 0.0);
+#pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < B; ++r) {
+    double entropy = 0.0;
     const float* zh = ctx.zc.row(r);
     const float* z = zh + W;
     float* p = ctx.p.row(r);
@@ -129,7 +131,10 @@ double leaf_fff_forward_train(const LeafFFF& m, const float* x, int64_t B, float
     float* g = ctx.g.row(r);
     for (int64_t j = 0; j < L; ++j)
       for (int64_t k = 0; k < lw; ++k) g[j * lw + k] = mix[j] * h[j * lw + k];
+    row_entropy[r] = entropy;
   }
+  double entropy = 0.0;
+  for (double e : row_entropy) entropy += e;
   // y = g W2 + m b2
   gemm(false, false, B, c.out, W, 1.0f, ctx.g.ptr(), W, m.w2.value.ptr(), c.out, 0.0f, y, c.out);
   gemm(false, false, B, c.out, L, 1.0f, ctx.mass.ptr() + n, n_pos, m.b2.value.ptr(), c.out, 1.0f,

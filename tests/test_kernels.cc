@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -84,9 +85,10 @@ void check_gemm(const GemmCase& g, uint64_t seed) {
 }
 
 TEST(Gemm, MatchesReferenceAllTransposesFixedShapes) {
-  const int64_t dims[][3] = {{1, 1, 1},   {1, 7, 5},   {7, 1, 5},   {7, 5, 1},  {1, 1, 33},
-                             {3, 5, 7},   {17, 13, 9}, {16, 16, 16}, {33, 65, 31}, {64, 1, 100},
-                             {1, 100, 64}, {129, 67, 257}};
+  const int64_t dims[][3] = {{1, 1, 1},    {1, 7, 5},    {7, 1, 5},     {7, 5, 1},
+                             {1, 1, 33},   {3, 5, 7},    {17, 13, 9},   {16, 16, 16},
+                             {33, 65, 31}, {64, 1, 100}, {1, 100, 64},  {129, 67, 257},
+                             {300, 1, 7},  {1, 300, 7},  {67, 300, 45}, {257, 129, 3}};
   const float ab[][2] = {{1.0f, 0.0f}, {0.5f, 0.0f}, {-1.5f, 0.75f}, {2.0f, 1.0f}, {1.0f, -2.0f}};
   uint64_t seed = 1;
   for (const auto& d : dims)
@@ -119,6 +121,39 @@ TEST(Gemm, MatchesReferenceRandomShapesWithPadding) {
     g.alpha = rng.uniform(-2.0f, 2.0f);
     g.beta = rng.below(3) == 0 ? 0.0f : rng.uniform(-2.0f, 2.0f);
     ASSERT_NO_FATAL_FAILURE(check_gemm(g, 1000 + it));
+  }
+}
+
+TEST(Gemm, TwoThreadsBitwiseEqualOneAndMatchReference) {
+  // Shapes large enough for the product to be split over threads, in rows (M >= N) and in
+  // columns (N > M), with every transpose combination and leading-dimension padding.
+  const GemmCase cases[] = {
+      {false, false, 517, 33, 70, 1, 2, 3, 1.0f, 0.0f},
+      {true, false, 517, 33, 70, 0, 1, 0, -0.5f, 1.5f},
+      {false, true, 29, 401, 65, 2, 0, 1, 2.0f, 1.0f},
+      {true, true, 29, 401, 65, 0, 0, 0, 1.0f, -1.0f},
+      {false, false, 300, 300, 1, 0, 0, 0, 0.75f, 0.25f},
+  };
+  uint64_t seed = 500;
+  for (const GemmCase& g : cases) {
+    ASSERT_NO_FATAL_FAILURE(check_gemm(g, seed));
+    Rng rng(seed++);
+    const int64_t a_rows = g.ta ? g.K : g.M, a_cols = g.ta ? g.M : g.K;
+    const int64_t b_rows = g.tb ? g.N : g.K, b_cols = g.tb ? g.K : g.N;
+    const int64_t lda = a_cols + g.pad_a, ldb = b_cols + g.pad_b, ldc = g.N + g.pad_c;
+    const auto A = random_vec(a_rows * lda, rng);
+    const auto B = random_vec(b_rows * ldb, rng);
+    const auto C0 = random_vec(g.M * ldc, rng);
+    std::vector<float> C[2] = {C0, C0};
+    for (int t = 0; t < 2; ++t) {
+      fff::set_num_threads(t + 1);
+      fff::gemm(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(), ldb, g.beta,
+                C[t].data(), ldc);
+    }
+    fff::set_num_threads(1);
+    ASSERT_EQ(0, std::memcmp(C[0].data(), C[1].data(), C[0].size() * sizeof(float)))
+        << "1 and 2 threads differ: ta=" << g.ta << " tb=" << g.tb << " M=" << g.M << " N=" << g.N
+        << " K=" << g.K;
   }
 }
 
@@ -213,9 +248,8 @@ void check_linear(int64_t B, int64_t in, int64_t out, bool with_dx, uint64_t see
 }
 
 TEST(Linear, MatchesReferenceFixedShapes) {
-  const int64_t shapes[][3] = {{1, 1, 1},  {1, 5, 3},    {1, 784, 10}, {7, 1, 1},
-                               {7, 3, 1},  {7, 1, 9},    {13, 17, 11}, {64, 64, 64},
-                               {37, 100, 33}, {2, 129, 65}};
+  const int64_t shapes[][3] = {{1, 1, 1}, {1, 5, 3},    {1, 784, 10}, {7, 1, 1},     {7, 3, 1},
+                               {7, 1, 9}, {13, 17, 11}, {64, 64, 64}, {37, 100, 33}, {2, 129, 65}};
   uint64_t seed = 10;
   for (const auto& s : shapes)
     for (bool with_dx : {false, true})
@@ -304,7 +338,8 @@ TEST(Activation, DerivativeMatchesFiniteDifferences) {
     for (int i = 0; i < 500; ++i) {
       float z = rng.uniform(-6.0f, 6.0f);
       if (std::fabs(z) < 0.05f) continue;
-      const double fd = fd4([&](double t) { return fff::activate(a, static_cast<float>(t)); }, z, h);
+      const double fd =
+          fd4([&](double t) { return fff::activate(a, static_cast<float>(t)); }, z, h);
       const double g = fff::activate_grad(a, z);
       ASSERT_TRUE(std::isfinite(fd));
       ASSERT_TRUE(std::isfinite(g));
@@ -387,15 +422,14 @@ TEST(SoftmaxCrossEntropy, GradientMatchesFiniteDifferences) {
       const double fd = fd4(
           [&](double t) {
             logits[i] = static_cast<float>(t);
-            return fff::softmax_cross_entropy(logits.data(), labels.data(), B, C, nullptr,
-                                              nullptr);
+            return fff::softmax_cross_entropy(logits.data(), labels.data(), B, C, nullptr, nullptr);
           },
           saved, h);
       logits[i] = saved;
       ASSERT_TRUE(std::isfinite(fd));
       ASSERT_TRUE(std::isfinite(d[i]));
-      ASSERT_NEAR(d[i], fd, 1e-4 * std::max(1.0, std::fabs(fd))) << "B=" << B << " C=" << C
-                                                                  << " i=" << i;
+      ASSERT_NEAR(d[i], fd, 1e-4 * std::max(1.0, std::fabs(fd)))
+          << "B=" << B << " C=" << C << " i=" << i;
     }
     // Each row of the gradient sums to zero.
     for (int64_t r = 0; r < B; ++r) {
@@ -429,8 +463,8 @@ TEST(SoftmaxCrossEntropy, LargeLogitsStayFinite) {
   for (int32_t label = 0; label < C; ++label) {
     const std::vector<int32_t> labels(3, label);
     std::vector<float> d(9);
-    const double loss = fff::softmax_cross_entropy(logits.data(), labels.data(), 3, C, d.data(),
-                                                   nullptr);
+    const double loss =
+        fff::softmax_cross_entropy(logits.data(), labels.data(), 3, C, d.data(), nullptr);
     ASSERT_TRUE(std::isfinite(loss)) << label;
     for (float v : d) ASSERT_TRUE(std::isfinite(v)) << label;
     // Row 0 costs 0, 1e4, 2e4 by label; row 1 ln 3; row 2 2e4, 2e4, 0.
@@ -448,14 +482,14 @@ TEST(SoftmaxCrossEntropy, LargeLogitsStayFinite) {
 TEST(SoftmaxCrossEntropy, ArgmaxCountsAccumulate) {
   const int64_t B = 5, C = 4;
   const std::vector<float> logits = {
-      0, 1, 2, 3,     // argmax 3
-      5, 1, 2, 3,     // argmax 0
-      1, 1, 1, 1,     // tie: first, 0
-      -1, 2, 2, -5,   // tie: first, 1
-      0, 0, 0, 0.5f,  // 3
+      0,  1, 2, 3,     // argmax 3
+      5,  1, 2, 3,     // argmax 0
+      1,  1, 1, 1,     // tie: first, 0
+      -1, 2, 2, -5,    // tie: first, 1
+      0,  0, 0, 0.5f,  // 3
   };
   const std::vector<int32_t> labels = {3, 0, 1, 1, 2};  // rows 0, 1, 3 correct
-  int64_t correct = 10;  // adds, does not overwrite
+  int64_t correct = 10;                                 // adds, does not overwrite
   fff::softmax_cross_entropy(logits.data(), labels.data(), B, C, nullptr, &correct);
   EXPECT_EQ(correct, 13);
   EXPECT_EQ(fff::argmax(logits.data() + 8, 4), 0);
