@@ -2,6 +2,7 @@
 #include "fff/model.h"
 
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "fff/dense_ff.h"
@@ -243,6 +244,35 @@ float parse_float(const std::map<std::string, std::string>& meta, const std::str
   }
 }
 
+// Names and shapes of the parameters make_model creates for c, computed without allocating.
+// Sizes whose element count overflows are reported as that; a huge but representable shape
+// simply fails to match the file.
+std::vector<std::pair<std::string, std::vector<int64_t>>> model_param_shapes(const ModelConfig& c) {
+  switch (c.kind) {
+    case ModelKind::ff:
+      return {{"w1", {c.in, c.width}}, {"b1", {c.width}}, {"w2", {c.width, c.out}}, {"b2", {c.out}}};
+    case ModelKind::leaf_fff: {
+      const int64_t n = (int64_t{1} << c.depth) - 1, L = n + 1;
+      const int64_t W = L > std::numeric_limits<int64_t>::max() / c.leaf_width
+                            ? std::numeric_limits<int64_t>::max()
+                            : L * c.leaf_width;
+      return {{"nodes_w", {n, c.in}}, {"nodes_b", {n}}, {"w1", {c.in, W}},
+              {"b1", {W}},           {"w2", {W, c.out}}, {"b2", {L, c.out}}};
+    }
+    case ModelKind::neuron_fff: {
+      const int64_t per_tree = (int64_t{2} << c.depth) - 1;
+      const int64_t n = c.trees > std::numeric_limits<int64_t>::max() / per_tree
+                            ? std::numeric_limits<int64_t>::max()
+                            : c.trees * per_tree;
+      std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
+          {"w1", {n, c.in}}, {"b1", {n}}, {"w2", {n, c.out}}};
+      if (c.output_bias) shapes.push_back({"b", {c.out}});
+      return shapes;
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 LoadedModel load_model(const std::string& path) {
@@ -273,22 +303,24 @@ LoadedModel load_model(const std::string& path) {
   } catch (const Error& e) {
     throw Error(path + ": bad model config: " + e.what());
   }
-  Rng rng(0);
-  LoadedModel loaded{make_model(c, rng), meta};
+  // Check the file's tensors against the shapes the config implies before building the model,
+  // so that a corrupt size in the metadata cannot make us allocate more than the file holds.
   std::set<std::string> expected;
-  for (Param* p : loaded.model->params()) {
-    expected.insert(p->name);
-    auto it = file.tensors.find(p->name);
-    if (it == file.tensors.end()) throw Error(path + ": tensor '" + p->name + "' is missing");
-    if (it->second.shape != p->value.shape)
-      throw Error(path + ": tensor '" + p->name + "' has shape " + shape_string(it->second.shape) +
-                  " but the config needs " + shape_string(p->value.shape));
+  for (const auto& [name, shape] : model_param_shapes(c)) {
+    expected.insert(name);
+    auto it = file.tensors.find(name);
+    if (it == file.tensors.end()) throw Error(path + ": tensor '" + name + "' is missing");
+    if (it->second.shape != shape)
+      throw Error(path + ": tensor '" + name + "' has shape " + shape_string(it->second.shape) +
+                  " but the config needs " + shape_string(shape));
     for (float v : it->second.data)
-      if (!std::isfinite(v)) throw Error(path + ": tensor '" + p->name + "' holds NaN or infinity");
-    p->value = std::move(it->second);
+      if (!std::isfinite(v)) throw Error(path + ": tensor '" + name + "' holds NaN or infinity");
   }
   for (const auto& [name, t] : file.tensors)
     if (!expected.count(name)) throw Error(path + ": unexpected tensor '" + name + "'");
+  Rng rng(0);
+  LoadedModel loaded{make_model(c, rng), meta};
+  for (Param* p : loaded.model->params()) p->value = std::move(file.tensors.at(p->name));
   loaded.model->prepare_inference();
   return loaded;
 }

@@ -74,7 +74,12 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
   }
 }
 
-static int g_threads = 1;
+// Until set_num_threads is called: OpenMP's default (all cores), OpenBLAS on one thread.
+static int initial_threads() {
+  openblas_set_num_threads(1);
+  return omp_get_max_threads();
+}
+static int g_threads = initial_threads();
 
 void set_num_threads(int n) {
   g_threads = std::max(1, n);

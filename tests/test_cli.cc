@@ -1,0 +1,305 @@
+// Tests for the fff command-line tool, run as a separate process: help texts, errors that name
+// the bad path and exit non-zero (without crashing), and, if Fashion-MNIST is installed, a short
+// train -> eval -> info round trip whose JSON output is checked, and thread-count independence.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const char* const kFashion = "/usr/share/datasets/fashion-mnist";
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "fff_cli_XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
+
+ private:
+  std::string path_;
+};
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Single-quotes s for /bin/sh.
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
+struct Result {
+  bool exited = false;  // normal exit (not killed by a signal)
+  int code = -1;        // exit status if exited
+  int signal = 0;       // terminating signal otherwise
+  std::string out, err;
+};
+
+std::ostream& operator<<(std::ostream& os, const Result& r) {
+  return os << "exited " << r.exited << " code " << r.code << " signal " << r.signal
+            << "\n--- stdout ---\n"
+            << r.out.substr(0, 4000) << "\n--- stderr ---\n"
+            << r.err.substr(0, 4000);
+}
+
+// Runs the CLI with the given arguments (each quoted), capturing stdout, stderr and the status.
+Result run_cli(const std::vector<std::string>& args) {
+  TempDir tmp;
+  const std::string err_path = tmp.file("stderr.txt");
+  std::string cmd = shell_quote(FFF_CLI_PATH);
+  for (const std::string& a : args) cmd += " " + shell_quote(a);
+  cmd += " 2>" + shell_quote(err_path) + " </dev/null";
+  Result r;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) {
+    ADD_FAILURE() << "popen failed for " << cmd;
+    return r;
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(pipe);
+  r.err = read_text(err_path);
+  // /bin/sh reports a child killed by signal N as exit status 128 + N.
+  if (status != -1 && WIFEXITED(status)) {
+    r.code = WEXITSTATUS(status);
+    r.exited = r.code < 128;
+    if (!r.exited) r.signal = r.code - 128;
+  } else if (status != -1 && WIFSIGNALED(status)) {
+    r.signal = WTERMSIG(status);
+  }
+  return r;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+TEST(Cli, BinaryExists) {
+  ASSERT_TRUE(fs::exists(FFF_CLI_PATH)) << FFF_CLI_PATH;
+}
+
+TEST(Cli, TopLevelHelp) {
+  const Result r = run_cli({"--help"});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_EQ(r.code, 0) << r;
+  const std::string text = r.out + r.err;
+  for (const char* word : {"train", "eval", "info"}) EXPECT_TRUE(contains(text, word)) << word;
+}
+
+TEST(Cli, NoSubcommandFails) {
+  const Result r = run_cli({});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_NE(r.code, 0) << r;
+}
+
+TEST(Cli, TrainHelpListsOptions) {
+  const Result r = run_cli({"train", "--help"});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_EQ(r.code, 0) << r;
+  const std::string text = r.out + r.err;
+  for (const char* opt :
+       {"--data", "--model", "--width", "--leaf-width", "--depth", "--trees", "--activation",
+        "--epochs", "--batch", "--optimizer", "--lr", "--hardening", "--region-leak", "--seed",
+        "--threads", "--save", "--json"})
+    EXPECT_TRUE(contains(text, opt)) << opt << " missing from:\n" << text;
+}
+
+TEST(Cli, EvalAndInfoHelp) {
+  for (const char* sub : {"eval", "info"}) {
+    const Result r = run_cli({sub, "--help"});
+    ASSERT_TRUE(r.exited) << r;
+    EXPECT_EQ(r.code, 0) << r;
+    EXPECT_TRUE(contains(r.out + r.err, "--json")) << r;
+  }
+}
+
+TEST(Cli, UnknownModelFails) {
+  const Result r = run_cli({"train", "--model", "nope", "--data", "/nonexistent/dir"});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_NE(r.code, 0) << r;
+  EXPECT_TRUE(contains(r.err, "nope") || contains(r.err, "--model")) << r;
+}
+
+TEST(Cli, BadNumbersFail) {
+  for (std::vector<std::string> args : {std::vector<std::string>{"train", "--lr", "-1"},
+                                        {"train", "--epochs", "0"},
+                                        {"train", "--region-leak", "0.9"},
+                                        {"train", "--optimizer", "rmsprop"},
+                                        {"train", "--batch", "many"},
+                                        {"train", "--no-such-flag"}}) {
+    args.push_back("--data");
+    args.push_back("/nonexistent/dir");
+    const Result r = run_cli(args);
+    ASSERT_TRUE(r.exited) << r;
+    EXPECT_NE(r.code, 0) << args[1] << "\n" << r;
+  }
+}
+
+TEST(Cli, MissingDataNamesPath) {
+  const Result r = run_cli({"train", "--data", "/nonexistent/dir", "--epochs", "1"});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_NE(r.code, 0) << r;
+  EXPECT_TRUE(contains(r.err, "/nonexistent/dir")) << r;
+  EXPECT_TRUE(r.out.empty()) << r;
+}
+
+TEST(Cli, EvalMissingModelNamesFile) {
+  const Result r = run_cli({"eval", "/nonexistent.safetensors"});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_NE(r.code, 0) << r;
+  EXPECT_TRUE(contains(r.err, "/nonexistent.safetensors")) << r;
+}
+
+TEST(Cli, InfoOnGarbageFails) {
+  TempDir tmp;
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"text.safetensors", "definitely not a model file\n"},
+      {"empty.safetensors", ""},
+      // A header length far beyond the file.
+      {"huge_header.safetensors", std::string("\xff\xff\xff\xff\xff\xff\xff\x7f", 8) + "{}"},
+      // A plausible header length with a truncated JSON header.
+      {"truncated.safetensors",
+       std::string("\x20\0\0\0\0\0\0\0", 8) + "{\"w\": {\"dtype\": \"F32\""}};
+  for (const auto& [name, bytes] : files) {
+    SCOPED_TRACE(name);
+    const std::string path = tmp.file(name);
+    {
+      std::ofstream out(path, std::ios::binary);
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    }
+    for (const char* sub : {"info", "eval"}) {
+      const Result r = run_cli({sub, path});
+      ASSERT_TRUE(r.exited) << sub << " crashed: " << r;
+      EXPECT_EQ(r.code, 1) << sub << ": " << r;
+      EXPECT_TRUE(contains(r.err, path)) << sub << ": " << r;
+    }
+  }
+}
+
+// The JSON object printed by `--json`: exactly one object on stdout.
+json parse_single_json(const Result& r) {
+  json j;
+  try {
+    j = json::parse(r.out);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "stdout is not one JSON value: " << e.what() << "\n" << r;
+    return json::object();
+  }
+  EXPECT_TRUE(j.is_object()) << r;
+  return j;
+}
+
+std::vector<double> history_losses(const json& j) {
+  std::vector<double> out;
+  if (!j.contains("history") || !j["history"].is_array()) return out;
+  for (const auto& e : j["history"]) out.push_back(e.at("loss").get<double>());
+  return out;
+}
+
+TEST(Cli, FashionMnistTrainEvalInfo) {
+  if (!fs::is_directory(kFashion)) GTEST_SKIP() << kFashion << " is not installed";
+  TempDir tmp;
+  const std::string model_path = tmp.file("m.safetensors");
+  const std::vector<std::string> common = {"train",  "--limit", "3000", "--epochs",        "2",
+                                           "--json", "--seed",  "3",    "--bench-repeats", "1"};
+  std::vector<std::string> args1 = common;
+  for (const char* a : {"--threads", "1", "--save"}) args1.push_back(a);
+  args1.push_back(model_path);
+  const Result r1 = run_cli(args1);
+  ASSERT_TRUE(r1.exited) << r1;
+  ASSERT_EQ(r1.code, 0) << r1;
+  const json j = parse_single_json(r1);
+  for (const char* key :
+       {"model", "width", "leaf_width", "depth", "epochs_run", "train_accuracy", "val_accuracy",
+        "test_accuracy", "seconds_per_epoch", "leaves_used", "inference"})
+    EXPECT_TRUE(j.contains(key)) << key << " missing from " << j.dump();
+  ASSERT_TRUE(j.contains("inference") && j["inference"].is_object()) << j.dump();
+  ASSERT_TRUE(j["inference"].contains("speedup")) << j.dump();
+  EXPECT_GT(j["inference"]["speedup"].get<double>(), 0.0);
+  EXPECT_EQ(j["model"], "fff");
+  EXPECT_EQ(j["width"], 128);
+  EXPECT_EQ(j["leaf_width"], 8);
+  EXPECT_EQ(j["depth"], 4);
+  EXPECT_GE(j["epochs_run"].get<int64_t>(), 1);
+  EXPECT_LE(j["epochs_run"].get<int64_t>(), 2);
+  EXPECT_GT(j["test_accuracy"].get<double>(), 0.5) << j.dump();
+  EXPECT_LE(j["test_accuracy"].get<double>(), 1.0);
+  EXPECT_GE(j["val_accuracy"].get<double>(), 0.0);
+  EXPECT_GE(j["seconds_per_epoch"].get<double>(), 0.0);
+  EXPECT_GE(j["leaves_used"].get<int64_t>(), 1);
+  EXPECT_LE(j["leaves_used"].get<int64_t>(), 16);
+  EXPECT_EQ(j["train_rows"], 2700);  // 9:1 split of the first 3000 rows
+  ASSERT_TRUE(fs::exists(model_path)) << r1;
+
+  const Result re = run_cli({"eval", model_path, "--json", "--limit", "1000", "--threads", "1"});
+  ASSERT_TRUE(re.exited) << re;
+  ASSERT_EQ(re.code, 0) << re;
+  const json je = parse_single_json(re);
+  EXPECT_EQ(je["model"], j["model"]);
+  EXPECT_EQ(je["depth"], j["depth"]);
+  EXPECT_EQ(je["leaf_width"], j["leaf_width"]);
+  EXPECT_GT(je["test_accuracy"].get<double>(), 0.5) << je.dump();
+  EXPECT_EQ(je["epochs_run"].get<double>(), j["epochs_run"].get<double>());
+
+  const Result ri = run_cli({"info", model_path, "--json"});
+  ASSERT_TRUE(ri.exited) << ri;
+  ASSERT_EQ(ri.code, 0) << ri;
+  const json ji = parse_single_json(ri);
+  EXPECT_EQ(ji["model"], j["model"]);
+  EXPECT_EQ(ji["depth"], j["depth"]);
+  ASSERT_TRUE(ji.contains("metadata")) << ji.dump();
+  EXPECT_EQ(ji["metadata"]["format"], "fff-classifier");
+  EXPECT_EQ(ji["metadata"]["seed"], "3");
+
+  // Plain-text info and eval work too.
+  const Result rt = run_cli({"info", model_path});
+  ASSERT_TRUE(rt.exited) << rt;
+  EXPECT_EQ(rt.code, 0) << rt;
+  EXPECT_TRUE(contains(rt.out, "leaf FFF")) << rt;
+
+  // Same seed with two threads: identical results.
+  std::vector<std::string> args2 = common;
+  for (const char* a : {"--threads", "2", "--no-compare"}) args2.push_back(a);
+  const Result r2 = run_cli(args2);
+  ASSERT_TRUE(r2.exited) << r2;
+  ASSERT_EQ(r2.code, 0) << r2;
+  const json j2 = parse_single_json(r2);
+  EXPECT_EQ(j2["test_accuracy"].get<double>(), j["test_accuracy"].get<double>());
+  EXPECT_EQ(j2["val_accuracy"].get<double>(), j["val_accuracy"].get<double>());
+  EXPECT_EQ(j2["train_accuracy"].get<double>(), j["train_accuracy"].get<double>());
+  const std::vector<double> l1 = history_losses(j), l2 = history_losses(j2);
+  EXPECT_FALSE(l1.empty());
+  EXPECT_EQ(l1, l2);
+}
+
+}  // namespace
