@@ -28,6 +28,7 @@ struct TrainArgs {
   std::string optimizer = "sgd";
   float lr = 0.2f, momentum = 0.0f, hardening = 3.0f, region_leak = 0.0f;
   bool hardened = false, no_output_bias = false, json = false, no_compare = false;
+  bool no_standardize = false;
   double val_fraction = 0.1;
   uint64_t seed = 0;
   int threads = 0;
@@ -197,7 +198,7 @@ int run_train(const TrainArgs& a) {
   if (a.limit > 0) data.train = fff::take_rows(data.train, a.limit);
   auto [train, val] = fff::split_train_val(data.train, a.val_fraction, a.seed);
   fff::ModelConfig cfg = model_config_from(a, data.train);
-  cfg.input_norm = fff::compute_standardization(train.x);
+  if (!a.no_standardize) cfg.input_norm = fff::compute_standardization(train.x);
   fff::apply_standardization(train.x, cfg.input_norm);
   fff::apply_standardization(val.x, cfg.input_norm);
   fff::apply_standardization(data.test.x, cfg.input_norm);
@@ -432,6 +433,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 0.5))
       ->capture_default_str();
   train->add_flag("--hardened", t.hardened, "fff: train with hardened (0/1) node decisions");
+  train->add_flag("--no-standardize", t.no_standardize,
+                  "Feed raw inputs (pixels in [0, 1]) instead of standardising them by the training "
+                  "split's mean and std");
   train->add_option("--val-fraction", t.val_fraction, "Share of the training file held out for validation")
       ->check(CLI::Range(0.0, 0.9))
       ->capture_default_str();
