@@ -44,11 +44,12 @@ struct EvalArgs {
 };
 
 double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-int default_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
+int default_threads() {
+  return std::max(1u, std::thread::hardware_concurrency());
+}
 
 std::string fmt(const char* f, double v) {
   char buf[64];
@@ -59,7 +60,8 @@ std::string fmt(const char* f, double v) {
 std::string duration_string(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   if (s < 60) return fmt("%.0fs", s);
-  if (s < 3600) return std::to_string(static_cast<int>(s) / 60) + "m" + fmt("%02.0fs", std::fmod(s, 60));
+  if (s < 3600)
+    return std::to_string(static_cast<int>(s) / 60) + "m" + fmt("%02.0fs", std::fmod(s, 60));
   return std::to_string(static_cast<int>(s) / 3600) + "h" + fmt("%02.0fm", std::fmod(s / 60, 60));
 }
 
@@ -160,8 +162,8 @@ std::string describe(const fff::ModelConfig& c) {
              std::to_string(c.inference_width()) + "), " + act;
     case fff::ModelKind::neuron_fff:
       return "neuron FFF, " + std::to_string(c.trees) + " tree(s) of depth " +
-             std::to_string(c.depth) + " (" + std::to_string(c.training_width()) +
-             " neurons, " + std::to_string(c.inference_width()) + " used per input), " + act;
+             std::to_string(c.depth) + " (" + std::to_string(c.training_width()) + " neurons, " +
+             std::to_string(c.inference_width()) + " used per input), " + act;
   }
   return "";
 }
@@ -217,7 +219,8 @@ int run_train(const TrainArgs& a) {
   opt.patience = a.patience;
   opt.seed = a.seed;
 
-  std::fprintf(stderr, "%s: %lld train / %lld validation / %lld test rows, %lld features, %d classes\n",
+  std::fprintf(stderr,
+               "%s: %lld train / %lld validation / %lld test rows, %lld features, %d classes\n",
                data.name.c_str(), static_cast<long long>(train.size()),
                static_cast<long long>(val.size()), static_cast<long long>(data.test.size()),
                static_cast<long long>(cfg.in), static_cast<int>(cfg.out));
@@ -256,13 +259,17 @@ int run_train(const TrainArgs& a) {
   usage_json(cfg, usage, out);
   json history = json::array();
   for (const auto& r : s.history)
-    history.push_back({{"epoch", r.epoch}, {"loss", r.loss}, {"entropy", r.entropy},
-                       {"train_accuracy", r.train_accuracy}, {"val_accuracy", r.val_accuracy},
+    history.push_back({{"epoch", r.epoch},
+                       {"loss", r.loss},
+                       {"entropy", r.entropy},
+                       {"train_accuracy", r.train_accuracy},
+                       {"val_accuracy", r.val_accuracy},
                        {"seconds", r.train_seconds}});
   out["history"] = history;
 
   if (!a.no_compare && cfg.kind != fff::ModelKind::ff && data.test.size() > 0) {
-    const fff::InferenceComparison cmp = fff::compare_with_dense(*model, data.test.x, a.bench_repeats);
+    const fff::InferenceComparison cmp =
+        fff::compare_with_dense(*model, data.test.x, a.bench_repeats);
     out["inference"] = {{"rows", cmp.rows},
                         {"repeats", cmp.repeats},
                         {"dense_width", cmp.dense_width},
@@ -388,62 +395,87 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "fff 0.1");
 
   TrainArgs t;
-  auto* train = app.add_subcommand("train", "Train a classifier, report M_A/G_A and inference speed");
-  train->add_option("--data", t.data,
-                    "Data set: 'fashion-mnist' (Debian package dataset-fashion-mnist), 'mnist', or "
-                    "a directory of IDX files or CIFAR-10 binary batches")
+  auto* train =
+      app.add_subcommand("train", "Train a classifier, report M_A/G_A and inference speed");
+  train
+      ->add_option("--data", t.data,
+                   "Data set: 'fashion-mnist' (Debian package dataset-fashion-mnist), 'mnist', or "
+                   "a directory of IDX files or CIFAR-10 binary batches")
       ->capture_default_str();
   train->add_option("--model", t.model, "ff (dense), fff (leaf FFF) or neuron-fff")
       ->check(CLI::IsMember({"ff", "fff", "leaf-fff", "neuron-fff"}))
       ->capture_default_str();
-  train->add_option("--width", t.width,
-                    "ff: hidden width; fff: training width w, giving depth log2(w / leaf width)")
+  train
+      ->add_option("--width", t.width,
+                   "ff: hidden width; fff: training width w, giving depth log2(w / leaf width)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   train->add_option("--leaf-width", t.leaf_width, "fff: neurons per leaf (inference width)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  train->add_option("--depth", t.depth,
-                    "fff: tree depth d (2^d leaves; overrides --width); neuron-fff: depth D "
-                    "(D+1 levels, default 4)")
+  train
+      ->add_option("--depth", t.depth,
+                   "fff: tree depth d (2^d leaves; overrides --width); neuron-fff: depth D "
+                   "(D+1 levels, default 4)")
       ->check(CLI::Range(0, 24));
   train->add_option("--trees", t.trees, "neuron-fff: number of parallel trees K")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  train->add_option("--activation", t.activation,
-                    "relu, gelu (exact erf) or identity (default: relu; gelu for neuron-fff)")
+  train
+      ->add_option("--activation", t.activation,
+                   "relu, gelu (exact erf) or identity (default: relu; gelu for neuron-fff)")
       ->check(CLI::IsMember({"relu", "gelu", "identity"}));
-  train->add_flag("--no-output-bias", t.no_output_bias, "neuron-fff: no output bias (as UltraFastBERT)");
-  train->add_option("--epochs", t.epochs, "Maximum epochs")->check(CLI::PositiveNumber)->capture_default_str();
-  train->add_option("--patience", t.patience,
-                    "Stop after this many epochs without a new best training accuracy")
+  train->add_flag("--no-output-bias", t.no_output_bias,
+                  "neuron-fff: no output bias (as UltraFastBERT)");
+  train->add_option("--epochs", t.epochs, "Maximum epochs")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  train->add_option("--batch", t.batch, "Mini-batch size")->check(CLI::PositiveNumber)->capture_default_str();
+  train
+      ->add_option("--patience", t.patience,
+                   "Stop after this many epochs without a new best training accuracy")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train->add_option("--batch", t.batch, "Mini-batch size")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   train->add_option("--optimizer", t.optimizer, "sgd or adam")
       ->check(CLI::IsMember({"sgd", "adam"}))
       ->capture_default_str();
-  train->add_option("--lr", t.lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
-  train->add_option("--momentum", t.momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999))->capture_default_str();
-  train->add_option("--hardening", t.hardening, "fff: weight h of the mean node entropy in the loss")
+  train->add_option("--lr", t.lr, "Learning rate")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train->add_option("--momentum", t.momentum, "SGD momentum")
+      ->check(CLI::Range(0.0, 0.999))
+      ->capture_default_str();
+  train
+      ->add_option("--hardening", t.hardening, "fff: weight h of the mean node entropy in the loss")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  train->add_option("--region-leak", t.region_leak,
-                    "fff: probability of flipping each node decision per sample during training")
+  train
+      ->add_option("--region-leak", t.region_leak,
+                   "fff: probability of flipping each node decision per sample during training")
       ->check(CLI::Range(0.0, 0.5))
       ->capture_default_str();
   train->add_flag("--hardened", t.hardened, "fff: train with hardened (0/1) node decisions");
-  train->add_flag("--no-standardize", t.no_standardize,
-                  "Feed raw inputs (pixels in [0, 1]) instead of standardising them by the training "
-                  "split's mean and std");
-  train->add_option("--val-fraction", t.val_fraction, "Share of the training file held out for validation")
+  train->add_flag(
+      "--no-standardize", t.no_standardize,
+      "Feed raw inputs (pixels in [0, 1]) instead of standardising them by the training "
+      "split's mean and std");
+  train
+      ->add_option("--val-fraction", t.val_fraction,
+                   "Share of the training file held out for validation")
       ->check(CLI::Range(0.0, 0.9))
       ->capture_default_str();
-  train->add_option("--limit", t.limit, "Use only the first N rows of the training file (quick runs)")
+  train
+      ->add_option("--limit", t.limit,
+                   "Use only the first N rows of the training file (quick runs)")
       ->check(CLI::NonNegativeNumber);
-  train->add_option("--seed", t.seed, "Random seed (results are identical for a seed whatever --threads)")
+  train
+      ->add_option("--seed", t.seed,
+                   "Random seed (results are identical for a seed whatever --threads)")
       ->capture_default_str();
-  train->add_option("--threads", t.threads, "Threads (default: all cores)")->check(CLI::PositiveNumber);
+  train->add_option("--threads", t.threads, "Threads (default: all cores)")
+      ->check(CLI::PositiveNumber);
   train->add_option("--save", t.save, "Write the best-validation model to this safetensors file");
   train->add_flag("--no-compare", t.no_compare, "Skip the inference timing against dense FF");
   train->add_option("--bench-repeats", t.bench_repeats, "Repeats of the inference timing (median)")
@@ -454,14 +486,18 @@ int main(int argc, char** argv) {
   EvalArgs e;
   auto* eval = app.add_subcommand("eval", "Evaluate a saved model on a data set's test split");
   eval->add_option("MODEL", e.model_path, "Model file written by 'fff train --save'")->required();
-  eval->add_option("--data", e.data, "Data set name or directory (as for train)")->capture_default_str();
-  eval->add_option("--limit", e.limit, "Use only the first N test rows")->check(CLI::NonNegativeNumber);
-  eval->add_option("--threads", e.threads, "Threads (default: all cores)")->check(CLI::PositiveNumber);
+  eval->add_option("--data", e.data, "Data set name or directory (as for train)")
+      ->capture_default_str();
+  eval->add_option("--limit", e.limit, "Use only the first N test rows")
+      ->check(CLI::NonNegativeNumber);
+  eval->add_option("--threads", e.threads, "Threads (default: all cores)")
+      ->check(CLI::PositiveNumber);
   eval->add_flag("--json", e.json, "Print one JSON object on stdout");
 
   std::string info_path;
   bool info_json = false;
-  auto* info = app.add_subcommand("info", "Show a model file's configuration, tensors and metadata");
+  auto* info =
+      app.add_subcommand("info", "Show a model file's configuration, tensors and metadata");
   info->add_option("MODEL", info_path, "Model file")->required();
   info->add_flag("--json", info_json, "Print one JSON object on stdout");
 

@@ -42,14 +42,22 @@ int main(int argc, char** argv) {
       }
       return std::stoll(argv[++i]);
     };
-    if (a == "--in") in = next();
-    else if (a == "--out") out = next();
-    else if (a == "--leaf-width") leaf_width = next();
-    else if (a == "--depth") depth = next();
-    else if (a == "--batch") batch = next();
-    else if (a == "--threads") threads = static_cast<int>(next());
-    else if (a == "--repeats") repeats = static_cast<int>(next());
-    else if (a == "--json") json = true;
+    if (a == "--in")
+      in = next();
+    else if (a == "--out")
+      out = next();
+    else if (a == "--leaf-width")
+      leaf_width = next();
+    else if (a == "--depth")
+      depth = next();
+    else if (a == "--batch")
+      batch = next();
+    else if (a == "--threads")
+      threads = static_cast<int>(next());
+    else if (a == "--repeats")
+      repeats = static_cast<int>(next());
+    else if (a == "--json")
+      json = true;
     else {
       std::fprintf(stderr, "bench_leaf_fff: unknown flag %s\n", a.c_str());
       return 1;
@@ -93,9 +101,10 @@ int main(int argc, char** argv) {
         threads, repeats, f_us, d_us, d_us / f_us, d_flops / f_flops, f_flops / f_us * 1e-3,
         d_flops / d_us * 1e-3, c_us);
   } else {
-    std::printf("leaf FFF in=%lld out=%lld depth=%lld leaf=%lld, batch %lld, %d thread(s), median of %d\n",
-                (long long)in, (long long)out, (long long)depth, (long long)leaf_width,
-                (long long)batch, threads, repeats);
+    std::printf(
+        "leaf FFF in=%lld out=%lld depth=%lld leaf=%lld, batch %lld, %d thread(s), median of %d\n",
+        (long long)in, (long long)out, (long long)depth, (long long)leaf_width, (long long)batch,
+        threads, repeats);
     std::printf("  FFF       %8.4f us/row  %7.2f GFLOP/s\n", f_us, f_flops / f_us * 1e-3);
     std::printf("  dense FF  %8.4f us/row  %7.2f GFLOP/s (width %lld)\n", d_us,
                 d_flops / d_us * 1e-3, (long long)dcfg.width);

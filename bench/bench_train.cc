@@ -115,9 +115,12 @@ int main(int argc, char** argv) {
   bool json = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--threads" && i + 1 < argc) threads = std::stoi(argv[++i]);
-    else if (a == "--repeats" && i + 1 < argc) repeats = std::stoi(argv[++i]);
-    else if (a == "--json") json = true;
+    if (a == "--threads" && i + 1 < argc)
+      threads = std::stoi(argv[++i]);
+    else if (a == "--repeats" && i + 1 < argc)
+      repeats = std::stoi(argv[++i]);
+    else if (a == "--json")
+      json = true;
     else {
       std::fprintf(stderr, "bench_train: unknown flag %s (flags: --threads N --repeats N --json)\n",
                    a.c_str());
@@ -148,17 +151,22 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"threads\":%d,\"repeats\":%d,\"leaf_epoch_seconds\":%.4f,\"gather\":%.4f,"
         "\"forward\":%.4f,\"loss\":%.4f,\"backward\":%.4f,\"optimizer\":%.4f,"
-        "\"sgemm_floor_seconds\":%.4f,\"neuron_us_per_sample\":{\"4\":%.3f,\"8\":%.3f,\"12\":%.3f}}\n",
+        "\"sgemm_floor_seconds\":%.4f,\"neuron_us_per_sample\":{\"4\":%.3f,\"8\":%.3f,\"12\":%.3f}}"
+        "\n",
         threads, repeats, p.total(), p.gather, p.forward, p.loss, p.backward, p.step, floor_s,
         neuron_us[0], neuron_us[1], neuron_us[2]);
     return 0;
   }
-  std::printf("leaf FFF w=128 leaf=8 (d=4), one epoch of %lld rows, batch %lld, %d thread(s), "
-              "median of %d\n", (long long)kRows, (long long)kBatch, threads, repeats);
-  std::printf("  total     %.4f s\n  gather    %.4f s\n  forward   %.4f s\n  loss      %.4f s\n"
-              "  backward  %.4f s\n  optimizer %.4f s\n",
-              p.total(), p.gather, p.forward, p.loss, p.backward, p.step);
-  std::printf("  the two big sgemms alone (784x144 forward and weight gradient): %.4f s\n", floor_s);
+  std::printf(
+      "leaf FFF w=128 leaf=8 (d=4), one epoch of %lld rows, batch %lld, %d thread(s), "
+      "median of %d\n",
+      (long long)kRows, (long long)kBatch, threads, repeats);
+  std::printf(
+      "  total     %.4f s\n  gather    %.4f s\n  forward   %.4f s\n  loss      %.4f s\n"
+      "  backward  %.4f s\n  optimizer %.4f s\n",
+      p.total(), p.gather, p.forward, p.loss, p.backward, p.step);
+  std::printf("  the two big sgemms alone (784x144 forward and weight gradient): %.4f s\n",
+              floor_s);
   std::printf("neuron FFF (1 tree, in 784, out 10, GELU) forward+backward+SGD step per sample:\n");
   for (int k = 0; k < 3; ++k)
     std::printf("  depth %2lld (%2lld nodes on the path): %.3f us\n", (long long)depths[k],

@@ -16,9 +16,12 @@ Activation parse_activation(const std::string& name) {
 
 const char* activation_name(Activation a) {
   switch (a) {
-    case Activation::relu: return "relu";
-    case Activation::gelu: return "gelu";
-    case Activation::identity: return "identity";
+    case Activation::relu:
+      return "relu";
+    case Activation::gelu:
+      return "gelu";
+    case Activation::identity:
+      return "identity";
   }
   return "?";
 }
@@ -28,19 +31,24 @@ static constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
 float activate(Activation a, float z) {
   switch (a) {
-    case Activation::relu: return z > 0.0f ? z : 0.0f;
-    case Activation::gelu: return 0.5f * z * (1.0f + std::erf(z * kInvSqrt2));
-    case Activation::identity: return z;
+    case Activation::relu:
+      return z > 0.0f ? z : 0.0f;
+    case Activation::gelu:
+      return 0.5f * z * (1.0f + std::erf(z * kInvSqrt2));
+    case Activation::identity:
+      return z;
   }
   return z;
 }
 
 float activate_grad(Activation a, float z) {
   switch (a) {
-    case Activation::relu: return z > 0.0f ? 1.0f : 0.0f;
+    case Activation::relu:
+      return z > 0.0f ? 1.0f : 0.0f;
     case Activation::gelu:
       return 0.5f * (1.0f + std::erf(z * kInvSqrt2)) + z * kInvSqrt2Pi * std::exp(-0.5f * z * z);
-    case Activation::identity: return 1.0f;
+    case Activation::identity:
+      return 1.0f;
   }
   return 1.0f;
 }

@@ -33,7 +33,9 @@ void Tensor::reshape(std::vector<int64_t> new_shape) {
   data.resize(static_cast<size_t>(n));
 }
 
-void Tensor::zero() { std::fill(data.begin(), data.end(), 0.0f); }
+void Tensor::zero() {
+  std::fill(data.begin(), data.end(), 0.0f);
+}
 
 static uint64_t splitmix64(uint64_t& x) {
   uint64_t z = (x += 0x9E3779B97F4A7C15ull);
@@ -46,7 +48,9 @@ Rng::Rng(uint64_t seed) {
   for (auto& s : s_) s = splitmix64(seed);
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
 
 uint64_t Rng::next_u64() {
   const uint64_t result = rotl(s_[1] * 5, 7) * 9;
@@ -60,9 +64,13 @@ uint64_t Rng::next_u64() {
   return result;
 }
 
-float Rng::uniform() { return static_cast<float>(next_u64() >> 40) * 0x1.0p-24f; }
+float Rng::uniform() {
+  return static_cast<float>(next_u64() >> 40) * 0x1.0p-24f;
+}
 
-float Rng::uniform(float lo, float hi) { return lo + (hi - lo) * uniform(); }
+float Rng::uniform(float lo, float hi) {
+  return lo + (hi - lo) * uniform();
+}
 
 uint64_t Rng::below(uint64_t n) {
   // Lemire's multiply-shift; the tiny bias is irrelevant for shuffling data.

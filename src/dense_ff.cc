@@ -10,11 +10,8 @@ namespace fff {
 DenseFF make_dense_ff(const DenseFFConfig& cfg, Rng& rng) {
   if (cfg.in <= 0 || cfg.width <= 0 || cfg.out <= 0)
     throw Error("dense FF needs positive in, width and out");
-  DenseFF m{cfg,
-            Param("w1", {cfg.in, cfg.width}),
-            Param("b1", {cfg.width}),
-            Param("w2", {cfg.width, cfg.out}),
-            Param("b2", {cfg.out})};
+  DenseFF m{cfg, Param("w1", {cfg.in, cfg.width}), Param("b1", {cfg.width}),
+            Param("w2", {cfg.width, cfg.out}), Param("b2", {cfg.out})};
   const float k1 = 1.0f / std::sqrt(static_cast<float>(cfg.in));
   const float k2 = 1.0f / std::sqrt(static_cast<float>(cfg.width));
   fill_uniform(m.w1.value, k1, rng);
@@ -39,8 +36,8 @@ void dense_ff_backward(DenseFF& m, const float* x, int64_t B, const float* dy,
                        const DenseFFContext& ctx, float* dx) {
   const auto& c = m.cfg;
   Tensor dh({B, c.width});
-  linear_backward(ctx.a1.ptr(), dy, B, c.width, c.out, m.w2.value.ptr(), dh.ptr(),
-                  m.w2.grad.ptr(), m.b2.grad.ptr());
+  linear_backward(ctx.a1.ptr(), dy, B, c.width, c.out, m.w2.value.ptr(), dh.ptr(), m.w2.grad.ptr(),
+                  m.b2.grad.ptr());
   activation_backward(c.act, ctx.z1.ptr(), dh.ptr(), dh.ptr(), dh.size());
   linear_backward(x, dh.ptr(), B, c.in, c.width, m.w1.value.ptr(), dx, m.w1.grad.ptr(),
                   m.b1.grad.ptr());

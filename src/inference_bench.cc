@@ -12,7 +12,8 @@ namespace fff {
 
 double inference_flops_per_row(const ModelConfig& c) {
   switch (c.kind) {
-    case ModelKind::ff: return dense_ff_flops_per_row({c.in, c.width, c.out, c.act});
+    case ModelKind::ff:
+      return dense_ff_flops_per_row({c.in, c.width, c.out, c.act});
     case ModelKind::leaf_fff:
       return leaf_fff_inference_flops_per_row({c.in, c.out, c.depth, c.leaf_width, c.act});
     case ModelKind::neuron_fff:
@@ -37,8 +38,7 @@ InferenceComparison compare_with_dense(Model& model, const Tensor& x, int repeat
   auto time_us = [&](auto&& fn) {
     const auto t0 = std::chrono::steady_clock::now();
     fn();
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
-        .count();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
   };
   auto run_model = [&] { model.predict(x.ptr(), r.rows, y_model.ptr(), nullptr); };
   auto run_dense = [&] { dense_ff_forward(dense, x.ptr(), r.rows, y_dense.ptr(), &ctx); };

@@ -14,7 +14,6 @@ namespace fff {
 namespace {
 constexpr double kEntropyClamp = 1e-6;
 
-
 // |z| beyond which sigmoid(z) leaves [1e-6, 1 - 1e-6] and the entropy clamp applies.
 const float kClampLogit = static_cast<float>(std::log((1.0 - kEntropyClamp) / kEntropyClamp));
 
@@ -32,7 +31,9 @@ inline float sigmoid_and_entropy(float z, float* entropy) {
 
 // Columns of the combined product, rounded up to whole 16-float vectors (the padding columns
 // have zero weights): sgemm runs markedly faster on such widths.
-int64_t combined_width(int64_t W, int64_t n) { return (W + n + 15) / 16 * 16; }
+int64_t combined_width(int64_t W, int64_t n) {
+  return (W + n + 15) / 16 * 16;
+}
 }  // namespace
 
 double binary_entropy(double p) {
@@ -137,8 +138,8 @@ double leaf_fff_forward_train(const LeafFFF& m, const float* x, int64_t B, float
   for (double e : row_entropy) entropy += e;
   // y = g W2 + m b2
   gemm(false, false, B, c.out, W, 1.0f, ctx.g.ptr(), W, m.w2.value.ptr(), c.out, 0.0f, y, c.out);
-  gemm(false, false, B, c.out, L, 1.0f, ctx.mass.ptr() + n, n_pos, m.b2.value.ptr(), c.out, 1.0f,
-       y, c.out);
+  gemm(false, false, B, c.out, L, 1.0f, ctx.mass.ptr() + n, n_pos, m.b2.value.ptr(), c.out, 1.0f, y,
+       c.out);
   return n > 0 ? entropy / static_cast<double>(B * n) : 0.0;
 }
 
@@ -149,8 +150,8 @@ void leaf_fff_backward_train(LeafFFF& m, const float* x, int64_t B, const float*
   const int64_t n_pos = 2 * L - 1, Wc = combined_width(W, n);
   // dW2 = g^T dy, db2 = m^T dy, U = dy W2^T into the leaf columns of dzc.
   gemm(true, false, W, c.out, B, 1.0f, ctx.g.ptr(), W, dy, c.out, 0.0f, m.w2.grad.ptr(), c.out);
-  gemm(true, false, L, c.out, B, 1.0f, ctx.mass.ptr() + n, n_pos, dy, c.out, 0.0f,
-       m.b2.grad.ptr(), c.out);
+  gemm(true, false, L, c.out, B, 1.0f, ctx.mass.ptr() + n, n_pos, dy, c.out, 0.0f, m.b2.grad.ptr(),
+       c.out);
   Tensor& dzc = ctx.dzc;
   dzc.reshape({B, Wc});
   gemm(false, true, B, W, c.out, 1.0f, dy, c.out, m.w2.value.ptr(), c.out, 0.0f, dzc.ptr(), Wc);
@@ -204,16 +205,37 @@ void leaf_fff_backward_train(LeafFFF& m, const float* x, int64_t B, const float*
   std::copy_n(ctx.dbc.ptr() + W, n, m.nodes_b.grad.ptr());
 }
 
+namespace {
+
+// phi(x W1_j + b1_j) W2_j + b2_j for one row, in double.
+std::vector<double> leaf_output_reference(const LeafFFF& m, const float* xr, int64_t j) {
+  const auto& c = m.cfg;
+  const int64_t W = c.training_width(), lw = c.leaf_width;
+  std::vector<double> y(m.b2.value.row(j), m.b2.value.row(j) + c.out);
+  for (int64_t k = 0; k < lw; ++k) {
+    const int64_t col = j * lw + k;
+    double zh = m.b1.value.data[col];
+    for (int64_t t = 0; t < c.in; ++t)
+      zh += static_cast<double>(xr[t]) * m.w1.value.data[t * W + col];
+    const double a = activate(c.act, static_cast<float>(zh));
+    for (int64_t o = 0; o < c.out; ++o) y[o] += a * m.w2.value.row(col)[o];
+  }
+  return y;
+}
+
+}  // namespace
+
 void leaf_fff_forward_train_reference(const LeafFFF& m, const float* x, int64_t B, float* y,
                                       const LeafTrainMode& mode) {
   const auto& c = m.cfg;
-  const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
+  const int64_t n = c.n_nodes(), L = c.n_leaves();
   for (int64_t r = 0; r < B; ++r) {
     const float* xr = x + r * c.in;
     std::vector<double> p(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
       double z = m.nodes_b.value.data[i];
-      for (int64_t k = 0; k < c.in; ++k) z += static_cast<double>(m.nodes_w.value.row(i)[k]) * xr[k];
+      for (int64_t k = 0; k < c.in; ++k)
+        z += static_cast<double>(m.nodes_w.value.row(i)[k]) * xr[k];
       double q = mode.hardened ? (z >= 0.0 ? 1.0 : 0.0) : 1.0 / (1.0 + std::exp(-z));
       if (mode.flips && (*mode.flips)[r * n + i]) q = 1.0 - q;
       p[i] = q;
@@ -226,15 +248,8 @@ void leaf_fff_forward_train_reference(const LeafFFF& m, const float* x, int64_t 
         const int64_t parent = (pos - 1) / 2;
         mix *= (pos == 2 * parent + 2) ? p[parent] : 1.0 - p[parent];
       }
-      for (int64_t o = 0; o < c.out; ++o) {
-        double acc = m.b2.value.row(j)[o];
-        for (int64_t k = 0; k < lw; ++k) {
-          double zh = m.b1.value.data[j * lw + k];
-          for (int64_t t = 0; t < c.in; ++t) zh += static_cast<double>(xr[t]) * m.w1.value.data[t * W + j * lw + k];
-          acc += activate(c.act, static_cast<float>(zh)) * static_cast<double>(m.w2.value.data[(j * lw + k) * c.out + o]);
-        }
-        out[o] += mix * acc;
-      }
+      const std::vector<double> leaf_y = leaf_output_reference(m, xr, j);
+      for (int64_t o = 0; o < c.out; ++o) out[o] += mix * leaf_y[o];
     }
     for (int64_t o = 0; o < c.out; ++o) y[r * c.out + o] = static_cast<float>(out[o]);
   }
@@ -243,34 +258,28 @@ void leaf_fff_forward_train_reference(const LeafFFF& m, const float* x, int64_t 
 void leaf_fff_infer_reference(const LeafFFF& m, const float* x, int64_t B, float* y,
                               int32_t* leaves) {
   const auto& c = m.cfg;
-  const int64_t n = c.n_nodes(), W = c.training_width(), lw = c.leaf_width;
+  const int64_t n = c.n_nodes();
   for (int64_t r = 0; r < B; ++r) {
     const float* xr = x + r * c.in;
     int64_t node = 0;
     while (node < n) {
       double z = m.nodes_b.value.data[node];
-      for (int64_t k = 0; k < c.in; ++k) z += static_cast<double>(m.nodes_w.value.row(node)[k]) * xr[k];
+      for (int64_t k = 0; k < c.in; ++k)
+        z += static_cast<double>(m.nodes_w.value.row(node)[k]) * xr[k];
       node = 2 * node + 1 + (z >= 0.0 ? 1 : 0);
     }
     const int64_t j = node - n;
     if (leaves) leaves[r] = static_cast<int32_t>(j);
-    for (int64_t o = 0; o < c.out; ++o) {
-      double acc = m.b2.value.row(j)[o];
-      for (int64_t k = 0; k < lw; ++k) {
-        double zh = m.b1.value.data[j * lw + k];
-        for (int64_t t = 0; t < c.in; ++t) zh += static_cast<double>(xr[t]) * m.w1.value.data[t * W + j * lw + k];
-        acc += activate(c.act, static_cast<float>(zh)) * static_cast<double>(m.w2.value.data[(j * lw + k) * c.out + o]);
-      }
-      y[r * c.out + o] = static_cast<float>(acc);
-    }
+    const std::vector<double> leaf_y = leaf_output_reference(m, xr, j);
+    for (int64_t o = 0; o < c.out; ++o) y[r * c.out + o] = static_cast<float>(leaf_y[o]);
   }
 }
 
 LeafFFFPacked pack_leaf_fff(const LeafFFF& m) {
   const auto& c = m.cfg;
   const int64_t W = c.training_width();
-  LeafFFFPacked p{c, m.nodes_w.value, m.nodes_b.value, Tensor({W, c.in}), m.b1.value,
-                  m.w2.value, m.b2.value};
+  LeafFFFPacked p{c,          m.nodes_w.value, m.nodes_b.value, Tensor({W, c.in}),
+                  m.b1.value, m.w2.value,      m.b2.value};
   for (int64_t t = 0; t < c.in; ++t)
     for (int64_t k = 0; k < W; ++k) p.w1t.data[k * c.in + t] = m.w1.value.data[t * W + k];
   return p;
@@ -295,8 +304,7 @@ void group_by_key(const int32_t* key, int64_t rows, int64_t keys, std::vector<in
 
 }  // namespace
 
-void leaf_fff_infer(const LeafFFFPacked& m, const float* x, int64_t B, float* y,
-                    int32_t* leaves) {
+void leaf_fff_infer(const LeafFFFPacked& m, const float* x, int64_t B, float* y, int32_t* leaves) {
   const auto& c = m.cfg;
   const int64_t n = c.n_nodes(), L = c.n_leaves(), lw = c.leaf_width;
   const int64_t tiles = (B + kInferTile - 1) / kInferTile;

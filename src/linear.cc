@@ -38,8 +38,8 @@ void linear_forward_reference(const float* x, int64_t B, int64_t in, int64_t out
     }
 }
 
-void linear_backward_reference(const float* x, const float* dy, int64_t B, int64_t in,
-                               int64_t out, const float* W, float* dx, float* dW, float* db) {
+void linear_backward_reference(const float* x, const float* dy, int64_t B, int64_t in, int64_t out,
+                               const float* W, float* dx, float* dW, float* db) {
   for (int64_t k = 0; k < in; ++k)
     for (int64_t j = 0; j < out; ++j) {
       double acc = 0.0;
@@ -55,7 +55,8 @@ void linear_backward_reference(const float* x, const float* dy, int64_t B, int64
     for (int64_t r = 0; r < B; ++r)
       for (int64_t k = 0; k < in; ++k) {
         double acc = 0.0;
-        for (int64_t j = 0; j < out; ++j) acc += static_cast<double>(dy[r * out + j]) * W[k * out + j];
+        for (int64_t j = 0; j < out; ++j)
+          acc += static_cast<double>(dy[r * out + j]) * W[k * out + j];
         dx[r * in + k] = static_cast<float>(acc);
       }
 }

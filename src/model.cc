@@ -21,36 +21,48 @@ ModelKind parse_model_kind(const std::string& name) {
 
 const char* model_kind_name(ModelKind k) {
   switch (k) {
-    case ModelKind::ff: return "ff";
-    case ModelKind::leaf_fff: return "fff";
-    case ModelKind::neuron_fff: return "neuron-fff";
+    case ModelKind::ff:
+      return "ff";
+    case ModelKind::leaf_fff:
+      return "fff";
+    case ModelKind::neuron_fff:
+      return "neuron-fff";
   }
   return "?";
 }
 
 int64_t ModelConfig::training_width() const {
   switch (kind) {
-    case ModelKind::ff: return width;
-    case ModelKind::leaf_fff: return (int64_t{1} << depth) * leaf_width;
-    case ModelKind::neuron_fff: return trees * ((int64_t{2} << depth) - 1);
+    case ModelKind::ff:
+      return width;
+    case ModelKind::leaf_fff:
+      return (int64_t{1} << depth) * leaf_width;
+    case ModelKind::neuron_fff:
+      return trees * ((int64_t{2} << depth) - 1);
   }
   return 0;
 }
 
 int64_t ModelConfig::inference_width() const {
   switch (kind) {
-    case ModelKind::ff: return width;
-    case ModelKind::leaf_fff: return leaf_width;
-    case ModelKind::neuron_fff: return trees * (depth + 1);
+    case ModelKind::ff:
+      return width;
+    case ModelKind::leaf_fff:
+      return leaf_width;
+    case ModelKind::neuron_fff:
+      return trees * (depth + 1);
   }
   return 0;
 }
 
 int64_t ModelConfig::route_count() const {
   switch (kind) {
-    case ModelKind::ff: return 1;
-    case ModelKind::leaf_fff: return int64_t{1} << depth;
-    case ModelKind::neuron_fff: return training_width();
+    case ModelKind::ff:
+      return 1;
+    case ModelKind::leaf_fff:
+      return int64_t{1} << depth;
+    case ModelKind::neuron_fff:
+      return training_width();
   }
   return 1;
 }
@@ -139,7 +151,8 @@ class NeuronFFFModel : public Model {
  public:
   NeuronFFFModel(const ModelConfig& cfg, Rng& rng)
       : Model(cfg),
-        m_(make_neuron_fff({cfg.in, cfg.out, cfg.trees, cfg.depth, cfg.act, cfg.output_bias}, rng)) {}
+        m_(make_neuron_fff({cfg.in, cfg.out, cfg.trees, cfg.depth, cfg.act, cfg.output_bias},
+                           rng)) {}
   std::vector<Param*> params() override { return m_.params(); }
   double forward_train(const float* x, int64_t B, float* logits, const TrainStepOptions&,
                        Rng&) override {
@@ -180,9 +193,12 @@ std::string to_str(double v) {
 std::unique_ptr<Model> make_model(const ModelConfig& cfg, Rng& rng) {
   cfg.validate();
   switch (cfg.kind) {
-    case ModelKind::ff: return std::make_unique<DenseFFModel>(cfg, rng);
-    case ModelKind::leaf_fff: return std::make_unique<LeafFFFModel>(cfg, rng);
-    case ModelKind::neuron_fff: return std::make_unique<NeuronFFFModel>(cfg, rng);
+    case ModelKind::ff:
+      return std::make_unique<DenseFFModel>(cfg, rng);
+    case ModelKind::leaf_fff:
+      return std::make_unique<LeafFFFModel>(cfg, rng);
+    case ModelKind::neuron_fff:
+      return std::make_unique<NeuronFFFModel>(cfg, rng);
   }
   return nullptr;
 }
@@ -250,14 +266,15 @@ float parse_float(const std::map<std::string, std::string>& meta, const std::str
 std::vector<std::pair<std::string, std::vector<int64_t>>> model_param_shapes(const ModelConfig& c) {
   switch (c.kind) {
     case ModelKind::ff:
-      return {{"w1", {c.in, c.width}}, {"b1", {c.width}}, {"w2", {c.width, c.out}}, {"b2", {c.out}}};
+      return {
+          {"w1", {c.in, c.width}}, {"b1", {c.width}}, {"w2", {c.width, c.out}}, {"b2", {c.out}}};
     case ModelKind::leaf_fff: {
       const int64_t n = (int64_t{1} << c.depth) - 1, L = n + 1;
       const int64_t W = L > std::numeric_limits<int64_t>::max() / c.leaf_width
                             ? std::numeric_limits<int64_t>::max()
                             : L * c.leaf_width;
-      return {{"nodes_w", {n, c.in}}, {"nodes_b", {n}}, {"w1", {c.in, W}},
-              {"b1", {W}},           {"w2", {W, c.out}}, {"b2", {L, c.out}}};
+      return {{"nodes_w", {n, c.in}}, {"nodes_b", {n}},  {"w1", {c.in, W}}, {"b1", {W}},
+              {"w2", {W, c.out}},     {"b2", {L, c.out}}};
     }
     case ModelKind::neuron_fff: {
       const int64_t per_tree = (int64_t{2} << c.depth) - 1;

@@ -21,11 +21,8 @@ NeuronFFF make_neuron_fff(const NeuronFFFConfig& cfg, Rng& rng) {
     throw Error("neuron FFF needs positive in, out and trees");
   if (cfg.depth < 0 || cfg.depth > 24) throw Error("neuron FFF depth must be in [0, 24]");
   const int64_t n = cfg.n_nodes();
-  NeuronFFF m{cfg,
-              Param("w1", {n, cfg.in}, true),
-              Param("b1", {n}, true),
-              Param("w2", {n, cfg.out}, true),
-              Param("b", {cfg.output_bias ? cfg.out : 0})};
+  NeuronFFF m{cfg, Param("w1", {n, cfg.in}, true), Param("b1", {n}, true),
+              Param("w2", {n, cfg.out}, true), Param("b", {cfg.output_bias ? cfg.out : 0})};
   const float k_in = 1.0f / std::sqrt(static_cast<float>(cfg.in));
   const float k_out = 1.0f / std::sqrt(static_cast<float>(cfg.path_length()));
   fill_uniform(m.w1.value, k_in, rng);
@@ -144,7 +141,8 @@ void neuron_fff_forward_reference(const NeuronFFF& m, const float* x, int64_t B,
         for (int64_t k = 0; k < c.in; ++k) z += static_cast<double>(m.w1.value.row(idx)[k]) * xr[k];
         const double a = activate(c.act, static_cast<float>(z));
         for (int64_t o = 0; o < c.out; ++o) acc[o] += a * m.w2.value.row(idx)[o];
-        if (nodes) nodes[r * c.path_length() + t * (c.depth + 1) + level] = static_cast<int32_t>(idx);
+        if (nodes)
+          nodes[r * c.path_length() + t * (c.depth + 1) + level] = static_cast<int32_t>(idx);
         node = 2 * node + 1 + (z > 0.0 ? 1 : 0);
       }
     }

@@ -11,7 +11,9 @@ OptimizerKind parse_optimizer(const std::string& name) {
   throw Error("unknown optimizer '" + name + "' (expected sgd or adam)");
 }
 
-const char* optimizer_name(OptimizerKind k) { return k == OptimizerKind::sgd ? "sgd" : "adam"; }
+const char* optimizer_name(OptimizerKind k) {
+  return k == OptimizerKind::sgd ? "sgd" : "adam";
+}
 
 Optimizer::Optimizer(const OptimizerConfig& cfg, std::vector<Param*> params)
     : cfg_(cfg), params_(std::move(params)) {

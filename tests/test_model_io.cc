@@ -20,31 +20,11 @@
 #include "fff/common.h"
 #include "fff/model.h"
 #include "fff/safetensors.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory under the system temp dir, removed with its contents at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "fff_model_io_XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 bool same_bits(const fff::Tensor& a, const fff::Tensor& b) {
   return a.shape == b.shape && a.data.size() == b.data.size() &&
@@ -178,7 +158,7 @@ std::vector<std::string> dir_entries(const std::string& dir) {
 TEST(ModelIO, RoundTripEveryKind) {
   for (const Case& c : all_cases()) {
     SCOPED_TRACE(c.label);
-    TempDir dir;
+    TempDir dir("fff_model_io");
     fff::Rng rng(1234);
     auto model = fff::make_model(c.cfg, rng);
     const std::map<std::string, std::string> extra = {
@@ -251,7 +231,7 @@ fff::ModelConfig leaf_config() {
 
 TEST(ModelIO, ValidFileBuiltByHandLoads) {
   // Sanity check of the helpers used by the corruption tests below.
-  TempDir dir;
+  TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
   const std::string path = dir.file("ok.safetensors");
   write_file(path, v.tensors, v.metadata);
@@ -259,13 +239,13 @@ TEST(ModelIO, ValidFileBuiltByHandLoads) {
 }
 
 TEST(ModelIO, MissingFile) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   const std::string path = dir.file("does_not_exist.safetensors");
   expect_load_error(path);
 }
 
 TEST(ModelIO, GarbageFile) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   const std::string path = dir.file("garbage.safetensors");
   {
     std::ofstream out(path, std::ios::binary);
@@ -275,7 +255,7 @@ TEST(ModelIO, GarbageFile) {
 }
 
 TEST(ModelIO, MetadataWithoutModel) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
   v.metadata.erase("model");
   const std::string path = dir.file("no_model.safetensors");
@@ -284,7 +264,7 @@ TEST(ModelIO, MetadataWithoutModel) {
 }
 
 TEST(ModelIO, NoMetadataAtAll) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
   const std::string path = dir.file("no_metadata.safetensors");
   write_file(path, v.tensors, {});
@@ -292,7 +272,7 @@ TEST(ModelIO, NoMetadataAtAll) {
 }
 
 TEST(ModelIO, WrongFormat) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
   v.metadata["format"] = "pt";
   const std::string path = dir.file("wrong_format.safetensors");
@@ -301,7 +281,7 @@ TEST(ModelIO, WrongFormat) {
 }
 
 TEST(ModelIO, UnsupportedFormatVersion) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
   v.metadata["format_version"] = "2";
   const std::string path = dir.file("version2.safetensors");
@@ -310,7 +290,7 @@ TEST(ModelIO, UnsupportedFormatVersion) {
 }
 
 TEST(ModelIO, UnknownModelKindAndActivation) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
   {
     auto meta = v.metadata;
@@ -329,7 +309,7 @@ TEST(ModelIO, UnknownModelKindAndActivation) {
 }
 
 TEST(ModelIO, TensorWithWrongShape) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
   ASSERT_TRUE(v.tensors.count("w2"));
   {
@@ -363,7 +343,7 @@ TEST(ModelIO, TensorWithWrongShape) {
 }
 
 TEST(ModelIO, MissingTensor) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
   ASSERT_EQ(v.tensors.erase("nodes_b"), 1u);
   const std::string path = dir.file("missing_tensor.safetensors");
@@ -372,7 +352,7 @@ TEST(ModelIO, MissingTensor) {
 }
 
 TEST(ModelIO, NeuronFFFBiasMismatch) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   fff::ModelConfig c = base_config(fff::ModelKind::neuron_fff);
   c.depth = 2;
   c.output_bias = true;
@@ -396,7 +376,7 @@ TEST(ModelIO, NeuronFFFBiasMismatch) {
 }
 
 TEST(ModelIO, ExtraTensor) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
   v.tensors["unexpected_extra"] = fff::Tensor({2, 2}, 1.0f);
   const std::string path = dir.file("extra_tensor.safetensors");
@@ -405,7 +385,7 @@ TEST(ModelIO, ExtraTensor) {
 }
 
 TEST(ModelIO, NonFiniteWeight) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
   const float bad[] = {std::numeric_limits<float>::quiet_NaN(),
                        std::numeric_limits<float>::infinity(),
@@ -422,7 +402,7 @@ TEST(ModelIO, NonFiniteWeight) {
 }
 
 TEST(ModelIO, DepthOutOfRange) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   ValidFile leaf = valid_file(dir, leaf_config());
   for (const char* depth : {"21", "-1", "64", "1000"}) {
     SCOPED_TRACE(depth);
@@ -446,7 +426,7 @@ TEST(ModelIO, DepthOutOfRange) {
 }
 
 TEST(ModelIO, NonIntegerIn) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
   int i = 0;
   for (const char* in : {"11.5", "eleven", "", "11abc", "1e1", "99999999999999999999999"}) {
@@ -467,7 +447,7 @@ TEST(ModelIO, NonIntegerIn) {
 }
 
 TEST(ModelIO, BadStandardisation) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
   int i = 0;
   for (const auto& [key, value] :
@@ -486,7 +466,7 @@ TEST(ModelIO, BadStandardisation) {
 }
 
 TEST(ModelIO, SaveOverExistingFileReplacesIt) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   const std::string path = dir.file("model.safetensors");
   fff::ModelConfig c1 = leaf_config();
   fff::Rng rng1(1);
@@ -514,7 +494,7 @@ TEST(ModelIO, SaveOverExistingFileReplacesIt) {
 }
 
 TEST(ModelIO, SaveIntoMissingDirectoryFailsNamingPath) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   const std::string path = dir.file("no/such/dir/model.safetensors");
   fff::Rng rng(3);
   auto m = fff::make_model(leaf_config(), rng);
@@ -529,7 +509,7 @@ TEST(ModelIO, SaveIntoMissingDirectoryFailsNamingPath) {
 // that did not name the file. The widths below exceed the 128 TiB user address space, so an
 // allocation would fail at once whatever the overcommit setting.
 TEST(ModelIO, ImplausibleSizesFailWithErrorNamingFile) {
-  TempDir dir;
+  TempDir dir("fff_model_io");
   fff::ModelConfig c = base_config(fff::ModelKind::ff);
   c.width = 5;
   ValidFile ff = valid_file(dir, c);

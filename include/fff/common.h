@@ -28,7 +28,9 @@ struct AlignedAllocator {
   T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
   void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
   template <class U>
-  bool operator==(const AlignedAllocator<U>&) const { return true; }
+  bool operator==(const AlignedAllocator<U>&) const {
+    return true;
+  }
 };
 using FloatVector = std::vector<float, AlignedAllocator<float>>;
 
@@ -64,10 +66,10 @@ class Rng {
  public:
   explicit Rng(uint64_t seed = 0);
   uint64_t next_u64();
-  float uniform();                     // [0, 1)
-  float uniform(float lo, float hi);   // [lo, hi)
-  uint64_t below(uint64_t n);          // [0, n), n > 0
-  float normal();                      // standard normal (Box-Muller)
+  float uniform();                    // [0, 1)
+  float uniform(float lo, float hi);  // [lo, hi)
+  uint64_t below(uint64_t n);         // [0, n), n > 0
+  float normal();                     // standard normal (Box-Muller)
 
  private:
   uint64_t s_[4];

@@ -10,9 +10,9 @@ struct InferenceComparison {
   int64_t rows = 0;
   int64_t dense_width = 0;
   int repeats = 0;
-  double model_us_per_row = 0.0;   // median over repeats
-  double dense_us_per_row = 0.0;   // median over repeats
-  double speedup = 0.0;            // dense / model
+  double model_us_per_row = 0.0;  // median over repeats
+  double dense_us_per_row = 0.0;  // median over repeats
+  double speedup = 0.0;           // dense / model
   double model_flops_per_row = 0.0;
   double dense_flops_per_row = 0.0;
 };

@@ -41,7 +41,7 @@ struct LeafFFF {
 LeafFFF make_leaf_fff(const LeafFFFConfig& cfg, Rng& rng);
 
 struct LeafTrainMode {
-  bool hardened = false;                      // round decisions to {0, 1}
+  bool hardened = false;                        // round decisions to {0, 1}
   const std::vector<uint8_t>* flips = nullptr;  // (B, n_nodes) region-leak flips, or none
 };
 

@@ -14,8 +14,8 @@ void linear_backward(const float* x, const float* dy, int64_t B, int64_t in, int
 
 void linear_forward_reference(const float* x, int64_t B, int64_t in, int64_t out, const float* W,
                               const float* b, float* y);
-void linear_backward_reference(const float* x, const float* dy, int64_t B, int64_t in,
-                               int64_t out, const float* W, float* dx, float* dW, float* db);
+void linear_backward_reference(const float* x, const float* dy, int64_t B, int64_t in, int64_t out,
+                               const float* W, float* dx, float* dW, float* db);
 
 // db[j] = sum over rows of dy[r, j] (overwrites), summed in row order.
 void column_sums(const float* dy, int64_t B, int64_t cols, float* db);

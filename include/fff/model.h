@@ -22,10 +22,10 @@ struct ModelConfig {
   ModelKind kind = ModelKind::leaf_fff;
   int64_t in = 0, out = 0;
   Activation act = Activation::relu;
-  int64_t width = 0;       // ff: hidden width
-  int64_t depth = 0;       // leaf FFF: leaf depth d; neuron FFF: D (D + 1 levels)
-  int64_t leaf_width = 0;  // leaf FFF
-  int64_t trees = 1;       // neuron FFF
+  int64_t width = 0;        // ff: hidden width
+  int64_t depth = 0;        // leaf FFF: leaf depth d; neuron FFF: D (D + 1 levels)
+  int64_t leaf_width = 0;   // leaf FFF
+  int64_t trees = 1;        // neuron FFF
   bool output_bias = true;  // neuron FFF
   Standardization input_norm;
 

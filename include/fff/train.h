@@ -12,21 +12,21 @@
 namespace fff {
 
 struct TrainOptions {
-  int64_t epochs = 100;   // upper bound; early stop may end sooner
+  int64_t epochs = 100;  // upper bound; early stop may end sooner
   int64_t batch = 256;
   OptimizerConfig optimizer;
-  float hardening = 3.0f;     // weight h of the mean node entropy (leaf FFF)
-  float region_leak = 0.0f;   // leaf FFF
-  bool hardened = false;      // leaf FFF: train with hardened decisions
-  int64_t patience = 10;      // stop after this many epochs without a new best train accuracy
+  float hardening = 3.0f;    // weight h of the mean node entropy (leaf FFF)
+  float region_leak = 0.0f;  // leaf FFF
+  bool hardened = false;     // leaf FFF: train with hardened decisions
+  int64_t patience = 10;     // stop after this many epochs without a new best train accuracy
   uint64_t seed = 0;
 };
 
 struct EpochReport {
-  int64_t epoch = 0;           // 1-based
-  double loss = 0.0;           // mean task loss over the epoch's batches
-  double entropy = 0.0;        // mean node entropy over the epoch's batches
-  double train_accuracy = 0.0; // hard inference on the training split after the epoch
+  int64_t epoch = 0;            // 1-based
+  double loss = 0.0;            // mean task loss over the epoch's batches
+  double entropy = 0.0;         // mean node entropy over the epoch's batches
+  double train_accuracy = 0.0;  // hard inference on the training split after the epoch
   double val_accuracy = 0.0;
   double train_seconds = 0.0;  // the optimisation steps alone
   double eval_seconds = 0.0;   // accuracy on train and validation splits
@@ -61,9 +61,9 @@ std::pair<Dataset, Dataset> split_train_val(const Dataset& d, double val_fractio
 double accuracy(Model& model, const Dataset& d);
 
 struct RouteUsage {
-  int64_t routes = 0;       // leaves (leaf FFF) or tree leaves (neuron FFF) that exist
-  int64_t used = 0;         // ... reached by at least one row
-  int64_t nodes_used = 0;   // neuron FFF: distinct nodes visited
+  int64_t routes = 0;           // leaves (leaf FFF) or tree leaves (neuron FFF) that exist
+  int64_t used = 0;             // ... reached by at least one row
+  int64_t nodes_used = 0;       // neuron FFF: distinct nodes visited
   std::vector<int64_t> counts;  // rows per leaf
   double mean_entropy = 0.0;
 };

@@ -23,7 +23,8 @@ typedef float f32x4 __attribute__((vector_size(16)));
 inline float hsum(f32x16 v) {
   const f32x8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
                   __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-  const f32x4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  const f32x4 b =
+      __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
   return (b[0] + b[2]) + (b[1] + b[3]);
 }
 
@@ -109,17 +110,24 @@ inline void dot_rows(const float* const* x, const float* w, int64_t ldw, int64_t
 
 // out[r * ldo + k] = dot(x[r], w + k * ldw) for r < rows, k < nw: a small matrix product whose
 // rows are given by pointer (rows gathered by tree node without copying them).
-inline void dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t ldw,
-                       int64_t n, int64_t nw, float* out, int64_t ldo) {
+inline void dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t ldw, int64_t n,
+                       int64_t nw, float* out, int64_t ldo) {
   int64_t r = 0;
   if (nw == 1)  // one weight vector (a tree node): more rows per block keep more FMAs in flight
     for (; r + 8 <= rows; r += 8) dot_rows<8>(x + r, w, ldw, n, nw, out + r * ldo, ldo);
   for (; r + 4 <= rows; r += 4) dot_rows<4>(x + r, w, ldw, n, nw, out + r * ldo, ldo);
   switch (rows - r) {
-    case 3: dot_rows<3>(x + r, w, ldw, n, nw, out + r * ldo, ldo); break;
-    case 2: dot_rows<2>(x + r, w, ldw, n, nw, out + r * ldo, ldo); break;
-    case 1: dot_rows<1>(x + r, w, ldw, n, nw, out + r * ldo, ldo); break;
-    default: break;
+    case 3:
+      dot_rows<3>(x + r, w, ldw, n, nw, out + r * ldo, ldo);
+      break;
+    case 2:
+      dot_rows<2>(x + r, w, ldw, n, nw, out + r * ldo, ldo);
+      break;
+    case 1:
+      dot_rows<1>(x + r, w, ldw, n, nw, out + r * ldo, ldo);
+      break;
+    default:
+      break;
   }
 }
 
