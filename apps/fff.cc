@@ -193,6 +193,38 @@ void print_usage(const fff::ModelConfig& c, const fff::RouteUsage& u) {
   std::printf("; mean node entropy %.4f\n", u.mean_entropy);
 }
 
+// Rejects shape flags that the chosen model does not have (they would be silently ignored) and
+// warns about training flags that do not apply; runs before any data is loaded.
+void check_train_flags(const TrainArgs& a, const CLI::App& cmd) {
+  const fff::ModelKind kind = fff::parse_model_kind(a.model);
+  auto given = [&](const char* flag) { return cmd.count(flag) > 0; };
+  auto reject = [&](const char* flag, const char* advice) {
+    if (given(flag))
+      throw fff::Error(std::string(flag) + " does not apply to --model " + a.model + "; " + advice);
+  };
+  switch (kind) {
+    case fff::ModelKind::ff:
+      reject("--leaf-width", "a dense FF has one hidden layer of --width neurons");
+      reject("--depth", "a dense FF has one hidden layer of --width neurons");
+      reject("--trees", "a dense FF has one hidden layer of --width neurons");
+      break;
+    case fff::ModelKind::leaf_fff:
+      reject("--trees", "a leaf FFF is one tree (--depth or --width / --leaf-width)");
+      if (given("--depth") && given("--width"))
+        throw fff::Error("give either --depth or --width for fff, not both (depth = log2(width / "
+                         "leaf width))");
+      break;
+    case fff::ModelKind::neuron_fff:
+      reject("--width", "a neuron FFF has --trees trees of --depth levels");
+      reject("--leaf-width", "a neuron FFF has --trees trees of --depth levels");
+      break;
+  }
+  if (kind != fff::ModelKind::leaf_fff)
+    for (const char* flag : {"--region-leak", "--hardened"})
+      if (given(flag))
+        std::fprintf(stderr, "fff: warning: %s only affects --model fff; ignored\n", flag);
+}
+
 int run_train(const TrainArgs& a) {
   const int threads = a.threads > 0 ? a.threads : default_threads();
   fff::set_num_threads(threads);
@@ -507,7 +539,10 @@ int main(int argc, char** argv) {
     return app.exit(err);
   }
   try {
-    if (*train) return run_train(t);
+    if (*train) {
+      check_train_flags(t, *train);
+      return run_train(t);
+    }
     if (*eval) return run_eval(e);
     if (*info) return run_info(info_path, info_json);
   } catch (const fff::Error& err) {
