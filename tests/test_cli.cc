@@ -148,6 +148,24 @@ TEST(Cli, BadNumbersFail) {
   }
 }
 
+TEST(Cli, ShapeFlagsOfAnotherModelFail) {
+  // Checked before any data is loaded, so the (missing) data directory is never reached.
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"train", "--model", "neuron-fff", "--width", "100"},
+        {"train", "--model", "ff", "--depth", "3"},
+        {"train", "--model", "ff", "--leaf-width", "4"},
+        {"train", "--model", "fff", "--trees", "2"},
+        {"train", "--model", "fff", "--depth", "3", "--width", "64"}}) {
+    args.push_back("--data");
+    args.push_back("/nonexistent/dir");
+    const Result r = run_cli(args);
+    ASSERT_TRUE(r.exited) << r;
+    EXPECT_EQ(r.code, 1) << r;
+    EXPECT_TRUE(contains(r.err, args[3])) << r;
+    EXPECT_FALSE(contains(r.err, "/nonexistent/dir")) << r;
+  }
+}
+
 TEST(Cli, MissingDataNamesPath) {
   const Result r = run_cli({"train", "--data", "/nonexistent/dir", "--epochs", "1"});
   ASSERT_TRUE(r.exited) << r;
