@@ -211,8 +211,9 @@ void check_train_flags(const TrainArgs& a, const CLI::App& cmd) {
     case fff::ModelKind::leaf_fff:
       reject("--trees", "a leaf FFF is one tree (--depth or --width / --leaf-width)");
       if (given("--depth") && given("--width"))
-        throw fff::Error("give either --depth or --width for fff, not both (depth = log2(width / "
-                         "leaf width))");
+        throw fff::Error(
+            "give either --depth or --width for fff, not both (depth = log2(width / "
+            "leaf width))");
       break;
     case fff::ModelKind::neuron_fff:
       reject("--width", "a neuron FFF has --trees trees of --depth levels");
@@ -228,6 +229,7 @@ void check_train_flags(const TrainArgs& a, const CLI::App& cmd) {
 int run_train(const TrainArgs& a) {
   const int threads = a.threads > 0 ? a.threads : default_threads();
   fff::set_num_threads(threads);
+  fff::flush_subnormals();
   fff::TrainTest data = fff::load_dataset(a.data);
   if (a.limit > 0) data.train = fff::take_rows(data.train, a.limit);
   auto [train, val] = fff::split_train_val(data.train, a.val_fraction, a.seed);
@@ -351,6 +353,7 @@ int run_train(const TrainArgs& a) {
 
 int run_eval(const EvalArgs& a) {
   fff::set_num_threads(a.threads > 0 ? a.threads : default_threads());
+  fff::flush_subnormals();
   fff::LoadedModel loaded = fff::load_model(a.model_path);
   fff::Model& model = *loaded.model;
   const fff::ModelConfig& cfg = model.config();

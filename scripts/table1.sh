@@ -3,7 +3,10 @@
 # w in {16,32,64,128}, leaf width in {1,2,4,8}, d = log2(w / leaf width); SGD lr 0.2, batch 256,
 # h = 3, 9:1 split, best-validation model) and writes docs/results/fashion-mnist-table1.md.
 # Usage: scripts/table1.sh [SEEDS...]       (default seeds: 0 1 2; each run uses one thread)
-#        JOBS=2 scripts/table1.sh 0 1 2 3  (runs in parallel; timings then share the cores)
+#        JOBS=2 scripts/table1.sh 0 1 2 3  (accuracy runs in parallel)
+#        STAGES="timing report" scripts/table1.sh   (reuse the accuracy runs already recorded)
+# Stages: grid (the accuracy runs), timing (3 epochs of each config, one at a time, for the
+# s/epoch column: run it on an otherwise idle machine), report (the Markdown table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -34,9 +37,29 @@ run_one() {
 }
 export -f run_one
 
-start=$(date +%s)
-printf '%s\n' "${configs[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@" >> '"$tmp"'/runs.jsonl' _ {}
-elapsed=$(( $(date +%s) - start ))
-cp "$tmp/runs.jsonl" "$runs"
-/usr/bin/python3 scripts/table1_report.py "$runs" "$elapsed" "$jobs" > "$out/fashion-mnist-table1.md"
-echo "wrote $out/fashion-mnist-table1.md and $runs (${elapsed}s)" >&2
+stages=${STAGES:-grid timing report}
+timing="$out/fashion-mnist-table1-timing.jsonl"
+elapsed_file="$out/.table1-elapsed"
+
+if [[ $stages == *grid* ]]; then
+  start=$(date +%s)
+  printf '%s\n' "${configs[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@" >> '"$tmp"'/runs.jsonl' _ {}
+  echo $(( $(date +%s) - start )) > "$elapsed_file"
+  cp "$tmp/runs.jsonl" "$runs"
+fi
+if [[ $stages == *timing* ]]; then
+  : > "$tmp/timing.jsonl"
+  for w in 16 32 64 128; do
+    for l in 0 8 4 2 1; do
+      if [ "$l" = 0 ]; then model=(--model ff); else model=(--model fff --leaf-width "$l"); fi
+      build/fff train --data fashion-mnist "${model[@]}" --width "$w" --lr 0.2 --batch 256 \
+        --epochs 3 --patience 3 --seed 0 --threads 1 --no-compare --json 2>/dev/null >> "$tmp/timing.jsonl"
+    done
+  done
+  cp "$tmp/timing.jsonl" "$timing"
+fi
+if [[ $stages == *report* ]]; then
+  /usr/bin/python3 scripts/table1_report.py "$runs" "$timing" "$(cat "$elapsed_file" 2>/dev/null || echo 0)" "$jobs" \
+    > "$out/fashion-mnist-table1.md"
+  echo "wrote $out/fashion-mnist-table1.md" >&2
+fi

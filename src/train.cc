@@ -7,6 +7,7 @@
 #include <numeric>
 #include <set>
 
+#include "fff/gemm.h"
 #include "fff/loss.h"
 
 namespace fff {
@@ -14,6 +15,13 @@ namespace fff {
 namespace {
 
 constexpr int64_t kEvalChunk = 4096;
+constexpr int64_t kGatherAhead = 4;
+
+void prefetch_row(const float* row, int64_t n) {
+  const char* p = reinterpret_cast<const char*>(row);
+  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(float)); b += 64)
+    __builtin_prefetch(p + b);
+}
 
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -114,6 +122,7 @@ TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset&
     throw Error("--region-leak must be in [0, 0.5]");
 
   const ModelConfig& c = model.config();
+  flush_subnormals();
   std::vector<Param*> params = model.params();
   Optimizer optimizer(opt.optimizer, params);
   Rng rng(opt.seed);
@@ -139,6 +148,9 @@ TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset&
     for (int64_t b = 0; b < batches; ++b) {
       const int64_t start = b * opt.batch, B = std::min(opt.batch, n - start);
       for (int64_t i = 0; i < B; ++i) {
+        // Rows are scattered over the whole training set: ask for a later row's cache lines
+        // ahead of copying it, so the copy does not wait on DRAM row by row.
+        if (i + kGatherAhead < B) prefetch_row(train.x.row(order[start + i + kGatherAhead]), in);
         const int64_t r = order[start + i];
         std::copy_n(train.x.row(r), in, xb.row(i));
         yb[i] = train.y[r];

@@ -4,6 +4,9 @@
 
 #include <cblas.h>
 #include <omp.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 #include <algorithm>
 
@@ -19,10 +22,11 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
               static_cast<blasint>(ldb), beta, C, static_cast<blasint>(ldc));
 }
 
-// Output blocks of a fixed size, whatever the thread count: each block is one single-threaded
-// sgemm call, so every element is computed by the same call sequence on 1 or N threads and
-// results are bitwise identical (OpenBLAS's own threading splits by thread count).
-constexpr int64_t kGemmBlock = 128;
+// The output is split into blocks that depend only on the product's shape, never on the thread
+// count: each block is one single-threaded sgemm call, so every element is computed by the same
+// call sequence on 1 or N threads and results are bitwise identical (OpenBLAS's own threading
+// splits by thread count). Blocks of at least ~256 rows keep sgemm near its full speed.
+constexpr int64_t kGemmBlockMin = 256;
 
 }  // namespace
 
@@ -36,14 +40,15 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   }
   const bool split_rows = M >= N;
   const int64_t extent = split_rows ? M : N;
-  const int64_t blocks = (extent + kGemmBlock - 1) / kGemmBlock;
+  const int64_t blocks = std::max<int64_t>(1, extent / kGemmBlockMin);
+  const int64_t block = (extent + blocks - 1) / blocks;
   if (blocks == 1 || omp_in_parallel()) {
     sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t lo = b * kGemmBlock, len = std::min(kGemmBlock, extent - lo);
+    const int64_t lo = b * block, len = std::min(block, extent - lo);
     if (split_rows) {
       const float* Ab = trans_a ? A + lo : A + lo * lda;
       sgemm(trans_a, trans_b, len, N, K, alpha, Ab, lda, B, ldb, beta, C + lo * ldc, ldc);
@@ -86,6 +91,15 @@ void set_num_threads(int n) {
 
 int num_threads() {
   return g_threads;
+}
+
+void flush_subnormals() {
+#if defined(__SSE__)
+  auto set = [] { _mm_setcsr(_mm_getcsr() | 0x8040); };  // FTZ (bit 15) and DAZ (bit 6)
+  set();
+#pragma omp parallel
+  set();
+#endif
 }
 
 }  // namespace fff
