@@ -201,7 +201,8 @@ TEST(LeafHardened, TrainForwardEqualsInference) {
 
 TEST(LeafInfer, PackedMatchesReferenceRandomShapes) {
   const std::vector<int64_t> depths = {0, 1, 2, 3, 4, 5, 6}, ins = {1, 3, 17, 64, 100, 784},
-                             lws = {1, 2, 3, 8, 13}, outs = {1, 10, 33}, Bs = {1, 2, 37, 1000};
+                             lws = {1, 2, 3, 8, 13}, outs = {1, 10, 33},
+                             Bs = {1, 2, 37, 1000, 3000};
   Rng pick(3);
   auto any = [&](const std::vector<int64_t>& v) { return v[pick.below(v.size())]; };
   struct Shape {
@@ -639,9 +640,9 @@ TEST(Threads, DenseForwardBackwardBitwise) {
 // (h) Splitting a batch changes nothing at inference.
 
 TEST(BatchSplit, LeafInferBitwise) {
-  for (int64_t depth : {0, 2, 5}) {
+  // 3000 rows are tiled differently from small batches: the split must still change nothing.
+  for (const auto& [depth, B] : {std::pair<int64_t, int64_t>{0, 37}, {2, 37}, {5, 37}, {5, 3000}}) {
     const fff::LeafFFFConfig cfg{17, 10, depth, 3, Activation::gelu};
-    const int64_t B = 37;
     Rng rng(14 + depth);
     const fff::LeafFFF m = fff::make_leaf_fff(cfg, rng);
     const auto packed = fff::pack_leaf_fff(m);
@@ -649,7 +650,7 @@ TEST(BatchSplit, LeafInferBitwise) {
     std::vector<float> whole(B * cfg.out, NAN);
     std::vector<int32_t> whole_leaves(B, -1);
     fff::leaf_fff_infer(packed, x.data(), B, whole.data(), whole_leaves.data());
-    for (int64_t k : {int64_t{0}, int64_t{1}, int64_t{16}, B - 1, B}) {
+    for (int64_t k : {int64_t{0}, int64_t{1}, int64_t{16}, B / 2, B - 1, B}) {
       std::vector<float> parts(B * cfg.out, NAN);
       std::vector<int32_t> leaves(B, -1);
       fff::leaf_fff_infer(packed, x.data(), k, parts.data(), leaves.data());

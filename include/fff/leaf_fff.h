@@ -74,9 +74,14 @@ void leaf_fff_forward_train_reference(const LeafFFF& m, const float* x, int64_t 
 
 // Weights laid out for hard inference: W1 transposed so each leaf neuron's input weights are one
 // contiguous row. Build once, run many batches.
+// The tree is walked two levels per pass over the inputs: node_blocks holds, for every node k
+// at an even level, the rows [N_k, N_2k+1, N_2k+2] (children left out on the last level), so one
+// pass computes a node and both its children and decides two levels.
 struct LeafFFFPacked {
   LeafFFFConfig cfg;
-  Tensor nodes_w, nodes_b;
+  Tensor node_blocks;              // (n_nodes, in), in the block order above
+  std::vector<int64_t> block_row;  // node k at an even level -> its first row in node_blocks
+  Tensor nodes_b;
   Tensor w1t;  // (L*leaf_width, in)
   Tensor b1, w2, b2;
 };

@@ -102,10 +102,15 @@ inline void dot_rows(const float* const* x, const float* w, int64_t ldw, int64_t
     for (int r = 0; r < NR; ++r)
       for (int j = 0; j < 4; ++j) out[r * ldo + k + j] = o[r * 4 + j];
   }
-  for (; k < nw; ++k) {
-    dot_block<NR, 1>(x, w + k * ldw, ldw, n, o);
-    for (int r = 0; r < NR; ++r) out[r * ldo + k] = o[r];
-  }
+  const int rest = static_cast<int>(nw - k);
+  auto tail = [&]<int NW>() {
+    dot_block<NR, NW>(x, w + k * ldw, ldw, n, o);
+    for (int r = 0; r < NR; ++r)
+      for (int j = 0; j < NW; ++j) out[r * ldo + k + j] = o[r * NW + j];
+  };
+  if (rest == 3) tail.template operator()<3>();
+  if (rest == 2) tail.template operator()<2>();
+  if (rest == 1) tail.template operator()<1>();
 }
 
 // out[r * ldo + k] = dot(x[r], w + k * ldw) for r < rows, k < nw: a small matrix product whose
