@@ -369,12 +369,17 @@ void leaf_fff_infer(const LeafFFFPacked& m, const float* x, int64_t B, float* y,
       }
       if (leaves) std::copy_n(key.begin(), T, leaves + r0);
       group_by_key(key.data(), T, L, order, start);
+      int64_t next_row = r0 + T;
+      const int64_t next_end = std::min(B, next_row + tile);
       for (int64_t j = 0; j < L; ++j) {
         const int64_t cnt = start[j + 1] - start[j];
         if (cnt == 0) continue;
         for (int64_t i = 0; i < cnt; ++i) rows[i] = xt + order[start[j] + i] * c.in;
         cpu::dot_matrix(rows.data(), cnt, m.w1t.row(j * lw), c.in, c.in, lw, h.data(), lw);
         for (int64_t i = 0; i < cnt; ++i) {
+          // Pull one row of the next tile towards L2 per row finished, so the next tile's first
+          // pass does not wait on memory.
+          if (next_row < next_end) cpu::prefetch_row(x + (next_row++) * c.in, c.in);
           float* yr = y + (r0 + order[start[j] + i]) * c.out;
           std::copy_n(m.b2.row(j), c.out, yr);
           for (int64_t k = 0; k < lw; ++k) {

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <set>
 
+#include "cpu/vec.h"
 #include "fff/gemm.h"
 #include "fff/loss.h"
 
@@ -16,12 +17,6 @@ namespace {
 
 constexpr int64_t kEvalChunk = 4096;
 constexpr int64_t kGatherAhead = 4;
-
-void prefetch_row(const float* row, int64_t n) {
-  const char* p = reinterpret_cast<const char*>(row);
-  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(float)); b += 64)
-    __builtin_prefetch(p + b);
-}
 
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -150,7 +145,8 @@ TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset&
       for (int64_t i = 0; i < B; ++i) {
         // Rows are scattered over the whole training set: ask for a later row's cache lines
         // ahead of copying it, so the copy does not wait on DRAM row by row.
-        if (i + kGatherAhead < B) prefetch_row(train.x.row(order[start + i + kGatherAhead]), in);
+        if (i + kGatherAhead < B)
+          cpu::prefetch_row(train.x.row(order[start + i + kGatherAhead]), in);
         const int64_t r = order[start + i];
         std::copy_n(train.x.row(r), in, xb.row(i));
         yb[i] = train.y[r];

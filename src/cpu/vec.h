@@ -136,6 +136,13 @@ inline void dot_matrix(const float* const* x, int64_t rows, const float* w, int6
   }
 }
 
+// Asks for the cache lines of a row of n floats ahead of its use.
+inline void prefetch_row(const float* row, int64_t n) {
+  const char* p = reinterpret_cast<const char*>(row);
+  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(float)); b += 64)
+    __builtin_prefetch(p + b);
+}
+
 // y += alpha * x
 inline void axpy(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
