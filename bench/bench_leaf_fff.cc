@@ -2,6 +2,8 @@
 // side in one process (median of repeats after warm-up), plus a memory-read floor.
 // Usage: bench_leaf_fff [--in 784] [--out 10] [--leaf-width 8] [--depth 4] [--batch 10000]
 //                       [--threads 1] [--repeats 15] [--json]
+//        bench_leaf_fff --model FILE [--data fashion-mnist] ...   (a trained leaf FFF on the
+//                       data set's test rows instead of random weights and inputs)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -9,9 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "fff/data.h"
 #include "fff/dense_ff.h"
 #include "fff/gemm.h"
 #include "fff/leaf_fff.h"
+#include "fff/model.h"
+#include "fff/safetensors.h"
 
 namespace {
 
@@ -27,12 +32,24 @@ double time_us(F&& f) {
   return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// The leaf FFF inside a model file written by `fff train --model fff --save`.
+fff::LeafFFF load_leaf_fff(const std::string& path) {
+  fff::LoadedModel loaded = fff::load_model(path);
+  const fff::ModelConfig& c = loaded.model->config();
+  if (c.kind != fff::ModelKind::leaf_fff) throw fff::Error(path + ": not a leaf FFF model");
+  fff::LeafFFF m{{c.in, c.out, c.depth, c.leaf_width, c.act}, {}, {}, {}, {}, {}, {}};
+  std::vector<fff::Param*> dst = m.params(), src = loaded.model->params();
+  for (size_t k = 0; k < dst.size(); ++k) *dst[k] = *src[k];
+  return m;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int64_t in = 784, out = 10, leaf_width = 8, depth = 4, batch = 10000;
   int threads = 1, repeats = 15;
   bool json = false;
+  std::string model_path, data = "fashion-mnist";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> int64_t {
@@ -58,37 +75,75 @@ int main(int argc, char** argv) {
       repeats = static_cast<int>(next());
     else if (a == "--json")
       json = true;
+    else if (a == "--model" && i + 1 < argc)
+      model_path = argv[++i];
+    else if (a == "--data" && i + 1 < argc)
+      data = argv[++i];
     else {
       std::fprintf(stderr, "bench_leaf_fff: unknown flag %s\n", a.c_str());
       return 1;
     }
   }
   fff::set_num_threads(threads);
+  fff::flush_subnormals();
   fff::Rng rng(7);
-  const fff::LeafFFFConfig cfg{in, out, depth, leaf_width, fff::Activation::relu};
-  const fff::LeafFFF leaf = fff::make_leaf_fff(cfg, rng);
+  fff::LeafFFF leaf;
+  fff::Tensor x;
+  if (model_path.empty()) {
+    leaf = fff::make_leaf_fff({in, out, depth, leaf_width, fff::Activation::relu}, rng);
+    x = fff::Tensor({batch, in});
+    for (float& v : x.data) v = rng.normal();
+  } else {
+    try {
+      leaf = load_leaf_fff(model_path);
+      fff::TrainTest d = fff::load_dataset(data);
+      const auto& meta = fff::load_safetensors(model_path).metadata;
+      const fff::Standardization s{std::stof(meta.at("input_mean")),
+                                   std::stof(meta.at("input_std"))};
+      fff::apply_standardization(d.test.x, s);
+      batch = std::min(batch, d.test.size());
+      x = fff::take_rows(d.test, batch).x;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "bench_leaf_fff: %s\n", e.what());
+      return 1;
+    }
+  }
+  const fff::LeafFFFConfig cfg = leaf.cfg;
+  in = cfg.in, out = cfg.out, depth = cfg.depth, leaf_width = cfg.leaf_width;
   const fff::LeafFFFPacked packed = fff::pack_leaf_fff(leaf);
   const fff::DenseFFConfig dcfg{in, cfg.training_width(), out, fff::Activation::relu};
   const fff::DenseFF dense = fff::make_dense_ff(dcfg, rng);
-  fff::Tensor x({batch, in}), y1({batch, out}), y2({batch, out});
-  for (float& v : x.data) v = rng.normal();
+  fff::Tensor y1({batch, out}), y2({batch, out});
   fff::DenseFFContext ctx;
   std::vector<float> sink(static_cast<size_t>(batch * in));
 
   auto run_fff = [&] { fff::leaf_fff_infer(packed, x.ptr(), batch, y1.ptr(), nullptr); };
   auto run_dense = [&] { fff::dense_ff_forward(dense, x.ptr(), batch, y2.ptr(), &ctx); };
   auto run_copy = [&] { std::memcpy(sink.data(), x.ptr(), sink.size() * sizeof(float)); };
+  volatile float read_sink = 0.0f;
+  auto run_read = [&] {  // the floor for any kernel that must read every input once
+    float acc[16] = {};
+    const float* p = x.ptr();
+    const int64_t n = x.size() / 16 * 16;
+    for (int64_t i = 0; i < n; i += 16)
+      for (int k = 0; k < 16; ++k) acc[k] += p[i + k];
+    float s = 0.0f;
+    for (float a : acc) s += a;
+    read_sink = s;
+  };
   run_fff();
   run_dense();
   run_copy();
-  std::vector<double> tf, td, tc;
+  run_read();
+  std::vector<double> tf, td, tc, tr;
   for (int r = 0; r < repeats; ++r) {
     tf.push_back(time_us(run_fff));
     td.push_back(time_us(run_dense));
     tc.push_back(time_us(run_copy));
+    tr.push_back(time_us(run_read));
   }
   const double f_us = median_us(tf) / batch, d_us = median_us(td) / batch;
-  const double c_us = median_us(tc) / batch;
+  const double c_us = median_us(tc) / batch, r_us = median_us(tr) / batch;
   const double f_flops = fff::leaf_fff_inference_flops_per_row(cfg);
   const double d_flops = fff::dense_ff_flops_per_row(dcfg);
   if (json) {
@@ -96,10 +151,10 @@ int main(int argc, char** argv) {
         "{\"in\":%lld,\"out\":%lld,\"depth\":%lld,\"leaf_width\":%lld,\"batch\":%lld,"
         "\"threads\":%d,\"repeats\":%d,\"fff_us_per_row\":%.5f,\"dense_us_per_row\":%.5f,"
         "\"speedup\":%.3f,\"flop_ratio\":%.3f,\"fff_gflops\":%.2f,\"dense_gflops\":%.2f,"
-        "\"copy_us_per_row\":%.5f}\n",
+        "\"copy_us_per_row\":%.5f,\"read_us_per_row\":%.5f}\n",
         (long long)in, (long long)out, (long long)depth, (long long)leaf_width, (long long)batch,
         threads, repeats, f_us, d_us, d_us / f_us, d_flops / f_flops, f_flops / f_us * 1e-3,
-        d_flops / d_us * 1e-3, c_us);
+        d_flops / d_us * 1e-3, c_us, r_us);
   } else {
     std::printf(
         "leaf FFF in=%lld out=%lld depth=%lld leaf=%lld, batch %lld, %d thread(s), median of %d\n",
@@ -108,7 +163,8 @@ int main(int argc, char** argv) {
     std::printf("  FFF       %8.4f us/row  %7.2f GFLOP/s\n", f_us, f_flops / f_us * 1e-3);
     std::printf("  dense FF  %8.4f us/row  %7.2f GFLOP/s (width %lld)\n", d_us,
                 d_flops / d_us * 1e-3, (long long)dcfg.width);
-    std::printf("  memcpy of the input rows %8.4f us/row\n", c_us);
+    std::printf("  memcpy of the input rows %8.4f us/row, one read of them %8.4f us/row\n", c_us,
+                r_us);
     std::printf("  speedup %.2fx (FLOP ratio %.2fx)\n", d_us / f_us, d_flops / f_flops);
   }
   return 0;
