@@ -25,8 +25,8 @@ void dense_ff_forward(const DenseFF& m, const float* x, int64_t B, float* y, Den
   const auto& c = m.cfg;
   DenseFFContext local;
   DenseFFContext& k = ctx ? *ctx : local;
-  k.z1 = Tensor({B, c.width});
-  k.a1 = Tensor({B, c.width});
+  k.z1.reshape({B, c.width});
+  k.a1.reshape({B, c.width});
   linear_forward(x, B, c.in, c.width, m.w1.value.ptr(), m.b1.value.ptr(), k.z1.ptr());
   activation_forward(c.act, k.z1.ptr(), k.a1.ptr(), k.z1.size());
   linear_forward(k.a1.ptr(), B, c.width, c.out, m.w2.value.ptr(), m.b2.value.ptr(), y);
