@@ -38,9 +38,9 @@ struct TrainArgs {
 
 struct EvalArgs {
   std::string model_path, data = "fashion-mnist";
-  int threads = 0;
+  int threads = 0, bench_repeats = 7;
   int64_t limit = 0;
-  bool json = false;
+  bool json = false, no_compare = false;
 };
 
 double now_seconds() {
@@ -226,6 +226,31 @@ void check_train_flags(const TrainArgs& a, const CLI::App& cmd) {
         std::fprintf(stderr, "fff: warning: %s only affects --model fff; ignored\n", flag);
 }
 
+// Times hard inference against the dense FF of the same training width on the rows x.
+json inference_json(fff::Model& model, const fff::Tensor& x, int repeats) {
+  const fff::InferenceComparison cmp = fff::compare_with_dense(model, x, repeats);
+  return {{"rows", cmp.rows},
+          {"repeats", cmp.repeats},
+          {"dense_width", cmp.dense_width},
+          {"fff_us_per_row", cmp.model_us_per_row},
+          {"dense_us_per_row", cmp.dense_us_per_row},
+          {"speedup", cmp.speedup},
+          {"flop_ratio", cmp.dense_flops_per_row / cmp.model_flops_per_row}};
+}
+
+void print_inference(const json& out) {
+  if (out.contains("inference")) {
+    const auto& inf = out["inference"];
+    std::printf(
+        "inference on %lld test rows: FFF %.3f us/row, dense FF-%lld %.3f us/row: %.1fx faster "
+        "(FLOP ratio %.1fx)\n",
+        static_cast<long long>(inf["rows"].get<int64_t>()), inf["fff_us_per_row"].get<double>(),
+        static_cast<long long>(inf["dense_width"].get<int64_t>()),
+        inf["dense_us_per_row"].get<double>(), inf["speedup"].get<double>(),
+        inf["flop_ratio"].get<double>());
+  }
+}
+
 int run_train(const TrainArgs& a) {
   const int threads = a.threads > 0 ? a.threads : default_threads();
   fff::set_num_threads(threads);
@@ -301,17 +326,8 @@ int run_train(const TrainArgs& a) {
                        {"seconds", r.train_seconds}});
   out["history"] = history;
 
-  if (!a.no_compare && cfg.kind != fff::ModelKind::ff && data.test.size() > 0) {
-    const fff::InferenceComparison cmp =
-        fff::compare_with_dense(*model, data.test.x, a.bench_repeats);
-    out["inference"] = {{"rows", cmp.rows},
-                        {"repeats", cmp.repeats},
-                        {"dense_width", cmp.dense_width},
-                        {"fff_us_per_row", cmp.model_us_per_row},
-                        {"dense_us_per_row", cmp.dense_us_per_row},
-                        {"speedup", cmp.speedup},
-                        {"flop_ratio", cmp.dense_flops_per_row / cmp.model_flops_per_row}};
-  }
+  if (!a.no_compare && cfg.kind != fff::ModelKind::ff && data.test.size() > 0)
+    out["inference"] = inference_json(*model, data.test.x, a.bench_repeats);
   if (!a.save.empty()) {
     std::map<std::string, std::string> meta = {
         {"data", data.name},
@@ -337,16 +353,7 @@ int run_train(const TrainArgs& a) {
   std::printf("training: %.3f s per epoch of %lld rows (median), %.1f s in all\n",
               s.seconds_per_epoch, static_cast<long long>(train.size()), wall);
   print_usage(cfg, usage);
-  if (out.contains("inference")) {
-    const auto& inf = out["inference"];
-    std::printf(
-        "inference on %lld test rows: FFF %.3f us/row, dense FF-%lld %.3f us/row: %.1fx faster "
-        "(FLOP ratio %.1fx)\n",
-        static_cast<long long>(inf["rows"].get<int64_t>()), inf["fff_us_per_row"].get<double>(),
-        static_cast<long long>(inf["dense_width"].get<int64_t>()),
-        inf["dense_us_per_row"].get<double>(), inf["speedup"].get<double>(),
-        inf["flop_ratio"].get<double>());
-  }
+  print_inference(out);
   if (!a.save.empty()) std::printf("saved %s\n", a.save.c_str());
   return 0;
 }
@@ -380,6 +387,8 @@ int run_eval(const EvalArgs& a) {
   out["epochs_run"] = meta_num("epochs_run");
   out["seconds_per_epoch"] = meta_num("seconds_per_epoch");
   usage_json(cfg, usage, out);
+  if (!a.no_compare && cfg.kind != fff::ModelKind::ff && data.test.size() > 0)
+    out["inference"] = inference_json(model, data.test.x, a.bench_repeats);
   if (a.json) {
     std::cout << out.dump() << "\n";
     return 0;
@@ -389,6 +398,7 @@ int run_eval(const EvalArgs& a) {
               static_cast<long long>(data.test.size()), data.name.c_str());
   std::printf("accuracy on the training file: %.2f%%\n", 100 * train_acc);
   print_usage(cfg, usage);
+  print_inference(out);
   return 0;
 }
 
@@ -527,6 +537,10 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   eval->add_option("--threads", e.threads, "Threads (default: all cores)")
       ->check(CLI::PositiveNumber);
+  eval->add_flag("--no-compare", e.no_compare, "Skip the inference timing against dense FF");
+  eval->add_option("--bench-repeats", e.bench_repeats, "Repeats of the inference timing (median)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   eval->add_flag("--json", e.json, "Print one JSON object on stdout");
 
   std::string info_path;
