@@ -229,6 +229,18 @@ fff::ModelConfig leaf_config() {
   return c;
 }
 
+// Writes v's tensors with one metadata entry changed to `name` in dir, and expects loading it to
+// fail with an error naming the file (and `also`, if given).
+void expect_bad_metadata(const TempDir& dir, const ValidFile& v, const std::string& key,
+                         const std::string& value, const std::string& name,
+                         const std::string& also = "") {
+  auto meta = v.metadata;
+  meta[key] = value;
+  const std::string path = dir.file(name);
+  write_file(path, v.tensors, meta);
+  expect_load_error(path, also);
+}
+
 TEST(ModelIO, ValidFileBuiltByHandLoads) {
   // Sanity check of the helpers used by the corruption tests below.
   TempDir dir("fff_model_io");
@@ -292,20 +304,8 @@ TEST(ModelIO, UnsupportedFormatVersion) {
 TEST(ModelIO, UnknownModelKindAndActivation) {
   TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
-  {
-    auto meta = v.metadata;
-    meta["model"] = "transformer";
-    const std::string path = dir.file("bad_kind.safetensors");
-    write_file(path, v.tensors, meta);
-    expect_load_error(path, "transformer");
-  }
-  {
-    auto meta = v.metadata;
-    meta["activation"] = "tanh";
-    const std::string path = dir.file("bad_act.safetensors");
-    write_file(path, v.tensors, meta);
-    expect_load_error(path);
-  }
+  expect_bad_metadata(dir, v, "model", "transformer", "bad_kind.safetensors", "transformer");
+  expect_bad_metadata(dir, v, "activation", "tanh", "bad_act.safetensors");
 }
 
 TEST(ModelIO, TensorWithWrongShape) {
@@ -365,14 +365,8 @@ TEST(ModelIO, NeuronFFFBiasMismatch) {
     write_file(path, tensors, v.metadata);
     expect_load_error(path, "'b'");
   }
-  {
-    // The config says no output bias, but the file has one.
-    auto meta = v.metadata;
-    meta["output_bias"] = "false";
-    const std::string path = dir.file("extra_bias.safetensors");
-    write_file(path, v.tensors, meta);
-    expect_load_error(path, "'b'");
-  }
+  // The config says no output bias, but the file has one.
+  expect_bad_metadata(dir, v, "output_bias", "false", "extra_bias.safetensors", "'b'");
 }
 
 TEST(ModelIO, ExtraTensor) {
@@ -431,19 +425,9 @@ TEST(ModelIO, NonIntegerIn) {
   int i = 0;
   for (const char* in : {"11.5", "eleven", "", "11abc", "1e1", "99999999999999999999999"}) {
     SCOPED_TRACE(std::string("in = '") + in + "'");
-    auto meta = v.metadata;
-    meta["in"] = in;
-    const std::string path = dir.file("in" + std::to_string(i++) + ".safetensors");
-    write_file(path, v.tensors, meta);
-    expect_load_error(path, "'in'");
+    expect_bad_metadata(dir, v, "in", in, "in" + std::to_string(i++) + ".safetensors", "'in'");
   }
-  {
-    auto meta = v.metadata;
-    meta["in"] = "0";
-    const std::string path = dir.file("in_zero.safetensors");
-    write_file(path, v.tensors, meta);
-    expect_load_error(path);
-  }
+  expect_bad_metadata(dir, v, "in", "0", "in_zero.safetensors");
 }
 
 TEST(ModelIO, BadStandardisation) {
@@ -457,11 +441,7 @@ TEST(ModelIO, BadStandardisation) {
                                                         {"input_mean", "inf"},
                                                         {"input_mean", "abc"}}) {
     SCOPED_TRACE(key + " = " + value);
-    auto meta = v.metadata;
-    meta[key] = value;
-    const std::string path = dir.file("norm" + std::to_string(i++) + ".safetensors");
-    write_file(path, v.tensors, meta);
-    expect_load_error(path);
+    expect_bad_metadata(dir, v, key, value, "norm" + std::to_string(i++) + ".safetensors");
   }
 }
 
