@@ -206,20 +206,22 @@ std::unique_ptr<Model> make_model(const ModelConfig& cfg, Rng& rng) {
 void save_model(const std::string& path, Model& model,
                 const std::map<std::string, std::string>& extra_metadata) {
   const ModelConfig& c = model.config();
+  const std::map<std::string, std::string> config = {
+      {"format", "fff-classifier"},
+      {"format_version", "1"},
+      {"model", model_kind_name(c.kind)},
+      {"in", std::to_string(c.in)},
+      {"out", std::to_string(c.out)},
+      {"activation", activation_name(c.act)},
+      {"width", std::to_string(c.width)},
+      {"depth", std::to_string(c.depth)},
+      {"leaf_width", std::to_string(c.leaf_width)},
+      {"trees", std::to_string(c.trees)},
+      {"output_bias", c.output_bias ? "true" : "false"},
+      {"input_mean", to_str(c.input_norm.mean)},
+      {"input_std", to_str(c.input_norm.std)}};
   std::map<std::string, std::string> meta = extra_metadata;
-  meta["format"] = "fff-classifier";
-  meta["format_version"] = "1";
-  meta["model"] = model_kind_name(c.kind);
-  meta["in"] = std::to_string(c.in);
-  meta["out"] = std::to_string(c.out);
-  meta["activation"] = activation_name(c.act);
-  meta["width"] = std::to_string(c.width);
-  meta["depth"] = std::to_string(c.depth);
-  meta["leaf_width"] = std::to_string(c.leaf_width);
-  meta["trees"] = std::to_string(c.trees);
-  meta["output_bias"] = c.output_bias ? "true" : "false";
-  meta["input_mean"] = to_str(c.input_norm.mean);
-  meta["input_std"] = to_str(c.input_norm.std);
+  for (const auto& [key, value] : config) meta[key] = value;  // the config wins over extras
   std::vector<std::pair<std::string, const Tensor*>> tensors;
   for (Param* p : model.params()) tensors.emplace_back(p->name, &p->value);
   save_safetensors(path, tensors, meta);

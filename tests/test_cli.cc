@@ -59,8 +59,8 @@ Result run_cli(const std::vector<std::string>& args) {
   TempDir tmp;
   const std::string err_path = tmp.file("stderr.txt");
   std::string cmd = shell_quote(FFF_CLI_PATH);
-  for (const std::string& a : args) cmd += " " + shell_quote(a);
-  cmd += " 2>" + shell_quote(err_path) + " </dev/null";
+  for (const std::string& a : args) cmd.append(" ").append(shell_quote(a));
+  cmd.append(" 2>").append(shell_quote(err_path)).append(" </dev/null");
   Result r;
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (!pipe) {
