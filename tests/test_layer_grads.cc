@@ -248,8 +248,10 @@ struct LeafCase {
 };
 
 std::string leaf_case_name(const LeafCase& c) {
-  return "d" + std::to_string(c.depth) + "_l" + std::to_string(c.leaf_width) + "_" +
-         act_name(c.act) + (c.flips ? "_leak" : "") + (c.hardening > 0 ? "_hardloss" : "");
+  std::string name = "d";
+  name.append(std::to_string(c.depth)).append("_l").append(std::to_string(c.leaf_width));
+  name.append("_").append(act_name(c.act)).append(c.flips ? "_leak" : "");
+  return name.append(c.hardening > 0 ? "_hardloss" : "");
 }
 
 class LeafSoftGrad : public testing::TestWithParam<LeafCase> {};
@@ -381,8 +383,9 @@ struct LeafHardCase {
 };
 
 std::string leaf_hard_name(const LeafHardCase& c) {
-  return "d" + std::to_string(c.depth) + "_l" + std::to_string(c.leaf_width) + "_" +
-         act_name(c.act) + (c.flips ? "_leak" : "");
+  std::string name = "d";
+  name.append(std::to_string(c.depth)).append("_l").append(std::to_string(c.leaf_width));
+  return name.append("_").append(act_name(c.act)).append(c.flips ? "_leak" : "");
 }
 
 class LeafHardGrad : public testing::TestWithParam<LeafHardCase> {};
@@ -469,8 +472,9 @@ struct NeuronCase {
 };
 
 std::string neuron_name(const NeuronCase& c) {
-  return "K" + std::to_string(c.trees) + "_D" + std::to_string(c.depth) + "_" + act_name(c.act) +
-         (c.bias ? "_bias" : "_nobias");
+  std::string name = "K";
+  name.append(std::to_string(c.trees)).append("_D").append(std::to_string(c.depth));
+  return name.append("_").append(act_name(c.act)).append(c.bias ? "_bias" : "_nobias");
 }
 
 class NeuronGrad : public testing::TestWithParam<NeuronCase> {};
