@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -219,6 +220,14 @@ void check_train_flags(const TrainArgs& a, const CLI::App& cmd) {
       reject("--width", "a neuron FFF has --trees trees of --depth levels");
       reject("--leaf-width", "a neuron FFF has --trees trees of --depth levels");
       break;
+  }
+  if (!a.save.empty()) {
+    // Fail now rather than after a long training run.
+    const std::filesystem::path dir = std::filesystem::absolute(a.save).parent_path();
+    if (!std::filesystem::is_directory(dir))
+      throw fff::Error("--save " + a.save + ": directory " + dir.string() + " does not exist");
+    if (::access(dir.c_str(), W_OK) != 0)
+      throw fff::Error("--save " + a.save + ": directory " + dir.string() + " is not writable");
   }
   if (kind != fff::ModelKind::leaf_fff)
     for (const char* flag : {"--region-leak", "--hardened"})

@@ -166,6 +166,15 @@ TEST(Cli, ShapeFlagsOfAnotherModelFail) {
   }
 }
 
+TEST(Cli, SaveIntoMissingDirectoryFailsBeforeTraining) {
+  const Result r =
+      run_cli({"train", "--save", "/nonexistent/dir/m.safetensors", "--data", "/also/nonexistent"});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_EQ(r.code, 1) << r;
+  EXPECT_TRUE(contains(r.err, "/nonexistent/dir")) << r;
+  EXPECT_FALSE(contains(r.err, "/also/nonexistent")) << r;  // checked before loading data
+}
+
 TEST(Cli, MissingDataNamesPath) {
   const Result r = run_cli({"train", "--data", "/nonexistent/dir", "--epochs", "1"});
   ASSERT_TRUE(r.exited) << r;
