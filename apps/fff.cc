@@ -359,7 +359,7 @@ int run_train(const TrainArgs& a) {
               static_cast<long long>(s.best_epoch), static_cast<long long>(s.epochs_run),
               100 * s.train_accuracy, 100 * s.val_accuracy);
   std::printf("test accuracy (G_A): %.2f%%\n", 100 * test_acc);
-  std::printf("training: %.3f s per epoch of %lld rows (median), %.1f s in all\n",
+  std::printf("training: %.3f s per epoch of %lld rows (median), %.2f s in all\n",
               s.seconds_per_epoch, static_cast<long long>(train.size()), wall);
   print_usage(cfg, usage);
   print_inference(out);
@@ -393,7 +393,8 @@ int run_eval(const EvalArgs& a) {
     }
   };
   out["val_accuracy"] = meta_num("val_accuracy");
-  out["epochs_run"] = meta_num("epochs_run");
+  const json epochs = meta_num("epochs_run");
+  out["epochs_run"] = epochs.is_number() ? json(epochs.get<int64_t>()) : epochs;
   out["seconds_per_epoch"] = meta_num("seconds_per_epoch");
   usage_json(cfg, usage, out);
   if (!a.no_compare && cfg.kind != fff::ModelKind::ff && data.test.size() > 0)
