@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "fff/cmm_bench.h"
 #include "fff/data.h"
 #include "fff/gemm.h"
 #include "fff/inference_bench.h"
@@ -35,6 +36,13 @@ struct TrainArgs {
   int threads = 0;
   int bench_repeats = 7;
   std::string save;
+};
+
+struct BenchArgs {
+  int64_t dim = 768, trees = 1, depth = 11, batch = 1, dense_width = 3072, layers = 1;
+  int threads = 1;
+  double min_seconds = 0.3;
+  bool json = false;
 };
 
 struct EvalArgs {
@@ -412,6 +420,75 @@ int run_eval(const EvalArgs& a) {
   return 0;
 }
 
+// UltraFastBERT's shapes at d = 768: K trees of depth D with K * 2^(D+1) about 4096 neurons.
+constexpr std::pair<int64_t, int64_t> kUltraFastBertShapes[] = {
+    {1, 11}, {2, 10}, {4, 9}, {8, 8}, {16, 7}, {32, 6}, {64, 5}, {128, 4}};
+
+json bench_json(const fff::CmmBenchResult& r) {
+  return {{"dim", r.cfg.dim},
+          {"trees", r.cfg.trees},
+          {"depth", r.cfg.depth},
+          {"batch", r.cfg.batch},
+          {"threads", r.cfg.threads},
+          {"layers", r.cfg.layers},
+          {"dense_width", r.cfg.dense_width},
+          {"dense_backend", r.dense_backend},
+          {"dense_us_per_token", r.dense_us_per_token},
+          {"fff_us_per_token", r.fff_us_per_token},
+          {"speedup", r.speedup},
+          {"fff_gflops", r.fff_gflops},
+          {"dense_gflops", r.dense_gflops},
+          {"fff_flops_per_token", r.fff_flops_per_token},
+          {"dense_flops_per_token", r.dense_flops_per_token},
+          {"fff_bytes_per_token", r.fff_bytes_per_token},
+          {"dense_bytes_per_token", r.dense_bytes_per_token},
+          {"max_rel_err", r.max_rel_err},
+          {"fff_repeats", r.fff_repeats},
+          {"dense_repeats", r.dense_repeats}};
+}
+
+int run_bench(const BenchArgs& a, const CLI::App& cmd) {
+  // Without shape flags: the UltraFastBERT grid at batch 1, 128 and 16384.
+  const bool grid =
+      cmd.count("--trees") == 0 && cmd.count("--depth") == 0 && cmd.count("--batch") == 0;
+  std::vector<std::pair<int64_t, int64_t>> shapes;
+  std::vector<int64_t> batches;
+  if (grid) {
+    shapes.assign(std::begin(kUltraFastBertShapes), std::end(kUltraFastBertShapes));
+    batches = {1, 128, 16384};
+  } else {
+    shapes = {{a.trees, a.depth}};
+    batches = {a.batch};
+  }
+  if (!a.json)
+    std::printf("%-8s %6s %6s %12s %12s %9s %10s %10s %10s\n", "shape", "batch", "layers",
+                "fff us/tok", "dense us/tok", "speedup", "fff GF/s", "dense GF/s", "rel err");
+  for (int64_t batch : batches) {
+    double dense_us = 0.0;  // one dense measurement per batch serves every shape
+    int dense_n = 0;
+    for (const auto& [trees, depth] : shapes) {
+      fff::CmmBenchConfig c;
+      c.dim = a.dim, c.trees = trees, c.depth = depth, c.batch = batch;
+      c.dense_width = a.dense_width, c.layers = a.layers, c.threads = a.threads;
+      c.min_seconds = a.min_seconds;
+      const fff::CmmBenchResult r = fff::run_cmm_bench(c, dense_us, dense_n);
+      dense_us = r.dense_us_per_token;
+      dense_n = r.dense_repeats;
+      if (a.json) {
+        std::cout << bench_json(r).dump() << std::endl;
+      } else {
+        const std::string shape = std::to_string(trees) + "x" + std::to_string(depth);
+        std::printf("%-8s %6lld %6lld %12.3f %12.3f %8.1fx %10.2f %10.2f %10.2e\n", shape.c_str(),
+                    static_cast<long long>(batch), static_cast<long long>(c.layers),
+                    r.fff_us_per_token, r.dense_us_per_token, r.speedup, r.fff_gflops,
+                    r.dense_gflops, r.max_rel_err);
+        std::fflush(stdout);
+      }
+    }
+  }
+  return 0;
+}
+
 int run_info(const std::string& path, bool as_json) {
   fff::LoadedModel loaded = fff::load_model(path);
   fff::Model& model = *loaded.model;
@@ -553,6 +630,42 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   eval->add_flag("--json", e.json, "Print one JSON object on stdout");
 
+  BenchArgs bench_args;
+  auto* bench = app.add_subcommand(
+      "bench",
+      "Time neuron FFF inference against the dense FF it replaces (same process, medians); "
+      "without shape flags, the UltraFastBERT shapes at d=768 and batch 1, 128, 16384");
+  bench->add_option("--dim", bench_args.dim, "Hidden size d (input and output width)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench->add_option("--trees", bench_args.trees, "Number of trees K")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench->add_option("--depth", bench_args.depth, "Tree depth D (D + 1 levels)")
+      ->check(CLI::Range(0, 24))
+      ->capture_default_str();
+  bench->add_option("--batch", bench_args.batch, "Tokens per call")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench->add_option("--dense-width", bench_args.dense_width, "Hidden width of the dense FF")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench
+      ->add_option("--layers", bench_args.layers,
+                   "Independent layers applied in sequence (use 16+ to measure batch-1 latency "
+                   "with weights beyond the cache)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench->add_option("--threads", bench_args.threads, "Threads")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench
+      ->add_option("--min-seconds", bench_args.min_seconds,
+                   "Repeat each side at least this long (and 3 times) after a warm-up")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench->add_flag("--json", bench_args.json, "One JSON object per configuration on stdout");
+
   std::string info_path;
   bool info_json = false;
   auto* info =
@@ -571,6 +684,7 @@ int main(int argc, char** argv) {
       return run_train(t);
     }
     if (*eval) return run_eval(e);
+    if (*bench) return run_bench(bench_args, *bench);
     if (*info) return run_info(info_path, info_json);
   } catch (const fff::Error& err) {
     std::fprintf(stderr, "fff: error: %s\n", err.what());

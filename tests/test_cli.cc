@@ -175,6 +175,31 @@ TEST(Cli, SaveIntoMissingDirectoryFailsBeforeTraining) {
   EXPECT_FALSE(contains(r.err, "/also/nonexistent")) << r;  // checked before loading data
 }
 
+TEST(Cli, BenchJsonHasTheIssueFields) {
+  const Result r =
+      run_cli({"bench", "--dim", "33", "--trees", "2", "--depth", "3", "--batch", "5",
+               "--dense-width", "64", "--layers", "2", "--min-seconds", "0.01", "--json"});
+  ASSERT_TRUE(r.exited) << r;
+  ASSERT_EQ(r.code, 0) << r;
+  const json j = json::parse(r.out);
+  for (const char* key : {"dim", "trees", "depth", "batch", "threads", "layers", "dense_width",
+                          "dense_backend", "dense_us_per_token", "fff_us_per_token", "speedup",
+                          "fff_gflops", "dense_gflops", "max_rel_err"})
+    EXPECT_TRUE(j.contains(key)) << key << "\n" << r;
+  EXPECT_EQ(j["dim"], 33);
+  EXPECT_EQ(j["trees"], 2);
+  EXPECT_EQ(j["layers"], 2);
+  EXPECT_LE(j["max_rel_err"].get<double>(), 1e-5) << r;
+  EXPECT_GT(j["fff_us_per_token"].get<double>(), 0.0) << r;
+  EXPECT_GT(j["dense_us_per_token"].get<double>(), 0.0) << r;
+}
+
+TEST(Cli, BenchRejectsBadShapes) {
+  const Result r = run_cli({"bench", "--depth", "40"});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_NE(r.code, 0) << r;
+}
+
 TEST(Cli, MissingDataNamesPath) {
   const Result r = run_cli({"train", "--data", "/nonexistent/dir", "--epochs", "1"});
   ASSERT_TRUE(r.exited) << r;

@@ -38,6 +38,16 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
   }
+  if (M == 1 && !trans_a) {
+    // One row: a matrix-vector product. sgemm does this several times slower than sgemv.
+    if (trans_b)  // B is (N, K): C = B A^T
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<blasint>(N), static_cast<blasint>(K),
+                  alpha, B, static_cast<blasint>(ldb), A, 1, beta, C, 1);
+    else  // B is (K, N): C = B^T A^T
+      cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<blasint>(K), static_cast<blasint>(N),
+                  alpha, B, static_cast<blasint>(ldb), A, 1, beta, C, 1);
+    return;
+  }
   const bool split_rows = M >= N;
   const int64_t extent = split_rows ? M : N;
   const int64_t blocks = std::max<int64_t>(1, extent / kGemmBlockMin);

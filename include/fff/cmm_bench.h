@@ -1,0 +1,43 @@
+// Side-by-side benchmark of neuron FFF inference (UltraFastBERT shapes) against the dense FF it
+// replaces: warm-up, repeats, medians, FLOP and byte counts, and the error against the naive
+// reference on the same inputs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace fff {
+
+struct CmmBenchConfig {
+  int64_t dim = 768;           // d: input and output width
+  int64_t trees = 1;           // K
+  int64_t depth = 11;          // D (D + 1 levels)
+  int64_t batch = 1;           // tokens per call
+  int64_t dense_width = 3072;  // hidden width of the dense baseline
+  int64_t layers = 1;          // independent layers applied in sequence (weights beyond cache)
+  int threads = 1;
+  double min_seconds = 0.3;  // repeat each side until this much time (and >= 3 repeats)
+  uint64_t seed = 1;
+};
+
+struct CmmBenchResult {
+  CmmBenchConfig cfg;
+  std::string dense_backend;      // e.g. "openblas-sgemm"
+  double fff_us_per_token = 0.0;  // per layer and token, median over repeats
+  double dense_us_per_token = 0.0;
+  double speedup = 0.0;
+  double fff_flops_per_token = 0.0, dense_flops_per_token = 0.0;  // per layer
+  double fff_bytes_per_token = 0.0, dense_bytes_per_token = 0.0;  // weights read per layer
+  double fff_gflops = 0.0, dense_gflops = 0.0;
+  double max_rel_err = 0.0;  // FFF output vs the naive reference, max |diff| / max |ref|
+  int fff_repeats = 0, dense_repeats = 0;
+};
+
+// Each timed call takes the next of many distinct batches of random tokens (up to 1024 of them,
+// 16384 rows in all), so paths vary between calls as they do in use.
+// Runs the FFF side; the dense side is taken from `dense_us_per_token` if positive (one dense
+// measurement serves every FFF shape of the same dim, batch and width), else measured here.
+CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_token = 0.0,
+                             int dense_repeats = 0);
+
+}  // namespace fff
