@@ -522,7 +522,8 @@ int run_info(const std::string& path, bool as_json) {
 int main(int argc, char** argv) {
   CLI::App app{
       "fff: fast feedforward networks. Train, evaluate and inspect dense FF, leaf FFF and "
-      "neuron FFF classifiers.\nRun 'fff COMMAND --help' for the options of each command."};
+      "neuron FFF classifiers, and benchmark FFF inference against dense FF.\nRun 'fff COMMAND "
+      "--help' for the options of each command."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "fff 0.1");
 
@@ -547,7 +548,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   train
       ->add_option("--depth", t.depth,
-                   "fff: tree depth d (2^d leaves; overrides --width); neuron-fff: depth D "
+                   "fff: tree depth d (2^d leaves; instead of --width); neuron-fff: depth D "
                    "(D+1 levels, default 4)")
       ->check(CLI::Range(0, 24));
   train->add_option("--trees", t.trees, "neuron-fff: number of parallel trees K")
