@@ -46,14 +46,25 @@ struct GemmCase {
 
 // Runs gemm and gemm_reference on the same random operands and checks every element of C,
 // including the padding columns that must stay untouched.
-void check_gemm(const GemmCase& g, uint64_t seed) {
-  Rng rng(seed);
+// Random operands of a case, with their leading dimensions (padding included).
+struct GemmOperands {
+  int64_t lda, ldb, ldc;
+  std::vector<float> A, B, C0;
+};
+
+GemmOperands make_operands(const GemmCase& g, Rng& rng) {
   const int64_t a_rows = g.ta ? g.K : g.M, a_cols = g.ta ? g.M : g.K;
   const int64_t b_rows = g.tb ? g.N : g.K, b_cols = g.tb ? g.K : g.N;
-  const int64_t lda = a_cols + g.pad_a, ldb = b_cols + g.pad_b, ldc = g.N + g.pad_c;
-  const auto A = random_vec(a_rows * lda, rng);
-  const auto B = random_vec(b_rows * ldb, rng);
-  const auto C0 = random_vec(g.M * ldc, rng);
+  GemmOperands o{a_cols + g.pad_a, b_cols + g.pad_b, g.N + g.pad_c, {}, {}, {}};
+  o.A = random_vec(a_rows * o.lda, rng);
+  o.B = random_vec(b_rows * o.ldb, rng);
+  o.C0 = random_vec(g.M * o.ldc, rng);
+  return o;
+}
+
+void check_gemm(const GemmCase& g, uint64_t seed) {
+  Rng rng(seed);
+  const auto [lda, ldb, ldc, A, B, C0] = make_operands(g, rng);
   auto C = C0, R = C0;
   fff::gemm(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(), ldb, g.beta, C.data(),
             ldc);
@@ -138,12 +149,7 @@ TEST(Gemm, TwoThreadsBitwiseEqualOneAndMatchReference) {
   for (const GemmCase& g : cases) {
     ASSERT_NO_FATAL_FAILURE(check_gemm(g, seed));
     Rng rng(seed++);
-    const int64_t a_rows = g.ta ? g.K : g.M, a_cols = g.ta ? g.M : g.K;
-    const int64_t b_rows = g.tb ? g.N : g.K, b_cols = g.tb ? g.K : g.N;
-    const int64_t lda = a_cols + g.pad_a, ldb = b_cols + g.pad_b, ldc = g.N + g.pad_c;
-    const auto A = random_vec(a_rows * lda, rng);
-    const auto B = random_vec(b_rows * ldb, rng);
-    const auto C0 = random_vec(g.M * ldc, rng);
+    const auto [lda, ldb, ldc, A, B, C0] = make_operands(g, rng);
     std::vector<float> C[2] = {C0, C0};
     for (int t = 0; t < 2; ++t) {
       fff::set_num_threads(t + 1);

@@ -286,19 +286,13 @@ TEST(ModelIO, NoMetadataAtAll) {
 TEST(ModelIO, WrongFormat) {
   TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
-  v.metadata["format"] = "pt";
-  const std::string path = dir.file("wrong_format.safetensors");
-  write_file(path, v.tensors, v.metadata);
-  expect_load_error(path, "pt");
+  expect_bad_metadata(dir, v, "format", "pt", "wrong_format.safetensors", "pt");
 }
 
 TEST(ModelIO, UnsupportedFormatVersion) {
   TempDir dir("fff_model_io");
   ValidFile v = valid_file(dir, leaf_config());
-  v.metadata["format_version"] = "2";
-  const std::string path = dir.file("version2.safetensors");
-  write_file(path, v.tensors, v.metadata);
-  expect_load_error(path, "format_version");
+  expect_bad_metadata(dir, v, "format_version", "2", "version2.safetensors", "format_version");
 }
 
 TEST(ModelIO, UnknownModelKindAndActivation) {
