@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "fff/cmm.h"
 #include "fff/dense_ff.h"
 #include "fff/gemm.h"
 #include "fff/neuron_fff.h"
@@ -67,7 +68,7 @@ CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_toke
     const float* in = next_input();
     for (int64_t l = 0; l < L; ++l) {
       float* out = (l % 2 == 0) ? a.ptr() : b.ptr();
-      neuron_fff_forward(fff_layers[l], in, B, out, nullptr);
+      neuron_fff_infer(fff_layers[l], in, B, out);
       in = out;
     }
   };
@@ -78,7 +79,7 @@ CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_toke
   // Error of the first layer against its reference on the first rows.
   const int64_t checked = std::min(B, kCheckedRows);
   Tensor y({checked, d}), y_ref({checked, d});
-  neuron_fff_forward(fff_layers[0], x.ptr(), checked, y.ptr(), nullptr);
+  neuron_fff_infer(fff_layers[0], x.ptr(), checked, y.ptr());
   neuron_fff_forward_reference(fff_layers[0], x.ptr(), checked, y_ref.ptr(), nullptr);
   double max_diff = 0.0, max_ref = 0.0;
   for (int64_t i = 0; i < y.size(); ++i) {

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cpu/cmm_kernels.h"
+#include "cpu/grouping.h"
 #include "cpu/vec.h"
 #include "fff/gemm.h"
 #include "fff/linear.h"
@@ -315,17 +317,6 @@ constexpr int64_t kInferTile = 256;
 constexpr int64_t kInferTileStreaming = 64;
 constexpr int64_t kStreamingBatch = 2048;
 
-// Stable counting sort of tile rows by key in [0, keys): fills order and group starts.
-void group_by_key(const int32_t* key, int64_t rows, int64_t keys, std::vector<int32_t>& order,
-                  std::vector<int32_t>& start) {
-  start.assign(static_cast<size_t>(keys + 1), 0);
-  for (int64_t r = 0; r < rows; ++r) ++start[key[r] + 1];
-  for (int64_t k = 0; k < keys; ++k) start[k + 1] += start[k];
-  std::vector<int32_t> fill(start.begin(), start.end() - 1);
-  order.resize(static_cast<size_t>(rows));
-  for (int64_t r = 0; r < rows; ++r) order[fill[key[r]]++] = static_cast<int32_t>(r);
-}
-
 }  // namespace
 
 void leaf_fff_infer(const LeafFFFPacked& m, const float* x, int64_t B, float* y, int32_t* leaves) {
@@ -335,8 +326,9 @@ void leaf_fff_infer(const LeafFFFPacked& m, const float* x, int64_t B, float* y,
   const int64_t tiles = (B + tile - 1) / tile;
 #pragma omp parallel
   {
-    std::vector<int32_t> key(kInferTile), order, start;
-    std::vector<const float*> rows(kInferTile);
+    std::vector<int32_t> key(kInferTile), order(kInferTile), start;
+    std::vector<const float*> rows(kInferTile), w2_rows(lw);
+    std::vector<float*> out(kInferTile);
     std::vector<float> z(3 * kInferTile), h(static_cast<size_t>(kInferTile * lw));
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tiles; ++t) {
@@ -347,14 +339,14 @@ void leaf_fff_infer(const LeafFFFPacked& m, const float* x, int64_t B, float* y,
       for (int64_t level = 0; level < c.depth;) {
         const bool two = level + 1 < c.depth;  // decide this level and the next in one pass
         const int64_t first = (int64_t{1} << level) - 1, count = int64_t{1} << level;
-        group_by_key(key.data(), T, count, order, start);
+        cpu::group_by_key(nullptr, T, key.data(), 0, count, order.data(), start);
         for (int64_t g = 0; g < count; ++g) {
           const int64_t cnt = start[g + 1] - start[g];
           if (cnt == 0) continue;
           const int64_t k = first + g, nw = two ? 3 : 1;
           for (int64_t i = 0; i < cnt; ++i) rows[i] = xt + order[start[g] + i] * c.in;
-          cpu::dot_matrix(rows.data(), cnt, m.node_blocks.row(m.block_row[k]), c.in, c.in, nw,
-                          z.data(), nw);
+          cpu::cmm_dot_matrix(rows.data(), cnt, m.node_blocks.row(m.block_row[k]), c.in, c.in, nw,
+                              z.data(), nw);
           for (int64_t i = 0; i < cnt; ++i) {
             const int32_t r = order[start[g] + i];
             const int right = z[i * nw] + m.nodes_b.data[k] >= 0.0f ? 1 : 0;
@@ -368,25 +360,26 @@ void leaf_fff_infer(const LeafFFFPacked& m, const float* x, int64_t B, float* y,
         level += two ? 2 : 1;
       }
       if (leaves) std::copy_n(key.begin(), T, leaves + r0);
-      group_by_key(key.data(), T, L, order, start);
+      cpu::group_by_key(nullptr, T, key.data(), 0, L, order.data(), start);
       int64_t next_row = r0 + T;
       const int64_t next_end = std::min(B, next_row + tile);
       for (int64_t j = 0; j < L; ++j) {
         const int64_t cnt = start[j + 1] - start[j];
         if (cnt == 0) continue;
         for (int64_t i = 0; i < cnt; ++i) rows[i] = xt + order[start[j] + i] * c.in;
-        cpu::dot_matrix(rows.data(), cnt, m.w1t.row(j * lw), c.in, c.in, lw, h.data(), lw);
+        cpu::cmm_dot_matrix(rows.data(), cnt, m.w1t.row(j * lw), c.in, c.in, lw, h.data(), lw);
         for (int64_t i = 0; i < cnt; ++i) {
           // Pull one row of the next tile towards L2 per row finished, so the next tile's first
           // pass does not wait on memory.
           if (next_row < next_end) cpu::prefetch_row(x + (next_row++) * c.in, c.in);
-          float* yr = y + (r0 + order[start[j] + i]) * c.out;
-          std::copy_n(m.b2.row(j), c.out, yr);
-          for (int64_t k = 0; k < lw; ++k) {
-            const float a = activate(c.act, h[i * lw + k] + m.b1.data[j * lw + k]);
-            if (a != 0.0f) cpu::axpy(a, m.w2.row(j * lw + k), yr, c.out);
-          }
+          out[i] = y + (r0 + order[start[j] + i]) * c.out;
+          for (int64_t k = 0; k < lw; ++k)
+            h[i * lw + k] = activate(c.act, h[i * lw + k] + m.b1.data[j * lw + k]);
         }
+        // The leaf's output rows serve all of its rows: one small product.
+        for (int64_t k = 0; k < lw; ++k) w2_rows[k] = m.w2.row(j * lw + k);
+        cpu::cmm_combine_rows(h.data(), lw, lw, w2_rows.data(), c.out, m.b2.row(j), false, false,
+                              out.data(), cnt);
       }
     }
   }

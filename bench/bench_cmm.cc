@@ -1,0 +1,109 @@
+// Benchmark of the CMM engine's paths for neuron FFF inference (batched with its tuning knobs,
+// row at a time), beside the memory floor of the same batch: reading the inputs and writing the
+// outputs once. Median of repeats after a warm-up; every call takes a different batch of tokens.
+// Usage: bench_cmm [--dim 768] [--trees 1] [--depth 11] [--batch 16384] [--threads 1]
+//                  [--band 6] [--tile 0] [--repeats 11] [--no-rowwise]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "fff/cmm.h"
+#include "fff/gemm.h"
+
+namespace {
+
+// Runs every variant once per round, rounds after one warm-up round, so that the machine's
+// drift hits all variants alike; returns each variant's median in microseconds.
+std::vector<double> interleaved_median_us(int rounds,
+                                          const std::vector<std::function<void()>>& fs) {
+  std::vector<std::vector<double>> t(fs.size());
+  for (int round = -1; round < rounds; ++round)
+    for (size_t k = 0; k < fs.size(); ++k) {
+      const auto t0 = std::chrono::steady_clock::now();
+      fs[k]();
+      const double us =
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+      if (round >= 0) t[k].push_back(us);
+    }
+  std::vector<double> med;
+  for (auto& v : t) {
+    std::sort(v.begin(), v.end());
+    med.push_back(v[v.size() / 2]);
+  }
+  return med;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t dim = 768, trees = 1, depth = 11, batch = 16384, band = 6, tile = 0;
+  int threads = 1, repeats = 11;
+  bool rowwise = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--no-rowwise") {
+      rowwise = false;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "bench_cmm: unknown flag or missing value: %s\n", a.c_str());
+      return 1;
+    }
+    const int64_t v = std::stoll(argv[++i]);
+    if (a == "--dim")
+      dim = v;
+    else if (a == "--trees")
+      trees = v;
+    else if (a == "--depth")
+      depth = v;
+    else if (a == "--batch")
+      batch = v;
+    else if (a == "--threads")
+      threads = static_cast<int>(v);
+    else if (a == "--band")
+      band = v;
+    else if (a == "--tile")
+      tile = v;
+    else if (a == "--repeats")
+      repeats = static_cast<int>(v);
+    else {
+      std::fprintf(stderr, "bench_cmm: unknown flag %s\n", a.c_str());
+      return 1;
+    }
+  }
+  fff::set_num_threads(threads);
+  fff::flush_subnormals();
+  fff::Rng rng(1);
+  const fff::NeuronFFF m =
+      fff::make_neuron_fff({dim, dim, trees, depth, fff::Activation::gelu, false}, rng);
+  // Two distinct batches alternate, so no call finds its inputs in cache from the previous one
+  // when the batch exceeds the cache.
+  const int64_t pool = std::max<int64_t>(2, std::min<int64_t>(1024, 16384 / batch));
+  fff::Tensor x({pool * batch, dim}), y({batch, dim});
+  for (float& v : x.data) v = rng.normal();
+  int64_t call = 0;
+  auto input = [&] { return x.row((call++ % pool) * batch); };
+  const double per = 1.0 / static_cast<double>(batch);
+  fff::CmmOptions opt;
+  opt.band_levels = band;
+  opt.tile_rows = tile;
+  std::vector<std::string> names = {"memory floor (copy x to y)", "batched"};
+  std::vector<std::function<void()>> fs = {
+      [&] { std::memcpy(y.ptr(), input(), sizeof(float) * batch * dim); },
+      [&] { fff::neuron_fff_infer_batched(m, input(), batch, y.ptr(), opt); }};
+  if (rowwise) {
+    names.push_back("row at a time");
+    fs.push_back([&] { fff::neuron_fff_infer_rowwise(m, input(), batch, y.ptr()); });
+  }
+  const std::vector<double> us = interleaved_median_us(repeats, fs);
+  std::printf("simd %s  dim %ld  %ldx%ld  batch %ld  threads %d  band %ld  tile %ld\n",
+              fff::cmm_simd_target(), dim, trees, depth, batch, threads, band, tile);
+  for (size_t k = 0; k < fs.size(); ++k)
+    std::printf("%-28s %8.3f us/token  %5.2fx floor\n", names[k].c_str(), us[k] * per,
+                us[k] / us[0]);
+  return 0;
+}

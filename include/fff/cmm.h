@@ -1,0 +1,43 @@
+// Conditional-matmul (CMM) inference engine for neuron FFF (UltraFastBERT's layer): each row
+// computes only the K (D + 1) neurons on its paths, fast at batch 1 and at large batch.
+//   x: (B, in)   y: (B, out)   same function as neuron_fff_forward, without training state
+#pragma once
+
+#include <cstdint>
+
+#include "fff/neuron_fff.h"
+
+namespace fff {
+
+struct CmmOptions {
+  // Levels walked per pass over the inputs. After each pass the rows are regrouped by the node
+  // they reached, so that deep nodes see every row of the batch that visits them.
+  int64_t band_levels = 6;
+  // Rows walked together within a group (0: as many as keep ~768 KB of inputs in L2).
+  int64_t tile_rows = 0;
+};
+
+// Picks the path by batch size: row at a time below kCmmBatchedFrom rows, grouped above.
+void neuron_fff_infer(const NeuronFFF& m, const float* x, int64_t B, float* y);
+
+// Latency path: one row at a time; the path is walked first (dot products only, the chain of
+// dependent loads), then its output rows are combined in one pass, whose loads are independent.
+// Prefetching the children's or the path's weights was measured slower: it competes with the
+// dependent loads for the core's outstanding misses.
+void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, float* y);
+
+// Throughput path: per tree, rows walk `band_levels` levels at a time; at each level the rows
+// of a tile are grouped by node (counting sort) so the node's weights serve the whole group,
+// and at the last level each group shares its whole path, so its outputs are one small product
+// with the path's output rows. Threads take contiguous slices of the batch. Each output depends
+// only on its row (fixed summation order), so results are the same for any thread count,
+// grouping or path.
+void neuron_fff_infer_batched(const NeuronFFF& m, const float* x, int64_t B, float* y,
+                              const CmmOptions& opt = {});
+
+inline constexpr int64_t kCmmBatchedFrom = 16;
+
+// Name of the SIMD instruction set the engine dispatched to on this CPU.
+const char* cmm_simd_target();
+
+}  // namespace fff

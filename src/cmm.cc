@@ -1,0 +1,201 @@
+// CMM engine scheduling for neuron FFF inference: row-at-a-time latency path and the grouped
+// batched path (regrouping by node, tiles, threads); the SIMD kernels are in cpu/cmm_kernels.
+#include "fff/cmm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+#include "cpu/cmm_kernels.h"
+#include "cpu/grouping.h"
+#include "fff/gemm.h"
+
+namespace fff {
+
+namespace {
+
+// Inputs kept in L2 while a tile walks its levels.
+constexpr int64_t kTileBytes = 768 * 1024;
+// Outputs larger than this are written with non-temporal stores.
+constexpr int64_t kStreamOutputBytes = 4 << 20;
+
+void prefetch_floats(const float* p, int64_t n) {
+  const char* b = reinterpret_cast<const char*>(p);
+  for (int64_t i = 0; i < n * static_cast<int64_t>(sizeof(float)); i += 64)
+    __builtin_prefetch(b + i);
+}
+
+// Per-thread working state of the batched path, reused across calls.
+struct Scratch {
+  std::vector<int32_t> node;  // per row of the slice: its node in the current tree
+  std::vector<float> act;     // per row: the D + 1 activations of its path in the current tree
+  std::vector<int32_t> order, bucket_start, tile, sorted, start;
+  std::vector<const float*> xp, path;
+  std::vector<float*> yp;
+  std::vector<float> z, a;
+  bool stream = false;  // write outputs with non-temporal stores
+};
+
+// Walks the rows tile[0..n) of one tree from level s to level e; all of them are at the same
+// node at level s. At level D each group shares its whole path and writes its outputs.
+void walk_tile(const NeuronFFF& m, int64_t tree, const float* x, float* y, int32_t* tile, int64_t n,
+               int64_t s, int64_t e, Scratch& sc) {
+  const auto& c = m.cfg;
+  const int64_t per_tree = c.nodes_per_tree(), D1 = c.depth + 1;
+  const float* w1 = m.w1.value.row(tree * per_tree);
+  const float* b1 = m.b1.value.ptr() + tree * per_tree;
+  const float* w2 = m.w2.value.row(tree * per_tree);
+  const float* init = (tree == 0 && c.output_bias) ? m.b.value.ptr() : nullptr;
+  const int32_t root = sc.node[tile[0]];
+  for (int64_t level = s; level <= e; ++level) {
+    const int64_t width = int64_t{1} << (level - s);
+    const int32_t first = static_cast<int32_t>((root + 1) * width - 1);
+    cpu::group_by_key(tile, n, sc.node.data(), first, width, sc.sorted.data(), sc.start);
+    int64_t next_g = 0;  // the next group with rows; its node's weights are fetched early
+    for (int64_t g = 0; g < width; ++g) {
+      const int64_t b = sc.start[g], cnt = sc.start[g + 1] - b;
+      if (cnt == 0) continue;
+      const int32_t node = first + static_cast<int32_t>(g);
+      if (next_g <= g) {
+        for (next_g = g + 1; next_g < width && sc.start[next_g + 1] == sc.start[next_g];) ++next_g;
+        if (next_g < width) prefetch_floats(w1 + (first + next_g) * c.in, c.in);
+      }
+      const int32_t* rows = sc.sorted.data() + b;
+      for (int64_t i = 0; i < cnt; ++i) sc.xp[i] = x + rows[i] * c.in;
+      cpu::cmm_dot_rows(sc.xp.data(), cnt, w1 + node * c.in, c.in, sc.z.data());
+      for (int64_t i = 0; i < cnt; ++i) {
+        const float zz = sc.z[i] + b1[node];
+        sc.act[rows[i] * D1 + level] = activate(c.act, zz);
+        sc.node[rows[i]] = 2 * node + 1 + (zz > 0.0f ? 1 : 0);
+      }
+      if (level == c.depth) {
+        int64_t k = node;
+        for (int64_t l = c.depth; l >= 0; --l, k = (k - 1) / 2) sc.path[l] = w2 + k * c.out;
+        for (int64_t i = 0; i < cnt; ++i) {
+          std::copy_n(sc.act.data() + rows[i] * D1, D1, sc.a.data() + i * D1);
+          sc.yp[i] = y + rows[i] * c.out;
+        }
+        cpu::cmm_combine_rows(sc.a.data(), D1, D1, sc.path.data(), c.out, init, tree > 0, sc.stream,
+                              sc.yp.data(), cnt);
+      }
+    }
+    std::copy_n(sc.sorted.data(), n, tile);
+  }
+}
+
+// The batched path on one contiguous slice of rows.
+void infer_slice(const NeuronFFF& m, const float* x, int64_t rows, float* y, const CmmOptions& opt,
+                 Scratch& sc) {
+  const auto& c = m.cfg;
+  const int64_t D1 = c.depth + 1;
+  const int64_t band = std::max<int64_t>(1, opt.band_levels);
+  const int64_t tile_max =
+      opt.tile_rows > 0
+          ? opt.tile_rows
+          : std::clamp<int64_t>(kTileBytes / (c.in * int64_t{sizeof(float)}), 8, 4096);
+  sc.node.resize(rows);
+  sc.act.resize(rows * D1);
+  sc.order.resize(rows);
+  sc.tile.resize(std::min(rows, tile_max));
+  sc.sorted.resize(rows);
+  sc.xp.resize(std::min(rows, tile_max));
+  sc.yp.resize(std::min(rows, tile_max));
+  sc.z.resize(std::min(rows, tile_max));
+  sc.a.resize(std::min(rows, tile_max) * D1);
+  sc.path.resize(D1);
+  // A single tree writes each output once; when the outputs exceed the cache, stream them.
+  sc.stream = c.trees == 1 && rows * c.out * int64_t{sizeof(float)} > kStreamOutputBytes;
+  for (int64_t tree = 0; tree < c.trees; ++tree) {
+    std::fill(sc.node.begin(), sc.node.end(), 0);
+    for (int64_t s = 0; s <= c.depth; s += band) {
+      const int64_t e = std::min(c.depth, s + band - 1);
+      // Regroup the slice by the node reached at level s: one bucket per node.
+      const int64_t width = int64_t{1} << s;
+      const int32_t first = static_cast<int32_t>(width - 1);
+      if (width <= 4 * rows + 64) {
+        cpu::group_by_key(nullptr, rows, sc.node.data(), first, width, sc.order.data(),
+                          sc.bucket_start);
+      } else {  // far more nodes than rows: sort instead of counting
+        std::iota(sc.order.begin(), sc.order.end(), 0);
+        std::stable_sort(sc.order.begin(), sc.order.end(),
+                         [&](int32_t p, int32_t q) { return sc.node[p] < sc.node[q]; });
+        sc.bucket_start.clear();
+        for (int64_t i = 0; i < rows; ++i)
+          if (i == 0 || sc.node[sc.order[i]] != sc.node[sc.order[i - 1]])
+            sc.bucket_start.push_back(static_cast<int32_t>(i));
+        sc.bucket_start.push_back(static_cast<int32_t>(rows));
+      }
+      for (size_t k = 0; k + 1 < sc.bucket_start.size(); ++k) {
+        const int64_t b = sc.bucket_start[k], cnt = sc.bucket_start[k + 1] - b;
+        if (cnt == 0) continue;
+        // Split a large bucket into equal tiles of at most tile_max rows.
+        const int64_t tiles = (cnt + tile_max - 1) / tile_max;
+        for (int64_t t = 0; t < tiles; ++t) {
+          const int64_t t0 = b + cnt * t / tiles, t1 = b + cnt * (t + 1) / tiles;
+          std::copy(sc.order.begin() + t0, sc.order.begin() + t1, sc.tile.begin());
+          walk_tile(m, tree, x, y, sc.tile.data(), t1 - t0, s, e, sc);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void neuron_fff_infer_batched(const NeuronFFF& m, const float* x, int64_t B, float* y,
+                              const CmmOptions& opt) {
+  if (B <= 0) return;
+  // Threads take equal contiguous slices; a slice below 64 rows is not worth a thread.
+  const int threads = static_cast<int>(std::clamp<int64_t>(B / 64, 1, num_threads()));
+#pragma omp parallel num_threads(threads)
+  {
+    static thread_local Scratch sc;
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t r0 = B * t / nt, r1 = B * (t + 1) / nt;
+    infer_slice(m, x + r0 * m.cfg.in, r1 - r0, y + r0 * m.cfg.out, opt, sc);
+  }
+}
+
+void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, float* y) {
+  const auto& c = m.cfg;
+  const int64_t per_tree = c.nodes_per_tree(), D1 = c.depth + 1;
+#pragma omp parallel if (B > 1)
+  {
+    std::vector<float> a(D1);
+    std::vector<const float*> path(D1);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < B; ++r) {
+      const float* xr = x + r * c.in;
+      float* yr = y + r * c.out;
+      for (int64_t tree = 0; tree < c.trees; ++tree) {
+        int64_t node = 0;
+        for (int64_t level = 0; level <= c.depth; ++level) {
+          const int64_t k = tree * per_tree + node;
+          path[level] = m.w2.value.row(k);
+          float z;
+          cpu::cmm_dot_rows(&xr, 1, m.w1.value.row(k), c.in, &z);
+          z += m.b1.value.data[k];
+          a[level] = activate(c.act, z);
+          node = 2 * node + 1 + (z > 0.0f ? 1 : 0);
+        }
+        const float* init = (tree == 0 && c.output_bias) ? m.b.value.ptr() : nullptr;
+        cpu::cmm_combine_rows(a.data(), D1, D1, path.data(), c.out, init, tree > 0, false, &yr, 1);
+      }
+    }
+  }
+}
+
+void neuron_fff_infer(const NeuronFFF& m, const float* x, int64_t B, float* y) {
+  if (B < kCmmBatchedFrom)
+    neuron_fff_infer_rowwise(m, x, B, y);
+  else
+    neuron_fff_infer_batched(m, x, B, y);
+}
+
+const char* cmm_simd_target() {
+  return cpu::cmm_simd_target();
+}
+
+}  // namespace fff

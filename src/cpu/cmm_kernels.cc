@@ -1,0 +1,217 @@
+// SIMD kernels of the CMM engine, written once with Highway and compiled for each x86 target;
+// the best one the CPU supports is chosen at run time.
+#include "cpu/cmm_kernels.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "src/cpu/cmm_kernels.cc"
+#include <hwy/cache_control.h>
+#include <hwy/foreach_target.h>  // re-includes this file once per target
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
+namespace fff::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using D = hn::ScalableTag<float>;
+using V = hn::Vec<D>;
+
+// NR rows against one weight vector. Chunk i of every dot goes to accumulator i % 4, whatever NR,
+// so results do not depend on the blocking; four accumulators keep the FMA chains short when a
+// node's group is a single row.
+template <int NR>
+void DotRowsBlock(const float* const* x, const float* w, int64_t n, float* out) {
+  const D d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  V acc[NR][4];
+  for (int r = 0; r < NR; ++r)
+    for (int k = 0; k < 4; ++k) acc[r][k] = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N)
+    for (int k = 0; k < 4; ++k) {
+      const V wv = hn::LoadU(d, w + i + k * N);
+      for (int r = 0; r < NR; ++r)
+        acc[r][k] = hn::MulAdd(hn::LoadU(d, x[r] + i + k * N), wv, acc[r][k]);
+    }
+  // Up to three whole chunks remain; constant accumulator indices keep acc in registers.
+  for (int k = 0; k < 3; ++k) {
+    if (i + N > n) break;
+    const V wv = hn::LoadU(d, w + i);
+    for (int r = 0; r < NR; ++r) acc[r][k] = hn::MulAdd(hn::LoadU(d, x[r] + i), wv, acc[r][k]);
+    i += N;
+  }
+  for (int r = 0; r < NR; ++r) {
+    const V sum = hn::Add(hn::Add(acc[r][0], acc[r][1]), hn::Add(acc[r][2], acc[r][3]));
+    float s = hn::GetLane(hn::SumOfLanes(d, sum));
+    for (int64_t t = i; t < n; ++t) s += x[r][t] * w[t];
+    out[r] = s;
+  }
+}
+
+void DotRows(const float* const* x, int64_t rows, const float* w, int64_t n, float* out) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) DotRowsBlock<4>(x + r, w, n, out + r);
+  for (; r + 2 <= rows; r += 2) DotRowsBlock<2>(x + r, w, n, out + r);
+  if (r < rows) DotRowsBlock<1>(x + r, w, n, out + r);
+}
+
+// NR rows by NW weight vectors, one accumulator each, chunks summed in order.
+template <int NR, int NW>
+void DotBlock(const float* const* x, const float* w, int64_t ldw, int64_t n, float* out,
+              int64_t ldo) {
+  const D d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  V acc[NR][NW];
+  for (int r = 0; r < NR; ++r)
+    for (int k = 0; k < NW; ++k) acc[r][k] = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    V xv[NR];
+    for (int r = 0; r < NR; ++r) xv[r] = hn::LoadU(d, x[r] + i);
+    for (int k = 0; k < NW; ++k) {
+      const V wv = hn::LoadU(d, w + k * ldw + i);
+      for (int r = 0; r < NR; ++r) acc[r][k] = hn::MulAdd(xv[r], wv, acc[r][k]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int k = 0; k < NW; ++k) {
+      float s = hn::GetLane(hn::SumOfLanes(d, acc[r][k]));
+      for (int64_t t = i; t < n; ++t) s += x[r][t] * w[k * ldw + t];
+      out[r * ldo + k] = s;
+    }
+}
+
+template <int NR>
+void DotBlockRows(const float* const* x, const float* w, int64_t ldw, int64_t n, int64_t nw,
+                  float* out, int64_t ldo) {
+  int64_t k = 0;
+  for (; k + 4 <= nw; k += 4) DotBlock<NR, 4>(x, w + k * ldw, ldw, n, out + k, ldo);
+  switch (nw - k) {
+    case 3:
+      DotBlock<NR, 3>(x, w + k * ldw, ldw, n, out + k, ldo);
+      break;
+    case 2:
+      DotBlock<NR, 2>(x, w + k * ldw, ldw, n, out + k, ldo);
+      break;
+    case 1:
+      DotBlock<NR, 1>(x, w + k * ldw, ldw, n, out + k, ldo);
+      break;
+    default:
+      break;
+  }
+}
+
+void DotMatrix(const float* const* x, int64_t rows, const float* w, int64_t ldw, int64_t n,
+               int64_t nw, float* out, int64_t ldo) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) DotBlockRows<4>(x + r, w, ldw, n, nw, out + r * ldo, ldo);
+  switch (rows - r) {
+    case 3:
+      DotBlockRows<3>(x + r, w, ldw, n, nw, out + r * ldo, ldo);
+      break;
+    case 2:
+      DotBlockRows<2>(x + r, w, ldw, n, nw, out + r * ldo, ldo);
+      break;
+    case 1:
+      DotBlockRows<1>(x + r, w, ldw, n, nw, out + r * ldo, ldo);
+      break;
+    default:
+      break;
+  }
+}
+
+// R rows by C vectors of columns starting at col: accumulators stay in registers over all terms.
+template <int R, int C>
+void CombineBlock(const float* a, int64_t lda, int64_t terms, const float* const* w, int64_t col,
+                  const float* init, bool accumulate, bool stream, float* const* y) {
+  const D d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  V acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c)
+      acc[r][c] = accumulate ? hn::LoadU(d, y[r] + col + c * N)
+                  : init     ? hn::LoadU(d, init + col + c * N)
+                             : hn::Zero(d);
+  for (int64_t j = 0; j < terms; ++j) {
+    V wv[C];
+    for (int c = 0; c < C; ++c) wv[c] = hn::LoadU(d, w[j] + col + c * N);
+    for (int r = 0; r < R; ++r) {
+      const V av = hn::Set(d, a[r * lda + j]);
+      for (int c = 0; c < C; ++c) acc[r][c] = hn::MulAdd(av, wv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      if (stream)
+        hn::Stream(acc[r][c], d, y[r] + col + c * N);
+      else
+        hn::StoreU(acc[r][c], d, y[r] + col + c * N);
+    }
+}
+
+template <int R>
+void CombineRowBlock(const float* a, int64_t lda, int64_t terms, const float* const* w, int64_t n,
+                     const float* init, bool accumulate, bool stream, float* const* y) {
+  const D d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  // Non-temporal stores need every row aligned to the vector size.
+  for (int r = 0; r < R; ++r)
+    stream = stream && reinterpret_cast<uintptr_t>(y[r]) % (N * sizeof(float)) == 0;
+  int64_t col = 0;
+  for (; col + 4 * N <= n; col += 4 * N)
+    CombineBlock<R, 4>(a, lda, terms, w, col, init, accumulate, stream, y);
+  for (; col + N <= n; col += N)
+    CombineBlock<R, 1>(a, lda, terms, w, col, init, accumulate, stream, y);
+  for (int r = 0; r < R; ++r)
+    for (int64_t t = col; t < n; ++t) {
+      float s = accumulate ? y[r][t] : init ? init[t] : 0.0f;
+      for (int64_t j = 0; j < terms; ++j) s += a[r * lda + j] * w[j][t];
+      y[r][t] = s;
+    }
+}
+
+void CombineRows(const float* a, int64_t lda, int64_t terms, const float* const* w, int64_t n,
+                 const float* init, bool accumulate, bool stream, float* const* y, int64_t rows) {
+  stream = stream && !accumulate;
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4)
+    CombineRowBlock<4>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r);
+  for (; r < rows; ++r)
+    CombineRowBlock<1>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r);
+  if (stream) hwy::FlushStream();
+}
+
+const char* TargetName() {
+  return hwy::TargetName(HWY_TARGET);
+}
+
+}  // namespace fff::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace fff::cpu {
+
+HWY_EXPORT(DotRows);
+HWY_EXPORT(DotMatrix);
+HWY_EXPORT(CombineRows);
+HWY_EXPORT(TargetName);
+
+void cmm_dot_rows(const float* const* x, int64_t rows, const float* w, int64_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(DotRows)(x, rows, w, n, out);
+}
+
+void cmm_dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t ldw, int64_t n,
+                    int64_t nw, float* out, int64_t ldo) {
+  HWY_DYNAMIC_DISPATCH(DotMatrix)(x, rows, w, ldw, n, nw, out, ldo);
+}
+
+void cmm_combine_rows(const float* a, int64_t lda, int64_t terms, const float* const* w, int64_t n,
+                      const float* init, bool accumulate, bool stream, float* const* y,
+                      int64_t rows) {
+  HWY_DYNAMIC_DISPATCH(CombineRows)(a, lda, terms, w, n, init, accumulate, stream, y, rows);
+}
+
+const char* cmm_simd_target() {
+  return HWY_DYNAMIC_DISPATCH(TargetName)();
+}
+
+}  // namespace fff::cpu
+#endif
