@@ -20,80 +20,21 @@
 #include "fff/leaf_fff.h"
 #include "fff/neuron_fff.h"
 #include "fff/param.h"
+#include "test_util.h"
 
 namespace {
 
 using fff::Activation;
 using fff::Rng;
+using namespace fff_test;
 
 const Activation kActs[] = {Activation::relu, Activation::gelu, Activation::identity};
-
-std::vector<float> random_vec(int64_t n, Rng& rng, float bound = 1.0f) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = rng.uniform(-bound, bound);
-  return v;
-}
-
-// max |a - b| / max(max |b|, tiny): error relative to the largest reference value. NaN or
-// infinity anywhere gives +inf so that it never passes.
-double max_rel_err(const float* a, const float* b, size_t n) {
-  double num = 0.0, den = 1e-30;
-  for (size_t i = 0; i < n; ++i) {
-    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
-    num = std::max(num, std::fabs(static_cast<double>(a[i]) - b[i]));
-    den = std::max(den, std::fabs(static_cast<double>(b[i])));
-  }
-  return num / den;
-}
-template <class VA, class VB>
-double max_rel_err(const VA& a, const VB& b) {
-  EXPECT_EQ(a.size(), b.size());
-  return max_rel_err(a.data(), b.data(), std::min(a.size(), b.size()));
-}
-
-// Bitwise equality of two arrays (std::vector or a tensor's storage); reports the first
-// difference.
-template <class VA, class VB>
-::testing::AssertionResult bitwise_equal(const VA& a, const VB& b) {
-  static_assert(sizeof(a[0]) == sizeof(b[0]));
-  if (a.size() != b.size())
-    return ::testing::AssertionFailure() << "sizes " << a.size() << " vs " << b.size();
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::memcmp(&a[i], &b[i], sizeof(a[0])) != 0)
-      return ::testing::AssertionFailure()
-             << "first difference at " << i << ": " << a[i] << " vs " << b[i];
-  return ::testing::AssertionSuccess();
-}
 
 std::string leaf_desc(const fff::LeafFFFConfig& c, int64_t B) {
   return "depth=" + std::to_string(c.depth) + " in=" + std::to_string(c.in) +
          " leaf_width=" + std::to_string(c.leaf_width) + " out=" + std::to_string(c.out) +
          " B=" + std::to_string(B) + " act=" + fff::activation_name(c.act);
 }
-
-std::string neuron_desc(const fff::NeuronFFFConfig& c, int64_t B) {
-  return "K=" + std::to_string(c.trees) + " D=" + std::to_string(c.depth) +
-         " in=" + std::to_string(c.in) + " out=" + std::to_string(c.out) +
-         " B=" + std::to_string(B) + " act=" + fff::activation_name(c.act) +
-         (c.output_bias ? " bias" : " nobias");
-}
-
-fff::NeuronFFFConfig neuron_config(int64_t in, int64_t out, int64_t K, int64_t D, Activation a,
-                                   bool bias) {
-  fff::NeuronFFFConfig c;
-  c.in = in;
-  c.out = out;
-  c.trees = K;
-  c.depth = D;
-  c.act = a;
-  c.output_bias = bias;
-  return c;
-}
-
-// Restores one thread at scope exit, whatever the test did.
-struct ThreadGuard {
-  ~ThreadGuard() { fff::set_num_threads(1); }
-};
 
 // ---------------------------------------------------------------------------------------------
 // (a) Leaf FFF of depth 0 is a dense FF of width leaf_width.

@@ -16,17 +16,13 @@
 #include "fff/gemm.h"
 #include "fff/linear.h"
 #include "fff/loss.h"
+#include "test_util.h"
 
 namespace {
 
 using fff::Activation;
 using fff::Rng;
-
-std::vector<float> random_vec(int64_t n, Rng& rng, float bound = 1.0f) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = rng.uniform(-bound, bound);
-  return v;
-}
+using fff_test::random_vec;
 
 // 4-point central difference of f at t: (-f(t+2h) + 8 f(t+h) - 8 f(t-h) + f(t-2h)) / (12 h).
 template <class F>

@@ -26,11 +26,13 @@
 #include "fff/leaf_fff.h"
 #include "fff/neuron_fff.h"
 #include "fff/param.h"
+#include "test_util.h"
 
 namespace {
 
 using fff::Activation;
 using fff::Rng;
+using fff_test::random_vec;
 
 // Discrete state of a forward pass (ReLU signs, routing decisions, visited nodes). When a
 // perturbation changes it, the stencil straddles a kink or a branch and is not a derivative.
@@ -47,12 +49,6 @@ struct SingleThread : testing::Environment {
   void SetUp() override { fff::set_num_threads(1); }
 };
 testing::Environment* const kSingleThread = testing::AddGlobalTestEnvironment(new SingleThread);
-
-std::vector<float> random_vec(int64_t n, Rng& rng, float bound = 1.0f) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = rng.uniform(-bound, bound);
-  return v;
-}
 
 double weighted_sum(const std::vector<float>& y, const std::vector<float>& R) {
   double s = 0.0;

@@ -1,0 +1,238 @@
+// Tests for the CMM inference engine: its SIMD kernels against naive double loops on odd sizes,
+// and both neuron FFF paths (row at a time, grouped) against the naive reference on random
+// shapes (K, D from 0 to 12, odd widths, batches 1 to 1000), with ties at z = 0, bitwise
+// agreement between paths, tuning options and thread counts, and streamed outputs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cpu/cmm_kernels.h"
+#include "fff/cmm.h"
+#include "fff/gemm.h"
+#include "fff/neuron_fff.h"
+#include "test_util.h"
+
+namespace {
+
+using fff::Activation;
+using fff::Rng;
+using namespace fff_test;
+
+const Activation kActs[] = {Activation::relu, Activation::gelu, Activation::identity};
+
+// ---------------------------------------------------------------------------------------------
+// Kernels
+
+TEST(CmmKernels, DotRowsMatchesDoubleOddSizes) {
+  Rng rng(1);
+  for (int64_t n : {1, 3, 15, 16, 17, 31, 48, 63, 64, 65, 100, 129, 768, 771}) {
+    for (int64_t rows : {1, 2, 3, 4, 5, 7, 9}) {
+      const auto x = random_vec(rows * n, rng), w = random_vec(n, rng);
+      std::vector<const float*> xp(rows);
+      for (int64_t r = 0; r < rows; ++r) xp[r] = x.data() + r * n;
+      std::vector<float> out(rows, NAN);
+      fff::cpu::cmm_dot_rows(xp.data(), rows, w.data(), n, out.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        double ref = 0.0;
+        for (int64_t i = 0; i < n; ++i) ref += static_cast<double>(x[r * n + i]) * w[i];
+        EXPECT_NEAR(out[r], ref, 1e-5 * std::sqrt(static_cast<double>(n))) << n << " " << r;
+        // A row's result does not depend on the rows computed beside it.
+        float alone = NAN;
+        fff::cpu::cmm_dot_rows(&xp[r], 1, w.data(), n, &alone);
+        EXPECT_EQ(alone, out[r]) << n << " " << r;
+      }
+    }
+  }
+}
+
+TEST(CmmKernels, DotMatrixMatchesDoubleOddSizes) {
+  Rng rng(2);
+  for (int64_t n : {1, 7, 16, 33, 784}) {
+    for (int64_t rows : {1, 2, 3, 4, 5, 9}) {
+      for (int64_t nw : {1, 2, 3, 4, 5, 8, 9}) {
+        const int64_t ldw = n + 3, ldo = nw + 2;
+        const auto x = random_vec(rows * n, rng), w = random_vec(nw * ldw, rng);
+        std::vector<const float*> xp(rows);
+        for (int64_t r = 0; r < rows; ++r) xp[r] = x.data() + r * n;
+        std::vector<float> out(rows * ldo, -7.0f);
+        fff::cpu::cmm_dot_matrix(xp.data(), rows, w.data(), ldw, n, nw, out.data(), ldo);
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t k = 0; k < nw; ++k) {
+            double ref = 0.0;
+            for (int64_t i = 0; i < n; ++i)
+              ref += static_cast<double>(x[r * n + i]) * w[k * ldw + i];
+            EXPECT_NEAR(out[r * ldo + k], ref, 1e-5 * std::sqrt(static_cast<double>(n)));
+          }
+          for (int64_t k = nw; k < ldo; ++k) EXPECT_EQ(out[r * ldo + k], -7.0f);  // untouched
+        }
+      }
+    }
+  }
+}
+
+TEST(CmmKernels, CombineRowsMatchesDoubleInEveryMode) {
+  Rng rng(3);
+  for (int64_t n : {1, 5, 16, 17, 64, 65, 100, 768}) {
+    for (int64_t rows : {1, 3, 4, 6}) {
+      for (int64_t terms : {1, 2, 12}) {
+        for (int mode = 0; mode < 4; ++mode) {  // zero, init, accumulate, streamed
+          const auto a = random_vec(rows * terms, rng), w = random_vec(terms * n, rng);
+          const auto init = random_vec(n, rng);
+          std::vector<const float*> wp(terms);
+          for (int64_t j = 0; j < terms; ++j) wp[j] = w.data() + j * n;
+          fff::Tensor y({rows, n});  // 64-byte aligned storage, as streaming needs
+          for (float& v : y.data) v = rng.uniform(-1.0f, 1.0f);
+          const std::vector<float> y0(y.data.begin(), y.data.end());
+          std::vector<float*> yp(rows);
+          for (int64_t r = 0; r < rows; ++r) yp[r] = y.row(r);
+          fff::cpu::cmm_combine_rows(a.data(), terms, terms, wp.data(), n,
+                                     mode == 1 ? init.data() : nullptr, mode == 2, mode == 3,
+                                     yp.data(), rows);
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t i = 0; i < n; ++i) {
+              double ref = mode == 1 ? init[i] : mode == 2 ? y0[r * n + i] : 0.0;
+              for (int64_t j = 0; j < terms; ++j)
+                ref += static_cast<double>(a[r * terms + j]) * w[j * n + i];
+              ASSERT_NEAR(y.data[r * n + i], ref, 1e-5) << n << " " << rows << " " << mode;
+            }
+        }
+      }
+    }
+  }
+}
+
+TEST(CmmKernels, DispatchTargetIsNamed) {
+  const std::string target = fff::cmm_simd_target();
+  EXPECT_FALSE(target.empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Neuron FFF engine
+
+// Runs every inference path on x and checks them against the reference and each other.
+void check_all_paths(const fff::NeuronFFF& m, const std::vector<float>& x, int64_t B,
+                     const std::string& what) {
+  const int64_t out = m.cfg.out;
+  std::vector<float> ref(B * out, NAN), rowwise(B * out, NAN), batched(B * out, NAN),
+      tuned(B * out, NAN), picked(B * out, NAN), two(B * out, NAN);
+  fff::neuron_fff_forward_reference(m, x.data(), B, ref.data(), nullptr);
+  fff::neuron_fff_infer_rowwise(m, x.data(), B, rowwise.data());
+  fff::neuron_fff_infer_batched(m, x.data(), B, batched.data());
+  fff::CmmOptions small;  // many bands and tiny tiles: every regrouping and split is exercised
+  small.band_levels = 2;
+  small.tile_rows = 5;
+  fff::neuron_fff_infer_batched(m, x.data(), B, tuned.data(), small);
+  fff::neuron_fff_infer(m, x.data(), B, picked.data());
+  {
+    ThreadGuard guard;
+    fff::set_num_threads(2);
+    fff::neuron_fff_infer_batched(m, x.data(), B, two.data(), small);
+  }
+  ASSERT_LE(max_rel_err(rowwise, ref), 1e-5) << what;
+  // Each output depends only on its row, in a fixed order: all paths agree bitwise.
+  ASSERT_TRUE(bitwise_equal(batched, rowwise)) << what;
+  ASSERT_TRUE(bitwise_equal(tuned, rowwise)) << what;
+  ASSERT_TRUE(bitwise_equal(picked, rowwise)) << what;
+  ASSERT_TRUE(bitwise_equal(two, rowwise)) << what;
+}
+
+TEST(CmmEngine, MatchesReferenceRandomShapes) {
+  Rng pick(11);
+  int redraws = 0;
+  for (int it = 0; it < 40; ++it) {
+    const int64_t K = 1 + static_cast<int64_t>(pick.below(3));
+    const int64_t D = it < 13 ? it : static_cast<int64_t>(pick.below(13));  // every D in 0..12
+    const int64_t in = 1 + 2 * static_cast<int64_t>(pick.below(40));        // odd
+    const int64_t out = 1 + 2 * static_cast<int64_t>(pick.below(40));       // odd
+    const int64_t B = it % 5 == 0 ? 1 : 1 + static_cast<int64_t>(pick.below(1000));
+    const auto cfg = neuron_config(in, out, K, D, kActs[pick.below(3)], pick.below(2) != 0);
+    const std::string what = neuron_desc(cfg, B);
+    // A z within 1e-5 of zero may route differently in float and double: redraw then.
+    for (uint64_t seed = 0;; ++seed) {
+      ASSERT_LT(seed, 100u) << what;
+      Rng rng(7000 + 100 * it + seed);
+      const fff::NeuronFFF m = fff::make_neuron_fff(cfg, rng);
+      const auto x = random_vec(B * in, rng);
+      fff::NeuronFFFContext ctx;
+      std::vector<float> y(B * out);
+      fff::neuron_fff_forward(m, x.data(), B, y.data(), &ctx);
+      if (std::any_of(ctx.z.begin(), ctx.z.end(), [](float z) { return std::fabs(z) < 1e-5f; })) {
+        ++redraws;
+        continue;
+      }
+      check_all_paths(m, x, B, what);
+      break;
+    }
+  }
+  EXPECT_LE(redraws, 20);
+}
+
+TEST(CmmEngine, WideLayerMatchesReference) {
+  // UltraFastBERT's width, several trees, a batch that spans tiles and both threads.
+  const auto cfg = neuron_config(768, 768, 2, 7, Activation::gelu, false);
+  Rng rng(12);
+  const fff::NeuronFFF m = fff::make_neuron_fff(cfg, rng);
+  const auto x = random_vec(300 * 768, rng);
+  check_all_paths(m, x, 300, neuron_desc(cfg, 300));
+}
+
+TEST(CmmEngine, StreamedOutputsOfALargeBatch) {
+  // One tree and more than 4 MB of outputs: the batched path writes them with streaming
+  // stores, into 64-byte aligned rows.
+  const int64_t B = 1500, d = 768;
+  const auto cfg = neuron_config(d, d, 1, 6, Activation::gelu, true);
+  Rng rng(13);
+  const fff::NeuronFFF m = fff::make_neuron_fff(cfg, rng);
+  const auto x = random_vec(B * d, rng);
+  fff::Tensor y({B, d}), y_row({B, d});
+  fff::neuron_fff_infer_batched(m, x.data(), B, y.ptr());
+  fff::neuron_fff_infer_rowwise(m, x.data(), B, y_row.ptr());
+  EXPECT_TRUE(bitwise_equal(y.data, y_row.data));
+  std::vector<float> ref(64 * d);
+  fff::neuron_fff_forward_reference(m, x.data(), 64, ref.data(), nullptr);
+  EXPECT_LE(max_rel_err(y.ptr(), ref.data(), ref.size()), 1e-5);
+}
+
+TEST(CmmEngine, TiesAtZeroGoLeft) {
+  // Rows of zeros meet nodes whose bias is zero at even levels: z = 0 exactly there, so those
+  // rows go left (right iff z > 0), as the reference does. At odd levels z is the node's bias,
+  // so the output shows which way each tie went. Other rows route normally.
+  const int64_t B = 40, in = 9, out = 5, D = 5;
+  for (int64_t K : {1, 2}) {
+    for (Activation act : kActs) {
+      const auto cfg = neuron_config(in, out, K, D, act, true);
+      Rng rng(14 + K);
+      fff::NeuronFFF m = fff::make_neuron_fff(cfg, rng);
+      for (int64_t t = 0; t < K; ++t)
+        for (int64_t level = 0; level <= D; level += 2)
+          for (int64_t k = (int64_t{1} << level) - 1; k < (int64_t{2} << level) - 1; ++k)
+            m.b1.value.data[t * cfg.nodes_per_tree() + k] = 0.0f;
+      auto x = random_vec(B * in, rng);
+      for (int64_t r = 0; r < B; r += 3) std::fill_n(x.begin() + r * in, in, 0.0f);
+      check_all_paths(m, x, B, "ties, K=" + std::to_string(K) + " " + fff::activation_name(act));
+      std::vector<float> y_ref(B * out);
+      std::vector<int32_t> nodes(B * cfg.path_length());
+      fff::neuron_fff_forward_reference(m, x.data(), B, y_ref.data(), nodes.data());
+      for (int64_t t = 0; t < K; ++t)
+        for (int64_t level = 1; level <= D; level += 2) {  // the level after each tie: left child
+          const int64_t parent = nodes[t * (D + 1) + level - 1] - t * cfg.nodes_per_tree();
+          EXPECT_EQ(nodes[t * (D + 1) + level], t * cfg.nodes_per_tree() + 2 * parent + 1);
+        }
+    }
+  }
+}
+
+TEST(CmmEngine, EmptyBatchDoesNothing) {
+  const auto cfg = neuron_config(4, 3, 1, 3, Activation::gelu, true);
+  Rng rng(15);
+  const fff::NeuronFFF m = fff::make_neuron_fff(cfg, rng);
+  std::vector<float> y(3, -1.0f);
+  fff::neuron_fff_infer(m, nullptr, 0, y.data());
+  fff::neuron_fff_infer_batched(m, nullptr, 0, y.data());
+  EXPECT_EQ(y, std::vector<float>(3, -1.0f));
+}
+
+}  // namespace
