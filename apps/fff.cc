@@ -433,6 +433,8 @@ json bench_json(const fff::CmmBenchResult& r) {
           {"layers", r.cfg.layers},
           {"dense_width", r.cfg.dense_width},
           {"dense_backend", r.dense_backend},
+          {"simd", r.simd},
+          {"fff_path", r.fff_path},
           {"dense_us_per_token", r.dense_us_per_token},
           {"fff_us_per_token", r.fff_us_per_token},
           {"speedup", r.speedup},
@@ -443,6 +445,9 @@ json bench_json(const fff::CmmBenchResult& r) {
           {"fff_bytes_per_token", r.fff_bytes_per_token},
           {"dense_bytes_per_token", r.dense_bytes_per_token},
           {"max_rel_err", r.max_rel_err},
+          {"copy_us_per_token", r.copy_us_per_token},
+          {"fff_io_gbps", r.fff_io_gbps},
+          {"copy_io_gbps", r.copy_io_gbps},
           {"fff_repeats", r.fff_repeats},
           {"dense_repeats", r.dense_repeats}};
 }

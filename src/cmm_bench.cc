@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "fff/cmm.h"
@@ -50,6 +51,8 @@ CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_toke
   CmmBenchResult r;
   r.cfg = cfg;
   r.dense_backend = "openblas-sgemm";
+  r.simd = cmm_simd_target();
+  r.fff_path = cfg.batch < kCmmBatchedFrom ? "rowwise" : "batched";
   Rng rng(cfg.seed);
   const int64_t d = cfg.dim, B = cfg.batch, L = cfg.layers;
   const NeuronFFFConfig fc{d, d, cfg.trees, cfg.depth, Activation::gelu, false};
@@ -75,6 +78,23 @@ CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_toke
   const auto [fff_s, fff_n] = median_seconds(run_fff, cfg.min_seconds);
   r.fff_repeats = fff_n;
   r.fff_us_per_token = fff_s * 1e6 / static_cast<double>(B * L);
+
+  // The memory floor: the same inputs copied to the outputs, per layer as FFF runs them.
+  const auto [copy_s, copy_n] = median_seconds(
+      [&] {
+        const float* in = next_input();
+        for (int64_t l = 0; l < L; ++l) {
+          float* out = (l % 2 == 0) ? a.ptr() : b.ptr();
+          std::memcpy(out, in, sizeof(float) * B * d);
+          in = out;
+        }
+      },
+      cfg.min_seconds / 3);
+  r.copy_us_per_token = copy_s * 1e6 / static_cast<double>(B * L);
+  const double io_bytes = 2.0 * sizeof(float) * static_cast<double>(d);
+  r.fff_io_gbps = io_bytes / r.fff_us_per_token * 1e-3;
+  r.copy_io_gbps = io_bytes / r.copy_us_per_token * 1e-3;
+  (void)copy_n;
 
   // Error of the first layer against its reference on the first rows.
   const int64_t checked = std::min(B, kCheckedRows);

@@ -184,8 +184,10 @@ TEST(Cli, BenchJsonHasTheIssueFields) {
   const json j = json::parse(r.out);
   for (const char* key : {"dim", "trees", "depth", "batch", "threads", "layers", "dense_width",
                           "dense_backend", "dense_us_per_token", "fff_us_per_token", "speedup",
-                          "fff_gflops", "dense_gflops", "max_rel_err"})
+                          "fff_gflops", "dense_gflops", "max_rel_err", "simd", "fff_path",
+                          "copy_us_per_token", "fff_io_gbps", "copy_io_gbps"})
     EXPECT_TRUE(j.contains(key)) << key << "\n" << r;
+  EXPECT_EQ(j["fff_path"], "rowwise");  // batch 5 takes the latency path
   EXPECT_EQ(j["dim"], 33);
   EXPECT_EQ(j["trees"], 2);
   EXPECT_EQ(j["layers"], 2);

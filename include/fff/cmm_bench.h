@@ -23,6 +23,8 @@ struct CmmBenchConfig {
 struct CmmBenchResult {
   CmmBenchConfig cfg;
   std::string dense_backend;      // e.g. "openblas-sgemm"
+  std::string simd;               // instruction set the FFF kernels dispatched to
+  std::string fff_path;           // "rowwise" (latency path) or "batched"
   double fff_us_per_token = 0.0;  // per layer and token, median over repeats
   double dense_us_per_token = 0.0;
   double speedup = 0.0;
@@ -30,6 +32,11 @@ struct CmmBenchResult {
   double fff_bytes_per_token = 0.0, dense_bytes_per_token = 0.0;  // weights read per layer
   double fff_gflops = 0.0, dense_gflops = 0.0;
   double max_rel_err = 0.0;  // FFF output vs the naive reference, max |diff| / max |ref|
+  // The memory floor in the same run: copying the batch's inputs to its outputs (each token's
+  // in + out floats, read once and written once), and the rate at which FFF and the copy move
+  // those bytes.
+  double copy_us_per_token = 0.0;
+  double fff_io_gbps = 0.0, copy_io_gbps = 0.0;
   int fff_repeats = 0, dense_repeats = 0;
 };
 
