@@ -5,6 +5,7 @@
 #include <limits>
 #include <set>
 
+#include "fff/cmm.h"
 #include "fff/dense_ff.h"
 #include "fff/leaf_fff.h"
 #include "fff/neuron_fff.h"
@@ -163,9 +164,10 @@ class NeuronFFFModel : public Model {
     neuron_fff_backward(m_, x, B, dlogits, ctx_, nullptr);
   }
   void predict(const float* x, int64_t B, float* logits, std::vector<int32_t>* routes) override {
+    if (!routes) return neuron_fff_infer(m_, x, B, logits);  // the CMM engine
     NeuronFFFContext ctx;
-    neuron_fff_forward(m_, x, B, logits, routes ? &ctx : nullptr);
-    if (routes) *routes = std::move(ctx.node);
+    neuron_fff_forward(m_, x, B, logits, &ctx);
+    *routes = std::move(ctx.node);
   }
   double mean_node_entropy(const float* x, int64_t B) override {
     if (B == 0) return 0.0;
