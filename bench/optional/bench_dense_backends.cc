@@ -2,12 +2,11 @@
 // (fff's dense path) and through oneDNN matmul with GELU fused, side by side, to pick the
 // stronger one as `fff bench`'s baseline. Built only when oneDNN is installed (libdnnl-dev).
 // Usage: bench_dense_backends [--batch 16384] [--threads 1] [--repeats 5]
-#include <oneapi/dnnl/dnnl.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 #include <vector>
 
@@ -28,9 +27,12 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     const int64_t v = std::stoll(argv[i + 1]);
-    if (a == "--batch") batch = v;
-    else if (a == "--threads") threads = static_cast<int>(v);
-    else if (a == "--repeats") repeats = static_cast<int>(v);
+    if (a == "--batch")
+      batch = v;
+    else if (a == "--threads")
+      threads = static_cast<int>(v);
+    else if (a == "--repeats")
+      repeats = static_cast<int>(v);
     else {
       std::fprintf(stderr, "bench_dense_backends: unknown flag %s\n", a.c_str());
       return 1;
@@ -74,10 +76,12 @@ int main(int argc, char** argv) {
     fff::dense_ff_forward(ff, x.ptr(), batch, y.ptr(), &ctx);
     if (r >= 0) t_blas.push_back(seconds_since(t0));
     t0 = std::chrono::steady_clock::now();
-    mm1.execute(stream, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, w1m}, {DNNL_ARG_BIAS, b1m},
-                         {DNNL_ARG_DST, hm}});
-    mm2.execute(stream, {{DNNL_ARG_SRC, hm}, {DNNL_ARG_WEIGHTS, w2m}, {DNNL_ARG_BIAS, b2m},
-                         {DNNL_ARG_DST, ym}});
+    mm1.execute(
+        stream,
+        {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, w1m}, {DNNL_ARG_BIAS, b1m}, {DNNL_ARG_DST, hm}});
+    mm2.execute(
+        stream,
+        {{DNNL_ARG_SRC, hm}, {DNNL_ARG_WEIGHTS, w2m}, {DNNL_ARG_BIAS, b2m}, {DNNL_ARG_DST, ym}});
     stream.wait();
     if (r >= 0) t_dnnl.push_back(seconds_since(t0));
   }
@@ -92,8 +96,7 @@ int main(int argc, char** argv) {
   std::printf("dense FF %ld -> %ld -> %ld, batch %ld, %d thread(s), median of %d\n", dim, width,
               dim, batch, threads, repeats);
   std::printf("  openblas-sgemm        %8.2f us/token\n", t_blas[t_blas.size() / 2] * per);
-  std::printf("  onednn-matmul (%s)  %8.2f us/token\n",
-              pd1.impl_info_str(),
+  std::printf("  onednn-matmul (%s)  %8.2f us/token\n", pd1.impl_info_str(),
               t_dnnl[t_dnnl.size() / 2] * per);
   std::printf("  outputs agree to %.1e relative\n", diff / scale);
   return 0;
