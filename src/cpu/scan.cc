@@ -5,9 +5,11 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
+#include "cpu/scan_kernels.h"
 #include "fff/common.h"
 #include "fff/gemm.h"
 
@@ -27,10 +29,8 @@ using Out = Rows<float>;
 
 // Channels a thread needs before threads split channels rather than time.
 constexpr int64_t kChannelsPerThread = 64;
-// Below this many channels a thread interleaves several chunks, so that their dependency chains
-// (one multiply-add per step) overlap.
+// Below this many channels per thread, loops run per channel rather than per row.
 constexpr int64_t kNarrow = 16;
-constexpr int kChunksPerThreadNarrow = 8;
 
 int64_t part(int64_t n, int64_t parts, int64_t k) {
   return n * k / parts;
@@ -40,20 +40,44 @@ std::unique_ptr<float[]> uninitialized(int64_t n) {
   return std::unique_ptr<float[]>(new float[static_cast<size_t>(n)]);
 }
 
-// out[t] = a[t] out[t-1] + b[t], out[-1] = h0 (or 0, and then a[0] is never read).
+// Start of part k of nt of the channels [0, C) of rows like `row`, moved to a cache-line
+// boundary so that threads writing neighbouring parts of a row do not share its lines.
+int64_t line_split(const float* row, int64_t C, int64_t nt, int64_t k) {
+  if (k == 0) return 0;
+  if (k == nt) return C;
+  const int64_t lead = static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(row) % 64) % 64) / 4;
+  return std::min(C, lead + part(std::max<int64_t>(C - lead, 0) / 16, nt, k) * 16);
+}
+
+// Sequences at least this large (bytes of output) are written with non-temporal stores.
+constexpr int64_t kStreamBytes = 8 << 20;
+
+// out[t] = a[t] out[t-1] + b[t], out[-1] = h0 (or 0, and then a[0] is never read). Threads
+// split the channels; each keeps its channels' state in a small buffer, so large outputs can be
+// streamed to memory without being read back.
 void scan_sequential(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
   const int64_t nt = std::clamp<int64_t>(C / kChannelsPerThread, 1, num_threads());
+  const bool stream = T * C * int64_t{sizeof(float)} >= kStreamBytes;
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t k = 0; k < nt; ++k) {
-    const int64_t c0 = part(C, nt, k), c1 = part(C, nt, k + 1);
-    for (int64_t t = 0; t < T; ++t) {
-      const float *at = a[t], *bt = b[t];
-      float* ot = out[t];
-      const float* prev = t > 0 ? out[t - 1] : h0;
-      if (prev)
-        for (int64_t c = c0; c < c1; ++c) ot[c] = at[c] * prev[c] + bt[c];
-      else
-        for (int64_t c = c0; c < c1; ++c) ot[c] = bt[c];
+    const int64_t c0 = line_split(out[0], C, nt, k), c1 = line_split(out[0], C, nt, k + 1);
+    const int64_t n = c1 - c0;
+    std::vector<float> state(static_cast<size_t>(n), 0.0f);
+    int64_t t = 0;
+    if (!h0) {  // the first step is b alone: a[0] is not read
+      std::copy_n(b[0] + c0, n, state.data());
+      std::copy_n(state.data(), n, out[0] + c0);
+      t = 1;
+    } else {
+      std::copy_n(h0 + c0, n, state.data());
+    }
+    if (n < kNarrow) {  // a few channels: a plain loop, the state in registers
+      for (int64_t c = 0; c < n; ++c) {
+        float st = state[c];
+        for (int64_t u = t; u < T; ++u) out[u][c0 + c] = st = a[u][c0 + c] * st + b[u][c0 + c];
+      }
+    } else {
+      cpu::scan_steps(a[t] + c0, b[t] + c0, a.stride, T - t, state.data(), out[t] + c0, n, stream);
     }
   }
 }
@@ -146,71 +170,179 @@ void scan_blelloch(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
   store_rows(Bp, T, C, out);
 }
 
-// Chunked: the steps are cut into chunks. (1) Each chunk scans from zero (the first from h0) and
-// multiplies its gates; (2) the true state entering each chunk is carried across chunks in
-// order; (3) each chunk adds carry * (product of its gates so far) to its steps. Threads take
-// chunks; with few channels each thread interleaves several chunks so that their dependency
-// chains overlap.
-void scan_chunked(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
-  const int64_t nt = num_threads();
-  const int64_t per_thread = C < kNarrow ? kChunksPerThreadNarrow : 1;
-  const int64_t chunks = std::clamp<int64_t>(nt * per_thread, 1, T);
+// Chunks each thread runs in lockstep when there is a single channel.
+constexpr int kLanes = 4;
+
+// One channel: runs the chunks [first[j], first[j] + len[j]) of one thread in lockstep, their
+// states in registers. Summary (Write = false): e[j] = the chunk's scan from zero, p[j] = the
+// product of its gates. Write: scans from the states e[j] and writes out.
+template <bool Write>
+void single_channel_lanes(In a, In b, Out out, const int64_t* first, const int64_t* len, int lanes,
+                          float* e, float* p) {
+  if (lanes != kLanes) {  // fewer chunks than lanes (short sequences): one after another
+    for (int j = 0; j < lanes; ++j) {
+      float ej = Write ? e[j] : 0.0f, pj = 1.0f;
+      for (int64_t t = first[j]; t < first[j] + len[j]; ++t) {
+        const float at = a[t][0];
+        ej = at * ej + b[t][0];
+        pj *= at;
+        if (Write) out[t][0] = ej;
+      }
+      e[j] = ej;
+      p[j] = pj;
+    }
+    return;
+  }
+  const float* pa[kLanes];
+  const float* pb[kLanes];
+  float* po[kLanes];
+  float es[kLanes], ps[kLanes];
+  int64_t common = len[0];
+  for (int j = 0; j < kLanes; ++j) {
+    pa[j] = a[first[j]];
+    pb[j] = b[first[j]];
+    po[j] = out[first[j]];
+    es[j] = Write ? e[j] : 0.0f;
+    ps[j] = 1.0f;
+    common = std::min(common, len[j]);
+  }
+  const int64_t stride = a.stride;  // a, b and out share it (C = 1)
+  for (int64_t s = 0; s < common; ++s) {
+#pragma GCC unroll 8
+    for (int j = 0; j < kLanes; ++j) {
+      const float at = pa[j][s * stride];
+      es[j] = at * es[j] + pb[j][s * stride];
+      if (Write)
+        po[j][s * stride] = es[j];
+      else
+        ps[j] *= at;
+    }
+  }
+  for (int j = 0; j < kLanes; ++j) {
+    for (int64_t s = common; s < len[j]; ++s) {
+      const float at = pa[j][s * stride];
+      es[j] = at * es[j] + pb[j][s * stride];
+      if (Write)
+        po[j][s * stride] = es[j];
+      else
+        ps[j] *= at;
+    }
+    e[j] = es[j];
+    p[j] = ps[j];
+  }
+}
+
+// The chunked scan: (1) each chunk runs through its steps from a zero state, keeping only its
+// final state and the product of its gates; (2) the state entering each chunk is carried
+// across chunks in order; (3) each chunk scans again from its entering state, writing the
+// output. Threads take contiguous chunks, so each streams its own part of memory; with one
+// channel each thread runs kLanes chunks in lockstep so that their dependency chains overlap.
+// Reads the inputs twice: 20 bytes per step and channel against 12 for sequential.
+void scan_chunked_single(In a, In b, int64_t T, const float* h0, Out out) {
+  const int64_t C = 1, nt = num_threads();
+  const int64_t chunks = std::clamp<int64_t>(nt * kLanes, 1, T);
   const int64_t threads = std::min<int64_t>(nt, chunks);
-  std::vector<float> prod(static_cast<size_t>(chunks * C)), carry(static_cast<size_t>(chunks * C));
-  auto start = [&](int64_t q) { return part(T, chunks, q); };
+  std::vector<int64_t> start(static_cast<size_t>(chunks + 1));
+  for (int64_t q = 0; q <= chunks; ++q) start[q] = part(T, chunks, q);
+  // Per chunk: product of its gates, its final state from zero, the state entering it; each
+  // chunk's C floats padded to whole cache lines, so threads never share a line.
+  const int64_t ld = (C + 15) / 16 * 16;
+  std::vector<float> prod(static_cast<size_t>(chunks * ld), 1.0f),
+      end(static_cast<size_t>(chunks * ld), 0.0f), carry(static_cast<size_t>(chunks * ld), 0.0f);
+  if (h0) std::copy_n(h0, C, carry.data());
+  // Chunk 0 without h0 starts with b alone, and its first gate is never read (in the backward
+  // it lies past the end of the gates).
+  const bool skip_first = !h0;
 
 #pragma omp parallel num_threads(threads)
   {
     const int64_t k = omp_get_thread_num(), kt = omp_get_num_threads();
     const int64_t q0 = part(chunks, kt, k), q1 = part(chunks, kt, k + 1);
-    int64_t longest = 0;
-    for (int64_t q = q0; q < q1; ++q) longest = std::max(longest, start(q + 1) - start(q));
-    // (1) local scans, the chunks of this thread in lockstep.
-    for (int64_t q = q0; q < q1; ++q) std::fill_n(prod.data() + q * C, C, 1.0f);
-    for (int64_t s = 0; s < longest; ++s)
-      for (int64_t q = q0; q < q1; ++q) {
-        const int64_t t = start(q) + s;
-        if (t >= start(q + 1)) continue;
-        const float *at = a[t], *bt = b[t];
-        float* ot = out[t];
-        const float* prev = s > 0 ? out[t - 1] : (q == 0 ? h0 : nullptr);
-        if (prev)
-          for (int64_t c = 0; c < C; ++c) ot[c] = at[c] * prev[c] + bt[c];
-        else
-          for (int64_t c = 0; c < C; ++c) ot[c] = bt[c];
-        if (q > 0) {
-          float* pq = prod.data() + q * C;
-          for (int64_t c = 0; c < C; ++c) pq[c] *= at[c];
-        }
+    {
+      // (1) summaries of this thread's chunks, in lockstep; (2) carries; (3) rescans.
+      int64_t first[kLanes] = {}, len[kLanes] = {};
+      const int lanes = static_cast<int>(q1 - q0);
+      for (int j = 0; j < lanes; ++j) {
+        const int64_t q = q0 + j;
+        first[j] = start[q];
+        len[j] = start[q + 1] - start[q];
+        if (q == 0 && skip_first) ++first[j], --len[j];  // its step 0 is b alone
+      }
+      float e[kLanes], p[kLanes];
+      single_channel_lanes<false>(a, b, out, first, len, lanes, e, p);
+      for (int j = 0; j < lanes; ++j) {
+        const bool b_alone = q0 + j == 0 && skip_first;
+        // A chunk whose step 0 is b alone: its summary starts from that state.
+        end[(q0 + j) * ld] = b_alone ? e[j] + p[j] * b[0][0] : e[j];
+        prod[(q0 + j) * ld] = p[j];
       }
 #pragma omp barrier
-      // (2) carry across chunks, in order.
 #pragma omp single
-    {
-      for (int64_t q = 1; q < chunks; ++q) {
-        const float* end_prev = out[start(q) - 1];  // chunk q-1's local end (no carry yet)
-        float* cq = carry.data() + q * C;
-        const float* cp = carry.data() + (q - 1) * C;
-        const float* pp = prod.data() + (q - 1) * C;
-        for (int64_t c = 0; c < C; ++c) cq[c] = q == 1 ? end_prev[c] : pp[c] * cp[c] + end_prev[c];
+      for (int64_t q = 1; q < chunks; ++q)
+        carry[q * ld] = prod[(q - 1) * ld] * carry[(q - 1) * ld] + end[(q - 1) * ld];
+      for (int j = 0; j < lanes; ++j) {
+        e[j] = carry[(q0 + j) * ld];
+        if (q0 + j == 0 && skip_first) out[0][0] = e[j] = b[0][0];
+      }
+      single_channel_lanes<true>(a, b, out, first, len, lanes, e, p);
+    }
+  }
+}
+
+// Several channels: chunk 0 is scanned for real by thread 0 while the other threads summarise
+// chunks 1 .. nt-1 (gate product and final state from zero); then the entering states are
+// carried across, and thread k scans chunk k + 1 for real. A summary reads 8 bytes per step and
+// channel, a scan moves 12, so chunk 0 is 2/3 the size of the others and both phases end
+// together. Each thread streams contiguous memory, which splitting the channels of every row
+// between threads does not give.
+void scan_chunked_wide(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
+  const int64_t nt = num_threads();
+  if (nt == 1 || T < 8 * nt) return scan_sequential(a, b, T, C, h0, out);
+  const int64_t size = T / (nt + 1), first = T - nt * size;
+  std::vector<int64_t> start(static_cast<size_t>(nt + 2));
+  for (int64_t q = 0; q <= nt + 1; ++q) start[q] = q == 0 ? 0 : first + (q - 1) * size;
+  const int64_t ld = (C + 15) / 16 * 16;  // per-chunk state padded to whole cache lines
+  std::vector<float> prod(static_cast<size_t>((nt + 1) * ld), 1.0f),
+      end(static_cast<size_t>((nt + 1) * ld), 0.0f), carry(static_cast<size_t>((nt + 1) * ld));
+  const bool stream = T * C * int64_t{sizeof(float)} >= kStreamBytes;
+  // Scans [t0, t1) for real from `state` (C floats, updated); t0 = 0 starts from h0 or b[0].
+  auto scan_part = [&](int64_t t0, int64_t t1, float* state) {
+    int64_t t = t0;
+    if (t == 0) {
+      if (h0) {
+        std::copy_n(h0, C, state);
+      } else {
+        std::copy_n(b[0], C, state);
+        std::copy_n(b[0], C, out[0]);
+        ++t;
       }
     }
-    // (3) add the carry, scaled by the running product of the chunk's gates.
-    std::vector<float> run(static_cast<size_t>((q1 - q0) * C), 1.0f);
-    for (int64_t s = 0; s < longest; ++s)
-      for (int64_t q = std::max<int64_t>(q0, 1); q < q1; ++q) {
-        const int64_t t = start(q) + s;
-        if (t >= start(q + 1)) continue;
-        const float* at = a[t];
-        float* ot = out[t];
-        float* r = run.data() + (q - q0) * C;
-        const float* cq = carry.data() + q * C;
-        for (int64_t c = 0; c < C; ++c) {
-          r[c] *= at[c];
-          ot[c] += r[c] * cq[c];
-        }
-      }
+    if (t < t1) cpu::scan_steps(a[t], b[t], a.stride, t1 - t, state, out[t], C, stream);
+  };
+#pragma omp parallel num_threads(nt)
+  {
+    const int64_t k = omp_get_thread_num();
+    if (k == 0) {
+      scan_part(0, start[1], carry.data() + ld);  // chunk 0's final state enters chunk 1
+    } else {
+      float *e = end.data() + k * ld, *p = prod.data() + k * ld;
+      cpu::scan_summary_steps(a[start[k]], b[start[k]], a.stride, start[k + 1] - start[k], e, p, C);
+    }
+#pragma omp barrier
+#pragma omp single
+    for (int64_t q = 2; q <= nt; ++q) {
+      const float *pp = prod.data() + (q - 1) * ld, *ep = end.data() + (q - 1) * ld,
+                  *cp = carry.data() + (q - 1) * ld;
+      float* cq = carry.data() + q * ld;
+      for (int64_t c = 0; c < C; ++c) cq[c] = pp[c] * cp[c] + ep[c];
+    }
+    scan_part(start[k + 1], start[k + 2], carry.data() + (k + 1) * ld);
   }
+}
+
+void scan_chunked(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
+  if (C == 1) return scan_chunked_single(a, b, T, h0, out);
+  scan_chunked_wide(a, b, T, C, h0, out);
 }
 
 void scan_rows(ScanAlgo algo, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
