@@ -30,6 +30,15 @@ Optimizer::Optimizer(const OptimizerConfig& cfg, std::vector<Param*> params)
   }
 }
 
+std::vector<std::pair<std::string, Tensor*>> Optimizer::state_tensors() {
+  std::vector<std::pair<std::string, Tensor*>> out;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (state_[i].m.size() > 0) out.emplace_back(params_[i]->name + ".m", &state_[i].m);
+    if (state_[i].v.size() > 0) out.emplace_back(params_[i]->name + ".v", &state_[i].v);
+  }
+  return out;
+}
+
 // Applies the k = upto - last[row] momentum-only steps this row missed (no gradient): each
 // scales v by mu and moves w by -lr v, which sums to a geometric series.
 void Optimizer::catch_up_row(Param& p, State& s, int64_t row, int64_t upto) {

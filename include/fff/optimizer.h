@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fff/param.h"
@@ -31,6 +32,12 @@ class Optimizer {
   // Brings every lazily updated row up to date; call before reading weights (eval, save).
   void flush();
   int64_t steps() const { return t_; }
+
+  // The state as named tensors, for checkpoints: "<param>.m" and "<param>.v" (those the method
+  // keeps). With the step count, restoring them resumes training exactly. Sparse SGD momentum
+  // keeps per-row bookkeeping that is not included: flush() before saving such a state.
+  std::vector<std::pair<std::string, Tensor*>> state_tensors();
+  void set_steps(int64_t t) { t_ = t; }
 
  private:
   struct State {
