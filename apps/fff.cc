@@ -10,13 +10,19 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cli_util.h"
 #include "fff/cmm_bench.h"
 #include "fff/data.h"
 #include "fff/gemm.h"
 #include "fff/inference_bench.h"
 #include "fff/model.h"
 #include "fff/train.h"
+#include "lm_cli.h"
 
+using fff_cli::default_threads;
+using fff_cli::duration_string;
+using fff_cli::fmt;
+using fff_cli::now_seconds;
 using nlohmann::json;
 
 namespace {
@@ -51,28 +57,6 @@ struct EvalArgs {
   int64_t limit = 0;
   bool json = false, no_compare = false;
 };
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-int default_threads() {
-  return std::max(1u, std::thread::hardware_concurrency());
-}
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), f, v);
-  return buf;
-}
-
-std::string duration_string(double s) {
-  if (!std::isfinite(s) || s < 0) return "?";
-  if (s < 60) return fmt("%.0fs", s);
-  if (s < 3600)
-    return std::to_string(static_cast<int>(s) / 60) + "m" + fmt("%02.0fs", std::fmod(s, 60));
-  return std::to_string(static_cast<int>(s) / 3600) + "h" + fmt("%02.0fm", std::fmod(s / 60, 60));
-}
 
 // A one-line progress bar on stderr when it is a terminal; nothing otherwise (epoch lines are
 // printed in both cases).
@@ -679,6 +663,9 @@ int main(int argc, char** argv) {
   info->add_option("MODEL", info_path, "Model file")->required();
   info->add_flag("--json", info_json, "Print one JSON object on stdout");
 
+  fff_cli::LmCommands lm;
+  fff_cli::add_lm_commands(app, lm);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& err) {
@@ -692,6 +679,7 @@ int main(int argc, char** argv) {
     if (*eval) return run_eval(e);
     if (*bench) return run_bench(bench_args, *bench);
     if (*info) return run_info(info_path, info_json);
+    if (*lm.lm) return fff_cli::run_lm(lm);
   } catch (const fff::Error& err) {
     std::fprintf(stderr, "fff: error: %s\n", err.what());
     return 1;

@@ -1,0 +1,231 @@
+// The `fff lm` commands: options, progress with ETA, JSON results, checkpoints and sampling.
+#include "lm_cli.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+#include "fff/gemm.h"
+#include "fff/lm_train.h"
+
+namespace fff_cli {
+
+namespace {
+
+// Options that fix the model: a resumed run takes them from its checkpoint.
+const char* const kModelFlags[] = {"--mixer",      "--dim",   "--layers",    "--window", "--width",
+                                   "--leaf-width", "--trees", "--depth",     "--scan",   "--seq",
+                                   "--batch",      "--lr",    "--hardening", "--seed"};
+
+int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
+  fff::set_num_threads(a.threads > 0 ? a.threads : default_threads());
+  const std::string text_path = a.text.empty() ? fff::kDefaultLmText : a.text;
+  if (!a.resume.empty())
+    for (const char* flag : kModelFlags)
+      if (cmd.count(flag) > 0)
+        throw fff::Error(std::string(flag) + " cannot be combined with --resume: the checkpoint " +
+                         a.resume + " fixes the model and its training settings");
+  if (!a.save.empty()) {  // fail now rather than after an hour of training
+    const auto dir = std::filesystem::path(a.save).parent_path();
+    if (!dir.empty() && !std::filesystem::is_directory(dir))
+      throw fff::Error("--save " + a.save + ": directory " + dir.string() + " does not exist");
+  }
+  const fff::TextSplit text = fff::load_text(text_path, a.val_fraction);
+
+  auto trainer = [&]() {
+    if (!a.resume.empty()) return fff::load_lm_checkpoint(a.resume);
+    fff::LmConfig c;
+    c.dim = a.dim;
+    c.layers = a.layers;
+    c.window = a.window;
+    c.scan = fff::parse_scan_algo(a.scan);
+    c.mixer = fff::parse_lm_mixer(a.mixer);
+    c.width = a.width;
+    c.leaf_width = a.leaf_width;
+    c.trees = a.trees;
+    c.depth = a.depth;
+    fff::LmTrainOptions o;
+    o.seq = a.seq;
+    o.batch = a.batch;
+    o.lr = static_cast<float>(a.lr);
+    o.hardening = static_cast<float>(a.hardening);
+    fff::Rng rng(a.seed);
+    return fff::LmTrainer(fff::make_lm(c, rng), o);
+  };
+  fff::LmTrainer tr = trainer();
+  tr.options.steps = a.steps;
+  tr.options.eval_every = a.eval_every;
+  tr.options.checkpoint_every = a.checkpoint_every;
+  tr.options.save_path = a.save;
+  if (tr.step >= tr.options.steps)
+    throw fff::Error("nothing to do: the run is at step " + std::to_string(tr.step) +
+                     " and --steps is " + std::to_string(tr.options.steps));
+  const auto& c = tr.model.cfg;
+  int64_t n_params = 0;
+  for (fff::Param* p : tr.model.params()) n_params += p->value.size();
+  std::fprintf(stderr,
+               "fff lm: %s mixer, dim %lld, %lld layers, %lld parameters; %zu training and %zu "
+               "validation bytes from %s; step %lld of %lld\n",
+               fff::lm_mixer_name(c.mixer), static_cast<long long>(c.dim),
+               static_cast<long long>(c.layers), static_cast<long long>(n_params),
+               text.train.size(), text.val.size(), text_path.c_str(),
+               static_cast<long long>(tr.step), static_cast<long long>(tr.options.steps));
+  const bool tty = isatty(STDERR_FILENO);
+  const int64_t start_step = tr.step;
+  double last_draw = 0.0;
+  const fff::LmTrainResult r = fff::train_lm(tr, text, [&](const fff::LmProgress& p) {
+    const double done = static_cast<double>(p.step - start_step);
+    const double eta = p.seconds / done * static_cast<double>(p.steps - p.step);
+    if (p.val_bpc >= 0.0) {
+      if (tty) std::fprintf(stderr, "\r%80s\r", "");
+      std::fprintf(stderr, "step %6lld/%lld  train %.3f bpc  val %.3f bpc  %s elapsed, %s left\n",
+                   static_cast<long long>(p.step), static_cast<long long>(p.steps), p.train_bpc,
+                   p.val_bpc, duration_string(p.seconds).c_str(), duration_string(eta).c_str());
+    } else if (tty && p.seconds - last_draw > 0.2) {
+      last_draw = p.seconds;
+      std::fprintf(stderr, "\r  step %lld/%lld  train %.3f bpc  ETA %s   ",
+                   static_cast<long long>(p.step), static_cast<long long>(p.steps), p.train_bpc,
+                   duration_string(eta).c_str());
+    }
+    std::fflush(stderr);
+  });
+  // Feedforward FLOPs per token at inference, beside the dense FF of the same training width.
+  fff::LmConfig dense = c;
+  dense.mixer = fff::LmMixer::dense;
+  const double ff_flops = c.ff_inference_flops(), dense_flops = dense.ff_inference_flops();
+  nlohmann::json out = {{"mixer", fff::lm_mixer_name(c.mixer)},
+                        {"dim", c.dim},
+                        {"layers", c.layers},
+                        {"window", c.window},
+                        {"width", c.width},
+                        {"leaf_width", c.leaf_width},
+                        {"parameters", n_params},
+                        {"steps", r.steps},
+                        {"train_bpc", r.train_bpc},
+                        {"val_bpc", r.val_bpc},
+                        {"best_val_bpc", r.best_val_bpc},
+                        {"seconds", r.seconds},
+                        {"tokens_per_second", r.tokens_per_second},
+                        {"ff_flops_per_token", ff_flops},
+                        {"dense_ff_flops_per_token", dense_flops},
+                        {"ff_flop_reduction", dense_flops / ff_flops},
+                        {"threads", fff::num_threads()}};
+  if (!a.save.empty()) out["checkpoint"] = a.save;
+  if (a.json) {
+    std::cout << out.dump() << std::endl;
+  } else {
+    std::printf(
+        "validation %.4f bpc (best %.4f) after %lld steps, %.0f tokens/s; feedforward "
+        "%.0f FLOPs/token at inference (dense FF of width %lld: %.0f, %.1fx)\n",
+        r.val_bpc, r.best_val_bpc, static_cast<long long>(r.steps), r.tokens_per_second, ff_flops,
+        static_cast<long long>(c.width), dense_flops, dense_flops / ff_flops);
+  }
+  return 0;
+}
+
+int run_sample(const LmSampleArgs& a) {
+  fff::set_num_threads(a.threads > 0 ? a.threads : 1);
+  if (a.tokens < 0) throw fff::Error("--tokens must be non-negative");
+  fff::LmTrainer tr = fff::load_lm_checkpoint(a.model);
+  const std::string text =
+      fff::sample_lm(tr.model, a.prompt, a.tokens, static_cast<float>(a.temperature), a.seed);
+  std::cout << a.prompt << text << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+void add_lm_commands(CLI::App& app, LmCommands& cmds) {
+  cmds.lm = app.add_subcommand(
+      "lm", "Byte-level language model from QRNN sequence mixing and FFF channel mixing");
+  cmds.lm->require_subcommand(1);
+  auto& t = cmds.train_args;
+  auto* tr = cmds.train = cmds.lm->add_subcommand(
+      "train", "Train on a text file or directory; report validation bits per character");
+  tr->add_option("--text", t.text,
+                 std::string("Text file, or a directory of text files (default: ") +
+                     fff::kDefaultLmText + ", Debian package 'fortunes')");
+  tr->add_option("--val-fraction", t.val_fraction,
+                 "Share of the text kept for validation (its end)")
+      ->check(CLI::Range(0.001, 0.5))
+      ->capture_default_str();
+  tr->add_option("--mixer", t.mixer, "Channel mixing: ff (dense), fff (leaf FFF) or neuron-fff")
+      ->check(CLI::IsMember({"ff", "fff", "neuron-fff"}))
+      ->capture_default_str();
+  tr->add_option("--dim", t.dim, "Model width")->check(CLI::Range(1, 65536))->capture_default_str();
+  tr->add_option("--layers", t.layers, "Blocks")->check(CLI::Range(1, 1024))->capture_default_str();
+  tr->add_option("--window", t.window, "QRNN convolution width in bytes")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  tr->add_option("--scan", t.scan, "QRNN scan: sequential, hillis-steele, blelloch or chunked")
+      ->check(CLI::IsMember({"sequential", "hillis-steele", "blelloch", "chunked"}))
+      ->capture_default_str();
+  tr->add_option("--width", t.width, "ff: hidden width; fff: training width (leaves x leaf width)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  tr->add_option("--leaf-width", t.leaf_width, "fff: neurons per leaf")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  tr->add_option("--trees", t.trees, "neuron-fff: trees")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  tr->add_option("--depth", t.depth, "neuron-fff: tree depth")
+      ->check(CLI::Range(0, 20))
+      ->capture_default_str();
+  tr->add_option("--seq", t.seq, "Bytes per segment (backpropagation is truncated between them)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  tr->add_option("--batch", t.batch, "Parallel streams of text")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  tr->add_option("--steps", t.steps, "Total optimizer steps (a resumed run continues to this)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  tr->add_option("--lr", t.lr, "Adam learning rate")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  tr->add_option("--hardening", t.hardening, "fff: weight of the mean node entropy in the loss")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  tr->add_option("--eval-every", t.eval_every, "Steps between validation runs")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  tr->add_option("--save", t.save, "Checkpoint file (safetensors, written atomically)");
+  tr->add_option("--checkpoint-every", t.checkpoint_every, "Steps between checkpoints")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  tr->add_option("--resume", t.resume, "Continue the run saved in this checkpoint");
+  tr->add_option("--seed", t.seed, "Initialisation seed")->capture_default_str();
+  tr->add_option("--threads", t.threads,
+                 "Threads (default: all cores; resume on the same count "
+                 "to continue bit for bit)")
+      ->check(CLI::PositiveNumber);
+  tr->add_flag("--json", t.json, "Print one JSON object with the results on stdout");
+
+  auto& s = cmds.sample_args;
+  auto* sa = cmds.sample =
+      cmds.lm->add_subcommand("sample", "Generate text from a checkpoint of 'fff lm train'");
+  sa->add_option("MODEL", s.model, "Checkpoint file")->required();
+  sa->add_option("--prompt", s.prompt, "Text to start from");
+  sa->add_option("--tokens", s.tokens, "Bytes to generate")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  sa->add_option("--temperature", s.temperature, "Softmax temperature (0: always the most likely)")
+      ->check(CLI::Range(0.0, 100.0))
+      ->capture_default_str();
+  sa->add_option("--seed", s.seed, "Sampling seed (the same seed gives the same text)")
+      ->capture_default_str();
+  sa->add_option("--threads", s.threads, "Threads")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
+int run_lm(const LmCommands& cmds) {
+  if (*cmds.train) return run_train(cmds.train_args, *cmds.train);
+  return run_sample(cmds.sample_args);
+}
+
+}  // namespace fff_cli
