@@ -182,10 +182,10 @@ TEST(Cli, BenchJsonHasTheIssueFields) {
   ASSERT_TRUE(r.exited) << r;
   ASSERT_EQ(r.code, 0) << r;
   const json j = json::parse(r.out);
-  for (const char* key : {"dim", "trees", "depth", "batch", "threads", "layers", "dense_width",
-                          "dense_backend", "dense_us_per_token", "fff_us_per_token", "speedup",
-                          "fff_gflops", "dense_gflops", "max_rel_err", "simd", "fff_path",
-                          "copy_us_per_token", "fff_io_gbps", "copy_io_gbps"})
+  for (const char* key :
+       {"dim", "trees", "depth", "batch", "threads", "layers", "dense_width", "dense_backend",
+        "dense_us_per_token", "fff_us_per_token", "speedup", "fff_gflops", "dense_gflops",
+        "max_rel_err", "simd", "fff_path", "copy_us_per_token", "fff_io_gbps", "copy_io_gbps"})
     EXPECT_TRUE(j.contains(key)) << key << "\n" << r;
   EXPECT_EQ(j["fff_path"], "rowwise");  // batch 5 takes the latency path
   EXPECT_EQ(j["dim"], 33);
@@ -340,3 +340,68 @@ TEST(Cli, FashionMnistTrainEvalInfo) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// fff lm
+
+namespace {
+
+std::string write_corpus(const TempDir& dir) {
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "A fortune " + std::to_string(i) + " for you.\n%\n";
+  const std::string path = dir.file("corpus.txt");
+  std::ofstream(path) << text;
+  return path;
+}
+
+}  // namespace
+
+TEST(CliLm, TrainSavesResumesAndSamples) {
+  TempDir dir;
+  const std::string corpus = write_corpus(dir), ckpt = dir.file("lm.safetensors");
+  const std::vector<std::string> common = {
+      "--text", corpus, "--dim",   "8", "--width",      "16", "--leaf-width", "4",
+      "--seq",  "8",    "--batch", "2", "--eval-every", "2",  "--threads",    "1"};
+  std::vector<std::string> args = {"lm", "train", "--steps", "3", "--save", ckpt, "--json"};
+  args.insert(args.end(), common.begin(), common.end());
+  const Result r = run_cli(args);
+  ASSERT_EQ(r.code, 0) << r;
+  const json j = json::parse(r.out);
+  for (const char* key : {"val_bpc", "train_bpc", "steps", "ff_flops_per_token",
+                          "dense_ff_flops_per_token", "tokens_per_second"})
+    EXPECT_TRUE(j.contains(key)) << key << "\n" << r;
+  EXPECT_EQ(j["steps"], 3);
+  EXPECT_GT(j["ff_flop_reduction"].get<double>(), 1.0);
+  // Resume to step 5; a model flag conflicts with the checkpoint.
+  const Result resumed = run_cli({"lm", "train", "--text", corpus, "--resume", ckpt, "--steps", "5",
+                                  "--threads", "1", "--json"});
+  ASSERT_EQ(resumed.code, 0) << resumed;
+  EXPECT_EQ(json::parse(resumed.out)["steps"], 5);
+  const Result conflict =
+      run_cli({"lm", "train", "--text", corpus, "--resume", ckpt, "--dim", "16"});
+  EXPECT_EQ(conflict.code, 1) << conflict;
+  EXPECT_TRUE(contains(conflict.err, "--dim")) << conflict;
+  // Sampling: the prompt, then the requested bytes; the same seed gives the same text.
+  const Result s1 =
+      run_cli({"lm", "sample", ckpt, "--prompt", "A fo", "--tokens", "12", "--seed", "3"});
+  const Result s2 =
+      run_cli({"lm", "sample", ckpt, "--prompt", "A fo", "--tokens", "12", "--seed", "3"});
+  ASSERT_EQ(s1.code, 0) << s1;
+  EXPECT_EQ(s1.out, s2.out);
+  EXPECT_EQ(s1.out.rfind("A fo", 0), 0u) << s1;
+  EXPECT_EQ(s1.out.size(), 4u + 12u + 1u) << s1;  // prompt, 12 bytes, newline
+}
+
+TEST(CliLm, ClearErrorsForBadText) {
+  TempDir dir;
+  const std::string empty = dir.file("empty.txt");
+  std::ofstream(empty) << "";
+  const Result r = run_cli({"lm", "train", "--text", empty, "--steps", "1"});
+  EXPECT_EQ(r.code, 1) << r;
+  EXPECT_TRUE(contains(r.err, empty)) << r;
+  const Result missing = run_cli({"lm", "train", "--text", dir.file("nope"), "--steps", "1"});
+  EXPECT_EQ(missing.code, 1) << missing;
+  EXPECT_TRUE(contains(missing.err, "no such file")) << missing;
+  const Result bad_model = run_cli({"lm", "sample", empty});
+  EXPECT_EQ(bad_model.code, 1) << bad_model;
+}
