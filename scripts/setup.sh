@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential cmake ninja-build libopenblas-dev libhwy-dev libcli11-dev nlohmann-json3-dev
+packages=(build-essential cmake ninja-build libopenblas-dev libhwy-dev libcli11-dev nlohmann-json3-dev fortunes
           zlib1g-dev libgtest-dev dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do

@@ -22,13 +22,8 @@ namespace {
 
 using fff::Activation;
 using fff::Rng;
+using fff_test::fd4;
 using fff_test::random_vec;
-
-// 4-point central difference of f at t: (-f(t+2h) + 8 f(t+h) - 8 f(t-h) + f(t-2h)) / (12 h).
-template <class F>
-double fd4(F&& f, double t, double h) {
-  return (-f(t + 2 * h) + 8 * f(t + h) - 8 * f(t - h) + f(t - 2 * h)) / (12 * h);
-}
 
 // ---------------------------------------------------------------------------------------------
 // gemm

@@ -86,11 +86,7 @@ TEST(Qrnn, GradientsMatchFiniteDifferences) {
       near_kink |= cfg.hard_sigmoid && std::fabs(std::fabs(v) - 3.0f) < 0.1f;
     if (near_kink) continue;
     const double eps = 1e-2;
-    auto fd = [&](auto perturbed_loss) {
-      return (-perturbed_loss(2 * eps) + 8 * perturbed_loss(eps) - 8 * perturbed_loss(-eps) +
-              perturbed_loss(-2 * eps)) /
-             (12 * eps);
-    };
+    auto fd = [&](auto perturbed_loss) { return fd4(perturbed_loss, 0.0, eps); };
     const std::string what = desc(cfg, T, B);
     for (size_t i = 0; i < x.size(); i += 5) {
       const double g = fd([&](double e) {

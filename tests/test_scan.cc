@@ -115,10 +115,7 @@ TEST(Scan, BackwardMatchesSequentialAndFiniteDifferences) {
           return s;
         };
         const double eps = 1e-2;
-        auto fd = [&](auto perturb) {
-          return (-perturb(2 * eps) + 8 * perturb(eps) - 8 * perturb(-eps) + perturb(-2 * eps)) /
-                 (12 * eps);
-        };
+        auto fd = [&](auto perturb) { return fd4(perturb, 0.0, eps); };
         for (int probe = 0; probe < 3; ++probe) {
           const int64_t i = static_cast<int64_t>(rng.below(static_cast<uint64_t>(T * C)));
           const int64_t c = static_cast<int64_t>(rng.below(static_cast<uint64_t>(C)));

@@ -74,6 +74,12 @@ inline std::string neuron_desc(const fff::NeuronFFFConfig& c, int64_t B) {
          (c.output_bias ? " bias" : " nobias");
 }
 
+// 4-point central difference of f at t: (-f(t+2h) + 8 f(t+h) - 8 f(t-h) + f(t-2h)) / (12 h).
+template <class F>
+double fd4(F&& f, double t, double h) {
+  return (-f(t + 2 * h) + 8 * f(t + h) - 8 * f(t - h) + f(t - 2 * h)) / (12 * h);
+}
+
 // Restores one thread at scope exit, whatever the test did.
 struct ThreadGuard {
   ~ThreadGuard() { fff::set_num_threads(1); }

@@ -179,54 +179,35 @@ constexpr int kLanes = 4;
 template <bool Write>
 void single_channel_lanes(In a, In b, Out out, const int64_t* first, const int64_t* len, int lanes,
                           float* e, float* p) {
-  if (lanes != kLanes) {  // fewer chunks than lanes (short sequences): one after another
-    for (int j = 0; j < lanes; ++j) {
-      float ej = Write ? e[j] : 0.0f, pj = 1.0f;
-      for (int64_t t = first[j]; t < first[j] + len[j]; ++t) {
-        const float at = a[t][0];
-        ej = at * ej + b[t][0];
-        pj *= at;
-        if (Write) out[t][0] = ej;
-      }
-      e[j] = ej;
-      p[j] = pj;
-    }
-    return;
-  }
-  const float* pa[kLanes];
-  const float* pb[kLanes];
-  float* po[kLanes];
-  float es[kLanes], ps[kLanes];
-  int64_t common = len[0];
-  for (int j = 0; j < kLanes; ++j) {
+  const float* pa[kLanes] = {};
+  const float* pb[kLanes] = {};
+  float* po[kLanes] = {};
+  float es[kLanes] = {}, ps[kLanes] = {};
+  for (int j = 0; j < lanes; ++j) {
     pa[j] = a[first[j]];
     pb[j] = b[first[j]];
     po[j] = out[first[j]];
     es[j] = Write ? e[j] : 0.0f;
     ps[j] = 1.0f;
-    common = std::min(common, len[j]);
   }
   const int64_t stride = a.stride;  // a, b and out share it (C = 1)
-  for (int64_t s = 0; s < common; ++s) {
+  auto advance = [&](int j, int64_t s) {
+    const float at = pa[j][s * stride];
+    es[j] = at * es[j] + pb[j][s * stride];
+    if (Write)
+      po[j][s * stride] = es[j];
+    else
+      ps[j] *= at;
+  };
+  int64_t common = 0;  // steps all kLanes lanes have, run in lockstep
+  if (lanes == kLanes) {
+    common = *std::min_element(len, len + kLanes);
+    for (int64_t s = 0; s < common; ++s)
 #pragma GCC unroll 8
-    for (int j = 0; j < kLanes; ++j) {
-      const float at = pa[j][s * stride];
-      es[j] = at * es[j] + pb[j][s * stride];
-      if (Write)
-        po[j][s * stride] = es[j];
-      else
-        ps[j] *= at;
-    }
+      for (int j = 0; j < kLanes; ++j) advance(j, s);
   }
-  for (int j = 0; j < kLanes; ++j) {
-    for (int64_t s = common; s < len[j]; ++s) {
-      const float at = pa[j][s * stride];
-      es[j] = at * es[j] + pb[j][s * stride];
-      if (Write)
-        po[j][s * stride] = es[j];
-      else
-        ps[j] *= at;
-    }
+  for (int j = 0; j < lanes; ++j) {
+    for (int64_t s = common; s < len[j]; ++s) advance(j, s);
     e[j] = es[j];
     p[j] = ps[j];
   }
