@@ -16,9 +16,10 @@ namespace fff_cli {
 namespace {
 
 // Options that fix the model: a resumed run takes them from its checkpoint.
-const char* const kModelFlags[] = {"--mixer",      "--dim",   "--layers",    "--window", "--width",
-                                   "--leaf-width", "--trees", "--depth",     "--scan",   "--seq",
-                                   "--batch",      "--lr",    "--hardening", "--seed"};
+const char* const kModelFlags[] = {"--mixer",     "--dim",          "--layers", "--window",
+                                   "--width",     "--leaf-width",   "--trees",  "--depth",
+                                   "--scan",      "--seq",          "--batch",  "--lr",
+                                   "--hardening", "--harden-after", "--seed"};
 
 int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
   fff::set_num_threads(a.threads > 0 ? a.threads : default_threads());
@@ -52,6 +53,7 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
     o.batch = a.batch;
     o.lr = static_cast<float>(a.lr);
     o.hardening = static_cast<float>(a.hardening);
+    o.harden_after = a.harden_after;
     fff::Rng rng(a.seed);
     return fff::LmTrainer(fff::make_lm(c, rng), o);
   };
@@ -189,6 +191,11 @@ void add_lm_commands(CLI::App& app, LmCommands& cmds) {
       ->capture_default_str();
   tr->add_option("--hardening", t.hardening, "fff: weight of the mean node entropy in the loss")
       ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  tr->add_option("--harden-after", t.harden_after,
+                 "fff: share of the steps after which node decisions train hardened (0/1), as "
+                 "inference runs them; 1 = never")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   tr->add_option("--eval-every", t.eval_every, "Steps between validation runs")
       ->check(CLI::PositiveNumber)

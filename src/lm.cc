@@ -136,7 +136,7 @@ void add_into(float* y, const float* x, int64_t n) {
 }  // namespace
 
 double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmState& state,
-                  bool train, float* logits, LmContext& ctx) {
+                  bool train, float* logits, LmContext& ctx, bool hardened) {
   const auto& c = m.cfg;
   const int64_t d = c.dim, N = T * B, k = c.window;
   if (state.batch != B || state.h.size() != m.blocks.size()) state.reset(m, B);
@@ -175,7 +175,8 @@ double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmSta
         break;
       case LmMixer::leaf_fff:
         if (train)
-          entropy += leaf_fff_forward_train(b.leaf, bc.u2.ptr(), N, bc.f.ptr(), {}, bc.leaf);
+          entropy += leaf_fff_forward_train(b.leaf, bc.u2.ptr(), N, bc.f.ptr(), {hardened, nullptr},
+                                            bc.leaf);
         else
           leaf_fff_infer(b.leaf, bc.u2.ptr(), N, bc.f.ptr(), nullptr);
         break;

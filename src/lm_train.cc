@@ -178,7 +178,9 @@ LmTrainResult train_lm(LmTrainer& tr, const TextSplit& text,
     const int64_t j = tr.step % per_stream;
     if (j == 0) tr.state.reset(tr.model, B);  // each pass over the text starts afresh
     segment(text.train, B, T, j, in, target);
-    lm_forward(tr.model, in.data(), T, B, tr.state, true, logits.data(), ctx);
+    const bool hardened =
+        static_cast<double>(tr.step) >= o.harden_after * static_cast<double>(o.steps);
+    lm_forward(tr.model, in.data(), T, B, tr.state, true, logits.data(), ctx, hardened);
     const double loss = softmax_cross_entropy(logits.data(), target.data(), T * B, LmConfig::kVocab,
                                               dlogits.data(), nullptr);
     if (!std::isfinite(loss))
@@ -241,6 +243,7 @@ void save_lm_checkpoint(const std::string& path, LmTrainer& tr) {
       {"steps", std::to_string(o.steps)},
       {"lr", num(o.lr)},
       {"hardening", num(o.hardening)},
+      {"harden_after", num(o.harden_after)},
       {"eval_every", std::to_string(o.eval_every)},
       {"checkpoint_every", std::to_string(o.checkpoint_every)},
       {"state_batch", std::to_string(tr.state.batch)}};
@@ -279,6 +282,7 @@ LmTrainer load_lm_checkpoint(const std::string& path) {
   o.steps = meta_int(meta, "steps", path);
   o.lr = static_cast<float>(meta_double(meta, "lr", path));
   o.hardening = static_cast<float>(meta_double(meta, "hardening", path));
+  o.harden_after = meta_double(meta, "harden_after", path);
   o.eval_every = meta_int(meta, "eval_every", path);
   o.checkpoint_every = meta_int(meta, "checkpoint_every", path);
   Rng rng(0);

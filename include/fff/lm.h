@@ -82,11 +82,12 @@ struct LmContext {
   LayerNormContext ln_out;
 };
 
-// train: leaf FFF runs its soft training mixture (else hard inference, as deployed); the other
-// mixers are the same either way. Updates state to the end of the segment. Returns the mean node
-// entropy of the leaf FFF blocks (0 for other mixers), the hardening loss before its weight.
+// train: leaf FFF runs its training mixture (else hard inference, as deployed), with hardened
+// (0/1) node decisions if `hardened`; the other mixers are the same either way. Updates state to
+// the end of the segment. Returns the mean node entropy of the leaf FFF blocks (0 for other
+// mixers), the hardening loss before its weight.
 double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmState& state,
-                  bool train, float* logits, LmContext& ctx);
+                  bool train, float* logits, LmContext& ctx, bool hardened = false);
 // Gradients of every parameter (overwritten) for d(loss)/d(logits) = dlogits, after a training
 // forward of the same segment; hardening is the weight of the leaf FFF entropy loss.
 void lm_backward(LmModel& m, const int32_t* tokens, const float* dlogits, float hardening,

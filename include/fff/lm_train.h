@@ -28,7 +28,10 @@ struct LmTrainOptions {
   int64_t batch = 32;      // B: parallel streams of text
   int64_t steps = 2000;    // total optimizer steps (a resumed run continues up to this)
   float lr = 2e-3f;        // Adam
-  float hardening = 0.1f;  // leaf FFF: weight of the mean node entropy
+  float hardening = 1.0f;  // leaf FFF: weight of the mean node entropy
+  // leaf FFF: after this share of the steps, train with hardened (0/1) decisions, as inference
+  // runs them (1: never).
+  double harden_after = 0.75;
   int64_t eval_every = 250;
   int64_t checkpoint_every = 250;  // with a save path
   std::string save_path;           // checkpoint file (written atomically), or empty
