@@ -282,7 +282,8 @@ LmTrainer load_lm_checkpoint(const std::string& path) {
   o.steps = meta_int(meta, "steps", path);
   o.lr = static_cast<float>(meta_double(meta, "lr", path));
   o.hardening = static_cast<float>(meta_double(meta, "hardening", path));
-  o.harden_after = meta_double(meta, "harden_after", path);
+  // Checkpoints from before hardened training existed never hardened.
+  o.harden_after = meta.count("harden_after") ? meta_double(meta, "harden_after", path) : 1.0;
   o.eval_every = meta_int(meta, "eval_every", path);
   o.checkpoint_every = meta_int(meta, "checkpoint_every", path);
   Rng rng(0);
