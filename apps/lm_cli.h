@@ -12,7 +12,7 @@ struct LmTrainArgs {
   double val_fraction = 0.05;
   int64_t dim = 128, layers = 2, window = 2, width = 512, leaf_width = 32, trees = 1, depth = 6;
   int64_t seq = 64, batch = 32, steps = 2000, eval_every = 250, checkpoint_every = 250;
-  double lr = 2e-3, hardening = 1.0, harden_after = 0.75;
+  double lr = 2e-3, hardening = 1.0, harden_after = 0.5;
   uint64_t seed = 0;
   int threads = 0;
   bool json = false;

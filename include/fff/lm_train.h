@@ -31,7 +31,7 @@ struct LmTrainOptions {
   float hardening = 1.0f;  // leaf FFF: weight of the mean node entropy
   // leaf FFF: after this share of the steps, train with hardened (0/1) decisions, as inference
   // runs them (1: never).
-  double harden_after = 0.75;
+  double harden_after = 0.5;
   int64_t eval_every = 250;
   int64_t checkpoint_every = 250;  // with a save path
   std::string save_path;           // checkpoint file (written atomically), or empty
