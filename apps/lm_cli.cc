@@ -193,7 +193,7 @@ void add_lm_commands(CLI::App& app, LmCommands& cmds) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   tr->add_option("--harden-after", t.harden_after,
-                 "fff: share of the steps after which node decisions train hardened (0/1), as "
+                 "fff: share of --steps after which node decisions train hardened (0/1), as "
                  "inference runs them; 1 = never")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();

@@ -88,13 +88,18 @@ TEST(LmTrain, ResumedRunEqualsUninterrupted) {
     const fff::LmTrainResult rw = fff::train_lm(whole, text);
     EXPECT_EQ(rw.steps, 7);
     EXPECT_TRUE(std::isfinite(rw.val_bpc));
-    // Interrupted after step 3 (the checkpoint written then), resumed to step 7.
+    // The same run killed after step 3 (just after the checkpoint written then), resumed.
     const std::string ckpt = dir.file("ckpt.safetensors");
-    fff::LmTrainer first = tiny_trainer(mixer, 3, ckpt);
-    fff::train_lm(first, text);
+    fff::LmTrainer first = tiny_trainer(mixer, 7, ckpt);
+    struct Killed {};
+    EXPECT_THROW(fff::train_lm(first, text,
+                               [](const fff::LmProgress& p) {
+                                 if (p.step == 3) throw Killed{};
+                               }),
+                 Killed);
     fff::LmTrainer resumed = fff::load_lm_checkpoint(ckpt);
     EXPECT_EQ(resumed.step, 3);
-    resumed.options.steps = 7;
+    EXPECT_EQ(resumed.options.steps, 7);
     resumed.options.save_path.clear();
     fff::train_lm(resumed, text);
     const auto pw = whole.model.params(), pr = resumed.model.params();
