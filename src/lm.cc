@@ -200,7 +200,7 @@ double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmSta
 void lm_backward(LmModel& m, const int32_t* tokens, const float* dlogits, float hardening,
                  LmContext& ctx) {
   const auto& c = m.cfg;
-  const int64_t d = c.dim, T = ctx.T, B = ctx.B, N = T * B, k = c.window;
+  const int64_t d = c.dim, T = ctx.T, B = ctx.B, N = T * B;
   Tensor du({N, d}), dx({N, d}), dtmp({N, d});
   linear_backward(ctx.u_out.ptr(), dlogits, N, d, LmConfig::kVocab, m.out_w.value.ptr(), du.ptr(),
                   m.out_w.grad.ptr(), m.out_b.grad.ptr());
@@ -229,7 +229,6 @@ void lm_backward(LmModel& m, const int32_t* tokens, const float* dlogits, float 
     qrnn_backward(b.qrnn, dx.ptr(), T, B, bc.h0.ptr(), bc.qrnn, du.ptr(), nullptr);
     layer_norm_backward(b.ln1, du.ptr(), N, bc.ln1, dtmp.ptr());
     add_into(dx.ptr(), dtmp.ptr(), N * d);
-    (void)k;
   }
   embedding_backward(m.embed, tokens, N, dx.ptr());
 }
