@@ -47,37 +47,6 @@ int64_t segments_per_stream(const std::vector<int32_t>& text, int64_t streams, i
   return ((static_cast<int64_t>(text.size()) - 1) / streams) / T;
 }
 
-std::string meta_get(const std::map<std::string, std::string>& meta, const std::string& key,
-                     const std::string& path) {
-  const auto it = meta.find(key);
-  if (it == meta.end()) throw Error(path + ": checkpoint metadata has no '" + key + "'");
-  return it->second;
-}
-
-int64_t meta_int(const std::map<std::string, std::string>& meta, const std::string& key,
-                 const std::string& path) {
-  const std::string v = meta_get(meta, key, path);
-  try {
-    size_t used = 0;
-    const int64_t x = std::stoll(v, &used);
-    if (used == v.size()) return x;
-  } catch (const std::exception&) {
-  }
-  throw Error(path + ": checkpoint metadata '" + key + "' is not an integer: '" + v + "'");
-}
-
-double meta_double(const std::map<std::string, std::string>& meta, const std::string& key,
-                   const std::string& path) {
-  const std::string v = meta_get(meta, key, path);
-  try {
-    size_t used = 0;
-    const double x = std::stod(v, &used);
-    if (used == v.size()) return x;
-  } catch (const std::exception&) {
-  }
-  throw Error(path + ": checkpoint metadata '" + key + "' is not a number: '" + v + "'");
-}
-
 std::string num(double v) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.17g", v);
@@ -260,32 +229,32 @@ void save_lm_checkpoint(const std::string& path, LmTrainer& tr) {
 LmTrainer load_lm_checkpoint(const std::string& path) {
   SafetensorsFile f = load_safetensors(path);
   const auto& meta = f.metadata;
-  if (meta_get(meta, "format", path) != "fff-lm")
+  if (metadata_string(meta, "format", path) != "fff-lm")
     throw Error(path + ": not an fff language model checkpoint (format '" +
-                meta_get(meta, "format", path) + "')");
+                metadata_string(meta, "format", path) + "')");
   LmConfig c;
-  c.dim = meta_int(meta, "dim", path);
-  c.layers = meta_int(meta, "layers", path);
-  c.window = meta_int(meta, "window", path);
-  c.scan = parse_scan_algo(meta_get(meta, "scan", path));
-  c.mixer = parse_lm_mixer(meta_get(meta, "mixer", path));
-  c.width = meta_int(meta, "width", path);
-  c.leaf_width = meta_int(meta, "leaf_width", path);
-  c.trees = meta_int(meta, "trees", path);
-  c.depth = meta_int(meta, "depth", path);
+  c.dim = metadata_int(meta, "dim", path);
+  c.layers = metadata_int(meta, "layers", path);
+  c.window = metadata_int(meta, "window", path);
+  c.scan = parse_scan_algo(metadata_string(meta, "scan", path));
+  c.mixer = parse_lm_mixer(metadata_string(meta, "mixer", path));
+  c.width = metadata_int(meta, "width", path);
+  c.leaf_width = metadata_int(meta, "leaf_width", path);
+  c.trees = metadata_int(meta, "trees", path);
+  c.depth = metadata_int(meta, "depth", path);
   if (c.dim <= 0 || c.dim > 65536 || c.layers <= 0 || c.layers > 1024 || c.window <= 0 ||
       c.window > 64 || c.depth < 0 || c.depth > 24 || c.trees <= 0 || c.width <= 0)
     throw Error(path + ": implausible model configuration in the metadata");
   LmTrainOptions o;
-  o.seq = meta_int(meta, "seq", path);
-  o.batch = meta_int(meta, "batch", path);
-  o.steps = meta_int(meta, "steps", path);
-  o.lr = static_cast<float>(meta_double(meta, "lr", path));
-  o.hardening = static_cast<float>(meta_double(meta, "hardening", path));
+  o.seq = metadata_int(meta, "seq", path);
+  o.batch = metadata_int(meta, "batch", path);
+  o.steps = metadata_int(meta, "steps", path);
+  o.lr = static_cast<float>(metadata_double(meta, "lr", path));
+  o.hardening = static_cast<float>(metadata_double(meta, "hardening", path));
   // Checkpoints from before hardened training existed never hardened.
-  o.harden_after = meta.count("harden_after") ? meta_double(meta, "harden_after", path) : 1.0;
-  o.eval_every = meta_int(meta, "eval_every", path);
-  o.checkpoint_every = meta_int(meta, "checkpoint_every", path);
+  o.harden_after = meta.count("harden_after") ? metadata_double(meta, "harden_after", path) : 1.0;
+  o.eval_every = metadata_int(meta, "eval_every", path);
+  o.checkpoint_every = metadata_int(meta, "checkpoint_every", path);
   Rng rng(0);
   LmTrainer tr(make_lm(c, rng), o);
   auto take = [&](const std::string& name, Tensor& dst) {
@@ -298,10 +267,10 @@ LmTrainer load_lm_checkpoint(const std::string& path) {
   };
   for (Param* p : tr.model.params()) take(p->name, p->value);
   for (const auto& [name, t] : tr.opt.state_tensors()) take("adam." + name, *t);
-  tr.step = meta_int(meta, "step", path);
-  tr.opt.set_steps(meta_int(meta, "optimizer_steps", path));
-  tr.best_val_bpc = meta_double(meta, "best_val_bpc", path);
-  const int64_t state_batch = meta_int(meta, "state_batch", path);
+  tr.step = metadata_int(meta, "step", path);
+  tr.opt.set_steps(metadata_int(meta, "optimizer_steps", path));
+  tr.best_val_bpc = metadata_double(meta, "best_val_bpc", path);
+  const int64_t state_batch = metadata_int(meta, "state_batch", path);
   if (state_batch > 0) {
     tr.state.reset(tr.model, state_batch);
     for (size_t l = 0; l < tr.state.h.size(); ++l) {

@@ -231,39 +231,6 @@ void save_model(const std::string& path, Model& model,
 
 namespace {
 
-const std::string& require(const std::map<std::string, std::string>& meta, const std::string& key,
-                           const std::string& path) {
-  auto it = meta.find(key);
-  if (it == meta.end()) throw Error(path + ": metadata has no '" + key + "' entry");
-  return it->second;
-}
-
-int64_t parse_int(const std::map<std::string, std::string>& meta, const std::string& key,
-                  const std::string& path) {
-  const std::string& s = require(meta, key, path);
-  try {
-    size_t used = 0;
-    const long long v = std::stoll(s, &used);
-    if (used != s.size()) throw std::invalid_argument(s);
-    return v;
-  } catch (const std::exception&) {
-    throw Error(path + ": metadata '" + key + "' is not an integer: '" + s + "'");
-  }
-}
-
-float parse_float(const std::map<std::string, std::string>& meta, const std::string& key,
-                  const std::string& path) {
-  const std::string& s = require(meta, key, path);
-  try {
-    size_t used = 0;
-    const float v = std::stof(s, &used);
-    if (used != s.size()) throw std::invalid_argument(s);
-    return v;
-  } catch (const std::exception&) {
-    throw Error(path + ": metadata '" + key + "' is not a number: '" + s + "'");
-  }
-}
-
 // Names and shapes of the parameters make_model creates for c, computed without allocating.
 // Sizes whose element count overflows are reported as that; a huge but representable shape
 // simply fails to match the file.
@@ -299,26 +266,26 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> model_param_shapes(con
 LoadedModel load_model(const std::string& path) {
   SafetensorsFile file = load_safetensors(path);
   const auto& meta = file.metadata;
-  if (require(meta, "format", path) != "fff-classifier")
+  if (metadata_string(meta, "format", path) != "fff-classifier")
     throw Error(path + ": not an fff classifier file (format '" + meta.at("format") + "')");
-  if (require(meta, "format_version", path) != "1")
+  if (metadata_string(meta, "format_version", path) != "1")
     throw Error(path + ": unsupported format_version '" + meta.at("format_version") + "'");
   ModelConfig c;
   try {
-    c.kind = parse_model_kind(require(meta, "model", path));
-    c.act = parse_activation(require(meta, "activation", path));
+    c.kind = parse_model_kind(metadata_string(meta, "model", path));
+    c.act = parse_activation(metadata_string(meta, "activation", path));
   } catch (const Error& e) {
     throw Error(path + ": " + e.what());
   }
-  c.in = parse_int(meta, "in", path);
-  c.out = parse_int(meta, "out", path);
-  c.width = parse_int(meta, "width", path);
-  c.depth = parse_int(meta, "depth", path);
-  c.leaf_width = parse_int(meta, "leaf_width", path);
-  c.trees = parse_int(meta, "trees", path);
-  c.output_bias = require(meta, "output_bias", path) == "true";
-  c.input_norm.mean = parse_float(meta, "input_mean", path);
-  c.input_norm.std = parse_float(meta, "input_std", path);
+  c.in = metadata_int(meta, "in", path);
+  c.out = metadata_int(meta, "out", path);
+  c.width = metadata_int(meta, "width", path);
+  c.depth = metadata_int(meta, "depth", path);
+  c.leaf_width = metadata_int(meta, "leaf_width", path);
+  c.trees = metadata_int(meta, "trees", path);
+  c.output_bias = metadata_string(meta, "output_bias", path) == "true";
+  c.input_norm.mean = metadata_float(meta, "input_mean", path);
+  c.input_norm.std = metadata_float(meta, "input_std", path);
   try {
     c.validate();
   } catch (const Error& e) {

@@ -313,4 +313,45 @@ SafetensorsFile load_safetensors(const std::string& path) {
   return result;
 }
 
+const std::string& metadata_string(const Metadata& meta, const std::string& key,
+                                   const std::string& path) {
+  auto it = meta.find(key);
+  if (it == meta.end()) throw Error(path + ": metadata has no '" + key + "' entry");
+  return it->second;
+}
+
+namespace {
+
+// Parses the whole of key's value with parse(text, &used), or throws naming what it is not.
+template <class Parse>
+auto parse_metadata(const Metadata& meta, const std::string& key, const std::string& path,
+                    const char* what, Parse parse) {
+  const std::string& s = metadata_string(meta, key, path);
+  try {
+    size_t used = 0;
+    const auto v = parse(s, &used);
+    if (used == s.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error(path + ": metadata '" + key + "' is not " + what + ": '" + s + "'");
+}
+
+}  // namespace
+
+int64_t metadata_int(const Metadata& meta, const std::string& key, const std::string& path) {
+  return parse_metadata(
+      meta, key, path, "an integer",
+      [](const std::string& s, size_t* used) -> int64_t { return std::stoll(s, used); });
+}
+
+float metadata_float(const Metadata& meta, const std::string& key, const std::string& path) {
+  return parse_metadata(meta, key, path, "a number",
+                        [](const std::string& s, size_t* used) { return std::stof(s, used); });
+}
+
+double metadata_double(const Metadata& meta, const std::string& key, const std::string& path) {
+  return parse_metadata(meta, key, path, "a number",
+                        [](const std::string& s, size_t* used) { return std::stod(s, used); });
+}
+
 }  // namespace fff

@@ -2,6 +2,7 @@
 // header (dtype, shape, data_offsets per tensor and a "__metadata__" string map), then raw data.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <utility>
@@ -29,5 +30,14 @@ struct SafetensorsFile {
 // no two tensors overlapping, no gaps in the data area, metadata values strings. Any violation
 // throws fff::Error whose message starts with the path and says what is wrong.
 SafetensorsFile load_safetensors(const std::string& path);
+
+// Typed reads of a file's "__metadata__" entries. A missing key or an unparsable value throws
+// fff::Error naming the path and the key.
+using Metadata = std::map<std::string, std::string>;
+const std::string& metadata_string(const Metadata& meta, const std::string& key,
+                                   const std::string& path);
+int64_t metadata_int(const Metadata& meta, const std::string& key, const std::string& path);
+float metadata_float(const Metadata& meta, const std::string& key, const std::string& path);
+double metadata_double(const Metadata& meta, const std::string& key, const std::string& path);
 
 }  // namespace fff
