@@ -2,12 +2,17 @@
 // human-readable durations.
 #pragma once
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <thread>
+
+#include "fff/common.h"
 
 namespace fff_cli {
 
@@ -32,6 +37,17 @@ inline std::string duration_string(double s) {
   if (s < 3600)
     return std::to_string(static_cast<int>(s) / 60) + "m" + fmt("%02.0fs", std::fmod(s, 60));
   return std::to_string(static_cast<int>(s) / 3600) + "h" + fmt("%02.0fm", std::fmod(s / 60, 60));
+}
+
+// Checks that a --save path's directory exists and is writable, so that a long run does not
+// fail only when it is done.
+inline void check_save_path(const std::string& save) {
+  if (save.empty()) return;
+  const std::filesystem::path dir = std::filesystem::absolute(save).parent_path();
+  if (!std::filesystem::is_directory(dir))
+    throw fff::Error("--save " + save + ": directory " + dir.string() + " does not exist");
+  if (::access(dir.c_str(), W_OK) != 0)
+    throw fff::Error("--save " + save + ": directory " + dir.string() + " is not writable");
 }
 
 }  // namespace fff_cli

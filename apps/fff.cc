@@ -213,14 +213,7 @@ void check_train_flags(const TrainArgs& a, const CLI::App& cmd) {
       reject("--leaf-width", "a neuron FFF has --trees trees of --depth levels");
       break;
   }
-  if (!a.save.empty()) {
-    // Fail now rather than after a long training run.
-    const std::filesystem::path dir = std::filesystem::absolute(a.save).parent_path();
-    if (!std::filesystem::is_directory(dir))
-      throw fff::Error("--save " + a.save + ": directory " + dir.string() + " does not exist");
-    if (::access(dir.c_str(), W_OK) != 0)
-      throw fff::Error("--save " + a.save + ": directory " + dir.string() + " is not writable");
-  }
+  fff_cli::check_save_path(a.save);
   if (kind != fff::ModelKind::leaf_fff)
     for (const char* flag : {"--region-leak", "--hardened"})
       if (given(flag))

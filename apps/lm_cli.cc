@@ -29,11 +29,7 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
       if (cmd.count(flag) > 0)
         throw fff::Error(std::string(flag) + " cannot be combined with --resume: the checkpoint " +
                          a.resume + " fixes the model and its training settings");
-  if (!a.save.empty()) {  // fail now rather than after an hour of training
-    const auto dir = std::filesystem::path(a.save).parent_path();
-    if (!dir.empty() && !std::filesystem::is_directory(dir))
-      throw fff::Error("--save " + a.save + ": directory " + dir.string() + " does not exist");
-  }
+  check_save_path(a.save);
   const fff::TextSplit text = fff::load_text(text_path, a.val_fraction);
 
   auto trainer = [&]() {
