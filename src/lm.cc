@@ -51,16 +51,30 @@ double LmConfig::ff_inference_flops() const {
   return per_block * static_cast<double>(layers);
 }
 
+namespace {
+
+// The parameters of a block's channel mixer.
+std::vector<Param*> ff_params(LmBlock& b, LmMixer mixer) {
+  switch (mixer) {
+    case LmMixer::dense:
+      return b.dense.params();
+    case LmMixer::leaf_fff:
+      return b.leaf.params();
+    case LmMixer::neuron_fff:
+      return b.neuron.params();
+  }
+  return {};
+}
+
+}  // namespace
+
 std::vector<Param*> LmModel::params() {
   std::vector<Param*> ps = embed.params();
   for (auto& b : blocks) {
     for (Param* p : b.ln1.params()) ps.push_back(p);
     for (Param* p : b.qrnn.params()) ps.push_back(p);
     for (Param* p : b.ln2.params()) ps.push_back(p);
-    std::vector<Param*> ff = cfg.mixer == LmMixer::dense      ? b.dense.params()
-                             : cfg.mixer == LmMixer::leaf_fff ? b.leaf.params()
-                                                              : b.neuron.params();
-    for (Param* p : ff) ps.push_back(p);
+    for (Param* p : ff_params(b, cfg.mixer)) ps.push_back(p);
   }
   for (Param* p : ln_out.params()) ps.push_back(p);
   ps.push_back(&out_w);
@@ -100,13 +114,8 @@ LmModel make_lm(const LmConfig& cfg, Rng& rng) {
         break;
     }
     // Names unique across blocks, for model files.
-    std::vector<Param*> ps = b.qrnn.params();
-    for (Param* p : cfg.mixer == LmMixer::dense      ? b.dense.params()
-                    : cfg.mixer == LmMixer::leaf_fff ? b.leaf.params()
-                                                     : b.neuron.params())
-      ps.push_back(p);
-    for (Param* p : ps)
-      p->name = pre + "." + (p == &b.qrnn.w || p == &b.qrnn.b ? "qrnn." : "ff.") + p->name;
+    for (Param* p : b.qrnn.params()) p->name = pre + ".qrnn." + p->name;
+    for (Param* p : ff_params(b, cfg.mixer)) p->name = pre + ".ff." + p->name;
     m.blocks.push_back(std::move(b));
   }
   m.ln_out = make_layer_norm(cfg.dim, "ln_out");
@@ -149,7 +158,6 @@ double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmSta
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     LmBlock& b = m.blocks[l];
     LmBlockContext& bc = ctx.blocks[l];
-    bc.x_in = x;
     ensure(bc.u1, {N, d});
     ensure(bc.q, {N, d});
     ensure(bc.u2, {N, d});
@@ -161,13 +169,14 @@ double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmSta
                  bc.q.ptr(), bc.qrnn);
     // Carry the state: the last step's h and the last k - 1 QRNN inputs.
     std::copy(bc.qrnn.h.data.end() - B * d, bc.qrnn.h.data.end(), state.h[l].data.begin());
-    if (k > 1) {
-      std::vector<float> all(bc.history.data.begin(), bc.history.data.end());
-      all.insert(all.end(), bc.u1.data.begin(), bc.u1.data.end());
-      std::copy(all.end() - (k - 1) * B * d, all.end(), state.history[l].data.begin());
+    // Row r of the new history is row T + r of [old history; u1] (rows of B * d floats).
+    for (int64_t r = 0; r + 1 < k; ++r) {
+      const int64_t src = T + r;
+      const float* row =
+          src < k - 1 ? bc.history.ptr() + src * B * d : bc.u1.ptr() + (src - (k - 1)) * B * d;
+      std::copy_n(row, B * d, state.history[l].ptr() + r * B * d);
     }
     add_into(x.ptr(), bc.q.ptr(), N * d);
-    bc.x_mid = x;
     layer_norm_forward(b.ln2, x.ptr(), N, bc.u2.ptr(), bc.ln2);
     switch (c.mixer) {
       case LmMixer::dense:
@@ -177,8 +186,11 @@ double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmSta
         if (train)
           entropy += leaf_fff_forward_train(b.leaf, bc.u2.ptr(), N, bc.f.ptr(), {hardened, nullptr},
                                             bc.leaf);
-        else
-          leaf_fff_infer(b.leaf, bc.u2.ptr(), N, bc.f.ptr(), nullptr);
+        else {
+          // Packed once per context: a context is used with one set of weights.
+          if (bc.leaf_packed.w1t.size() == 0) bc.leaf_packed = pack_leaf_fff(b.leaf);
+          leaf_fff_infer(bc.leaf_packed, bc.u2.ptr(), N, bc.f.ptr(), nullptr);
+        }
         break;
       case LmMixer::neuron_fff:
         if (train)
@@ -189,7 +201,6 @@ double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmSta
     }
     add_into(x.ptr(), bc.f.ptr(), N * d);
   }
-  ctx.x_out = x;
   ensure(ctx.u_out, {N, d});
   layer_norm_forward(m.ln_out, x.ptr(), N, ctx.u_out.ptr(), ctx.ln_out);
   linear_forward(ctx.u_out.ptr(), N, d, LmConfig::kVocab, m.out_w.value.ptr(), m.out_b.value.ptr(),

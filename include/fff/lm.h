@@ -66,26 +66,28 @@ struct LmState {
 };
 
 struct LmBlockContext {
-  Tensor x_in, u1, q, x_mid, u2, f;  // (T * B, dim)
-  Tensor h0, history;                // the carried state the segment started from
+  Tensor u1, q, u2, f;  // (T * B, dim): ln1 output, QRNN output, ln2 output, mixer output
+  Tensor h0, history;   // the carried state the segment started from
   LayerNormContext ln1, ln2;
   QrnnContext qrnn;
   DenseFFContext dense;
   LeafFFFContext leaf;
   NeuronFFFContext neuron;
+  LeafFFFPacked leaf_packed;  // leaf FFF inference weights, packed on first use
 };
 
 struct LmContext {
   int64_t T = 0, B = 0;
   std::vector<LmBlockContext> blocks;
-  Tensor x_out, u_out;  // (T * B, dim)
+  Tensor u_out;  // (T * B, dim) the final layer norm's output
   LayerNormContext ln_out;
 };
 
-// train: leaf FFF runs its training mixture (else hard inference, as deployed), with hardened
-// (0/1) node decisions if `hardened`; the other mixers are the same either way. Updates state to
-// the end of the segment. Returns the mean node entropy of the leaf FFF blocks (0 for other
-// mixers), the hardening loss before its weight.
+// A context holds inference weights packed from the model on first use: use a fresh one after
+// the weights change. train: leaf FFF runs its training mixture (else hard inference, as deployed),
+// with hardened (0/1) node decisions if `hardened`; the other mixers are the same either way.
+// Updates state to the end of the segment. Returns the mean node entropy of the leaf FFF blocks (0
+// for other mixers), the hardening loss before its weight.
 double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmState& state,
                   bool train, float* logits, LmContext& ctx, bool hardened = false);
 // Gradients of every parameter (overwritten) for d(loss)/d(logits) = dlogits, after a training
