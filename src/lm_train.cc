@@ -28,16 +28,16 @@ std::vector<char> read_bytes(const std::string& path) {
   return bytes;
 }
 
-// Inputs and next-byte targets of segment j of every stream: stream b is the b-th of `streams`
-// equal contiguous parts of text; segment j covers its bytes [j T, (j + 1) T).
-void segment(const std::vector<int32_t>& text, int64_t streams, int64_t T, int64_t j,
+// Inputs and next-byte targets of T steps from offset `start` of every stream: stream b is the
+// b-th of `streams` equal contiguous parts of text.
+void segment(const std::vector<int32_t>& text, int64_t streams, int64_t start, int64_t T,
              std::vector<int32_t>& in, std::vector<int32_t>& target) {
   const int64_t len = (static_cast<int64_t>(text.size()) - 1) / streams;
   in.resize(static_cast<size_t>(T * streams));
   target.resize(static_cast<size_t>(T * streams));
   for (int64_t t = 0; t < T; ++t)
     for (int64_t b = 0; b < streams; ++b) {
-      const int64_t pos = b * len + j * T + t;
+      const int64_t pos = b * len + start + t;
       in[t * streams + b] = text[pos];
       target[t * streams + b] = text[pos + 1];
     }
@@ -109,13 +109,7 @@ double evaluate_bpc(LmModel& m, const std::vector<int32_t>& text, int64_t stream
   int64_t count = 0;
   for (int64_t start = 0; start < len; start += seq) {
     const int64_t T = std::min(seq, len - start);
-    in.resize(static_cast<size_t>(T * streams));
-    target.resize(static_cast<size_t>(T * streams));
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t b = 0; b < streams; ++b) {
-        in[t * streams + b] = text[b * len + start + t];
-        target[t * streams + b] = text[b * len + start + t + 1];
-      }
+    segment(text, streams, start, T, in, target);
     logits.resize(static_cast<size_t>(T * streams * LmConfig::kVocab));
     lm_forward(m, in.data(), T, streams, state, false, logits.data(), ctx);
     total += softmax_cross_entropy(logits.data(), target.data(), T * streams, LmConfig::kVocab,
@@ -146,7 +140,7 @@ LmTrainResult train_lm(LmTrainer& tr, const TextSplit& text,
   while (tr.step < o.steps) {
     const int64_t j = tr.step % per_stream;
     if (j == 0) tr.state.reset(tr.model, B);  // each pass over the text starts afresh
-    segment(text.train, B, T, j, in, target);
+    segment(text.train, B, j * T, T, in, target);
     const bool hardened =
         static_cast<double>(tr.step) >= o.harden_after * static_cast<double>(o.steps);
     lm_forward(tr.model, in.data(), T, B, tr.state, true, logits.data(), ctx, hardened);
