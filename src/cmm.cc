@@ -10,6 +10,7 @@
 
 #include "cpu/cmm_kernels.h"
 #include "cpu/grouping.h"
+#include "cpu/vec.h"
 #include "fff/gemm.h"
 
 namespace fff {
@@ -20,12 +21,6 @@ namespace {
 constexpr int64_t kTileBytes = 768 * 1024;
 // Outputs larger than this are written with non-temporal stores.
 constexpr int64_t kStreamOutputBytes = 4 << 20;
-
-void prefetch_floats(const float* p, int64_t n) {
-  const char* b = reinterpret_cast<const char*>(p);
-  for (int64_t i = 0; i < n * static_cast<int64_t>(sizeof(float)); i += 64)
-    __builtin_prefetch(b + i);
-}
 
 // Per-thread working state of the batched path, reused across calls.
 struct Scratch {
@@ -60,7 +55,7 @@ void walk_tile(const NeuronFFF& m, int64_t tree, const float* x, float* y, int32
       const int32_t node = first + static_cast<int32_t>(g);
       if (next_g <= g) {
         for (next_g = g + 1; next_g < width && sc.start[next_g + 1] == sc.start[next_g];) ++next_g;
-        if (next_g < width) prefetch_floats(w1 + (first + next_g) * c.in, c.in);
+        if (next_g < width) cpu::prefetch_row(w1 + (first + next_g) * c.in, c.in);
       }
       const int32_t* rows = sc.sorted.data() + b;
       for (int64_t i = 0; i < cnt; ++i) sc.xp[i] = x + rows[i] * c.in;
