@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build libopenblas-dev libhwy-dev libcli11-dev nlohmann-json3-dev fortunes
-          zlib1g-dev libgtest-dev dataset-fashion-mnist)
+          libutf8proc-dev pkg-config zlib1g-dev libgtest-dev dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,403 @@
+// crammedBERT / UltraFastBERT encoder inference: model files, random models, the encoder pass,
+// the MLM decoder and mean pooling.
+#include "fff/bert.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <utility>
+
+#include "cpu/transformer_kernels.h"
+#include "fff/attention.h"
+#include "fff/cmm.h"
+#include "fff/gemm.h"
+#include "fff/safetensors.h"
+
+namespace fff {
+
+namespace {
+
+double seconds_now() {
+  using clock = std::chrono::steady_clock;
+  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
+}
+
+// Sinusoids as crammedBERT computes them, in float: pe[p, 2i] = sin(p w_i),
+// pe[p, 2i+1] = cos(p w_i), w_i = exp(2i * -ln(10000) / H).
+Tensor sinusoid_table(int64_t rows, int64_t H) {
+  Tensor pe({rows, H});
+  const float step = static_cast<float>(-std::log(10000.0) / static_cast<double>(H));
+  for (int64_t i = 0; 2 * i < H; ++i) {
+    const float w = std::exp(static_cast<float>(2 * i) * step);
+    for (int64_t p = 0; p < rows; ++p) {
+      const float angle = static_cast<float>(p) * w;
+      pe.row(p)[2 * i] = std::sin(angle);
+      if (2 * i + 1 < H) pe.row(p)[2 * i + 1] = std::cos(angle);
+    }
+  }
+  return pe;
+}
+
+// y = (x - mean) / sqrt(var + eps) * gain + bias per row (biased variance, in double).
+void layer_norm_rows(const BertNorm& n, float eps, const float* x, int64_t N, int64_t H, float* y) {
+  const float* g = n.gain.ptr();
+  const float* b = n.bias.ptr();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < N; ++r) {
+    const float* xr = x + r * H;
+    float* yr = y + r * H;
+    double mean = 0.0, var = 0.0;
+    for (int64_t j = 0; j < H; ++j) mean += xr[j];
+    mean /= static_cast<double>(H);
+    for (int64_t j = 0; j < H; ++j) var += (xr[j] - mean) * (xr[j] - mean);
+    var /= static_cast<double>(H);
+    const float mu = static_cast<float>(mean);
+    const float rstd = static_cast<float>(1.0 / std::sqrt(var + eps));
+    for (int64_t j = 0; j < H; ++j) yr[j] = (xr[j] - mu) * rstd * g[j] + b[j];
+  }
+}
+
+void gelu_parallel(float* x, int64_t n) {
+  constexpr int64_t kChunk = 16384;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < chunks; ++c)
+    cpu::gelu_inplace(x + c * kChunk, std::min(kChunk, n - c * kChunk));
+}
+
+void fill_normal(Tensor& t, float stddev, Rng& rng) {
+  for (float& v : t.data) v = stddev * rng.normal();
+}
+
+BertNorm unit_norm(int64_t H) {
+  BertNorm n{Tensor({H}, 1.0f), Tensor({H})};
+  return n;
+}
+
+NeuronFFFConfig fff_config(const BertConfig& c) {
+  NeuronFFFConfig f;
+  f.in = f.out = c.hidden;
+  f.trees = c.fff_trees;
+  f.depth = c.fff_depth;
+  f.act = Activation::gelu;
+  f.output_bias = false;
+  return f;
+}
+
+Param inference_param(std::string name, Tensor value) {
+  Param p;
+  p.name = std::move(name);
+  p.value = std::move(value);
+  return p;
+}
+
+std::string layer_key(int64_t i, const char* name) {
+  return "layers." + std::to_string(i) + "." + name;
+}
+
+}  // namespace
+
+void BertConfig::validate(const std::string& where) const {
+  auto need = [&](bool ok, const std::string& what) {
+    if (!ok) throw Error(where + ": " + what);
+  };
+  need(hidden > 0, "hidden must be positive");
+  need(layers >= 0, "layers must be non-negative");
+  need(heads > 0 && hidden % heads == 0,
+       "heads (" + std::to_string(heads) + ") must divide hidden (" + std::to_string(hidden) + ")");
+  need(vocab > 0, "vocab_size must be positive");
+  need(max_seq > 0, "max_seq_length must be positive");
+  need(pad_id >= 0 && pad_id < vocab, "pad_token_id must be in [0, vocab_size)");
+  need(norm_eps >= 0.0f && std::isfinite(norm_eps), "norm_eps must be a non-negative number");
+  if (ff == BertFF::dense) need(ff_width > 0, "ff_width must be positive for a dense model");
+  if (ff == BertFF::fff) {
+    need(fff_trees > 0, "fff_trees must be positive");
+    need(fff_depth >= 0 && fff_depth <= 20, "fff_depth must be in [0, 20]");
+  }
+}
+
+std::string BertConfig::describe() const {
+  std::string s = std::to_string(layers) + " layers, hidden " + std::to_string(hidden) + ", " +
+                  std::to_string(heads) + " heads, ";
+  if (ff == BertFF::dense) return s + "dense FF " + std::to_string(ff_width);
+  return s + "FFF " + std::to_string(fff_trees) + "x" + std::to_string(fff_depth);
+}
+
+BertModel make_random_bert(const BertConfig& cfg, uint64_t seed) {
+  cfg.validate("random BERT");
+  Rng rng(seed);
+  const int64_t H = cfg.hidden;
+  const float r_h = 1.0f / std::sqrt(static_cast<float>(H));
+  BertModel m;
+  m.cfg = cfg;
+  m.word = Tensor({cfg.vocab, H});
+  fill_normal(m.word, 1.0f, rng);
+  m.pos_scale = r_h;
+  m.positions = sinusoid_table(cfg.max_seq, H);
+  m.embed_norm = m.final_norm = unit_norm(H);
+  for (int64_t i = 0; i < cfg.layers; ++i) {
+    BertLayer L;
+    L.norm1 = L.norm2 = unit_norm(H);
+    L.qkv = Tensor({3 * H, H});
+    fill_normal(L.qkv, r_h, rng);
+    L.out = Tensor({H, H});
+    fill_normal(L.out, r_h, rng);
+    if (cfg.ff == BertFF::dense) {
+      L.ff_w1 = Tensor({cfg.ff_width, H});
+      fill_normal(L.ff_w1, r_h, rng);
+      L.ff_w2 = Tensor({H, cfg.ff_width});
+      fill_normal(L.ff_w2, 1.0f / std::sqrt(static_cast<float>(cfg.ff_width)), rng);
+    } else {
+      const NeuronFFFConfig f = fff_config(cfg);
+      Tensor w1({f.n_nodes(), H}), b1({f.n_nodes()}), w2({f.n_nodes(), H});
+      fill_normal(w1, r_h, rng);
+      fill_uniform(b1, 0.5f, rng);
+      fill_normal(w2, 1.0f / std::sqrt(static_cast<float>(f.path_length())), rng);
+      L.fff.cfg = f;
+      L.fff.w1 = inference_param(layer_key(i, "fff.w1"), std::move(w1));
+      L.fff.b1 = inference_param(layer_key(i, "fff.b1"), std::move(b1));
+      L.fff.w2 = inference_param(layer_key(i, "fff.w2"), std::move(w2));
+    }
+    m.layers.push_back(std::move(L));
+  }
+  return m;
+}
+
+BertModel load_bert(const std::string& path) {
+  SafetensorsFile f = load_safetensors(path);
+  const Metadata& meta = f.metadata;
+  if (!meta.count("format") || meta.at("format") != "fff-bert")
+    throw Error(path + ": not an fff BERT file (format '" +
+                (meta.count("format") ? meta.at("format") : std::string("missing")) +
+                "'); convert a checkpoint with scripts/convert_bert.py");
+  if (metadata_string(meta, "format_version", path) != "1")
+    throw Error(path + ": unsupported format_version '" + meta.at("format_version") + "'");
+  BertModel m;
+  BertConfig& c = m.cfg;
+  c.hidden = metadata_int(meta, "hidden", path);
+  c.layers = metadata_int(meta, "layers", path);
+  c.heads = metadata_int(meta, "heads", path);
+  c.vocab = metadata_int(meta, "vocab_size", path);
+  c.max_seq = metadata_int(meta, "max_seq_length", path);
+  c.pad_id = metadata_int(meta, "pad_token_id", path);
+  c.norm_eps = metadata_float(meta, "norm_eps", path);
+  const std::string& ff = metadata_string(meta, "ff", path);
+  if (ff == "dense") {
+    c.ff = BertFF::dense;
+    c.ff_width = metadata_int(meta, "ff_width", path);
+  } else if (ff == "fff") {
+    c.ff = BertFF::fff;
+    c.fff_trees = metadata_int(meta, "fff_trees", path);
+    c.fff_depth = metadata_int(meta, "fff_depth", path);
+  } else {
+    throw Error(path + ": metadata 'ff' is '" + ff + "' (expected dense or fff)");
+  }
+  if (meta.count("activation") && meta.at("activation") != "gelu")
+    throw Error(path + ": metadata 'activation' is '" + meta.at("activation") +
+                "' (only gelu is supported)");
+  c.validate(path);
+  if (meta.count("tokenizer.vocab")) m.vocab_text = meta.at("tokenizer.vocab");
+  if (meta.count("tokenizer.lowercase")) m.lowercase = meta.at("tokenizer.lowercase") != "0";
+
+  auto take = [&](const std::string& name, std::vector<int64_t> shape) {
+    auto it = f.tensors.find(name);
+    if (it == f.tensors.end()) throw Error(path + ": tensor '" + name + "' is missing");
+    if (it->second.shape != shape)
+      throw Error(path + ": tensor '" + name + "' has shape " + shape_string(it->second.shape) +
+                  ", expected " + shape_string(shape) + " for " + c.describe());
+    Tensor t = std::move(it->second);
+    f.tensors.erase(it);
+    return t;
+  };
+  const int64_t H = c.hidden;
+  auto take_norm = [&](const std::string& prefix) {
+    BertNorm n;
+    n.gain = take(prefix + ".gain", {H});
+    n.bias = take(prefix + ".bias", {H});
+    return n;
+  };
+  m.word = take("embedding.word", {c.vocab, H});
+  m.pos_scale = take("embedding.pos_scale", {1}).data[0];
+  m.embed_norm = take_norm("embedding.norm");
+  m.positions = sinusoid_table(c.max_seq, H);
+  for (int64_t i = 0; i < c.layers; ++i) {
+    BertLayer L;
+    L.norm1 = take_norm(layer_key(i, "norm1"));
+    L.qkv = take(layer_key(i, "attn.qkv"), {3 * H, H});
+    L.out = take(layer_key(i, "attn.out"), {H, H});
+    L.norm2 = take_norm(layer_key(i, "norm2"));
+    if (c.ff == BertFF::dense) {
+      L.ff_w1 = take(layer_key(i, "ff.w1"), {c.ff_width, H});
+      L.ff_w2 = take(layer_key(i, "ff.w2"), {H, c.ff_width});
+    } else {
+      const NeuronFFFConfig fc = fff_config(c);
+      L.fff.cfg = fc;
+      L.fff.w1 =
+          inference_param(layer_key(i, "fff.w1"), take(layer_key(i, "fff.w1"), {fc.n_nodes(), H}));
+      L.fff.b1 =
+          inference_param(layer_key(i, "fff.b1"), take(layer_key(i, "fff.b1"), {fc.n_nodes()}));
+      L.fff.w2 =
+          inference_param(layer_key(i, "fff.w2"), take(layer_key(i, "fff.w2"), {fc.n_nodes(), H}));
+    }
+    m.layers.push_back(std::move(L));
+  }
+  m.final_norm = take_norm("final_norm");
+  if (!f.tensors.empty())
+    throw Error(path + ": unexpected tensor '" + f.tensors.begin()->first + "' (and " +
+                std::to_string(f.tensors.size() - 1) + " more) for " + c.describe());
+  return m;
+}
+
+void save_bert(const BertModel& m, const std::string& path) {
+  const BertConfig& c = m.cfg;
+  Tensor pos_scale({1}, m.pos_scale);
+  std::vector<std::pair<std::string, const Tensor*>> t = {
+      {"embedding.word", &m.word},
+      {"embedding.pos_scale", &pos_scale},
+      {"embedding.norm.gain", &m.embed_norm.gain},
+      {"embedding.norm.bias", &m.embed_norm.bias}};
+  for (int64_t i = 0; i < c.layers; ++i) {
+    const BertLayer& L = m.layers[static_cast<size_t>(i)];
+    t.push_back({layer_key(i, "norm1.gain"), &L.norm1.gain});
+    t.push_back({layer_key(i, "norm1.bias"), &L.norm1.bias});
+    t.push_back({layer_key(i, "attn.qkv"), &L.qkv});
+    t.push_back({layer_key(i, "attn.out"), &L.out});
+    t.push_back({layer_key(i, "norm2.gain"), &L.norm2.gain});
+    t.push_back({layer_key(i, "norm2.bias"), &L.norm2.bias});
+    if (c.ff == BertFF::dense) {
+      t.push_back({layer_key(i, "ff.w1"), &L.ff_w1});
+      t.push_back({layer_key(i, "ff.w2"), &L.ff_w2});
+    } else {
+      t.push_back({layer_key(i, "fff.w1"), &L.fff.w1.value});
+      t.push_back({layer_key(i, "fff.b1"), &L.fff.b1.value});
+      t.push_back({layer_key(i, "fff.w2"), &L.fff.w2.value});
+    }
+  }
+  t.push_back({"final_norm.gain", &m.final_norm.gain});
+  t.push_back({"final_norm.bias", &m.final_norm.bias});
+  char eps[32];
+  std::snprintf(eps, sizeof(eps), "%.9g", static_cast<double>(c.norm_eps));
+  std::map<std::string, std::string> meta = {
+      {"format", "fff-bert"},
+      {"format_version", "1"},
+      {"hidden", std::to_string(c.hidden)},
+      {"layers", std::to_string(c.layers)},
+      {"heads", std::to_string(c.heads)},
+      {"vocab_size", std::to_string(c.vocab)},
+      {"max_seq_length", std::to_string(c.max_seq)},
+      {"pad_token_id", std::to_string(c.pad_id)},
+      {"norm_eps", eps},
+      {"ff", c.ff == BertFF::dense ? "dense" : "fff"},
+      {"ff_width", std::to_string(c.ff == BertFF::dense ? c.ff_width : 0)},
+      {"fff_trees", std::to_string(c.ff == BertFF::fff ? c.fff_trees : 0)},
+      {"fff_depth", std::to_string(c.ff == BertFF::fff ? c.fff_depth : 0)},
+      {"activation", "gelu"}};
+  if (!m.vocab_text.empty()) {
+    meta["tokenizer.vocab"] = m.vocab_text;
+    meta["tokenizer.lowercase"] = m.lowercase ? "1" : "0";
+  }
+  save_safetensors(path, t, meta);
+}
+
+void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, int64_t B, int64_t S,
+                 float* hidden, BertTimings* timings) {
+  const BertConfig& c = m.cfg;
+  const int64_t H = c.hidden, N = B * S;
+  if (B < 0 || S < 0) throw Error("bert_encode: negative batch or sequence length");
+  if (S > c.max_seq)
+    throw Error("sequence of " + std::to_string(S) + " tokens is longer than the model's " +
+                std::to_string(c.max_seq) + " positions");
+  for (int64_t r = 0; r < N; ++r)
+    if (ids[r] < 0 || ids[r] >= c.vocab)
+      throw Error("token id " + std::to_string(ids[r]) + " is outside the vocabulary [0, " +
+                  std::to_string(c.vocab) + ")");
+  BertTimings t;
+  double mark = seconds_now();
+  auto lap = [&](double& slot) {
+    const double now = seconds_now();
+    slot += now - mark;
+    mark = now;
+  };
+
+  // Embeddings, normalised into the residual stream.
+  Tensor normed({N, H}), qkv({N, 3 * H}), ctx({N, H}), key_bias({std::max<int64_t>(N, 1)});
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < N; ++r) {
+    const float* w = m.word.row(ids[r]);
+    const float* p = m.positions.row(r % S);
+    float* e = normed.row(r);
+    for (int64_t j = 0; j < H; ++j) e[j] = w[j] + m.pos_scale * p[j];
+  }
+  layer_norm_rows(m.embed_norm, c.norm_eps, normed.ptr(), N, H, hidden);
+  if (mask) attention_key_bias(mask, N, key_bias.ptr());
+  lap(t.embed);
+
+  const AttentionShape shape{B, S, c.heads, c.head_dim()};
+  Tensor ff_hidden;
+  if (c.ff == BertFF::dense) ff_hidden = Tensor({N, c.ff_width});
+  for (const BertLayer& L : m.layers) {
+    layer_norm_rows(L.norm1, c.norm_eps, hidden, N, H, normed.ptr());
+    lap(t.other);
+    gemm(false, true, N, 3 * H, H, 1.0f, normed.ptr(), H, L.qkv.ptr(), H, 0.0f, qkv.ptr(), 3 * H);
+    self_attention(shape, qkv.ptr(), mask ? key_bias.ptr() : nullptr, ctx.ptr());
+    // x += ctx Wo^T: the residual add rides on the product (beta = 1).
+    gemm(false, true, N, H, H, 1.0f, ctx.ptr(), H, L.out.ptr(), H, 1.0f, hidden, H);
+    lap(t.attention);
+    layer_norm_rows(L.norm2, c.norm_eps, hidden, N, H, normed.ptr());
+    lap(t.other);
+    if (c.ff == BertFF::dense) {
+      const int64_t I = c.ff_width;
+      gemm(false, true, N, I, H, 1.0f, normed.ptr(), H, L.ff_w1.ptr(), H, 0.0f, ff_hidden.ptr(), I);
+      gelu_parallel(ff_hidden.ptr(), N * I);
+      gemm(false, true, N, H, I, 1.0f, ff_hidden.ptr(), I, L.ff_w2.ptr(), I, 1.0f, hidden, H);
+      lap(t.ff);
+    } else {
+      neuron_fff_infer(L.fff, normed.ptr(), N, ctx.ptr());
+      lap(t.ff);
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < N * H; ++i) hidden[i] += ctx.ptr()[i];
+      lap(t.other);
+    }
+  }
+  layer_norm_rows(m.final_norm, c.norm_eps, hidden, N, H, normed.ptr());
+  std::copy_n(normed.ptr(), N * H, hidden);
+  lap(t.other);
+  if (timings) *timings = t;
+}
+
+void bert_mlm_logits(const BertModel& m, const float* hidden_rows, int64_t N, float* logits) {
+  const int64_t H = m.cfg.hidden, V = m.cfg.vocab;
+  gemm(false, true, N, V, H, 1.0f, hidden_rows, H, m.word.ptr(), H, 0.0f, logits, V);
+}
+
+void bert_mean_pool(const float* hidden, const uint8_t* mask, int64_t B, int64_t S, int64_t H,
+                    float* out) {
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<double> acc(static_cast<size_t>(H), 0.0);
+    int64_t count = 0;
+    for (int64_t s = 0; s < S; ++s) {
+      if (mask && !mask[b * S + s]) continue;
+      const float* h = hidden + (b * S + s) * H;
+      for (int64_t j = 0; j < H; ++j) acc[j] += h[j];
+      ++count;
+    }
+    for (int64_t j = 0; j < H; ++j)
+      out[b * H + j] = count ? static_cast<float>(acc[j] / static_cast<double>(count)) : 0.0f;
+  }
+}
+
+BertFlops bert_flops_per_token(const BertConfig& c, int64_t S) {
+  const double H = static_cast<double>(c.hidden), L = static_cast<double>(c.layers);
+  BertFlops f;
+  // QKV and output projections, then scores and the weighted sum of values.
+  f.attention = L * (2.0 * 4.0 * H * H + 2.0 * 2.0 * static_cast<double>(S) * H);
+  if (c.ff == BertFF::dense)
+    f.ff = L * 2.0 * 2.0 * H * static_cast<double>(c.ff_width);
+  else
+    f.ff = L * neuron_fff_flops_per_row(fff_config(c));
+  return f;
+}
+
+}  // namespace fff

@@ -1,0 +1,94 @@
+// SIMD kernels of the transformer encoder, written once with Highway and compiled for each x86
+// target; the best one the CPU supports is chosen at run time.
+#include "cpu/transformer_kernels.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "src/cpu/transformer_kernels.cc"
+#include <hwy/contrib/math/math-inl.h>
+#include <hwy/foreach_target.h>  // re-includes this file once per target
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
+namespace fff::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using D = hn::ScalableTag<float>;
+using V = hn::Vec<D>;
+
+// erf(|x|) = 1 - t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) exp(-x^2), t = 1 / (1 + p |x|).
+V GeluVec(D d, V x) {
+  const V half = hn::Set(d, 0.5f), one = hn::Set(d, 1.0f);
+  const V u = hn::Mul(x, hn::Set(d, 0.70710678118654752f));  // x / sqrt 2
+  const V a = hn::Abs(u);
+  const V t = hn::Div(one, hn::MulAdd(hn::Set(d, 0.3275911f), a, one));
+  V poly = hn::Set(d, 1.061405429f);
+  poly = hn::MulAdd(poly, t, hn::Set(d, -1.453152027f));
+  poly = hn::MulAdd(poly, t, hn::Set(d, 1.421413741f));
+  poly = hn::MulAdd(poly, t, hn::Set(d, -0.284496736f));
+  poly = hn::MulAdd(poly, t, hn::Set(d, 0.254829592f));
+  poly = hn::Mul(poly, t);
+  const V e = hn::CallExp(d, hn::Neg(hn::Mul(a, a)));
+  const V erf_abs = hn::NegMulAdd(poly, e, one);
+  const V erf = hn::CopySign(erf_abs, u);
+  return hn::Mul(hn::Mul(half, x), hn::Add(one, erf));
+}
+
+// Scalar tails use the same formula, so a value's result does not depend on its position.
+float GeluScalar(float x) {
+  const D d;
+  return hn::GetLane(GeluVec(d, hn::Set(d, x)));
+}
+
+void Gelu(float* x, int64_t n) {
+  const D d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(GeluVec(d, hn::LoadU(d, x + i)), d, x + i);
+  for (; i < n; ++i) x[i] = GeluScalar(x[i]);
+}
+
+void Softmax(float* x, const float* add, int64_t n) {
+  const D d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  if (n <= 0) return;
+  if (add)
+    for (int64_t i = 0; i < n; ++i) x[i] += add[i];
+  V vmax = hn::Set(d, x[0]);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) vmax = hn::Max(vmax, hn::LoadU(d, x + i));
+  float m = hn::GetLane(hn::MaxOfLanes(d, vmax));
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  const V vm = hn::Set(d, m);
+  V vsum = hn::Zero(d);
+  for (i = 0; i + N <= n; i += N) {
+    const V e = hn::CallExp(d, hn::Sub(hn::LoadU(d, x + i), vm));
+    hn::StoreU(e, d, x + i);
+    vsum = hn::Add(vsum, e);
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(d, vsum));
+  for (; i < n; ++i) {
+    x[i] = hn::GetLane(hn::CallExp(d, hn::Set(d, x[i] - m)));
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  for (i = 0; i < n; ++i) x[i] *= inv;
+}
+
+}  // namespace fff::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace fff::cpu {
+
+HWY_EXPORT(Gelu);
+HWY_EXPORT(Softmax);
+
+void gelu_inplace(float* x, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(Gelu)(x, n);
+}
+
+void softmax_inplace(float* x, const float* add, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(Softmax)(x, add, n);
+}
+
+}  // namespace fff::cpu
+#endif
