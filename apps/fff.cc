@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "bert_cli.h"
 #include "cli_util.h"
 #include "fff/cmm_bench.h"
 #include "fff/data.h"
@@ -658,6 +659,8 @@ int main(int argc, char** argv) {
 
   fff_cli::LmCommands lm;
   fff_cli::add_lm_commands(app, lm);
+  fff_cli::BertCommands bert;
+  fff_cli::add_bert_commands(app, *bench, bert);
 
   try {
     app.parse(argc, argv);
@@ -670,7 +673,9 @@ int main(int argc, char** argv) {
       return run_train(t);
     }
     if (*eval) return run_eval(e);
+    if (*bert.bench) return fff_cli::run_bert(bert);
     if (*bench) return run_bench(bench_args, *bench);
+    if (*bert.bert) return fff_cli::run_bert(bert);
     if (*info) return run_info(info_path, info_json);
     if (*lm.lm) return fff_cli::run_lm(lm);
   } catch (const fff::Error& err) {

@@ -1,0 +1,415 @@
+// The `fff bert` commands and `fff bench bert`: masked-token prediction and sentence embeddings
+// from an fff-bert model file, and encoder throughput of FFF against dense FF and PyTorch.
+#include "bert_cli.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "cli_util.h"
+#include "fff/bert.h"
+#include "fff/common.h"
+#include "fff/gemm.h"
+#include "fff/wordpiece.h"
+
+#ifndef FFF_SOURCE_DIR
+#define FFF_SOURCE_DIR "."
+#endif
+
+namespace fff_cli {
+
+namespace {
+
+using json = nlohmann::json;
+
+fff::WordPieceTokenizer model_tokenizer(const fff::BertModel& m, const BertRunArgs& a) {
+  fff::WordPieceTokenizer t;
+  if (!a.vocab.empty())
+    t = fff::load_wordpiece(a.vocab, m.lowercase);
+  else if (!m.vocab_text.empty())
+    t = fff::make_wordpiece(m.vocab_text, a.model + " (tokenizer.vocab)", m.lowercase);
+  else
+    throw fff::Error(a.model +
+                     " carries no tokenizer vocabulary; pass --vocab vocab.txt (the checkpoint's)");
+  if (static_cast<int64_t>(t.tokens.size()) > m.cfg.vocab)
+    throw fff::Error("the vocabulary has " + std::to_string(t.tokens.size()) +
+                     " tokens but the model only " + std::to_string(m.cfg.vocab));
+  return t;
+}
+
+// Token ids of a batch of texts, padded at the end to the longest; mask 1 on real tokens.
+struct Batch {
+  int64_t B = 0, S = 0;
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> mask;
+};
+
+Batch encode_batch(const fff::WordPieceTokenizer& t, const fff::BertModel& m,
+                   const std::vector<std::string>& texts, int64_t max_len) {
+  const int64_t limit = max_len > 0 ? std::min(max_len, m.cfg.max_seq) : m.cfg.max_seq;
+  std::vector<std::vector<int32_t>> seqs;
+  Batch b;
+  for (const std::string& text : texts) {
+    seqs.push_back(fff::wordpiece_encode_for_model(t, text, limit));
+    b.S = std::max<int64_t>(b.S, static_cast<int64_t>(seqs.back().size()));
+  }
+  b.B = static_cast<int64_t>(texts.size());
+  b.ids.assign(static_cast<size_t>(b.B * b.S), static_cast<int32_t>(m.cfg.pad_id));
+  b.mask.assign(b.ids.size(), 0);
+  for (int64_t i = 0; i < b.B; ++i)
+    for (size_t s = 0; s < seqs[i].size(); ++s) {
+      b.ids[i * b.S + s] = seqs[i][s];
+      b.mask[i * b.S + s] = 1;
+    }
+  return b;
+}
+
+int run_fill_mask(const BertRunArgs& a) {
+  if (a.texts.empty()) throw fff::Error("fill-mask needs --text");
+  if (a.top_k <= 0) throw fff::Error("--top-k must be positive");
+  fff::set_num_threads(a.threads);
+  fff::flush_subnormals();
+  const fff::BertModel m = fff::load_bert(a.model);
+  const fff::WordPieceTokenizer tok = model_tokenizer(m, a);
+  if (tok.mask_id < 0) throw fff::Error("the vocabulary has no [MASK] token");
+  json all = json::array();
+  for (const std::string& text : a.texts) {
+    const Batch b = encode_batch(tok, m, {text}, a.max_len);
+    std::vector<int64_t> positions;
+    for (int64_t s = 0; s < b.S; ++s)
+      if (b.ids[s] == tok.mask_id) positions.push_back(s);
+    if (positions.empty())
+      throw fff::Error("--text \"" + text + "\" has no [MASK] token (write it as [MASK])");
+    const int64_t H = m.cfg.hidden, V = m.cfg.vocab;
+    std::vector<float> hidden(static_cast<size_t>(b.S * H)), rows, logits;
+    fff::bert_encode(m, b.ids.data(), b.mask.data(), 1, b.S, hidden.data());
+    for (int64_t p : positions) rows.insert(rows.end(), &hidden[p * H], &hidden[p * H] + H);
+    logits.resize(positions.size() * static_cast<size_t>(V));
+    fff::bert_mlm_logits(m, rows.data(), static_cast<int64_t>(positions.size()), logits.data());
+    json masks = json::array();
+    if (!a.json) std::printf("%s\n", text.c_str());
+    for (size_t i = 0; i < positions.size(); ++i) {
+      const float* l = logits.data() + i * V;
+      // Softmax over the tokenizer's tokens (ids past it are padding rows of the embedding).
+      const int64_t n = static_cast<int64_t>(tok.tokens.size());
+      const float mx = *std::max_element(l, l + n);
+      double sum = 0.0;
+      for (int64_t v = 0; v < n; ++v) sum += std::exp(static_cast<double>(l[v] - mx));
+      std::vector<int32_t> order(static_cast<size_t>(n));
+      std::iota(order.begin(), order.end(), 0);
+      const int64_t k = std::min(a.top_k, n);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                        [&](int32_t x, int32_t y) { return l[x] > l[y]; });
+      json preds = json::array();
+      if (!a.json) std::printf("  [MASK] at token %lld:\n", static_cast<long long>(positions[i]));
+      for (int64_t j = 0; j < k; ++j) {
+        const int32_t id = order[j];
+        const double prob = std::exp(static_cast<double>(l[id] - mx)) / sum;
+        preds.push_back({{"token", tok.token(id)}, {"id", id}, {"probability", prob}});
+        if (!a.json) std::printf("    %-20s %.4f\n", tok.token(id).c_str(), prob);
+      }
+      masks.push_back({{"position", positions[i]}, {"predictions", preds}});
+    }
+    all.push_back({{"text", text}, {"masks", masks}});
+  }
+  if (a.json) std::cout << (a.texts.size() == 1 ? all[0] : all).dump() << std::endl;
+  return 0;
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::vector<std::string> lines;
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (path != "-") {
+    file.open(path);
+    if (!file) throw fff::Error("--file " + path + ": cannot open");
+    in = &file;
+  }
+  for (std::string line; std::getline(*in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+int run_embed(const BertRunArgs& a) {
+  std::vector<std::string> texts = a.texts;
+  if (!a.file.empty()) {
+    const std::vector<std::string> lines = read_lines(a.file);
+    texts.insert(texts.end(), lines.begin(), lines.end());
+  }
+  if (texts.empty()) throw fff::Error("embed needs --text or a non-empty --file");
+  if (a.batch <= 0) throw fff::Error("--batch must be positive");
+  if (a.format != "json" && a.format != "binary")
+    throw fff::Error("--format must be json or binary, not '" + a.format + "'");
+  if (a.format == "binary" && a.output.empty())
+    throw fff::Error("--format binary needs --output FILE");
+  fff::set_num_threads(a.threads);
+  fff::flush_subnormals();
+  const fff::BertModel m = fff::load_bert(a.model);
+  const fff::WordPieceTokenizer tok = model_tokenizer(m, a);
+  const int64_t H = m.cfg.hidden, N = static_cast<int64_t>(texts.size());
+  std::vector<float> pooled(static_cast<size_t>(N * H));
+  const bool progress = N > a.batch && ::isatty(STDERR_FILENO);
+  const double start = now_seconds();
+  for (int64_t lo = 0; lo < N; lo += a.batch) {
+    const int64_t hi = std::min(N, lo + a.batch);
+    const Batch b = encode_batch(tok, m, {texts.begin() + lo, texts.begin() + hi}, a.max_len);
+    std::vector<float> hidden(static_cast<size_t>(b.B * b.S * H));
+    fff::bert_encode(m, b.ids.data(), b.mask.data(), b.B, b.S, hidden.data());
+    fff::bert_mean_pool(hidden.data(), b.mask.data(), b.B, b.S, H, pooled.data() + lo * H);
+    if (progress) {
+      const double t = now_seconds() - start;
+      std::fprintf(stderr, "\r%lld/%lld texts, ETA %s   ", static_cast<long long>(hi),
+                   static_cast<long long>(N), duration_string(t / hi * (N - hi)).c_str());
+    }
+  }
+  if (progress) std::fprintf(stderr, "\n");
+  if (a.format == "binary") {
+    const std::string tmp = a.output + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(pooled.data()),
+                static_cast<std::streamsize>(pooled.size() * sizeof(float)));
+      if (!out) throw fff::Error("--output " + a.output + ": write failed");
+    }
+    if (std::rename(tmp.c_str(), a.output.c_str()) != 0)
+      throw fff::Error("--output " + a.output + ": cannot rename the temporary file");
+    std::fprintf(stderr, "wrote %lld x %lld float32 (little-endian, row-major) to %s\n",
+                 static_cast<long long>(N), static_cast<long long>(H), a.output.c_str());
+    return 0;
+  }
+  std::ofstream file;
+  std::ostream* out = &std::cout;
+  std::string tmp;
+  if (!a.output.empty()) {
+    tmp = a.output + ".tmp";
+    file.open(tmp);
+    if (!file) throw fff::Error("--output " + a.output + ": cannot write");
+    out = &file;
+  }
+  for (int64_t i = 0; i < N; ++i) {
+    json row = json::array();
+    for (int64_t j = 0; j < H; ++j) row.push_back(pooled[i * H + j]);
+    *out << row.dump() << '\n';
+  }
+  if (!tmp.empty()) {
+    file.close();
+    if (!file || std::rename(tmp.c_str(), a.output.c_str()) != 0)
+      throw fff::Error("--output " + a.output + ": write failed");
+  }
+  return 0;
+}
+
+// ---- fff bench bert ----
+
+struct EncoderTiming {
+  double median_s = 0;
+  fff::BertTimings share;  // fractions of the total
+};
+
+EncoderTiming time_encoder(const fff::BertModel& m, int64_t B, int64_t S, int64_t repeats,
+                           uint64_t seed) {
+  fff::Rng rng(seed);
+  std::vector<int32_t> ids(static_cast<size_t>(B * S));
+  for (int32_t& id : ids) id = static_cast<int32_t>(rng.below(static_cast<uint64_t>(m.cfg.vocab)));
+  std::vector<float> hidden(static_cast<size_t>(B * S * m.cfg.hidden));
+  fff::bert_encode(m, ids.data(), nullptr, B, S, hidden.data());  // warm-up
+  std::vector<double> times;
+  fff::BertTimings sum;
+  for (int64_t r = 0; r < repeats; ++r) {
+    fff::BertTimings t;
+    const double t0 = now_seconds();
+    fff::bert_encode(m, ids.data(), nullptr, B, S, hidden.data(), &t);
+    times.push_back(now_seconds() - t0);
+    sum.embed += t.embed, sum.attention += t.attention, sum.ff += t.ff, sum.other += t.other;
+  }
+  std::sort(times.begin(), times.end());
+  EncoderTiming e;
+  e.median_s = times[times.size() / 2];
+  const double total = sum.total();
+  e.share = {sum.embed / total, sum.attention / total, sum.ff / total, sum.other / total};
+  return e;
+}
+
+json shares_json(const fff::BertTimings& s) {
+  return {{"embedding", s.embed}, {"attention", s.attention}, {"ff", s.ff}, {"other", s.other}};
+}
+
+// PyTorch timings of the dense reference model, keyed by (batch, threads); empty if unavailable.
+std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchArgs& a) {
+  std::map<std::pair<int64_t, int>, double> out;
+  if (a.python.empty() || a.python == "none") return out;
+  const std::string script = a.torch_script.empty()
+                                 ? std::string(FFF_SOURCE_DIR) + "/scripts/bert_torch_bench.py"
+                                 : a.torch_script;
+  auto join = [](const auto& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+    return s;
+  };
+  const std::string cmd = a.python + " " + script + " --ff dense --layers " +
+                          std::to_string(a.layers) + " --hidden " + std::to_string(a.hidden) +
+                          " --heads " + std::to_string(a.heads) + " --width " +
+                          std::to_string(a.dense_width) + " --seq " + std::to_string(a.seq) +
+                          " --batches " + join(a.batches) + " --thread-list " + join(a.threads) +
+                          " --repeats " + std::to_string(a.repeats) + " --json 2>/dev/null";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(cmd.c_str(), "r"), ::pclose);
+  if (!pipe) return out;
+  char buf[4096];
+  while (std::fgets(buf, sizeof(buf), pipe.get())) {
+    const json j = json::parse(buf, nullptr, false);
+    if (j.is_discarded() || !j.contains("tokens_per_s")) continue;
+    out[{j["batch"].get<int64_t>(), j["threads"].get<int>()}] = j["tokens_per_s"].get<double>();
+  }
+  return out;
+}
+
+int run_bert_bench(const BertBenchArgs& a) {
+  if (a.repeats <= 0) throw fff::Error("--repeats must be positive");
+  fff::BertConfig base;
+  base.layers = a.layers, base.hidden = a.hidden, base.heads = a.heads;
+  base.max_seq = std::max<int64_t>(a.seq, 1);
+  fff::BertConfig fc = base, dc = base;
+  fc.ff = fff::BertFF::fff, fc.fff_trees = a.trees, fc.fff_depth = a.depth;
+  dc.ff = fff::BertFF::dense, dc.ff_width = a.dense_width;
+  if (!a.json)
+    std::fprintf(stderr, "building random models (%s; %s)...\n", fc.describe().c_str(),
+                 dc.describe().c_str());
+  const fff::BertModel fff_model = fff::make_random_bert(fc, 1);
+  const fff::BertModel dense_model = fff::make_random_bert(dc, 2);
+  if (!a.json) std::fprintf(stderr, "timing PyTorch (%s)...\n", a.python.c_str());
+  const auto torch = pytorch_tokens_per_s(a);
+  if (!a.json)
+    std::printf("%6s %7s %12s %12s %8s %12s %9s %9s %9s %9s\n", "batch", "threads", "fff tok/s",
+                "dense tok/s", "speedup", "torch tok/s", "dense/pt", "fff attn", "fff ff",
+                "dense ff");
+  fff::flush_subnormals();
+  for (int64_t B : a.batches)
+    for (int threads : a.threads) {
+      fff::set_num_threads(threads);
+      fff::flush_subnormals();
+      const EncoderTiming f = time_encoder(fff_model, B, a.seq, a.repeats, 3);
+      const EncoderTiming d = time_encoder(dense_model, B, a.seq, a.repeats, 3);
+      const double tokens = static_cast<double>(B * a.seq);
+      const double f_tps = tokens / f.median_s, d_tps = tokens / d.median_s;
+      const auto it = torch.find({B, threads});
+      const double t_tps = it == torch.end() ? 0.0 : it->second;
+      if (a.json) {
+        json j = {{"benchmark", "bert"},
+                  {"layers", a.layers},
+                  {"hidden", a.hidden},
+                  {"heads", a.heads},
+                  {"seq", a.seq},
+                  {"batch", B},
+                  {"threads", threads},
+                  {"fff_shape", std::to_string(a.trees) + "x" + std::to_string(a.depth)},
+                  {"dense_width", a.dense_width},
+                  {"repeats", a.repeats},
+                  {"fff_tokens_per_s", f_tps},
+                  {"dense_tokens_per_s", d_tps},
+                  {"speedup", f_tps / d_tps},
+                  {"fff_share", shares_json(f.share)},
+                  {"dense_share", shares_json(d.share)}};
+        if (t_tps > 0) {
+          j["pytorch_dense_tokens_per_s"] = t_tps;
+          j["dense_vs_pytorch"] = d_tps / t_tps;
+        } else {
+          j["pytorch_dense_tokens_per_s"] = nullptr;
+        }
+        std::cout << j.dump() << std::endl;
+      } else {
+        std::printf("%6lld %7d %12.0f %12.0f %7.2fx %12s %9s %8.1f%% %8.1f%% %8.1f%%\n",
+                    static_cast<long long>(B), threads, f_tps, d_tps, f_tps / d_tps,
+                    t_tps > 0 ? fmt("%.0f", t_tps).c_str() : "n/a",
+                    t_tps > 0 ? fmt("%.2fx", d_tps / t_tps).c_str() : "n/a",
+                    100 * f.share.attention, 100 * f.share.ff, 100 * d.share.ff);
+        std::fflush(stdout);
+      }
+    }
+  return 0;
+}
+
+void add_run_options(CLI::App* cmd, BertRunArgs& a) {
+  cmd->add_option("MODEL", a.model, "fff-bert model file (from scripts/convert_bert.py)")
+      ->required();
+  cmd->add_option("--text", a.texts, "Input text (repeatable)");
+  cmd->add_option("--vocab", a.vocab,
+                  "WordPiece vocab.txt (default: the vocabulary stored in the model file)");
+  cmd->add_option("--max-len", a.max_len,
+                  "Truncate to this many tokens including [CLS] and [SEP] (default: the "
+                  "model's positions)");
+  cmd->add_option("--threads", a.threads, "Threads")->capture_default_str();
+}
+
+}  // namespace
+
+void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
+  c.bert = app.add_subcommand(
+      "bert", "UltraFastBERT / crammedBERT encoder: masked-token prediction and embeddings");
+  c.bert->require_subcommand(1);
+  c.fill_mask = c.bert->add_subcommand(
+      "fill-mask", "Predict the tokens at each [MASK] of a text (top-k with probabilities)");
+  add_run_options(c.fill_mask, c.fill_args);
+  c.fill_mask->add_option("--top-k", c.fill_args.top_k, "Predictions per [MASK]")
+      ->capture_default_str();
+  c.fill_mask->add_flag("--json", c.fill_args.json, "Print one JSON object on stdout");
+
+  c.embed = c.bert->add_subcommand(
+      "embed",
+      "Sentence embeddings: the mean of the final hidden states over each text's "
+      "tokens (padding excluded), one vector per text");
+  add_run_options(c.embed, c.embed_args);
+  c.embed->add_option("--file", c.embed_args.file, "Texts, one per line ('-' for stdin)");
+  c.embed->add_option("--batch", c.embed_args.batch, "Texts encoded together")
+      ->capture_default_str();
+  c.embed
+      ->add_option("--format", c.embed_args.format,
+                   "json: one JSON array per line; binary: float32 rows (needs --output)")
+      ->capture_default_str();
+  c.embed->add_option("--output", c.embed_args.output, "Write here (atomically) instead of stdout");
+
+  BertBenchArgs& b = c.bench_args;
+  c.bench =
+      bench.add_subcommand("bert",
+                           "Encoder tokens/s: UltraFastBERT (FFF) vs the same engine with dense FF "
+                           "(crammedBERT) vs PyTorch CPU on the dense model; random weights");
+  c.bench->add_option("--layers", b.layers, "Transformer layers")->capture_default_str();
+  c.bench->add_option("--hidden", b.hidden, "Hidden size")->capture_default_str();
+  c.bench->add_option("--heads", b.heads, "Attention heads")->capture_default_str();
+  c.bench->add_option("--seq", b.seq, "Sequence length")->capture_default_str();
+  c.bench->add_option("--batches", b.batches, "Sequences per call (list)")
+      ->delimiter(',')
+      ->capture_default_str();
+  c.bench->add_option("--threads", b.threads, "Thread counts (list)")
+      ->delimiter(',')
+      ->capture_default_str();
+  c.bench->add_option("--trees", b.trees, "FFF trees K")->capture_default_str();
+  c.bench->add_option("--depth", b.depth, "FFF depth D")->capture_default_str();
+  c.bench->add_option("--dense-width", b.dense_width, "Dense FF width")->capture_default_str();
+  c.bench->add_option("--repeats", b.repeats, "Timed repeats (median) after one warm-up")
+      ->capture_default_str();
+  c.bench
+      ->add_option("--python", b.python,
+                   "Python with torch for the PyTorch baseline ('none' to skip)")
+      ->capture_default_str();
+  c.bench->add_option("--torch-script", b.torch_script,
+                      "Path of scripts/bert_torch_bench.py (default: in the source tree)");
+  c.bench->add_flag("--json", b.json, "One JSON object per configuration on stdout");
+}
+
+int run_bert(const BertCommands& c) {
+  if (c.fill_mask && *c.fill_mask) return run_fill_mask(c.fill_args);
+  if (c.embed && *c.embed) return run_embed(c.embed_args);
+  if (c.bench && *c.bench) return run_bert_bench(c.bench_args);
+  return -1;
+}
+
+}  // namespace fff_cli

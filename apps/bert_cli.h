@@ -1,0 +1,43 @@
+// The `fff bert` commands (fill-mask, embed) and `fff bench bert`: UltraFastBERT / crammedBERT
+// encoder inference from fff-bert model files, and its benchmark against dense FF and PyTorch.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fff_cli {
+
+struct BertRunArgs {
+  std::string model, vocab, file, format = "json", output;
+  std::vector<std::string> texts;
+  int64_t top_k = 5, batch = 8, max_len = 0;
+  int threads = 1;
+  bool json = false;
+};
+
+struct BertBenchArgs {
+  int64_t layers = 16, hidden = 768, heads = 12, seq = 128, trees = 1, depth = 11;
+  int64_t dense_width = 3072, repeats = 5;
+  std::vector<int64_t> batches = {1, 8};
+  std::vector<int> threads = {1, 2};
+  std::string python = "/usr/bin/python3", torch_script;
+  bool json = false;
+};
+
+struct BertCommands {
+  CLI::App* bert = nullptr;
+  CLI::App* fill_mask = nullptr;
+  CLI::App* embed = nullptr;
+  CLI::App* bench = nullptr;
+  BertRunArgs fill_args, embed_args;
+  BertBenchArgs bench_args;
+};
+
+// Registers `fff bert fill-mask`, `fff bert embed` on app and `bert` under the bench command.
+void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& cmds);
+// Runs whichever was parsed (returns -1 if none). Throws fff::Error on bad input.
+int run_bert(const BertCommands& cmds);
+
+}  // namespace fff_cli
