@@ -255,19 +255,25 @@ std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchAr
     for (const auto& x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
     return s;
   };
-  const std::string cmd = a.python + " " + script + " --ff dense --layers " +
-                          std::to_string(a.layers) + " --hidden " + std::to_string(a.hidden) +
-                          " --heads " + std::to_string(a.heads) + " --width " +
-                          std::to_string(a.dense_width) + " --seq " + std::to_string(a.seq) +
-                          " --batches " + join(a.batches) + " --thread-list " + join(a.threads) +
-                          " --repeats " + std::to_string(a.repeats) + " --json 2>/dev/null";
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(cmd.c_str(), "r"), ::pclose);
-  if (!pipe) return out;
-  char buf[4096];
-  while (std::fgets(buf, sizeof(buf), pipe.get())) {
-    const json j = json::parse(buf, nullptr, false);
-    if (j.is_discarded() || !j.contains("tokens_per_s")) continue;
-    out[{j["batch"].get<int64_t>(), j["threads"].get<int>()}] = j["tokens_per_s"].get<double>();
+  // One process per thread count, with the BLAS pool pinned too: torch.set_num_threads alone
+  // leaves OpenBLAS's own threads on every core.
+  for (int threads : a.threads) {
+    const std::string t = std::to_string(threads);
+    const std::string cmd =
+        "OMP_NUM_THREADS=" + t + " OPENBLAS_NUM_THREADS=" + t + " MKL_NUM_THREADS=" + t + " " +
+        a.python + " " + script + " --ff dense --layers " + std::to_string(a.layers) +
+        " --hidden " + std::to_string(a.hidden) + " --heads " + std::to_string(a.heads) +
+        " --width " + std::to_string(a.dense_width) + " --seq " + std::to_string(a.seq) +
+        " --batches " + join(a.batches) + " --thread-list " + t + " --repeats " +
+        std::to_string(a.repeats) + " --json 2>/dev/null";
+    std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(cmd.c_str(), "r"), ::pclose);
+    if (!pipe) continue;
+    char buf[4096];
+    while (std::fgets(buf, sizeof(buf), pipe.get())) {
+      const json j = json::parse(buf, nullptr, false);
+      if (j.is_discarded() || !j.contains("tokens_per_s")) continue;
+      out[{j["batch"].get<int64_t>(), j["threads"].get<int>()}] = j["tokens_per_s"].get<double>();
+    }
   }
   return out;
 }

@@ -9,7 +9,6 @@
 #include <map>
 #include <utility>
 
-#include "cpu/transformer_kernels.h"
 #include "fff/attention.h"
 #include "fff/cmm.h"
 #include "fff/gemm.h"
@@ -57,14 +56,6 @@ void layer_norm_rows(const BertNorm& n, float eps, const float* x, int64_t N, in
     const float rstd = static_cast<float>(1.0 / std::sqrt(var + eps));
     for (int64_t j = 0; j < H; ++j) yr[j] = (xr[j] - mu) * rstd * g[j] + b[j];
   }
-}
-
-void gelu_parallel(float* x, int64_t n) {
-  constexpr int64_t kChunk = 16384;
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < chunks; ++c)
-    cpu::gelu_inplace(x + c * kChunk, std::min(kChunk, n - c * kChunk));
 }
 
 void fill_normal(Tensor& t, float stddev, Rng& rng) {
@@ -340,18 +331,21 @@ void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, in
   for (const BertLayer& L : m.layers) {
     layer_norm_rows(L.norm1, c.norm_eps, hidden, N, H, normed.ptr());
     lap(t.other);
-    gemm(false, true, N, 3 * H, H, 1.0f, normed.ptr(), H, L.qkv.ptr(), H, 0.0f, qkv.ptr(), 3 * H);
+    gemm_inference(false, true, N, 3 * H, H, 1.0f, normed.ptr(), H, L.qkv.ptr(), H, 0.0f, qkv.ptr(),
+                   3 * H);
     self_attention(shape, qkv.ptr(), mask ? key_bias.ptr() : nullptr, ctx.ptr());
     // x += ctx Wo^T: the residual add rides on the product (beta = 1).
-    gemm(false, true, N, H, H, 1.0f, ctx.ptr(), H, L.out.ptr(), H, 1.0f, hidden, H);
+    gemm_inference(false, true, N, H, H, 1.0f, ctx.ptr(), H, L.out.ptr(), H, 1.0f, hidden, H);
     lap(t.attention);
     layer_norm_rows(L.norm2, c.norm_eps, hidden, N, H, normed.ptr());
     lap(t.other);
     if (c.ff == BertFF::dense) {
       const int64_t I = c.ff_width;
-      gemm(false, true, N, I, H, 1.0f, normed.ptr(), H, L.ff_w1.ptr(), H, 0.0f, ff_hidden.ptr(), I);
-      gelu_parallel(ff_hidden.ptr(), N * I);
-      gemm(false, true, N, H, I, 1.0f, ff_hidden.ptr(), I, L.ff_w2.ptr(), I, 1.0f, hidden, H);
+      gemm_inference(false, true, N, I, H, 1.0f, normed.ptr(), H, L.ff_w1.ptr(), H, 0.0f,
+                     ff_hidden.ptr(), I);
+      activation_forward(Activation::gelu, ff_hidden.ptr(), ff_hidden.ptr(), N * I);
+      gemm_inference(false, true, N, H, I, 1.0f, ff_hidden.ptr(), I, L.ff_w2.ptr(), I, 1.0f, hidden,
+                     H);
       lap(t.ff);
     } else {
       neuron_fff_infer(L.fff, normed.ptr(), N, ctx.ptr());
@@ -369,7 +363,7 @@ void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, in
 
 void bert_mlm_logits(const BertModel& m, const float* hidden_rows, int64_t N, float* logits) {
   const int64_t H = m.cfg.hidden, V = m.cfg.vocab;
-  gemm(false, true, N, V, H, 1.0f, hidden_rows, H, m.word.ptr(), H, 0.0f, logits, V);
+  gemm_inference(false, true, N, V, H, 1.0f, hidden_rows, H, m.word.ptr(), H, 0.0f, logits, V);
 }
 
 void bert_mean_pool(const float* hidden, const uint8_t* mask, int64_t B, int64_t S, int64_t H,

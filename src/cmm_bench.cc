@@ -117,12 +117,12 @@ CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_toke
     const DenseFFConfig dc{d, cfg.dense_width, d, Activation::gelu};
     std::vector<DenseFF> dense_layers;
     for (int64_t l = 0; l < L; ++l) dense_layers.push_back(make_dense_ff(dc, rng));
-    DenseFFContext ctx;
+    Tensor hidden;
     auto run_dense = [&] {
       const float* in = next_input();
       for (int64_t l = 0; l < L; ++l) {
         float* out = (l % 2 == 0) ? a.ptr() : b.ptr();
-        dense_ff_forward(dense_layers[l], in, B, out, &ctx);
+        dense_ff_infer(dense_layers[l], in, B, out, hidden);
         in = out;
       }
     };

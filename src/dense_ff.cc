@@ -1,8 +1,10 @@
 // Dense FF baseline on the linear layer and activations.
 #include "fff/dense_ff.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "fff/gemm.h"
 #include "fff/linear.h"
 
 namespace fff {
@@ -30,6 +32,19 @@ void dense_ff_forward(const DenseFF& m, const float* x, int64_t B, float* y, Den
   linear_forward(x, B, c.in, c.width, m.w1.value.ptr(), m.b1.value.ptr(), k.z1.ptr());
   activation_forward(c.act, k.z1.ptr(), k.a1.ptr(), k.z1.size());
   linear_forward(k.a1.ptr(), B, c.width, c.out, m.w2.value.ptr(), m.b2.value.ptr(), y);
+}
+
+void dense_ff_infer(const DenseFF& m, const float* x, int64_t B, float* y, Tensor& hidden) {
+  const auto& c = m.cfg;
+  hidden.reshape({B, c.width});
+  float* h = hidden.ptr();
+  for (int64_t r = 0; r < B; ++r) std::copy_n(m.b1.value.ptr(), c.width, h + r * c.width);
+  gemm_inference(false, false, B, c.width, c.in, 1.0f, x, c.in, m.w1.value.ptr(), c.width, 1.0f, h,
+                 c.width);
+  activation_forward(c.act, h, h, hidden.size());
+  for (int64_t r = 0; r < B; ++r) std::copy_n(m.b2.value.ptr(), c.out, y + r * c.out);
+  gemm_inference(false, false, B, c.out, c.width, 1.0f, h, c.width, m.w2.value.ptr(), c.out, 1.0f,
+                 y, c.out);
 }
 
 void dense_ff_backward(DenseFF& m, const float* x, int64_t B, const float* dy,

@@ -50,7 +50,8 @@ InferenceComparison compare_with_dense(Model& model, const Tensor& x, int repeat
     return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
   };
   auto run_model = [&] { model.predict(x.ptr(), r.rows, y_model.ptr(), nullptr); };
-  auto run_dense = [&] { dense_ff_forward(dense, x.ptr(), r.rows, y_dense.ptr(), &ctx); };
+  Tensor hidden;
+  auto run_dense = [&] { dense_ff_infer(dense, x.ptr(), r.rows, y_dense.ptr(), hidden); };
   run_model();  // warm-up: caches, page faults, thread start
   run_dense();
   std::vector<double> tm, td;

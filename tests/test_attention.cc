@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "cpu/transformer_kernels.h"
+#include "cpu/elementwise_kernels.h"
 #include "fff/activation.h"
 #include "fff/attention.h"
 #include "test_util.h"

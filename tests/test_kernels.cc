@@ -369,7 +369,11 @@ TEST(Activation, ArrayForwardBackwardMatchElementwiseIncludingAliasing) {
     fff::activation_forward(a, z.data(), out.data(), n);
     fff::activation_backward(a, z.data(), da.data(), dz.data(), n);
     for (int64_t i = 0; i < n; ++i) {
-      ASSERT_EQ(out[i], fff::activate(a, z[i])) << fff::activation_name(a) << " " << i;
+      if (a == Activation::gelu)  // the array form uses a vectorised erf within 2e-7 of erff
+        ASSERT_NEAR(out[i], fff::activate(a, z[i]), 2e-7 * (1.0 + std::fabs(z[i])))
+            << fff::activation_name(a) << " " << i;
+      else
+        ASSERT_EQ(out[i], fff::activate(a, z[i])) << fff::activation_name(a) << " " << i;
       ASSERT_EQ(dz[i], da[i] * fff::activate_grad(a, z[i])) << fff::activation_name(a) << " " << i;
     }
     // In place: a aliases z; dz aliases da.

@@ -28,6 +28,9 @@ struct DenseFFContext {
 };
 
 void dense_ff_forward(const DenseFF& m, const float* x, int64_t B, float* y, DenseFFContext* ctx);
+// Inference: the same function with products split one block per thread (gemm_inference), the
+// fastest dense baseline; `hidden` is scratch space, (B, width) after the call.
+void dense_ff_infer(const DenseFF& m, const float* x, int64_t B, float* y, Tensor& hidden);
 void dense_ff_backward(DenseFF& m, const float* x, int64_t B, const float* dy,
                        const DenseFFContext& ctx, float* dx);
 void dense_ff_forward_reference(const DenseFF& m, const float* x, int64_t B, float* y);

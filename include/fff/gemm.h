@@ -11,6 +11,14 @@ namespace fff {
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// The same product split into one block per thread of the current setting (the larger of M, N
+// is split), each block one sgemm call: the fastest split, for inference. Results agree with
+// gemm's to rounding but may differ in the last bits between thread counts, since OpenBLAS's
+// value for an element can depend on the extent of the call it is in.
+void gemm_inference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                    int64_t ldc);
+
 // The same product by a triple loop accumulating in double; kept forever as the reference the
 // fast path is tested against.
 void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -28,37 +28,44 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 // splits by thread count). Blocks of at least ~256 rows keep sgemm near its full speed.
 constexpr int64_t kGemmBlockMin = 256;
 
-}  // namespace
-
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
+// Products that need no blocking: empty ones, K = 0, and single rows (sgemv, several times
+// faster than sgemm at M = 1). Returns false for the rest.
+bool gemm_special_case(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                       float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return true;
   if (K == 0) {
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-    return;
+    return true;
   }
   if (M == 1 && !trans_a) {
-    // One row: a matrix-vector product. sgemm does this several times slower than sgemv.
     if (trans_b)  // B is (N, K): C = B A^T
       cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<blasint>(N), static_cast<blasint>(K),
                   alpha, B, static_cast<blasint>(ldb), A, 1, beta, C, 1);
     else  // B is (K, N): C = B^T A^T
       cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<blasint>(K), static_cast<blasint>(N),
                   alpha, B, static_cast<blasint>(ldb), A, 1, beta, C, 1);
-    return;
+    return true;
   }
+  return false;
+}
+
+// The product as `blocks` sgemm calls over equal slices of the larger of M and N, in parallel.
+void gemm_in_blocks(int64_t blocks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                    float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                    float beta, float* C, int64_t ldc) {
   const bool split_rows = M >= N;
   const int64_t extent = split_rows ? M : N;
-  const int64_t blocks = std::max<int64_t>(1, extent / kGemmBlockMin);
   const int64_t block = (extent + blocks - 1) / blocks;
-  if (blocks == 1 || omp_in_parallel()) {
+  if (blocks <= 1 || omp_in_parallel()) {
     sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t lo = b * block, len = std::min(block, extent - lo);
+    if (len <= 0) continue;
     if (split_rows) {
       const float* Ab = trans_a ? A + lo : A + lo * lda;
       sgemm(trans_a, trans_b, len, N, K, alpha, Ab, lda, B, ldb, beta, C + lo * ldc, ldc);
@@ -67,6 +74,26 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
       sgemm(trans_a, trans_b, M, len, K, alpha, A, lda, Bb, ldb, beta, C + lo, ldc);
     }
   }
+}
+
+// Inference blocks are at least this wide, so that a block keeps sgemm near its full speed.
+constexpr int64_t kInferenceBlockMin = 64;
+
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (gemm_special_case(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+  const int64_t blocks = std::max<int64_t>(1, std::max(M, N) / kGemmBlockMin);
+  gemm_in_blocks(blocks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_inference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                    int64_t ldc) {
+  if (gemm_special_case(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+  const int64_t blocks = std::clamp<int64_t>(std::max(M, N) / kInferenceBlockMin, 1, num_threads());
+  gemm_in_blocks(blocks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -1,4 +1,4 @@
-// SIMD kernels of the transformer encoder (internal header): GELU and the masked softmax of
+// Elementwise SIMD kernels (internal header): GELU for every layer and the masked softmax of
 // attention rows, compiled for several instruction sets through Highway and dispatched at run time.
 #pragma once
 

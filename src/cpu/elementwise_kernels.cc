@@ -1,9 +1,9 @@
-// SIMD kernels of the transformer encoder, written once with Highway and compiled for each x86
-// target; the best one the CPU supports is chosen at run time.
-#include "cpu/transformer_kernels.h"
+// Elementwise SIMD kernels (GELU, masked softmax), written once with Highway and compiled for
+// each x86 target; the best one the CPU supports is chosen at run time.
+#include "cpu/elementwise_kernels.h"
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "src/cpu/transformer_kernels.cc"
+#define HWY_TARGET_INCLUDE "src/cpu/elementwise_kernels.cc"
 #include <hwy/foreach_target.h>  // re-includes this file once per target
 #include <hwy/highway.h>
 
