@@ -9,6 +9,7 @@
 #include <map>
 #include <utility>
 
+#include "cpu/elementwise_kernels.h"
 #include "fff/attention.h"
 #include "fff/cmm.h"
 #include "fff/gemm.h"
@@ -39,23 +40,10 @@ Tensor sinusoid_table(int64_t rows, int64_t H) {
   return pe;
 }
 
-// y = (x - mean) / sqrt(var + eps) * gain + bias per row (biased variance, in double).
 void layer_norm_rows(const BertNorm& n, float eps, const float* x, int64_t N, int64_t H, float* y) {
-  const float* g = n.gain.ptr();
-  const float* b = n.bias.ptr();
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < N; ++r) {
-    const float* xr = x + r * H;
-    float* yr = y + r * H;
-    double mean = 0.0, var = 0.0;
-    for (int64_t j = 0; j < H; ++j) mean += xr[j];
-    mean /= static_cast<double>(H);
-    for (int64_t j = 0; j < H; ++j) var += (xr[j] - mean) * (xr[j] - mean);
-    var /= static_cast<double>(H);
-    const float mu = static_cast<float>(mean);
-    const float rstd = static_cast<float>(1.0 / std::sqrt(var + eps));
-    for (int64_t j = 0; j < H; ++j) yr[j] = (xr[j] - mu) * rstd * g[j] + b[j];
-  }
+  for (int64_t r = 0; r < N; ++r)
+    cpu::layer_norm_row(x + r * H, H, n.gain.ptr(), n.bias.ptr(), eps, y + r * H);
 }
 
 void fill_normal(Tensor& t, float stddev, Rng& rng) {

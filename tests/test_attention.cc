@@ -114,3 +114,26 @@ TEST(Attention, RejectsBadShapes) {
   EXPECT_THROW(fff::self_attention({1, 1, 0, 4}, &dummy, nullptr, &dummy), fff::Error);
   EXPECT_THROW(fff::self_attention({-1, 1, 1, 4}, &dummy, nullptr, &dummy), fff::Error);
 }
+
+TEST(TransformerKernels, LayerNormRowMatchesDoubleReference) {
+  fff::Rng rng(7);
+  for (int64_t n : {1, 2, 15, 16, 17, 31, 33, 768, 1001}) {
+    std::vector<float> x = random_vec(n, rng, 3.0f), g = random_vec(n, rng), b = random_vec(n, rng);
+    for (float& v : x) v += 50.0f;  // a large mean: the variance pass must centre first
+    std::vector<float> y(static_cast<size_t>(n), NAN);
+    fff::cpu::layer_norm_row(x.data(), n, g.data(), b.data(), 1e-12f, y.data());
+    double mean = 0.0, var = 0.0;
+    for (float v : x) mean += v;
+    mean /= n;
+    for (float v : x) var += (v - mean) * (v - mean);
+    var /= n;
+    for (int64_t i = 0; i < n; ++i) {
+      const double ref = (x[i] - mean) / std::sqrt(var + 1e-12) * g[i] + b[i];
+      ASSERT_TRUE(std::isfinite(y[i]));
+      // Float rounding of values near the mean, relative to the spread, bounds what is reachable.
+      const double tol =
+          4e-7 * (1.0 + std::fabs(mean) / std::sqrt(var + 1e-12)) * (1.0 + std::fabs(g[i]));
+      EXPECT_NEAR(y[i], ref, tol) << "n=" << n << " i=" << i;
+    }
+  }
+}

@@ -2,6 +2,8 @@
 // each x86 target; the best one the CPU supports is chosen at run time.
 #include "cpu/elementwise_kernels.h"
 
+#include <cmath>
+
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "src/cpu/elementwise_kernels.cc"
 #include <hwy/foreach_target.h>  // re-includes this file once per target
@@ -75,6 +77,48 @@ void Softmax(float* x, const float* add, int64_t n) {
   for (i = 0; i < n; ++i) x[i] *= inv;
 }
 
+// Sum of f(x[i]) over a row, 16-lane chunks into two accumulators, then the scalar tail.
+template <class F>
+float RowSum(const float* x, int64_t n, F f) {
+  const D d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  V acc0 = hn::Zero(d), acc1 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    acc0 = hn::Add(acc0, f(hn::LoadU(d, x + i)));
+    acc1 = hn::Add(acc1, f(hn::LoadU(d, x + i + N)));
+  }
+  if (i + N <= n) {
+    acc0 = hn::Add(acc0, f(hn::LoadU(d, x + i)));
+    i += N;
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(d, hn::Add(acc0, acc1)));
+  for (; i < n; ++i) sum += hn::GetLane(f(hn::Set(d, x[i])));
+  return sum;
+}
+
+void LayerNormRow(const float* x, int64_t n, const float* gain, const float* bias, float eps,
+                  float* y) {
+  const D d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const float mean = RowSum(x, n, [](V v) { return v; }) / static_cast<float>(n);
+  const V vmean = hn::Set(d, mean);
+  const float var = RowSum(x, n,
+                           [&](V v) {
+                             const V c = hn::Sub(v, vmean);
+                             return hn::Mul(c, c);
+                           }) /
+                    static_cast<float>(n);
+  const float rstd = 1.0f / std::sqrt(var + eps);
+  const V vrstd = hn::Set(d, rstd);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    const V c = hn::Mul(hn::Sub(hn::LoadU(d, x + i), vmean), vrstd);
+    hn::StoreU(hn::MulAdd(c, hn::LoadU(d, gain + i), hn::LoadU(d, bias + i)), d, y + i);
+  }
+  for (; i < n; ++i) y[i] = (x[i] - mean) * rstd * gain[i] + bias[i];
+}
+
 }  // namespace fff::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -83,6 +127,7 @@ namespace fff::cpu {
 
 HWY_EXPORT(Gelu);
 HWY_EXPORT(Softmax);
+HWY_EXPORT(LayerNormRow);
 
 void gelu_inplace(float* x, int64_t n) {
   HWY_DYNAMIC_DISPATCH(Gelu)(x, n);
@@ -90,6 +135,11 @@ void gelu_inplace(float* x, int64_t n) {
 
 void softmax_inplace(float* x, const float* add, int64_t n) {
   HWY_DYNAMIC_DISPATCH(Softmax)(x, add, n);
+}
+
+void layer_norm_row(const float* x, int64_t n, const float* gain, const float* bias, float eps,
+                    float* y) {
+  HWY_DYNAMIC_DISPATCH(LayerNormRow)(x, n, gain, bias, eps, y);
 }
 
 }  // namespace fff::cpu

@@ -1,5 +1,6 @@
-// Elementwise SIMD kernels (internal header): GELU for every layer and the masked softmax of
-// attention rows, compiled for several instruction sets through Highway and dispatched at run time.
+// Elementwise SIMD kernels (internal header): GELU for every layer, the masked softmax of
+// attention rows and layer normalisation of a row, compiled for several instruction sets through
+// Highway and dispatched at run time.
 #pragma once
 
 #include <cstdint>
@@ -12,5 +13,10 @@ void gelu_inplace(float* x, int64_t n);
 
 // x = softmax(x + add) over n entries (add may be null): max, exp and sum in one pass each.
 void softmax_inplace(float* x, const float* add, int64_t n);
+
+// y = (x - mean) / sqrt(var + eps) * gain + bias over one row of n floats (biased variance, two
+// passes, float lanes summed in a fixed order).
+void layer_norm_row(const float* x, int64_t n, const float* gain, const float* bias, float eps,
+                    float* y);
 
 }  // namespace fff::cpu
