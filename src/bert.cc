@@ -46,8 +46,10 @@ void layer_norm_rows(const BertNorm& n, float eps, const float* x, int64_t N, in
     cpu::layer_norm_row(x + r * H, H, n.gain.ptr(), n.bias.ptr(), eps, y + r * H);
 }
 
-void fill_normal(Tensor& t, float stddev, Rng& rng) {
-  for (float& v : t.data) v = stddev * rng.normal();
+// Uniform with the given standard deviation: as good as normal for random test and benchmark
+// models, and ten times faster to draw for the 300M weights of a full-size pair.
+void fill_spread(Tensor& t, float stddev, Rng& rng) {
+  fill_uniform(t, std::sqrt(3.0f) * stddev, rng);
 }
 
 BertNorm unit_norm(int64_t H) {
@@ -112,7 +114,7 @@ BertModel make_random_bert(const BertConfig& cfg, uint64_t seed) {
   BertModel m;
   m.cfg = cfg;
   m.word = Tensor({cfg.vocab, H});
-  fill_normal(m.word, 1.0f, rng);
+  fill_spread(m.word, 1.0f, rng);
   m.pos_scale = r_h;
   m.positions = sinusoid_table(cfg.max_seq, H);
   m.embed_norm = m.final_norm = unit_norm(H);
@@ -120,20 +122,20 @@ BertModel make_random_bert(const BertConfig& cfg, uint64_t seed) {
     BertLayer L;
     L.norm1 = L.norm2 = unit_norm(H);
     L.qkv = Tensor({3 * H, H});
-    fill_normal(L.qkv, r_h, rng);
+    fill_spread(L.qkv, r_h, rng);
     L.out = Tensor({H, H});
-    fill_normal(L.out, r_h, rng);
+    fill_spread(L.out, r_h, rng);
     if (cfg.ff == BertFF::dense) {
       L.ff_w1 = Tensor({cfg.ff_width, H});
-      fill_normal(L.ff_w1, r_h, rng);
+      fill_spread(L.ff_w1, r_h, rng);
       L.ff_w2 = Tensor({H, cfg.ff_width});
-      fill_normal(L.ff_w2, 1.0f / std::sqrt(static_cast<float>(cfg.ff_width)), rng);
+      fill_spread(L.ff_w2, 1.0f / std::sqrt(static_cast<float>(cfg.ff_width)), rng);
     } else {
       const NeuronFFFConfig f = fff_config(cfg);
       Tensor w1({f.n_nodes(), H}), b1({f.n_nodes()}), w2({f.n_nodes(), H});
-      fill_normal(w1, r_h, rng);
+      fill_spread(w1, r_h, rng);
       fill_uniform(b1, 0.5f, rng);
-      fill_normal(w2, 1.0f / std::sqrt(static_cast<float>(f.path_length())), rng);
+      fill_spread(w2, 1.0f / std::sqrt(static_cast<float>(f.path_length())), rng);
       L.fff.cfg = f;
       L.fff.w1 = inference_param(layer_key(i, "fff.w1"), std::move(w1));
       L.fff.b1 = inference_param(layer_key(i, "fff.b1"), std::move(b1));
