@@ -22,6 +22,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >&2
 fi
 
+# PyTorch is optional: with it, ctest also checks the BERT encoder against an independent PyTorch
+# model (scripts/bert_reference.py) and `fff bench bert` times PyTorch beside fff. A failed
+# install only skips those.
+if ! dpkg-query -W -f='${Status}' python3-torch 2>/dev/null | grep -q "install ok installed"; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "installing: python3-torch (optional)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch python3-numpy >&2 ||
+      echo "python3-torch could not be installed; the PyTorch reference tests will be skipped" >&2
+  else
+    echo "note: without python3-torch the PyTorch reference tests are skipped" >&2
+  fi
+fi
+
 if [ ! -f build/build.ninja ]; then
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >&2
 fi

@@ -5,15 +5,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "fff/bert.h"
 #include "temp_dir.h"
 
 namespace fs = std::filesystem;
@@ -404,4 +408,122 @@ TEST(CliLm, ClearErrorsForBadText) {
   EXPECT_TRUE(contains(missing.err, "no such file")) << missing;
   const Result bad_model = run_cli({"lm", "sample", empty});
   EXPECT_EQ(bad_model.code, 1) << bad_model;
+}
+
+// ---- fff bert ----
+
+namespace {
+
+// A small random fff-bert file with a made-up vocabulary, written through the library.
+std::string write_bert_model(const TempDir& dir, bool with_vocab) {
+  fff::BertConfig c;
+  c.hidden = 32, c.layers = 2, c.heads = 4, c.vocab = 40, c.max_seq = 24;
+  c.ff = fff::BertFF::fff, c.fff_trees = 1, c.fff_depth = 3;
+  fff::BertModel m = fff::make_random_bert(c, 3);
+  if (with_vocab) {
+    std::string v = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncapital\nof\nfrance\nis\nparis\n.";
+    for (int i = 12; i < 40; ++i) v += "\ntok" + std::to_string(i);
+    m.vocab_text = v;
+  }
+  const std::string path = dir.file(with_vocab ? "bert.safetensors" : "novocab.safetensors");
+  fff::save_bert(m, path);
+  return path;
+}
+
+}  // namespace
+
+TEST(CliBert, FillMaskReportsTheModelsTopTokens) {
+  TempDir dir;
+  const std::string model = write_bert_model(dir, true);
+  const Result r = run_cli({"bert", "fill-mask", model, "--text",
+                            "The capital of France is [MASK].", "--top-k", "3", "--json"});
+  ASSERT_EQ(r.code, 0) << r;
+  const json j = json::parse(r.out);
+  ASSERT_EQ(j["masks"].size(), 1u) << r;
+  const json& mask = j["masks"][0];
+  EXPECT_EQ(mask["position"], 6);  // [CLS] the capital of france is [MASK] . [SEP]
+  ASSERT_EQ(mask["predictions"].size(), 3u);
+  // The same prediction computed in process, through the library.
+  const fff::BertModel m = fff::load_bert(model);
+  const std::vector<int32_t> ids = {2, 5, 6, 7, 8, 9, 4, 11, 3};
+  std::vector<float> hidden(ids.size() * 32), logits(40);
+  fff::bert_encode(m, ids.data(), nullptr, 1, static_cast<int64_t>(ids.size()), hidden.data());
+  fff::bert_mlm_logits(m, hidden.data() + 6 * 32, 1, logits.data());
+  const int64_t best = std::max_element(logits.begin(), logits.end()) - logits.begin();
+  double sum = 0.0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l - logits[best]));
+  EXPECT_EQ(mask["predictions"][0]["id"], best);
+  EXPECT_NEAR(mask["predictions"][0]["probability"].get<double>(), 1.0 / sum, 1e-5);
+  EXPECT_GE(mask["predictions"][0]["probability"], mask["predictions"][1]["probability"]);
+  EXPECT_GE(mask["predictions"][1]["probability"], mask["predictions"][2]["probability"]);
+}
+
+TEST(CliBert, EmbedWritesOneVectorPerTextAsJsonOrBinary) {
+  TempDir dir;
+  const std::string model = write_bert_model(dir, true);
+  const std::string texts = dir.file("texts.txt");
+  std::ofstream(texts) << "the capital of france\nparis is the capital\n\n";
+  const Result j = run_cli({"bert", "embed", model, "--file", texts, "--batch", "2"});
+  ASSERT_EQ(j.code, 0) << j;
+  std::vector<json> rows;
+  std::istringstream lines(j.out);
+  for (std::string line; std::getline(lines, line);) rows.push_back(json::parse(line));
+  ASSERT_EQ(rows.size(), 3u) << j;  // the empty line is a text too ([CLS] [SEP])
+  const std::string bin = dir.file("e.f32");
+  const Result b = run_cli({"bert", "embed", model, "--file", texts, "--format", "binary",
+                            "--output", bin, "--threads", "2"});
+  ASSERT_EQ(b.code, 0) << b;
+  const std::string raw = read_text(bin);
+  ASSERT_EQ(raw.size(), 3u * 32u * sizeof(float));
+  const float* v = reinterpret_cast<const float*>(raw.data());
+  for (size_t i = 0; i < 3; ++i)
+    for (size_t k = 0; k < 32; ++k)
+      EXPECT_NEAR(rows[i][k].get<double>(), v[i * 32 + k], 1e-5) << i << " " << k;
+  EXPECT_FALSE(fs::exists(bin + ".tmp"));
+}
+
+TEST(CliBert, ClearErrors) {
+  TempDir dir;
+  const std::string model = write_bert_model(dir, true);
+  struct Case {
+    std::vector<std::string> args;
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {{"bert", "fill-mask", "/nonexistent/m.safetensors", "--text", "a [MASK]"},
+       "/nonexistent/m.safetensors"},
+      {{"bert", "fill-mask", model, "--text", "no mask here"}, "[MASK]"},
+      {{"bert", "embed", model, "--text", "x", "--format", "xml"}, "--format"},
+      {{"bert", "embed", model, "--text", "x", "--format", "binary"}, "--output"},
+      {{"bert", "embed", write_bert_model(dir, false), "--text", "x"}, "--vocab"},
+      {{"bert", "embed", model, "--file", "/nonexistent/texts"}, "/nonexistent/texts"},
+  };
+  for (const Case& c : cases) {
+    const Result r = run_cli(c.args);
+    EXPECT_TRUE(r.exited) << r;
+    EXPECT_EQ(r.code, 1) << r;
+    EXPECT_TRUE(contains(r.err, c.needle)) << "expected '" << c.needle << "' in\n" << r;
+  }
+}
+
+TEST(CliBert, BenchBertJsonHasEveryFieldOnTinyShapes) {
+  const Result r =
+      run_cli({"bench",         "bert", "--layers",  "1",   "--hidden",  "32",   "--heads", "2",
+               "--seq",         "8",    "--batches", "1,2", "--threads", "1",    "--depth", "3",
+               "--dense-width", "64",   "--repeats", "1",   "--python",  "none", "--json"});
+  ASSERT_EQ(r.code, 0) << r;
+  std::istringstream lines(r.out);
+  int n = 0;
+  for (std::string line; std::getline(lines, line); ++n) {
+    const json j = json::parse(line);
+    for (const char* k : {"fff_tokens_per_s", "dense_tokens_per_s", "speedup", "fff_share",
+                          "dense_share", "pytorch_dense_tokens_per_s", "batch", "threads", "seq"})
+      EXPECT_TRUE(j.contains(k)) << k << " in " << line;
+    EXPECT_GT(j["fff_tokens_per_s"].get<double>(), 0.0);
+    const json& s = j["fff_share"];
+    EXPECT_NEAR(s["attention"].get<double>() + s["ff"].get<double>() + s["other"].get<double>() +
+                    s["embedding"].get<double>(),
+                1.0, 1e-9);
+  }
+  EXPECT_EQ(n, 2) << r;
 }
