@@ -19,6 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
+  updated=1
   apt-get install -y -qq "${missing[@]}" >&2
 fi
 
@@ -28,6 +29,7 @@ fi
 if ! dpkg-query -W -f='${Status}' python3-torch 2>/dev/null | grep -q "install ok installed"; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "installing: python3-torch (optional)" >&2
+    [ -n "${updated:-}" ] || apt-get update -qq >&2 || true
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch python3-numpy >&2 ||
       echo "python3-torch could not be installed; the PyTorch reference tests will be skipped" >&2
   else

@@ -57,8 +57,8 @@ struct BertModel {
   bool lowercase = true;
 };
 
-// Random weights of the given shape (for benchmarks and tests): normal(0, 1/sqrt(fan_in)) for
-// matrices, uniform +-0.5 FFF biases, unit norms.
+// Random weights of the given shape (for benchmarks and tests): uniform with standard deviation
+// 1/sqrt(fan_in) for matrices, uniform +-0.5 FFF biases, unit norms.
 BertModel make_random_bert(const BertConfig& cfg, uint64_t seed);
 
 // Loads and validates a "fff-bert" file: every tensor present with the shape the config implies.
