@@ -3,15 +3,15 @@ import argparse
 import json
 import math
 import os
-import struct
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
+
+from safetensors_io import atomic_write, write_safetensors
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PAD_ID, CLS_ID = 0, 2
@@ -337,51 +337,8 @@ def make_inputs(cfg: BertConfig, batch: int, seq: int) -> Tuple[torch.Tensor, to
 
 # ---------------------------------------------------------------------------- output files
 
-def atomic_write(path: str, write) -> None:
-    """Calls write(fileobj) on a temporary file next to `path`, then renames it over `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def write_text(path: str, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def write_safetensors(path: str, tensors: Dict[str, np.ndarray], metadata: Dict[str, str]) -> None:
-    """Writes F32 tensors in the safetensors layout (8-byte LE header length, JSON header, data)."""
-    header = {"__metadata__": dict(metadata)}
-    blobs = []
-    offset = 0
-    for name, array in tensors.items():
-        data = np.asarray(array, dtype="<f4", order="C")
-        header[name] = {"dtype": "F32", "shape": list(data.shape), "data_offsets": [offset, offset + data.nbytes]}
-        blobs.append(data)
-        offset += data.nbytes
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * ((8 - (8 + len(text)) % 8) % 8)  # data area starts at a multiple of 8
-
-    def write(f):
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for data in blobs:
-            f.write(data.tobytes())
-
-    atomic_write(path, write)
 
 
 def state_dict_arrays(model: nn.Module, skip_tied_decoder: bool) -> Dict[str, np.ndarray]:

@@ -5,10 +5,11 @@ import math
 import os
 import struct
 import sys
-import tempfile
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+
+from safetensors_io import write_safetensors
 
 FORMAT_VERSION = "1"
 MAX_HEADER_BYTES = 100 * 1000 * 1000
@@ -547,37 +548,6 @@ def convert(checkpoint_dir: str, out_path: str, vocab_arg: Optional[str], weight
 
 
 # ---------------------------------------------------------------------------- output
-
-def write_safetensors(path: str, tensors: Dict[str, np.ndarray], metadata: Dict[str, str]) -> None:
-    """F32 little-endian row-major safetensors, written to a temporary file and renamed over `path`."""
-    header = {"__metadata__": metadata}
-    offset = 0
-    for name, a in tensors.items():
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
-        offset += a.nbytes
-    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    text += b" " * ((8 - (8 + len(text)) % 8) % 8)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(struct.pack("<Q", len(text)))
-            f.write(text)
-            for a in tensors.values():
-                f.write(np.asarray(a, dtype="<f4", order="C").tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
