@@ -505,7 +505,8 @@ int run_info(const std::string& path, bool as_json) {
 int main(int argc, char** argv) {
   CLI::App app{
       "fff: fast feedforward networks. Train, evaluate and inspect dense FF, leaf FFF and "
-      "neuron FFF classifiers, and benchmark FFF inference against dense FF.\nRun 'fff COMMAND "
+      "neuron FFF classifiers, benchmark FFF inference against dense FF, train byte-level QRNN + "
+      "FFF language models, and run UltraFastBERT / crammedBERT encoders.\nRun 'fff COMMAND "
       "--help' for the options of each command."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "fff 0.1");
@@ -618,7 +619,8 @@ int main(int argc, char** argv) {
   auto* bench = app.add_subcommand(
       "bench",
       "Time neuron FFF inference against the dense FF it replaces (same process, medians); "
-      "without shape flags, the UltraFastBERT shapes at d=768 and batch 1, 128, 16384");
+      "without shape flags, the UltraFastBERT shapes at d=768 and batch 1, 128, 16384. "
+      "'fff bench bert' times whole encoders");
   bench->add_option("--dim", bench_args.dim, "Hidden size d (input and output width)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
