@@ -30,6 +30,8 @@ namespace {
 using json = nlohmann::json;
 
 fff::WordPieceTokenizer model_tokenizer(const fff::BertModel& m, const BertRunArgs& a) {
+  if (a.max_len != 0 && a.max_len < 2)
+    throw fff::Error("--max-len must be at least 2 (room for [CLS] and [SEP])");
   fff::WordPieceTokenizer t;
   if (!a.vocab.empty())
     t = fff::load_wordpiece(a.vocab, m.lowercase);
