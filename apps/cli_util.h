@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -16,9 +15,7 @@
 
 namespace fff_cli {
 
-inline double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+using fff::now_seconds;
 
 inline int default_threads() {
   return std::max(1u, std::thread::hardware_concurrency());

@@ -3,7 +3,6 @@
 #include "fff/bert.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -18,11 +17,6 @@
 namespace fff {
 
 namespace {
-
-double seconds_now() {
-  using clock = std::chrono::steady_clock;
-  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
-}
 
 // Sinusoids as crammedBERT computes them, in float: pe[p, 2i] = sin(p w_i),
 // pe[p, 2i+1] = cos(p w_i), w_i = exp(2i * -ln(10000) / H).
@@ -295,9 +289,9 @@ void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, in
       throw Error("token id " + std::to_string(ids[r]) + " is outside the vocabulary [0, " +
                   std::to_string(c.vocab) + ")");
   BertTimings t;
-  double mark = seconds_now();
+  double mark = now_seconds();
   auto lap = [&](double& slot) {
-    const double now = seconds_now();
+    const double now = now_seconds();
     slot += now - mark;
     mark = now;
   };

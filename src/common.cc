@@ -2,6 +2,7 @@
 #include "fff/common.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -85,6 +86,10 @@ float Rng::normal() {
 
 void fill_uniform(Tensor& t, float bound, Rng& rng) {
   for (float& v : t.data) v = rng.uniform(-bound, bound);
+}
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace fff

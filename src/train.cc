@@ -2,7 +2,6 @@
 #include "fff/train.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <numeric>
 #include <set>
@@ -17,10 +16,6 @@ namespace {
 
 constexpr int64_t kEvalChunk = 4096;
 constexpr int64_t kGatherAhead = 4;
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0.0;

@@ -78,4 +78,7 @@ class Rng {
 // Fills t with values uniform in [-bound, bound).
 void fill_uniform(Tensor& t, float bound, Rng& rng);
 
+// Seconds on a steady clock, for timing phases and progress.
+double now_seconds();
+
 }  // namespace fff
