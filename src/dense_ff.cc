@@ -1,10 +1,8 @@
 // Dense FF baseline on the linear layer and activations.
 #include "fff/dense_ff.h"
 
-#include <algorithm>
 #include <cmath>
 
-#include "fff/gemm.h"
 #include "fff/linear.h"
 
 namespace fff {
@@ -37,14 +35,9 @@ void dense_ff_forward(const DenseFF& m, const float* x, int64_t B, float* y, Den
 void dense_ff_infer(const DenseFF& m, const float* x, int64_t B, float* y, Tensor& hidden) {
   const auto& c = m.cfg;
   hidden.reshape({B, c.width});
-  float* h = hidden.ptr();
-  for (int64_t r = 0; r < B; ++r) std::copy_n(m.b1.value.ptr(), c.width, h + r * c.width);
-  gemm_inference(false, false, B, c.width, c.in, 1.0f, x, c.in, m.w1.value.ptr(), c.width, 1.0f, h,
-                 c.width);
-  activation_forward(c.act, h, h, hidden.size());
-  for (int64_t r = 0; r < B; ++r) std::copy_n(m.b2.value.ptr(), c.out, y + r * c.out);
-  gemm_inference(false, false, B, c.out, c.width, 1.0f, h, c.width, m.w2.value.ptr(), c.out, 1.0f,
-                 y, c.out);
+  linear_infer(x, B, c.in, c.width, m.w1.value.ptr(), m.b1.value.ptr(), hidden.ptr());
+  activation_forward(c.act, hidden.ptr(), hidden.ptr(), hidden.size());
+  linear_infer(hidden.ptr(), B, c.width, c.out, m.w2.value.ptr(), m.b2.value.ptr(), y);
 }
 
 void dense_ff_backward(DenseFF& m, const float* x, int64_t B, const float* dy,

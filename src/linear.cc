@@ -21,6 +21,12 @@ void linear_forward(const float* x, int64_t B, int64_t in, int64_t out, const fl
   gemm(false, false, B, out, in, 1.0f, x, in, W, out, 1.0f, y, out);
 }
 
+void linear_infer(const float* x, int64_t B, int64_t in, int64_t out, const float* W,
+                  const float* b, float* y) {
+  for (int64_t r = 0; r < B; ++r) std::copy(b, b + out, y + r * out);
+  gemm_inference(false, false, B, out, in, 1.0f, x, in, W, out, 1.0f, y, out);
+}
+
 void linear_backward(const float* x, const float* dy, int64_t B, int64_t in, int64_t out,
                      const float* W, float* dx, float* dW, float* db) {
   gemm(true, false, in, out, B, 1.0f, x, in, dy, out, 0.0f, dW, out);

@@ -9,6 +9,9 @@ namespace fff {
 
 void linear_forward(const float* x, int64_t B, int64_t in, int64_t out, const float* W,
                     const float* b, float* y);
+// The same forward with the product split one block per thread (gemm_inference): for inference.
+void linear_infer(const float* x, int64_t B, int64_t in, int64_t out, const float* W,
+                  const float* b, float* y);
 void linear_backward(const float* x, const float* dy, int64_t B, int64_t in, int64_t out,
                      const float* W, float* dx, float* dW, float* db);
 
