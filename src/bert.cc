@@ -8,7 +8,6 @@
 #include <map>
 #include <utility>
 
-#include "cpu/elementwise_kernels.h"
 #include "fff/attention.h"
 #include "fff/cmm.h"
 #include "fff/gemm.h"
@@ -34,20 +33,16 @@ Tensor sinusoid_table(int64_t rows, int64_t H) {
   return pe;
 }
 
-void layer_norm_rows(const BertNorm& n, float eps, const float* x, int64_t N, int64_t H, float* y) {
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < N; ++r)
-    cpu::layer_norm_row(x + r * H, H, n.gain.ptr(), n.bias.ptr(), eps, y + r * H);
-}
-
 // Uniform with the given standard deviation: as good as normal for random test and benchmark
 // models, and ten times faster to draw for the 300M weights of a full-size pair.
 void fill_spread(Tensor& t, float stddev, Rng& rng) {
   fill_uniform(t, std::sqrt(3.0f) * stddev, rng);
 }
 
-BertNorm unit_norm(int64_t H) {
-  BertNorm n{Tensor({H}, 1.0f), Tensor({H})};
+// Gain 1, bias 0; its parameters carry their names in the file ("<name>.gain", "<name>.bias").
+LayerNorm bert_norm(const BertConfig& c, const std::string& name) {
+  LayerNorm n = make_layer_norm(c.hidden, name);
+  n.eps = c.norm_eps;
   return n;
 }
 
@@ -111,10 +106,12 @@ BertModel make_random_bert(const BertConfig& cfg, uint64_t seed) {
   fill_spread(m.word, 1.0f, rng);
   m.pos_scale = r_h;
   m.positions = sinusoid_table(cfg.max_seq, H);
-  m.embed_norm = m.final_norm = unit_norm(H);
+  m.embed_norm = bert_norm(cfg, "embedding.norm");
+  m.final_norm = bert_norm(cfg, "final_norm");
   for (int64_t i = 0; i < cfg.layers; ++i) {
     BertLayer L;
-    L.norm1 = L.norm2 = unit_norm(H);
+    L.norm1 = bert_norm(cfg, layer_key(i, "norm1"));
+    L.norm2 = bert_norm(cfg, layer_key(i, "norm2"));
     L.qkv = Tensor({3 * H, H});
     fill_spread(L.qkv, r_h, rng);
     L.out = Tensor({H, H});
@@ -187,10 +184,10 @@ BertModel load_bert(const std::string& path) {
     return t;
   };
   const int64_t H = c.hidden;
-  auto take_norm = [&](const std::string& prefix) {
-    BertNorm n;
-    n.gain = take(prefix + ".gain", {H});
-    n.bias = take(prefix + ".bias", {H});
+  auto take_norm = [&](const std::string& name) {
+    LayerNorm n = bert_norm(c, name);
+    n.gain.value = take(n.gain.name, {H});
+    n.bias.value = take(n.bias.name, {H});
     return n;
   };
   m.word = take("embedding.word", {c.vocab, H});
@@ -228,19 +225,19 @@ BertModel load_bert(const std::string& path) {
 void save_bert(const BertModel& m, const std::string& path) {
   const BertConfig& c = m.cfg;
   Tensor pos_scale({1}, m.pos_scale);
-  std::vector<std::pair<std::string, const Tensor*>> t = {
-      {"embedding.word", &m.word},
-      {"embedding.pos_scale", &pos_scale},
-      {"embedding.norm.gain", &m.embed_norm.gain},
-      {"embedding.norm.bias", &m.embed_norm.bias}};
+  std::vector<std::pair<std::string, const Tensor*>> t = {{"embedding.word", &m.word},
+                                                          {"embedding.pos_scale", &pos_scale}};
+  auto add_norm = [&](const LayerNorm& n) {
+    t.push_back({n.gain.name, &n.gain.value});
+    t.push_back({n.bias.name, &n.bias.value});
+  };
+  add_norm(m.embed_norm);
   for (int64_t i = 0; i < c.layers; ++i) {
     const BertLayer& L = m.layers[static_cast<size_t>(i)];
-    t.push_back({layer_key(i, "norm1.gain"), &L.norm1.gain});
-    t.push_back({layer_key(i, "norm1.bias"), &L.norm1.bias});
+    add_norm(L.norm1);
     t.push_back({layer_key(i, "attn.qkv"), &L.qkv});
     t.push_back({layer_key(i, "attn.out"), &L.out});
-    t.push_back({layer_key(i, "norm2.gain"), &L.norm2.gain});
-    t.push_back({layer_key(i, "norm2.bias"), &L.norm2.bias});
+    add_norm(L.norm2);
     if (c.ff == BertFF::dense) {
       t.push_back({layer_key(i, "ff.w1"), &L.ff_w1});
       t.push_back({layer_key(i, "ff.w2"), &L.ff_w2});
@@ -250,8 +247,7 @@ void save_bert(const BertModel& m, const std::string& path) {
       t.push_back({layer_key(i, "fff.w2"), &L.fff.w2.value});
     }
   }
-  t.push_back({"final_norm.gain", &m.final_norm.gain});
-  t.push_back({"final_norm.bias", &m.final_norm.bias});
+  add_norm(m.final_norm);
   char eps[32];
   std::snprintf(eps, sizeof(eps), "%.9g", static_cast<double>(c.norm_eps));
   std::map<std::string, std::string> meta = {
@@ -305,7 +301,7 @@ void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, in
     float* e = normed.row(r);
     for (int64_t j = 0; j < H; ++j) e[j] = w[j] + m.pos_scale * p[j];
   }
-  layer_norm_rows(m.embed_norm, c.norm_eps, normed.ptr(), N, H, hidden);
+  layer_norm_infer(m.embed_norm, normed.ptr(), N, hidden);
   if (mask) attention_key_bias(mask, N, key_bias.ptr());
   lap(t.embed);
 
@@ -313,7 +309,7 @@ void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, in
   Tensor ff_hidden;
   if (c.ff == BertFF::dense) ff_hidden = Tensor({N, c.ff_width});
   for (const BertLayer& L : m.layers) {
-    layer_norm_rows(L.norm1, c.norm_eps, hidden, N, H, normed.ptr());
+    layer_norm_infer(L.norm1, hidden, N, normed.ptr());
     lap(t.other);
     gemm_inference(false, true, N, 3 * H, H, 1.0f, normed.ptr(), H, L.qkv.ptr(), H, 0.0f, qkv.ptr(),
                    3 * H);
@@ -321,7 +317,7 @@ void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, in
     // x += ctx Wo^T: the residual add rides on the product (beta = 1).
     gemm_inference(false, true, N, H, H, 1.0f, ctx.ptr(), H, L.out.ptr(), H, 1.0f, hidden, H);
     lap(t.attention);
-    layer_norm_rows(L.norm2, c.norm_eps, hidden, N, H, normed.ptr());
+    layer_norm_infer(L.norm2, hidden, N, normed.ptr());
     lap(t.other);
     if (c.ff == BertFF::dense) {
       const int64_t I = c.ff_width;
@@ -339,7 +335,7 @@ void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, in
       lap(t.other);
     }
   }
-  layer_norm_rows(m.final_norm, c.norm_eps, hidden, N, H, normed.ptr());
+  layer_norm_infer(m.final_norm, hidden, N, normed.ptr());
   std::copy_n(normed.ptr(), N * H, hidden);
   lap(t.other);
   if (timings) *timings = t;

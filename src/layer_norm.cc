@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cpu/elementwise_kernels.h"
+
 namespace fff {
 
 LayerNorm make_layer_norm(int64_t dim, const std::string& name) {
@@ -35,6 +37,13 @@ void layer_norm_forward(const LayerNorm& m, const float* x, int64_t N, float* y,
       yr[j] = xh[j] * m.gain.value.data[j] + m.bias.value.data[j];
     }
   }
+}
+
+void layer_norm_infer(const LayerNorm& m, const float* x, int64_t N, float* y) {
+  const int64_t d = m.dim;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < N; ++r)
+    cpu::layer_norm_row(x + r * d, d, m.gain.value.ptr(), m.bias.value.ptr(), m.eps, y + r * d);
 }
 
 void layer_norm_backward(LayerNorm& m, const float* dy, int64_t N, const LayerNormContext& ctx,

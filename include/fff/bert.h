@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fff/common.h"
+#include "fff/layer_norm.h"
 #include "fff/neuron_fff.h"
 
 namespace fff {
@@ -31,17 +32,13 @@ struct BertConfig {
   std::string describe() const;  // e.g. "16 layers, hidden 768, 12 heads, FFF 1x11"
 };
 
-struct BertNorm {
-  Tensor gain, bias;  // (H)
-};
-
 struct BertLayer {
-  BertNorm norm1, norm2;
-  Tensor qkv;     // (3H, H), rows per head: q, k, v
-  Tensor out;     // (H, H)
-  Tensor ff_w1;   // dense: (I, H)
-  Tensor ff_w2;   // dense: (H, I)
-  NeuronFFF fff;  // fff: w1 (K n, H), b1 (K n), w2 (K n, H), no output bias
+  LayerNorm norm1, norm2;  // named as in the file: "layers.i.norm1" ...
+  Tensor qkv;              // (3H, H), rows per head: q, k, v
+  Tensor out;              // (H, H)
+  Tensor ff_w1;            // dense: (I, H)
+  Tensor ff_w2;            // dense: (H, I)
+  NeuronFFF fff;           // fff: w1 (K n, H), b1 (K n), w2 (K n, H), no output bias
 };
 
 struct BertModel {
@@ -49,7 +46,7 @@ struct BertModel {
   Tensor word;  // (V, H), also the MLM decoder
   float pos_scale = 0.0f;
   Tensor positions;  // (max_seq, H) sinusoids, not stored in files
-  BertNorm embed_norm, final_norm;
+  LayerNorm embed_norm, final_norm;
   std::vector<BertLayer> layers;
   // The WordPiece vocabulary (one token per line, id order) and its case rule, when the file
   // carries one.
