@@ -293,7 +293,18 @@ void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, in
   };
 
   // Embeddings, normalised into the residual stream.
-  Tensor normed({N, H}), qkv({N, 3 * H}), ctx({N, H}), key_bias({std::max<int64_t>(N, 1)});
+  // Activations live in buffers of the calling thread, kept across calls: no allocation or zeroing
+  // per encode. The references are taken here, so that OpenMP workers use this thread's buffers.
+  struct Buffers {
+    Tensor normed, qkv, ctx, key_bias, ff_hidden;
+  };
+  static thread_local Buffers buffers;
+  Tensor &normed = buffers.normed, &qkv = buffers.qkv, &ctx = buffers.ctx,
+         &key_bias = buffers.key_bias, &ff_hidden = buffers.ff_hidden;
+  normed.reshape({N, H});
+  qkv.reshape({N, 3 * H});
+  ctx.reshape({N, H});
+  key_bias.reshape({N});
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < N; ++r) {
     const float* w = m.word.row(ids[r]);
@@ -306,8 +317,7 @@ void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, in
   lap(t.embed);
 
   const AttentionShape shape{B, S, c.heads, c.head_dim()};
-  Tensor ff_hidden;
-  if (c.ff == BertFF::dense) ff_hidden = Tensor({N, c.ff_width});
+  if (c.ff == BertFF::dense) ff_hidden.reshape({N, c.ff_width});
   for (const BertLayer& L : m.layers) {
     layer_norm_infer(L.norm1, hidden, N, normed.ptr());
     lap(t.other);
@@ -335,8 +345,7 @@ void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, in
       lap(t.other);
     }
   }
-  layer_norm_infer(m.final_norm, hidden, N, normed.ptr());
-  std::copy_n(normed.ptr(), N * H, hidden);
+  layer_norm_infer(m.final_norm, hidden, N, hidden);
   lap(t.other);
   if (timings) *timings = t;
 }

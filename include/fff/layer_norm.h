@@ -31,7 +31,7 @@ struct LayerNormContext {
 void layer_norm_forward(const LayerNorm& m, const float* x, int64_t N, float* y,
                         LayerNormContext& ctx);
 // Inference: the same y without a context; rows spread over threads, each normalised by a SIMD
-// kernel in float (two passes: mean, then the variance of the centred row).
+// kernel in float (two passes: mean, then the variance of the centred row). y may alias x.
 void layer_norm_infer(const LayerNorm& m, const float* x, int64_t N, float* y);
 void layer_norm_backward(LayerNorm& m, const float* dy, int64_t N, const LayerNormContext& ctx,
                          float* dx);
