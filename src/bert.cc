@@ -56,15 +56,86 @@ NeuronFFFConfig fff_config(const BertConfig& c) {
   return f;
 }
 
-Param inference_param(std::string name, Tensor value) {
+std::string layer_key(int64_t i, const char* name) {
+  return "layers." + std::to_string(i) + "." + name;
+}
+
+// A tensor with its shape and no storage yet: the file or the initialiser provides the values.
+Tensor shaped(std::vector<int64_t> shape) {
+  Tensor t;
+  t.shape = std::move(shape);
+  return t;
+}
+
+Param named(std::string name, std::vector<int64_t> shape) {
   Param p;
   p.name = std::move(name);
-  p.value = std::move(value);
+  p.value = shaped(std::move(shape));
   return p;
 }
 
-std::string layer_key(int64_t i, const char* name) {
-  return "layers." + std::to_string(i) + "." + name;
+// A model of the configured shapes without weights (norms at gain 1, bias 0).
+BertModel bert_skeleton(const BertConfig& c) {
+  const int64_t H = c.hidden;
+  BertModel m;
+  m.cfg = c;
+  m.word = shaped({c.vocab, H});
+  m.pos_scale = shaped({1});
+  m.positions = sinusoid_table(c.max_seq, H);
+  m.embed_norm = bert_norm(c, "embedding.norm");
+  m.final_norm = bert_norm(c, "final_norm");
+  for (int64_t i = 0; i < c.layers; ++i) {
+    BertLayer L;
+    L.norm1 = bert_norm(c, layer_key(i, "norm1"));
+    L.norm2 = bert_norm(c, layer_key(i, "norm2"));
+    L.qkv = shaped({3 * H, H});
+    L.out = shaped({H, H});
+    if (c.ff == BertFF::dense) {
+      L.ff_w1 = shaped({c.ff_width, H});
+      L.ff_w2 = shaped({H, c.ff_width});
+    } else {
+      L.fff.cfg = fff_config(c);
+      const int64_t n = L.fff.cfg.n_nodes();
+      L.fff.w1 = named(layer_key(i, "fff.w1"), {n, H});
+      L.fff.b1 = named(layer_key(i, "fff.b1"), {n});
+      L.fff.w2 = named(layer_key(i, "fff.w2"), {n, H});
+    }
+    m.layers.push_back(std::move(L));
+  }
+  return m;
+}
+
+// Every stored tensor of a model with its name in the file, in file order (M: maybe const).
+template <class M>
+auto stored_tensors(M& m) {
+  std::vector<std::pair<std::string, decltype(&m.word)>> t = {
+      {"embedding.word", &m.word}, {"embedding.pos_scale", &m.pos_scale}};
+  auto add_norm = [&](auto& n) {
+    t.push_back({n.gain.name, &n.gain.value});
+    t.push_back({n.bias.name, &n.bias.value});
+  };
+  add_norm(m.embed_norm);
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    auto& L = m.layers[i];
+    const auto l = static_cast<int64_t>(i);
+    add_norm(L.norm1);
+    t.push_back({layer_key(l, "attn.qkv"), &L.qkv});
+    t.push_back({layer_key(l, "attn.out"), &L.out});
+    add_norm(L.norm2);
+    if (m.cfg.ff == BertFF::dense) {
+      t.push_back({layer_key(l, "ff.w1"), &L.ff_w1});
+      t.push_back({layer_key(l, "ff.w2"), &L.ff_w2});
+    } else {
+      for (auto* p : {&L.fff.w1, &L.fff.b1, &L.fff.w2}) t.push_back({p->name, &p->value});
+    }
+  }
+  add_norm(m.final_norm);
+  return t;
+}
+
+bool ends_with(const std::string& s, const char* suffix) {
+  const std::string x(suffix);
+  return s.size() >= x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0;
 }
 
 }  // namespace
@@ -98,41 +169,20 @@ std::string BertConfig::describe() const {
 BertModel make_random_bert(const BertConfig& cfg, uint64_t seed) {
   cfg.validate("random BERT");
   Rng rng(seed);
-  const int64_t H = cfg.hidden;
-  const float r_h = 1.0f / std::sqrt(static_cast<float>(H));
-  BertModel m;
-  m.cfg = cfg;
-  m.word = Tensor({cfg.vocab, H});
-  fill_spread(m.word, 1.0f, rng);
-  m.pos_scale = r_h;
-  m.positions = sinusoid_table(cfg.max_seq, H);
-  m.embed_norm = bert_norm(cfg, "embedding.norm");
-  m.final_norm = bert_norm(cfg, "final_norm");
-  for (int64_t i = 0; i < cfg.layers; ++i) {
-    BertLayer L;
-    L.norm1 = bert_norm(cfg, layer_key(i, "norm1"));
-    L.norm2 = bert_norm(cfg, layer_key(i, "norm2"));
-    L.qkv = Tensor({3 * H, H});
-    fill_spread(L.qkv, r_h, rng);
-    L.out = Tensor({H, H});
-    fill_spread(L.out, r_h, rng);
-    if (cfg.ff == BertFF::dense) {
-      L.ff_w1 = Tensor({cfg.ff_width, H});
-      fill_spread(L.ff_w1, r_h, rng);
-      L.ff_w2 = Tensor({H, cfg.ff_width});
-      fill_spread(L.ff_w2, 1.0f / std::sqrt(static_cast<float>(cfg.ff_width)), rng);
-    } else {
-      const NeuronFFFConfig f = fff_config(cfg);
-      Tensor w1({f.n_nodes(), H}), b1({f.n_nodes()}), w2({f.n_nodes(), H});
-      fill_spread(w1, r_h, rng);
-      fill_uniform(b1, 0.5f, rng);
-      fill_spread(w2, 1.0f / std::sqrt(static_cast<float>(f.path_length())), rng);
-      L.fff.cfg = f;
-      L.fff.w1 = inference_param(layer_key(i, "fff.w1"), std::move(w1));
-      L.fff.b1 = inference_param(layer_key(i, "fff.b1"), std::move(b1));
-      L.fff.w2 = inference_param(layer_key(i, "fff.w2"), std::move(w2));
-    }
-    m.layers.push_back(std::move(L));
+  BertModel m = bert_skeleton(cfg);
+  for (auto& [name, t] : stored_tensors(m)) {
+    if (ends_with(name, ".gain") || ends_with(name, ".bias")) continue;  // norms: 1 and 0
+    t->reshape(t->shape);
+    if (name == "embedding.pos_scale")
+      t->data[0] = 1.0f / std::sqrt(static_cast<float>(cfg.hidden));
+    else if (name == "embedding.word")
+      fill_spread(*t, 1.0f, rng);
+    else if (ends_with(name, "fff.b1"))
+      fill_uniform(*t, 0.5f, rng);
+    else if (ends_with(name, "fff.w2"))  // (neurons, out): a token sums K (D + 1) of its rows
+      fill_spread(*t, 1.0f / std::sqrt(static_cast<float>(fff_config(cfg).path_length())), rng);
+    else  // (out, in): the fan-in is the row length
+      fill_spread(*t, 1.0f / std::sqrt(static_cast<float>(t->cols())), rng);
   }
   return m;
 }
@@ -146,8 +196,7 @@ BertModel load_bert(const std::string& path) {
                 "'); convert a checkpoint with scripts/convert_bert.py");
   if (metadata_string(meta, "format_version", path) != "1")
     throw Error(path + ": unsupported format_version '" + meta.at("format_version") + "'");
-  BertModel m;
-  BertConfig& c = m.cfg;
+  BertConfig c;
   c.hidden = metadata_int(meta, "hidden", path);
   c.layers = metadata_int(meta, "layers", path);
   c.heads = metadata_int(meta, "heads", path);
@@ -170,84 +219,30 @@ BertModel load_bert(const std::string& path) {
     throw Error(path + ": metadata 'activation' is '" + meta.at("activation") +
                 "' (only gelu is supported)");
   c.validate(path);
-  if (meta.count("tokenizer.vocab")) m.vocab_text = meta.at("tokenizer.vocab");
-  if (meta.count("tokenizer.lowercase")) m.lowercase = meta.at("tokenizer.lowercase") != "0";
 
-  auto take = [&](const std::string& name, std::vector<int64_t> shape) {
+  // The file must hold exactly the tensors the config implies, with their shapes.
+  BertModel m = bert_skeleton(c);
+  for (auto& [name, t] : stored_tensors(m)) {
     auto it = f.tensors.find(name);
     if (it == f.tensors.end()) throw Error(path + ": tensor '" + name + "' is missing");
-    if (it->second.shape != shape)
+    if (it->second.shape != t->shape)
       throw Error(path + ": tensor '" + name + "' has shape " + shape_string(it->second.shape) +
-                  ", expected " + shape_string(shape) + " for " + c.describe());
-    Tensor t = std::move(it->second);
+                  ", expected " + shape_string(t->shape) + " for " + c.describe());
+    *t = std::move(it->second);
     f.tensors.erase(it);
-    return t;
-  };
-  const int64_t H = c.hidden;
-  auto take_norm = [&](const std::string& name) {
-    LayerNorm n = bert_norm(c, name);
-    n.gain.value = take(n.gain.name, {H});
-    n.bias.value = take(n.bias.name, {H});
-    return n;
-  };
-  m.word = take("embedding.word", {c.vocab, H});
-  m.pos_scale = take("embedding.pos_scale", {1}).data[0];
-  m.embed_norm = take_norm("embedding.norm");
-  m.positions = sinusoid_table(c.max_seq, H);
-  for (int64_t i = 0; i < c.layers; ++i) {
-    BertLayer L;
-    L.norm1 = take_norm(layer_key(i, "norm1"));
-    L.qkv = take(layer_key(i, "attn.qkv"), {3 * H, H});
-    L.out = take(layer_key(i, "attn.out"), {H, H});
-    L.norm2 = take_norm(layer_key(i, "norm2"));
-    if (c.ff == BertFF::dense) {
-      L.ff_w1 = take(layer_key(i, "ff.w1"), {c.ff_width, H});
-      L.ff_w2 = take(layer_key(i, "ff.w2"), {H, c.ff_width});
-    } else {
-      const NeuronFFFConfig fc = fff_config(c);
-      L.fff.cfg = fc;
-      L.fff.w1 =
-          inference_param(layer_key(i, "fff.w1"), take(layer_key(i, "fff.w1"), {fc.n_nodes(), H}));
-      L.fff.b1 =
-          inference_param(layer_key(i, "fff.b1"), take(layer_key(i, "fff.b1"), {fc.n_nodes()}));
-      L.fff.w2 =
-          inference_param(layer_key(i, "fff.w2"), take(layer_key(i, "fff.w2"), {fc.n_nodes(), H}));
-    }
-    m.layers.push_back(std::move(L));
   }
-  m.final_norm = take_norm("final_norm");
   if (!f.tensors.empty())
     throw Error(path + ": unexpected tensor '" + f.tensors.begin()->first + "' (and " +
                 std::to_string(f.tensors.size() - 1) + " more) for " + c.describe());
+  if (meta.count("tokenizer.vocab")) m.vocab_text = meta.at("tokenizer.vocab");
+  if (meta.count("tokenizer.lowercase")) m.lowercase = meta.at("tokenizer.lowercase") != "0";
   return m;
 }
 
 void save_bert(const BertModel& m, const std::string& path) {
   const BertConfig& c = m.cfg;
-  Tensor pos_scale({1}, m.pos_scale);
-  std::vector<std::pair<std::string, const Tensor*>> t = {{"embedding.word", &m.word},
-                                                          {"embedding.pos_scale", &pos_scale}};
-  auto add_norm = [&](const LayerNorm& n) {
-    t.push_back({n.gain.name, &n.gain.value});
-    t.push_back({n.bias.name, &n.bias.value});
-  };
-  add_norm(m.embed_norm);
-  for (int64_t i = 0; i < c.layers; ++i) {
-    const BertLayer& L = m.layers[static_cast<size_t>(i)];
-    add_norm(L.norm1);
-    t.push_back({layer_key(i, "attn.qkv"), &L.qkv});
-    t.push_back({layer_key(i, "attn.out"), &L.out});
-    add_norm(L.norm2);
-    if (c.ff == BertFF::dense) {
-      t.push_back({layer_key(i, "ff.w1"), &L.ff_w1});
-      t.push_back({layer_key(i, "ff.w2"), &L.ff_w2});
-    } else {
-      t.push_back({layer_key(i, "fff.w1"), &L.fff.w1.value});
-      t.push_back({layer_key(i, "fff.b1"), &L.fff.b1.value});
-      t.push_back({layer_key(i, "fff.w2"), &L.fff.w2.value});
-    }
-  }
-  add_norm(m.final_norm);
+  std::vector<std::pair<std::string, const Tensor*>> t;
+  for (const auto& [name, tensor] : stored_tensors(m)) t.push_back({name, tensor});
   char eps[32];
   std::snprintf(eps, sizeof(eps), "%.9g", static_cast<double>(c.norm_eps));
   std::map<std::string, std::string> meta = {
@@ -308,9 +303,10 @@ void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, in
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < N; ++r) {
     const float* w = m.word.row(ids[r]);
+    const float scale = m.pos_scale.data[0];
     const float* p = m.positions.row(r % S);
     float* e = normed.row(r);
-    for (int64_t j = 0; j < H; ++j) e[j] = w[j] + m.pos_scale * p[j];
+    for (int64_t j = 0; j < H; ++j) e[j] = w[j] + scale * p[j];
   }
   layer_norm_infer(m.embed_norm, normed.ptr(), N, hidden);
   if (mask) attention_key_bias(mask, N, key_bias.ptr());

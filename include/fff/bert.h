@@ -43,8 +43,8 @@ struct BertLayer {
 
 struct BertModel {
   BertConfig cfg;
-  Tensor word;  // (V, H), also the MLM decoder
-  float pos_scale = 0.0f;
+  Tensor word;       // (V, H), also the MLM decoder
+  Tensor pos_scale;  // (1)
   Tensor positions;  // (max_seq, H) sinusoids, not stored in files
   LayerNorm embed_norm, final_norm;
   std::vector<BertLayer> layers;
