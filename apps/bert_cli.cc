@@ -14,6 +14,7 @@
 #include <numeric>
 
 #include "cli_util.h"
+#include "fff/atomic_file.h"
 #include "fff/bert.h"
 #include "fff/common.h"
 #include "fff/gemm.h"
@@ -175,38 +176,25 @@ int run_embed(const BertRunArgs& a) {
   }
   if (progress) std::fprintf(stderr, "\n");
   if (a.format == "binary") {
-    const std::string tmp = a.output + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary);
+    fff::write_file_atomically(a.output, [&](std::ostream& out) {
       out.write(reinterpret_cast<const char*>(pooled.data()),
                 static_cast<std::streamsize>(pooled.size() * sizeof(float)));
-      if (!out) throw fff::Error("--output " + a.output + ": write failed");
-    }
-    if (std::rename(tmp.c_str(), a.output.c_str()) != 0)
-      throw fff::Error("--output " + a.output + ": cannot rename the temporary file");
+    });
     std::fprintf(stderr, "wrote %lld x %lld float32 (little-endian, row-major) to %s\n",
                  static_cast<long long>(N), static_cast<long long>(H), a.output.c_str());
     return 0;
   }
-  std::ofstream file;
-  std::ostream* out = &std::cout;
-  std::string tmp;
-  if (!a.output.empty()) {
-    tmp = a.output + ".tmp";
-    file.open(tmp);
-    if (!file) throw fff::Error("--output " + a.output + ": cannot write");
-    out = &file;
-  }
-  for (int64_t i = 0; i < N; ++i) {
-    json row = json::array();
-    for (int64_t j = 0; j < H; ++j) row.push_back(pooled[i * H + j]);
-    *out << row.dump() << '\n';
-  }
-  if (!tmp.empty()) {
-    file.close();
-    if (!file || std::rename(tmp.c_str(), a.output.c_str()) != 0)
-      throw fff::Error("--output " + a.output + ": write failed");
-  }
+  auto write_json = [&](std::ostream& out) {
+    for (int64_t i = 0; i < N; ++i) {
+      json row = json::array();
+      for (int64_t j = 0; j < H; ++j) row.push_back(pooled[i * H + j]);
+      out << row.dump() << '\n';
+    }
+  };
+  if (a.output.empty())
+    write_json(std::cout);
+  else
+    fff::write_file_atomically(a.output, write_json);
   return 0;
 }
 

@@ -1,9 +1,6 @@
 // Saving and loading F32 tensors in the safetensors format (atomic writes, strict checks).
 #include "fff/safetensors.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -15,6 +12,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
+
+#include "fff/atomic_file.h"
 
 namespace fff {
 
@@ -33,41 +32,6 @@ constexpr const char* kMetadataKey = "__metadata__";
 
 std::string errno_text(int err) {
   return err ? std::string(": ") + std::strerror(err) : "";
-}
-
-// Removes the temporary file unless release() was called (after a successful rename).
-class TempFileGuard {
- public:
-  explicit TempFileGuard(std::string path) : path_(std::move(path)) {}
-  ~TempFileGuard() {
-    if (!path_.empty()) std::remove(path_.c_str());
-  }
-  TempFileGuard(const TempFileGuard&) = delete;
-  TempFileGuard& operator=(const TempFileGuard&) = delete;
-  void release() { path_.clear(); }
-
- private:
-  std::string path_;
-};
-
-// Flushes the file's contents to stable storage.
-void fsync_file(const std::string& path, const std::string& tmp) {
-  const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, "cannot reopen temporary file " + tmp + " for fsync" + errno_text(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) fail(path, "fsync of temporary file " + tmp + " failed" + errno_text(err));
-}
-
-// Best effort: makes the rename itself durable. Failures here are ignored.
-void fsync_parent_dir(const std::string& path) {
-  std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  if (dir.empty()) dir = ".";
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
 }
 
 // Reads a JSON value that must be a non-negative integer (as uint64). Returns false otherwise.
@@ -188,30 +152,17 @@ void save_safetensors(const std::string& path,
   unsigned char len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(text.size() >> (8 * i));
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-  if (!out) fail(path, "cannot create temporary file " + tmp + errno_text(errno));
-  TempFileGuard guard(tmp);
-
-  out.write(reinterpret_cast<const char*>(len_bytes), 8);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  if (!out) fail(path, "writing header to " + tmp + " failed" + errno_text(errno));
-  for (const auto& [name, t] : tensors) {
-    if (t->data.empty()) continue;
-    out.write(reinterpret_cast<const char*>(t->data.data()),
-              static_cast<std::streamsize>(t->data.size() * sizeof(float)));
-    if (!out) fail(path, "writing tensor '" + name + "' to " + tmp + " failed" + errno_text(errno));
-  }
-  out.flush();
-  if (!out) fail(path, "flushing " + tmp + " failed" + errno_text(errno));
-  out.close();
-  if (out.fail()) fail(path, "closing " + tmp + " failed" + errno_text(errno));
-
-  fsync_file(path, tmp);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    fail(path, "cannot rename " + tmp + " to the final name" + errno_text(errno));
-  guard.release();
-  fsync_parent_dir(path);
+  write_file_atomically(path, [&](std::ostream& out) {
+    out.write(reinterpret_cast<const char*>(len_bytes), 8);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    if (!out) fail(path, "writing the header failed" + errno_text(errno));
+    for (const auto& [name, t] : tensors) {
+      if (t->data.empty()) continue;
+      out.write(reinterpret_cast<const char*>(t->data.data()),
+                static_cast<std::streamsize>(t->data.size() * sizeof(float)));
+      if (!out) fail(path, "writing tensor '" + name + "' failed" + errno_text(errno));
+    }
+  });
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
