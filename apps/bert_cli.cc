@@ -91,15 +91,13 @@ int run_fill_mask(const BertRunArgs& a) {
     if (positions.empty())
       throw fff::Error("--text \"" + text + "\" has no [MASK] token (write it as [MASK])");
     const int64_t H = m.cfg.hidden, V = m.cfg.vocab;
-    std::vector<float> hidden(static_cast<size_t>(b.S * H)), rows, logits;
+    std::vector<float> hidden(static_cast<size_t>(b.S * H)), logits(static_cast<size_t>(V));
     fff::bert_encode(m, b.ids.data(), b.mask.data(), 1, b.S, hidden.data());
-    for (int64_t p : positions) rows.insert(rows.end(), &hidden[p * H], &hidden[p * H] + H);
-    logits.resize(positions.size() * static_cast<size_t>(V));
-    fff::bert_mlm_logits(m, rows.data(), static_cast<int64_t>(positions.size()), logits.data());
     json masks = json::array();
     if (!a.json) std::printf("%s\n", text.c_str());
     for (size_t i = 0; i < positions.size(); ++i) {
-      const float* l = logits.data() + i * V;
+      fff::bert_mlm_logits(m, hidden.data() + positions[i] * H, 1, logits.data());
+      const float* l = logits.data();
       // Softmax over the tokenizer's tokens (ids past it are padding rows of the embedding).
       const int64_t n = static_cast<int64_t>(tok.tokens.size());
       const float mx = *std::max_element(l, l + n);
