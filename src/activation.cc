@@ -62,16 +62,15 @@ void activation_forward(Activation act, const float* z, float* a, int64_t n) {
       return;
     case Activation::gelu:
       // Vectorised erf (|error| < 2e-7): a scalar erf per value costs as much as the products
-      // around it in a dense FF.
-      // Chunks of a fixed size over the threads: elementwise, so the same result for any count.
+      // around it in a dense FF. Fixed-size chunks over the threads give the same result for any
+      // thread count.
       {
         constexpr int64_t kChunk = 16384;
         const int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static) if (chunks > 1)
         for (int64_t c = 0; c < chunks; ++c) {
-          const int64_t lo = c * kChunk, len = std::min(kChunk, n - lo);
-          if (a != z) std::copy_n(z + lo, len, a + lo);
-          cpu::gelu_inplace(a + lo, len);
+          const int64_t lo = c * kChunk;
+          cpu::gelu(z + lo, a + lo, std::min(kChunk, n - lo));
         }
       }
       return;

@@ -42,12 +42,12 @@ float GeluScalar(float x) {
   return hn::GetLane(GeluVec(d, hn::Set(d, x)));
 }
 
-void Gelu(float* x, int64_t n) {
+void Gelu(const float* x, float* y, int64_t n) {
   const D d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   int64_t i = 0;
-  for (; i + N <= n; i += N) hn::StoreU(GeluVec(d, hn::LoadU(d, x + i)), d, x + i);
-  for (; i < n; ++i) x[i] = GeluScalar(x[i]);
+  for (; i + N <= n; i += N) hn::StoreU(GeluVec(d, hn::LoadU(d, x + i)), d, y + i);
+  for (; i < n; ++i) y[i] = GeluScalar(x[i]);
 }
 
 void Softmax(float* x, const float* add, int64_t n) {
@@ -129,8 +129,8 @@ HWY_EXPORT(Gelu);
 HWY_EXPORT(Softmax);
 HWY_EXPORT(LayerNormRow);
 
-void gelu_inplace(float* x, int64_t n) {
-  HWY_DYNAMIC_DISPATCH(Gelu)(x, n);
+void gelu(const float* x, float* y, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(Gelu)(x, y, n);
 }
 
 void softmax_inplace(float* x, const float* add, int64_t n) {
