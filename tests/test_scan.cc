@@ -157,6 +157,47 @@ TEST(Scan, LongSingleChannelOnTwoThreads) {
   }
 }
 
+// The chunked scan fixes up each later chunk only until the product of its gates underflows to
+// zero in every channel: check it where that happens early, where one channel never lets it
+// happen (gates of exactly 1 in the first or the last channel), and that a NaN entering a chunk
+// still spreads as it does in the sequential scan.
+TEST(Scan, ChunkedFixUpStopsOnlyWhenTheCarryVanishes) {
+  ThreadGuard guard;
+  fff::set_num_threads(2);
+  Rng rng(4);
+  const int64_t T = 4000;
+  for (int64_t C : {1, 41}) {
+    for (int variant = 0; variant < 4; ++variant) {
+      std::vector<float> f(T * C), x = random_vec(T * C, rng);
+      for (float& v : f) v = rng.uniform(0.5f, 1.0f);
+      if (variant == 1 || variant == 3)  // the first or the last channel sums
+        for (int64_t t = 0; t < T; ++t) f[t * C + (variant == 1 ? 0 : C - 1)] = 1.0f;
+      if (variant == 2) x[(T / 2 - 10) * C] = NAN;  // 10 steps before a chunk boundary
+      std::vector<float> ref(T * C), h(T * C, 0.0f);
+      fff::scan_forward(ScanAlgo::sequential, f.data(), x.data(), T, C, nullptr, ref.data());
+      fff::scan_forward(ScanAlgo::chunked, f.data(), x.data(), T, C, nullptr, h.data());
+      const std::string what = "C=" + std::to_string(C) + " variant " + std::to_string(variant);
+      if (variant == 2) {
+        for (int64_t i = 0; i < T * C; ++i)
+          ASSERT_EQ(std::isnan(h[i]), std::isnan(ref[i])) << what << " i=" << i;
+        continue;
+      }
+      std::vector<float> exact(T * C);
+      fff::scan_forward_reference(f.data(), x.data(), T, C, nullptr, exact.data());
+      EXPECT_LE(max_rel_err(h, exact), 1e-5) << what;
+      // The backward runs the same chunks on the reversed sequence.
+      const auto R = random_vec(T * C, rng);
+      std::vector<float> dx_ref(T * C), df_ref(T * C), dx(T * C), df(T * C);
+      fff::scan_backward(ScanAlgo::sequential, f.data(), ref.data(), R.data(), T, C, nullptr,
+                         dx_ref.data(), df_ref.data(), nullptr);
+      fff::scan_backward(ScanAlgo::chunked, f.data(), ref.data(), R.data(), T, C, nullptr,
+                         dx.data(), df.data(), nullptr);
+      EXPECT_LE(max_rel_err(dx, dx_ref), 1e-5) << what;
+      EXPECT_LE(max_rel_err(df, df_ref), 1e-5) << what;
+    }
+  }
+}
+
 TEST(Scan, ParseNames) {
   for (ScanAlgo a : fff::kScanAlgos) EXPECT_EQ(fff::parse_scan_algo(fff::scan_algo_name(a)), a);
   EXPECT_THROW(fff::parse_scan_algo("fast"), fff::Error);

@@ -173,31 +173,24 @@ void scan_blelloch(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
 // Chunks each thread runs in lockstep when there is a single channel.
 constexpr int kLanes = 4;
 
-// One channel: runs the chunks [first[j], first[j] + len[j]) of one thread in lockstep, their
-// states in registers. Summary (Write = false): e[j] = the chunk's scan from zero, p[j] = the
-// product of its gates. Write: scans from the states e[j] and writes out.
-template <bool Write>
+// One channel: scans the chunks [first[j], first[j] + len[j]) of one thread in lockstep from the
+// states e[j], their states in registers so that their dependency chains overlap.
 void single_channel_lanes(In a, In b, Out out, const int64_t* first, const int64_t* len, int lanes,
-                          float* e, float* p) {
+                          const float* e) {
   const float* pa[kLanes] = {};
   const float* pb[kLanes] = {};
   float* po[kLanes] = {};
-  float es[kLanes] = {}, ps[kLanes] = {};
+  float es[kLanes] = {};
   for (int j = 0; j < lanes; ++j) {
     pa[j] = a[first[j]];
     pb[j] = b[first[j]];
     po[j] = out[first[j]];
-    es[j] = Write ? e[j] : 0.0f;
-    ps[j] = 1.0f;
+    es[j] = e[j];
   }
   const int64_t stride = a.stride;  // a, b and out share it (C = 1)
   auto advance = [&](int j, int64_t s) {
-    const float at = pa[j][s * stride];
-    es[j] = at * es[j] + pb[j][s * stride];
-    if (Write)
-      po[j][s * stride] = es[j];
-    else
-      ps[j] *= at;
+    es[j] = pa[j][s * stride] * es[j] + pb[j][s * stride];
+    po[j][s * stride] = es[j];
   };
   int64_t common = 0;  // steps all kLanes lanes have, run in lockstep
   if (lanes == kLanes) {
@@ -206,124 +199,69 @@ void single_channel_lanes(In a, In b, Out out, const int64_t* first, const int64
 #pragma GCC unroll 8
       for (int j = 0; j < kLanes; ++j) advance(j, s);
   }
-  for (int j = 0; j < lanes; ++j) {
+  for (int j = 0; j < lanes; ++j)
     for (int64_t s = common; s < len[j]; ++s) advance(j, s);
-    e[j] = es[j];
-    p[j] = ps[j];
-  }
 }
 
-// The chunked scan: (1) each chunk runs through its steps from a zero state, keeping only its
-// final state and the product of its gates; (2) the state entering each chunk is carried
-// across chunks in order; (3) each chunk scans again from its entering state, writing the
-// output. Threads take contiguous chunks, so each streams its own part of memory; with one
-// channel each thread runs kLanes chunks in lockstep so that their dependency chains overlap.
-// Reads the inputs twice: 20 bytes per step and channel against 12 for sequential.
-void scan_chunked_single(In a, In b, int64_t T, const float* h0, Out out) {
-  const int64_t C = 1, nt = num_threads();
-  const int64_t chunks = std::clamp<int64_t>(nt * kLanes, 1, T);
+// The chunked scan: (1) threads scan contiguous chunks of time at once, chunk 0 from the real
+// initial state and the others from zero; (2) in order, each later chunk is fixed up with the
+// state that really enters it (the last row of the chunk before): step s gains
+// (a[0] ... a[s]) * carry. Gates below one make that product underflow to exactly zero within a
+// few hundred steps, and the fix-up stops there, so the scan moves about the 12 bytes per step
+// and channel of the sequential scan while each thread streams its own part of memory; gates
+// that stay at one make the fix-up run through the chunk. With one channel each thread runs
+// kLanes chunks in lockstep.
+void scan_chunked(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
+  const int64_t nt = num_threads();
+  if (C > 1 && (nt == 1 || T < 8 * nt)) return scan_sequential(a, b, T, C, h0, out);
+  const int64_t chunks = std::min<int64_t>(C == 1 ? nt * kLanes : nt, T);
   const int64_t threads = std::min<int64_t>(nt, chunks);
   std::vector<int64_t> start(static_cast<size_t>(chunks + 1));
   for (int64_t q = 0; q <= chunks; ++q) start[q] = part(T, chunks, q);
-  // Per chunk: product of its gates, its final state from zero, the state entering it; each
-  // chunk's C floats padded to whole cache lines, so threads never share a line.
-  const int64_t ld = (C + 15) / 16 * 16;
-  std::vector<float> prod(static_cast<size_t>(chunks * ld), 1.0f),
-      end(static_cast<size_t>(chunks * ld), 0.0f), carry(static_cast<size_t>(chunks * ld), 0.0f);
-  if (h0) std::copy_n(h0, C, carry.data());
-  // Chunk 0 without h0 starts with b alone, and its first gate is never read (in the backward
-  // it lies past the end of the gates).
-  const bool skip_first = !h0;
-
+  const bool stream = T * C * int64_t{sizeof(float)} >= kStreamBytes;
 #pragma omp parallel num_threads(threads)
   {
     const int64_t k = omp_get_thread_num(), kt = omp_get_num_threads();
     const int64_t q0 = part(chunks, kt, k), q1 = part(chunks, kt, k + 1);
-    {
-      // (1) summaries of this thread's chunks, in lockstep; (2) carries; (3) rescans.
+    if (C == 1) {
       int64_t first[kLanes] = {}, len[kLanes] = {};
+      float e[kLanes] = {};
       const int lanes = static_cast<int>(q1 - q0);
       for (int j = 0; j < lanes; ++j) {
-        const int64_t q = q0 + j;
-        first[j] = start[q];
-        len[j] = start[q + 1] - start[q];
-        if (q == 0 && skip_first) ++first[j], --len[j];  // its step 0 is b alone
+        first[j] = start[q0 + j];
+        len[j] = start[q0 + j + 1] - first[j];
       }
-      float e[kLanes], p[kLanes];
-      single_channel_lanes<false>(a, b, out, first, len, lanes, e, p);
-      for (int j = 0; j < lanes; ++j) {
-        const bool b_alone = q0 + j == 0 && skip_first;
-        // A chunk whose step 0 is b alone: its summary starts from that state.
-        end[(q0 + j) * ld] = b_alone ? e[j] + p[j] * b[0][0] : e[j];
-        prod[(q0 + j) * ld] = p[j];
+      if (q0 == 0) {  // chunk 0 starts from h0, or its step 0 is b alone (a[0] is not read)
+        if (h0) {
+          e[0] = h0[0];
+        } else {
+          out[0][0] = e[0] = b[0][0];
+          ++first[0], --len[0];
+        }
       }
-#pragma omp barrier
-#pragma omp single
-      for (int64_t q = 1; q < chunks; ++q)
-        carry[q * ld] = prod[(q - 1) * ld] * carry[(q - 1) * ld] + end[(q - 1) * ld];
-      for (int j = 0; j < lanes; ++j) {
-        e[j] = carry[(q0 + j) * ld];
-        if (q0 + j == 0 && skip_first) out[0][0] = e[j] = b[0][0];
-      }
-      single_channel_lanes<true>(a, b, out, first, len, lanes, e, p);
-    }
-  }
-}
-
-// Several channels: chunk 0 is scanned for real by thread 0 while the other threads summarise
-// chunks 1 .. nt-1 (gate product and final state from zero); then the entering states are
-// carried across, and thread k scans chunk k + 1 for real. A summary reads 8 bytes per step and
-// channel, a scan moves 12, so chunk 0 is 2/3 the size of the others and both phases end
-// together. Each thread streams contiguous memory, which splitting the channels of every row
-// between threads does not give.
-void scan_chunked_wide(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
-  const int64_t nt = num_threads();
-  if (nt == 1 || T < 8 * nt) return scan_sequential(a, b, T, C, h0, out);
-  const int64_t size = T / (nt + 1), first = T - nt * size;
-  std::vector<int64_t> start(static_cast<size_t>(nt + 2));
-  for (int64_t q = 0; q <= nt + 1; ++q) start[q] = q == 0 ? 0 : first + (q - 1) * size;
-  const int64_t ld = (C + 15) / 16 * 16;  // per-chunk state padded to whole cache lines
-  std::vector<float> prod(static_cast<size_t>((nt + 1) * ld), 1.0f),
-      end(static_cast<size_t>((nt + 1) * ld), 0.0f), carry(static_cast<size_t>((nt + 1) * ld));
-  const bool stream = T * C * int64_t{sizeof(float)} >= kStreamBytes;
-  // Scans [t0, t1) for real from `state` (C floats, updated); t0 = 0 starts from h0 or b[0].
-  auto scan_part = [&](int64_t t0, int64_t t1, float* state) {
-    int64_t t = t0;
-    if (t == 0) {
-      if (h0) {
-        std::copy_n(h0, C, state);
-      } else {
-        std::copy_n(b[0], C, state);
-        std::copy_n(b[0], C, out[0]);
-        ++t;
-      }
-    }
-    if (t < t1) cpu::scan_steps(a[t], b[t], a.stride, t1 - t, state, out[t], C, stream);
-  };
-#pragma omp parallel num_threads(nt)
-  {
-    const int64_t k = omp_get_thread_num();
-    if (k == 0) {
-      scan_part(0, start[1], carry.data() + ld);  // chunk 0's final state enters chunk 1
+      single_channel_lanes(a, b, out, first, len, lanes, e);
     } else {
-      float *e = end.data() + k * ld, *p = prod.data() + k * ld;
-      cpu::scan_summary_steps(a[start[k]], b[start[k]], a.stride, start[k + 1] - start[k], e, p, C);
+      std::vector<float> state(static_cast<size_t>(C), 0.0f);
+      int64_t t = start[q0];
+      if (t == 0) {
+        if (h0) {
+          std::copy_n(h0, C, state.data());
+        } else {
+          std::copy_n(b[0], C, state.data());
+          std::copy_n(b[0], C, out[0]);
+          ++t;
+        }
+      }
+      if (t < start[q1])
+        cpu::scan_steps(a[t], b[t], a.stride, start[q1] - t, state.data(), out[t], C, stream);
     }
-#pragma omp barrier
-#pragma omp single
-    for (int64_t q = 2; q <= nt; ++q) {
-      const float *pp = prod.data() + (q - 1) * ld, *ep = end.data() + (q - 1) * ld,
-                  *cp = carry.data() + (q - 1) * ld;
-      float* cq = carry.data() + q * ld;
-      for (int64_t c = 0; c < C; ++c) cq[c] = pp[c] * cp[c] + ep[c];
-    }
-    scan_part(start[k + 1], start[k + 2], carry.data() + (k + 1) * ld);
   }
-}
-
-void scan_chunked(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
-  if (C == 1) return scan_chunked_single(a, b, T, h0, out);
-  scan_chunked_wide(a, b, T, C, h0, out);
+  std::vector<float> prod(static_cast<size_t>(C));
+  for (int64_t q = 1; q < chunks; ++q) {
+    std::fill(prod.begin(), prod.end(), 1.0f);
+    cpu::scan_fixup_steps(a[start[q]], a.stride, start[q + 1] - start[q], out[start[q] - 1],
+                          prod.data(), out[start[q]], C);
+  }
 }
 
 void scan_rows(ScanAlgo algo, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {

@@ -14,8 +14,14 @@ namespace fff::cpu {
 void scan_steps(const float* a, const float* b, int64_t stride, int64_t steps, float* state,
                 float* out, int64_t n, bool stream);
 
-// `steps` steps of a chunk summary for n channels: end = a * end + b, prod = prod * a.
-void scan_summary_steps(const float* a, const float* b, int64_t stride, int64_t steps, float* end,
-                        float* prod, int64_t n);
+// Fixes up a chunk that was scanned from a zero state, given the state `carry` that really
+// enters it: out[s] += prod_s * carry, where prod_s = prod * a[0] * ... * a[s] (prod is updated).
+// Stops after the first step at which every channel's product is below the smallest normal
+// float (2^-126): from there on the carry's term is below 2^-126 |carry|, which is what
+// flush-to-zero arithmetic makes of it anyway (and without flush-to-zero, gates of 0.75 or more
+// hold a subnormal product from ever reaching zero). A carry that is not finite is applied to
+// the whole chunk, so NaN spreads as in the sequential scan. Returns the number of steps fixed.
+int64_t scan_fixup_steps(const float* a, int64_t stride, int64_t steps, const float* carry,
+                         float* prod, float* out, int64_t n);
 
 }  // namespace fff::cpu
