@@ -5,7 +5,9 @@
 // moves twice that again). Also shown: one pass h = f + x over the same arrays.
 // Usage: bench_scan [--features 256] [--min-log 10] [--max-log 21] [--threads 1,2]
 //                   [--algos sequential,hillis-steele,blelloch,chunked] [--repeats 3]
-//                   [--backward] [--max-gb 14] [--json]
+//                   [--backward] [--max-gb 14] [--gate-min 0.5] [--json]
+//        Gates are spread evenly over [gate-min, 1); --gate-min 1 sets them all to 1, the chunked
+//        scan's worst case (its fix-up then runs through every chunk).
 //        bench_scan --features 1 --min-log 24 --max-log 24 --threads 2   (one long channel)
 #include <omp.h>
 
@@ -81,7 +83,7 @@ void parallel_memcpy(float* dst, const float* src, int64_t n) {
 int main(int argc, char** argv) {
   int64_t features = 256, min_log = 10, max_log = 21;
   int repeats = 3;
-  double max_gb = 14.0;
+  double max_gb = 14.0, gate_min = 0.5;
   bool backward = false, json = false;
   std::vector<std::string> threads_list = {"1", "2"};
   std::vector<std::string> algo_names = {"sequential", "hillis-steele", "blelloch", "chunked"};
@@ -112,11 +114,15 @@ int main(int argc, char** argv) {
         repeats = std::stoi(v);
       else if (a == "--max-gb")
         max_gb = std::stod(v);
+      else if (a == "--gate-min")
+        gate_min = std::stod(v);
       else
         throw fff::Error("bench_scan: unknown flag " + a);
     }
     if (features <= 0 || min_log < 0 || max_log > 30 || min_log > max_log || repeats <= 0)
       throw fff::Error("bench_scan: need --features > 0, 0 <= --min-log <= --max-log <= 30");
+    if (!(gate_min >= 0.0 && gate_min <= 1.0))
+      throw fff::Error("bench_scan: --gate-min must be in [0, 1]");
     std::vector<fff::ScanAlgo> algos;
     for (const auto& n : algo_names) algos.push_back(fff::parse_scan_algo(n));
     fff::flush_subnormals();
@@ -127,7 +133,8 @@ int main(int argc, char** argv) {
     for (int64_t L = min_log; L <= max_log; ++L) {
       const int64_t T = int64_t{1} << L, n = T * features;
       const double array_gb = 4.0 * static_cast<double>(n) / 1e9;
-      auto f = make_array(n, 0.5f, 0.5f), x = make_array(n, -1.0f, 2.0f), h = make_array(n, 0, 0);
+      auto f = make_array(n, static_cast<float>(gate_min), static_cast<float>(1.0 - gate_min)),
+           x = make_array(n, -1.0f, 2.0f), h = make_array(n, 0, 0);
       Array dh, dx, df;
       if (backward)
         dh = make_array(n, -1.0f, 2.0f), dx = make_array(n, 0, 0), df = make_array(n, 0, 0);
@@ -169,12 +176,13 @@ int main(int argc, char** argv) {
           if (json) {
             std::printf(
                 "{\"scan\":\"%s\",\"T\":%lld,\"features\":%lld,\"threads\":%d,\"pass\":\"%s\","
-                "\"seconds\":%.6g,\"tokens_features_per_second\":%.6g,\"gbps\":%.4g,"
+                "\"gate_min\":%g,\"seconds\":%.6g,\"tokens_features_per_second\":%.6g,\"gbps\":%."
+                "4g,"
                 "\"floor_seconds\":%.6g,\"ratio_to_floor\":%.4g,\"memcpy_gbps\":%.4g,"
                 "\"stream_pass_seconds\":%.6g}\n",
                 fff::scan_algo_name(algo), static_cast<long long>(T),
-                static_cast<long long>(features), threads, pass, s, rate, bytes / s / 1e9, floor_s,
-                s / floor_s, memcpy_gbps, pass_floor_s);
+                static_cast<long long>(features), threads, pass, gate_min, s, rate, bytes / s / 1e9,
+                floor_s, s / floor_s, memcpy_gbps, pass_floor_s);
           } else {
             std::printf(
                 "%-14s %9lld %5lld %3d %-17s %10.4f %12.4g %8.2f %10.4f %7.2fx %11.2f %10.4f\n",

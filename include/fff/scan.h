@@ -1,6 +1,7 @@
 // Linear recurrences along time (the QRNN's f-pooling) and four ways to compute them:
 // sequential, Hillis-Steele (log depth), Blelloch / Brent-Kung (work-efficient, log depth) and
-// chunked (local scans, then a carry across chunks). Forward and backward.
+// chunked (chunks scanned at once, then each fixed up with the state entering it). Forward and
+// backward.
 //   f, x, h: (T, C) time-major, channels contiguous; h0: (C) or null (zeros)
 //   h[t] = f[t] * h[t-1] + x[t],  h[-1] = h0
 // Each step is the affine map h -> a h + b; composing (a_i, b_i) then (a_j, b_j) gives

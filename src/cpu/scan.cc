@@ -208,9 +208,9 @@ void single_channel_lanes(In a, In b, Out out, const int64_t* first, const int64
 // state that really enters it (the last row of the chunk before): step s gains
 // (a[0] ... a[s]) * carry. Gates below one make that product underflow to exactly zero within a
 // few hundred steps, and the fix-up stops there, so the scan moves about the 12 bytes per step
-// and channel of the sequential scan while each thread streams its own part of memory; gates
-// that stay at one make the fix-up run through the chunk. With one channel each thread runs
-// kLanes chunks in lockstep.
+// and channel of the sequential scan while each thread streams its own part of memory. Gates
+// that stay at one make the fix-up run through every chunk after the first (24 bytes per step
+// and channel there). With one channel each thread runs kLanes chunks in lockstep.
 void scan_chunked(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
   const int64_t nt = num_threads();
   if (C > 1 && (nt == 1 || T < 8 * nt)) return scan_sequential(a, b, T, C, h0, out);
@@ -256,11 +256,19 @@ void scan_chunked(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
         cpu::scan_steps(a[t], b[t], a.stride, start[q1] - t, state.data(), out[t], C, stream);
     }
   }
-  std::vector<float> prod(static_cast<size_t>(C));
-  for (int64_t q = 1; q < chunks; ++q) {
-    std::fill(prod.begin(), prod.end(), 1.0f);
-    cpu::scan_fixup_steps(a[start[q]], a.stride, start[q + 1] - start[q], out[start[q] - 1],
-                          prod.data(), out[start[q]], C);
+  // Fix-ups, chunk after chunk; threads split the channels (each fixes its own channels of every
+  // chunk, so they never wait for each other) and stop as soon as their products vanish.
+  const int64_t fix_threads = std::clamp<int64_t>(C / kChannelsPerThread, 1, threads);
+#pragma omp parallel num_threads(fix_threads)
+  {
+    const int64_t k = omp_get_thread_num(), kt = omp_get_num_threads();
+    const int64_t c0 = line_split(out[0], C, kt, k), c1 = line_split(out[0], C, kt, k + 1);
+    std::vector<float> prod(static_cast<size_t>(c1 - c0));
+    for (int64_t q = 1; q < chunks && c0 < c1; ++q) {
+      std::fill(prod.begin(), prod.end(), 1.0f);
+      cpu::scan_fixup_steps(a[start[q]] + c0, a.stride, start[q + 1] - start[q],
+                            out[start[q] - 1] + c0, prod.data(), out[start[q]] + c0, c1 - c0);
+    }
   }
 }
 
