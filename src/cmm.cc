@@ -5,7 +5,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/cmm_kernels.h"
@@ -28,20 +31,45 @@ struct Scratch {
   std::vector<float> act;     // per row: the D + 1 activations of its path in the current tree
   std::vector<int32_t> order, bucket_start, tile, sorted, start;
   std::vector<const float*> xp, path;
+  std::vector<const uint16_t*> path_half;
   std::vector<float*> yp;
   std::vector<float> z, a;
   bool stream = false;  // write outputs with non-temporal stores
 };
 
+// The weight rows the engine reads: the model's own (fp32) or its half-precision copy.
+template <class W>
+struct WeightRows {
+  const W* w1;  // (K n, in)
+  const W* w2;  // (K n, out)
+};
+
+WeightRows<float> weight_rows(const NeuronFFF& m) {
+  return {m.w1.value.ptr(), m.w2.value.ptr()};
+}
+WeightRows<uint16_t> weight_rows(const NeuronFFFHalf& h) {
+  return {h.w1.data(), h.w2.data()};
+}
+
+template <class W>
+std::vector<const W*>& path_rows(Scratch& sc) {
+  if constexpr (std::is_same_v<W, float>)
+    return sc.path;
+  else
+    return sc.path_half;
+}
+
 // Walks the rows tile[0..n) of one tree from level s to level e; all of them are at the same
 // node at level s. At level D each group shares its whole path and writes its outputs.
-void walk_tile(const NeuronFFF& m, int64_t tree, const float* x, float* y, int32_t* tile, int64_t n,
-               int64_t s, int64_t e, Scratch& sc) {
+template <class W>
+void walk_tile(const NeuronFFF& m, WeightRows<W> wr, int64_t tree, const float* x, float* y,
+               int32_t* tile, int64_t n, int64_t s, int64_t e, Scratch& sc) {
   const auto& c = m.cfg;
   const int64_t per_tree = c.nodes_per_tree(), D1 = c.depth + 1;
-  const float* w1 = m.w1.value.row(tree * per_tree);
+  const W* w1 = wr.w1 + tree * per_tree * c.in;
   const float* b1 = m.b1.value.ptr() + tree * per_tree;
-  const float* w2 = m.w2.value.row(tree * per_tree);
+  const W* w2 = wr.w2 + tree * per_tree * c.out;
+  auto& path = path_rows<W>(sc);
   const float* init = (tree == 0 && c.output_bias) ? m.b.value.ptr() : nullptr;
   const int32_t root = sc.node[tile[0]];
   for (int64_t level = s; level <= e; ++level) {
@@ -67,12 +95,12 @@ void walk_tile(const NeuronFFF& m, int64_t tree, const float* x, float* y, int32
       }
       if (level == c.depth) {
         int64_t k = node;
-        for (int64_t l = c.depth; l >= 0; --l, k = (k - 1) / 2) sc.path[l] = w2 + k * c.out;
+        for (int64_t l = c.depth; l >= 0; --l, k = (k - 1) / 2) path[l] = w2 + k * c.out;
         for (int64_t i = 0; i < cnt; ++i) {
           std::copy_n(sc.act.data() + rows[i] * D1, D1, sc.a.data() + i * D1);
           sc.yp[i] = y + rows[i] * c.out;
         }
-        cpu::cmm_combine_rows(sc.a.data(), D1, D1, sc.path.data(), c.out, init, tree > 0, sc.stream,
+        cpu::cmm_combine_rows(sc.a.data(), D1, D1, path.data(), c.out, init, tree > 0, sc.stream,
                               sc.yp.data(), cnt);
       }
     }
@@ -81,8 +109,9 @@ void walk_tile(const NeuronFFF& m, int64_t tree, const float* x, float* y, int32
 }
 
 // The batched path on one contiguous slice of rows.
-void infer_slice(const NeuronFFF& m, const float* x, int64_t rows, float* y, const CmmOptions& opt,
-                 Scratch& sc) {
+template <class W>
+void infer_slice(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t rows, float* y,
+                 const CmmOptions& opt, Scratch& sc) {
   const auto& c = m.cfg;
   const int64_t D1 = c.depth + 1;
   const int64_t band = std::max<int64_t>(1, opt.band_levels);
@@ -99,7 +128,7 @@ void infer_slice(const NeuronFFF& m, const float* x, int64_t rows, float* y, con
   sc.yp.resize(std::min(rows, tile_max));
   sc.z.resize(std::min(rows, tile_max));
   sc.a.resize(std::min(rows, tile_max) * D1);
-  sc.path.resize(D1);
+  path_rows<W>(sc).resize(D1);
   // A single tree writes each output once; when the outputs exceed the cache, stream them.
   sc.stream = c.trees == 1 && rows * c.out * int64_t{sizeof(float)} > kStreamOutputBytes;
   for (int64_t tree = 0; tree < c.trees; ++tree) {
@@ -130,7 +159,7 @@ void infer_slice(const NeuronFFF& m, const float* x, int64_t rows, float* y, con
         for (int64_t t = 0; t < tiles; ++t) {
           const int64_t t0 = b + cnt * t / tiles, t1 = b + cnt * (t + 1) / tiles;
           std::copy(sc.order.begin() + t0, sc.order.begin() + t1, sc.tile.begin());
-          walk_tile(m, tree, x, y, sc.tile.data(), t1 - t0, s, e, sc);
+          walk_tile(m, wr, tree, x, y, sc.tile.data(), t1 - t0, s, e, sc);
         }
       }
     }
@@ -140,7 +169,7 @@ void infer_slice(const NeuronFFF& m, const float* x, int64_t rows, float* y, con
 }  // namespace
 
 void neuron_fff_infer_batched(const NeuronFFF& m, const float* x, int64_t B, float* y,
-                              const CmmOptions& opt) {
+                              const CmmOptions& opt, const NeuronFFFHalf* half) {
   if (B <= 0) return;
   // Threads take equal contiguous slices; a slice below 64 rows is not worth a thread.
   const int threads = static_cast<int>(std::clamp<int64_t>(B / 64, 1, num_threads()));
@@ -149,17 +178,25 @@ void neuron_fff_infer_batched(const NeuronFFF& m, const float* x, int64_t B, flo
     static thread_local Scratch sc;
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t r0 = B * t / nt, r1 = B * (t + 1) / nt;
-    infer_slice(m, x + r0 * m.cfg.in, r1 - r0, y + r0 * m.cfg.out, opt, sc);
+    const float* xs = x + r0 * m.cfg.in;
+    float* ys = y + r0 * m.cfg.out;
+    if (half)
+      infer_slice(m, weight_rows(*half), xs, r1 - r0, ys, opt, sc);
+    else
+      infer_slice(m, weight_rows(m), xs, r1 - r0, ys, opt, sc);
   }
 }
 
-void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, float* y) {
+namespace {
+
+template <class W>
+void infer_rowwise(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t B, float* y) {
   const auto& c = m.cfg;
   const int64_t per_tree = c.nodes_per_tree(), D1 = c.depth + 1;
 #pragma omp parallel if (B > 1)
   {
     std::vector<float> a(D1);
-    std::vector<const float*> path(D1);
+    std::vector<const W*> path(D1);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < B; ++r) {
       const float* xr = x + r * c.in;
@@ -168,9 +205,9 @@ void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, flo
         int64_t node = 0;
         for (int64_t level = 0; level <= c.depth; ++level) {
           const int64_t k = tree * per_tree + node;
-          path[level] = m.w2.value.row(k);
+          path[level] = wr.w2 + k * c.out;
           float z;
-          cpu::cmm_dot_rows(&xr, 1, m.w1.value.row(k), c.in, &z);
+          cpu::cmm_dot_rows(&xr, 1, wr.w1 + k * c.in, c.in, &z);
           z += m.b1.value.data[k];
           a[level] = activate(c.act, z);
           node = 2 * node + 1 + (z > 0.0f ? 1 : 0);
@@ -182,11 +219,37 @@ void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, flo
   }
 }
 
-void neuron_fff_infer(const NeuronFFF& m, const float* x, int64_t B, float* y) {
-  if (B < kCmmBatchedFrom)
-    neuron_fff_infer_rowwise(m, x, B, y);
+}  // namespace
+
+void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, float* y,
+                              const NeuronFFFHalf* half) {
+  if (half)
+    infer_rowwise(m, weight_rows(*half), x, B, y);
   else
-    neuron_fff_infer_batched(m, x, B, y);
+    infer_rowwise(m, weight_rows(m), x, B, y);
+}
+
+void neuron_fff_infer(const NeuronFFF& m, const float* x, int64_t B, float* y,
+                      const NeuronFFFHalf* half) {
+  if (B < kCmmBatchedFrom)
+    neuron_fff_infer_rowwise(m, x, B, y, half);
+  else
+    neuron_fff_infer_batched(m, x, B, y, {}, half);
+}
+
+NeuronFFFHalf make_half_weights(const NeuronFFF& m) {
+  NeuronFFFHalf h;
+  auto convert = [](const Tensor& w, const char* name, std::vector<uint16_t>& out) {
+    for (float v : w.data)
+      if (!(std::fabs(v) <= 65504.0f))
+        throw Error(std::string("neuron FFF ") + name + ": weight " + std::to_string(v) +
+                    " is beyond half precision's range (|w| <= 65504)");
+    out.resize(w.data.size());
+    cpu::to_half(w.data.data(), static_cast<int64_t>(w.data.size()), out.data());
+  };
+  convert(m.w1.value, "w1", h.w1);
+  convert(m.w2.value, "w2", h.w2);
+  return h;
 }
 
 const char* cmm_simd_target() {

@@ -104,6 +104,65 @@ TEST(CmmKernels, CombineRowsMatchesDoubleInEveryMode) {
   }
 }
 
+TEST(CmmKernels, HalfPrecisionRoundsToNearestEven) {
+  struct Case {
+    float v;
+    uint16_t bits;
+    float back;  // the half's exact value
+  };
+  const Case cases[] = {{0.0f, 0x0000, 0.0f},
+                        {1.0f, 0x3C00, 1.0f},
+                        {-2.5f, 0xC100, -2.5f},
+                        {65504.0f, 0x7BFF, 65504.0f},     // the largest half
+                        {0x1p-24f, 0x0001, 0x1p-24f},     // the smallest subnormal
+                        {0x1p-14f, 0x0400, 0x1p-14f},     // the smallest normal
+                        {1.0f + 0x1p-11f, 0x3C00, 1.0f},  // a tie goes to the even side
+                        {1.0f + 3 * 0x1p-11f, 0x3C02, 1.0f + 0x1p-9f},           // and this one up
+                        {1.0f + 0x1p-11f + 0x1p-20f, 0x3C01, 1.0f + 0x1p-10f}};  // above a tie
+  for (const Case& c : cases) {
+    uint16_t bits = 0xFFFF;
+    fff::cpu::to_half(&c.v, 1, &bits);
+    EXPECT_EQ(bits, c.bits) << c.v;
+    EXPECT_EQ(fff::cpu::half_to_float(c.bits), c.back) << c.v;
+  }
+  const float minus_zero = -0.0f;
+  uint16_t bits = 0;
+  fff::cpu::to_half(&minus_zero, 1, &bits);
+  EXPECT_EQ(bits, 0x8000);
+  // Random values of every length (vector body and padded tail): within half an ulp.
+  Rng rng(9);
+  for (int64_t n : {1, 5, 16, 17, 100}) {
+    const auto v = random_vec(n, rng);
+    std::vector<uint16_t> bits(n);
+    fff::cpu::to_half(v.data(), n, bits.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const float r = fff::cpu::half_to_float(bits[i]);
+      int exponent = 0;
+      std::frexp(v[i], &exponent);  // |v| in [2^(exponent-1), 2^exponent): half an ulp is
+      const double half_ulp = std::ldexp(1.0, std::max(exponent, -13) - 12);  // 2^(e-12)
+      EXPECT_LE(std::fabs(r - v[i]), half_ulp) << v[i];
+    }
+  }
+  EXPECT_TRUE(std::isnan(fff::cpu::half_to_float(0x7E00)));
+  EXPECT_EQ(fff::cpu::half_to_float(0xFC00), -INFINITY);
+}
+
+TEST(CmmEngine, HalfWeightsBeyondRangeAreRefused) {
+  Rng rng(10);
+  fff::NeuronFFFConfig cfg;
+  cfg.in = 8;
+  cfg.out = 8;
+  cfg.depth = 1;
+  auto m = fff::make_neuron_fff(cfg, rng);
+  m.w2.value.data[3] = 70000.0f;
+  try {
+    fff::make_half_weights(m);
+    FAIL() << "no error";
+  } catch (const fff::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("w2"), std::string::npos) << e.what();
+  }
+}
+
 TEST(CmmKernels, DispatchTargetIsNamed) {
   const std::string target = fff::cmm_simd_target();
   EXPECT_FALSE(target.empty());
@@ -137,6 +196,24 @@ void check_all_paths(const fff::NeuronFFF& m, const std::vector<float>& x, int64
   ASSERT_TRUE(bitwise_equal(tuned, rowwise)) << what;
   ASSERT_TRUE(bitwise_equal(picked, rowwise)) << what;
   ASSERT_TRUE(bitwise_equal(two, rowwise)) << what;
+  // Half-precision weights: the same arithmetic as fp32 inference with the rounded weights.
+  fff::NeuronFFF rounded = m;
+  for (fff::Tensor* w : {&rounded.w1.value, &rounded.w2.value})
+    for (float& v : w->data) {
+      uint16_t bits;
+      fff::cpu::to_half(&v, 1, &bits);
+      v = fff::cpu::half_to_float(bits);
+    }
+  const fff::NeuronFFFHalf half = fff::make_half_weights(m);
+  std::vector<float> want(B * out, NAN), half_rowwise(B * out, NAN), half_batched(B * out, NAN),
+      half_tuned(B * out, NAN);
+  fff::neuron_fff_infer_rowwise(rounded, x.data(), B, want.data());
+  fff::neuron_fff_infer_rowwise(m, x.data(), B, half_rowwise.data(), &half);
+  fff::neuron_fff_infer_batched(m, x.data(), B, half_batched.data(), {}, &half);
+  fff::neuron_fff_infer_batched(m, x.data(), B, half_tuned.data(), small, &half);
+  ASSERT_TRUE(bitwise_equal(half_rowwise, want)) << what << " (half)";
+  ASSERT_TRUE(bitwise_equal(half_batched, want)) << what << " (half)";
+  ASSERT_TRUE(bitwise_equal(half_tuned, want)) << what << " (half)";
 }
 
 TEST(CmmEngine, MatchesReferenceRandomShapes) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "fff/neuron_fff.h"
 
@@ -17,14 +18,27 @@ struct CmmOptions {
   int64_t tile_rows = 0;
 };
 
-// Picks the path by batch size: row at a time below kCmmBatchedFrom rows, grouped above.
-void neuron_fff_infer(const NeuronFFF& m, const float* x, int64_t B, float* y);
+// Inference copy of a neuron FFF's w1 and w2 in IEEE half precision (bits): a path reads half
+// the weight bytes, which is what bounds the engine once the weights are beyond the cache. Each
+// weight is rounded to nearest (relative error at most 2^-11); biases and all arithmetic stay
+// fp32, so the result equals fp32 inference with the rounded weights.
+struct NeuronFFFHalf {
+  std::vector<uint16_t> w1, w2;  // (K n, in), (K n, out)
+};
+// Throws fff::Error if a weight is beyond half precision's range (|w| > 65504) or not finite.
+NeuronFFFHalf make_half_weights(const NeuronFFF& m);
+
+// Picks the path by batch size: row at a time below kCmmBatchedFrom rows, grouped above. With
+// `half`, w1 and w2 are read from it (made from m by make_half_weights) instead of from m.
+void neuron_fff_infer(const NeuronFFF& m, const float* x, int64_t B, float* y,
+                      const NeuronFFFHalf* half = nullptr);
 
 // Latency path: one row at a time; the path is walked first (dot products only, the chain of
 // dependent loads), then its output rows are combined in one pass, whose loads are independent.
 // Prefetching the children's or the path's weights was measured slower: it competes with the
 // dependent loads for the core's outstanding misses.
-void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, float* y);
+void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, float* y,
+                              const NeuronFFFHalf* half = nullptr);
 
 // Throughput path: per tree, rows walk `band_levels` levels at a time; at each level the rows
 // of a tile are grouped by node (counting sort) so the node's weights serve the whole group,
@@ -33,7 +47,7 @@ void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, flo
 // only on its row (fixed summation order), so results are the same for any thread count,
 // grouping or path.
 void neuron_fff_infer_batched(const NeuronFFF& m, const float* x, int64_t B, float* y,
-                              const CmmOptions& opt = {});
+                              const CmmOptions& opt = {}, const NeuronFFFHalf* half = nullptr);
 
 inline constexpr int64_t kCmmBatchedFrom = 16;
 

@@ -2,6 +2,9 @@
 // the best one the CPU supports is chosen at run time.
 #include "cpu/cmm_kernels.h"
 
+#include <algorithm>
+#include <cstring>
+
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "src/cpu/cmm_kernels.cc"
 #include <hwy/cache_control.h>
@@ -13,12 +16,36 @@ namespace fff::cpu::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 using D = hn::ScalableTag<float>;
 using V = hn::Vec<D>;
+using Half = hwy::float16_t;
+
+// Weights are fp32 or IEEE half; halves are widened to fp32 as they are loaded (exactly), so the
+// arithmetic is the same for both.
+HWY_INLINE V LoadW(D d, const float* p) {
+  return hn::LoadU(d, p);
+}
+HWY_INLINE V LoadW(D d, const Half* p) {
+  return hn::PromoteTo(d, hn::LoadU(hn::Rebind<Half, D>(), p));
+}
+// a * b + c for the scalar tails, fused exactly where the vector MulAdd is, so that the
+// compiler's choice to contract or not cannot make fp32 and half weights differ.
+HWY_INLINE float MulAddScalar(float a, float b, float c) {
+  const hn::CappedTag<float, 1> d1;
+  return hn::GetLane(hn::MulAdd(hn::Set(d1, a), hn::Set(d1, b), hn::Set(d1, c)));
+}
+HWY_INLINE float Widen(float v) {
+  return v;
+}
+HWY_INLINE float Widen(Half v) {
+  uint16_t bits;
+  std::memcpy(&bits, &v, sizeof(bits));
+  return half_to_float(bits);
+}
 
 // NR rows against one weight vector. Chunk i of every dot goes to accumulator i % 4, whatever NR,
 // so results do not depend on the blocking; four accumulators keep the FMA chains short when a
 // node's group is a single row.
-template <int NR>
-void DotRowsBlock(const float* const* x, const float* w, int64_t n, float* out) {
+template <int NR, class W>
+void DotRowsBlock(const float* const* x, const W* w, int64_t n, float* out) {
   const D d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   V acc[NR][4];
@@ -27,30 +54,39 @@ void DotRowsBlock(const float* const* x, const float* w, int64_t n, float* out) 
   int64_t i = 0;
   for (; i + 4 * N <= n; i += 4 * N)
     for (int k = 0; k < 4; ++k) {
-      const V wv = hn::LoadU(d, w + i + k * N);
+      const V wv = LoadW(d, w + i + k * N);
       for (int r = 0; r < NR; ++r)
         acc[r][k] = hn::MulAdd(hn::LoadU(d, x[r] + i + k * N), wv, acc[r][k]);
     }
   // Up to three whole chunks remain; constant accumulator indices keep acc in registers.
   for (int k = 0; k < 3; ++k) {
     if (i + N > n) break;
-    const V wv = hn::LoadU(d, w + i);
+    const V wv = LoadW(d, w + i);
     for (int r = 0; r < NR; ++r) acc[r][k] = hn::MulAdd(hn::LoadU(d, x[r] + i), wv, acc[r][k]);
     i += N;
   }
   for (int r = 0; r < NR; ++r) {
     const V sum = hn::Add(hn::Add(acc[r][0], acc[r][1]), hn::Add(acc[r][2], acc[r][3]));
     float s = hn::GetLane(hn::SumOfLanes(d, sum));
-    for (int64_t t = i; t < n; ++t) s += x[r][t] * w[t];
+    for (int64_t t = i; t < n; ++t) s = MulAddScalar(x[r][t], Widen(w[t]), s);
     out[r] = s;
   }
 }
 
-void DotRows(const float* const* x, int64_t rows, const float* w, int64_t n, float* out) {
+template <class W>
+void DotRows(const float* const* x, int64_t rows, const W* w, int64_t n, float* out) {
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4) DotRowsBlock<4>(x + r, w, n, out + r);
   for (; r + 2 <= rows; r += 2) DotRowsBlock<2>(x + r, w, n, out + r);
   if (r < rows) DotRowsBlock<1>(x + r, w, n, out + r);
+}
+
+void DotRowsF32(const float* const* x, int64_t rows, const float* w, int64_t n, float* out) {
+  DotRows(x, rows, w, n, out);
+}
+
+void DotRowsF16(const float* const* x, int64_t rows, const uint16_t* w, int64_t n, float* out) {
+  DotRows(x, rows, reinterpret_cast<const Half*>(w), n, out);
 }
 
 // NR rows by NW weight vectors, one accumulator each, chunks summed in order.
@@ -119,8 +155,8 @@ void DotMatrix(const float* const* x, int64_t rows, const float* w, int64_t ldw,
 }
 
 // R rows by C vectors of columns starting at col: accumulators stay in registers over all terms.
-template <int R, int C>
-void CombineBlock(const float* a, int64_t lda, int64_t terms, const float* const* w, int64_t col,
+template <int R, int C, class W>
+void CombineBlock(const float* a, int64_t lda, int64_t terms, const W* const* w, int64_t col,
                   const float* init, bool accumulate, bool stream, float* const* y) {
   const D d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
@@ -132,7 +168,7 @@ void CombineBlock(const float* a, int64_t lda, int64_t terms, const float* const
                              : hn::Zero(d);
   for (int64_t j = 0; j < terms; ++j) {
     V wv[C];
-    for (int c = 0; c < C; ++c) wv[c] = hn::LoadU(d, w[j] + col + c * N);
+    for (int c = 0; c < C; ++c) wv[c] = LoadW(d, w[j] + col + c * N);
     for (int r = 0; r < R; ++r) {
       const V av = hn::Set(d, a[r * lda + j]);
       for (int c = 0; c < C; ++c) acc[r][c] = hn::MulAdd(av, wv[c], acc[r][c]);
@@ -147,8 +183,8 @@ void CombineBlock(const float* a, int64_t lda, int64_t terms, const float* const
     }
 }
 
-template <int R>
-void CombineRowBlock(const float* a, int64_t lda, int64_t terms, const float* const* w, int64_t n,
+template <int R, class W>
+void CombineRowBlock(const float* a, int64_t lda, int64_t terms, const W* const* w, int64_t n,
                      const float* init, bool accumulate, bool stream, float* const* y) {
   const D d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
@@ -163,20 +199,52 @@ void CombineRowBlock(const float* a, int64_t lda, int64_t terms, const float* co
   for (int r = 0; r < R; ++r)
     for (int64_t t = col; t < n; ++t) {
       float s = accumulate ? y[r][t] : init ? init[t] : 0.0f;
-      for (int64_t j = 0; j < terms; ++j) s += a[r * lda + j] * w[j][t];
+      for (int64_t j = 0; j < terms; ++j) s = MulAddScalar(a[r * lda + j], Widen(w[j][t]), s);
       y[r][t] = s;
     }
 }
 
-void CombineRows(const float* a, int64_t lda, int64_t terms, const float* const* w, int64_t n,
+template <class W>
+void CombineRows(const float* a, int64_t lda, int64_t terms, const W* const* w, int64_t n,
                  const float* init, bool accumulate, bool stream, float* const* y, int64_t rows) {
   stream = stream && !accumulate;
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4)
-    CombineRowBlock<4>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r);
+    CombineRowBlock<4, W>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r);
   for (; r < rows; ++r)
-    CombineRowBlock<1>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r);
+    CombineRowBlock<1, W>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r);
   if (stream) hwy::FlushStream();
+}
+
+void CombineRowsF32(const float* a, int64_t lda, int64_t terms, const float* const* w, int64_t n,
+                    const float* init, bool accumulate, bool stream, float* const* y,
+                    int64_t rows) {
+  CombineRows(a, lda, terms, w, n, init, accumulate, stream, y, rows);
+}
+
+void CombineRowsF16(const float* a, int64_t lda, int64_t terms, const uint16_t* const* w, int64_t n,
+                    const float* init, bool accumulate, bool stream, float* const* y,
+                    int64_t rows) {
+  CombineRows(a, lda, terms, reinterpret_cast<const Half* const*>(w), n, init, accumulate, stream,
+              y, rows);
+}
+
+// Rounds to nearest (even) with the CPU's conversion; the last partial vector goes through a
+// zero-padded buffer.
+void ToHalf(const float* src, int64_t n, uint16_t* dst) {
+  const D d;
+  const hn::Rebind<Half, D> dh;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  Half* out = reinterpret_cast<Half*>(dst);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::DemoteTo(dh, hn::LoadU(d, src + i)), dh, out + i);
+  if (i < n) {
+    HWY_ALIGN float in[hn::MaxLanes(d)] = {};
+    HWY_ALIGN Half tail[hn::MaxLanes(d)];
+    std::copy_n(src + i, n - i, in);
+    hn::Store(hn::DemoteTo(dh, hn::Load(d, in)), dh, tail);
+    std::copy_n(tail, n - i, out + i);
+  }
 }
 
 const char* TargetName() {
@@ -189,13 +257,20 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace fff::cpu {
 
-HWY_EXPORT(DotRows);
+HWY_EXPORT(DotRowsF32);
+HWY_EXPORT(DotRowsF16);
 HWY_EXPORT(DotMatrix);
-HWY_EXPORT(CombineRows);
+HWY_EXPORT(CombineRowsF32);
+HWY_EXPORT(CombineRowsF16);
+HWY_EXPORT(ToHalf);
 HWY_EXPORT(TargetName);
 
 void cmm_dot_rows(const float* const* x, int64_t rows, const float* w, int64_t n, float* out) {
-  HWY_DYNAMIC_DISPATCH(DotRows)(x, rows, w, n, out);
+  HWY_DYNAMIC_DISPATCH(DotRowsF32)(x, rows, w, n, out);
+}
+
+void cmm_dot_rows(const float* const* x, int64_t rows, const uint16_t* w, int64_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(DotRowsF16)(x, rows, w, n, out);
 }
 
 void cmm_dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t ldw, int64_t n,
@@ -206,7 +281,17 @@ void cmm_dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t
 void cmm_combine_rows(const float* a, int64_t lda, int64_t terms, const float* const* w, int64_t n,
                       const float* init, bool accumulate, bool stream, float* const* y,
                       int64_t rows) {
-  HWY_DYNAMIC_DISPATCH(CombineRows)(a, lda, terms, w, n, init, accumulate, stream, y, rows);
+  HWY_DYNAMIC_DISPATCH(CombineRowsF32)(a, lda, terms, w, n, init, accumulate, stream, y, rows);
+}
+
+void cmm_combine_rows(const float* a, int64_t lda, int64_t terms, const uint16_t* const* w,
+                      int64_t n, const float* init, bool accumulate, bool stream, float* const* y,
+                      int64_t rows) {
+  HWY_DYNAMIC_DISPATCH(CombineRowsF16)(a, lda, terms, w, n, init, accumulate, stream, y, rows);
+}
+
+void to_half(const float* src, int64_t n, uint16_t* dst) {
+  HWY_DYNAMIC_DISPATCH(ToHalf)(src, n, dst);
 }
 
 const char* cmm_simd_target() {

@@ -2,7 +2,9 @@
 // several instruction sets through Highway and dispatched at run time to the best the CPU has.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 namespace fff::cpu {
 
@@ -10,6 +12,8 @@ namespace fff::cpu {
 // Every dot sums its 16-lane (or native-width) chunks into the same accumulators in the same
 // order whatever `rows` is, so a row's result does not depend on how rows were grouped.
 void cmm_dot_rows(const float* const* x, int64_t rows, const float* w, int64_t n, float* out);
+// The same with w in IEEE half precision (bits), widened exactly to fp32 as it is read.
+void cmm_dot_rows(const float* const* x, int64_t rows, const uint16_t* w, int64_t n, float* out);
 
 // out[r * ldo + k] = dot(x[r], w + k * ldw) for r < rows, k < nw: a small matrix product with
 // rows given by pointer (gathered by tree node or leaf without copying them).
@@ -24,6 +28,28 @@ void cmm_dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t
 void cmm_combine_rows(const float* a, int64_t lda, int64_t terms, const float* const* w, int64_t n,
                       const float* init, bool accumulate, bool stream, float* const* y,
                       int64_t rows);
+// The same with the weight rows in IEEE half precision (bits).
+void cmm_combine_rows(const float* a, int64_t lda, int64_t terms, const uint16_t* const* w,
+                      int64_t n, const float* init, bool accumulate, bool stream, float* const* y,
+                      int64_t rows);
+
+// dst = src rounded to IEEE half precision (nearest, ties to even), as bits.
+void to_half(const float* src, int64_t n, uint16_t* dst);
+
+// The exact fp32 value of an IEEE half (bits).
+inline float half_to_float(uint16_t h) {
+  const int exponent = (h >> 10) & 0x1f;
+  const int mantissa = h & 0x3ff;
+  float magnitude;
+  if (exponent == 0)  // zero or subnormal
+    magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+  else if (exponent == 31)
+    magnitude =
+        mantissa ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+  else
+    magnitude = std::ldexp(static_cast<float>(mantissa | 0x400), exponent - 25);
+  return (h & 0x8000) ? -magnitude : magnitude;
+}
 
 // Name of the instruction set the kernels dispatch to on this CPU (e.g. "AVX3", "AVX2").
 const char* cmm_simd_target();

@@ -46,10 +46,10 @@ inline float dot(const float* a, const float* b, int64_t n) {
 }
 
 // Asks for the cache lines of a row of n floats ahead of its use.
-inline void prefetch_row(const float* row, int64_t n) {
+template <class T>
+inline void prefetch_row(const T* row, int64_t n) {
   const char* p = reinterpret_cast<const char*>(row);
-  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(float)); b += 64)
-    __builtin_prefetch(p + b);
+  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) __builtin_prefetch(p + b);
 }
 
 // y += alpha * x
