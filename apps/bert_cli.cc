@@ -30,6 +30,20 @@ namespace {
 
 using json = nlohmann::json;
 
+// Loads the model, with half-precision FFF weights if asked.
+fff::BertModel load_model(const BertRunArgs& a) {
+  if (a.fff_weights != "fp32" && a.fff_weights != "half")
+    throw fff::Error("--fff-weights must be fp32 or half, not '" + a.fff_weights + "'");
+  fff::BertModel m = fff::load_bert(a.model);
+  if (a.fff_weights == "half") {
+    if (m.cfg.ff != fff::BertFF::fff)
+      throw fff::Error("--fff-weights half: " + a.model + " is a dense model (" + m.cfg.describe() +
+                       ")");
+    fff::bert_use_half_fff(m);
+  }
+  return m;
+}
+
 fff::WordPieceTokenizer model_tokenizer(const fff::BertModel& m, const BertRunArgs& a) {
   if (a.max_len != 0 && a.max_len < 2)
     throw fff::Error("--max-len must be at least 2 (room for [CLS] and [SEP])");
@@ -79,7 +93,7 @@ int run_fill_mask(const BertRunArgs& a) {
   if (a.top_k <= 0) throw fff::Error("--top-k must be positive");
   fff::set_num_threads(a.threads);
   fff::flush_subnormals();
-  const fff::BertModel m = fff::load_bert(a.model);
+  const fff::BertModel m = load_model(a);
   const fff::WordPieceTokenizer tok = model_tokenizer(m, a);
   if (tok.mask_id < 0) throw fff::Error("the vocabulary has no [MASK] token");
   json all = json::array();
@@ -154,7 +168,7 @@ int run_embed(const BertRunArgs& a) {
     throw fff::Error("--format binary needs --output FILE");
   fff::set_num_threads(a.threads);
   fff::flush_subnormals();
-  const fff::BertModel m = fff::load_bert(a.model);
+  const fff::BertModel m = load_model(a);
   const fff::WordPieceTokenizer tok = model_tokenizer(m, a);
   const int64_t H = m.cfg.hidden, N = static_cast<int64_t>(texts.size());
   std::vector<float> pooled(static_cast<size_t>(N * H));
@@ -279,21 +293,49 @@ int run_bert_bench(const BertBenchArgs& a) {
                  dc.describe().c_str());
   const fff::BertModel fff_model = fff::make_random_bert(fc, 1);
   const fff::BertModel dense_model = fff::make_random_bert(dc, 2);
+  fff::BertModel half_model = fff_model;
+  fff::bert_use_half_fff(half_model);
   if (!a.json) std::fprintf(stderr, "timing PyTorch (%s)...\n", a.python.c_str());
   const auto torch = pytorch_tokens_per_s(a);
   if (!a.json)
-    std::printf("%6s %7s %12s %12s %8s %12s %9s %9s %9s %9s\n", "batch", "threads", "fff tok/s",
-                "dense tok/s", "speedup", "torch tok/s", "dense/pt", "fff attn", "fff ff",
-                "dense ff");
+    std::printf("%6s %7s %12s %12s %8s %12s %9s %9s %9s %9s %12s %8s %9s\n", "batch", "threads",
+                "fff tok/s", "dense tok/s", "speedup", "torch tok/s", "dense/pt", "fff attn",
+                "fff ff", "dense ff", "half tok/s", "speedup", "half ff");
   fff::flush_subnormals();
+  // How far half-precision FFF weights move the final hidden states, on one random sequence.
+  double half_diff = 0.0;
+  int64_t half_tokens_moved = 0;
+  {
+    fff::Rng rng(4);
+    std::vector<int32_t> ids(static_cast<size_t>(a.seq));
+    for (int32_t& id : ids) id = static_cast<int32_t>(rng.below(static_cast<uint64_t>(fc.vocab)));
+    std::vector<float> h32(static_cast<size_t>(a.seq * a.hidden)), h16(h32.size());
+    fff::bert_encode(fff_model, ids.data(), nullptr, 1, a.seq, h32.data());
+    fff::bert_encode(half_model, ids.data(), nullptr, 1, a.seq, h16.data());
+    for (int64_t t = 0; t < a.seq; ++t) {
+      double token_diff = 0.0;
+      for (int64_t i = t * a.hidden; i < (t + 1) * a.hidden; ++i)
+        token_diff = std::max(token_diff, static_cast<double>(std::fabs(h32[i] - h16[i])));
+      half_diff = std::max(half_diff, token_diff);
+      if (token_diff > 1e-2) ++half_tokens_moved;
+    }
+  }
+  if (!a.json)
+    std::fprintf(stderr,
+                 "half-precision FFF weights: max |hidden diff| %.3g; %lld of %lld tokens moved by "
+                 "more than 1e-2 (a decision near zero took the other branch)\n",
+                 half_diff, static_cast<long long>(half_tokens_moved),
+                 static_cast<long long>(a.seq));
   for (int64_t B : a.batches)
     for (int threads : a.threads) {
       fff::set_num_threads(threads);
       fff::flush_subnormals();
       const EncoderTiming f = time_encoder(fff_model, B, a.seq, a.repeats, 3);
       const EncoderTiming d = time_encoder(dense_model, B, a.seq, a.repeats, 3);
+      const EncoderTiming h = time_encoder(half_model, B, a.seq, a.repeats, 3);
       const double tokens = static_cast<double>(B * a.seq);
       const double f_tps = tokens / f.median_s, d_tps = tokens / d.median_s;
+      const double h_tps = tokens / h.median_s;
       const auto it = torch.find({B, threads});
       const double t_tps = it == torch.end() ? 0.0 : it->second;
       if (a.json) {
@@ -311,7 +353,12 @@ int run_bert_bench(const BertBenchArgs& a) {
                   {"dense_tokens_per_s", d_tps},
                   {"speedup", f_tps / d_tps},
                   {"fff_share", shares_json(f.share)},
-                  {"dense_share", shares_json(d.share)}};
+                  {"dense_share", shares_json(d.share)},
+                  {"fff_half_tokens_per_s", h_tps},
+                  {"speedup_half", h_tps / d_tps},
+                  {"fff_half_share", shares_json(h.share)},
+                  {"half_max_abs_diff", half_diff},
+                  {"half_tokens_moved", half_tokens_moved}};
         if (t_tps > 0) {
           j["pytorch_dense_tokens_per_s"] = t_tps;
           j["dense_vs_pytorch"] = d_tps / t_tps;
@@ -320,11 +367,13 @@ int run_bert_bench(const BertBenchArgs& a) {
         }
         std::cout << j.dump() << std::endl;
       } else {
-        std::printf("%6lld %7d %12.0f %12.0f %7.2fx %12s %9s %8.1f%% %8.1f%% %8.1f%%\n",
-                    static_cast<long long>(B), threads, f_tps, d_tps, f_tps / d_tps,
-                    t_tps > 0 ? fmt("%.0f", t_tps).c_str() : "n/a",
-                    t_tps > 0 ? fmt("%.2fx", d_tps / t_tps).c_str() : "n/a",
-                    100 * f.share.attention, 100 * f.share.ff, 100 * d.share.ff);
+        std::printf(
+            "%6lld %7d %12.0f %12.0f %7.2fx %12s %9s %8.1f%% %8.1f%% %8.1f%% %12.0f %7.2fx "
+            "%8.1f%%\n",
+            static_cast<long long>(B), threads, f_tps, d_tps, f_tps / d_tps,
+            t_tps > 0 ? fmt("%.0f", t_tps).c_str() : "n/a",
+            t_tps > 0 ? fmt("%.2fx", d_tps / t_tps).c_str() : "n/a", 100 * f.share.attention,
+            100 * f.share.ff, 100 * d.share.ff, h_tps, h_tps / d_tps, 100 * h.share.ff);
         std::fflush(stdout);
       }
     }
@@ -341,6 +390,12 @@ void add_run_options(CLI::App* cmd, BertRunArgs& a) {
                   "Truncate to this many tokens including [CLS] and [SEP] (default: the "
                   "model's positions)");
   cmd->add_option("--threads", a.threads, "Threads")->capture_default_str();
+  cmd->add_option("--fff-weights", a.fff_weights,
+                  "fp32, or half: the FFF blocks read their weights rounded to IEEE half "
+                  "precision (half their memory traffic). Hard routing amplifies the rounding: "
+                  "a token whose decision lies near zero can take another branch and change "
+                  "a lot")
+      ->capture_default_str();
 }
 
 }  // namespace

@@ -12,6 +12,7 @@ namespace fff_cli {
 struct BertRunArgs {
   std::string model, vocab, file, format = "json", output;
   std::vector<std::string> texts;
+  std::string fff_weights = "fp32";
   int64_t top_k = 5, batch = 8, max_len = 0;
   int threads = 1;
   bool json = false;

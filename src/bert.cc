@@ -267,6 +267,18 @@ void save_bert(const BertModel& m, const std::string& path) {
   save_safetensors(path, t, meta);
 }
 
+void bert_use_half_fff(BertModel& m) {
+  if (m.cfg.ff != BertFF::fff)
+    throw Error("half-precision FFF weights need an FFF model, not " + m.cfg.describe());
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    try {
+      m.layers[i].fff_half = make_half_weights(m.layers[i].fff);
+    } catch (const Error& e) {
+      throw Error("layers." + std::to_string(i) + ".fff: " + e.what());
+    }
+  }
+}
+
 void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, int64_t B, int64_t S,
                  float* hidden, BertTimings* timings) {
   const BertConfig& c = m.cfg;
@@ -334,7 +346,8 @@ void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, in
                      H);
       lap(t.ff);
     } else {
-      neuron_fff_infer(L.fff, normed.ptr(), N, ctx.ptr());
+      neuron_fff_infer(L.fff, normed.ptr(), N, ctx.ptr(),
+                       L.fff_half.w1.empty() ? nullptr : &L.fff_half);
       lap(t.ff);
 #pragma omp parallel for schedule(static)
       for (int64_t i = 0; i < N * H; ++i) hidden[i] += ctx.ptr()[i];

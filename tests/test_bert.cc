@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/cmm_kernels.h"
 #include "fff/bert.h"
 #include "fff/gemm.h"
 #include "fff/safetensors.h"
@@ -161,6 +162,26 @@ TEST(Bert, OneAndTwoThreadsAgreeBitwise) {
     fff::set_num_threads(2);
     EXPECT_TRUE(bitwise_equal(one, encode(m, ids, &mask, 3, 17)));
   }
+}
+
+TEST(Bert, HalfFffWeightsEqualFp32InferenceWithRoundedWeights) {
+  fff::BertModel m = fff::make_random_bert(small_config(fff::BertFF::fff), 13);
+  fff::BertModel rounded = m;
+  for (auto& L : rounded.layers)
+    for (fff::Tensor* w : {&L.fff.w1.value, &L.fff.w2.value})
+      for (float& v : w->data) {
+        uint16_t bits;
+        fff::cpu::to_half(&v, 1, &bits);
+        v = fff::cpu::half_to_float(bits);
+      }
+  fff::bert_use_half_fff(m);
+  const auto ids = random_ids(2 * 19, m.cfg.vocab, 14);
+  std::vector<uint8_t> mask(2 * 19, 1);
+  mask[2 * 19 - 3] = mask[2 * 19 - 2] = mask[2 * 19 - 1] = 0;
+  EXPECT_TRUE(bitwise_equal(encode(m, ids, &mask, 2, 19), encode(rounded, ids, &mask, 2, 19)));
+  // A dense model has no FFF weights to round.
+  fff::BertModel dense = fff::make_random_bert(small_config(fff::BertFF::dense), 15);
+  EXPECT_THROW(fff::bert_use_half_fff(dense), fff::Error);
 }
 
 TEST(Bert, FffOfDepthZeroEqualsDenseFeedforward) {

@@ -458,6 +458,23 @@ TEST(CliBert, FillMaskReportsTheModelsTopTokens) {
   EXPECT_GE(mask["predictions"][1]["probability"], mask["predictions"][2]["probability"]);
 }
 
+TEST(CliBert, FillMaskWithHalfFffWeightsMatchesTheLibrary) {
+  TempDir dir;
+  const std::string model = write_bert_model(dir, true);
+  const Result r = run_cli({"bert", "fill-mask", model, "--text", "the capital [MASK]", "--top-k",
+                            "1", "--json", "--fff-weights", "half"});
+  ASSERT_EQ(r.code, 0) << r;
+  const json j = json::parse(r.out);
+  fff::BertModel m = fff::load_bert(model);
+  fff::bert_use_half_fff(m);
+  const std::vector<int32_t> ids = {2, 5, 6, 4, 3};  // [CLS] the capital [MASK] [SEP]
+  std::vector<float> hidden(ids.size() * 32), logits(40);
+  fff::bert_encode(m, ids.data(), nullptr, 1, static_cast<int64_t>(ids.size()), hidden.data());
+  fff::bert_mlm_logits(m, hidden.data() + 3 * 32, 1, logits.data());
+  const int64_t best = std::max_element(logits.begin(), logits.end()) - logits.begin();
+  EXPECT_EQ(j["masks"][0]["predictions"][0]["id"], best) << r;
+}
+
 TEST(CliBert, EmbedWritesOneVectorPerTextAsJsonOrBinary) {
   TempDir dir;
   const std::string model = write_bert_model(dir, true);
@@ -497,6 +514,8 @@ TEST(CliBert, ClearErrors) {
       {{"bert", "embed", model, "--text", "x", "--format", "binary"}, "--output"},
       {{"bert", "embed", write_bert_model(dir, false), "--text", "x"}, "--vocab"},
       {{"bert", "embed", model, "--file", "/nonexistent/texts"}, "/nonexistent/texts"},
+      {{"bert", "fill-mask", model, "--text", "a [MASK]", "--fff-weights", "int8"},
+       "--fff-weights"},
   };
   for (const Case& c : cases) {
     const Result r = run_cli(c.args);
@@ -516,8 +535,10 @@ TEST(CliBert, BenchBertJsonHasEveryFieldOnTinyShapes) {
   int n = 0;
   for (std::string line; std::getline(lines, line); ++n) {
     const json j = json::parse(line);
-    for (const char* k : {"fff_tokens_per_s", "dense_tokens_per_s", "speedup", "fff_share",
-                          "dense_share", "pytorch_dense_tokens_per_s", "batch", "threads", "seq"})
+    for (const char* k :
+         {"fff_tokens_per_s", "dense_tokens_per_s", "speedup", "fff_share", "dense_share",
+          "pytorch_dense_tokens_per_s", "batch", "threads", "seq", "fff_half_tokens_per_s",
+          "speedup_half", "fff_half_share", "half_max_abs_diff", "half_tokens_moved"})
       EXPECT_TRUE(j.contains(k)) << k << " in " << line;
     EXPECT_GT(j["fff_tokens_per_s"].get<double>(), 0.0);
     const json& s = j["fff_share"];

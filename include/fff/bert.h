@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "fff/cmm.h"
 #include "fff/common.h"
 #include "fff/layer_norm.h"
 #include "fff/neuron_fff.h"
@@ -39,6 +40,7 @@ struct BertLayer {
   Tensor ff_w1;            // dense: (I, H)
   Tensor ff_w2;            // dense: (H, I)
   NeuronFFF fff;           // fff: w1 (K n, H), b1 (K n), w2 (K n, H), no output bias
+  NeuronFFFHalf fff_half;  // half-precision w1, w2 the engine reads instead (bert_use_half_fff)
 };
 
 struct BertModel {
@@ -62,6 +64,11 @@ BertModel make_random_bert(const BertConfig& cfg, uint64_t seed);
 // Errors name the path and the tensor or metadata key.
 BertModel load_bert(const std::string& path);
 void save_bert(const BertModel& m, const std::string& path);  // atomic
+
+// Makes the FFF blocks read w1 and w2 in IEEE half precision (NeuronFFFHalf): half the bytes
+// a token's path reads, at a rounding error of at most 2^-11 per weight; files are unchanged.
+// Throws fff::Error for a dense model or a weight beyond half's range.
+void bert_use_half_fff(BertModel& m);
 
 // Time spent in each part of the last encode, seconds (summed over layers).
 struct BertTimings {
