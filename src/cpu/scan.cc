@@ -206,8 +206,9 @@ void single_channel_lanes(In a, In b, Out out, const int64_t* first, const int64
 // The chunked scan: (1) threads scan contiguous chunks of time at once, chunk 0 from the real
 // initial state and the others from zero; (2) in order, each later chunk is fixed up with the
 // state that really enters it (the last row of the chunk before): step s gains
-// (a[0] ... a[s]) * carry. Gates below one make that product underflow to exactly zero within a
-// few hundred steps, and the fix-up stops there, so the scan moves about the 12 bytes per step
+// (a[0] ... a[s]) * carry. Gates below one make that product fall below the smallest normal
+// float within a few hundred steps, and the fix-up stops there (see scan_fixup_steps), so the
+// scan moves about the 12 bytes per step
 // and channel of the sequential scan while each thread streams its own part of memory. Gates
 // that stay at one make the fix-up run through every chunk after the first (24 bytes per step
 // and channel there). With one channel each thread runs kLanes chunks in lockstep.
