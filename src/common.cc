@@ -1,10 +1,13 @@
 // Tensor helpers and the portable RNG.
 #include "fff/common.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <new>
 
 namespace fff {
 
@@ -23,6 +26,30 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   std::string s = "(";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + ")";
+}
+
+namespace {
+
+constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kHugeFrom = size_t{4} << 20;
+
+std::align_val_t storage_alignment(size_t bytes) {
+  return std::align_val_t{bytes >= kHugeFrom ? kHugePage : 64};
+}
+
+}  // namespace
+
+void* allocate_storage(size_t bytes) {
+  if (bytes < kHugeFrom) return ::operator new(bytes, storage_alignment(bytes));
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* p = ::operator new(rounded, storage_alignment(bytes));
+  // Only advice: without transparent huge pages (or off Linux) the memory stays usable.
+  madvise(p, rounded, MADV_HUGEPAGE);
+  return p;
+}
+
+void free_storage(void* p, size_t bytes) {
+  ::operator delete(p, storage_alignment(bytes));
 }
 
 Tensor::Tensor(std::vector<int64_t> shape_, float fill)

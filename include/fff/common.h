@@ -16,17 +16,22 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Allocator giving 64-byte (cache line, AVX-512 vector) aligned storage, so that SIMD loads of
-// rows whose length is a multiple of 16 floats never straddle cache lines.
+// Storage for tensors: 64-byte (cache line, AVX-512 vector) aligned, so that SIMD loads of rows
+// whose length is a multiple of 16 floats never straddle cache lines. Blocks of 4 MB or more
+// (weight matrices) are aligned to 2 MB and backed by transparent huge pages where the kernel
+// allows it: an FFF path reads a few rows scattered over hundreds of MB, and with 4 KB pages
+// nearly every row would cost a TLB miss and a page walk.
+void* allocate_storage(size_t bytes);
+void free_storage(void* p, size_t bytes);
+
 template <class T>
 struct AlignedAllocator {
   using value_type = T;
-  static constexpr std::align_val_t kAlign{64};
   AlignedAllocator() = default;
   template <class U>
   AlignedAllocator(const AlignedAllocator<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
-  void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
+  T* allocate(size_t n) { return static_cast<T*>(allocate_storage(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) { free_storage(p, n * sizeof(T)); }
   template <class U>
   bool operator==(const AlignedAllocator<U>&) const {
     return true;
