@@ -93,12 +93,15 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
   // Feedforward FLOPs per token at inference, beside the dense FF of the same training width.
   fff::LmConfig dense = c;
   dense.mixer = fff::LmMixer::dense;
+  // A neuron FFF trains K (2^(D+1) - 1) neurons, not --width: its dense counterpart has that width.
+  if (c.mixer == fff::LmMixer::neuron_fff) dense.width = c.trees * ((int64_t{2} << c.depth) - 1);
   const double ff_flops = c.ff_inference_flops(), dense_flops = dense.ff_inference_flops();
   nlohmann::json out = {{"mixer", fff::lm_mixer_name(c.mixer)},
                         {"dim", c.dim},
                         {"layers", c.layers},
                         {"window", c.window},
                         {"width", c.width},
+                        {"dense_width", dense.width},
                         {"leaf_width", c.leaf_width},
                         {"parameters", n_params},
                         {"steps", r.steps},
@@ -119,7 +122,7 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
         "validation %.4f bpc (best %.4f) after %lld steps, %.0f tokens/s; feedforward "
         "%.0f FLOPs/token at inference (dense FF of width %lld: %.0f, %.1fx)\n",
         r.val_bpc, r.best_val_bpc, static_cast<long long>(r.steps), r.tokens_per_second, ff_flops,
-        static_cast<long long>(c.width), dense_flops, dense_flops / ff_flops);
+        static_cast<long long>(dense.width), dense_flops, dense_flops / ff_flops);
   }
   return 0;
 }

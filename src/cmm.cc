@@ -239,7 +239,7 @@ void neuron_fff_infer(const NeuronFFF& m, const float* x, int64_t B, float* y,
 
 NeuronFFFHalf make_half_weights(const NeuronFFF& m) {
   NeuronFFFHalf h;
-  auto convert = [](const Tensor& w, const char* name, std::vector<uint16_t>& out) {
+  auto convert = [](const Tensor& w, const char* name, auto& out) {
     for (float v : w.data)
       if (!(std::fabs(v) <= 65504.0f))
         throw Error(std::string("neuron FFF ") + name + ": weight " + std::to_string(v) +

@@ -23,7 +23,7 @@ struct CmmOptions {
 // weight is rounded to nearest (relative error at most 2^-11); biases and all arithmetic stay
 // fp32, so the result equals fp32 inference with the rounded weights.
 struct NeuronFFFHalf {
-  std::vector<uint16_t> w1, w2;  // (K n, in), (K n, out)
+  std::vector<uint16_t, AlignedAllocator<uint16_t>> w1, w2;  // (K n, in), (K n, out)
 };
 // Throws fff::Error if a weight is beyond half precision's range (|w| > 65504) or not finite.
 NeuronFFFHalf make_half_weights(const NeuronFFF& m);
