@@ -208,10 +208,10 @@ void single_channel_lanes(In a, In b, Out out, const int64_t* first, const int64
 // state that really enters it (the last row of the chunk before): step s gains
 // (a[0] ... a[s]) * carry. Gates below one make that product fall below the smallest normal
 // float within a few hundred steps, and the fix-up stops there (see scan_fixup_steps), so the
-// scan moves about the 12 bytes per step
-// and channel of the sequential scan while each thread streams its own part of memory. Gates
-// that stay at one make the fix-up run through every chunk after the first (24 bytes per step
-// and channel there). With one channel each thread runs kLanes chunks in lockstep.
+// scan moves about the 12 bytes per step and channel of the sequential scan while each thread
+// streams its own part of memory. Gates that stay at one make the fix-up run through every chunk
+// after the first (24 bytes per step and channel there). With one channel each thread runs
+// kLanes chunks in lockstep.
 void scan_chunked(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
   const int64_t nt = num_threads();
   if (C > 1 && (nt == 1 || T < 8 * nt)) return scan_sequential(a, b, T, C, h0, out);
