@@ -29,7 +29,7 @@ constexpr int64_t kStreamOutputBytes = 4 << 20;
 struct Scratch {
   std::vector<int32_t> node;  // per row of the slice: its node in the current tree
   std::vector<float> act;     // per row: the D + 1 activations of its path in the current tree
-  std::vector<int32_t> order, bucket_start, tile, sorted, start;
+  std::vector<int32_t> order, bucket_start, tile, sorted, start, singles;
   std::vector<const float*> xp, path;
   std::vector<const uint16_t*> path_half;
   std::vector<float*> yp;
@@ -108,6 +108,49 @@ void walk_tile(const NeuronFFF& m, WeightRows<W> wr, int64_t tree, const float* 
   }
 }
 
+// Rows alone at their node at level s (deep levels: each token's own path) walk levels s to e in
+// lockstep, kLockstep at a time: their dot products read independent weight rows, so the cache
+// misses of several rows overlap instead of forming one chain of dependent loads per row.
+constexpr int64_t kLockstep = 8;
+
+template <class W>
+void walk_singles(const NeuronFFF& m, WeightRows<W> wr, int64_t tree, const float* x, float* y,
+                  const int32_t* rows, int64_t n, int64_t s, int64_t e, Scratch& sc) {
+  const auto& c = m.cfg;
+  const int64_t per_tree = c.nodes_per_tree(), D1 = c.depth + 1;
+  const W* w1 = wr.w1 + tree * per_tree * c.in;
+  const float* b1 = m.b1.value.ptr() + tree * per_tree;
+  const W* w2 = wr.w2 + tree * per_tree * c.out;
+  auto& path = path_rows<W>(sc);
+  const float* init = (tree == 0 && c.output_bias) ? m.b.value.ptr() : nullptr;
+  for (int64_t i0 = 0; i0 < n; i0 += kLockstep) {
+    const int64_t g = std::min(kLockstep, n - i0);
+    const float* xp[kLockstep];
+    const W* wp[kLockstep];
+    float z[kLockstep];
+    for (int64_t j = 0; j < g; ++j) xp[j] = x + rows[i0 + j] * c.in;
+    for (int64_t level = s; level <= e; ++level) {
+      for (int64_t j = 0; j < g; ++j) wp[j] = w1 + sc.node[rows[i0 + j]] * c.in;
+      cpu::cmm_dot_pairs(xp, wp, g, c.in, z);
+      for (int64_t j = 0; j < g; ++j) {
+        const int32_t r = rows[i0 + j], node = sc.node[r];
+        const float zz = z[j] + b1[node];
+        sc.act[r * D1 + level] = activate(c.act, zz);
+        sc.node[r] = 2 * node + 1 + (zz > 0.0f ? 1 : 0);
+      }
+    }
+    if (e < c.depth) continue;
+    for (int64_t j = 0; j < g; ++j) {
+      const int32_t r = rows[i0 + j];
+      int64_t k = (sc.node[r] - 1) / 2;  // the leaf-level node (node now points one level below)
+      for (int64_t l = c.depth; l >= 0; --l, k = (k - 1) / 2) path[l] = w2 + k * c.out;
+      float* yr = y + r * c.out;
+      cpu::cmm_combine_rows(sc.act.data() + r * D1, D1, D1, path.data(), c.out, init, tree > 0,
+                            sc.stream, &yr, 1);
+    }
+  }
+}
+
 // The batched path on one contiguous slice of rows.
 template <class W>
 void infer_slice(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t rows, float* y,
@@ -151,9 +194,14 @@ void infer_slice(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t r
             sc.bucket_start.push_back(static_cast<int32_t>(i));
         sc.bucket_start.push_back(static_cast<int32_t>(rows));
       }
+      sc.singles.clear();
       for (size_t k = 0; k + 1 < sc.bucket_start.size(); ++k) {
         const int64_t b = sc.bucket_start[k], cnt = sc.bucket_start[k + 1] - b;
         if (cnt == 0) continue;
+        if (cnt == 1) {
+          sc.singles.push_back(sc.order[b]);
+          continue;
+        }
         // Split a large bucket into equal tiles of at most tile_max rows.
         const int64_t tiles = (cnt + tile_max - 1) / tile_max;
         for (int64_t t = 0; t < tiles; ++t) {
@@ -162,6 +210,8 @@ void infer_slice(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t r
           walk_tile(m, wr, tree, x, y, sc.tile.data(), t1 - t0, s, e, sc);
         }
       }
+      walk_singles(m, wr, tree, x, y, sc.singles.data(), static_cast<int64_t>(sc.singles.size()), s,
+                   e, sc);
     }
   }
 }

@@ -1,4 +1,5 @@
 // Tests for the CMM inference engine: its SIMD kernels against naive double loops on odd sizes,
+// and against each other (dot pairs vs dot rows, fp32 vs half weights),
 // and both neuron FFF paths (row at a time, grouped) against the naive reference on random
 // shapes (K, D from 0 to 12, odd widths, batches 1 to 1000), with ties at z = 0, bitwise
 // agreement between paths, tuning options and thread counts, and streamed outputs.
@@ -43,6 +44,34 @@ TEST(CmmKernels, DotRowsMatchesDoubleOddSizes) {
         float alone = NAN;
         fff::cpu::cmm_dot_rows(&xp[r], 1, w.data(), n, &alone);
         EXPECT_EQ(alone, out[r]) << n << " " << r;
+      }
+    }
+  }
+}
+
+TEST(CmmKernels, DotPairsEqualDotRowsBitwise) {
+  Rng rng(3);
+  for (int64_t n : {1, 15, 17, 64, 100, 768, 771}) {
+    for (int64_t rows : {1, 2, 3, 4, 5, 7, 8}) {
+      const auto x = random_vec(rows * n, rng), w = random_vec(rows * n, rng);
+      std::vector<uint16_t> half(rows * n);
+      fff::cpu::to_half(w.data(), rows * n, half.data());
+      std::vector<const float*> xp(rows), wp(rows);
+      std::vector<const uint16_t*> hp(rows);
+      for (int64_t r = 0; r < rows; ++r) {
+        xp[r] = x.data() + r * n;
+        wp[r] = w.data() + r * n;
+        hp[r] = half.data() + r * n;
+      }
+      std::vector<float> pairs(rows, NAN), pairs_half(rows, NAN);
+      fff::cpu::cmm_dot_pairs(xp.data(), wp.data(), rows, n, pairs.data());
+      fff::cpu::cmm_dot_pairs(xp.data(), hp.data(), rows, n, pairs_half.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        float one = NAN, one_half = NAN;
+        fff::cpu::cmm_dot_rows(&xp[r], 1, wp[r], n, &one);
+        fff::cpu::cmm_dot_rows(&xp[r], 1, hp[r], n, &one_half);
+        EXPECT_EQ(pairs[r], one) << n << " " << rows << " " << r;
+        EXPECT_EQ(pairs_half[r], one_half) << n << " " << rows << " " << r;
       }
     }
   }

@@ -43,7 +43,8 @@ void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, flo
 // Throughput path: per tree, rows walk `band_levels` levels at a time; at each level the rows
 // of a tile are grouped by node (counting sort) so the node's weights serve the whole group,
 // and at the last level each group shares its whole path, so its outputs are one small product
-// with the path's output rows. Threads take contiguous slices of the batch. Each output depends
+// with the path's output rows. Rows alone at their node when a band starts (deep levels) walk
+// the band 8 at a time in lockstep, so that their independent weight misses overlap. Threads take contiguous slices of the batch. Each output depends
 // only on its row (fixed summation order), so results are the same for any thread count,
 // grouping or path.
 void neuron_fff_infer_batched(const NeuronFFF& m, const float* x, int64_t B, float* y,

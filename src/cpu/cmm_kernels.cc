@@ -41,44 +41,58 @@ HWY_INLINE float Widen(Half v) {
   return half_to_float(bits);
 }
 
-// NR rows against one weight vector. Chunk i of every dot goes to accumulator i % 4, whatever NR,
-// so results do not depend on the blocking; four accumulators keep the FMA chains short when a
-// node's group is a single row.
-template <int NR, class W>
-void DotRowsBlock(const float* const* x, const W* w, int64_t n, float* out) {
+// NR rows against one weight vector (kShared: w[0]) or each against its own (w[r]). Chunk i of
+// every dot goes to accumulator i % 4, whatever NR or kShared, so results do not depend on the
+// blocking; four accumulators keep the FMA chains short when a node's group is a single row.
+template <int NR, bool kShared, class W>
+void DotRowsBlock(const float* const* x, const W* const* w, int64_t n, float* out) {
   const D d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   V acc[NR][4];
   for (int r = 0; r < NR; ++r)
     for (int k = 0; k < 4; ++k) acc[r][k] = hn::Zero(d);
+  auto chunk = [&](int64_t off, int k) {
+    if constexpr (kShared) {
+      const V wv = LoadW(d, w[0] + off);
+      for (int r = 0; r < NR; ++r) acc[r][k] = hn::MulAdd(hn::LoadU(d, x[r] + off), wv, acc[r][k]);
+    } else {
+      for (int r = 0; r < NR; ++r)
+        acc[r][k] = hn::MulAdd(hn::LoadU(d, x[r] + off), LoadW(d, w[r] + off), acc[r][k]);
+    }
+  };
   int64_t i = 0;
   for (; i + 4 * N <= n; i += 4 * N)
-    for (int k = 0; k < 4; ++k) {
-      const V wv = LoadW(d, w + i + k * N);
-      for (int r = 0; r < NR; ++r)
-        acc[r][k] = hn::MulAdd(hn::LoadU(d, x[r] + i + k * N), wv, acc[r][k]);
-    }
+    for (int k = 0; k < 4; ++k) chunk(i + k * N, k);
   // Up to three whole chunks remain; constant accumulator indices keep acc in registers.
   for (int k = 0; k < 3; ++k) {
     if (i + N > n) break;
-    const V wv = LoadW(d, w + i);
-    for (int r = 0; r < NR; ++r) acc[r][k] = hn::MulAdd(hn::LoadU(d, x[r] + i), wv, acc[r][k]);
+    chunk(i, k);
     i += N;
   }
   for (int r = 0; r < NR; ++r) {
     const V sum = hn::Add(hn::Add(acc[r][0], acc[r][1]), hn::Add(acc[r][2], acc[r][3]));
     float s = hn::GetLane(hn::SumOfLanes(d, sum));
-    for (int64_t t = i; t < n; ++t) s = MulAddScalar(x[r][t], Widen(w[t]), s);
+    const W* wr = kShared ? w[0] : w[r];
+    for (int64_t t = i; t < n; ++t) s = MulAddScalar(x[r][t], Widen(wr[t]), s);
     out[r] = s;
   }
 }
 
 template <class W>
 void DotRows(const float* const* x, int64_t rows, const W* w, int64_t n, float* out) {
+  const W* shared[1] = {w};
   int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) DotRowsBlock<4>(x + r, w, n, out + r);
-  for (; r + 2 <= rows; r += 2) DotRowsBlock<2>(x + r, w, n, out + r);
-  if (r < rows) DotRowsBlock<1>(x + r, w, n, out + r);
+  for (; r + 4 <= rows; r += 4) DotRowsBlock<4, true>(x + r, shared, n, out + r);
+  for (; r + 2 <= rows; r += 2) DotRowsBlock<2, true>(x + r, shared, n, out + r);
+  if (r < rows) DotRowsBlock<1, true>(x + r, shared, n, out + r);
+}
+
+template <class W>
+void DotPairs(const float* const* x, const W* const* w, int64_t rows, int64_t n, float* out) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) DotRowsBlock<4, false>(x + r, w + r, n, out + r);
+  for (; r + 2 <= rows; r += 2) DotRowsBlock<2, false>(x + r, w + r, n, out + r);
+  if (r < rows) DotRowsBlock<1, false>(x + r, w + r, n, out + r);
 }
 
 void DotRowsF32(const float* const* x, int64_t rows, const float* w, int64_t n, float* out) {
@@ -87,6 +101,16 @@ void DotRowsF32(const float* const* x, int64_t rows, const float* w, int64_t n, 
 
 void DotRowsF16(const float* const* x, int64_t rows, const uint16_t* w, int64_t n, float* out) {
   DotRows(x, rows, reinterpret_cast<const Half*>(w), n, out);
+}
+
+void DotPairsF32(const float* const* x, const float* const* w, int64_t rows, int64_t n,
+                 float* out) {
+  DotPairs(x, w, rows, n, out);
+}
+
+void DotPairsF16(const float* const* x, const uint16_t* const* w, int64_t rows, int64_t n,
+                 float* out) {
+  DotPairs(x, reinterpret_cast<const Half* const*>(w), rows, n, out);
 }
 
 // NR rows by NW weight vectors, one accumulator each, chunks summed in order.
@@ -259,6 +283,8 @@ namespace fff::cpu {
 
 HWY_EXPORT(DotRowsF32);
 HWY_EXPORT(DotRowsF16);
+HWY_EXPORT(DotPairsF32);
+HWY_EXPORT(DotPairsF16);
 HWY_EXPORT(DotMatrix);
 HWY_EXPORT(CombineRowsF32);
 HWY_EXPORT(CombineRowsF16);
@@ -271,6 +297,16 @@ void cmm_dot_rows(const float* const* x, int64_t rows, const float* w, int64_t n
 
 void cmm_dot_rows(const float* const* x, int64_t rows, const uint16_t* w, int64_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(DotRowsF16)(x, rows, w, n, out);
+}
+
+void cmm_dot_pairs(const float* const* x, const float* const* w, int64_t rows, int64_t n,
+                   float* out) {
+  HWY_DYNAMIC_DISPATCH(DotPairsF32)(x, w, rows, n, out);
+}
+
+void cmm_dot_pairs(const float* const* x, const uint16_t* const* w, int64_t rows, int64_t n,
+                   float* out) {
+  HWY_DYNAMIC_DISPATCH(DotPairsF16)(x, w, rows, n, out);
 }
 
 void cmm_dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t ldw, int64_t n,

@@ -15,6 +15,14 @@ void cmm_dot_rows(const float* const* x, int64_t rows, const float* w, int64_t n
 // The same with w in IEEE half precision (bits), widened exactly to fp32 as it is read.
 void cmm_dot_rows(const float* const* x, int64_t rows, const uint16_t* w, int64_t n, float* out);
 
+// out[r] = dot(x[r], w[r]) for r < rows: rows that each meet their own weight vector (tokens
+// alone at their tree nodes), computed together so that their weights' cache misses overlap.
+// Each result is bitwise the one cmm_dot_rows gives for that row and vector.
+void cmm_dot_pairs(const float* const* x, const float* const* w, int64_t rows, int64_t n,
+                   float* out);
+void cmm_dot_pairs(const float* const* x, const uint16_t* const* w, int64_t rows, int64_t n,
+                   float* out);
+
 // out[r * ldo + k] = dot(x[r], w + k * ldw) for r < rows, k < nw: a small matrix product with
 // rows given by pointer (gathered by tree node or leaf without copying them).
 void cmm_dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t ldw, int64_t n,
