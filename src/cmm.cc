@@ -59,18 +59,46 @@ std::vector<const W*>& path_rows(Scratch& sc) {
     return sc.path_half;
 }
 
+// One tree's part of the weights: node k's input row is w1 + k * in, its output row w2 + k * out.
+template <class W>
+struct TreeWeights {
+  const W* w1;
+  const float* b1;
+  const W* w2;
+  const float* init;  // the output bias, added by tree 0 only; null otherwise
+};
+
+template <class W>
+TreeWeights<W> tree_weights(const NeuronFFF& m, WeightRows<W> wr, int64_t tree) {
+  const auto& c = m.cfg;
+  const int64_t first = tree * c.nodes_per_tree();
+  return {wr.w1 + first * c.in, m.b1.value.ptr() + first, wr.w2 + first * c.out,
+          (tree == 0 && c.output_bias) ? m.b.value.ptr() : nullptr};
+}
+
+// Row r at `node` of `level` with pre-activation z: records its activation and moves it to the
+// child its decision picks (right iff z > 0).
+inline void step_row(const NeuronFFFConfig& c, Scratch& sc, int32_t r, int32_t node, int64_t level,
+                     float z) {
+  sc.act[r * (c.depth + 1) + level] = activate(c.act, z);
+  sc.node[r] = 2 * node + 1 + (z > 0.0f ? 1 : 0);
+}
+
+// The output rows of the path that ends at `leaf` (a node of the last level), root first.
+template <class W>
+void set_path(const NeuronFFFConfig& c, const W* w2, int64_t leaf, std::vector<const W*>& path) {
+  for (int64_t l = c.depth, k = leaf; l >= 0; --l, k = (k - 1) / 2) path[l] = w2 + k * c.out;
+}
+
 // Walks the rows tile[0..n) of one tree from level s to level e; all of them are at the same
 // node at level s. At level D each group shares its whole path and writes its outputs.
 template <class W>
 void walk_tile(const NeuronFFF& m, WeightRows<W> wr, int64_t tree, const float* x, float* y,
                int32_t* tile, int64_t n, int64_t s, int64_t e, Scratch& sc) {
   const auto& c = m.cfg;
-  const int64_t per_tree = c.nodes_per_tree(), D1 = c.depth + 1;
-  const W* w1 = wr.w1 + tree * per_tree * c.in;
-  const float* b1 = m.b1.value.ptr() + tree * per_tree;
-  const W* w2 = wr.w2 + tree * per_tree * c.out;
+  const int64_t D1 = c.depth + 1;
+  const auto [w1, b1, w2, init] = tree_weights(m, wr, tree);
   auto& path = path_rows<W>(sc);
-  const float* init = (tree == 0 && c.output_bias) ? m.b.value.ptr() : nullptr;
   const int32_t root = sc.node[tile[0]];
   for (int64_t level = s; level <= e; ++level) {
     const int64_t width = int64_t{1} << (level - s);
@@ -88,14 +116,9 @@ void walk_tile(const NeuronFFF& m, WeightRows<W> wr, int64_t tree, const float* 
       const int32_t* rows = sc.sorted.data() + b;
       for (int64_t i = 0; i < cnt; ++i) sc.xp[i] = x + rows[i] * c.in;
       cpu::cmm_dot_rows(sc.xp.data(), cnt, w1 + node * c.in, c.in, sc.z.data());
-      for (int64_t i = 0; i < cnt; ++i) {
-        const float zz = sc.z[i] + b1[node];
-        sc.act[rows[i] * D1 + level] = activate(c.act, zz);
-        sc.node[rows[i]] = 2 * node + 1 + (zz > 0.0f ? 1 : 0);
-      }
+      for (int64_t i = 0; i < cnt; ++i) step_row(c, sc, rows[i], node, level, sc.z[i] + b1[node]);
       if (level == c.depth) {
-        int64_t k = node;
-        for (int64_t l = c.depth; l >= 0; --l, k = (k - 1) / 2) path[l] = w2 + k * c.out;
+        set_path(c, w2, node, path);
         for (int64_t i = 0; i < cnt; ++i) {
           std::copy_n(sc.act.data() + rows[i] * D1, D1, sc.a.data() + i * D1);
           sc.yp[i] = y + rows[i] * c.out;
@@ -117,12 +140,9 @@ template <class W>
 void walk_singles(const NeuronFFF& m, WeightRows<W> wr, int64_t tree, const float* x, float* y,
                   const int32_t* rows, int64_t n, int64_t s, int64_t e, Scratch& sc) {
   const auto& c = m.cfg;
-  const int64_t per_tree = c.nodes_per_tree(), D1 = c.depth + 1;
-  const W* w1 = wr.w1 + tree * per_tree * c.in;
-  const float* b1 = m.b1.value.ptr() + tree * per_tree;
-  const W* w2 = wr.w2 + tree * per_tree * c.out;
+  const int64_t D1 = c.depth + 1;
+  const auto [w1, b1, w2, init] = tree_weights(m, wr, tree);
   auto& path = path_rows<W>(sc);
-  const float* init = (tree == 0 && c.output_bias) ? m.b.value.ptr() : nullptr;
   for (int64_t i0 = 0; i0 < n; i0 += kLockstep) {
     const int64_t g = std::min(kLockstep, n - i0);
     const float* xp[kLockstep];
@@ -134,16 +154,13 @@ void walk_singles(const NeuronFFF& m, WeightRows<W> wr, int64_t tree, const floa
       cpu::cmm_dot_pairs(xp, wp, g, c.in, z);
       for (int64_t j = 0; j < g; ++j) {
         const int32_t r = rows[i0 + j], node = sc.node[r];
-        const float zz = z[j] + b1[node];
-        sc.act[r * D1 + level] = activate(c.act, zz);
-        sc.node[r] = 2 * node + 1 + (zz > 0.0f ? 1 : 0);
+        step_row(c, sc, r, node, level, z[j] + b1[node]);
       }
     }
     if (e < c.depth) continue;
     for (int64_t j = 0; j < g; ++j) {
       const int32_t r = rows[i0 + j];
-      int64_t k = (sc.node[r] - 1) / 2;  // the leaf-level node (node now points one level below)
-      for (int64_t l = c.depth; l >= 0; --l, k = (k - 1) / 2) path[l] = w2 + k * c.out;
+      set_path(c, w2, (sc.node[r] - 1) / 2, path);  // node has moved one level below the last
       float* yr = y + r * c.out;
       cpu::cmm_combine_rows(sc.act.data() + r * D1, D1, D1, path.data(), c.out, init, tree > 0,
                             sc.stream, &yr, 1);
