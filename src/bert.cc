@@ -190,12 +190,8 @@ BertModel make_random_bert(const BertConfig& cfg, uint64_t seed) {
 BertModel load_bert(const std::string& path) {
   SafetensorsFile f = load_safetensors(path);
   const Metadata& meta = f.metadata;
-  if (!meta.count("format") || meta.at("format") != "fff-bert")
-    throw Error(path + ": not an fff BERT file (format '" +
-                (meta.count("format") ? meta.at("format") : std::string("missing")) +
-                "'); convert a checkpoint with scripts/convert_bert.py");
-  if (metadata_string(meta, "format_version", path) != "1")
-    throw Error(path + ": unsupported format_version '" + meta.at("format_version") + "'");
+  check_metadata_format(meta, path, "fff-bert", "an fff BERT file",
+                        "; convert a checkpoint with scripts/convert_bert.py");
   BertConfig c;
   c.hidden = metadata_int(meta, "hidden", path);
   c.layers = metadata_int(meta, "layers", path);

@@ -223,9 +223,7 @@ void save_lm_checkpoint(const std::string& path, LmTrainer& tr) {
 LmTrainer load_lm_checkpoint(const std::string& path) {
   SafetensorsFile f = load_safetensors(path);
   const auto& meta = f.metadata;
-  if (metadata_string(meta, "format", path) != "fff-lm")
-    throw Error(path + ": not an fff language model checkpoint (format '" +
-                metadata_string(meta, "format", path) + "')");
+  check_metadata_format(meta, path, "fff-lm", "an fff language model checkpoint");
   LmConfig c;
   c.dim = metadata_int(meta, "dim", path);
   c.layers = metadata_int(meta, "layers", path);

@@ -266,10 +266,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> model_param_shapes(con
 LoadedModel load_model(const std::string& path) {
   SafetensorsFile file = load_safetensors(path);
   const auto& meta = file.metadata;
-  if (metadata_string(meta, "format", path) != "fff-classifier")
-    throw Error(path + ": not an fff classifier file (format '" + meta.at("format") + "')");
-  if (metadata_string(meta, "format_version", path) != "1")
-    throw Error(path + ": unsupported format_version '" + meta.at("format_version") + "'");
+  check_metadata_format(meta, path, "fff-classifier", "an fff classifier file");
   ModelConfig c;
   try {
     c.kind = parse_model_kind(metadata_string(meta, "model", path));

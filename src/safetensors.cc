@@ -271,6 +271,16 @@ const std::string& metadata_string(const Metadata& meta, const std::string& key,
   return it->second;
 }
 
+void check_metadata_format(const Metadata& meta, const std::string& path, const std::string& format,
+                           const std::string& what, const std::string& hint) {
+  const auto it = meta.find("format");
+  if (it == meta.end() || it->second != format)
+    throw Error(path + ": not " + what + " (format '" +
+                (it == meta.end() ? std::string("missing") : it->second) + "')" + hint);
+  if (metadata_string(meta, "format_version", path) != "1")
+    throw Error(path + ": unsupported format_version '" + meta.at("format_version") + "'");
+}
+
 namespace {
 
 // Parses the whole of key's value with parse(text, &used), or throws naming what it is not.

@@ -40,4 +40,10 @@ int64_t metadata_int(const Metadata& meta, const std::string& key, const std::st
 float metadata_float(const Metadata& meta, const std::string& key, const std::string& path);
 double metadata_double(const Metadata& meta, const std::string& key, const std::string& path);
 
+// Checks that a file is one of ours of the given kind: metadata "format" equals `format` and
+// "format_version" is "1". Otherwise throws "PATH: not WHAT (format '...')" (with `hint` after
+// it, if any) or "PATH: unsupported format_version '...'".
+void check_metadata_format(const Metadata& meta, const std::string& path, const std::string& format,
+                           const std::string& what, const std::string& hint = "");
+
 }  // namespace fff

@@ -52,6 +52,18 @@ int64_t line_split(const float* row, int64_t C, int64_t nt, int64_t k) {
 // Sequences at least this large (bytes of output) are written with non-temporal stores.
 constexpr int64_t kStreamBytes = 8 << 20;
 
+// The state of channels [c0, c0 + n) before the scan's first step to run, which it returns: h0,
+// or without h0 the first step's b alone (written to out[0]; a[0] is never read), then step 1.
+int64_t start_state(In b, const float* h0, int64_t c0, int64_t n, float* state, Out out) {
+  if (h0) {
+    std::copy_n(h0 + c0, n, state);
+    return 0;
+  }
+  std::copy_n(b[0] + c0, n, state);
+  std::copy_n(state, n, out[0] + c0);
+  return 1;
+}
+
 // out[t] = a[t] out[t-1] + b[t], out[-1] = h0 (or 0, and then a[0] is never read). Threads
 // split the channels; each keeps its channels' state in a small buffer, so large outputs can be
 // streamed to memory without being read back.
@@ -62,15 +74,8 @@ void scan_sequential(In a, In b, int64_t T, int64_t C, const float* h0, Out out)
   for (int64_t k = 0; k < nt; ++k) {
     const int64_t c0 = line_split(out[0], C, nt, k), c1 = line_split(out[0], C, nt, k + 1);
     const int64_t n = c1 - c0;
-    std::vector<float> state(static_cast<size_t>(n), 0.0f);
-    int64_t t = 0;
-    if (!h0) {  // the first step is b alone: a[0] is not read
-      std::copy_n(b[0] + c0, n, state.data());
-      std::copy_n(state.data(), n, out[0] + c0);
-      t = 1;
-    } else {
-      std::copy_n(h0 + c0, n, state.data());
-    }
+    std::vector<float> state(static_cast<size_t>(n));
+    const int64_t t = start_state(b, h0, c0, n, state.data(), out);
     if (n < kNarrow) {  // a few channels: a plain loop, the state in registers
       for (int64_t c = 0; c < n; ++c) {
         float st = state[c];
@@ -232,27 +237,14 @@ void scan_chunked(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
         first[j] = start[q0 + j];
         len[j] = start[q0 + j + 1] - first[j];
       }
-      if (q0 == 0) {  // chunk 0 starts from h0, or its step 0 is b alone (a[0] is not read)
-        if (h0) {
-          e[0] = h0[0];
-        } else {
-          out[0][0] = e[0] = b[0][0];
-          ++first[0], --len[0];
-        }
+      if (q0 == 0) {  // chunk 0 starts from the real initial state
+        const int64_t t = start_state(b, h0, 0, 1, e, out);
+        first[0] += t, len[0] -= t;
       }
       single_channel_lanes(a, b, out, first, len, lanes, e);
     } else {
-      std::vector<float> state(static_cast<size_t>(C), 0.0f);
-      int64_t t = start[q0];
-      if (t == 0) {
-        if (h0) {
-          std::copy_n(h0, C, state.data());
-        } else {
-          std::copy_n(b[0], C, state.data());
-          std::copy_n(b[0], C, out[0]);
-          ++t;
-        }
-      }
+      std::vector<float> state(static_cast<size_t>(C), 0.0f);  // later chunks start from zero
+      const int64_t t = start[q0] == 0 ? start_state(b, h0, 0, C, state.data(), out) : start[q0];
       if (t < start[q1])
         cpu::scan_steps(a[t], b[t], a.stride, start[q1] - t, state.data(), out[t], C, stream);
     }
