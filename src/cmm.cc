@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -29,9 +28,9 @@ constexpr int64_t kStreamOutputBytes = 4 << 20;
 struct Scratch {
   std::vector<int32_t> node;  // per row of the slice: its node in the current tree
   std::vector<float> act;     // per row: the D + 1 activations of its path in the current tree
-  std::vector<int32_t> order, bucket_start, tile, sorted, start, singles;
-  std::vector<const float*> xp, path;
-  std::vector<const uint16_t*> path_half;
+  std::vector<int32_t> order, bucket_start, tile, sorted, start, singles, lone, groups;
+  std::vector<const float*> xp, path, next_path;
+  std::vector<const uint16_t*> path_half, next_path_half;
   std::vector<float*> yp;
   std::vector<float> z, a;
   bool stream = false;  // write outputs with non-temporal stores
@@ -57,6 +56,13 @@ std::vector<const W*>& path_rows(Scratch& sc) {
     return sc.path;
   else
     return sc.path_half;
+}
+template <class W>
+std::vector<const W*>& next_path_rows(Scratch& sc) {
+  if constexpr (std::is_same_v<W, float>)
+    return sc.next_path;
+  else
+    return sc.next_path_half;
 }
 
 // One tree's part of the weights: node k's input row is w1 + k * in, its output row w2 + k * out.
@@ -84,87 +90,152 @@ inline void step_row(const NeuronFFFConfig& c, Scratch& sc, int32_t r, int32_t n
   sc.node[r] = 2 * node + 1 + (z > 0.0f ? 1 : 0);
 }
 
-// The output rows of the path that ends at `leaf` (a node of the last level), root first.
+// The output rows of the path from the root to `node` of `level`, root first.
 template <class W>
-void set_path(const NeuronFFFConfig& c, const W* w2, int64_t leaf, std::vector<const W*>& path) {
-  for (int64_t l = c.depth, k = leaf; l >= 0; --l, k = (k - 1) / 2) path[l] = w2 + k * c.out;
+void set_path(const NeuronFFFConfig& c, const W* w2, int64_t node, int64_t level,
+              std::vector<const W*>& path) {
+  for (int64_t l = level, k = node; l >= 0; --l, k = (k - 1) / 2) path[l] = w2 + k * c.out;
 }
 
-// Walks the rows tile[0..n) of one tree from level s to level e; all of them are at the same
-// node at level s. At level D each group shares its whole path and writes its outputs.
+// Rows alone at their node (deep levels: each token's own path) step kLockstep at a time: their
+// dot products read independent weight rows, so the cache misses of several rows overlap
+// instead of forming one chain of dependent loads per row.
+constexpr int64_t kLockstep = 8;
+
+// The weight rows (input rows of w1 or output rows of w2) of rows[0..g) at their current nodes.
+template <class W>
+void node_rows(const W* weights, int64_t row_size, const Scratch& sc, const int32_t* rows,
+               int64_t g, const W** out) {
+  for (int64_t j = 0; j < g; ++j) out[j] = weights + sc.node[rows[j]] * row_size;
+}
+
+// Rows rows[0..g), g <= kLockstep, each alone at its node of `level`, take their step together;
+// fetch[0..fetch_rows) are requested from memory meanwhile.
+template <class W>
+void step_lone_rows(const NeuronFFFConfig& c, const TreeWeights<W>& tw, const float* x,
+                    const int32_t* rows, int64_t g, int64_t level, const W* const* fetch,
+                    int64_t fetch_rows, Scratch& sc) {
+  const float* xp[kLockstep] = {};
+  const W* wp[kLockstep] = {};
+  float z[kLockstep];
+  for (int64_t j = 0; j < g; ++j) xp[j] = x + rows[j] * c.in;
+  node_rows(tw.w1, c.in, sc, rows, g, wp);
+  cpu::cmm_dot_pairs(xp, wp, g, c.in, z, fetch, fetch_rows);
+  for (int64_t j = 0; j < g; ++j) {
+    const int32_t r = rows[j], node = sc.node[r];
+    step_row(c, sc, r, node, level, z[j] + tw.b1[node]);
+  }
+}
+
+// Rows lone[0..n), each alone at its node of `level`, step kLockstep at a time; each chunk
+// requests the next chunk's input rows while it reads its own.
+template <class W>
+void step_lone_level(const NeuronFFFConfig& c, const TreeWeights<W>& tw, const float* x,
+                     const int32_t* lone, int64_t n, int64_t level, Scratch& sc) {
+  for (int64_t i0 = 0; i0 < n; i0 += kLockstep) {
+    const int64_t g = std::min(kLockstep, n - i0);
+    const int64_t next_rows = std::min(kLockstep, n - i0 - g);
+    const W* next[kLockstep];
+    node_rows(tw.w1, c.in, sc, lone + i0 + g, next_rows, next);
+    step_lone_rows(c, tw, x, lone + i0, g, level, next, next_rows, sc);
+  }
+}
+
+// Rows lone[0..n), past level D, add their own paths' output rows to their outputs; each row
+// requests the next row's output rows while it reads its own (the deep ones are misses).
+template <class W>
+void combine_lone(const NeuronFFFConfig& c, const TreeWeights<W>& tw, int64_t tree, float* y,
+                  const int32_t* lone, int64_t n, Scratch& sc) {
+  const int64_t D1 = c.depth + 1;
+  auto& path = path_rows<W>(sc);
+  auto& next = next_path_rows<W>(sc);
+  // A node has moved one level below D when its row's walk ended.
+  if (n > 0) set_path(c, tw.w2, (sc.node[lone[0]] - 1) / 2, c.depth, next);
+  for (int64_t i = 0; i < n; ++i) {
+    std::swap(path, next);
+    if (i + 1 < n) set_path(c, tw.w2, (sc.node[lone[i + 1]] - 1) / 2, c.depth, next);
+    float* yr = y + lone[i] * c.out;
+    cpu::cmm_combine_rows(sc.act.data() + lone[i] * D1, D1, D1, path.data(), c.out, tw.init,
+                          tree > 0, sc.stream, &yr, 1, next.data(), i + 1 < n ? D1 : 0);
+  }
+}
+
+// Sorts rows[0..n) (0..n-1 if rows is null) by node into out, where every node lies in
+// [first, first + width); `start` receives the bounds of the non-empty groups (groups + 1
+// entries). Counting sort where the range is small next to n, a comparison sort otherwise.
+void group_by_node(const int32_t* rows, int64_t n, const int32_t* node, int32_t first,
+                   int64_t width, int32_t* out, std::vector<int32_t>& start) {
+  if (width <= 4 * n + 64) {
+    cpu::group_by_key(rows, n, node, first, width, out, start);
+    start.erase(std::unique(start.begin(), start.end()), start.end());  // drop empty groups
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) out[i] = rows ? rows[i] : static_cast<int32_t>(i);
+  std::stable_sort(out, out + n, [&](int32_t p, int32_t q) { return node[p] < node[q]; });
+  start.clear();
+  for (int64_t i = 0; i < n; ++i)
+    if (i == 0 || node[out[i]] != node[out[i - 1]]) start.push_back(static_cast<int32_t>(i));
+  start.push_back(static_cast<int32_t>(n));
+}
+
+// Walks the rows tile[0..n) of one tree from level s to level e, level by level; the tile is in
+// order of the rows' nodes at level s. At each level a group of several rows shares its node's
+// weights, and at level D its whole path, so its outputs are one small product; rows alone at
+// their node step in lockstep. Each group requests the next group's weights while it reads its
+// own, so the misses of a level overlap instead of waiting on each other.
 template <class W>
 void walk_tile(const NeuronFFF& m, WeightRows<W> wr, int64_t tree, const float* x, float* y,
                int32_t* tile, int64_t n, int64_t s, int64_t e, Scratch& sc) {
   const auto& c = m.cfg;
   const int64_t D1 = c.depth + 1;
-  const auto [w1, b1, w2, init] = tree_weights(m, wr, tree);
+  const TreeWeights<W> tw = tree_weights(m, wr, tree);
   auto& path = path_rows<W>(sc);
-  const int32_t root = sc.node[tile[0]];
+  const int64_t lo = sc.node[tile[0]], hi = sc.node[tile[n - 1]];
+  sc.lone.clear();
   for (int64_t level = s; level <= e; ++level) {
-    const int64_t width = int64_t{1} << (level - s);
-    const int32_t first = static_cast<int32_t>((root + 1) * width - 1);
-    cpu::group_by_key(tile, n, sc.node.data(), first, width, sc.sorted.data(), sc.start);
-    int64_t next_g = 0;  // the next group with rows; its node's weights are fetched early
-    for (int64_t g = 0; g < width; ++g) {
-      const int64_t b = sc.start[g], cnt = sc.start[g + 1] - b;
-      if (cnt == 0) continue;
-      const int32_t node = first + static_cast<int32_t>(g);
-      if (next_g <= g) {
-        for (next_g = g + 1; next_g < width && sc.start[next_g + 1] == sc.start[next_g];) ++next_g;
-        if (next_g < width) cpu::prefetch_row(w1 + (first + next_g) * c.in, c.in);
-      }
+    // The tile's nodes at `level` descend from [lo, hi] at level s.
+    const int32_t first = static_cast<int32_t>(((lo + 1) << (level - s)) - 1);
+    sc.start.assign(1, 0);
+    if (n > 0)
+      group_by_node(tile, n, sc.node.data(), first, (hi - lo + 1) << (level - s), sc.sorted.data(),
+                    sc.start);
+    sc.groups.clear();
+    for (size_t k = 0; k + 1 < sc.start.size(); ++k) {
+      if (sc.start[k + 1] - sc.start[k] == 1)
+        sc.lone.push_back(sc.sorted[sc.start[k]]);
+      else
+        sc.groups.push_back(static_cast<int32_t>(k));
+    }
+    const int64_t groups = static_cast<int64_t>(sc.groups.size());
+    int64_t kept = 0;  // rows that still share their node; they go on to the next level
+    for (int64_t k = 0; k < groups; ++k) {
+      const int64_t b = sc.start[sc.groups[k]], cnt = sc.start[sc.groups[k] + 1] - b;
       const int32_t* rows = sc.sorted.data() + b;
+      const int32_t node = sc.node[rows[0]];
+      const W* next =
+          k + 1 < groups ? tw.w1 + sc.node[sc.sorted[sc.start[sc.groups[k + 1]]]] * c.in : nullptr;
       for (int64_t i = 0; i < cnt; ++i) sc.xp[i] = x + rows[i] * c.in;
-      cpu::cmm_dot_rows(sc.xp.data(), cnt, w1 + node * c.in, c.in, sc.z.data());
-      for (int64_t i = 0; i < cnt; ++i) step_row(c, sc, rows[i], node, level, sc.z[i] + b1[node]);
-      if (level == c.depth) {
-        set_path(c, w2, node, path);
-        for (int64_t i = 0; i < cnt; ++i) {
-          std::copy_n(sc.act.data() + rows[i] * D1, D1, sc.a.data() + i * D1);
-          sc.yp[i] = y + rows[i] * c.out;
-        }
-        cpu::cmm_combine_rows(sc.a.data(), D1, D1, path.data(), c.out, init, tree > 0, sc.stream,
-                              sc.yp.data(), cnt);
+      cpu::cmm_dot_rows(sc.xp.data(), cnt, tw.w1 + node * c.in, c.in, sc.z.data(), &next,
+                        next ? 1 : 0);
+      for (int64_t i = 0; i < cnt; ++i)
+        step_row(c, sc, rows[i], node, level, sc.z[i] + tw.b1[node]);
+      std::copy_n(rows, cnt, tile + kept);
+      kept += cnt;
+      if (level < c.depth) continue;
+      set_path(c, tw.w2, node, c.depth, path);
+      for (int64_t i = 0; i < cnt; ++i) {
+        std::copy_n(sc.act.data() + rows[i] * D1, D1, sc.a.data() + i * D1);
+        sc.yp[i] = y + rows[i] * c.out;
       }
+      cpu::cmm_combine_rows(sc.a.data(), D1, D1, path.data(), c.out, tw.init, tree > 0, sc.stream,
+                            sc.yp.data(), cnt);
     }
-    std::copy_n(sc.sorted.data(), n, tile);
-  }
-}
-
-// Rows alone at their node at level s (deep levels: each token's own path) walk levels s to e in
-// lockstep, kLockstep at a time: their dot products read independent weight rows, so the cache
-// misses of several rows overlap instead of forming one chain of dependent loads per row.
-constexpr int64_t kLockstep = 8;
-
-template <class W>
-void walk_singles(const NeuronFFF& m, WeightRows<W> wr, int64_t tree, const float* x, float* y,
-                  const int32_t* rows, int64_t n, int64_t s, int64_t e, Scratch& sc) {
-  const auto& c = m.cfg;
-  const int64_t D1 = c.depth + 1;
-  const auto [w1, b1, w2, init] = tree_weights(m, wr, tree);
-  auto& path = path_rows<W>(sc);
-  for (int64_t i0 = 0; i0 < n; i0 += kLockstep) {
-    const int64_t g = std::min(kLockstep, n - i0);
-    const float* xp[kLockstep];
-    const W* wp[kLockstep];
-    float z[kLockstep];
-    for (int64_t j = 0; j < g; ++j) xp[j] = x + rows[i0 + j] * c.in;
-    for (int64_t level = s; level <= e; ++level) {
-      for (int64_t j = 0; j < g; ++j) wp[j] = w1 + sc.node[rows[i0 + j]] * c.in;
-      cpu::cmm_dot_pairs(xp, wp, g, c.in, z);
-      for (int64_t j = 0; j < g; ++j) {
-        const int32_t r = rows[i0 + j], node = sc.node[r];
-        step_row(c, sc, r, node, level, z[j] + b1[node]);
-      }
-    }
-    if (e < c.depth) continue;
-    for (int64_t j = 0; j < g; ++j) {
-      const int32_t r = rows[i0 + j];
-      set_path(c, w2, (sc.node[r] - 1) / 2, path);  // node has moved one level below the last
-      float* yr = y + r * c.out;
-      cpu::cmm_combine_rows(sc.act.data() + r * D1, D1, D1, path.data(), c.out, init, tree > 0,
-                            sc.stream, &yr, 1);
-    }
+    // A row alone at its node stays alone below it: from here on it steps with the tile's
+    // other lone rows, and after level D they combine their paths.
+    const int64_t lone = static_cast<int64_t>(sc.lone.size());
+    step_lone_level(c, tw, x, sc.lone.data(), lone, level, sc);
+    if (level == c.depth) combine_lone(c, tw, tree, y, sc.lone.data(), lone, sc);
+    n = kept;
   }
 }
 
@@ -174,11 +245,13 @@ void infer_slice(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t r
                  const CmmOptions& opt, Scratch& sc) {
   const auto& c = m.cfg;
   const int64_t D1 = c.depth + 1;
-  const int64_t band = std::max<int64_t>(1, opt.band_levels);
   const int64_t tile_max =
       opt.tile_rows > 0
           ? opt.tile_rows
           : std::clamp<int64_t>(kTileBytes / (c.in * int64_t{sizeof(float)}), 8, 4096);
+  // Regrouping lets a deep node serve the rows of several tiles; a slice that is one tile walks
+  // the whole depth in one band.
+  const int64_t band = rows <= tile_max ? D1 : std::max<int64_t>(1, opt.band_levels);
   sc.node.resize(rows);
   sc.act.resize(rows * D1);
   sc.order.resize(rows);
@@ -189,46 +262,37 @@ void infer_slice(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t r
   sc.z.resize(std::min(rows, tile_max));
   sc.a.resize(std::min(rows, tile_max) * D1);
   path_rows<W>(sc).resize(D1);
+  next_path_rows<W>(sc).resize(D1);
   // A single tree writes each output once; when the outputs exceed the cache, stream them.
   sc.stream = c.trees == 1 && rows * c.out * int64_t{sizeof(float)} > kStreamOutputBytes;
   for (int64_t tree = 0; tree < c.trees; ++tree) {
     std::fill(sc.node.begin(), sc.node.end(), 0);
     for (int64_t s = 0; s <= c.depth; s += band) {
       const int64_t e = std::min(c.depth, s + band - 1);
-      // Regroup the slice by the node reached at level s: one bucket per node.
+      // Regroup the slice by the node reached at level s, then walk it in tiles: a bucket of
+      // rows is a tile (split into equal tiles above tile_max rows); the rows alone at their
+      // node are packed into tiles together, so that they step in lockstep.
       const int64_t width = int64_t{1} << s;
-      const int32_t first = static_cast<int32_t>(width - 1);
-      if (width <= 4 * rows + 64) {
-        cpu::group_by_key(nullptr, rows, sc.node.data(), first, width, sc.order.data(),
-                          sc.bucket_start);
-      } else {  // far more nodes than rows: sort instead of counting
-        std::iota(sc.order.begin(), sc.order.end(), 0);
-        std::stable_sort(sc.order.begin(), sc.order.end(),
-                         [&](int32_t p, int32_t q) { return sc.node[p] < sc.node[q]; });
-        sc.bucket_start.clear();
-        for (int64_t i = 0; i < rows; ++i)
-          if (i == 0 || sc.node[sc.order[i]] != sc.node[sc.order[i - 1]])
-            sc.bucket_start.push_back(static_cast<int32_t>(i));
-        sc.bucket_start.push_back(static_cast<int32_t>(rows));
-      }
+      group_by_node(nullptr, rows, sc.node.data(), static_cast<int32_t>(width - 1), width,
+                    sc.order.data(), sc.bucket_start);
+      auto walk = [&](const int32_t* tile_rows, int64_t n) {
+        std::copy_n(tile_rows, n, sc.tile.data());
+        walk_tile(m, wr, tree, x, y, sc.tile.data(), n, s, e, sc);
+      };
       sc.singles.clear();
       for (size_t k = 0; k + 1 < sc.bucket_start.size(); ++k) {
         const int64_t b = sc.bucket_start[k], cnt = sc.bucket_start[k + 1] - b;
-        if (cnt == 0) continue;
-        if (cnt == 1) {
-          sc.singles.push_back(sc.order[b]);
-          continue;
-        }
-        // Split a large bucket into equal tiles of at most tile_max rows.
+        if (cnt == 1) sc.singles.push_back(sc.order[b]);
+        if (cnt < 2) continue;
         const int64_t tiles = (cnt + tile_max - 1) / tile_max;
         for (int64_t t = 0; t < tiles; ++t) {
           const int64_t t0 = b + cnt * t / tiles, t1 = b + cnt * (t + 1) / tiles;
-          std::copy(sc.order.begin() + t0, sc.order.begin() + t1, sc.tile.begin());
-          walk_tile(m, wr, tree, x, y, sc.tile.data(), t1 - t0, s, e, sc);
+          walk(sc.order.data() + t0, t1 - t0);
         }
       }
-      walk_singles(m, wr, tree, x, y, sc.singles.data(), static_cast<int64_t>(sc.singles.size()), s,
-                   e, sc);
+      const int64_t singles = static_cast<int64_t>(sc.singles.size());
+      for (int64_t t0 = 0; t0 < singles; t0 += tile_max)
+        walk(sc.singles.data() + t0, std::min(tile_max, singles - t0));
     }
   }
 }

@@ -285,6 +285,16 @@ TEST(CmmEngine, WideLayerMatchesReference) {
   check_all_paths(m, x, 300, neuron_desc(cfg, 300));
 }
 
+TEST(CmmEngine, DeepTreeSmallBatchMatchesReference) {
+  // Far more nodes than rows at the deep levels: tiles group their rows by sorting, and rows
+  // of a batch that spans threads and tiles become alone at their nodes at different levels.
+  const auto cfg = neuron_config(9, 7, 2, 16, Activation::gelu, true);
+  Rng rng(14);
+  const fff::NeuronFFF m = fff::make_neuron_fff(cfg, rng);
+  const auto x = random_vec(301 * 9, rng);
+  check_all_paths(m, x, 301, neuron_desc(cfg, 301));
+}
+
 TEST(CmmEngine, StreamedOutputsOfALargeBatch) {
   // One tree and more than 4 MB of outputs: the batched path writes them with streaming
   // stores, into 64-byte aligned rows.

@@ -40,13 +40,16 @@ void neuron_fff_infer(const NeuronFFF& m, const float* x, int64_t B, float* y,
 void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, float* y,
                               const NeuronFFFHalf* half = nullptr);
 
-// Throughput path: per tree, rows walk `band_levels` levels at a time; at each level the rows
-// of a tile are grouped by node (counting sort) so the node's weights serve the whole group,
-// and at the last level each group shares its whole path, so its outputs are one small product
-// with the path's output rows. Rows alone at their node when a band starts (deep levels) walk
-// the band 8 at a time in lockstep, so that their independent weight misses overlap. Threads take contiguous slices of the batch. Each output depends
-// only on its row (fixed summation order), so results are the same for any thread count,
-// grouping or path.
+// Throughput path: per tree, rows walk the levels in bands (the whole depth at once when a
+// thread's rows fit one tile), level by level. At each level the rows of a tile are grouped by
+// node (counting sort) so the node's weights serve the whole group, and at the last level each
+// group shares its whole path, so its outputs are one small product with the path's output
+// rows. Rows alone at their node (the deep levels) step 8 at a time in lockstep and combine
+// their own paths after the last level. Every step requests the weight rows of the next group,
+// lockstep chunk or path a few lines at a time while it reads its own, so that the misses of a
+// level overlap instead of forming chains. Threads take contiguous slices of the batch. Each
+// output depends only on its row (fixed summation order), so results are the same for any
+// thread count, grouping or path.
 void neuron_fff_infer_batched(const NeuronFFF& m, const float* x, int64_t B, float* y,
                               const CmmOptions& opt = {}, const NeuronFFFHalf* half = nullptr);
 

@@ -45,7 +45,8 @@ HWY_INLINE float Widen(Half v) {
 // every dot goes to accumulator i % 4, whatever NR or kShared, so results do not depend on the
 // blocking; four accumulators keep the FMA chains short when a node's group is a single row.
 template <int NR, bool kShared, class W>
-void DotRowsBlock(const float* const* x, const W* const* w, int64_t n, float* out) {
+void DotRowsBlock(const float* const* x, const W* const* w, int64_t n, float* out,
+                  const W* const* next, int64_t next_rows) {
   const D d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   V acc[NR][4];
@@ -61,8 +62,14 @@ void DotRowsBlock(const float* const* x, const W* const* w, int64_t n, float* ou
     }
   };
   int64_t i = 0;
-  for (; i + 4 * N <= n; i += 4 * N)
+  for (; i + 4 * N <= n; i += 4 * N) {
+    // The next rows' weights are requested as far along as this block has read: a row ahead,
+    // a few lines at a time, so the requests never flood the core's outstanding misses.
+    for (int64_t p = 0; p < next_rows; ++p)
+      for (int64_t b = 0; b < 4 * N * int64_t{sizeof(W)}; b += 64)
+        hwy::Prefetch(reinterpret_cast<const char*>(next[p] + i) + b);
     for (int k = 0; k < 4; ++k) chunk(i + k * N, k);
+  }
   // Up to three whole chunks remain; constant accumulator indices keep acc in registers.
   for (int k = 0; k < 3; ++k) {
     if (i + N > n) break;
@@ -78,39 +85,43 @@ void DotRowsBlock(const float* const* x, const W* const* w, int64_t n, float* ou
   }
 }
 
-template <class W>
-void DotRows(const float* const* x, int64_t rows, const W* w, int64_t n, float* out) {
-  const W* shared[1] = {w};
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) DotRowsBlock<4, true>(x + r, shared, n, out + r);
-  for (; r + 2 <= rows; r += 2) DotRowsBlock<2, true>(x + r, shared, n, out + r);
-  if (r < rows) DotRowsBlock<1, true>(x + r, shared, n, out + r);
+// Blocks of 4, 2 and 1 rows; the rows to prefetch are spread over the blocks in order.
+template <bool kShared, class W>
+void DotBlocks(const float* const* x, const W* const* w, int64_t rows, int64_t n, float* out,
+               const W* const* next, int64_t next_rows) {
+  int64_t r = 0, p = 0;
+  auto block = [&](auto nr) {
+    constexpr int NR = decltype(nr)::value;
+    const int64_t np = r + NR < rows ? std::min<int64_t>(next_rows - p, NR) : next_rows - p;
+    DotRowsBlock<NR, kShared>(x + r, kShared ? w : w + r, n, out + r, next + p, np);
+    r += NR;
+    p += np;
+  };
+  while (r + 4 <= rows) block(std::integral_constant<int, 4>());
+  while (r + 2 <= rows) block(std::integral_constant<int, 2>());
+  if (r < rows) block(std::integral_constant<int, 1>());
 }
 
-template <class W>
-void DotPairs(const float* const* x, const W* const* w, int64_t rows, int64_t n, float* out) {
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) DotRowsBlock<4, false>(x + r, w + r, n, out + r);
-  for (; r + 2 <= rows; r += 2) DotRowsBlock<2, false>(x + r, w + r, n, out + r);
-  if (r < rows) DotRowsBlock<1, false>(x + r, w + r, n, out + r);
+void DotRowsF32(const float* const* x, int64_t rows, const float* w, int64_t n, float* out,
+                const float* const* next, int64_t next_rows) {
+  DotBlocks<true>(x, &w, rows, n, out, next, next_rows);
 }
 
-void DotRowsF32(const float* const* x, int64_t rows, const float* w, int64_t n, float* out) {
-  DotRows(x, rows, w, n, out);
+void DotRowsF16(const float* const* x, int64_t rows, const uint16_t* w, int64_t n, float* out,
+                const uint16_t* const* next, int64_t next_rows) {
+  const Half* wh = reinterpret_cast<const Half*>(w);
+  DotBlocks<true>(x, &wh, rows, n, out, reinterpret_cast<const Half* const*>(next), next_rows);
 }
 
-void DotRowsF16(const float* const* x, int64_t rows, const uint16_t* w, int64_t n, float* out) {
-  DotRows(x, rows, reinterpret_cast<const Half*>(w), n, out);
-}
-
-void DotPairsF32(const float* const* x, const float* const* w, int64_t rows, int64_t n,
-                 float* out) {
-  DotPairs(x, w, rows, n, out);
+void DotPairsF32(const float* const* x, const float* const* w, int64_t rows, int64_t n, float* out,
+                 const float* const* next, int64_t next_rows) {
+  DotBlocks<false>(x, w, rows, n, out, next, next_rows);
 }
 
 void DotPairsF16(const float* const* x, const uint16_t* const* w, int64_t rows, int64_t n,
-                 float* out) {
-  DotPairs(x, reinterpret_cast<const Half* const*>(w), rows, n, out);
+                 float* out, const uint16_t* const* next, int64_t next_rows) {
+  DotBlocks<false>(x, reinterpret_cast<const Half* const*>(w), rows, n, out,
+                   reinterpret_cast<const Half* const*>(next), next_rows);
 }
 
 // NR rows by NW weight vectors, one accumulator each, chunks summed in order.
@@ -209,15 +220,20 @@ void CombineBlock(const float* a, int64_t lda, int64_t terms, const W* const* w,
 
 template <int R, class W>
 void CombineRowBlock(const float* a, int64_t lda, int64_t terms, const W* const* w, int64_t n,
-                     const float* init, bool accumulate, bool stream, float* const* y) {
+                     const float* init, bool accumulate, bool stream, float* const* y,
+                     const W* const* next, int64_t next_rows) {
   const D d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   // Non-temporal stores need every row aligned to the vector size.
   for (int r = 0; r < R; ++r)
     stream = stream && reinterpret_cast<uintptr_t>(y[r]) % (N * sizeof(float)) == 0;
   int64_t col = 0;
-  for (; col + 4 * N <= n; col += 4 * N)
+  for (; col + 4 * N <= n; col += 4 * N) {
+    for (int64_t p = 0; p < next_rows; ++p)  // as in DotRowsBlock: a row ahead, a few lines
+      for (int64_t b = 0; b < 4 * N * int64_t{sizeof(W)}; b += 64)
+        hwy::Prefetch(reinterpret_cast<const char*>(next[p] + col) + b);
     CombineBlock<R, 4>(a, lda, terms, w, col, init, accumulate, stream, y);
+  }
   for (; col + N <= n; col += N)
     CombineBlock<R, 1>(a, lda, terms, w, col, init, accumulate, stream, y);
   for (int r = 0; r < R; ++r)
@@ -230,27 +246,30 @@ void CombineRowBlock(const float* a, int64_t lda, int64_t terms, const W* const*
 
 template <class W>
 void CombineRows(const float* a, int64_t lda, int64_t terms, const W* const* w, int64_t n,
-                 const float* init, bool accumulate, bool stream, float* const* y, int64_t rows) {
+                 const float* init, bool accumulate, bool stream, float* const* y, int64_t rows,
+                 const W* const* next, int64_t next_rows) {
   stream = stream && !accumulate;
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4)
-    CombineRowBlock<4, W>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r);
+    CombineRowBlock<4, W>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r, next,
+                          r == 0 ? next_rows : 0);
   for (; r < rows; ++r)
-    CombineRowBlock<1, W>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r);
+    CombineRowBlock<1, W>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r, next,
+                          r == 0 ? next_rows : 0);
   if (stream) hwy::FlushStream();
 }
 
 void CombineRowsF32(const float* a, int64_t lda, int64_t terms, const float* const* w, int64_t n,
-                    const float* init, bool accumulate, bool stream, float* const* y,
-                    int64_t rows) {
-  CombineRows(a, lda, terms, w, n, init, accumulate, stream, y, rows);
+                    const float* init, bool accumulate, bool stream, float* const* y, int64_t rows,
+                    const float* const* next, int64_t next_rows) {
+  CombineRows(a, lda, terms, w, n, init, accumulate, stream, y, rows, next, next_rows);
 }
 
 void CombineRowsF16(const float* a, int64_t lda, int64_t terms, const uint16_t* const* w, int64_t n,
-                    const float* init, bool accumulate, bool stream, float* const* y,
-                    int64_t rows) {
+                    const float* init, bool accumulate, bool stream, float* const* y, int64_t rows,
+                    const uint16_t* const* next, int64_t next_rows) {
   CombineRows(a, lda, terms, reinterpret_cast<const Half* const*>(w), n, init, accumulate, stream,
-              y, rows);
+              y, rows, reinterpret_cast<const Half* const*>(next), next_rows);
 }
 
 // Rounds to nearest (even) with the CPU's conversion; the last partial vector goes through a
@@ -291,22 +310,24 @@ HWY_EXPORT(CombineRowsF16);
 HWY_EXPORT(ToHalf);
 HWY_EXPORT(TargetName);
 
-void cmm_dot_rows(const float* const* x, int64_t rows, const float* w, int64_t n, float* out) {
-  HWY_DYNAMIC_DISPATCH(DotRowsF32)(x, rows, w, n, out);
+void cmm_dot_rows(const float* const* x, int64_t rows, const float* w, int64_t n, float* out,
+                  const float* const* next, int64_t next_rows) {
+  HWY_DYNAMIC_DISPATCH(DotRowsF32)(x, rows, w, n, out, next, next_rows);
 }
 
-void cmm_dot_rows(const float* const* x, int64_t rows, const uint16_t* w, int64_t n, float* out) {
-  HWY_DYNAMIC_DISPATCH(DotRowsF16)(x, rows, w, n, out);
+void cmm_dot_rows(const float* const* x, int64_t rows, const uint16_t* w, int64_t n, float* out,
+                  const uint16_t* const* next, int64_t next_rows) {
+  HWY_DYNAMIC_DISPATCH(DotRowsF16)(x, rows, w, n, out, next, next_rows);
 }
 
 void cmm_dot_pairs(const float* const* x, const float* const* w, int64_t rows, int64_t n,
-                   float* out) {
-  HWY_DYNAMIC_DISPATCH(DotPairsF32)(x, w, rows, n, out);
+                   float* out, const float* const* next, int64_t next_rows) {
+  HWY_DYNAMIC_DISPATCH(DotPairsF32)(x, w, rows, n, out, next, next_rows);
 }
 
 void cmm_dot_pairs(const float* const* x, const uint16_t* const* w, int64_t rows, int64_t n,
-                   float* out) {
-  HWY_DYNAMIC_DISPATCH(DotPairsF16)(x, w, rows, n, out);
+                   float* out, const uint16_t* const* next, int64_t next_rows) {
+  HWY_DYNAMIC_DISPATCH(DotPairsF16)(x, w, rows, n, out, next, next_rows);
 }
 
 void cmm_dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t ldw, int64_t n,
@@ -316,14 +337,16 @@ void cmm_dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t
 
 void cmm_combine_rows(const float* a, int64_t lda, int64_t terms, const float* const* w, int64_t n,
                       const float* init, bool accumulate, bool stream, float* const* y,
-                      int64_t rows) {
-  HWY_DYNAMIC_DISPATCH(CombineRowsF32)(a, lda, terms, w, n, init, accumulate, stream, y, rows);
+                      int64_t rows, const float* const* next, int64_t next_rows) {
+  HWY_DYNAMIC_DISPATCH(CombineRowsF32)
+  (a, lda, terms, w, n, init, accumulate, stream, y, rows, next, next_rows);
 }
 
 void cmm_combine_rows(const float* a, int64_t lda, int64_t terms, const uint16_t* const* w,
                       int64_t n, const float* init, bool accumulate, bool stream, float* const* y,
-                      int64_t rows) {
-  HWY_DYNAMIC_DISPATCH(CombineRowsF16)(a, lda, terms, w, n, init, accumulate, stream, y, rows);
+                      int64_t rows, const uint16_t* const* next, int64_t next_rows) {
+  HWY_DYNAMIC_DISPATCH(CombineRowsF16)
+  (a, lda, terms, w, n, init, accumulate, stream, y, rows, next, next_rows);
 }
 
 void to_half(const float* src, int64_t n, uint16_t* dst) {

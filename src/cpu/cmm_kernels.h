@@ -11,17 +11,21 @@ namespace fff::cpu {
 // out[r] = dot(x[r], w) for r < rows, n floats each: the rows of one tree node's group.
 // Every dot sums its 16-lane (or native-width) chunks into the same accumulators in the same
 // order whatever `rows` is, so a row's result does not depend on how rows were grouped.
-void cmm_dot_rows(const float* const* x, int64_t rows, const float* w, int64_t n, float* out);
+// next[0..next_rows): weight vectors the caller reads next, requested from memory a few lines at
+// a time as this call reads its own, so that their misses overlap this call's work.
+void cmm_dot_rows(const float* const* x, int64_t rows, const float* w, int64_t n, float* out,
+                  const float* const* next = nullptr, int64_t next_rows = 0);
 // The same with w in IEEE half precision (bits), widened exactly to fp32 as it is read.
-void cmm_dot_rows(const float* const* x, int64_t rows, const uint16_t* w, int64_t n, float* out);
+void cmm_dot_rows(const float* const* x, int64_t rows, const uint16_t* w, int64_t n, float* out,
+                  const uint16_t* const* next = nullptr, int64_t next_rows = 0);
 
 // out[r] = dot(x[r], w[r]) for r < rows: rows that each meet their own weight vector (tokens
 // alone at their tree nodes), computed together so that their weights' cache misses overlap.
 // Each result is bitwise the one cmm_dot_rows gives for that row and vector.
 void cmm_dot_pairs(const float* const* x, const float* const* w, int64_t rows, int64_t n,
-                   float* out);
+                   float* out, const float* const* next = nullptr, int64_t next_rows = 0);
 void cmm_dot_pairs(const float* const* x, const uint16_t* const* w, int64_t rows, int64_t n,
-                   float* out);
+                   float* out, const uint16_t* const* next = nullptr, int64_t next_rows = 0);
 
 // out[r * ldo + k] = dot(x[r], w + k * ldw) for r < rows, k < nw: a small matrix product with
 // rows given by pointer (gathered by tree node or leaf without copying them).
@@ -33,13 +37,14 @@ void cmm_dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t
 // terms' weight rows are shared by all rows: one tree path or one leaf's output rows.
 // stream: write with non-temporal stores (where rows are vector-aligned and not accumulated),
 // for outputs too large to stay in cache; it saves reading them in before writing.
+// next[0..next_rows): weight rows the caller combines next, requested as in cmm_dot_rows.
 void cmm_combine_rows(const float* a, int64_t lda, int64_t terms, const float* const* w, int64_t n,
                       const float* init, bool accumulate, bool stream, float* const* y,
-                      int64_t rows);
+                      int64_t rows, const float* const* next = nullptr, int64_t next_rows = 0);
 // The same with the weight rows in IEEE half precision (bits).
 void cmm_combine_rows(const float* a, int64_t lda, int64_t terms, const uint16_t* const* w,
                       int64_t n, const float* init, bool accumulate, bool stream, float* const* y,
-                      int64_t rows);
+                      int64_t rows, const uint16_t* const* next = nullptr, int64_t next_rows = 0);
 
 // dst = src rounded to IEEE half precision (nearest, ties to even), as bits.
 void to_half(const float* src, int64_t n, uint16_t* dst);
