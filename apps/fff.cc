@@ -426,6 +426,9 @@ json bench_json(const fff::CmmBenchResult& r) {
           {"copy_us_per_token", r.copy_us_per_token},
           {"fff_io_gbps", r.fff_io_gbps},
           {"copy_io_gbps", r.copy_io_gbps},
+          {"rows_floor_us_per_token", r.rows_floor_us_per_token},
+          {"rows_read_per_token", r.rows_read_per_token},
+          {"fff_vs_rows_floor", r.fff_vs_rows_floor},
           {"fff_repeats", r.fff_repeats},
           {"dense_repeats", r.dense_repeats}};
 }
@@ -444,8 +447,9 @@ int run_bench(const BenchArgs& a, const CLI::App& cmd) {
     batches = {a.batch};
   }
   if (!a.json)
-    std::printf("%-8s %6s %6s %12s %12s %9s %10s %10s %10s\n", "shape", "batch", "layers",
-                "fff us/tok", "dense us/tok", "speedup", "fff GF/s", "dense GF/s", "rel err");
+    std::printf("%-8s %6s %6s %12s %12s %9s %10s %10s %10s %12s %9s\n", "shape", "batch",
+                "layers", "fff us/tok", "dense us/tok", "speedup", "fff GF/s", "dense GF/s",
+                "rel err", "floor us/tok", "vs floor");
   for (int64_t batch : batches) {
     double dense_us = 0.0;  // one dense measurement per batch serves every shape
     int dense_n = 0;
@@ -461,10 +465,10 @@ int run_bench(const BenchArgs& a, const CLI::App& cmd) {
         std::cout << bench_json(r).dump() << std::endl;
       } else {
         const std::string shape = std::to_string(trees) + "x" + std::to_string(depth);
-        std::printf("%-8s %6lld %6lld %12.3f %12.3f %8.1fx %10.2f %10.2f %10.2e\n", shape.c_str(),
-                    static_cast<long long>(batch), static_cast<long long>(c.layers),
+        std::printf("%-8s %6lld %6lld %12.3f %12.3f %8.1fx %10.2f %10.2f %10.2e %12.3f %8.2fx\n",
+                    shape.c_str(), static_cast<long long>(batch), static_cast<long long>(c.layers),
                     r.fff_us_per_token, r.dense_us_per_token, r.speedup, r.fff_gflops,
-                    r.dense_gflops, r.max_rel_err);
+                    r.dense_gflops, r.max_rel_err, r.rows_floor_us_per_token, r.fff_vs_rows_floor);
         std::fflush(stdout);
       }
     }

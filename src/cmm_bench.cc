@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/cmm_kernels.h"
 #include "fff/cmm.h"
 #include "fff/dense_ff.h"
 #include "fff/gemm.h"
@@ -91,6 +92,50 @@ CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_toke
   r.fff_io_gbps = io_bytes / r.fff_us_per_token * 1e-3;
   r.copy_io_gbps = io_bytes / r.copy_us_per_token * 1e-3;
   (void)copy_n;
+
+  // The weights' floor in the same run: each call reads, once and in address order, the w1 and
+  // w2 rows its batch visits in each layer (a dot product per row, no chains of dependent
+  // misses). FFF cannot read its weights faster than this.
+  {
+    std::vector<std::vector<int32_t>> visited(distinct * L);  // per batch and layer: nodes
+    NeuronFFFContext ctx;
+    Tensor y_route({B, d});
+    int64_t total = 0;
+    for (int64_t b = 0; b < distinct; ++b)
+      for (int64_t l = 0; l < L; ++l) {
+        neuron_fff_forward(fff_layers[l], x.row(b * B), B, y_route.ptr(), &ctx);
+        auto& v = visited[b * L + l];
+        v.assign(ctx.node.begin(), ctx.node.end());
+        std::sort(v.begin(), v.end());
+        v.erase(std::unique(v.begin(), v.end()), v.end());
+        total += static_cast<int64_t>(v.size());
+      }
+    const std::vector<float> ones(static_cast<size_t>(d), 1.0f);
+    const float* one = ones.data();
+    float sink = 0.0f;
+    int64_t floor_call = 0;
+    const auto [rows_s, rows_n] = median_seconds(
+        [&] {
+          const int64_t b = floor_call++ % distinct;
+          for (int64_t l = 0; l < L; ++l) {
+            const float* w1 = fff_layers[l].w1.value.ptr();
+            const float* w2 = fff_layers[l].w2.value.ptr();
+            for (const int32_t k : visited[b * L + l]) {
+              float z1, z2;
+              cpu::cmm_dot_rows(&one, 1, w1 + k * d, d, &z1);
+              cpu::cmm_dot_rows(&one, 1, w2 + k * d, d, &z2);
+              sink += z1 + z2;
+            }
+          }
+        },
+        cfg.min_seconds / 3);
+    (void)rows_n;
+    r.rows_floor_us_per_token = rows_s * 1e6 / static_cast<double>(B * L);
+    r.rows_read_per_token =
+        2.0 * static_cast<double>(total) / static_cast<double>(distinct * B * L);
+    r.fff_vs_rows_floor = r.fff_us_per_token / r.rows_floor_us_per_token;
+    if (std::isnan(sink)) r.rows_floor_us_per_token = NAN;  // keeps the reads observable
+  }
 
   // Error of the first layer against its reference on the first rows.
   const int64_t checked = std::min(B, kCheckedRows);

@@ -37,6 +37,9 @@ struct CmmBenchResult {
   // those bytes.
   double copy_us_per_token = 0.0;
   double fff_io_gbps = 0.0, copy_io_gbps = 0.0;
+  // The weights' floor in the same run: reading each call's visited w1 and w2 rows once, in
+  // address order (rows_read_per_token: distinct rows per token and layer, w1 and w2 counted).
+  double rows_floor_us_per_token = 0.0, rows_read_per_token = 0.0, fff_vs_rows_floor = 0.0;
   int fff_repeats = 0, dense_repeats = 0;
 };
 
