@@ -28,7 +28,7 @@ constexpr int64_t kStreamOutputBytes = 4 << 20;
 struct Scratch {
   std::vector<int32_t> node;  // per row of the slice: its node in the current tree
   std::vector<float> act;     // per row: the D + 1 activations of its path in the current tree
-  std::vector<int32_t> order, bucket_start, tile, sorted, start, singles, lone, groups;
+  std::vector<int32_t> order, bucket_start, tile, sorted, start, singles, packed, lone, groups;
   std::vector<const float*> xp, path, next_path;
   std::vector<const uint16_t*> path_half, next_path_half;
   std::vector<float*> yp;
@@ -252,6 +252,9 @@ void infer_slice(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t r
   // Regrouping lets a deep node serve the rows of several tiles; a slice that is one tile walks
   // the whole depth in one band.
   const int64_t band = rows <= tile_max ? D1 : std::max<int64_t>(1, opt.band_levels);
+  const int64_t pack_max = std::min(tile_max, opt.pack_rows >= 0         ? opt.pack_rows
+                                              : std::is_same_v<W, float> ? 0
+                                                                         : 64);
   sc.node.resize(rows);
   sc.act.resize(rows * D1);
   sc.order.resize(rows);
@@ -270,8 +273,9 @@ void infer_slice(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t r
     for (int64_t s = 0; s <= c.depth; s += band) {
       const int64_t e = std::min(c.depth, s + band - 1);
       // Regroup the slice by the node reached at level s, then walk it in tiles: a bucket of
-      // rows is a tile (split into equal tiles above tile_max rows); the rows alone at their
-      // node are packed into tiles together, so that they step in lockstep.
+      // rows is a tile (split into equal tiles above tile_max rows), or shares one with its
+      // neighbours if it has at most pack_max rows; the rows alone at their node are packed
+      // into tiles together, so that they step in lockstep.
       const int64_t width = int64_t{1} << s;
       group_by_node(nullptr, rows, sc.node.data(), static_cast<int32_t>(width - 1), width,
                     sc.order.data(), sc.bucket_start);
@@ -279,17 +283,26 @@ void infer_slice(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t r
         std::copy_n(tile_rows, n, sc.tile.data());
         walk_tile(m, wr, tree, x, y, sc.tile.data(), n, s, e, sc);
       };
+      auto walk_packed = [&] {
+        if (!sc.packed.empty()) walk(sc.packed.data(), static_cast<int64_t>(sc.packed.size()));
+        sc.packed.clear();
+      };
       sc.singles.clear();
       for (size_t k = 0; k + 1 < sc.bucket_start.size(); ++k) {
         const int64_t b = sc.bucket_start[k], cnt = sc.bucket_start[k + 1] - b;
-        if (cnt == 1) sc.singles.push_back(sc.order[b]);
-        if (cnt < 2) continue;
-        const int64_t tiles = (cnt + tile_max - 1) / tile_max;
-        for (int64_t t = 0; t < tiles; ++t) {
-          const int64_t t0 = b + cnt * t / tiles, t1 = b + cnt * (t + 1) / tiles;
-          walk(sc.order.data() + t0, t1 - t0);
+        const int32_t* bucket = sc.order.data() + b;
+        if (cnt == 1) {
+          sc.singles.push_back(bucket[0]);
+        } else if (cnt <= pack_max) {
+          if (static_cast<int64_t>(sc.packed.size()) + cnt > pack_max) walk_packed();
+          sc.packed.insert(sc.packed.end(), bucket, bucket + cnt);
+        } else {
+          const int64_t tiles = (cnt + tile_max - 1) / tile_max;
+          for (int64_t t = 0; t < tiles; ++t)
+            walk(bucket + cnt * t / tiles, cnt * (t + 1) / tiles - cnt * t / tiles);
         }
       }
+      walk_packed();
       const int64_t singles = static_cast<int64_t>(sc.singles.size());
       for (int64_t t0 = 0; t0 < singles; t0 += tile_max)
         walk(sc.singles.data() + t0, std::min(tile_max, singles - t0));

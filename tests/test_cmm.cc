@@ -212,7 +212,11 @@ void check_all_paths(const fff::NeuronFFF& m, const std::vector<float>& x, int64
   fff::CmmOptions small;  // many bands and tiny tiles: every regrouping and split is exercised
   small.band_levels = 2;
   small.tile_rows = 5;
+  fff::CmmOptions packed = small;  // small buckets share tiles
+  packed.pack_rows = 4;
   fff::neuron_fff_infer_batched(m, x.data(), B, tuned.data(), small);
+  std::vector<float> tuned_packed(B * out, NAN);
+  fff::neuron_fff_infer_batched(m, x.data(), B, tuned_packed.data(), packed);
   fff::neuron_fff_infer(m, x.data(), B, picked.data());
   {
     ThreadGuard guard;
@@ -223,6 +227,7 @@ void check_all_paths(const fff::NeuronFFF& m, const std::vector<float>& x, int64
   // Each output depends only on its row, in a fixed order: all paths agree bitwise.
   ASSERT_TRUE(bitwise_equal(batched, rowwise)) << what;
   ASSERT_TRUE(bitwise_equal(tuned, rowwise)) << what;
+  ASSERT_TRUE(bitwise_equal(tuned_packed, rowwise)) << what;
   ASSERT_TRUE(bitwise_equal(picked, rowwise)) << what;
   ASSERT_TRUE(bitwise_equal(two, rowwise)) << what;
   // Half-precision weights: the same arithmetic as fp32 inference with the rounded weights.
@@ -240,9 +245,14 @@ void check_all_paths(const fff::NeuronFFF& m, const std::vector<float>& x, int64
   fff::neuron_fff_infer_rowwise(m, x.data(), B, half_rowwise.data(), &half);
   fff::neuron_fff_infer_batched(m, x.data(), B, half_batched.data(), {}, &half);
   fff::neuron_fff_infer_batched(m, x.data(), B, half_tuned.data(), small, &half);
+  std::vector<float> half_unpacked(B * out, NAN);
+  fff::CmmOptions unpacked = small;
+  unpacked.pack_rows = 0;
+  fff::neuron_fff_infer_batched(m, x.data(), B, half_unpacked.data(), unpacked, &half);
   ASSERT_TRUE(bitwise_equal(half_rowwise, want)) << what << " (half)";
   ASSERT_TRUE(bitwise_equal(half_batched, want)) << what << " (half)";
   ASSERT_TRUE(bitwise_equal(half_tuned, want)) << what << " (half)";
+  ASSERT_TRUE(bitwise_equal(half_unpacked, want)) << what << " (half)";
 }
 
 TEST(CmmEngine, MatchesReferenceRandomShapes) {
