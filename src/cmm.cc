@@ -29,8 +29,8 @@ struct Scratch {
   std::vector<int32_t> node;  // per row of the slice: its node in the current tree
   std::vector<float> act;     // per row: the D + 1 activations of its path in the current tree
   std::vector<int32_t> order, bucket_start, tile, sorted, start, singles, packed, lone, groups;
-  std::vector<const float*> xp, path, next_path;
-  std::vector<const uint16_t*> path_half, next_path_half;
+  std::vector<const float*> xp, path[2];
+  std::vector<const uint16_t*> path_half[2];
   std::vector<float*> yp;
   std::vector<float> z, a;
   bool stream = false;  // write outputs with non-temporal stores
@@ -50,19 +50,13 @@ WeightRows<uint16_t> weight_rows(const NeuronFFFHalf& h) {
   return {h.w1.data(), h.w2.data()};
 }
 
+// The output rows of a path (which = 0), or of the next path to be combined (which = 1).
 template <class W>
-std::vector<const W*>& path_rows(Scratch& sc) {
+std::vector<const W*>& path_rows(Scratch& sc, int which = 0) {
   if constexpr (std::is_same_v<W, float>)
-    return sc.path;
+    return sc.path[which];
   else
-    return sc.path_half;
-}
-template <class W>
-std::vector<const W*>& next_path_rows(Scratch& sc) {
-  if constexpr (std::is_same_v<W, float>)
-    return sc.next_path;
-  else
-    return sc.next_path_half;
+    return sc.path_half[which];
 }
 
 // One tree's part of the weights: node k's input row is w1 + k * in, its output row w2 + k * out.
@@ -148,7 +142,7 @@ void combine_lone(const NeuronFFFConfig& c, const TreeWeights<W>& tw, int64_t tr
                   const int32_t* lone, int64_t n, Scratch& sc) {
   const int64_t D1 = c.depth + 1;
   auto& path = path_rows<W>(sc);
-  auto& next = next_path_rows<W>(sc);
+  auto& next = path_rows<W>(sc, 1);
   // A node has moved one level below D when its row's walk ended.
   if (n > 0) set_path(c, tw.w2, (sc.node[lone[0]] - 1) / 2, c.depth, next);
   for (int64_t i = 0; i < n; ++i) {
@@ -265,7 +259,7 @@ void infer_slice(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t r
   sc.z.resize(std::min(rows, tile_max));
   sc.a.resize(std::min(rows, tile_max) * D1);
   path_rows<W>(sc).resize(D1);
-  next_path_rows<W>(sc).resize(D1);
+  path_rows<W>(sc, 1).resize(D1);
   // A single tree writes each output once; when the outputs exceed the cache, stream them.
   sc.stream = c.trees == 1 && rows * c.out * int64_t{sizeof(float)} > kStreamOutputBytes;
   for (int64_t tree = 0; tree < c.trees; ++tree) {

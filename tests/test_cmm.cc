@@ -286,23 +286,23 @@ TEST(CmmEngine, MatchesReferenceRandomShapes) {
   EXPECT_LE(redraws, 20);
 }
 
+// Builds a random neuron FFF with seed `seed` and checks every path on B random rows.
+void check_random_layer(const fff::NeuronFFFConfig& cfg, int64_t B, uint64_t seed) {
+  Rng rng(seed);
+  const fff::NeuronFFF m = fff::make_neuron_fff(cfg, rng);
+  const auto x = random_vec(B * cfg.in, rng);
+  check_all_paths(m, x, B, neuron_desc(cfg, B));
+}
+
 TEST(CmmEngine, WideLayerMatchesReference) {
   // UltraFastBERT's width, several trees, a batch that spans tiles and both threads.
-  const auto cfg = neuron_config(768, 768, 2, 7, Activation::gelu, false);
-  Rng rng(12);
-  const fff::NeuronFFF m = fff::make_neuron_fff(cfg, rng);
-  const auto x = random_vec(300 * 768, rng);
-  check_all_paths(m, x, 300, neuron_desc(cfg, 300));
+  check_random_layer(neuron_config(768, 768, 2, 7, Activation::gelu, false), 300, 12);
 }
 
 TEST(CmmEngine, DeepTreeSmallBatchMatchesReference) {
   // Far more nodes than rows at the deep levels: tiles group their rows by sorting, and rows
   // of a batch that spans threads and tiles become alone at their nodes at different levels.
-  const auto cfg = neuron_config(9, 7, 2, 16, Activation::gelu, true);
-  Rng rng(14);
-  const fff::NeuronFFF m = fff::make_neuron_fff(cfg, rng);
-  const auto x = random_vec(301 * 9, rng);
-  check_all_paths(m, x, 301, neuron_desc(cfg, 301));
+  check_random_layer(neuron_config(9, 7, 2, 16, Activation::gelu, true), 301, 14);
 }
 
 TEST(CmmEngine, StreamedOutputsOfALargeBatch) {
