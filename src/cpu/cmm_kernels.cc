@@ -253,9 +253,24 @@ void CombineRows(const float* a, int64_t lda, int64_t terms, const W* const* w, 
   for (; r + 4 <= rows; r += 4)
     CombineRowBlock<4, W>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r, next,
                           r == 0 ? next_rows : 0);
-  for (; r < rows; ++r)
-    CombineRowBlock<1, W>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r, next,
-                          r == 0 ? next_rows : 0);
+  // The last 1 to 3 rows in one block, so that each weight vector is loaded once for them.
+  const int64_t pf = r == 0 ? next_rows : 0;
+  switch (rows - r) {
+    case 3:
+      CombineRowBlock<3, W>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r, next,
+                            pf);
+      break;
+    case 2:
+      CombineRowBlock<2, W>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r, next,
+                            pf);
+      break;
+    case 1:
+      CombineRowBlock<1, W>(a + r * lda, lda, terms, w, n, init, accumulate, stream, y + r, next,
+                            pf);
+      break;
+    default:
+      break;
+  }
   if (stream) hwy::FlushStream();
 }
 
