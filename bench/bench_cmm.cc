@@ -2,7 +2,7 @@
 // row at a time), beside the memory floor of the same batch: reading the inputs and writing the
 // outputs once. Median of repeats after a warm-up; every call takes a different batch of tokens.
 // Usage: bench_cmm [--dim 768] [--trees 1] [--depth 11] [--batch 16384] [--threads 1]
-//                  [--band 6] [--tile 0] [--repeats 11] [--no-rowwise]
+//                  [--band 6] [--tile 0] [--pack -1] [--repeats 11] [--no-rowwise]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -40,7 +40,7 @@ std::vector<double> interleaved_median_us(int rounds,
 }  // namespace
 
 int main(int argc, char** argv) {
-  int64_t dim = 768, trees = 1, depth = 11, batch = 16384, band = 6, tile = 0;
+  int64_t dim = 768, trees = 1, depth = 11, batch = 16384, band = 6, tile = 0, pack = -1;
   int threads = 1, repeats = 11;
   bool rowwise = true;
   for (int i = 1; i < argc; ++i) {
@@ -68,6 +68,8 @@ int main(int argc, char** argv) {
       band = v;
     else if (a == "--tile")
       tile = v;
+    else if (a == "--pack")
+      pack = v;
     else if (a == "--repeats")
       repeats = static_cast<int>(v);
     else {
@@ -91,6 +93,7 @@ int main(int argc, char** argv) {
   fff::CmmOptions opt;
   opt.band_levels = band;
   opt.tile_rows = tile;
+  opt.pack_rows = pack;
   std::vector<std::string> names = {"memory floor (copy x to y)", "batched"};
   std::vector<std::function<void()>> fs = {
       [&] { std::memcpy(y.ptr(), input(), sizeof(float) * batch * dim); },
@@ -100,8 +103,8 @@ int main(int argc, char** argv) {
     fs.push_back([&] { fff::neuron_fff_infer_rowwise(m, input(), batch, y.ptr()); });
   }
   const std::vector<double> us = interleaved_median_us(repeats, fs);
-  std::printf("simd %s  dim %ld  %ldx%ld  batch %ld  threads %d  band %ld  tile %ld\n",
-              fff::cmm_simd_target(), dim, trees, depth, batch, threads, band, tile);
+  std::printf("simd %s  dim %ld  %ldx%ld  batch %ld  threads %d  band %ld  tile %ld  pack %ld\n",
+              fff::cmm_simd_target(), dim, trees, depth, batch, threads, band, tile, pack);
   for (size_t k = 0; k < fs.size(); ++k)
     std::printf("%-28s %8.3f us/token  %5.2fx floor\n", names[k].c_str(), us[k] * per,
                 us[k] / us[0]);
