@@ -186,11 +186,34 @@ TEST(Cli, BenchJsonHasTheIssueFields) {
   ASSERT_TRUE(r.exited) << r;
   ASSERT_EQ(r.code, 0) << r;
   const json j = json::parse(r.out);
-  for (const char* key :
-       {"dim", "trees", "depth", "batch", "threads", "layers", "dense_width", "dense_backend",
-        "dense_us_per_token", "fff_us_per_token", "speedup", "fff_gflops", "dense_gflops",
-        "max_rel_err", "simd", "fff_path", "copy_us_per_token", "fff_io_gbps", "copy_io_gbps"})
+  for (const char* key : {"dim",
+                          "trees",
+                          "depth",
+                          "batch",
+                          "threads",
+                          "layers",
+                          "dense_width",
+                          "dense_backend",
+                          "dense_us_per_token",
+                          "fff_us_per_token",
+                          "speedup",
+                          "fff_gflops",
+                          "dense_gflops",
+                          "max_rel_err",
+                          "simd",
+                          "fff_path",
+                          "copy_us_per_token",
+                          "fff_io_gbps",
+                          "copy_io_gbps",
+                          "rows_floor_us_per_token",
+                          "rows_read_per_token",
+                          "fff_vs_rows_floor"})
     EXPECT_TRUE(j.contains(key)) << key << "\n" << r;
+  // Distinct w1 and w2 rows per token and layer: at most its own 2 K (D + 1) = 16, at least
+  // those 16 shared by all 5 tokens of the batch.
+  EXPECT_LE(j["rows_read_per_token"].get<double>(), 16.0) << r;
+  EXPECT_GE(j["rows_read_per_token"].get<double>(), 16.0 / 5.0) << r;
+  EXPECT_GT(j["rows_floor_us_per_token"].get<double>(), 0.0) << r;
   EXPECT_EQ(j["fff_path"], "rowwise");  // batch 5 takes the latency path
   EXPECT_EQ(j["dim"], 33);
   EXPECT_EQ(j["trees"], 2);
