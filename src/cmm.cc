@@ -184,6 +184,7 @@ void walk_tile(const NeuronFFF& m, WeightRows<W> wr, int64_t tree, const float* 
   const int64_t D1 = c.depth + 1;
   const TreeWeights<W> tw = tree_weights(m, wr, tree);
   auto& path = path_rows<W>(sc);
+  auto& next_path = path_rows<W>(sc, 1);  // the next group's, requested while one combines
   const int64_t lo = sc.node[tile[0]], hi = sc.node[tile[n - 1]];
   sc.lone.clear();
   for (int64_t level = s; level <= e; ++level) {
@@ -217,12 +218,13 @@ void walk_tile(const NeuronFFF& m, WeightRows<W> wr, int64_t tree, const float* 
       kept += cnt;
       if (level < c.depth) continue;
       set_path(c, tw.w2, node, c.depth, path);
+      if (next) set_path(c, tw.w2, (next - tw.w1) / c.in, c.depth, next_path);
       for (int64_t i = 0; i < cnt; ++i) {
         std::copy_n(sc.act.data() + rows[i] * D1, D1, sc.a.data() + i * D1);
         sc.yp[i] = y + rows[i] * c.out;
       }
       cpu::cmm_combine_rows(sc.a.data(), D1, D1, path.data(), c.out, tw.init, tree > 0, sc.stream,
-                            sc.yp.data(), cnt);
+                            sc.yp.data(), cnt, next_path.data(), next ? D1 : 0);
     }
     // A row alone at its node stays alone below it: from here on it steps with the tile's
     // other lone rows, and after level D they combine their paths.
