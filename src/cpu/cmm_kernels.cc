@@ -41,6 +41,17 @@ HWY_INLINE float Widen(Half v) {
   return half_to_float(bits);
 }
 
+// Requests the bytes [off, off + 4 vectors) of each of next[0..next_rows) from memory: called as
+// a kernel's loop reaches column `off` of its own rows, it fetches the rows the caller reads
+// next a row ahead, a few lines at a time, so the requests never flood the core's outstanding
+// misses.
+template <class W>
+HWY_INLINE void PrefetchAhead(const W* const* next, int64_t next_rows, int64_t off, int64_t N) {
+  for (int64_t p = 0; p < next_rows; ++p)
+    for (int64_t b = 0; b < 4 * N * int64_t{sizeof(W)}; b += 64)
+      hwy::Prefetch(reinterpret_cast<const char*>(next[p] + off) + b);
+}
+
 // NR rows against one weight vector (kShared: w[0]) or each against its own (w[r]). Chunk i of
 // every dot goes to accumulator i % 4, whatever NR or kShared, so results do not depend on the
 // blocking; four accumulators keep the FMA chains short when a node's group is a single row.
@@ -63,11 +74,7 @@ void DotRowsBlock(const float* const* x, const W* const* w, int64_t n, float* ou
   };
   int64_t i = 0;
   for (; i + 4 * N <= n; i += 4 * N) {
-    // The next rows' weights are requested as far along as this block has read: a row ahead,
-    // a few lines at a time, so the requests never flood the core's outstanding misses.
-    for (int64_t p = 0; p < next_rows; ++p)
-      for (int64_t b = 0; b < 4 * N * int64_t{sizeof(W)}; b += 64)
-        hwy::Prefetch(reinterpret_cast<const char*>(next[p] + i) + b);
+    PrefetchAhead(next, next_rows, i, N);
     for (int k = 0; k < 4; ++k) chunk(i + k * N, k);
   }
   // Up to three whole chunks remain; constant accumulator indices keep acc in registers.
@@ -229,9 +236,7 @@ void CombineRowBlock(const float* a, int64_t lda, int64_t terms, const W* const*
     stream = stream && reinterpret_cast<uintptr_t>(y[r]) % (N * sizeof(float)) == 0;
   int64_t col = 0;
   for (; col + 4 * N <= n; col += 4 * N) {
-    for (int64_t p = 0; p < next_rows; ++p)  // as in DotRowsBlock: a row ahead, a few lines
-      for (int64_t b = 0; b < 4 * N * int64_t{sizeof(W)}; b += 64)
-        hwy::Prefetch(reinterpret_cast<const char*>(next[p] + col) + b);
+    PrefetchAhead(next, next_rows, col, N);
     CombineBlock<R, 4>(a, lda, terms, w, col, init, accumulate, stream, y);
   }
   for (; col + N <= n; col += N)
