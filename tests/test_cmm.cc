@@ -205,7 +205,8 @@ void check_all_paths(const fff::NeuronFFF& m, const std::vector<float>& x, int64
                      const std::string& what) {
   const int64_t out = m.cfg.out;
   std::vector<float> ref(B * out, NAN), rowwise(B * out, NAN), batched(B * out, NAN),
-      tuned(B * out, NAN), picked(B * out, NAN), two(B * out, NAN);
+      tuned(B * out, NAN), picked(B * out, NAN), two(B * out, NAN), two_default(B * out, NAN),
+      three(B * out, NAN);
   fff::neuron_fff_forward_reference(m, x.data(), B, ref.data(), nullptr);
   fff::neuron_fff_infer_rowwise(m, x.data(), B, rowwise.data());
   fff::neuron_fff_infer_batched(m, x.data(), B, batched.data());
@@ -220,8 +221,12 @@ void check_all_paths(const fff::NeuronFFF& m, const std::vector<float>& x, int64
   fff::neuron_fff_infer(m, x.data(), B, picked.data());
   {
     ThreadGuard guard;
+    // From 128 rows threads split the batch: by slices, then by subtrees below a few levels.
     fff::set_num_threads(2);
     fff::neuron_fff_infer_batched(m, x.data(), B, two.data(), small);
+    fff::neuron_fff_infer_batched(m, x.data(), B, two_default.data());
+    fff::set_num_threads(3);
+    fff::neuron_fff_infer_batched(m, x.data(), B, three.data());
   }
   ASSERT_LE(max_rel_err(rowwise, ref), 1e-5) << what;
   // Each output depends only on its row, in a fixed order: all paths agree bitwise.
@@ -230,6 +235,8 @@ void check_all_paths(const fff::NeuronFFF& m, const std::vector<float>& x, int64
   ASSERT_TRUE(bitwise_equal(tuned_packed, rowwise)) << what;
   ASSERT_TRUE(bitwise_equal(picked, rowwise)) << what;
   ASSERT_TRUE(bitwise_equal(two, rowwise)) << what;
+  ASSERT_TRUE(bitwise_equal(two_default, rowwise)) << what;
+  ASSERT_TRUE(bitwise_equal(three, rowwise)) << what;
   // Half-precision weights: the same arithmetic as fp32 inference with the rounded weights.
   fff::NeuronFFF rounded = m;
   for (fff::Tensor* w : {&rounded.w1.value, &rounded.w2.value})
@@ -249,10 +256,17 @@ void check_all_paths(const fff::NeuronFFF& m, const std::vector<float>& x, int64
   fff::CmmOptions unpacked = small;
   unpacked.pack_rows = 0;
   fff::neuron_fff_infer_batched(m, x.data(), B, half_unpacked.data(), unpacked, &half);
+  std::vector<float> half_two(B * out, NAN);
+  {
+    ThreadGuard guard;
+    fff::set_num_threads(2);
+    fff::neuron_fff_infer_batched(m, x.data(), B, half_two.data(), {}, &half);
+  }
   ASSERT_TRUE(bitwise_equal(half_rowwise, want)) << what << " (half)";
   ASSERT_TRUE(bitwise_equal(half_batched, want)) << what << " (half)";
   ASSERT_TRUE(bitwise_equal(half_tuned, want)) << what << " (half)";
   ASSERT_TRUE(bitwise_equal(half_unpacked, want)) << what << " (half)";
+  ASSERT_TRUE(bitwise_equal(half_two, want)) << what << " (half)";
 }
 
 TEST(CmmEngine, MatchesReferenceRandomShapes) {

@@ -51,9 +51,10 @@ void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, flo
 // rows. Rows alone at their node (the deep levels) step 8 at a time in lockstep and combine
 // their own paths after the last level. Every step requests the weight rows of the next group,
 // lockstep chunk or path a few lines at a time while it reads its own, so that the misses of a
-// level overlap instead of forming chains. Threads take contiguous slices of the batch. Each
-// output depends only on its row (fixed summation order), so results are the same for any
-// thread count, grouping or path.
+// level overlap instead of forming chains. Threads walk contiguous slices of the batch down to
+// a few levels (16 nodes per thread), then take the rows of disjoint subtrees, so that each deep
+// node's weights are read by one core. Each output depends only on its row (fixed summation
+// order), so results are the same for any thread count, grouping or path.
 void neuron_fff_infer_batched(const NeuronFFF& m, const float* x, int64_t B, float* y,
                               const CmmOptions& opt = {}, const NeuronFFFHalf* half = nullptr);
 
