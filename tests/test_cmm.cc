@@ -221,12 +221,13 @@ void check_all_paths(const fff::NeuronFFF& m, const std::vector<float>& x, int64
   fff::neuron_fff_infer(m, x.data(), B, picked.data());
   {
     ThreadGuard guard;
-    // From 128 rows threads split the batch: by slices, then by subtrees below a few levels.
+    // From 128 rows threads split the batch into slices; slices walked in bands (here with tiny
+    // tiles) switch to disjoint subtrees below a band.
     fff::set_num_threads(2);
     fff::neuron_fff_infer_batched(m, x.data(), B, two.data(), small);
     fff::neuron_fff_infer_batched(m, x.data(), B, two_default.data());
     fff::set_num_threads(3);
-    fff::neuron_fff_infer_batched(m, x.data(), B, three.data());
+    fff::neuron_fff_infer_batched(m, x.data(), B, three.data(), small);
   }
   ASSERT_LE(max_rel_err(rowwise, ref), 1e-5) << what;
   // Each output depends only on its row, in a fixed order: all paths agree bitwise.
