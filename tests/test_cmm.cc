@@ -314,6 +314,12 @@ TEST(CmmEngine, WideLayerMatchesReference) {
   check_random_layer(neuron_config(768, 768, 2, 7, Activation::gelu, false), 300, 12);
 }
 
+TEST(CmmEngine, SlicesEitherSideOfOneTile) {
+  // On two threads 513 rows are slices of 256 and 257 rows, one tile (256 rows of width 768) and
+  // just over it: both threads must take the same schedule, by subtrees below level 6.
+  check_random_layer(neuron_config(768, 768, 1, 8, Activation::gelu, true), 513, 15);
+}
+
 TEST(CmmEngine, DeepTreeSmallBatchMatchesReference) {
   // Far more nodes than rows at the deep levels: tiles group their rows by sorting, and rows
   // of a batch that spans threads and tiles become alone at their nodes at different levels.
