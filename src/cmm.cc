@@ -293,26 +293,29 @@ void walk_levels(const NeuronFFF& m, WeightRows<W> wr, int64_t tree, const float
       if (!sc.packed.empty()) walk(sc.packed.data(), static_cast<int64_t>(sc.packed.size()));
       sc.packed.clear();
     };
-    sc.singles.clear();
-    for (size_t k = 0; n > tile_max && k + 1 < sc.bucket_start.size(); ++k) {
-      const int64_t b = sc.bucket_start[k], cnt = sc.bucket_start[k + 1] - b;
-      const int32_t* bucket = sc.order.data() + b;
-      if (cnt == 1) {
-        sc.singles.push_back(bucket[0]);
-      } else if (cnt <= pack_max) {
-        if (static_cast<int64_t>(sc.packed.size()) + cnt > pack_max) walk_packed();
-        sc.packed.insert(sc.packed.end(), bucket, bucket + cnt);
-      } else {
-        const int64_t tiles = (cnt + tile_max - 1) / tile_max;
-        for (int64_t t = 0; t < tiles; ++t)
-          walk(bucket + cnt * t / tiles, cnt * (t + 1) / tiles - cnt * t / tiles);
+    if (n <= tile_max) {
+      walk(sc.order.data(), n);
+    } else {
+      sc.singles.clear();
+      for (size_t k = 0; k + 1 < sc.bucket_start.size(); ++k) {
+        const int64_t b = sc.bucket_start[k], cnt = sc.bucket_start[k + 1] - b;
+        const int32_t* bucket = sc.order.data() + b;
+        if (cnt == 1) {
+          sc.singles.push_back(bucket[0]);
+        } else if (cnt <= pack_max) {
+          if (static_cast<int64_t>(sc.packed.size()) + cnt > pack_max) walk_packed();
+          sc.packed.insert(sc.packed.end(), bucket, bucket + cnt);
+        } else {
+          const int64_t tiles = (cnt + tile_max - 1) / tile_max;
+          for (int64_t t = 0; t < tiles; ++t)
+            walk(bucket + cnt * t / tiles, cnt * (t + 1) / tiles - cnt * t / tiles);
+        }
       }
+      walk_packed();
+      const int64_t singles = static_cast<int64_t>(sc.singles.size());
+      for (int64_t t0 = 0; t0 < singles; t0 += tile_max)
+        walk(sc.singles.data() + t0, std::min(tile_max, singles - t0));
     }
-    if (n <= tile_max) walk(sc.order.data(), n);
-    walk_packed();
-    const int64_t singles = static_cast<int64_t>(sc.singles.size());
-    for (int64_t t0 = 0; t0 < singles; t0 += tile_max)
-      walk(sc.singles.data() + t0, std::min(tile_max, singles - t0));
     s = e + 1;
   }
 }
