@@ -14,11 +14,11 @@
 #include <numeric>
 
 #include "cli_util.h"
-#include "fff/atomic_file.h"
-#include "fff/bert.h"
-#include "fff/common.h"
-#include "fff/gemm.h"
-#include "fff/wordpiece.h"
+#include "fff/core/common.h"
+#include "fff/cpu/gemm.h"
+#include "fff/io/atomic_file.h"
+#include "fff/models/bert.h"
+#include "fff/text/wordpiece.h"
 
 #ifndef FFF_SOURCE_DIR
 #define FFF_SOURCE_DIR "."

@@ -11,7 +11,7 @@
 #include <string>
 #include <thread>
 
-#include "fff/common.h"
+#include "fff/core/common.h"
 
 namespace fff_cli {
 

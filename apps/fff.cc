@@ -12,12 +12,12 @@
 
 #include "bert_cli.h"
 #include "cli_util.h"
-#include "fff/cmm_bench.h"
-#include "fff/data.h"
-#include "fff/gemm.h"
-#include "fff/inference_bench.h"
-#include "fff/model.h"
-#include "fff/train.h"
+#include "fff/bench/cmm_bench.h"
+#include "fff/bench/inference_bench.h"
+#include "fff/cpu/gemm.h"
+#include "fff/io/data.h"
+#include "fff/models/classifier.h"
+#include "fff/training/train.h"
 #include "lm_cli.h"
 
 using fff_cli::default_threads;
@@ -447,9 +447,9 @@ int run_bench(const BenchArgs& a, const CLI::App& cmd) {
     batches = {a.batch};
   }
   if (!a.json)
-    std::printf("%-8s %6s %6s %12s %12s %9s %10s %10s %10s %12s %9s\n", "shape", "batch",
-                "layers", "fff us/tok", "dense us/tok", "speedup", "fff GF/s", "dense GF/s",
-                "rel err", "floor us/tok", "vs floor");
+    std::printf("%-8s %6s %6s %12s %12s %9s %10s %10s %10s %12s %9s\n", "shape", "batch", "layers",
+                "fff us/tok", "dense us/tok", "speedup", "fff GF/s", "dense GF/s", "rel err",
+                "floor us/tok", "vs floor");
   for (int64_t batch : batches) {
     double dense_us = 0.0;  // one dense measurement per batch serves every shape
     int dense_n = 0;

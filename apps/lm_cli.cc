@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
-#include "fff/gemm.h"
-#include "fff/lm_train.h"
+#include "fff/cpu/gemm.h"
+#include "fff/training/lm_train.h"
 
 namespace fff_cli {
 

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "fff/cmm.h"
-#include "fff/gemm.h"
+#include "fff/cpu/gemm.h"
+#include "fff/engine/cmm.h"
 
 namespace {
 

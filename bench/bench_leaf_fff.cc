@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
-#include "fff/data.h"
-#include "fff/dense_ff.h"
-#include "fff/gemm.h"
-#include "fff/leaf_fff.h"
-#include "fff/model.h"
-#include "fff/safetensors.h"
+#include "fff/cpu/gemm.h"
+#include "fff/io/data.h"
+#include "fff/io/safetensors.h"
+#include "fff/layers/ff/dense_ff.h"
+#include "fff/layers/ff/leaf_fff.h"
+#include "fff/models/classifier.h"
 
 namespace {
 

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "cpu/cmm_kernels.h"
-#include "fff/common.h"
-#include "fff/gemm.h"
+#include "fff/core/common.h"
+#include "fff/cpu/gemm.h"
 
 namespace {
 

@@ -22,9 +22,9 @@
 #include <string>
 #include <vector>
 
-#include "fff/common.h"
-#include "fff/gemm.h"
-#include "fff/scan.h"
+#include "fff/core/common.h"
+#include "fff/cpu/gemm.h"
+#include "fff/cpu/scan.h"
 
 namespace {
 

@@ -7,11 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "fff/gemm.h"
-#include "fff/leaf_fff.h"
-#include "fff/loss.h"
-#include "fff/neuron_fff.h"
-#include "fff/optimizer.h"
+#include "fff/cpu/gemm.h"
+#include "fff/layers/ff/leaf_fff.h"
+#include "fff/layers/ff/neuron_fff.h"
+#include "fff/layers/loss.h"
+#include "fff/training/optimizer.h"
 
 namespace {
 

@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "fff/activation.h"
-#include "fff/common.h"
-#include "fff/gemm.h"
-#include "fff/neuron_fff.h"
+#include "fff/core/common.h"
+#include "fff/cpu/gemm.h"
+#include "fff/layers/activation.h"
+#include "fff/layers/ff/neuron_fff.h"
 
 namespace fff_test {
 

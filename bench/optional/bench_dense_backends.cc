@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "fff/dense_ff.h"
-#include "fff/gemm.h"
+#include "fff/cpu/gemm.h"
+#include "fff/layers/ff/dense_ff.h"
 
 namespace {
 

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "src/cpu/elementwise_kernels.cc"
+#define HWY_TARGET_INCLUDE "cpu/elementwise_kernels.cc"
 #include <hwy/foreach_target.h>  // re-includes this file once per target
 #include <hwy/highway.h>
 

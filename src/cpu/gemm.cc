@@ -1,6 +1,6 @@
 // sgemm through OpenBLAS split into fixed blocks over fff's threads, the naive reference
 // product, and the thread setting.
-#include "fff/gemm.h"
+#include "fff/cpu/gemm.h"
 
 #include <cblas.h>
 #include <omp.h>

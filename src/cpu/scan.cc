@@ -1,6 +1,6 @@
 // Linear-recurrence scans: sequential, Hillis-Steele, Blelloch (Brent-Kung) and chunked, on
 // sequences of rows of C channels; the backward runs the same scan on the reversed sequence.
-#include "fff/scan.h"
+#include "fff/cpu/scan.h"
 
 #include <omp.h>
 
@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "cpu/scan_kernels.h"
-#include "fff/common.h"
-#include "fff/gemm.h"
+#include "fff/core/common.h"
+#include "fff/cpu/gemm.h"
 
 namespace fff {
 

@@ -5,7 +5,7 @@
 #include <limits>
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "src/cpu/scan_kernels.cc"
+#define HWY_TARGET_INCLUDE "cpu/scan_kernels.cc"
 #include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // re-includes this file once per target
 #include <hwy/highway.h>

@@ -1,0 +1,41 @@
+// Dense feedforward baseline y = phi(x W1 + b1) W2 + b2.
+//   x: (B, in)  W1: (in, width)  b1: (width)  W2: (width, out)  b2: (out)  y: (B, out)
+// Backward overwrites every gradient and, if non-null, dx.
+#pragma once
+
+#include "fff/core/common.h"
+#include "fff/core/param.h"
+#include "fff/layers/activation.h"
+
+namespace fff {
+
+struct DenseFFConfig {
+  int64_t in = 0, width = 0, out = 0;
+  Activation act = Activation::relu;
+};
+
+struct DenseFF {
+  DenseFFConfig cfg;
+  Param w1, b1, w2, b2;
+  std::vector<Param*> params() { return {&w1, &b1, &w2, &b2}; }
+};
+
+// Uniform init as in the FFF reference: +-1/sqrt(in) for W1, b1; +-1/sqrt(width) for W2, b2.
+DenseFF make_dense_ff(const DenseFFConfig& cfg, Rng& rng);
+
+struct DenseFFContext {
+  Tensor z1, a1;  // (B, width): pre- and post-activation hidden values
+};
+
+void dense_ff_forward(const DenseFF& m, const float* x, int64_t B, float* y, DenseFFContext* ctx);
+// Inference: the same function with products split one block per thread (gemm_inference), the
+// fastest dense baseline; `hidden` is scratch space, (B, width) after the call.
+void dense_ff_infer(const DenseFF& m, const float* x, int64_t B, float* y, Tensor& hidden);
+void dense_ff_backward(DenseFF& m, const float* x, int64_t B, const float* dy,
+                       const DenseFFContext& ctx, float* dx);
+void dense_ff_forward_reference(const DenseFF& m, const float* x, int64_t B, float* y);
+
+// Floating-point operations of one forward row: 2 * width * (in + out).
+double dense_ff_flops_per_row(const DenseFFConfig& cfg);
+
+}  // namespace fff

@@ -1,0 +1,98 @@
+// crammedBERT / UltraFastBERT encoder at inference: embeddings, pre-norm transformer layers whose
+// feedforward block is dense FF or neuron FFF (on the CMM engine), final norm, tied MLM decoder.
+//   ids, mask: (B, S)   hidden: (B, S, H)   logits: (N, V) for N chosen rows of hidden
+// Per layer: x += attn(LN1(x)) Wo^T;  x += FF(LN2(x)),  FF = GELU(x W1^T) W2^T  or  neuron FFF.
+// Embedding: LN(word[id] + pos_scale * sinusoid[pos]). Logits = hidden word^T (no bias).
+// Weights live in fff's own safetensors file (format "fff-bert"), made from a published
+// checkpoint by scripts/convert_bert.py; the layout is in docs/bert.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fff/core/common.h"
+#include "fff/engine/cmm.h"
+#include "fff/layers/ff/neuron_fff.h"
+#include "fff/layers/layer_norm.h"
+
+namespace fff {
+
+enum class BertFF { dense, fff };
+
+struct BertConfig {
+  int64_t hidden = 768, layers = 16, heads = 12, vocab = 32768, max_seq = 128, pad_id = 0;
+  float norm_eps = 1e-12f;
+  BertFF ff = BertFF::fff;
+  int64_t ff_width = 3072;                // dense: hidden width of the feedforward block
+  int64_t fff_trees = 1, fff_depth = 11;  // fff: K trees of depth D (UltraFastBERT-1x11)
+
+  int64_t head_dim() const { return hidden / heads; }
+  // Throws fff::Error naming `where` and the offending field.
+  void validate(const std::string& where) const;
+  std::string describe() const;  // e.g. "16 layers, hidden 768, 12 heads, FFF 1x11"
+};
+
+struct BertLayer {
+  LayerNorm norm1, norm2;  // named as in the file: "layers.i.norm1" ...
+  Tensor qkv;              // (3H, H), rows per head: q, k, v
+  Tensor out;              // (H, H)
+  Tensor ff_w1;            // dense: (I, H)
+  Tensor ff_w2;            // dense: (H, I)
+  NeuronFFF fff;           // fff: w1 (K n, H), b1 (K n), w2 (K n, H), no output bias
+  NeuronFFFHalf fff_half;  // half-precision w1, w2 the engine reads instead (bert_use_half_fff)
+};
+
+struct BertModel {
+  BertConfig cfg;
+  Tensor word;       // (V, H), also the MLM decoder
+  Tensor pos_scale;  // (1)
+  Tensor positions;  // (max_seq, H) sinusoids, not stored in files
+  LayerNorm embed_norm, final_norm;
+  std::vector<BertLayer> layers;
+  // The WordPiece vocabulary (one token per line, id order) and its case rule, when the file
+  // carries one.
+  std::string vocab_text;
+  bool lowercase = true;
+};
+
+// Random weights of the given shape (for benchmarks and tests): uniform with standard deviation
+// 1/sqrt(fan_in) for matrices, uniform +-0.5 FFF biases, unit norms.
+BertModel make_random_bert(const BertConfig& cfg, uint64_t seed);
+
+// Loads and validates a "fff-bert" file: every tensor present with the shape the config implies.
+// Errors name the path and the tensor or metadata key.
+BertModel load_bert(const std::string& path);
+void save_bert(const BertModel& m, const std::string& path);  // atomic
+
+// Makes the FFF blocks read w1 and w2 in IEEE half precision (NeuronFFFHalf): half the bytes
+// a token's path reads, at a rounding error of at most 2^-11 per weight; files are unchanged.
+// Throws fff::Error for a dense model or a weight beyond half's range.
+void bert_use_half_fff(BertModel& m);
+
+// Time spent in each part of the last encode, seconds (summed over layers).
+struct BertTimings {
+  double embed = 0, attention = 0, ff = 0, other = 0;  // other: norms, residuals, final norm
+  double total() const { return embed + attention + ff + other; }
+};
+
+// Runs the encoder on B sequences of S tokens (S <= max_seq). mask[b*S+s] != 0 marks real tokens;
+// padding is masked out as keys (its own rows are still computed, as in the reference). mask may
+// be null (no padding). Throws fff::Error on an id outside [0, V) or S > max_seq.
+void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, int64_t B, int64_t S,
+                 float* hidden, BertTimings* timings = nullptr);
+
+// logits[r] = hidden_rows[r] word^T for r < N.
+void bert_mlm_logits(const BertModel& m, const float* hidden_rows, int64_t N, float* logits);
+
+// out[b] = mean over s with mask != 0 of hidden[b, s] (all positions when mask is null).
+void bert_mean_pool(const float* hidden, const uint8_t* mask, int64_t B, int64_t S, int64_t H,
+                    float* out);
+
+// Multiply-adds x2 per token of one encode at sequence length S, by part.
+struct BertFlops {
+  double attention = 0, ff = 0;
+};
+BertFlops bert_flops_per_token(const BertConfig& cfg, int64_t S);
+
+}  // namespace fff

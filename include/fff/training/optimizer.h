@@ -1,0 +1,56 @@
+// Optimizers: SGD with (optional) momentum and Adam, both aware of row-sparse gradients.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fff/core/param.h"
+
+namespace fff {
+
+enum class OptimizerKind { sgd, adam };
+OptimizerKind parse_optimizer(const std::string& name);  // "sgd" | "adam"
+const char* optimizer_name(OptimizerKind k);
+
+struct OptimizerConfig {
+  OptimizerKind kind = OptimizerKind::sgd;
+  float lr = 0.2f;
+  float momentum = 0.0f;  // SGD: v = momentum v + g; w -= lr v (PyTorch's form)
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // Adam
+};
+
+// Row-sparse parameters (Param::sparse) are updated only on the rows a step touched:
+// - SGD with momentum stays exact: the decay a row missed is applied in closed form when it is
+//   next touched, or by flush();
+// - Adam becomes "lazy Adam" (moments of untouched rows are frozen, as in TensorFlow's
+//   LazyAdam), the usual choice for sparse layers.
+class Optimizer {
+ public:
+  Optimizer(const OptimizerConfig& cfg, std::vector<Param*> params);
+  void step();
+  // Brings every lazily updated row up to date; call before reading weights (eval, save).
+  void flush();
+  int64_t steps() const { return t_; }
+
+  // The state as named tensors, for checkpoints: "<param>.m" and "<param>.v" (those the method
+  // keeps). With the step count, restoring them resumes training exactly. Sparse SGD momentum
+  // keeps per-row bookkeeping that is not included: flush() before saving such a state.
+  std::vector<std::pair<std::string, Tensor*>> state_tensors();
+  void set_steps(int64_t t) { t_ = t; }
+
+ private:
+  struct State {
+    Tensor m, v;
+    std::vector<int64_t> last;  // sparse SGD momentum: last step each row was brought up to date
+  };
+  void update_rows(Param& p, State& s, int64_t row_begin, int64_t row_end);
+  void catch_up_row(Param& p, State& s, int64_t row, int64_t upto);
+
+  OptimizerConfig cfg_;
+  std::vector<Param*> params_;
+  std::vector<State> state_;
+  int64_t t_ = 0;
+};
+
+}  // namespace fff

@@ -1,0 +1,72 @@
+// Training loop for classifiers: mini-batches, the paper's G_A protocol (9:1 split, keep the
+// best-validation model), early stop on training accuracy, evaluation and route usage.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "fff/io/data.h"
+#include "fff/models/classifier.h"
+#include "fff/training/optimizer.h"
+
+namespace fff {
+
+struct TrainOptions {
+  int64_t epochs = 100;  // upper bound; early stop may end sooner
+  int64_t batch = 256;
+  OptimizerConfig optimizer;
+  float hardening = 3.0f;    // weight h of the mean node entropy (leaf FFF)
+  float region_leak = 0.0f;  // leaf FFF
+  bool hardened = false;     // leaf FFF: train with hardened decisions
+  int64_t patience = 10;     // stop after this many epochs without a new best train accuracy
+  uint64_t seed = 0;
+};
+
+struct EpochReport {
+  int64_t epoch = 0;            // 1-based
+  double loss = 0.0;            // mean task loss over the epoch's batches
+  double entropy = 0.0;         // mean node entropy over the epoch's batches
+  double train_accuracy = 0.0;  // hard inference on the training split after the epoch
+  double val_accuracy = 0.0;
+  double train_seconds = 0.0;  // the optimisation steps alone
+  double eval_seconds = 0.0;   // accuracy on train and validation splits
+  bool best = false;           // new best validation accuracy (model kept)
+};
+
+struct TrainCallbacks {
+  std::function<void(int64_t epoch, int64_t batch, int64_t batches)> on_batch;
+  std::function<void(const EpochReport&)> on_epoch;
+};
+
+struct TrainSummary {
+  std::vector<EpochReport> history;
+  int64_t epochs_run = 0;
+  int64_t best_epoch = 0;
+  double train_accuracy = 0.0;  // M_A: at the best-validation epoch
+  double val_accuracy = 0.0;
+  double seconds_per_epoch = 0.0;       // median optimisation time per epoch
+  double eval_seconds_per_epoch = 0.0;  // median evaluation time per epoch
+  bool stopped_early = false;
+};
+
+// Trains `model` (whose weights end as those of the best-validation epoch).
+TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset& val,
+                              const TrainOptions& opt, const TrainCallbacks& callbacks = {});
+
+// Splits d into (train, validation) with a seeded shuffle; val_fraction of the rows (rounded)
+// go to validation.
+std::pair<Dataset, Dataset> split_train_val(const Dataset& d, double val_fraction, uint64_t seed);
+
+// Fraction of rows whose arg-max logit equals the label, by hard inference in chunks.
+double accuracy(Model& model, const Dataset& d);
+
+struct RouteUsage {
+  int64_t routes = 0;           // leaves (leaf FFF) or tree leaves (neuron FFF) that exist
+  int64_t used = 0;             // ... reached by at least one row
+  int64_t nodes_used = 0;       // neuron FFF: distinct nodes visited
+  std::vector<int64_t> counts;  // rows per leaf
+  double mean_entropy = 0.0;
+};
+RouteUsage route_usage(Model& model, const Dataset& d);
+
+}  // namespace fff

@@ -1,0 +1,178 @@
+// Neuron FFF inference against dense FF, timed side by side in one process.
+#include "fff/bench/cmm_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu/cmm_kernels.h"
+#include "fff/cpu/gemm.h"
+#include "fff/engine/cmm.h"
+#include "fff/layers/ff/dense_ff.h"
+#include "fff/layers/ff/neuron_fff.h"
+
+namespace fff {
+
+namespace {
+
+// Repeats fn until min_seconds have passed and at least 3 runs were timed (after one warm-up
+// run); returns the median in seconds and the number of timed runs.
+template <class F>
+std::pair<double, int> median_seconds(F&& fn, double min_seconds) {
+  fn();
+  std::vector<double> t;
+  double total = 0.0;
+  while (t.size() < 3 || total < min_seconds) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    total += t.back();
+  }
+  std::sort(t.begin(), t.end());
+  return {t[t.size() / 2], static_cast<int>(t.size())};
+}
+
+// Rows checked against the naive reference (it is slow; the kernel treats rows alike).
+constexpr int64_t kCheckedRows = 64;
+// Input pool: up to 16384 rows, in up to 1024 distinct batches.
+constexpr int64_t kPoolRows = 16384, kMaxDistinctBatches = 1024;
+
+}  // namespace
+
+CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_token,
+                             int dense_repeats) {
+  if (cfg.dim <= 0 || cfg.trees <= 0 || cfg.depth < 0 || cfg.depth > 24 || cfg.batch <= 0 ||
+      cfg.dense_width <= 0 || cfg.layers <= 0)
+    throw Error(
+        "bench: dim, trees, batch, dense width and layers must be positive, depth in [0, 24]");
+  set_num_threads(cfg.threads);
+  flush_subnormals();
+  CmmBenchResult r;
+  r.cfg = cfg;
+  r.dense_backend = "openblas-sgemm";
+  r.simd = cmm_simd_target();
+  r.fff_path = cfg.batch < kCmmBatchedFrom ? "rowwise" : "batched";
+  Rng rng(cfg.seed);
+  const int64_t d = cfg.dim, B = cfg.batch, L = cfg.layers;
+  const NeuronFFFConfig fc{d, d, cfg.trees, cfg.depth, Activation::gelu, false};
+  std::vector<NeuronFFF> fff_layers;
+  for (int64_t l = 0; l < L; ++l) fff_layers.push_back(make_neuron_fff(fc, rng));
+  // Every call takes the next of `distinct` different batches of tokens: repeating one token
+  // would keep its path (72 KB for 1x11) in cache and flatter batch-1 latency.
+  const int64_t distinct = std::clamp<int64_t>(kPoolRows / B, 1, kMaxDistinctBatches);
+  Tensor x({distinct * B, d}), a({B, d});
+  for (float& v : x.data) v = rng.normal();
+  int64_t call = 0;
+  auto next_input = [&] { return x.row((call++ % distinct) * B); };
+
+  // Every layer reads the call's input rows (hot in cache, as a layer's input is in a network).
+  // Feeding each layer the previous one's output instead would collapse the batch: random layers
+  // without residuals or norms shrink their outputs until the biases alone decide, and by the
+  // fourth layer every token takes the same path, whose weights then stay cached (measured:
+  // 795, 639, 250, 10, 3, 2, 1, ... distinct leaves of 1024 tokens in layers 0, 1, 2, ...).
+  auto run_fff = [&] {
+    const float* in = next_input();
+    for (int64_t l = 0; l < L; ++l) neuron_fff_infer(fff_layers[l], in, B, a.ptr());
+  };
+  const auto [fff_s, fff_n] = median_seconds(run_fff, cfg.min_seconds);
+  r.fff_repeats = fff_n;
+  r.fff_us_per_token = fff_s * 1e6 / static_cast<double>(B * L);
+
+  // The memory floor: the same inputs copied to the outputs, per layer as FFF runs them.
+  const auto [copy_s, copy_n] = median_seconds(
+      [&] {
+        const float* in = next_input();
+        for (int64_t l = 0; l < L; ++l) std::memcpy(a.ptr(), in, sizeof(float) * B * d);
+      },
+      cfg.min_seconds / 3);
+  r.copy_us_per_token = copy_s * 1e6 / static_cast<double>(B * L);
+  const double io_bytes = 2.0 * sizeof(float) * static_cast<double>(d);
+  r.fff_io_gbps = io_bytes / r.fff_us_per_token * 1e-3;
+  r.copy_io_gbps = io_bytes / r.copy_us_per_token * 1e-3;
+  (void)copy_n;
+
+  // The weights' floor in the same run: each call reads, once and in address order, the w1 and
+  // w2 rows its batch visits in each layer (a dot product per row, no chains of dependent
+  // misses). FFF cannot read its weights faster than this.
+  {
+    std::vector<std::vector<int32_t>> visited(distinct * L);  // per batch and layer: nodes
+    NeuronFFFContext ctx;
+    Tensor y_route({B, d});
+    int64_t total = 0;
+    for (int64_t b = 0; b < distinct; ++b)
+      for (int64_t l = 0; l < L; ++l) {
+        neuron_fff_forward(fff_layers[l], x.row(b * B), B, y_route.ptr(), &ctx);
+        auto& v = visited[b * L + l];
+        v.assign(ctx.node.begin(), ctx.node.end());
+        std::sort(v.begin(), v.end());
+        v.erase(std::unique(v.begin(), v.end()), v.end());
+        total += static_cast<int64_t>(v.size());
+      }
+    const std::vector<float> ones(static_cast<size_t>(d), 1.0f);
+    const float* one = ones.data();
+    int64_t floor_call = 0;
+    const auto [rows_s, rows_n] = median_seconds(
+        [&] {
+          const int64_t b = floor_call++ % distinct;
+          for (int64_t l = 0; l < L; ++l) {
+            const float* w1 = fff_layers[l].w1.value.ptr();
+            const float* w2 = fff_layers[l].w2.value.ptr();
+            for (const int32_t k : visited[b * L + l]) {
+              float z;  // the kernels are called through a dispatch table: not elided
+              cpu::cmm_dot_rows(&one, 1, w1 + k * d, d, &z);
+              cpu::cmm_dot_rows(&one, 1, w2 + k * d, d, &z);
+            }
+          }
+        },
+        cfg.min_seconds / 3);
+    (void)rows_n;
+    r.rows_floor_us_per_token = rows_s * 1e6 / static_cast<double>(B * L);
+    r.rows_read_per_token =
+        2.0 * static_cast<double>(total) / static_cast<double>(distinct * B * L);
+    r.fff_vs_rows_floor = r.fff_us_per_token / r.rows_floor_us_per_token;
+  }
+
+  // Error of the first layer against its reference on the first rows.
+  const int64_t checked = std::min(B, kCheckedRows);
+  Tensor y({checked, d}), y_ref({checked, d});
+  neuron_fff_infer(fff_layers[0], x.ptr(), checked, y.ptr());
+  neuron_fff_forward_reference(fff_layers[0], x.ptr(), checked, y_ref.ptr(), nullptr);
+  double max_diff = 0.0, max_ref = 0.0;
+  for (int64_t i = 0; i < y.size(); ++i) {
+    const double diff = std::fabs(static_cast<double>(y.data[i]) - y_ref.data[i]);
+    max_diff = std::isnan(diff) ? INFINITY : std::max(max_diff, diff);
+    max_ref = std::max(max_ref, std::fabs(static_cast<double>(y_ref.data[i])));
+  }
+  r.max_rel_err = max_ref > 0.0 ? max_diff / max_ref : max_diff;
+
+  if (dense_us_per_token > 0.0) {
+    r.dense_us_per_token = dense_us_per_token;
+    r.dense_repeats = dense_repeats;
+  } else {
+    fff_layers.clear();
+    const DenseFFConfig dc{d, cfg.dense_width, d, Activation::gelu};
+    std::vector<DenseFF> dense_layers;
+    for (int64_t l = 0; l < L; ++l) dense_layers.push_back(make_dense_ff(dc, rng));
+    Tensor hidden;
+    auto run_dense = [&] {
+      const float* in = next_input();
+      for (int64_t l = 0; l < L; ++l) dense_ff_infer(dense_layers[l], in, B, a.ptr(), hidden);
+    };
+    const auto [dense_s, dense_n] = median_seconds(run_dense, cfg.min_seconds);
+    r.dense_repeats = dense_n;
+    r.dense_us_per_token = dense_s * 1e6 / static_cast<double>(B * L);
+  }
+  r.speedup = r.dense_us_per_token / r.fff_us_per_token;
+  r.fff_flops_per_token = neuron_fff_flops_per_row(fc);
+  r.dense_flops_per_token = dense_ff_flops_per_row({d, cfg.dense_width, d, Activation::gelu});
+  // Weights a token reads: (in + out + bias) floats per path node; the dense FF reads them all.
+  r.fff_bytes_per_token = 4.0 * static_cast<double>(fc.path_length() * (2 * d + 1));
+  r.dense_bytes_per_token = 4.0 * static_cast<double>(cfg.dense_width * (2 * d + 1) + d);
+  r.fff_gflops = r.fff_flops_per_token / r.fff_us_per_token * 1e-3;
+  r.dense_gflops = r.dense_flops_per_token / r.dense_us_per_token * 1e-3;
+  return r;
+}
+
+}  // namespace fff

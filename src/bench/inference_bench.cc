@@ -1,0 +1,73 @@
+// Side-by-side inference timing of a model against the dense FF of equal training width.
+#include "fff/bench/inference_bench.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "fff/layers/ff/dense_ff.h"
+#include "fff/layers/ff/leaf_fff.h"
+#include "fff/layers/ff/neuron_fff.h"
+
+namespace fff {
+
+double inference_flops_per_row(const ModelConfig& c) {
+  switch (c.kind) {
+    case ModelKind::ff:
+      return dense_ff_flops_per_row({c.in, c.width, c.out, c.act});
+    case ModelKind::leaf_fff:
+      return leaf_fff_inference_flops_per_row({c.in, c.out, c.depth, c.leaf_width, c.act});
+    case ModelKind::neuron_fff:
+      return neuron_fff_flops_per_row({c.in, c.out, c.trees, c.depth, c.act, c.output_bias});
+  }
+  return 0.0;
+}
+
+InferenceComparison compare_with_dense(Model& model, const Tensor& x, int repeats) {
+  const ModelConfig& c = model.config();
+  if (x.cols() != c.in) throw Error("benchmark rows have the wrong width");
+  InferenceComparison r;
+  r.rows = x.rows();
+  r.dense_width = c.training_width();
+  r.repeats = std::max(1, repeats);
+  Rng rng(1234);
+  const DenseFFConfig dc{c.in, r.dense_width, c.out, c.act};
+  DenseFF dense = make_dense_ff(dc, rng);
+  DenseFFContext ctx;
+  Tensor y_model({r.rows, c.out}), y_dense({r.rows, c.out});
+  model.prepare_inference();
+  // Both runs start from inputs just read, as they are when the layer before has produced them:
+  // otherwise whichever runs second after the other's large working set meets colder inputs.
+  volatile float sink = 0.0f;
+  auto touch_inputs = [&] {
+    float acc = 0.0f;
+    for (int64_t i = 0; i < x.size(); i += 16) acc += x.data[i];
+    sink = acc;
+  };
+  auto time_us = [&](auto&& fn) {
+    touch_inputs();
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  };
+  auto run_model = [&] { model.predict(x.ptr(), r.rows, y_model.ptr(), nullptr); };
+  Tensor hidden;
+  auto run_dense = [&] { dense_ff_infer(dense, x.ptr(), r.rows, y_dense.ptr(), hidden); };
+  run_model();  // warm-up: caches, page faults, thread start
+  run_dense();
+  std::vector<double> tm, td;
+  for (int i = 0; i < r.repeats; ++i) {
+    tm.push_back(time_us(run_model));
+    td.push_back(time_us(run_dense));
+  }
+  std::sort(tm.begin(), tm.end());
+  std::sort(td.begin(), td.end());
+  const double rows = static_cast<double>(std::max<int64_t>(r.rows, 1));
+  r.model_us_per_row = tm[tm.size() / 2] / rows;
+  r.dense_us_per_row = td[td.size() / 2] / rows;
+  r.speedup = r.dense_us_per_row / r.model_us_per_row;
+  r.model_flops_per_row = inference_flops_per_row(c);
+  r.dense_flops_per_row = dense_ff_flops_per_row(dc);
+  return r;
+}
+
+}  // namespace fff

@@ -1,0 +1,81 @@
+// Multi-head self-attention at inference: per (sequence, head), scores by sgemm, fused masked
+// softmax per row, then the weighted sum of values by sgemm.
+#include "fff/layers/attention.h"
+
+#include <cmath>
+#include <vector>
+
+#include "cpu/elementwise_kernels.h"
+#include "fff/core/common.h"
+#include "fff/cpu/gemm.h"
+
+namespace fff {
+
+namespace {
+
+void check_shape(const AttentionShape& s) {
+  if (s.batch < 0 || s.seq < 0 || s.heads <= 0 || s.head_dim <= 0)
+    throw Error("self_attention: bad shape (batch " + std::to_string(s.batch) + ", seq " +
+                std::to_string(s.seq) + ", heads " + std::to_string(s.heads) + ", head_dim " +
+                std::to_string(s.head_dim) + ")");
+}
+
+}  // namespace
+
+void attention_key_bias(const uint8_t* mask, int64_t n, float* bias) {
+  for (int64_t i = 0; i < n; ++i) bias[i] = mask[i] ? 0.0f : -10000.0f;
+}
+
+void self_attention(const AttentionShape& s, const float* qkv, const float* key_bias, float* ctx) {
+  check_shape(s);
+  const int64_t S = s.seq, hd = s.head_dim, H = s.width(), ld_qkv = 3 * H;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t pairs = s.batch * s.heads;
+#pragma omp parallel
+  {
+    std::vector<float> scores(static_cast<size_t>(S * S));
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < pairs; ++p) {
+      const int64_t b = p / s.heads, h = p % s.heads;
+      const float* q = qkv + b * S * ld_qkv + h * 3 * hd;
+      const float* k = q + hd;
+      const float* v = q + 2 * hd;
+      gemm(false, true, S, S, hd, scale, q, ld_qkv, k, ld_qkv, 0.0f, scores.data(), S);
+      const float* bias = key_bias ? key_bias + b * S : nullptr;
+      for (int64_t i = 0; i < S; ++i) cpu::softmax_inplace(scores.data() + i * S, bias, S);
+      gemm(false, false, S, hd, S, 1.0f, scores.data(), S, v, ld_qkv, 0.0f,
+           ctx + b * S * H + h * hd, H);
+    }
+  }
+}
+
+void self_attention_reference(const AttentionShape& s, const float* qkv, const float* key_bias,
+                              float* ctx) {
+  check_shape(s);
+  const int64_t S = s.seq, hd = s.head_dim, H = s.width(), ld_qkv = 3 * H;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  std::vector<double> p(static_cast<size_t>(S));
+  for (int64_t b = 0; b < s.batch; ++b)
+    for (int64_t h = 0; h < s.heads; ++h)
+      for (int64_t i = 0; i < S; ++i) {
+        const float* q = qkv + (b * S + i) * ld_qkv + h * 3 * hd;
+        double m = -INFINITY;
+        for (int64_t j = 0; j < S; ++j) {
+          const float* k = qkv + (b * S + j) * ld_qkv + h * 3 * hd + hd;
+          double dot = 0.0;
+          for (int64_t c = 0; c < hd; ++c) dot += static_cast<double>(q[c]) * k[c];
+          p[j] = dot * scale + (key_bias ? key_bias[b * S + j] : 0.0);
+          m = std::max(m, p[j]);
+        }
+        double sum = 0.0;
+        for (int64_t j = 0; j < S; ++j) sum += (p[j] = std::exp(p[j] - m));
+        for (int64_t c = 0; c < hd; ++c) {
+          double acc = 0.0;
+          for (int64_t j = 0; j < S; ++j)
+            acc += p[j] / sum * qkv[(b * S + j) * ld_qkv + h * 3 * hd + 2 * hd + c];
+          ctx[(b * S + i) * H + h * hd + c] = static_cast<float>(acc);
+        }
+      }
+}
+
+}  // namespace fff

@@ -1,0 +1,66 @@
+// Dense FF baseline on the linear layer and activations.
+#include "fff/layers/ff/dense_ff.h"
+
+#include <cmath>
+
+#include "fff/layers/linear.h"
+
+namespace fff {
+
+DenseFF make_dense_ff(const DenseFFConfig& cfg, Rng& rng) {
+  if (cfg.in <= 0 || cfg.width <= 0 || cfg.out <= 0)
+    throw Error("dense FF needs positive in, width and out");
+  DenseFF m{cfg, Param("w1", {cfg.in, cfg.width}), Param("b1", {cfg.width}),
+            Param("w2", {cfg.width, cfg.out}), Param("b2", {cfg.out})};
+  const float k1 = 1.0f / std::sqrt(static_cast<float>(cfg.in));
+  const float k2 = 1.0f / std::sqrt(static_cast<float>(cfg.width));
+  fill_uniform(m.w1.value, k1, rng);
+  fill_uniform(m.b1.value, k1, rng);
+  fill_uniform(m.w2.value, k2, rng);
+  fill_uniform(m.b2.value, k2, rng);
+  return m;
+}
+
+void dense_ff_forward(const DenseFF& m, const float* x, int64_t B, float* y, DenseFFContext* ctx) {
+  const auto& c = m.cfg;
+  DenseFFContext local;
+  DenseFFContext& k = ctx ? *ctx : local;
+  k.z1.reshape({B, c.width});
+  k.a1.reshape({B, c.width});
+  linear_forward(x, B, c.in, c.width, m.w1.value.ptr(), m.b1.value.ptr(), k.z1.ptr());
+  activation_forward(c.act, k.z1.ptr(), k.a1.ptr(), k.z1.size());
+  linear_forward(k.a1.ptr(), B, c.width, c.out, m.w2.value.ptr(), m.b2.value.ptr(), y);
+}
+
+void dense_ff_infer(const DenseFF& m, const float* x, int64_t B, float* y, Tensor& hidden) {
+  const auto& c = m.cfg;
+  hidden.reshape({B, c.width});
+  linear_infer(x, B, c.in, c.width, m.w1.value.ptr(), m.b1.value.ptr(), hidden.ptr());
+  activation_forward(c.act, hidden.ptr(), hidden.ptr(), hidden.size());
+  linear_infer(hidden.ptr(), B, c.width, c.out, m.w2.value.ptr(), m.b2.value.ptr(), y);
+}
+
+void dense_ff_backward(DenseFF& m, const float* x, int64_t B, const float* dy,
+                       const DenseFFContext& ctx, float* dx) {
+  const auto& c = m.cfg;
+  Tensor dh({B, c.width});
+  linear_backward(ctx.a1.ptr(), dy, B, c.width, c.out, m.w2.value.ptr(), dh.ptr(), m.w2.grad.ptr(),
+                  m.b2.grad.ptr());
+  activation_backward(c.act, ctx.z1.ptr(), dh.ptr(), dh.ptr(), dh.size());
+  linear_backward(x, dh.ptr(), B, c.in, c.width, m.w1.value.ptr(), dx, m.w1.grad.ptr(),
+                  m.b1.grad.ptr());
+}
+
+void dense_ff_forward_reference(const DenseFF& m, const float* x, int64_t B, float* y) {
+  const auto& c = m.cfg;
+  Tensor h({B, c.width});
+  linear_forward_reference(x, B, c.in, c.width, m.w1.value.ptr(), m.b1.value.ptr(), h.ptr());
+  for (float& v : h.data) v = activate(c.act, v);
+  linear_forward_reference(h.ptr(), B, c.width, c.out, m.w2.value.ptr(), m.b2.value.ptr(), y);
+}
+
+double dense_ff_flops_per_row(const DenseFFConfig& cfg) {
+  return 2.0 * static_cast<double>(cfg.width) * static_cast<double>(cfg.in + cfg.out);
+}
+
+}  // namespace fff

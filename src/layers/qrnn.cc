@@ -1,0 +1,176 @@
+// QRNN layer: causal convolution as one matrix product over unfolded inputs, gate activations,
+// the f-pooling recurrence by a scan, and the backward through all of it.
+#include "fff/layers/qrnn.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "fff/layers/linear.h"
+
+namespace fff {
+
+namespace {
+
+float sigmoid(float v) {
+  return 1.0f / (1.0f + std::exp(-v));
+}
+float hard_sigmoid(float v) {
+  return std::clamp(v / 6.0f + 0.5f, 0.0f, 1.0f);
+}
+
+void ensure_shape(Tensor& t, std::vector<int64_t> shape) {
+  if (t.shape != shape) t = Tensor(std::move(shape));
+}
+
+// Row (t, b) of the unfolded input: x[t], x[t-1], ..., x[t-k+1] for batch item b, with the
+// history (k - 1 rows, oldest first) or zeros before t = 0.
+void unfold(const float* x, int64_t T, int64_t B, int64_t in, int64_t k, const float* history,
+            float* xu) {
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t b = 0; b < B; ++b) {
+      float* row = xu + (t * B + b) * k * in;
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t s = t - j;
+        const float* src = s >= 0    ? x + (s * B + b) * in
+                           : history ? history + ((k - 1 + s) * B + b) * in
+                                     : nullptr;
+        if (src)
+          std::copy_n(src, in, row + j * in);
+        else
+          std::fill_n(row + j * in, in, 0.0f);
+      }
+    }
+}
+
+}  // namespace
+
+Qrnn make_qrnn(const QrnnConfig& cfg, Rng& rng) {
+  if (cfg.in <= 0 || cfg.channels <= 0 || cfg.window <= 0)
+    throw Error("QRNN needs positive input width, channels and window");
+  const int64_t rows = cfg.window * cfg.in, cols = cfg.gates() * cfg.channels;
+  Qrnn m{cfg, Param("w", {rows, cols}), Param("b", {cols})};
+  fill_uniform(m.w.value, 1.0f / std::sqrt(static_cast<float>(rows)), rng);
+  for (int64_t c = 0; c < cfg.channels; ++c) m.b.value.data[cfg.channels + c] = 1.0f;
+  return m;
+}
+
+void qrnn_forward(const Qrnn& m, const float* x, int64_t T, int64_t B, const float* history,
+                  const float* h0, float* y, QrnnContext& ctx) {
+  const auto& c = m.cfg;
+  const int64_t C = c.channels, G = c.gates(), N = T * B, K = c.window * c.in;
+  ensure_shape(ctx.xu, {N, K});
+  ensure_shape(ctx.z, {T, B, C});
+  ensure_shape(ctx.f, {T, B, C});
+  ensure_shape(ctx.h, {T, B, C});
+  ensure_shape(ctx.fpre, {T, B, C});
+  if (c.output_gate) ensure_shape(ctx.o, {T, B, C});
+  unfold(x, T, B, c.in, c.window, history, ctx.xu.ptr());
+  Tensor pre({N, G * C});
+  linear_forward(ctx.xu.ptr(), N, K, G * C, m.w.value.ptr(), m.b.value.ptr(), pre.ptr());
+  Tensor xs({T, B, C});  // the recurrence's input (1 - f) z
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < N; ++r) {
+    const float* p = pre.row(r);
+    for (int64_t j = 0; j < C; ++j) {
+      const int64_t i = r * C + j;
+      const float z = std::tanh(p[j]), fp = p[C + j];
+      const float f = c.hard_sigmoid ? hard_sigmoid(fp) : sigmoid(fp);
+      ctx.z.data[i] = z;
+      ctx.f.data[i] = f;
+      ctx.fpre.data[i] = fp;
+      xs.data[i] = (1.0f - f) * z;
+      if (c.output_gate) ctx.o.data[i] = sigmoid(p[2 * C + j]);
+    }
+  }
+  scan_forward(c.scan, ctx.f.ptr(), xs.ptr(), T, B * C, h0, ctx.h.ptr());
+  if (c.output_gate) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N * C; ++i) y[i] = ctx.o.data[i] * ctx.h.data[i];
+  } else {
+    std::copy(ctx.h.data.begin(), ctx.h.data.end(), y);
+  }
+}
+
+void qrnn_backward(Qrnn& m, const float* dy, int64_t T, int64_t B, const float* h0,
+                   const QrnnContext& ctx, float* dx, float* dh0) {
+  const auto& c = m.cfg;
+  const int64_t C = c.channels, G = c.gates(), N = T * B, K = c.window * c.in;
+  Tensor dh({T, B, C}), g({T, B, C}), dfs({T, B, C}), dpre({N, G * C});
+  // Through the output gate: y = o h.
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N * C; ++i) dh.data[i] = c.output_gate ? dy[i] * ctx.o.data[i] : dy[i];
+  // Through the recurrence: g = dL/d(input of step t), dfs = dL/df from the recurrence.
+  scan_backward(c.scan, ctx.f.ptr(), ctx.h.ptr(), dh.ptr(), T, B * C, h0, g.ptr(), dfs.ptr(), dh0);
+  // Through x_t = (1 - f) z and the activations.
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < N; ++r) {
+    float* dp = dpre.row(r);
+    for (int64_t j = 0; j < C; ++j) {
+      const int64_t i = r * C + j;
+      const float z = ctx.z.data[i], f = ctx.f.data[i], gi = g.data[i];
+      const float dz = gi * (1.0f - f), df = dfs.data[i] - gi * z;
+      dp[j] = dz * (1.0f - z * z);
+      const float fp = ctx.fpre.data[i];
+      const float dfdpre =
+          c.hard_sigmoid ? (fp > -3.0f && fp < 3.0f ? 1.0f / 6.0f : 0.0f) : f * (1.0f - f);
+      dp[C + j] = df * dfdpre;
+      if (c.output_gate) {
+        const float o = ctx.o.data[i];
+        dp[2 * C + j] = dy[i] * ctx.h.data[i] * o * (1.0f - o);
+      }
+    }
+  }
+  Tensor dxu;
+  if (dx) dxu = Tensor({N, K});
+  linear_backward(ctx.xu.ptr(), dpre.ptr(), N, K, G * C, m.w.value.ptr(), dx ? dxu.ptr() : nullptr,
+                  m.w.grad.ptr(), m.b.grad.ptr());
+  if (!dx) return;
+  // Fold the unfolded gradient back: x[s] fed step s + j through slot j.
+  const int64_t in = c.in;
+#pragma omp parallel for schedule(static)
+  for (int64_t s = 0; s < T; ++s)
+    for (int64_t b = 0; b < B; ++b) {
+      float* d = dx + (s * B + b) * in;
+      std::fill_n(d, in, 0.0f);
+      for (int64_t j = 0; j < c.window && s + j < T; ++j) {
+        const float* src = dxu.row((s + j) * B + b) + j * in;
+        for (int64_t e = 0; e < in; ++e) d[e] += src[e];
+      }
+    }
+}
+
+void qrnn_forward_reference(const Qrnn& m, const float* x, int64_t T, int64_t B,
+                            const float* history, const float* h0, float* y) {
+  const auto& c = m.cfg;
+  const int64_t C = c.channels, in = c.in, k = c.window, cols = c.gates() * C;
+  std::vector<double> h(static_cast<size_t>(B * C), 0.0);
+  if (h0)
+    for (int64_t i = 0; i < B * C; ++i) h[i] = h0[i];
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = 0; j < C; ++j) {
+        double pre[3] = {m.b.value.data[j], m.b.value.data[C + j],
+                         c.output_gate ? m.b.value.data[2 * C + j] : 0.0};
+        for (int64_t s = 0; s < k; ++s) {
+          const int64_t ts = t - s;
+          const float* src = ts >= 0   ? x + (ts * B + b) * in
+                             : history ? history + ((k - 1 + ts) * B + b) * in
+                                       : nullptr;
+          if (!src) continue;
+          for (int64_t e = 0; e < in; ++e)
+            for (int64_t gidx = 0; gidx < c.gates(); ++gidx)
+              pre[gidx] +=
+                  static_cast<double>(src[e]) * m.w.value.data[(s * in + e) * cols + gidx * C + j];
+        }
+        const double z = std::tanh(pre[0]);
+        const double f = c.hard_sigmoid ? std::clamp(pre[1] / 6.0 + 0.5, 0.0, 1.0)
+                                        : 1.0 / (1.0 + std::exp(-pre[1]));
+        double& state = h[b * C + j];
+        state = f * state + (1.0 - f) * z;
+        const double o = c.output_gate ? 1.0 / (1.0 + std::exp(-pre[2])) : 1.0;
+        y[(t * B + b) * C + j] = static_cast<float>(o * state);
+      }
+}
+
+}  // namespace fff

@@ -1,0 +1,391 @@
+// crammedBERT / UltraFastBERT encoder inference: model files, random models, the encoder pass,
+// the MLM decoder and mean pooling.
+#include "fff/models/bert.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <utility>
+
+#include "fff/cpu/gemm.h"
+#include "fff/engine/cmm.h"
+#include "fff/io/safetensors.h"
+#include "fff/layers/attention.h"
+
+namespace fff {
+
+namespace {
+
+// Sinusoids as crammedBERT computes them, in float: pe[p, 2i] = sin(p w_i),
+// pe[p, 2i+1] = cos(p w_i), w_i = exp(2i * -ln(10000) / H).
+Tensor sinusoid_table(int64_t rows, int64_t H) {
+  Tensor pe({rows, H});
+  const float step = static_cast<float>(-std::log(10000.0) / static_cast<double>(H));
+  for (int64_t i = 0; 2 * i < H; ++i) {
+    const float w = std::exp(static_cast<float>(2 * i) * step);
+    for (int64_t p = 0; p < rows; ++p) {
+      const float angle = static_cast<float>(p) * w;
+      pe.row(p)[2 * i] = std::sin(angle);
+      if (2 * i + 1 < H) pe.row(p)[2 * i + 1] = std::cos(angle);
+    }
+  }
+  return pe;
+}
+
+// Uniform with the given standard deviation: as good as normal for random test and benchmark
+// models, and ten times faster to draw for the 300M weights of a full-size pair.
+void fill_spread(Tensor& t, float stddev, Rng& rng) {
+  fill_uniform(t, std::sqrt(3.0f) * stddev, rng);
+}
+
+// Gain 1, bias 0; its parameters carry their names in the file ("<name>.gain", "<name>.bias").
+LayerNorm bert_norm(const BertConfig& c, const std::string& name) {
+  LayerNorm n = make_layer_norm(c.hidden, name);
+  n.eps = c.norm_eps;
+  return n;
+}
+
+NeuronFFFConfig fff_config(const BertConfig& c) {
+  NeuronFFFConfig f;
+  f.in = f.out = c.hidden;
+  f.trees = c.fff_trees;
+  f.depth = c.fff_depth;
+  f.act = Activation::gelu;
+  f.output_bias = false;
+  return f;
+}
+
+std::string layer_key(int64_t i, const char* name) {
+  return "layers." + std::to_string(i) + "." + name;
+}
+
+// A tensor with its shape and no storage yet: the file or the initialiser provides the values.
+Tensor shaped(std::vector<int64_t> shape) {
+  Tensor t;
+  t.shape = std::move(shape);
+  return t;
+}
+
+Param named(std::string name, std::vector<int64_t> shape) {
+  Param p;
+  p.name = std::move(name);
+  p.value = shaped(std::move(shape));
+  return p;
+}
+
+// A model of the configured shapes without weights (norms at gain 1, bias 0).
+BertModel bert_skeleton(const BertConfig& c) {
+  const int64_t H = c.hidden;
+  BertModel m;
+  m.cfg = c;
+  m.word = shaped({c.vocab, H});
+  m.pos_scale = shaped({1});
+  m.positions = sinusoid_table(c.max_seq, H);
+  m.embed_norm = bert_norm(c, "embedding.norm");
+  m.final_norm = bert_norm(c, "final_norm");
+  for (int64_t i = 0; i < c.layers; ++i) {
+    BertLayer L;
+    L.norm1 = bert_norm(c, layer_key(i, "norm1"));
+    L.norm2 = bert_norm(c, layer_key(i, "norm2"));
+    L.qkv = shaped({3 * H, H});
+    L.out = shaped({H, H});
+    if (c.ff == BertFF::dense) {
+      L.ff_w1 = shaped({c.ff_width, H});
+      L.ff_w2 = shaped({H, c.ff_width});
+    } else {
+      L.fff.cfg = fff_config(c);
+      const int64_t n = L.fff.cfg.n_nodes();
+      L.fff.w1 = named(layer_key(i, "fff.w1"), {n, H});
+      L.fff.b1 = named(layer_key(i, "fff.b1"), {n});
+      L.fff.w2 = named(layer_key(i, "fff.w2"), {n, H});
+    }
+    m.layers.push_back(std::move(L));
+  }
+  return m;
+}
+
+// Every stored tensor of a model with its name in the file, in file order (M: maybe const).
+template <class M>
+auto stored_tensors(M& m) {
+  std::vector<std::pair<std::string, decltype(&m.word)>> t = {
+      {"embedding.word", &m.word}, {"embedding.pos_scale", &m.pos_scale}};
+  auto add_norm = [&](auto& n) {
+    t.push_back({n.gain.name, &n.gain.value});
+    t.push_back({n.bias.name, &n.bias.value});
+  };
+  add_norm(m.embed_norm);
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    auto& L = m.layers[i];
+    const auto l = static_cast<int64_t>(i);
+    add_norm(L.norm1);
+    t.push_back({layer_key(l, "attn.qkv"), &L.qkv});
+    t.push_back({layer_key(l, "attn.out"), &L.out});
+    add_norm(L.norm2);
+    if (m.cfg.ff == BertFF::dense) {
+      t.push_back({layer_key(l, "ff.w1"), &L.ff_w1});
+      t.push_back({layer_key(l, "ff.w2"), &L.ff_w2});
+    } else {
+      for (auto* p : {&L.fff.w1, &L.fff.b1, &L.fff.w2}) t.push_back({p->name, &p->value});
+    }
+  }
+  add_norm(m.final_norm);
+  return t;
+}
+
+bool ends_with(const std::string& s, const char* suffix) {
+  const std::string x(suffix);
+  return s.size() >= x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0;
+}
+
+}  // namespace
+
+void BertConfig::validate(const std::string& where) const {
+  auto need = [&](bool ok, const std::string& what) {
+    if (!ok) throw Error(where + ": " + what);
+  };
+  need(hidden > 0, "hidden must be positive");
+  need(layers >= 0, "layers must be non-negative");
+  need(heads > 0 && hidden % heads == 0,
+       "heads (" + std::to_string(heads) + ") must divide hidden (" + std::to_string(hidden) + ")");
+  need(vocab > 0, "vocab_size must be positive");
+  need(max_seq > 0, "max_seq_length must be positive");
+  need(pad_id >= 0 && pad_id < vocab, "pad_token_id must be in [0, vocab_size)");
+  need(norm_eps >= 0.0f && std::isfinite(norm_eps), "norm_eps must be a non-negative number");
+  if (ff == BertFF::dense) need(ff_width > 0, "ff_width must be positive for a dense model");
+  if (ff == BertFF::fff) {
+    need(fff_trees > 0, "fff_trees must be positive");
+    need(fff_depth >= 0 && fff_depth <= 20, "fff_depth must be in [0, 20]");
+  }
+}
+
+std::string BertConfig::describe() const {
+  std::string s = std::to_string(layers) + " layers, hidden " + std::to_string(hidden) + ", " +
+                  std::to_string(heads) + " heads, ";
+  if (ff == BertFF::dense) return s + "dense FF " + std::to_string(ff_width);
+  return s + "FFF " + std::to_string(fff_trees) + "x" + std::to_string(fff_depth);
+}
+
+BertModel make_random_bert(const BertConfig& cfg, uint64_t seed) {
+  cfg.validate("random BERT");
+  Rng rng(seed);
+  BertModel m = bert_skeleton(cfg);
+  for (auto& [name, t] : stored_tensors(m)) {
+    if (ends_with(name, ".gain") || ends_with(name, ".bias")) continue;  // norms: 1 and 0
+    t->reshape(t->shape);
+    if (name == "embedding.pos_scale")
+      t->data[0] = 1.0f / std::sqrt(static_cast<float>(cfg.hidden));
+    else if (name == "embedding.word")
+      fill_spread(*t, 1.0f, rng);
+    else if (ends_with(name, "fff.b1"))
+      fill_uniform(*t, 0.5f, rng);
+    else if (ends_with(name, "fff.w2"))  // (neurons, out): a token sums K (D + 1) of its rows
+      fill_spread(*t, 1.0f / std::sqrt(static_cast<float>(fff_config(cfg).path_length())), rng);
+    else  // (out, in): the fan-in is the row length
+      fill_spread(*t, 1.0f / std::sqrt(static_cast<float>(t->cols())), rng);
+  }
+  return m;
+}
+
+BertModel load_bert(const std::string& path) {
+  SafetensorsFile f = load_safetensors(path);
+  const Metadata& meta = f.metadata;
+  check_metadata_format(meta, path, "fff-bert", "an fff BERT file",
+                        "; convert a checkpoint with scripts/convert_bert.py");
+  BertConfig c;
+  c.hidden = metadata_int(meta, "hidden", path);
+  c.layers = metadata_int(meta, "layers", path);
+  c.heads = metadata_int(meta, "heads", path);
+  c.vocab = metadata_int(meta, "vocab_size", path);
+  c.max_seq = metadata_int(meta, "max_seq_length", path);
+  c.pad_id = metadata_int(meta, "pad_token_id", path);
+  c.norm_eps = metadata_float(meta, "norm_eps", path);
+  const std::string& ff = metadata_string(meta, "ff", path);
+  if (ff == "dense") {
+    c.ff = BertFF::dense;
+    c.ff_width = metadata_int(meta, "ff_width", path);
+  } else if (ff == "fff") {
+    c.ff = BertFF::fff;
+    c.fff_trees = metadata_int(meta, "fff_trees", path);
+    c.fff_depth = metadata_int(meta, "fff_depth", path);
+  } else {
+    throw Error(path + ": metadata 'ff' is '" + ff + "' (expected dense or fff)");
+  }
+  if (meta.count("activation") && meta.at("activation") != "gelu")
+    throw Error(path + ": metadata 'activation' is '" + meta.at("activation") +
+                "' (only gelu is supported)");
+  c.validate(path);
+
+  // The file must hold exactly the tensors the config implies, with their shapes.
+  BertModel m = bert_skeleton(c);
+  for (auto& [name, t] : stored_tensors(m)) {
+    auto it = f.tensors.find(name);
+    if (it == f.tensors.end()) throw Error(path + ": tensor '" + name + "' is missing");
+    if (it->second.shape != t->shape)
+      throw Error(path + ": tensor '" + name + "' has shape " + shape_string(it->second.shape) +
+                  ", expected " + shape_string(t->shape) + " for " + c.describe());
+    *t = std::move(it->second);
+    f.tensors.erase(it);
+  }
+  if (!f.tensors.empty())
+    throw Error(path + ": unexpected tensor '" + f.tensors.begin()->first + "' (and " +
+                std::to_string(f.tensors.size() - 1) + " more) for " + c.describe());
+  if (meta.count("tokenizer.vocab")) m.vocab_text = meta.at("tokenizer.vocab");
+  if (meta.count("tokenizer.lowercase")) m.lowercase = meta.at("tokenizer.lowercase") != "0";
+  return m;
+}
+
+void save_bert(const BertModel& m, const std::string& path) {
+  const BertConfig& c = m.cfg;
+  std::vector<std::pair<std::string, const Tensor*>> t;
+  for (const auto& [name, tensor] : stored_tensors(m)) t.push_back({name, tensor});
+  char eps[32];
+  std::snprintf(eps, sizeof(eps), "%.9g", static_cast<double>(c.norm_eps));
+  std::map<std::string, std::string> meta = {
+      {"format", "fff-bert"},
+      {"format_version", "1"},
+      {"hidden", std::to_string(c.hidden)},
+      {"layers", std::to_string(c.layers)},
+      {"heads", std::to_string(c.heads)},
+      {"vocab_size", std::to_string(c.vocab)},
+      {"max_seq_length", std::to_string(c.max_seq)},
+      {"pad_token_id", std::to_string(c.pad_id)},
+      {"norm_eps", eps},
+      {"ff", c.ff == BertFF::dense ? "dense" : "fff"},
+      {"ff_width", std::to_string(c.ff == BertFF::dense ? c.ff_width : 0)},
+      {"fff_trees", std::to_string(c.ff == BertFF::fff ? c.fff_trees : 0)},
+      {"fff_depth", std::to_string(c.ff == BertFF::fff ? c.fff_depth : 0)},
+      {"activation", "gelu"}};
+  if (!m.vocab_text.empty()) {
+    meta["tokenizer.vocab"] = m.vocab_text;
+    meta["tokenizer.lowercase"] = m.lowercase ? "1" : "0";
+  }
+  save_safetensors(path, t, meta);
+}
+
+void bert_use_half_fff(BertModel& m) {
+  if (m.cfg.ff != BertFF::fff)
+    throw Error("half-precision FFF weights need an FFF model, not " + m.cfg.describe());
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    try {
+      m.layers[i].fff_half = make_half_weights(m.layers[i].fff);
+    } catch (const Error& e) {
+      throw Error("layers." + std::to_string(i) + ".fff: " + e.what());
+    }
+  }
+}
+
+void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, int64_t B, int64_t S,
+                 float* hidden, BertTimings* timings) {
+  const BertConfig& c = m.cfg;
+  const int64_t H = c.hidden, N = B * S;
+  if (B < 0 || S < 0) throw Error("bert_encode: negative batch or sequence length");
+  if (S > c.max_seq)
+    throw Error("sequence of " + std::to_string(S) + " tokens is longer than the model's " +
+                std::to_string(c.max_seq) + " positions");
+  for (int64_t r = 0; r < N; ++r)
+    if (ids[r] < 0 || ids[r] >= c.vocab)
+      throw Error("token id " + std::to_string(ids[r]) + " is outside the vocabulary [0, " +
+                  std::to_string(c.vocab) + ")");
+  BertTimings t;
+  double mark = now_seconds();
+  auto lap = [&](double& slot) {
+    const double now = now_seconds();
+    slot += now - mark;
+    mark = now;
+  };
+
+  // Embeddings, normalised into the residual stream.
+  // Activations live in buffers of the calling thread, kept across calls: no allocation or zeroing
+  // per encode. The references are taken here, so that OpenMP workers use this thread's buffers.
+  struct Buffers {
+    Tensor normed, qkv, ctx, key_bias, ff_hidden;
+  };
+  static thread_local Buffers buffers;
+  Tensor &normed = buffers.normed, &qkv = buffers.qkv, &ctx = buffers.ctx,
+         &key_bias = buffers.key_bias, &ff_hidden = buffers.ff_hidden;
+  normed.reshape({N, H});
+  qkv.reshape({N, 3 * H});
+  ctx.reshape({N, H});
+  key_bias.reshape({N});
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < N; ++r) {
+    const float* w = m.word.row(ids[r]);
+    const float scale = m.pos_scale.data[0];
+    const float* p = m.positions.row(r % S);
+    float* e = normed.row(r);
+    for (int64_t j = 0; j < H; ++j) e[j] = w[j] + scale * p[j];
+  }
+  layer_norm_infer(m.embed_norm, normed.ptr(), N, hidden);
+  if (mask) attention_key_bias(mask, N, key_bias.ptr());
+  lap(t.embed);
+
+  const AttentionShape shape{B, S, c.heads, c.head_dim()};
+  if (c.ff == BertFF::dense) ff_hidden.reshape({N, c.ff_width});
+  for (const BertLayer& L : m.layers) {
+    layer_norm_infer(L.norm1, hidden, N, normed.ptr());
+    lap(t.other);
+    gemm_inference(false, true, N, 3 * H, H, 1.0f, normed.ptr(), H, L.qkv.ptr(), H, 0.0f, qkv.ptr(),
+                   3 * H);
+    self_attention(shape, qkv.ptr(), mask ? key_bias.ptr() : nullptr, ctx.ptr());
+    // x += ctx Wo^T: the residual add rides on the product (beta = 1).
+    gemm_inference(false, true, N, H, H, 1.0f, ctx.ptr(), H, L.out.ptr(), H, 1.0f, hidden, H);
+    lap(t.attention);
+    layer_norm_infer(L.norm2, hidden, N, normed.ptr());
+    lap(t.other);
+    if (c.ff == BertFF::dense) {
+      const int64_t I = c.ff_width;
+      gemm_inference(false, true, N, I, H, 1.0f, normed.ptr(), H, L.ff_w1.ptr(), H, 0.0f,
+                     ff_hidden.ptr(), I);
+      activation_forward(Activation::gelu, ff_hidden.ptr(), ff_hidden.ptr(), N * I);
+      gemm_inference(false, true, N, H, I, 1.0f, ff_hidden.ptr(), I, L.ff_w2.ptr(), I, 1.0f, hidden,
+                     H);
+      lap(t.ff);
+    } else {
+      neuron_fff_infer(L.fff, normed.ptr(), N, ctx.ptr(),
+                       L.fff_half.w1.empty() ? nullptr : &L.fff_half);
+      lap(t.ff);
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < N * H; ++i) hidden[i] += ctx.ptr()[i];
+      lap(t.other);
+    }
+  }
+  layer_norm_infer(m.final_norm, hidden, N, hidden);
+  lap(t.other);
+  if (timings) *timings = t;
+}
+
+void bert_mlm_logits(const BertModel& m, const float* hidden_rows, int64_t N, float* logits) {
+  const int64_t H = m.cfg.hidden, V = m.cfg.vocab;
+  gemm_inference(false, true, N, V, H, 1.0f, hidden_rows, H, m.word.ptr(), H, 0.0f, logits, V);
+}
+
+void bert_mean_pool(const float* hidden, const uint8_t* mask, int64_t B, int64_t S, int64_t H,
+                    float* out) {
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<double> acc(static_cast<size_t>(H), 0.0);
+    int64_t count = 0;
+    for (int64_t s = 0; s < S; ++s) {
+      if (mask && !mask[b * S + s]) continue;
+      const float* h = hidden + (b * S + s) * H;
+      for (int64_t j = 0; j < H; ++j) acc[j] += h[j];
+      ++count;
+    }
+    for (int64_t j = 0; j < H; ++j)
+      out[b * H + j] = count ? static_cast<float>(acc[j] / static_cast<double>(count)) : 0.0f;
+  }
+}
+
+BertFlops bert_flops_per_token(const BertConfig& c, int64_t S) {
+  const double H = static_cast<double>(c.hidden), L = static_cast<double>(c.layers);
+  BertFlops f;
+  // QKV and output projections, then scores and the weighted sum of values.
+  f.attention = L * (2.0 * 4.0 * H * H + 2.0 * 2.0 * static_cast<double>(S) * H);
+  if (c.ff == BertFF::dense)
+    f.ff = L * 2.0 * 2.0 * H * static_cast<double>(c.ff_width);
+  else
+    f.ff = L * neuron_fff_flops_per_row(fff_config(c));
+  return f;
+}
+
+}  // namespace fff

@@ -1,0 +1,409 @@
+// BERT WordPiece tokenizer: vocabulary loading, basic tokenization, WordPiece and decoding.
+#include "fff/text/wordpiece.h"
+
+#include <utf8proc.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+
+namespace fff {
+
+namespace {
+
+struct SpecialToken {
+  std::string_view text;
+  int32_t WordPieceTokenizer::*id;
+};
+
+// None is a prefix of another, so the first match at a position is the only one.
+constexpr std::array<SpecialToken, 5> kSpecialTokens = {{
+    {"[UNK]", &WordPieceTokenizer::unk_id},
+    {"[CLS]", &WordPieceTokenizer::cls_id},
+    {"[SEP]", &WordPieceTokenizer::sep_id},
+    {"[MASK]", &WordPieceTokenizer::mask_id},
+    {"[PAD]", &WordPieceTokenizer::pad_id},
+}};
+
+[[noreturn]] void fail(const std::string& source, const std::string& what) {
+  throw Error(source + ": " + what);
+}
+
+utf8proc_category_t category(int32_t cp) {
+  return utf8proc_category(cp);
+}
+
+// Python's str.split() also splits on line/paragraph separators, so they count as whitespace.
+bool is_whitespace(int32_t cp) {
+  if (cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r') return true;
+  const auto c = category(cp);
+  return c == UTF8PROC_CATEGORY_ZS || c == UTF8PROC_CATEGORY_ZL || c == UTF8PROC_CATEGORY_ZP;
+}
+
+// BERT drops every "C*" character (control, format, surrogate, private use, unassigned), NUL
+// and the replacement character. Whitespace is tested first, so \t \n \r survive as spaces.
+bool is_dropped(int32_t cp) {
+  if (cp == 0 || cp == 0xFFFD) return true;
+  const auto c = category(cp);
+  return c == UTF8PROC_CATEGORY_CN || c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF ||
+         c == UTF8PROC_CATEGORY_CS || c == UTF8PROC_CATEGORY_CO;
+}
+
+// The CJK Unified Ideographs blocks BERT singles out; Hangul, kana etc. are not included.
+bool is_cjk(int32_t cp) {
+  return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
+         (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
+         (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B820 && cp <= 0x2CEAF) ||
+         (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
+}
+
+// All non-alphanumeric printable ASCII counts, including symbols such as $ + < = > ^ ` | ~.
+bool is_punctuation(int32_t cp) {
+  if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) ||
+      (cp >= 123 && cp <= 126))
+    return true;
+  const auto c = category(cp);
+  return c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_PO;
+}
+
+// Unicode's Cased property: cased letters, plus anything with a case mapping (Roman numerals,
+// circled letters), the ordinal indicators and the squared/circled capital letter symbols; its
+// other members are modifier letters, which is_case_ignorable already skips.
+bool is_cased(int32_t cp) {
+  if (cp == 0x00AA || cp == 0x00BA || (cp >= 0x1F130 && cp <= 0x1F149) ||
+      (cp >= 0x1F150 && cp <= 0x1F169) || (cp >= 0x1F170 && cp <= 0x1F189))
+    return true;
+  const auto c = category(cp);
+  return c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL || c == UTF8PROC_CATEGORY_LT ||
+         utf8proc_tolower(cp) != cp || utf8proc_toupper(cp) != cp;
+}
+
+// Unicode's Case_Ignorable: marks, format characters, modifiers, and the word-internal
+// punctuation (Word_Break MidLetter, MidNumLet and Single_Quote: apostrophes, full stops, colons,
+// middle dots) that may sit inside a cased word.
+bool is_case_ignorable(int32_t cp) {
+  switch (cp) {
+    case '\'':
+    case '.':
+    case ':':
+    case 0x00B7:
+    case 0x0387:
+    case 0x055F:
+    case 0x05F4:
+    case 0x2018:
+    case 0x2019:
+    case 0x2024:
+    case 0x2027:
+    case 0xFE13:
+    case 0xFE52:
+    case 0xFE55:
+    case 0xFF07:
+    case 0xFF0E:
+    case 0xFF1A:
+      return true;
+  }
+  const auto c = category(cp);
+  return c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_ME || c == UTF8PROC_CATEGORY_CF ||
+         c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_SK;
+}
+
+// Python's str.lower() (and Rust's to_lowercase, used by the fast tokenizer) turn a capital
+// sigma that ends a word into final sigma: preceded by a cased letter and not followed by one,
+// ignoring case-ignorable characters in between.
+bool is_final_sigma(const std::vector<int32_t>& word, size_t i) {
+  size_t j = i;
+  while (j > 0 && is_case_ignorable(word[j - 1])) --j;
+  if (j == 0 || !is_cased(word[j - 1])) return false;
+  size_t k = i + 1;
+  while (k < word.size() && is_case_ignorable(word[k])) ++k;
+  return k == word.size() || !is_cased(word[k]);
+}
+
+void lower_case(const std::vector<int32_t>& word, std::vector<int32_t>& out) {
+  out.clear();
+  for (size_t i = 0; i < word.size(); ++i) {
+    const int32_t cp = word[i];
+    if (cp == 0x0130) {
+      // The only full lower-case mapping longer than one code point: dotted capital I.
+      out.push_back('i');
+      out.push_back(0x0307);
+    } else if (cp == 0x03A3) {
+      out.push_back(is_final_sigma(word, i) ? 0x03C2 : 0x03C3);
+    } else {
+      out.push_back(utf8proc_tolower(cp));
+    }
+  }
+}
+
+int combining_class(int32_t cp) {
+  return utf8proc_get_property(cp)->combining_class;
+}
+
+// NFD, then drop nonspacing marks. Marks are reordered before dropping, as NFD does, so that a
+// run split only by a dropped mark is still ordered as one run.
+void strip_accents(const std::vector<int32_t>& word, std::vector<int32_t>& out) {
+  out.clear();
+  std::array<utf8proc_int32_t, 8> buf;
+  for (const int32_t cp : word) {
+    const auto n = utf8proc_decompose_char(cp, buf.data(), buf.size(), UTF8PROC_DECOMPOSE, nullptr);
+    // Canonical decompositions are at most 4 code points; n < 0 cannot happen for a valid cp.
+    if (n < 0 || n > static_cast<utf8proc_ssize_t>(buf.size())) {
+      out.push_back(cp);
+      continue;
+    }
+    out.insert(out.end(), buf.begin(), buf.begin() + n);
+  }
+  for (size_t i = 0; i < out.size();) {
+    if (combining_class(out[i]) == 0) {
+      ++i;
+      continue;
+    }
+    size_t end = i + 1;
+    while (end < out.size() && combining_class(out[end]) != 0) ++end;
+    std::stable_sort(out.begin() + static_cast<std::ptrdiff_t>(i),
+                     out.begin() + static_cast<std::ptrdiff_t>(end),
+                     [](int32_t a, int32_t b) { return combining_class(a) < combining_class(b); });
+    i = end;
+  }
+  std::erase_if(out, [](int32_t cp) { return category(cp) == UTF8PROC_CATEGORY_MN; });
+}
+
+void append_utf8(std::string& out, int32_t cp) {
+  utf8proc_uint8_t buf[4];
+  const auto n = utf8proc_encode_char(cp, buf);
+  out.append(reinterpret_cast<const char*>(buf), static_cast<size_t>(n));
+}
+
+// Buffers reused across words so that tokenizing allocates per token at most.
+struct Scratch {
+  std::vector<int32_t> word, lowered, stripped;
+  std::string piece;
+};
+
+// Lower-cases, strips accents and splits one whitespace-delimited word on punctuation, calling
+// emit(token, is_special).
+template <class Emit>
+void finish_word(const WordPieceTokenizer& t, Scratch& s, Emit& emit) {
+  const std::vector<int32_t>* cps = &s.word;
+  if (t.lowercase) {
+    lower_case(*cps, s.lowered);
+    cps = &s.lowered;
+  }
+  if (t.strip_accents) {
+    strip_accents(*cps, s.stripped);
+    cps = &s.stripped;
+  }
+  s.piece.clear();
+  for (const int32_t cp : *cps) {
+    if (!is_punctuation(cp)) {
+      append_utf8(s.piece, cp);
+      continue;
+    }
+    if (!s.piece.empty()) emit(std::string_view(s.piece), false);
+    s.piece.clear();
+    append_utf8(s.piece, cp);
+    emit(std::string_view(s.piece), false);
+    s.piece.clear();
+  }
+  if (!s.piece.empty()) emit(std::string_view(s.piece), false);
+}
+
+// Basic tokenization of text that contains no special token.
+template <class Emit>
+void split_plain(const WordPieceTokenizer& t, std::string_view text, Scratch& s, Emit& emit) {
+  auto flush = [&] {
+    if (s.word.empty()) return;
+    finish_word(t, s, emit);
+    s.word.clear();
+  };
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
+  const auto n = static_cast<utf8proc_ssize_t>(text.size());
+  for (utf8proc_ssize_t i = 0; i < n;) {
+    utf8proc_int32_t cp;
+    const auto len = utf8proc_iterate(p + i, n - i, &cp);
+    if (len <= 0) {
+      ++i;  // an invalid byte reads as U+FFFD, which BERT drops
+      continue;
+    }
+    i += len;
+    if (is_whitespace(cp)) {
+      flush();
+    } else if (is_dropped(cp)) {
+      continue;
+    } else if (is_cjk(cp)) {
+      flush();
+      s.word.push_back(cp);
+      flush();  // still lower-cased and normalized: F900-FAFF decompose to other ideographs
+    } else {
+      s.word.push_back(cp);
+    }
+  }
+  flush();
+}
+
+// Calls emit(token, is_special) for each basic token of `text`, in order. Special tokens are
+// found on the raw text first, as HuggingFace does before any cleaning.
+template <class Emit>
+void for_each_basic_token(const WordPieceTokenizer& t, std::string_view text, Emit&& emit) {
+  Scratch s;
+  size_t plain_begin = 0;
+  for (size_t pos = text.find('['); pos != std::string_view::npos; pos = text.find('[', pos)) {
+    const SpecialToken* match = nullptr;
+    for (const auto& special : kSpecialTokens)
+      if (t.*special.id >= 0 && text.substr(pos).starts_with(special.text)) {
+        match = &special;
+        break;
+      }
+    if (match == nullptr) {
+      ++pos;
+      continue;
+    }
+    split_plain(t, text.substr(plain_begin, pos - plain_begin), s, emit);
+    emit(match->text, true);
+    pos += match->text.size();
+    plain_begin = pos;
+  }
+  split_plain(t, text.substr(plain_begin), s, emit);
+}
+
+// Greedy longest-match-first over code points; any unmatched remainder makes the whole word
+// [UNK]. `offsets` and `key` are caller buffers so that no lookup allocates.
+void wordpiece_word(const WordPieceTokenizer& t, std::string_view word,
+                    std::vector<size_t>& offsets, std::string& key, std::vector<int32_t>& out) {
+  offsets.clear();
+  for (size_t i = 0; i < word.size(); ++i)
+    if ((static_cast<unsigned char>(word[i]) & 0xC0) != 0x80) offsets.push_back(i);
+  const size_t n = offsets.size();
+  offsets.push_back(word.size());
+  if (static_cast<int64_t>(n) > t.max_chars_per_word) {
+    out.push_back(t.unk_id);
+    return;
+  }
+  const size_t out_begin = out.size();
+  for (size_t start = 0; start < n;) {
+    int32_t found = -1;
+    size_t end = n;
+    for (; end > start; --end) {
+      key.assign(start > 0 ? "##" : "");
+      key.append(word.substr(offsets[start], offsets[end] - offsets[start]));
+      const auto it = t.ids.find(key);
+      if (it != t.ids.end()) {
+        found = it->second;
+        break;
+      }
+    }
+    if (found < 0) {
+      out.resize(out_begin);
+      out.push_back(t.unk_id);
+      return;
+    }
+    out.push_back(found);
+    start = end;
+  }
+}
+
+}  // namespace
+
+int32_t WordPieceTokenizer::id(std::string_view token) const {
+  const auto it = ids.find(std::string(token));
+  return it == ids.end() ? -1 : it->second;
+}
+
+const std::string& WordPieceTokenizer::token(int32_t id) const {
+  if (id < 0 || static_cast<size_t>(id) >= tokens.size())
+    fail(source, "token id " + std::to_string(id) + " is outside the vocabulary of " +
+                     std::to_string(tokens.size()) + " tokens");
+  return tokens[static_cast<size_t>(id)];
+}
+
+WordPieceTokenizer make_wordpiece(const std::string& vocab_text, const std::string& source,
+                                  bool lowercase) {
+  WordPieceTokenizer t;
+  t.source = source;
+  t.lowercase = lowercase;
+  t.strip_accents = lowercase;
+  std::string_view rest = vocab_text;
+  while (!rest.empty()) {
+    const size_t nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    if (t.tokens.size() >= static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+      fail(source, "vocabulary has more than 2^31 - 1 tokens");
+    const auto id = static_cast<int32_t>(t.tokens.size());
+    const auto [it, inserted] = t.ids.emplace(std::string(line), id);
+    if (!inserted)
+      fail(source, "line " + std::to_string(id + 1) + ": duplicate token \"" + std::string(line) +
+                       "\" (first on line " + std::to_string(it->second + 1) + ")");
+    t.tokens.emplace_back(line);
+  }
+  if (t.tokens.empty()) fail(source, "vocabulary is empty");
+  for (const auto& special : kSpecialTokens) t.*special.id = t.id(special.text);
+  if (t.unk_id < 0) fail(source, "vocabulary has no [UNK] token");
+  return t;
+}
+
+WordPieceTokenizer load_wordpiece(const std::string& vocab_path, bool lowercase) {
+  std::ifstream in(vocab_path, std::ios::binary);
+  if (!in) fail(vocab_path, std::string("cannot open vocabulary file: ") + std::strerror(errno));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) fail(vocab_path, "cannot read vocabulary file");
+  return make_wordpiece(text, vocab_path, lowercase);
+}
+
+std::vector<std::string> basic_tokenize(const WordPieceTokenizer& t, std::string_view text) {
+  std::vector<std::string> out;
+  for_each_basic_token(t, text, [&](std::string_view token, bool) { out.emplace_back(token); });
+  return out;
+}
+
+std::vector<int32_t> wordpiece_encode(const WordPieceTokenizer& t, std::string_view text) {
+  if (t.unk_id < 0) fail(t.source, "vocabulary has no [UNK] token");
+  std::vector<int32_t> out;
+  std::vector<size_t> offsets;
+  std::string key;
+  for_each_basic_token(t, text, [&](std::string_view token, bool special) {
+    if (special)
+      out.push_back(t.id(token));
+    else
+      wordpiece_word(t, token, offsets, key, out);
+  });
+  return out;
+}
+
+std::vector<int32_t> wordpiece_encode_for_model(const WordPieceTokenizer& t, std::string_view text,
+                                                int64_t max_len) {
+  if (max_len < 2)
+    fail(t.source, "max_len " + std::to_string(max_len) + " leaves no room for [CLS] and [SEP]");
+  if (t.cls_id < 0 || t.sep_id < 0) fail(t.source, "vocabulary lacks [CLS] or [SEP]");
+  const std::vector<int32_t> body = wordpiece_encode(t, text);
+  const size_t keep = std::min(body.size(), static_cast<size_t>(max_len - 2));
+  std::vector<int32_t> out;
+  out.reserve(keep + 2);
+  out.push_back(t.cls_id);
+  out.insert(out.end(), body.begin(), body.begin() + static_cast<std::ptrdiff_t>(keep));
+  out.push_back(t.sep_id);
+  return out;
+}
+
+std::string wordpiece_decode(const WordPieceTokenizer& t, const std::vector<int32_t>& ids) {
+  std::string out;
+  for (const int32_t id : ids) {
+    const std::string& token = t.token(id);
+    if (id == t.pad_id || id == t.cls_id || id == t.sep_id) continue;
+    // Like HuggingFace's join-then-replace(" ##", ""): a leading "##" piece keeps its prefix.
+    if (!out.empty() && token.starts_with("##")) {
+      out.append(token, 2);
+    } else {
+      if (!out.empty()) out += ' ';
+      out += token;
+    }
+  }
+  return out;
+}
+
+}  // namespace fff

@@ -1,0 +1,199 @@
+// Mini-batch training with best-validation model selection, evaluation and route usage.
+#include "fff/training/train.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <set>
+
+#include "cpu/vec.h"
+#include "fff/cpu/gemm.h"
+#include "fff/layers/loss.h"
+
+namespace fff {
+
+namespace {
+
+constexpr int64_t kEvalChunk = 4096;
+constexpr int64_t kGatherAhead = 4;
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+void shuffle(std::vector<int64_t>& v, Rng& rng) {
+  for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[rng.below(i)]);
+}
+
+void check_dataset(const Model& model, const Dataset& d, const char* what) {
+  const ModelConfig& c = model.config();
+  if (d.features() != c.in)
+    throw Error(std::string(what) + " data has " + std::to_string(d.features()) +
+                " features but the model expects " + std::to_string(c.in));
+  for (int32_t y : d.y)
+    if (y < 0 || y >= c.out)
+      throw Error(std::string(what) + " data has label " + std::to_string(y) +
+                  " but the model has " + std::to_string(c.out) + " classes");
+}
+
+}  // namespace
+
+std::pair<Dataset, Dataset> split_train_val(const Dataset& d, double val_fraction, uint64_t seed) {
+  if (val_fraction < 0.0 || val_fraction >= 1.0)
+    throw Error("validation fraction must be in [0, 1)");
+  std::vector<int64_t> idx(static_cast<size_t>(d.size()));
+  std::iota(idx.begin(), idx.end(), 0);
+  Rng rng(seed ^ 0x5eed5a1177ull);
+  shuffle(idx, rng);
+  const auto n_val = static_cast<int64_t>(std::llround(val_fraction * d.size()));
+  std::vector<int64_t> val_idx(idx.begin(), idx.begin() + n_val);
+  std::vector<int64_t> train_idx(idx.begin() + n_val, idx.end());
+  return {gather_rows(d, train_idx), gather_rows(d, val_idx)};
+}
+
+double accuracy(Model& model, const Dataset& d) {
+  check_dataset(model, d, "evaluation");
+  if (d.size() == 0) return 0.0;
+  const int64_t C = model.config().out;
+  Tensor logits({std::min(d.size(), kEvalChunk), C});
+  int64_t correct = 0;
+  for (int64_t r = 0; r < d.size(); r += kEvalChunk) {
+    const int64_t B = std::min(kEvalChunk, d.size() - r);
+    model.predict(d.x.row(r), B, logits.ptr(), nullptr);
+    for (int64_t i = 0; i < B; ++i) correct += argmax(logits.row(i), C) == d.y[r + i];
+  }
+  return static_cast<double>(correct) / static_cast<double>(d.size());
+}
+
+RouteUsage route_usage(Model& model, const Dataset& d) {
+  const ModelConfig& c = model.config();
+  RouteUsage u;
+  u.mean_entropy = model.mean_node_entropy(d.x.ptr(), d.size());
+  if (c.kind == ModelKind::ff) return u;
+  const int64_t C = c.out;
+  Tensor logits({std::min(std::max<int64_t>(d.size(), 1), kEvalChunk), C});
+  std::vector<int32_t> routes;
+  std::set<int32_t> nodes;
+  const int64_t per_tree = (int64_t{2} << c.depth) - 1;
+  const int64_t first_leaf = per_tree / 2;  // neuron FFF: heap index of the first last-level node
+  u.routes = c.kind == ModelKind::leaf_fff ? (int64_t{1} << c.depth) : c.trees * (first_leaf + 1);
+  u.counts.assign(static_cast<size_t>(u.routes), 0);
+  for (int64_t r = 0; r < d.size(); r += kEvalChunk) {
+    const int64_t B = std::min(kEvalChunk, d.size() - r);
+    model.predict(d.x.row(r), B, logits.ptr(), &routes);
+    if (c.kind == ModelKind::leaf_fff) {
+      for (int32_t leaf : routes) ++u.counts[leaf];
+    } else {
+      for (int32_t node : routes) {
+        nodes.insert(node);
+        const int64_t tree = node / per_tree, local = node % per_tree;
+        if (local >= first_leaf) ++u.counts[tree * (first_leaf + 1) + local - first_leaf];
+      }
+    }
+  }
+  u.nodes_used = static_cast<int64_t>(nodes.size());
+  for (int64_t cnt : u.counts) u.used += cnt > 0;
+  return u;
+}
+
+TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset& val,
+                              const TrainOptions& opt, const TrainCallbacks& callbacks) {
+  check_dataset(model, train, "training");
+  check_dataset(model, val, "validation");
+  if (train.size() == 0) throw Error("training data is empty");
+  if (opt.batch <= 0) throw Error("--batch must be positive");
+  if (opt.epochs <= 0) throw Error("--epochs must be positive");
+  if (opt.patience <= 0) throw Error("--patience must be positive");
+  if (opt.hardening < 0.0f) throw Error("--hardening must be non-negative");
+  if (opt.region_leak < 0.0f || opt.region_leak > 0.5f)
+    throw Error("--region-leak must be in [0, 0.5]");
+
+  const ModelConfig& c = model.config();
+  flush_subnormals();
+  std::vector<Param*> params = model.params();
+  Optimizer optimizer(opt.optimizer, params);
+  Rng rng(opt.seed);
+  const int64_t n = train.size(), in = c.in, C = c.out;
+  const int64_t batches = (n + opt.batch - 1) / opt.batch;
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  Tensor xb({opt.batch, in}), logits({opt.batch, C}), dlogits({opt.batch, C});
+  std::vector<int32_t> yb(static_cast<size_t>(opt.batch));
+  TrainStepOptions step_opt{opt.hardened, opt.region_leak};
+
+  TrainSummary s;
+  std::vector<Tensor> best_weights;
+  double best_val = -1.0, best_train = -1.0;
+  int64_t since_train_improved = 0;
+  std::vector<double> train_times, eval_times;
+  for (int64_t epoch = 1; epoch <= opt.epochs; ++epoch) {
+    EpochReport rep;
+    rep.epoch = epoch;
+    const double t0 = now_seconds();
+    shuffle(order, rng);
+    double loss_sum = 0.0, entropy_sum = 0.0;
+    for (int64_t b = 0; b < batches; ++b) {
+      const int64_t start = b * opt.batch, B = std::min(opt.batch, n - start);
+      for (int64_t i = 0; i < B; ++i) {
+        // Rows are scattered over the whole training set: ask for a later row's cache lines
+        // ahead of copying it, so the copy does not wait on DRAM row by row.
+        if (i + kGatherAhead < B)
+          cpu::prefetch_row(train.x.row(order[start + i + kGatherAhead]), in);
+        const int64_t r = order[start + i];
+        std::copy_n(train.x.row(r), in, xb.row(i));
+        yb[i] = train.y[r];
+      }
+      entropy_sum += model.forward_train(xb.ptr(), B, logits.ptr(), step_opt, rng);
+      loss_sum += softmax_cross_entropy(logits.ptr(), yb.data(), B, C, dlogits.ptr(), nullptr);
+      model.backward(xb.ptr(), B, dlogits.ptr(), opt.hardening);
+      optimizer.step();
+      if (callbacks.on_batch) callbacks.on_batch(epoch, b + 1, batches);
+    }
+    optimizer.flush();
+    model.prepare_inference();
+    const double t1 = now_seconds();
+    rep.loss = loss_sum / batches;
+    rep.entropy = entropy_sum / batches;
+    rep.train_accuracy = accuracy(model, train);
+    rep.val_accuracy = val.size() > 0 ? accuracy(model, val) : rep.train_accuracy;
+    rep.train_seconds = t1 - t0;
+    rep.eval_seconds = now_seconds() - t1;
+    if (!std::isfinite(rep.loss))
+      throw Error("training diverged (loss is not finite) in epoch " + std::to_string(epoch) +
+                  "; try a smaller --lr");
+    train_times.push_back(rep.train_seconds);
+    eval_times.push_back(rep.eval_seconds);
+    if (rep.val_accuracy > best_val) {
+      best_val = rep.val_accuracy;
+      rep.best = true;
+      s.best_epoch = epoch;
+      s.train_accuracy = rep.train_accuracy;
+      s.val_accuracy = rep.val_accuracy;
+      best_weights.clear();
+      for (Param* p : params) best_weights.push_back(p->value);
+    }
+    if (rep.train_accuracy > best_train) {
+      best_train = rep.train_accuracy;
+      since_train_improved = 0;
+    } else {
+      ++since_train_improved;
+    }
+    s.history.push_back(rep);
+    s.epochs_run = epoch;
+    if (callbacks.on_epoch) callbacks.on_epoch(rep);
+    if (since_train_improved >= opt.patience) {
+      s.stopped_early = epoch < opt.epochs;
+      break;
+    }
+  }
+  for (size_t k = 0; k < params.size(); ++k) params[k]->value = best_weights[k];
+  model.prepare_inference();
+  s.seconds_per_epoch = median(train_times);
+  s.eval_seconds_per_epoch = median(eval_times);
+  return s;
+}
+
+}  // namespace fff

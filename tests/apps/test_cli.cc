@@ -1,0 +1,573 @@
+// Tests for the fff command-line tool, run as a separate process: help texts, errors that name
+// the bad path and exit non-zero (without crashing), and, if Fashion-MNIST is installed, a short
+// train -> eval -> info round trip whose JSON output is checked, and thread-count independence.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fff/models/bert.h"
+#include "temp_dir.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const char* const kFashion = "/usr/share/datasets/fashion-mnist";
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Single-quotes s for /bin/sh.
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
+struct Result {
+  bool exited = false;  // normal exit (not killed by a signal)
+  int code = -1;        // exit status if exited
+  int signal = 0;       // terminating signal otherwise
+  std::string out, err;
+};
+
+std::ostream& operator<<(std::ostream& os, const Result& r) {
+  return os << "exited " << r.exited << " code " << r.code << " signal " << r.signal
+            << "\n--- stdout ---\n"
+            << r.out.substr(0, 4000) << "\n--- stderr ---\n"
+            << r.err.substr(0, 4000);
+}
+
+// Runs the CLI with the given arguments (each quoted), capturing stdout, stderr and the status.
+Result run_cli(const std::vector<std::string>& args) {
+  TempDir tmp;
+  const std::string err_path = tmp.file("stderr.txt");
+  std::string cmd = shell_quote(FFF_CLI_PATH);
+  for (const std::string& a : args) cmd.append(" ").append(shell_quote(a));
+  cmd.append(" 2>").append(shell_quote(err_path)).append(" </dev/null");
+  Result r;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) {
+    ADD_FAILURE() << "popen failed for " << cmd;
+    return r;
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(pipe);
+  r.err = read_text(err_path);
+  // /bin/sh reports a child killed by signal N as exit status 128 + N.
+  if (status != -1 && WIFEXITED(status)) {
+    r.code = WEXITSTATUS(status);
+    r.exited = r.code < 128;
+    if (!r.exited) r.signal = r.code - 128;
+  } else if (status != -1 && WIFSIGNALED(status)) {
+    r.signal = WTERMSIG(status);
+  }
+  return r;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+TEST(Cli, BinaryExists) {
+  ASSERT_TRUE(fs::exists(FFF_CLI_PATH)) << FFF_CLI_PATH;
+}
+
+TEST(Cli, TopLevelHelp) {
+  const Result r = run_cli({"--help"});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_EQ(r.code, 0) << r;
+  const std::string text = r.out + r.err;
+  for (const char* word : {"train", "eval", "info"}) EXPECT_TRUE(contains(text, word)) << word;
+}
+
+TEST(Cli, NoSubcommandFails) {
+  const Result r = run_cli({});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_NE(r.code, 0) << r;
+}
+
+TEST(Cli, TrainHelpListsOptions) {
+  const Result r = run_cli({"train", "--help"});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_EQ(r.code, 0) << r;
+  const std::string text = r.out + r.err;
+  for (const char* opt :
+       {"--data", "--model", "--width", "--leaf-width", "--depth", "--trees", "--activation",
+        "--epochs", "--batch", "--optimizer", "--lr", "--hardening", "--region-leak", "--seed",
+        "--threads", "--save", "--json"})
+    EXPECT_TRUE(contains(text, opt)) << opt << " missing from:\n" << text;
+}
+
+TEST(Cli, EvalAndInfoHelp) {
+  for (const char* sub : {"eval", "info"}) {
+    const Result r = run_cli({sub, "--help"});
+    ASSERT_TRUE(r.exited) << r;
+    EXPECT_EQ(r.code, 0) << r;
+    EXPECT_TRUE(contains(r.out + r.err, "--json")) << r;
+  }
+}
+
+TEST(Cli, UnknownModelFails) {
+  const Result r = run_cli({"train", "--model", "nope", "--data", "/nonexistent/dir"});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_NE(r.code, 0) << r;
+  EXPECT_TRUE(contains(r.err, "nope") || contains(r.err, "--model")) << r;
+}
+
+TEST(Cli, BadNumbersFail) {
+  for (std::vector<std::string> args : {std::vector<std::string>{"train", "--lr", "-1"},
+                                        {"train", "--epochs", "0"},
+                                        {"train", "--region-leak", "0.9"},
+                                        {"train", "--optimizer", "rmsprop"},
+                                        {"train", "--batch", "many"},
+                                        {"train", "--no-such-flag"}}) {
+    args.push_back("--data");
+    args.push_back("/nonexistent/dir");
+    const Result r = run_cli(args);
+    ASSERT_TRUE(r.exited) << r;
+    EXPECT_NE(r.code, 0) << args[1] << "\n" << r;
+  }
+}
+
+TEST(Cli, ShapeFlagsOfAnotherModelFail) {
+  // Checked before any data is loaded, so the (missing) data directory is never reached.
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"train", "--model", "neuron-fff", "--width", "100"},
+        {"train", "--model", "ff", "--depth", "3"},
+        {"train", "--model", "ff", "--leaf-width", "4"},
+        {"train", "--model", "fff", "--trees", "2"},
+        {"train", "--model", "fff", "--depth", "3", "--width", "64"}}) {
+    args.push_back("--data");
+    args.push_back("/nonexistent/dir");
+    const Result r = run_cli(args);
+    ASSERT_TRUE(r.exited) << r;
+    EXPECT_EQ(r.code, 1) << r;
+    EXPECT_TRUE(contains(r.err, args[3])) << r;
+    EXPECT_FALSE(contains(r.err, "/nonexistent/dir")) << r;
+  }
+}
+
+TEST(Cli, SaveIntoMissingDirectoryFailsBeforeTraining) {
+  const Result r =
+      run_cli({"train", "--save", "/nonexistent/dir/m.safetensors", "--data", "/also/nonexistent"});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_EQ(r.code, 1) << r;
+  EXPECT_TRUE(contains(r.err, "/nonexistent/dir")) << r;
+  EXPECT_FALSE(contains(r.err, "/also/nonexistent")) << r;  // checked before loading data
+}
+
+TEST(Cli, BenchJsonHasTheIssueFields) {
+  const Result r =
+      run_cli({"bench", "--dim", "33", "--trees", "2", "--depth", "3", "--batch", "5",
+               "--dense-width", "64", "--layers", "2", "--min-seconds", "0.01", "--json"});
+  ASSERT_TRUE(r.exited) << r;
+  ASSERT_EQ(r.code, 0) << r;
+  const json j = json::parse(r.out);
+  for (const char* key : {"dim",
+                          "trees",
+                          "depth",
+                          "batch",
+                          "threads",
+                          "layers",
+                          "dense_width",
+                          "dense_backend",
+                          "dense_us_per_token",
+                          "fff_us_per_token",
+                          "speedup",
+                          "fff_gflops",
+                          "dense_gflops",
+                          "max_rel_err",
+                          "simd",
+                          "fff_path",
+                          "copy_us_per_token",
+                          "fff_io_gbps",
+                          "copy_io_gbps",
+                          "rows_floor_us_per_token",
+                          "rows_read_per_token",
+                          "fff_vs_rows_floor"})
+    EXPECT_TRUE(j.contains(key)) << key << "\n" << r;
+  // Distinct w1 and w2 rows per token and layer: at most its own 2 K (D + 1) = 16, at least
+  // those 16 shared by all 5 tokens of the batch.
+  EXPECT_LE(j["rows_read_per_token"].get<double>(), 16.0) << r;
+  EXPECT_GE(j["rows_read_per_token"].get<double>(), 16.0 / 5.0) << r;
+  EXPECT_GT(j["rows_floor_us_per_token"].get<double>(), 0.0) << r;
+  EXPECT_EQ(j["fff_path"], "rowwise");  // batch 5 takes the latency path
+  EXPECT_EQ(j["dim"], 33);
+  EXPECT_EQ(j["trees"], 2);
+  EXPECT_EQ(j["layers"], 2);
+  EXPECT_LE(j["max_rel_err"].get<double>(), 1e-5) << r;
+  EXPECT_GT(j["fff_us_per_token"].get<double>(), 0.0) << r;
+  EXPECT_GT(j["dense_us_per_token"].get<double>(), 0.0) << r;
+}
+
+TEST(Cli, BenchRejectsBadShapes) {
+  const Result r = run_cli({"bench", "--depth", "40"});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_NE(r.code, 0) << r;
+}
+
+TEST(Cli, MissingDataNamesPath) {
+  const Result r = run_cli({"train", "--data", "/nonexistent/dir", "--epochs", "1"});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_NE(r.code, 0) << r;
+  EXPECT_TRUE(contains(r.err, "/nonexistent/dir")) << r;
+  EXPECT_TRUE(r.out.empty()) << r;
+}
+
+TEST(Cli, EvalMissingModelNamesFile) {
+  const Result r = run_cli({"eval", "/nonexistent.safetensors"});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_NE(r.code, 0) << r;
+  EXPECT_TRUE(contains(r.err, "/nonexistent.safetensors")) << r;
+}
+
+TEST(Cli, InfoOnGarbageFails) {
+  TempDir tmp;
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"text.safetensors", "definitely not a model file\n"},
+      {"empty.safetensors", ""},
+      // A header length far beyond the file.
+      {"huge_header.safetensors", std::string("\xff\xff\xff\xff\xff\xff\xff\x7f", 8) + "{}"},
+      // A plausible header length with a truncated JSON header.
+      {"truncated.safetensors",
+       std::string("\x20\0\0\0\0\0\0\0", 8) + "{\"w\": {\"dtype\": \"F32\""}};
+  for (const auto& [name, bytes] : files) {
+    SCOPED_TRACE(name);
+    const std::string path = tmp.file(name);
+    {
+      std::ofstream out(path, std::ios::binary);
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    }
+    for (const char* sub : {"info", "eval"}) {
+      const Result r = run_cli({sub, path});
+      ASSERT_TRUE(r.exited) << sub << " crashed: " << r;
+      EXPECT_EQ(r.code, 1) << sub << ": " << r;
+      EXPECT_TRUE(contains(r.err, path)) << sub << ": " << r;
+    }
+  }
+}
+
+// The JSON object printed by `--json`: exactly one object on stdout.
+json parse_single_json(const Result& r) {
+  json j;
+  try {
+    j = json::parse(r.out);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "stdout is not one JSON value: " << e.what() << "\n" << r;
+    return json::object();
+  }
+  EXPECT_TRUE(j.is_object()) << r;
+  return j;
+}
+
+std::vector<double> history_losses(const json& j) {
+  std::vector<double> out;
+  if (!j.contains("history") || !j["history"].is_array()) return out;
+  for (const auto& e : j["history"]) out.push_back(e.at("loss").get<double>());
+  return out;
+}
+
+TEST(Cli, FashionMnistTrainEvalInfo) {
+  if (!fs::is_directory(kFashion)) GTEST_SKIP() << kFashion << " is not installed";
+  TempDir tmp;
+  const std::string model_path = tmp.file("m.safetensors");
+  const std::vector<std::string> common = {"train",  "--limit", "3000", "--epochs",        "2",
+                                           "--json", "--seed",  "3",    "--bench-repeats", "1"};
+  std::vector<std::string> args1 = common;
+  for (const char* a : {"--threads", "1", "--save"}) args1.push_back(a);
+  args1.push_back(model_path);
+  const Result r1 = run_cli(args1);
+  ASSERT_TRUE(r1.exited) << r1;
+  ASSERT_EQ(r1.code, 0) << r1;
+  const json j = parse_single_json(r1);
+  for (const char* key :
+       {"model", "width", "leaf_width", "depth", "epochs_run", "train_accuracy", "val_accuracy",
+        "test_accuracy", "seconds_per_epoch", "leaves_used", "inference"})
+    EXPECT_TRUE(j.contains(key)) << key << " missing from " << j.dump();
+  ASSERT_TRUE(j.contains("inference") && j["inference"].is_object()) << j.dump();
+  ASSERT_TRUE(j["inference"].contains("speedup")) << j.dump();
+  EXPECT_GT(j["inference"]["speedup"].get<double>(), 0.0);
+  EXPECT_EQ(j["model"], "fff");
+  EXPECT_EQ(j["width"], 128);
+  EXPECT_EQ(j["leaf_width"], 8);
+  EXPECT_EQ(j["depth"], 4);
+  EXPECT_GE(j["epochs_run"].get<int64_t>(), 1);
+  EXPECT_LE(j["epochs_run"].get<int64_t>(), 2);
+  EXPECT_GT(j["test_accuracy"].get<double>(), 0.5) << j.dump();
+  EXPECT_LE(j["test_accuracy"].get<double>(), 1.0);
+  EXPECT_GE(j["val_accuracy"].get<double>(), 0.0);
+  EXPECT_GE(j["seconds_per_epoch"].get<double>(), 0.0);
+  EXPECT_GE(j["leaves_used"].get<int64_t>(), 1);
+  EXPECT_LE(j["leaves_used"].get<int64_t>(), 16);
+  EXPECT_EQ(j["train_rows"], 2700);  // 9:1 split of the first 3000 rows
+  ASSERT_TRUE(fs::exists(model_path)) << r1;
+
+  const Result re = run_cli({"eval", model_path, "--json", "--limit", "1000", "--threads", "1"});
+  ASSERT_TRUE(re.exited) << re;
+  ASSERT_EQ(re.code, 0) << re;
+  const json je = parse_single_json(re);
+  EXPECT_EQ(je["model"], j["model"]);
+  EXPECT_EQ(je["depth"], j["depth"]);
+  EXPECT_EQ(je["leaf_width"], j["leaf_width"]);
+  EXPECT_GT(je["test_accuracy"].get<double>(), 0.5) << je.dump();
+  EXPECT_EQ(je["epochs_run"].get<double>(), j["epochs_run"].get<double>());
+
+  const Result ri = run_cli({"info", model_path, "--json"});
+  ASSERT_TRUE(ri.exited) << ri;
+  ASSERT_EQ(ri.code, 0) << ri;
+  const json ji = parse_single_json(ri);
+  EXPECT_EQ(ji["model"], j["model"]);
+  EXPECT_EQ(ji["depth"], j["depth"]);
+  ASSERT_TRUE(ji.contains("metadata")) << ji.dump();
+  EXPECT_EQ(ji["metadata"]["format"], "fff-classifier");
+  EXPECT_EQ(ji["metadata"]["seed"], "3");
+
+  // Plain-text info and eval work too.
+  const Result rt = run_cli({"info", model_path});
+  ASSERT_TRUE(rt.exited) << rt;
+  EXPECT_EQ(rt.code, 0) << rt;
+  EXPECT_TRUE(contains(rt.out, "leaf FFF")) << rt;
+
+  // Same seed with two threads: identical results.
+  std::vector<std::string> args2 = common;
+  for (const char* a : {"--threads", "2", "--no-compare"}) args2.push_back(a);
+  const Result r2 = run_cli(args2);
+  ASSERT_TRUE(r2.exited) << r2;
+  ASSERT_EQ(r2.code, 0) << r2;
+  const json j2 = parse_single_json(r2);
+  EXPECT_EQ(j2["test_accuracy"].get<double>(), j["test_accuracy"].get<double>());
+  EXPECT_EQ(j2["val_accuracy"].get<double>(), j["val_accuracy"].get<double>());
+  EXPECT_EQ(j2["train_accuracy"].get<double>(), j["train_accuracy"].get<double>());
+  const std::vector<double> l1 = history_losses(j), l2 = history_losses(j2);
+  EXPECT_FALSE(l1.empty());
+  EXPECT_EQ(l1, l2);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// fff lm
+
+namespace {
+
+std::string write_corpus(const TempDir& dir) {
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "A fortune " + std::to_string(i) + " for you.\n%\n";
+  const std::string path = dir.file("corpus.txt");
+  std::ofstream(path) << text;
+  return path;
+}
+
+}  // namespace
+
+TEST(CliLm, TrainSavesResumesAndSamples) {
+  TempDir dir;
+  const std::string corpus = write_corpus(dir), ckpt = dir.file("lm.safetensors");
+  const std::vector<std::string> common = {
+      "--text", corpus, "--dim",   "8", "--width",      "16", "--leaf-width", "4",
+      "--seq",  "8",    "--batch", "2", "--eval-every", "2",  "--threads",    "1"};
+  std::vector<std::string> args = {"lm", "train", "--steps", "3", "--save", ckpt, "--json"};
+  args.insert(args.end(), common.begin(), common.end());
+  const Result r = run_cli(args);
+  ASSERT_EQ(r.code, 0) << r;
+  const json j = json::parse(r.out);
+  for (const char* key : {"val_bpc", "train_bpc", "steps", "ff_flops_per_token",
+                          "dense_ff_flops_per_token", "tokens_per_second"})
+    EXPECT_TRUE(j.contains(key)) << key << "\n" << r;
+  EXPECT_EQ(j["steps"], 3);
+  EXPECT_GT(j["ff_flop_reduction"].get<double>(), 1.0);
+  // Resume to step 5; a model flag conflicts with the checkpoint.
+  const Result resumed = run_cli({"lm", "train", "--text", corpus, "--resume", ckpt, "--steps", "5",
+                                  "--threads", "1", "--json"});
+  ASSERT_EQ(resumed.code, 0) << resumed;
+  EXPECT_EQ(json::parse(resumed.out)["steps"], 5);
+  const Result conflict =
+      run_cli({"lm", "train", "--text", corpus, "--resume", ckpt, "--dim", "16"});
+  EXPECT_EQ(conflict.code, 1) << conflict;
+  EXPECT_TRUE(contains(conflict.err, "--dim")) << conflict;
+  // Sampling: the prompt, then the requested bytes; the same seed gives the same text.
+  const Result s1 =
+      run_cli({"lm", "sample", ckpt, "--prompt", "A fo", "--tokens", "12", "--seed", "3"});
+  const Result s2 =
+      run_cli({"lm", "sample", ckpt, "--prompt", "A fo", "--tokens", "12", "--seed", "3"});
+  ASSERT_EQ(s1.code, 0) << s1;
+  EXPECT_EQ(s1.out, s2.out);
+  EXPECT_EQ(s1.out.rfind("A fo", 0), 0u) << s1;
+  EXPECT_EQ(s1.out.size(), 4u + 12u + 1u) << s1;  // prompt, 12 bytes, newline
+}
+
+TEST(CliLm, ClearErrorsForBadText) {
+  TempDir dir;
+  const std::string empty = dir.file("empty.txt");
+  std::ofstream(empty) << "";
+  const Result r = run_cli({"lm", "train", "--text", empty, "--steps", "1"});
+  EXPECT_EQ(r.code, 1) << r;
+  EXPECT_TRUE(contains(r.err, empty)) << r;
+  const Result missing = run_cli({"lm", "train", "--text", dir.file("nope"), "--steps", "1"});
+  EXPECT_EQ(missing.code, 1) << missing;
+  EXPECT_TRUE(contains(missing.err, "no such file")) << missing;
+  const Result bad_model = run_cli({"lm", "sample", empty});
+  EXPECT_EQ(bad_model.code, 1) << bad_model;
+}
+
+// ---- fff bert ----
+
+namespace {
+
+// A small random fff-bert file with a made-up vocabulary, written through the library.
+std::string write_bert_model(const TempDir& dir, bool with_vocab) {
+  fff::BertConfig c;
+  c.hidden = 32, c.layers = 2, c.heads = 4, c.vocab = 40, c.max_seq = 24;
+  c.ff = fff::BertFF::fff, c.fff_trees = 1, c.fff_depth = 3;
+  fff::BertModel m = fff::make_random_bert(c, 3);
+  if (with_vocab) {
+    std::string v = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncapital\nof\nfrance\nis\nparis\n.";
+    for (int i = 12; i < 40; ++i) v += "\ntok" + std::to_string(i);
+    m.vocab_text = v;
+  }
+  const std::string path = dir.file(with_vocab ? "bert.safetensors" : "novocab.safetensors");
+  fff::save_bert(m, path);
+  return path;
+}
+
+}  // namespace
+
+TEST(CliBert, FillMaskReportsTheModelsTopTokens) {
+  TempDir dir;
+  const std::string model = write_bert_model(dir, true);
+  const Result r = run_cli({"bert", "fill-mask", model, "--text",
+                            "The capital of France is [MASK].", "--top-k", "3", "--json"});
+  ASSERT_EQ(r.code, 0) << r;
+  const json j = json::parse(r.out);
+  ASSERT_EQ(j["masks"].size(), 1u) << r;
+  const json& mask = j["masks"][0];
+  EXPECT_EQ(mask["position"], 6);  // [CLS] the capital of france is [MASK] . [SEP]
+  ASSERT_EQ(mask["predictions"].size(), 3u);
+  // The same prediction computed in process, through the library.
+  const fff::BertModel m = fff::load_bert(model);
+  const std::vector<int32_t> ids = {2, 5, 6, 7, 8, 9, 4, 11, 3};
+  std::vector<float> hidden(ids.size() * 32), logits(40);
+  fff::bert_encode(m, ids.data(), nullptr, 1, static_cast<int64_t>(ids.size()), hidden.data());
+  fff::bert_mlm_logits(m, hidden.data() + 6 * 32, 1, logits.data());
+  const int64_t best = std::max_element(logits.begin(), logits.end()) - logits.begin();
+  double sum = 0.0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l - logits[best]));
+  EXPECT_EQ(mask["predictions"][0]["id"], best);
+  EXPECT_NEAR(mask["predictions"][0]["probability"].get<double>(), 1.0 / sum, 1e-5);
+  EXPECT_GE(mask["predictions"][0]["probability"], mask["predictions"][1]["probability"]);
+  EXPECT_GE(mask["predictions"][1]["probability"], mask["predictions"][2]["probability"]);
+}
+
+TEST(CliBert, FillMaskWithHalfFffWeightsMatchesTheLibrary) {
+  TempDir dir;
+  const std::string model = write_bert_model(dir, true);
+  const Result r = run_cli({"bert", "fill-mask", model, "--text", "the capital [MASK]", "--top-k",
+                            "1", "--json", "--fff-weights", "half"});
+  ASSERT_EQ(r.code, 0) << r;
+  const json j = json::parse(r.out);
+  fff::BertModel m = fff::load_bert(model);
+  fff::bert_use_half_fff(m);
+  const std::vector<int32_t> ids = {2, 5, 6, 4, 3};  // [CLS] the capital [MASK] [SEP]
+  std::vector<float> hidden(ids.size() * 32), logits(40);
+  fff::bert_encode(m, ids.data(), nullptr, 1, static_cast<int64_t>(ids.size()), hidden.data());
+  fff::bert_mlm_logits(m, hidden.data() + 3 * 32, 1, logits.data());
+  const int64_t best = std::max_element(logits.begin(), logits.end()) - logits.begin();
+  EXPECT_EQ(j["masks"][0]["predictions"][0]["id"], best) << r;
+}
+
+TEST(CliBert, EmbedWritesOneVectorPerTextAsJsonOrBinary) {
+  TempDir dir;
+  const std::string model = write_bert_model(dir, true);
+  const std::string texts = dir.file("texts.txt");
+  std::ofstream(texts) << "the capital of france\nparis is the capital\n\n";
+  const Result j = run_cli({"bert", "embed", model, "--file", texts, "--batch", "2"});
+  ASSERT_EQ(j.code, 0) << j;
+  std::vector<json> rows;
+  std::istringstream lines(j.out);
+  for (std::string line; std::getline(lines, line);) rows.push_back(json::parse(line));
+  ASSERT_EQ(rows.size(), 3u) << j;  // the empty line is a text too ([CLS] [SEP])
+  const std::string bin = dir.file("e.f32");
+  const Result b = run_cli({"bert", "embed", model, "--file", texts, "--format", "binary",
+                            "--output", bin, "--threads", "2"});
+  ASSERT_EQ(b.code, 0) << b;
+  const std::string raw = read_text(bin);
+  ASSERT_EQ(raw.size(), 3u * 32u * sizeof(float));
+  const float* v = reinterpret_cast<const float*>(raw.data());
+  for (size_t i = 0; i < 3; ++i)
+    for (size_t k = 0; k < 32; ++k)
+      EXPECT_NEAR(rows[i][k].get<double>(), v[i * 32 + k], 1e-5) << i << " " << k;
+  EXPECT_FALSE(fs::exists(bin + ".tmp"));
+}
+
+TEST(CliBert, ClearErrors) {
+  TempDir dir;
+  const std::string model = write_bert_model(dir, true);
+  struct Case {
+    std::vector<std::string> args;
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {{"bert", "fill-mask", "/nonexistent/m.safetensors", "--text", "a [MASK]"},
+       "/nonexistent/m.safetensors"},
+      {{"bert", "fill-mask", model, "--text", "no mask here"}, "[MASK]"},
+      {{"bert", "embed", model, "--text", "x", "--format", "xml"}, "--format"},
+      {{"bert", "embed", model, "--text", "x", "--format", "binary"}, "--output"},
+      {{"bert", "embed", write_bert_model(dir, false), "--text", "x"}, "--vocab"},
+      {{"bert", "embed", model, "--file", "/nonexistent/texts"}, "/nonexistent/texts"},
+      {{"bert", "fill-mask", model, "--text", "a [MASK]", "--fff-weights", "int8"},
+       "--fff-weights"},
+  };
+  for (const Case& c : cases) {
+    const Result r = run_cli(c.args);
+    EXPECT_TRUE(r.exited) << r;
+    EXPECT_EQ(r.code, 1) << r;
+    EXPECT_TRUE(contains(r.err, c.needle)) << "expected '" << c.needle << "' in\n" << r;
+  }
+}
+
+TEST(CliBert, BenchBertJsonHasEveryFieldOnTinyShapes) {
+  const Result r =
+      run_cli({"bench",         "bert", "--layers",  "1",   "--hidden",  "32",   "--heads", "2",
+               "--seq",         "8",    "--batches", "1,2", "--threads", "1",    "--depth", "3",
+               "--dense-width", "64",   "--repeats", "1",   "--python",  "none", "--json"});
+  ASSERT_EQ(r.code, 0) << r;
+  std::istringstream lines(r.out);
+  int n = 0;
+  for (std::string line; std::getline(lines, line); ++n) {
+    const json j = json::parse(line);
+    for (const char* k :
+         {"fff_tokens_per_s", "dense_tokens_per_s", "speedup", "fff_share", "dense_share",
+          "pytorch_dense_tokens_per_s", "batch", "threads", "seq", "fff_half_tokens_per_s",
+          "speedup_half", "fff_half_share", "half_max_rel_diff", "half_tokens_moved"})
+      EXPECT_TRUE(j.contains(k)) << k << " in " << line;
+    EXPECT_GT(j["fff_tokens_per_s"].get<double>(), 0.0);
+    const json& s = j["fff_share"];
+    EXPECT_NEAR(s["attention"].get<double>() + s["ff"].get<double>() + s["other"].get<double>() +
+                    s["embedding"].get<double>(),
+                1.0, 1e-9);
+  }
+  EXPECT_EQ(n, 2) << r;
+}

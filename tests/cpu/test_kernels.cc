@@ -1,0 +1,508 @@
+// Tests for the dense kernels: gemm against gemm_reference, the linear layer against its
+// reference, activations (values, derivatives by finite differences, parsing) and softmax
+// cross-entropy (gradient by finite differences, special values, arg-max counting).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "fff/core/common.h"
+#include "fff/cpu/gemm.h"
+#include "fff/layers/activation.h"
+#include "fff/layers/linear.h"
+#include "fff/layers/loss.h"
+#include "test_util.h"
+
+namespace {
+
+using fff::Activation;
+using fff::Rng;
+using fff_test::fd4;
+using fff_test::random_vec;
+
+// ---------------------------------------------------------------------------------------------
+// gemm
+
+struct GemmCase {
+  bool ta, tb;
+  int64_t M, N, K;
+  int64_t pad_a, pad_b, pad_c;  // extra leading-dimension padding
+  float alpha, beta;
+};
+
+// Runs gemm and gemm_reference on the same random operands and checks every element of C,
+// including the padding columns that must stay untouched.
+// Random operands of a case, with their leading dimensions (padding included).
+struct GemmOperands {
+  int64_t lda, ldb, ldc;
+  std::vector<float> A, B, C0;
+};
+
+GemmOperands make_operands(const GemmCase& g, Rng& rng) {
+  const int64_t a_rows = g.ta ? g.K : g.M, a_cols = g.ta ? g.M : g.K;
+  const int64_t b_rows = g.tb ? g.N : g.K, b_cols = g.tb ? g.K : g.N;
+  GemmOperands o{a_cols + g.pad_a, b_cols + g.pad_b, g.N + g.pad_c, {}, {}, {}};
+  o.A = random_vec(a_rows * o.lda, rng);
+  o.B = random_vec(b_rows * o.ldb, rng);
+  o.C0 = random_vec(g.M * o.ldc, rng);
+  return o;
+}
+
+void check_gemm(const GemmCase& g, uint64_t seed) {
+  Rng rng(seed);
+  const auto [lda, ldb, ldc, A, B, C0] = make_operands(g, rng);
+  auto C = C0, R = C0;
+  fff::gemm(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(), ldb, g.beta, C.data(),
+            ldc);
+  fff::gemm_reference(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(), ldb, g.beta,
+                      R.data(), ldc);
+  for (int64_t i = 0; i < g.M; ++i) {
+    for (int64_t j = 0; j < ldc; ++j) {
+      const size_t idx = static_cast<size_t>(i * ldc + j);
+      ASSERT_TRUE(std::isfinite(C[idx])) << "C(" << i << "," << j << ") is not finite";
+      if (j >= g.N) {
+        // Padding beyond N is not part of C and must not be written.
+        ASSERT_EQ(C[idx], C0[idx]) << "padding overwritten at (" << i << "," << j << ")";
+        continue;
+      }
+      // Scale of the element: |alpha| sum_k |a_ik b_kj| + |beta c_ij|. Float accumulation of K
+      // products: tolerance 1e-6 * sqrt(K + 1) of that scale (OpenBLAS sums in float with FMA).
+      double scale = std::fabs(g.beta * C0[idx]);
+      for (int64_t k = 0; k < g.K; ++k) {
+        const float a = g.ta ? A[k * lda + i] : A[i * lda + k];
+        const float b = g.tb ? B[j * ldb + k] : B[k * ldb + j];
+        scale += std::fabs(static_cast<double>(g.alpha) * a * b);
+      }
+      const double tol = 1e-6 * std::sqrt(static_cast<double>(g.K + 1)) * scale + 1e-30;
+      ASSERT_NEAR(C[idx], R[idx], tol)
+          << "ta=" << g.ta << " tb=" << g.tb << " M=" << g.M << " N=" << g.N << " K=" << g.K
+          << " alpha=" << g.alpha << " beta=" << g.beta << " at (" << i << "," << j << ")";
+    }
+  }
+}
+
+TEST(Gemm, MatchesReferenceAllTransposesFixedShapes) {
+  const int64_t dims[][3] = {{1, 1, 1},    {1, 7, 5},    {7, 1, 5},     {7, 5, 1},
+                             {1, 1, 33},   {3, 5, 7},    {17, 13, 9},   {16, 16, 16},
+                             {33, 65, 31}, {64, 1, 100}, {1, 100, 64},  {129, 67, 257},
+                             {300, 1, 7},  {1, 300, 7},  {67, 300, 45}, {257, 129, 3}};
+  const float ab[][2] = {{1.0f, 0.0f}, {0.5f, 0.0f}, {-1.5f, 0.75f}, {2.0f, 1.0f}, {1.0f, -2.0f}};
+  uint64_t seed = 1;
+  for (const auto& d : dims)
+    for (int t = 0; t < 4; ++t)
+      for (const auto& s : ab) {
+        const GemmCase g{(t & 1) != 0, (t & 2) != 0, d[0], d[1], d[2], 0, 0, 0, s[0], s[1]};
+        ASSERT_NO_FATAL_FAILURE(check_gemm(g, seed++));
+      }
+}
+
+TEST(Gemm, MatchesReferenceRandomShapesWithPadding) {
+  Rng rng(2024);
+  for (int it = 0; it < 200; ++it) {
+    GemmCase g;
+    g.ta = rng.below(2) != 0;
+    g.tb = rng.below(2) != 0;
+    // Mostly small odd sizes, with 1 often.
+    auto dim = [&]() -> int64_t {
+      const uint64_t r = rng.below(10);
+      if (r == 0) return 1;
+      if (r < 8) return 1 + static_cast<int64_t>(rng.below(40));
+      return 1 + static_cast<int64_t>(rng.below(200));
+    };
+    g.M = dim();
+    g.N = dim();
+    g.K = dim();
+    g.pad_a = static_cast<int64_t>(rng.below(4));
+    g.pad_b = static_cast<int64_t>(rng.below(4));
+    g.pad_c = static_cast<int64_t>(rng.below(4));
+    g.alpha = rng.uniform(-2.0f, 2.0f);
+    g.beta = rng.below(3) == 0 ? 0.0f : rng.uniform(-2.0f, 2.0f);
+    ASSERT_NO_FATAL_FAILURE(check_gemm(g, 1000 + it));
+  }
+}
+
+TEST(Gemm, TwoThreadsBitwiseEqualOneAndMatchReference) {
+  // Shapes large enough for the product to be split over threads, in rows (M >= N) and in
+  // columns (N > M), with every transpose combination and leading-dimension padding.
+  const GemmCase cases[] = {
+      {false, false, 517, 33, 70, 1, 2, 3, 1.0f, 0.0f},
+      {true, false, 517, 33, 70, 0, 1, 0, -0.5f, 1.5f},
+      {false, true, 29, 401, 65, 2, 0, 1, 2.0f, 1.0f},
+      {true, true, 29, 401, 65, 0, 0, 0, 1.0f, -1.0f},
+      {false, false, 300, 300, 1, 0, 0, 0, 0.75f, 0.25f},
+  };
+  uint64_t seed = 500;
+  for (const GemmCase& g : cases) {
+    ASSERT_NO_FATAL_FAILURE(check_gemm(g, seed));
+    Rng rng(seed++);
+    const auto [lda, ldb, ldc, A, B, C0] = make_operands(g, rng);
+    std::vector<float> C[2] = {C0, C0};
+    for (int t = 0; t < 2; ++t) {
+      fff::set_num_threads(t + 1);
+      fff::gemm(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(), ldb, g.beta,
+                C[t].data(), ldc);
+    }
+    fff::set_num_threads(1);
+    ASSERT_EQ(0, std::memcmp(C[0].data(), C[1].data(), C[0].size() * sizeof(float)))
+        << "1 and 2 threads differ: ta=" << g.ta << " tb=" << g.tb << " M=" << g.M << " N=" << g.N
+        << " K=" << g.K;
+  }
+}
+
+TEST(Gemm, BetaZeroIgnoresGarbageInC) {
+  // BLAS semantics: with beta = 0, C is not read, so NaN in C must not propagate.
+  for (int t = 0; t < 4; ++t) {
+    const bool ta = (t & 1) != 0, tb = (t & 2) != 0;
+    Rng rng(77 + t);
+    const int64_t M = 5, N = 3, K = 4;
+    const auto A = random_vec(M * K, rng), B = random_vec(K * N, rng);
+    std::vector<float> C(M * N, std::numeric_limits<float>::quiet_NaN()), R = C;
+    fff::gemm(ta, tb, M, N, K, 1.25f, A.data(), ta ? M : K, B.data(), tb ? K : N, 0.0f, C.data(),
+              N);
+    fff::gemm_reference(ta, tb, M, N, K, 1.25f, A.data(), ta ? M : K, B.data(), tb ? K : N, 0.0f,
+                        R.data(), N);
+    for (size_t i = 0; i < C.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(C[i])) << i;
+      ASSERT_TRUE(std::isfinite(R[i])) << i;
+      EXPECT_NEAR(C[i], R[i], 1e-5) << i;
+    }
+  }
+}
+
+TEST(Gemm, KZeroScalesC) {
+  // K = 0: op(A) op(B) is the zero matrix, so C = beta * C (and 0 for beta = 0, even over NaN).
+  std::vector<float> C = {1.0f, -2.0f, 3.0f, 4.0f}, R = C;
+  fff::gemm(false, false, 2, 2, 0, 1.0f, nullptr, 1, nullptr, 2, 0.5f, C.data(), 2);
+  fff::gemm_reference(false, false, 2, 2, 0, 1.0f, nullptr, 1, nullptr, 2, 0.5f, R.data(), 2);
+  for (size_t i = 0; i < C.size(); ++i) {
+    EXPECT_EQ(C[i], R[i]);
+    EXPECT_EQ(C[i], std::vector<float>({0.5f, -1.0f, 1.5f, 2.0f})[i]);
+  }
+  std::vector<float> N(4, std::numeric_limits<float>::quiet_NaN());
+  fff::gemm(true, true, 2, 2, 0, 1.0f, nullptr, 2, nullptr, 1, 0.0f, N.data(), 2);
+  for (float v : N) EXPECT_EQ(v, 0.0f);
+}
+
+TEST(Gemm, ThreadSettingRoundTrips) {
+  fff::set_num_threads(2);
+  EXPECT_EQ(fff::num_threads(), 2);
+  fff::set_num_threads(0);  // clamped to at least one thread
+  EXPECT_EQ(fff::num_threads(), 1);
+  fff::set_num_threads(1);
+  EXPECT_EQ(fff::num_threads(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// linear layer
+
+void check_linear(int64_t B, int64_t in, int64_t out, bool with_dx, uint64_t seed) {
+  Rng rng(seed);
+  const auto x = random_vec(B * in, rng), W = random_vec(in * out, rng, 0.5f);
+  const auto b = random_vec(out, rng, 0.5f), dy = random_vec(B * out, rng);
+  // Outputs start as garbage (NaN): forward and backward overwrite.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> y(B * out, nan), yr(B * out, nan);
+  fff::linear_forward(x.data(), B, in, out, W.data(), b.data(), y.data());
+  fff::linear_forward_reference(x.data(), B, in, out, W.data(), b.data(), yr.data());
+  // |y| <= sum |x||W| + |b| <= in * 0.5 + 0.5; float sums: tolerance 1e-6 * (in + 1) absolute.
+  const double tol_y = 1e-6 * static_cast<double>(in + 1);
+  for (size_t i = 0; i < y.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(y[i])) << i;
+    ASSERT_NEAR(y[i], yr[i], tol_y) << "B=" << B << " in=" << in << " out=" << out << " i=" << i;
+  }
+
+  std::vector<float> dW(in * out, nan), db(out, nan), dWr(in * out, nan), dbr(out, nan);
+  std::vector<float> dx(B * in, nan), dxr(B * in, nan);
+  fff::linear_backward(x.data(), dy.data(), B, in, out, W.data(), with_dx ? dx.data() : nullptr,
+                       dW.data(), db.data());
+  fff::linear_backward_reference(x.data(), dy.data(), B, in, out, W.data(),
+                                 with_dx ? dxr.data() : nullptr, dWr.data(), dbr.data());
+  // dW, db sum over B rows of |.| <= 1 products; dx sums out products of |.| <= 0.5.
+  const double tol_w = 1e-6 * static_cast<double>(B + 1);
+  const double tol_x = 1e-6 * static_cast<double>(out + 1);
+  for (size_t i = 0; i < dW.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(dW[i])) << i;
+    ASSERT_NEAR(dW[i], dWr[i], tol_w) << "dW B=" << B << " in=" << in << " out=" << out;
+  }
+  for (size_t i = 0; i < db.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(db[i])) << i;
+    ASSERT_NEAR(db[i], dbr[i], tol_w) << "db B=" << B << " in=" << in << " out=" << out;
+  }
+  if (with_dx) {
+    for (size_t i = 0; i < dx.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(dx[i])) << i;
+      ASSERT_NEAR(dx[i], dxr[i], tol_x) << "dx B=" << B << " in=" << in << " out=" << out;
+    }
+  } else {
+    // dx == nullptr: nothing written there.
+    for (float v : dx) ASSERT_TRUE(std::isnan(v));
+  }
+}
+
+TEST(Linear, MatchesReferenceFixedShapes) {
+  const int64_t shapes[][3] = {{1, 1, 1}, {1, 5, 3},    {1, 784, 10}, {7, 1, 1},     {7, 3, 1},
+                               {7, 1, 9}, {13, 17, 11}, {64, 64, 64}, {37, 100, 33}, {2, 129, 65}};
+  uint64_t seed = 10;
+  for (const auto& s : shapes)
+    for (bool with_dx : {false, true})
+      ASSERT_NO_FATAL_FAILURE(check_linear(s[0], s[1], s[2], with_dx, seed++));
+}
+
+TEST(Linear, MatchesReferenceRandomShapes) {
+  Rng rng(555);
+  for (int it = 0; it < 60; ++it) {
+    const int64_t B = 1 + static_cast<int64_t>(rng.below(it % 3 == 0 ? 2 : 70));
+    const int64_t in = 1 + static_cast<int64_t>(rng.below(90));
+    const int64_t out = 1 + static_cast<int64_t>(rng.below(40));
+    ASSERT_NO_FATAL_FAILURE(check_linear(B, in, out, rng.below(2) != 0, 9000 + it));
+  }
+}
+
+TEST(Linear, ColumnSums) {
+  const std::vector<float> dy = {1, 2, 3, 4, 5, 6};
+  std::vector<float> db = {100, 100, 100};  // overwritten, not accumulated
+  fff::column_sums(dy.data(), 2, 3, db.data());
+  EXPECT_EQ(db, std::vector<float>({5, 7, 9}));
+  fff::column_sums(dy.data(), 0, 3, db.data());
+  EXPECT_EQ(db, std::vector<float>({0, 0, 0}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// activations
+
+TEST(Activation, ParseAndName) {
+  for (const char* name : {"relu", "gelu", "identity"})
+    EXPECT_STREQ(fff::activation_name(fff::parse_activation(name)), name);
+  EXPECT_EQ(fff::parse_activation("relu"), Activation::relu);
+  EXPECT_EQ(fff::parse_activation("gelu"), Activation::gelu);
+  EXPECT_EQ(fff::parse_activation("identity"), Activation::identity);
+  EXPECT_THROW(fff::parse_activation("tanh"), fff::Error);
+  EXPECT_THROW(fff::parse_activation(""), fff::Error);
+  EXPECT_THROW(fff::parse_activation("ReLU"), fff::Error);
+  try {
+    fff::parse_activation("tanh");
+    FAIL() << "no throw";
+  } catch (const fff::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("tanh"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("relu"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("gelu"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("identity"), std::string::npos) << msg;
+  }
+}
+
+TEST(Activation, GeluMatchesErfFormInDouble) {
+  // GELU(z) = 0.5 z (1 + erf(z / sqrt 2)). Float evaluation: tolerance 1e-6 * max(1, |z|)
+  // absolute (the 1 + erf cancellation for negative z limits relative accuracy there).
+  Rng rng(3);
+  std::vector<float> zs = {0.0f, -0.0f, 1.0f, -1.0f, 3.0f, -3.0f, 8.0f, -8.0f, 1e-6f, -1e-6f};
+  for (int i = 0; i < 2000; ++i) zs.push_back(rng.uniform(-8.0f, 8.0f));
+  for (float z : zs) {
+    const double zd = z;
+    const double ref = 0.5 * zd * (1.0 + std::erf(zd / std::sqrt(2.0)));
+    const float v = fff::activate(Activation::gelu, z);
+    ASSERT_TRUE(std::isfinite(v)) << z;
+    ASSERT_NEAR(v, ref, 1e-6 * std::max(1.0, std::fabs(zd))) << "z=" << z;
+  }
+  // Large |z|: GELU approaches relu.
+  EXPECT_EQ(fff::activate(Activation::gelu, 50.0f), 50.0f);
+  EXPECT_EQ(fff::activate(Activation::gelu, -50.0f), 0.0f);
+}
+
+TEST(Activation, ReluAndIdentityValues) {
+  EXPECT_EQ(fff::activate(Activation::relu, 2.5f), 2.5f);
+  EXPECT_EQ(fff::activate(Activation::relu, -2.5f), 0.0f);
+  EXPECT_EQ(fff::activate(Activation::relu, 0.0f), 0.0f);
+  EXPECT_EQ(fff::activate_grad(Activation::relu, 0.0f), 0.0f);  // ReLU'(0) = 0 by definition
+  EXPECT_EQ(fff::activate_grad(Activation::relu, 1e-30f), 1.0f);
+  EXPECT_EQ(fff::activate_grad(Activation::relu, -1e-30f), 0.0f);
+  EXPECT_EQ(fff::activate(Activation::identity, -7.25f), -7.25f);
+  EXPECT_EQ(fff::activate_grad(Activation::identity, -7.25f), 1.0f);
+}
+
+TEST(Activation, DerivativeMatchesFiniteDifferences) {
+  // 4-point stencil with h = 1e-2 on the float activation; points kept >= 0.05 from the ReLU
+  // kink so the stencil never crosses it. Tolerance 1e-4 * max(1, |grad|): float rounding of
+  // phi (~1e-7 * |phi|) amplified by 1.5 / h, plus O(h^4) truncation.
+  const double h = 1e-2;
+  Rng rng(4);
+  for (Activation a : {Activation::relu, Activation::gelu, Activation::identity}) {
+    for (int i = 0; i < 500; ++i) {
+      float z = rng.uniform(-6.0f, 6.0f);
+      if (std::fabs(z) < 0.05f) continue;
+      const double fd =
+          fd4([&](double t) { return fff::activate(a, static_cast<float>(t)); }, z, h);
+      const double g = fff::activate_grad(a, z);
+      ASSERT_TRUE(std::isfinite(fd));
+      ASSERT_TRUE(std::isfinite(g));
+      ASSERT_NEAR(g, fd, 1e-4 * std::max(1.0, std::fabs(g)))
+          << fff::activation_name(a) << " z=" << z;
+    }
+  }
+}
+
+TEST(Activation, GeluDerivativeMatchesDoubleFormula) {
+  // d/dz GELU = Phi(z) + z phi(z); tolerance 1e-6 absolute.
+  Rng rng(5);
+  for (int i = 0; i < 2000; ++i) {
+    const float z = rng.uniform(-8.0f, 8.0f);
+    const double zd = z;
+    const double ref = 0.5 * (1.0 + std::erf(zd / std::sqrt(2.0))) +
+                       zd * std::exp(-0.5 * zd * zd) / std::sqrt(2.0 * M_PI);
+    ASSERT_NEAR(fff::activate_grad(Activation::gelu, z), ref, 1e-6) << "z=" << z;
+  }
+}
+
+TEST(Activation, ArrayForwardBackwardMatchElementwiseIncludingAliasing) {
+  Rng rng(6);
+  const int64_t n = 103;
+  for (Activation a : {Activation::relu, Activation::gelu, Activation::identity}) {
+    auto z = random_vec(n, rng, 4.0f);
+    z[0] = 0.0f;  // exact kink: relu'(0) = 0
+    const auto da = random_vec(n, rng);
+    std::vector<float> out(n, -99.0f), dz(n, -99.0f);
+    fff::activation_forward(a, z.data(), out.data(), n);
+    fff::activation_backward(a, z.data(), da.data(), dz.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      if (a == Activation::gelu)  // the array form uses a vectorised erf within 2e-7 of erff
+        ASSERT_NEAR(out[i], fff::activate(a, z[i]), 2e-7 * (1.0 + std::fabs(z[i])))
+            << fff::activation_name(a) << " " << i;
+      else
+        ASSERT_EQ(out[i], fff::activate(a, z[i])) << fff::activation_name(a) << " " << i;
+      ASSERT_EQ(dz[i], da[i] * fff::activate_grad(a, z[i])) << fff::activation_name(a) << " " << i;
+    }
+    // In place: a aliases z; dz aliases da.
+    auto zz = z;
+    fff::activation_forward(a, zz.data(), zz.data(), n);
+    EXPECT_EQ(zz, out) << fff::activation_name(a);
+    auto dd = da;
+    fff::activation_backward(a, z.data(), dd.data(), dd.data(), n);
+    EXPECT_EQ(dd, dz) << fff::activation_name(a);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// softmax cross-entropy
+
+TEST(SoftmaxCrossEntropy, UniformLogitsGiveLogC) {
+  for (int64_t C : {1, 2, 3, 10, 1000}) {
+    const int64_t B = 3;
+    std::vector<float> logits(B * C, 0.37f);
+    std::vector<int32_t> labels = {0, static_cast<int32_t>(C - 1), static_cast<int32_t>(C / 2)};
+    std::vector<float> d(B * C);
+    const double loss =
+        fff::softmax_cross_entropy(logits.data(), labels.data(), B, C, d.data(), nullptr);
+    EXPECT_NEAR(loss, std::log(static_cast<double>(C)), 1e-9) << C;
+    for (int64_t r = 0; r < B; ++r)
+      for (int64_t j = 0; j < C; ++j) {
+        const double expect = (1.0 / C - (j == labels[r] ? 1.0 : 0.0)) / B;
+        EXPECT_NEAR(d[r * C + j], expect, 1e-7);
+      }
+  }
+}
+
+TEST(SoftmaxCrossEntropy, GradientMatchesFiniteDifferences) {
+  // d(mean loss)/d logits by the 4-point stencil with h = 2^-7 on float logits. The loss is
+  // double but the logit differences are taken in float (~1e-7 error), so the FD error is
+  // ~1.5e-7 / h ~ 2e-5: tolerance 1e-4 * max(1, |grad|).
+  Rng rng(8);
+  const double h = 0x1p-7;
+  for (auto [B, C] : {std::pair<int64_t, int64_t>{1, 2}, {1, 10}, {4, 3}, {5, 7}, {3, 33}}) {
+    auto logits = random_vec(B * C, rng, 3.0f);
+    std::vector<int32_t> labels(B);
+    for (auto& l : labels) l = static_cast<int32_t>(rng.below(C));
+    std::vector<float> d(B * C);
+    fff::softmax_cross_entropy(logits.data(), labels.data(), B, C, d.data(), nullptr);
+    for (int64_t i = 0; i < B * C; ++i) {
+      const float saved = logits[i];
+      const double fd = fd4(
+          [&](double t) {
+            logits[i] = static_cast<float>(t);
+            return fff::softmax_cross_entropy(logits.data(), labels.data(), B, C, nullptr, nullptr);
+          },
+          saved, h);
+      logits[i] = saved;
+      ASSERT_TRUE(std::isfinite(fd));
+      ASSERT_TRUE(std::isfinite(d[i]));
+      ASSERT_NEAR(d[i], fd, 1e-4 * std::max(1.0, std::fabs(fd)))
+          << "B=" << B << " C=" << C << " i=" << i;
+    }
+    // Each row of the gradient sums to zero.
+    for (int64_t r = 0; r < B; ++r) {
+      double s = 0;
+      for (int64_t j = 0; j < C; ++j) s += d[r * C + j];
+      EXPECT_NEAR(s, 0.0, 1e-6);
+    }
+  }
+}
+
+TEST(SoftmaxCrossEntropy, MatchesDirectFormulaInDouble) {
+  Rng rng(9);
+  const int64_t B = 6, C = 5;
+  const auto logits = random_vec(B * C, rng, 4.0f);
+  std::vector<int32_t> labels(B);
+  for (auto& l : labels) l = static_cast<int32_t>(rng.below(C));
+  double expect = 0.0;
+  for (int64_t r = 0; r < B; ++r) {
+    double s = 0.0;
+    for (int64_t j = 0; j < C; ++j) s += std::exp(static_cast<double>(logits[r * C + j]));
+    expect += std::log(s) - logits[r * C + labels[r]];
+  }
+  expect /= B;
+  EXPECT_NEAR(fff::softmax_cross_entropy(logits.data(), labels.data(), B, C, nullptr, nullptr),
+              expect, 1e-6);
+}
+
+TEST(SoftmaxCrossEntropy, LargeLogitsStayFinite) {
+  const int64_t C = 3;
+  const std::vector<float> logits = {1e4f, 0.0f, -1e4f, 1e4f, 1e4f, 1e4f, -1e4f, -1e4f, 1e4f};
+  for (int32_t label = 0; label < C; ++label) {
+    const std::vector<int32_t> labels(3, label);
+    std::vector<float> d(9);
+    const double loss =
+        fff::softmax_cross_entropy(logits.data(), labels.data(), 3, C, d.data(), nullptr);
+    ASSERT_TRUE(std::isfinite(loss)) << label;
+    for (float v : d) ASSERT_TRUE(std::isfinite(v)) << label;
+    // Row 0 costs 0, 1e4, 2e4 by label; row 1 ln 3; row 2 2e4, 2e4, 0.
+    const double row0[] = {0.0, 1e4, 2e4}, row2[] = {2e4, 2e4, 0.0};
+    const double expect = (row0[label] + std::log(3.0) + row2[label]) / 3.0;
+    EXPECT_NEAR(loss, expect, 1e-3 * std::max(1.0, expect)) << label;
+  }
+  // Single row, huge positive and negative values, label on the largest.
+  const std::vector<float> big = {1e4f, 9999.0f};
+  const std::vector<int32_t> lab = {0};
+  const double l = fff::softmax_cross_entropy(big.data(), lab.data(), 1, 2, nullptr, nullptr);
+  EXPECT_NEAR(l, std::log1p(std::exp(-1.0)), 1e-6);
+}
+
+TEST(SoftmaxCrossEntropy, ArgmaxCountsAccumulate) {
+  const int64_t B = 5, C = 4;
+  const std::vector<float> logits = {
+      0,  1, 2, 3,     // argmax 3
+      5,  1, 2, 3,     // argmax 0
+      1,  1, 1, 1,     // tie: first, 0
+      -1, 2, 2, -5,    // tie: first, 1
+      0,  0, 0, 0.5f,  // 3
+  };
+  const std::vector<int32_t> labels = {3, 0, 1, 1, 2};  // rows 0, 1, 3 correct
+  int64_t correct = 10;                                 // adds, does not overwrite
+  fff::softmax_cross_entropy(logits.data(), labels.data(), B, C, nullptr, &correct);
+  EXPECT_EQ(correct, 13);
+  EXPECT_EQ(fff::argmax(logits.data() + 8, 4), 0);
+  EXPECT_EQ(fff::argmax(logits.data() + 12, 4), 1);
+  const float one = 7.0f;
+  EXPECT_EQ(fff::argmax(&one, 1), 0);
+}
+
+TEST(SoftmaxCrossEntropy, EmptyBatch) {
+  int64_t correct = 0;
+  EXPECT_EQ(fff::softmax_cross_entropy(nullptr, nullptr, 0, 3, nullptr, &correct), 0.0);
+  EXPECT_EQ(correct, 0);
+}
+
+}  // namespace

@@ -1,0 +1,297 @@
+// Tests of the BERT encoder: file round trip and validation, invariances (padding, threads,
+// FFF of depth 0 equals dense FF), pooling, and agreement with an independent PyTorch model of the
+// same architecture (scripts/bert_reference.py) through the checkpoint converter.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "cpu/cmm_kernels.h"
+#include "fff/cpu/gemm.h"
+#include "fff/io/safetensors.h"
+#include "fff/models/bert.h"
+#include "temp_dir.h"
+#include "test_util.h"
+
+using fff_test::bitwise_equal;
+
+namespace {
+
+fff::BertConfig small_config(fff::BertFF ff) {
+  fff::BertConfig c;
+  c.hidden = 24, c.layers = 2, c.heads = 3, c.vocab = 50, c.max_seq = 20, c.norm_eps = 1e-12f;
+  c.ff = ff, c.ff_width = 40, c.fff_trees = 2, c.fff_depth = 3;
+  return c;
+}
+
+std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
+  fff::Rng rng(seed);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (int32_t& id : ids) id = static_cast<int32_t>(rng.below(static_cast<uint64_t>(vocab)));
+  return ids;
+}
+
+std::vector<float> encode(const fff::BertModel& m, const std::vector<int32_t>& ids,
+                          const std::vector<uint8_t>* mask, int64_t B, int64_t S) {
+  std::vector<float> h(static_cast<size_t>(B * S * m.cfg.hidden), NAN);
+  fff::bert_encode(m, ids.data(), mask ? mask->data() : nullptr, B, S, h.data());
+  return h;
+}
+
+double max_abs_diff(const float* a, const float* b, size_t n) {
+  double d = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
+    d = std::max(d, std::fabs(static_cast<double>(a[i]) - b[i]));
+  }
+  return d;
+}
+
+}  // namespace
+
+TEST(Bert, SaveLoadRoundTripGivesIdenticalOutputs) {
+  TempDir dir;
+  for (fff::BertFF ff : {fff::BertFF::dense, fff::BertFF::fff}) {
+    fff::BertModel m = fff::make_random_bert(small_config(ff), 7);
+    m.vocab_text = "[PAD]\n[UNK]\nhello";
+    m.lowercase = false;
+    const std::string path = dir.file("m.safetensors");
+    fff::save_bert(m, path);
+    const fff::BertModel r = fff::load_bert(path);
+    EXPECT_EQ(r.cfg.describe(), m.cfg.describe());
+    EXPECT_EQ(r.vocab_text, m.vocab_text);
+    EXPECT_FALSE(r.lowercase);
+    const auto ids = random_ids(2 * 11, m.cfg.vocab, 1);
+    EXPECT_TRUE(bitwise_equal(encode(m, ids, nullptr, 2, 11), encode(r, ids, nullptr, 2, 11)));
+  }
+}
+
+TEST(Bert, LoadRejectsWrongFilesNamingTheProblem) {
+  TempDir dir;
+  const fff::BertModel m = fff::make_random_bert(small_config(fff::BertFF::fff), 7);
+  const std::string good = dir.file("good.safetensors");
+  fff::save_bert(m, good);
+  auto expect_error = [](const std::string& path, const std::string& needle) {
+    try {
+      fff::load_bert(path);
+      ADD_FAILURE() << "no error for " << path;
+    } catch (const fff::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+  };
+  fff::SafetensorsFile f = fff::load_safetensors(good);
+  auto rewrite = [&](const std::string& name, fff::SafetensorsFile g) {
+    std::vector<std::pair<std::string, const fff::Tensor*>> t;
+    for (const auto& [k, v] : g.tensors) t.push_back({k, &v});
+    fff::save_safetensors(dir.file(name), t, g.metadata);
+    return dir.file(name);
+  };
+  {
+    fff::SafetensorsFile g = f;
+    g.tensors.erase("layers.1.fff.w2");
+    expect_error(rewrite("missing.safetensors", g), "layers.1.fff.w2");
+  }
+  {
+    fff::SafetensorsFile g = f;
+    g.tensors["layers.0.attn.qkv"] = fff::Tensor({72, 23});
+    expect_error(rewrite("shape.safetensors", g), "layers.0.attn.qkv");
+  }
+  {
+    fff::SafetensorsFile g = f;
+    g.tensors["extra"] = fff::Tensor({1});
+    expect_error(rewrite("extra.safetensors", g), "extra");
+  }
+  {
+    fff::SafetensorsFile g = f;
+    g.metadata["format"] = "fff-classifier";
+    expect_error(rewrite("format.safetensors", g), "not an fff BERT file");
+  }
+  {
+    fff::SafetensorsFile g = f;
+    g.metadata["heads"] = "5";
+    expect_error(rewrite("heads.safetensors", g), "heads");
+  }
+  {
+    fff::SafetensorsFile g = f;
+    g.metadata["ff"] = "moe";
+    expect_error(rewrite("ff.safetensors", g), "moe");
+  }
+}
+
+TEST(Bert, EncodeRejectsBadInput) {
+  const fff::BertModel m = fff::make_random_bert(small_config(fff::BertFF::dense), 7);
+  std::vector<int32_t> ids = random_ids(21, m.cfg.vocab, 2);
+  std::vector<float> h(21 * 24);
+  EXPECT_THROW(fff::bert_encode(m, ids.data(), nullptr, 1, 21, h.data()), fff::Error);  // > 20
+  ids[3] = 50;
+  EXPECT_THROW(fff::bert_encode(m, ids.data(), nullptr, 1, 5, h.data()), fff::Error);
+  ids[3] = -1;
+  EXPECT_THROW(fff::bert_encode(m, ids.data(), nullptr, 1, 5, h.data()), fff::Error);
+}
+
+TEST(Bert, PaddingDoesNotChangeRealTokensAndBatchingDoesNotMatter) {
+  for (fff::BertFF ff : {fff::BertFF::dense, fff::BertFF::fff}) {
+    const fff::BertModel m = fff::make_random_bert(small_config(ff), 8);
+    const int64_t S = 13, L = 7, H = m.cfg.hidden;
+    const auto a = random_ids(S, m.cfg.vocab, 3), b = random_ids(L, m.cfg.vocab, 4);
+    std::vector<int32_t> batch = a;
+    batch.insert(batch.end(), b.begin(), b.end());
+    batch.resize(2 * S, 0);
+    std::vector<uint8_t> mask(2 * S, 1);
+    std::fill(mask.begin() + S + L, mask.end(), 0);
+    const auto hb = encode(m, batch, &mask, 2, S);
+    const auto ha = encode(m, a, nullptr, 1, S);
+    const auto hl = encode(m, b, nullptr, 1, L);
+    EXPECT_LT(max_abs_diff(hb.data(), ha.data(), S * H), 1e-5);
+    EXPECT_LT(max_abs_diff(hb.data() + S * H, hl.data(), L * H), 1e-5);
+  }
+}
+
+TEST(Bert, OneAndTwoThreadsAgreeBitwise) {
+  fff_test::ThreadGuard guard;
+  for (fff::BertFF ff : {fff::BertFF::dense, fff::BertFF::fff}) {
+    const fff::BertModel m = fff::make_random_bert(small_config(ff), 9);
+    const auto ids = random_ids(3 * 17, m.cfg.vocab, 5);
+    std::vector<uint8_t> mask(3 * 17, 1);
+    mask[3 * 17 - 1] = 0;
+    fff::set_num_threads(1);
+    const auto one = encode(m, ids, &mask, 3, 17);
+    fff::set_num_threads(2);
+    EXPECT_TRUE(bitwise_equal(one, encode(m, ids, &mask, 3, 17)));
+  }
+}
+
+TEST(Bert, HalfFffWeightsEqualFp32InferenceWithRoundedWeights) {
+  fff::BertModel m = fff::make_random_bert(small_config(fff::BertFF::fff), 13);
+  fff::BertModel rounded = m;
+  for (auto& L : rounded.layers)
+    for (fff::Tensor* w : {&L.fff.w1.value, &L.fff.w2.value})
+      for (float& v : w->data) {
+        uint16_t bits;
+        fff::cpu::to_half(&v, 1, &bits);
+        v = fff::cpu::half_to_float(bits);
+      }
+  fff::bert_use_half_fff(m);
+  const auto ids = random_ids(2 * 19, m.cfg.vocab, 14);
+  std::vector<uint8_t> mask(2 * 19, 1);
+  mask[2 * 19 - 3] = mask[2 * 19 - 2] = mask[2 * 19 - 1] = 0;
+  EXPECT_TRUE(bitwise_equal(encode(m, ids, &mask, 2, 19), encode(rounded, ids, &mask, 2, 19)));
+  // A dense model has no FFF weights to round.
+  fff::BertModel dense = fff::make_random_bert(small_config(fff::BertFF::dense), 15);
+  EXPECT_THROW(fff::bert_use_half_fff(dense), fff::Error);
+}
+
+TEST(Bert, FffOfDepthZeroEqualsDenseFeedforward) {
+  // K trees of depth 0 are K always-used neurons: a dense FF of width K (with b1 = 0).
+  fff::BertConfig fc = small_config(fff::BertFF::fff);
+  fc.fff_trees = 6, fc.fff_depth = 0;
+  fff::BertModel f = fff::make_random_bert(fc, 10);
+  fff::BertConfig dc = fc;
+  dc.ff = fff::BertFF::dense, dc.ff_width = 6;
+  fff::BertModel d = fff::make_random_bert(dc, 10);
+  const int64_t H = fc.hidden;
+  d.word = f.word;
+  d.pos_scale = f.pos_scale;
+  for (size_t i = 0; i < f.layers.size(); ++i) {
+    fff::BertLayer& L = f.layers[i];
+    L.fff.b1.value.zero();
+    d.layers[i].qkv = L.qkv;
+    d.layers[i].out = L.out;
+    d.layers[i].ff_w1 = L.fff.w1.value;  // (K, H)
+    d.layers[i].ff_w2 = fff::Tensor({H, 6});
+    for (int64_t r = 0; r < 6; ++r)
+      for (int64_t c = 0; c < H; ++c) d.layers[i].ff_w2.row(c)[r] = L.fff.w2.value.row(r)[c];
+  }
+  const auto ids = random_ids(2 * 9, fc.vocab, 6);
+  const auto hf = encode(f, ids, nullptr, 2, 9), hd = encode(d, ids, nullptr, 2, 9);
+  EXPECT_LT(max_abs_diff(hf.data(), hd.data(), hf.size()), 2e-5);
+}
+
+TEST(Bert, MeanPoolSkipsPadding) {
+  const std::vector<float> h = {1, 2, 3, 4, 100, 100, 5, 6, 7, 8, 9, 10};  // B=2, S=3, H=2
+  const std::vector<uint8_t> mask = {1, 1, 0, 1, 1, 1};
+  std::vector<float> out(4);
+  fff::bert_mean_pool(h.data(), mask.data(), 2, 3, 2, out.data());
+  EXPECT_EQ(out, (std::vector<float>{2, 3, 7, 8}));
+}
+
+// ---- Agreement with PyTorch (needs /usr/bin/python3 with torch, e.g. Debian's python3-torch) ----
+
+namespace {
+
+bool have_torch() {
+  return std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+}
+
+struct ReferenceRun {
+  fff::BertModel model;
+  fff::SafetensorsFile ref;
+};
+
+ReferenceRun make_reference(const TempDir& dir, const std::string& args) {
+  const std::string src = FFF_SOURCE_DIR;
+  const std::string ckpt = dir.file("ckpt"), out = dir.file("model.safetensors");
+  const std::string gen = "/usr/bin/python3 " + src + "/scripts/bert_reference.py --out " + ckpt +
+                          " " + args + " >/dev/null";
+  const std::string conv =
+      "/usr/bin/python3 " + src + "/scripts/convert_bert.py " + ckpt + " " + out + " >/dev/null";
+  EXPECT_EQ(std::system(gen.c_str()), 0) << gen;
+  EXPECT_EQ(std::system(conv.c_str()), 0) << conv;
+  return {fff::load_bert(out), fff::load_safetensors(ckpt + "/reference.safetensors")};
+}
+
+void expect_matches_reference(const ReferenceRun& r, const std::string& what) {
+  const fff::Tensor& ids_f = r.ref.tensors.at("input_ids");
+  const fff::Tensor& mask_f = r.ref.tensors.at("attention_mask");
+  const int64_t B = ids_f.dim(0), S = ids_f.dim(1), H = r.model.cfg.hidden, V = r.model.cfg.vocab;
+  std::vector<int32_t> ids(static_cast<size_t>(B * S));
+  std::vector<uint8_t> mask(ids.size());
+  bool padded = false;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ids[i] = static_cast<int32_t>(ids_f.data[i]);
+    mask[i] = mask_f.data[i] != 0.0f;
+    padded |= !mask[i];
+  }
+  EXPECT_TRUE(padded) << "the reference batch should contain padding";
+  const auto hidden = encode(r.model, ids, &mask, B, S);
+  const fff::Tensor& ref_h = r.ref.tensors.at("hidden");
+  ASSERT_EQ(ref_h.size(), B * S * H);
+  const double dh = max_abs_diff(hidden.data(), ref_h.ptr(), hidden.size());
+  EXPECT_LE(dh, 1e-4) << what << ": hidden states";
+  std::vector<float> logits(static_cast<size_t>(B * S * V));
+  fff::bert_mlm_logits(r.model, hidden.data(), B * S, logits.data());
+  const fff::Tensor& ref_l = r.ref.tensors.at("logits");
+  ASSERT_EQ(ref_l.size(), B * S * V);
+  const double dl = max_abs_diff(logits.data(), ref_l.ptr(), logits.size());
+  EXPECT_LE(dl, 1e-4) << what << ": MLM logits";
+  std::printf("%s: max abs error hidden %.2e, logits %.2e\n", what.c_str(), dh, dl);
+}
+
+}  // namespace
+
+TEST(BertReference, SmallFffModelMatchesPyTorch) {
+  if (!have_torch()) GTEST_SKIP() << "/usr/bin/python3 with torch not found";
+  TempDir dir;
+  expect_matches_reference(make_reference(dir, "--ff fff --trees 2 --depth 3"), "fff 2x3");
+}
+
+TEST(BertReference, SmallDenseModelFromSafetensorsMatchesPyTorch) {
+  if (!have_torch()) GTEST_SKIP() << "/usr/bin/python3 with torch not found";
+  TempDir dir;
+  expect_matches_reference(make_reference(dir, "--ff dense --width 96 --format safetensors"),
+                           "dense 96");
+}
+
+TEST(BertReference, FullWidthUltraFastBertLayersMatchPyTorch) {
+  // UltraFastBERT-1x11's layer shapes (hidden 768, 12 heads, 4095-neuron trees), 2 layers.
+  if (!have_torch()) GTEST_SKIP() << "/usr/bin/python3 with torch not found";
+  TempDir dir;
+  expect_matches_reference(
+      make_reference(dir,
+                     "--ff fff --hidden 768 --heads 12 --layers 2 --trees 1 --depth 11 "
+                     "--vocab 300 --seq 24 --batch 2"),
+      "fff 1x11, hidden 768");
+}

@@ -1,0 +1,523 @@
+// Tests for the training loop: every model kind learns a separable synthetic problem, keeps the
+// best-validation weights, is bitwise deterministic for a seed and thread count independent;
+// early stop agrees with the history; split_train_val, route_usage and dataset checks; and, if
+// Fashion-MNIST is installed, a small end-to-end run reaching a sane test accuracy.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "fff/core/common.h"
+#include "fff/cpu/gemm.h"
+#include "fff/io/data.h"
+#include "fff/models/classifier.h"
+#include "fff/training/train.h"
+
+namespace {
+
+// Results never depend on the thread count (tested below), but the speed does: run on one
+// thread unless a test says otherwise, so that a busy 2-core machine stays fast.
+class OneThread : public ::testing::Environment {
+ public:
+  void SetUp() override { fff::set_num_threads(1); }
+};
+[[maybe_unused]] ::testing::Environment* const kOneThread =
+    ::testing::AddGlobalTestEnvironment(new OneThread);
+
+constexpr int kClasses = 4;
+constexpr int64_t kFeatures = 20;
+
+// Gaussian clusters: class c has a random centre (standard normal per feature, so centres are
+// about 6 apart) and unit-variance noise. Almost perfectly separable.
+fff::Dataset make_clusters(int64_t n, uint64_t seed) {
+  fff::Rng rng(seed);
+  std::vector<std::vector<float>> centre(kClasses, std::vector<float>(kFeatures));
+  fff::Rng centre_rng(4242);  // the same centres for every seed
+  for (auto& c : centre)
+    for (float& v : c) v = centre_rng.normal();
+  fff::Dataset d;
+  d.num_classes = kClasses;
+  d.x = fff::Tensor({n, kFeatures});
+  d.y.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int c = static_cast<int>(rng.below(kClasses));
+    d.y[static_cast<size_t>(i)] = c;
+    for (int64_t j = 0; j < kFeatures; ++j) d.x.row(i)[j] = centre[c][j] + rng.normal();
+  }
+  return d;
+}
+
+struct Problem {
+  fff::Dataset train, val;
+};
+
+const Problem& problem() {
+  static const Problem p = [] {
+    auto [train, val] = fff::split_train_val(make_clusters(2000, 11), 0.1, 3);
+    return Problem{std::move(train), std::move(val)};
+  }();
+  return p;
+}
+
+struct TrainSetup {
+  std::string label;
+  fff::ModelConfig cfg;
+  fff::TrainOptions opt;
+};
+
+std::vector<TrainSetup> setups() {
+  std::vector<TrainSetup> out;
+  fff::ModelConfig base;
+  base.in = kFeatures;
+  base.out = kClasses;
+  fff::TrainOptions opt;
+  opt.epochs = 4;
+  opt.batch = 32;
+  opt.seed = 5;
+  opt.optimizer.kind = fff::OptimizerKind::sgd;
+  opt.optimizer.lr = 0.1f;
+  {
+    fff::ModelConfig c = base;
+    c.kind = fff::ModelKind::ff;
+    c.width = 16;
+    out.push_back({"ff", c, opt});
+  }
+  {
+    fff::ModelConfig c = base;
+    c.kind = fff::ModelKind::leaf_fff;
+    c.depth = 2;
+    c.leaf_width = 4;
+    fff::TrainOptions o = opt;
+    o.optimizer.lr = 0.2f;
+    out.push_back({"leaf_fff", c, o});
+  }
+  {
+    fff::ModelConfig c = base;
+    c.kind = fff::ModelKind::neuron_fff;
+    c.trees = 2;
+    c.depth = 3;
+    c.act = fff::Activation::gelu;
+    c.output_bias = true;
+    fff::TrainOptions o = opt;
+    o.optimizer.kind = fff::OptimizerKind::adam;
+    o.optimizer.lr = 0.01f;
+    out.push_back({"neuron_fff", c, o});
+  }
+  {
+    fff::ModelConfig c = base;
+    c.kind = fff::ModelKind::neuron_fff;
+    c.trees = 1;
+    c.depth = 3;
+    c.act = fff::Activation::gelu;
+    c.output_bias = false;
+    fff::TrainOptions o = opt;
+    o.optimizer.momentum = 0.9f;
+    o.optimizer.lr = 0.02f;
+    out.push_back({"neuron_fff_no_bias_momentum", c, o});
+  }
+  return out;
+}
+
+bool same_bits(const fff::Tensor& a, const fff::Tensor& b) {
+  return a.shape == b.shape && a.data.size() == b.data.size() &&
+         (a.data.empty() ||
+          std::memcmp(a.data.data(), b.data.data(), a.data.size() * sizeof(float)) == 0);
+}
+
+std::vector<fff::Tensor> snapshot(fff::Model& m) {
+  std::vector<fff::Tensor> out;
+  for (fff::Param* p : m.params()) out.push_back(p->value);
+  return out;
+}
+
+bool same_weights(const std::vector<fff::Tensor>& a, const std::vector<fff::Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!same_bits(a[i], b[i])) return false;
+  return true;
+}
+
+struct TrainRun {
+  fff::TrainSummary summary;
+  std::vector<fff::Tensor> weights;
+  std::vector<std::vector<fff::Tensor>> per_epoch;  // weights after each epoch
+};
+
+TrainRun train_once(const TrainSetup& s, uint64_t init_seed = 1) {
+  fff::Rng rng(init_seed);
+  auto model = fff::make_model(s.cfg, rng);
+  TrainRun r;
+  fff::TrainCallbacks cb;
+  cb.on_epoch = [&](const fff::EpochReport&) { r.per_epoch.push_back(snapshot(*model)); };
+  r.summary = fff::train_classifier(*model, problem().train, problem().val, s.opt, cb);
+  r.weights = snapshot(*model);
+  return r;
+}
+
+TEST(Train, EveryKindLearnsAndKeepsBestValidationModel) {
+  for (const TrainSetup& s : setups()) {
+    SCOPED_TRACE(s.label);
+    fff::Rng rng(1);
+    auto model = fff::make_model(s.cfg, rng);
+    std::vector<std::vector<fff::Tensor>> per_epoch;
+    int64_t batches_seen = 0;
+    fff::TrainCallbacks cb;
+    cb.on_batch = [&](int64_t, int64_t, int64_t) { ++batches_seen; };
+    cb.on_epoch = [&](const fff::EpochReport&) { per_epoch.push_back(snapshot(*model)); };
+    const fff::TrainSummary sum =
+        fff::train_classifier(*model, problem().train, problem().val, s.opt, cb);
+
+    ASSERT_EQ(sum.epochs_run, static_cast<int64_t>(sum.history.size()));
+    ASSERT_GE(sum.epochs_run, 1);
+    ASSERT_LE(sum.epochs_run, s.opt.epochs);
+    const int64_t batches = (problem().train.size() + s.opt.batch - 1) / s.opt.batch;
+    EXPECT_EQ(batches_seen, batches * sum.epochs_run);
+    EXPECT_GE(sum.val_accuracy, 0.8) << "chance is 0.25";
+    EXPECT_GE(sum.train_accuracy, 0.8);
+
+    // The best epoch is the first with the highest validation accuracy.
+    ASSERT_GE(sum.best_epoch, 1);
+    ASSERT_LE(sum.best_epoch, sum.epochs_run);
+    double best = -1.0;
+    int64_t best_epoch = 0;
+    for (const fff::EpochReport& r : sum.history) {
+      EXPECT_TRUE(std::isfinite(r.loss));
+      EXPECT_GE(r.train_seconds, 0.0);
+      if (r.val_accuracy > best) {
+        best = r.val_accuracy;
+        best_epoch = r.epoch;
+        EXPECT_TRUE(r.best) << "epoch " << r.epoch;
+      } else {
+        EXPECT_FALSE(r.best) << "epoch " << r.epoch;
+      }
+    }
+    EXPECT_EQ(sum.best_epoch, best_epoch);
+    const fff::EpochReport& b = sum.history[static_cast<size_t>(sum.best_epoch - 1)];
+    EXPECT_EQ(b.epoch, sum.best_epoch);
+    EXPECT_EQ(sum.val_accuracy, b.val_accuracy);
+    EXPECT_EQ(sum.train_accuracy, b.train_accuracy);
+
+    // The model left behind is the best epoch's, and evaluates to the reported accuracies.
+    ASSERT_EQ(static_cast<int64_t>(per_epoch.size()), sum.epochs_run);
+    EXPECT_TRUE(same_weights(snapshot(*model), per_epoch[static_cast<size_t>(sum.best_epoch - 1)]));
+    EXPECT_EQ(fff::accuracy(*model, problem().val), sum.val_accuracy);
+    EXPECT_EQ(fff::accuracy(*model, problem().train), sum.train_accuracy);
+    if (sum.best_epoch != sum.epochs_run && s.cfg.kind != fff::ModelKind::ff) {
+      // Sanity check that the snapshots differ between epochs (training moved the weights).
+      EXPECT_FALSE(same_weights(per_epoch.front(), per_epoch.back()));
+    }
+  }
+}
+
+TEST(Train, KeepsBestEpochWhenLaterEpochsAreWorse) {
+  // A learning rate large enough that the validation accuracy is not monotone, so the best
+  // epoch is usually not the last one; whichever it is, the weights must be that epoch's.
+  TrainSetup s = setups()[1];
+  s.opt.optimizer.lr = 2.0f;
+  s.opt.epochs = 6;
+  s.opt.patience = 100;
+  const TrainRun r = train_once(s);
+  ASSERT_EQ(static_cast<int64_t>(r.per_epoch.size()), r.summary.epochs_run);
+  EXPECT_TRUE(same_weights(r.weights, r.per_epoch[static_cast<size_t>(r.summary.best_epoch - 1)]));
+}
+
+TEST(Train, DeterministicForSeed) {
+  for (const TrainSetup& s : setups()) {
+    SCOPED_TRACE(s.label);
+    const TrainRun a = train_once(s), b = train_once(s);
+    EXPECT_TRUE(same_weights(a.weights, b.weights));
+    ASSERT_EQ(a.summary.history.size(), b.summary.history.size());
+    for (size_t i = 0; i < a.summary.history.size(); ++i) {
+      EXPECT_EQ(a.summary.history[i].loss, b.summary.history[i].loss);
+      EXPECT_EQ(a.summary.history[i].entropy, b.summary.history[i].entropy);
+      EXPECT_EQ(a.summary.history[i].val_accuracy, b.summary.history[i].val_accuracy);
+    }
+    // A different training seed (shuffle, region leak) changes the trajectory.
+    TrainSetup other = s;
+    other.opt.seed = s.opt.seed + 1;
+    const TrainRun c = train_once(other);
+    EXPECT_NE(a.summary.history[0].loss, c.summary.history[0].loss);
+  }
+}
+
+TEST(Train, ThreadCountDoesNotChangeResults) {
+  const int saved = fff::num_threads();
+  std::vector<TrainSetup> all = setups();
+  {
+    // Also the leaf FFF with region leak and a batch that does not divide the data.
+    TrainSetup s = all[1];
+    s.label = "leaf_fff_leak";
+    s.opt.region_leak = 0.1f;
+    s.opt.batch = 50;
+    all.push_back(s);
+  }
+  for (TrainSetup s : all) {
+    SCOPED_TRACE(s.label);
+    s.opt.epochs = 2;  // two threads on a busy machine are slow at these tiny batches
+    fff::set_num_threads(1);
+    const TrainRun one = train_once(s);
+    fff::set_num_threads(2);
+    const TrainRun two = train_once(s);
+    EXPECT_TRUE(same_weights(one.weights, two.weights));
+    ASSERT_EQ(one.summary.history.size(), two.summary.history.size());
+    for (size_t i = 0; i < one.summary.history.size(); ++i) {
+      EXPECT_EQ(one.summary.history[i].loss, two.summary.history[i].loss) << "epoch " << i + 1;
+      EXPECT_EQ(one.summary.history[i].entropy, two.summary.history[i].entropy);
+      EXPECT_EQ(one.summary.history[i].train_accuracy, two.summary.history[i].train_accuracy);
+    }
+  }
+  fff::set_num_threads(saved);
+}
+
+TEST(Train, EarlyStopAgreesWithHistory) {
+  for (int64_t patience : {1, 2}) {
+    SCOPED_TRACE("patience " + std::to_string(patience));
+    TrainSetup s = setups()[0];  // dense FF: reaches ~100% training accuracy quickly
+    s.opt.epochs = 40;
+    s.opt.patience = patience;
+    const TrainRun r = train_once(s);
+    const auto& h = r.summary.history;
+    ASSERT_EQ(static_cast<int64_t>(h.size()), r.summary.epochs_run);
+    // Training accuracy cannot keep strictly improving for 40 epochs on a near-perfect problem.
+    EXPECT_LT(r.summary.epochs_run, s.opt.epochs);
+    EXPECT_TRUE(r.summary.stopped_early);
+    // Replay the rule: stop after `patience` epochs without a new best training accuracy.
+    double best = -1.0;
+    int64_t since = 0, stop_at = 0;
+    for (const auto& e : h) {
+      if (e.train_accuracy > best) {
+        best = e.train_accuracy;
+        since = 0;
+      } else {
+        ++since;
+      }
+      if (since >= patience) {
+        stop_at = e.epoch;
+        break;
+      }
+    }
+    EXPECT_EQ(stop_at, r.summary.epochs_run);
+    // In particular the last epoch did not improve on the earlier best.
+    double before = -1.0;
+    for (size_t i = 0; i + 1 < h.size(); ++i) before = std::max(before, h[i].train_accuracy);
+    EXPECT_LE(h.back().train_accuracy, before);
+  }
+  {
+    // When the epoch budget runs out, it is not an early stop.
+    TrainSetup s = setups()[0];
+    s.opt.epochs = 2;
+    s.opt.patience = 100;
+    const TrainRun r = train_once(s);
+    EXPECT_EQ(r.summary.epochs_run, 2);
+    EXPECT_FALSE(r.summary.stopped_early);
+  }
+}
+
+TEST(Train, SplitTrainVal) {
+  const int64_t n = 1000;
+  fff::Dataset d;
+  d.num_classes = 7;
+  d.x = fff::Tensor({n, 3});
+  d.y.resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    d.x.row(i)[0] = static_cast<float>(i);  // identifies the row
+    d.x.row(i)[1] = static_cast<float>(2 * i);
+    d.x.row(i)[2] = -1.0f;
+    d.y[static_cast<size_t>(i)] = static_cast<int32_t>(i % 7);
+  }
+  auto [train, val] = fff::split_train_val(d, 0.1, 17);
+  EXPECT_EQ(train.size(), 900);
+  EXPECT_EQ(val.size(), 100);
+  EXPECT_EQ(train.features(), 3);
+  EXPECT_EQ(val.features(), 3);
+  EXPECT_EQ(train.num_classes, 7);
+  EXPECT_EQ(val.num_classes, 7);
+  std::set<int64_t> seen;
+  std::vector<int64_t> val_ids;
+  for (const fff::Dataset* part : {&train, &val}) {
+    for (int64_t i = 0; i < part->size(); ++i) {
+      const auto id = static_cast<int64_t>(part->x.row(i)[0]);
+      ASSERT_GE(id, 0);
+      ASSERT_LT(id, n);
+      EXPECT_EQ(part->x.row(i)[1], static_cast<float>(2 * id));  // rows are kept whole
+      EXPECT_EQ(part->y[static_cast<size_t>(i)], id % 7);        // with their labels
+      EXPECT_TRUE(seen.insert(id).second) << "row " << id << " appears twice";
+      if (part == &val) val_ids.push_back(id);
+    }
+  }
+  EXPECT_EQ(static_cast<int64_t>(seen.size()), n);
+  // The split is shuffled, not the last 10%.
+  EXPECT_FALSE(std::is_sorted(val_ids.begin(), val_ids.end()) && val_ids.front() == n - 100);
+
+  // Same seed, same split; another seed, another split.
+  auto [train2, val2] = fff::split_train_val(d, 0.1, 17);
+  EXPECT_TRUE(same_bits(val.x, val2.x));
+  EXPECT_TRUE(same_bits(train.x, train2.x));
+  auto [train3, val3] = fff::split_train_val(d, 0.1, 18);
+  EXPECT_FALSE(same_bits(val.x, val3.x));
+
+  // Rounding, and the edge fractions.
+  auto [t7, v7] = fff::split_train_val(fff::take_rows(d, 15), 0.1, 1);  // 1.5 rows -> 2
+  EXPECT_EQ(t7.size() + v7.size(), 15);
+  EXPECT_EQ(v7.size(), 2);
+  auto [t0, v0] = fff::split_train_val(d, 0.0, 1);
+  EXPECT_EQ(t0.size(), n);
+  EXPECT_EQ(v0.size(), 0);
+  EXPECT_THROW(fff::split_train_val(d, 1.0, 1), fff::Error);
+  EXPECT_THROW(fff::split_train_val(d, -0.1, 1), fff::Error);
+}
+
+TEST(Train, RouteUsage) {
+  const fff::Dataset& data = problem().train;
+  for (const TrainSetup& s : setups()) {
+    SCOPED_TRACE(s.label);
+    fff::Rng rng(1);
+    auto model = fff::make_model(s.cfg, rng);
+    const fff::RouteUsage u = fff::route_usage(*model, data);
+    EXPECT_TRUE(std::isfinite(u.mean_entropy));
+    EXPECT_GE(u.mean_entropy, 0.0);
+    EXPECT_LE(u.mean_entropy, std::log(2.0) + 1e-9);
+    const int64_t total = std::accumulate(u.counts.begin(), u.counts.end(), int64_t{0});
+    const int64_t nonzero =
+        std::count_if(u.counts.begin(), u.counts.end(), [](int64_t c) { return c > 0; });
+    switch (s.cfg.kind) {
+      case fff::ModelKind::ff:
+        EXPECT_EQ(u.routes, 0);
+        EXPECT_EQ(u.used, 0);
+        EXPECT_TRUE(u.counts.empty());
+        EXPECT_EQ(u.mean_entropy, 0.0);
+        break;
+      case fff::ModelKind::leaf_fff:
+        EXPECT_EQ(u.routes, int64_t{1} << s.cfg.depth);
+        EXPECT_EQ(static_cast<int64_t>(u.counts.size()), u.routes);
+        EXPECT_EQ(total, data.size());
+        EXPECT_EQ(u.used, nonzero);
+        EXPECT_GE(u.used, 1);
+        EXPECT_LE(u.used, u.routes);
+        break;
+      case fff::ModelKind::neuron_fff:
+        EXPECT_EQ(u.routes, s.cfg.trees * (int64_t{1} << s.cfg.depth));
+        EXPECT_EQ(static_cast<int64_t>(u.counts.size()), u.routes);
+        EXPECT_EQ(total, data.size() * s.cfg.trees);  // one leaf per row and tree
+        EXPECT_EQ(u.used, nonzero);
+        EXPECT_GE(u.used, s.cfg.trees);
+        EXPECT_LE(u.used, u.routes);
+        EXPECT_GE(u.nodes_used, s.cfg.trees * (s.cfg.depth + 1));
+        EXPECT_LE(u.nodes_used, s.cfg.training_width());
+        break;
+    }
+    // Leaf counts agree with the routes predict reports.
+    if (s.cfg.kind == fff::ModelKind::leaf_fff) {
+      std::vector<int32_t> routes;
+      fff::Tensor logits({data.size(), s.cfg.out});
+      model->predict(data.x.ptr(), data.size(), logits.ptr(), &routes);
+      std::vector<int64_t> counts(static_cast<size_t>(u.routes), 0);
+      for (int32_t leaf : routes) ++counts[static_cast<size_t>(leaf)];
+      EXPECT_EQ(counts, u.counts);
+    }
+  }
+  {
+    // A single-tree neuron FFF: leaf counts sum to the number of rows.
+    fff::ModelConfig c = setups()[3].cfg;
+    ASSERT_EQ(c.trees, 1);
+    fff::Rng rng(2);
+    auto model = fff::make_model(c, rng);
+    const fff::RouteUsage u = fff::route_usage(*model, data);
+    EXPECT_EQ(std::accumulate(u.counts.begin(), u.counts.end(), int64_t{0}), data.size());
+  }
+}
+
+TEST(Train, DatasetChecks) {
+  const TrainSetup s = setups()[1];
+  fff::Rng rng(1);
+  auto model = fff::make_model(s.cfg, rng);
+  fff::Dataset wrong = make_clusters(50, 1);
+  {
+    // Features mismatch: 21 columns for a 20-input model.
+    fff::Dataset d;
+    d.num_classes = kClasses;
+    d.x = fff::Tensor({50, kFeatures + 1});
+    d.y = wrong.y;
+    try {
+      fff::train_classifier(*model, d, problem().val, s.opt);
+      ADD_FAILURE() << "no error";
+    } catch (const fff::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("features"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(fff::train_classifier(*model, problem().train, d, s.opt), fff::Error);
+    EXPECT_THROW(fff::accuracy(*model, d), fff::Error);
+  }
+  {
+    // A label outside [0, classes).
+    fff::Dataset d = wrong;
+    d.y[7] = kClasses;
+    EXPECT_THROW(fff::train_classifier(*model, d, problem().val, s.opt), fff::Error);
+    d.y[7] = -1;
+    EXPECT_THROW(fff::accuracy(*model, d), fff::Error);
+  }
+  {
+    // Bad options.
+    auto bad = [&](auto change) {
+      fff::TrainOptions o = s.opt;
+      change(o);
+      EXPECT_THROW(fff::train_classifier(*model, problem().train, problem().val, o), fff::Error);
+    };
+    bad([](fff::TrainOptions& o) { o.batch = 0; });
+    bad([](fff::TrainOptions& o) { o.epochs = 0; });
+    bad([](fff::TrainOptions& o) { o.patience = 0; });
+    bad([](fff::TrainOptions& o) { o.hardening = -1.0f; });
+    bad([](fff::TrainOptions& o) { o.region_leak = 0.6f; });
+    bad([](fff::TrainOptions& o) { o.optimizer.lr = 0.0f; });
+  }
+  {
+    fff::Dataset empty = fff::take_rows(wrong, 0);
+    EXPECT_THROW(fff::train_classifier(*model, empty, problem().val, s.opt), fff::Error);
+  }
+}
+
+TEST(Train, FashionMnistEndToEnd) {
+  const std::string dir = "/usr/share/datasets/fashion-mnist";
+  if (!std::filesystem::is_directory(dir)) GTEST_SKIP() << dir << " is not installed";
+  fff::TrainTest data = fff::load_dataset("fashion-mnist");
+  fff::Dataset train_all = fff::take_rows(data.train, 3000);
+  fff::Dataset test = fff::take_rows(data.test, 2000);
+  ASSERT_EQ(train_all.features(), 784);
+  auto [train, val] = fff::split_train_val(train_all, 0.1, 0);
+  const fff::Standardization norm = fff::compute_standardization(train.x);
+  fff::apply_standardization(train.x, norm);
+  fff::apply_standardization(val.x, norm);
+  fff::apply_standardization(test.x, norm);
+
+  fff::ModelConfig c;
+  c.kind = fff::ModelKind::leaf_fff;
+  c.in = train.features();
+  c.out = 10;
+  c.depth = 3;
+  c.leaf_width = 8;
+  c.input_norm = norm;
+  fff::Rng rng(0);
+  auto model = fff::make_model(c, rng);
+  fff::TrainOptions opt;
+  opt.epochs = 4;
+  opt.batch = 64;
+  opt.optimizer.kind = fff::OptimizerKind::sgd;
+  opt.optimizer.lr = 0.2f;
+  opt.seed = 0;
+  const fff::TrainSummary s = fff::train_classifier(*model, train, val, opt);
+  const double test_acc = fff::accuracy(*model, test);
+  EXPECT_GE(test_acc, 0.65) << "chance is 0.10";
+  EXPECT_GE(s.val_accuracy, 0.6);
+  const fff::RouteUsage u = fff::route_usage(*model, test);
+  EXPECT_EQ(std::accumulate(u.counts.begin(), u.counts.end(), int64_t{0}), test.size());
+  EXPECT_GE(u.used, 1);
+  EXPECT_LE(u.used, 8);
+}
+
+}  // namespace
