@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "fff/layers/embedding.h"
 #include "fff/layers/layer_norm.h"
 #include "fff/layers/loss.h"
 #include "fff/models/lm.h"

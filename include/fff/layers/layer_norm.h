@@ -1,7 +1,6 @@
-// Layer normalisation over each row, and a token embedding table.
+// Layer normalisation over each row.
 //   LayerNorm: x, y: (N, d)   gain, bias: (d)
 //     y = (x - mean(x)) / sqrt(var(x) + eps) * gain + bias   (biased variance, per row)
-//   Embedding: tokens: (N) in [0, vocab)   table: (vocab, d)   y: (N, d),  y[r] = table[tokens[r]]
 // Backward overwrites the parameter gradients and dx (if non-null).
 #pragma once
 
@@ -35,17 +34,5 @@ void layer_norm_forward(const LayerNorm& m, const float* x, int64_t N, float* y,
 void layer_norm_infer(const LayerNorm& m, const float* x, int64_t N, float* y);
 void layer_norm_backward(LayerNorm& m, const float* dy, int64_t N, const LayerNormContext& ctx,
                          float* dx);
-
-// Embedding: a table of vocab rows of d floats, initialised normal(0, 1).
-struct Embedding {
-  int64_t vocab = 0, dim = 0;
-  Param table;
-  std::vector<Param*> params() { return {&table}; }
-};
-
-Embedding make_embedding(int64_t vocab, int64_t dim, Rng& rng);
-// Throws fff::Error on a token outside [0, vocab).
-void embedding_forward(const Embedding& m, const int32_t* tokens, int64_t N, float* y);
-void embedding_backward(Embedding& m, const int32_t* tokens, int64_t N, const float* dy);
 
 }  // namespace fff

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "fff/layers/embedding.h"
 #include "fff/layers/ff/dense_ff.h"
 #include "fff/layers/ff/leaf_fff.h"
 #include "fff/layers/ff/neuron_fff.h"
