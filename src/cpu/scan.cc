@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cpu/scan_kernels.h"
+#include "cpu/streaming.h"
 #include "fff/core/common.h"
 #include "fff/cpu/gemm.h"
 
@@ -49,9 +50,6 @@ int64_t line_split(const float* row, int64_t C, int64_t nt, int64_t k) {
   return std::min(C, lead + part(std::max<int64_t>(C - lead, 0) / 16, nt, k) * 16);
 }
 
-// Sequences at least this large (bytes of output) are written with non-temporal stores.
-constexpr int64_t kStreamBytes = 8 << 20;
-
 // The state of channels [c0, c0 + n) before the scan's first step to run, which it returns: h0,
 // or without h0 the first step's b alone (written to out[0]; a[0] is never read), then step 1.
 int64_t start_state(In b, const float* h0, int64_t c0, int64_t n, float* state, Out out) {
@@ -69,7 +67,7 @@ int64_t start_state(In b, const float* h0, int64_t c0, int64_t n, float* state, 
 // streamed to memory without being read back.
 void scan_sequential(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
   const int64_t nt = std::clamp<int64_t>(C / kChannelsPerThread, 1, num_threads());
-  const bool stream = T * C * int64_t{sizeof(float)} >= kStreamBytes;
+  const bool stream = T * C * int64_t{sizeof(float)} >= cpu::kStreamingStoreBytes;
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t k = 0; k < nt; ++k) {
     const int64_t c0 = line_split(out[0], C, nt, k), c1 = line_split(out[0], C, nt, k + 1);
@@ -224,7 +222,7 @@ void scan_chunked(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
   const int64_t threads = std::min<int64_t>(nt, chunks);
   std::vector<int64_t> start(static_cast<size_t>(chunks + 1));
   for (int64_t q = 0; q <= chunks; ++q) start[q] = part(T, chunks, q);
-  const bool stream = T * C * int64_t{sizeof(float)} >= kStreamBytes;
+  const bool stream = T * C * int64_t{sizeof(float)} >= cpu::kStreamingStoreBytes;
 #pragma omp parallel num_threads(threads)
   {
     const int64_t k = omp_get_thread_num(), kt = omp_get_num_threads();

@@ -12,6 +12,7 @@
 
 #include "cpu/cmm_kernels.h"
 #include "cpu/grouping.h"
+#include "cpu/streaming.h"
 #include "cpu/vec.h"
 #include "fff/cpu/gemm.h"
 
@@ -21,8 +22,6 @@ namespace {
 
 // Inputs kept in L2 while a tile walks its levels.
 constexpr int64_t kTileBytes = 768 * 1024;
-// Outputs larger than this are written with non-temporal stores.
-constexpr int64_t kStreamOutputBytes = 4 << 20;
 
 // Routing state of one batched call, shared by its threads (a row's entries are written only
 // by the thread that walks it at the time).
@@ -275,7 +274,7 @@ void walk_levels(const NeuronFFF& m, WeightRows<W> wr, int64_t tree, const float
   path_rows<W>(sc).resize(D1);
   path_rows<W>(sc, 1).resize(D1);
   // A single tree writes each output once; when the outputs exceed the cache, stream them.
-  sc.stream = c.trees == 1 && n * c.out * int64_t{sizeof(float)} > kStreamOutputBytes;
+  sc.stream = c.trees == 1 && n * c.out * int64_t{sizeof(float)} >= cpu::kStreamingStoreBytes;
   for (int64_t s = s0; s <= s1;) {
     const int64_t e = std::min(s1, (s / band + 1) * band - 1);  // bands start at multiples
     // Regroup the rows by the node reached at level s, then walk them in tiles: all of them if
