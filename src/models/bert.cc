@@ -376,16 +376,4 @@ void bert_mean_pool(const float* hidden, const uint8_t* mask, int64_t B, int64_t
   }
 }
 
-BertFlops bert_flops_per_token(const BertConfig& c, int64_t S) {
-  const double H = static_cast<double>(c.hidden), L = static_cast<double>(c.layers);
-  BertFlops f;
-  // QKV and output projections, then scores and the weighted sum of values.
-  f.attention = L * (2.0 * 4.0 * H * H + 2.0 * 2.0 * static_cast<double>(S) * H);
-  if (c.ff == BertFF::dense)
-    f.ff = L * 2.0 * 2.0 * H * static_cast<double>(c.ff_width);
-  else
-    f.ff = L * neuron_fff_flops_per_row(fff_config(c));
-  return f;
-}
-
 }  // namespace fff

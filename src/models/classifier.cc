@@ -56,18 +56,6 @@ int64_t ModelConfig::inference_width() const {
   return 0;
 }
 
-int64_t ModelConfig::route_count() const {
-  switch (kind) {
-    case ModelKind::ff:
-      return 1;
-    case ModelKind::leaf_fff:
-      return int64_t{1} << depth;
-    case ModelKind::neuron_fff:
-      return training_width();
-  }
-  return 1;
-}
-
 void ModelConfig::validate() const {
   if (in <= 0) throw Error("model input size must be positive");
   if (out < 2) throw Error("model needs at least 2 output classes");

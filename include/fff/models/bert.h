@@ -89,10 +89,4 @@ void bert_mlm_logits(const BertModel& m, const float* hidden_rows, int64_t N, fl
 void bert_mean_pool(const float* hidden, const uint8_t* mask, int64_t B, int64_t S, int64_t H,
                     float* out);
 
-// Multiply-adds x2 per token of one encode at sequence length S, by part.
-struct BertFlops {
-  double attention = 0, ff = 0;
-};
-BertFlops bert_flops_per_token(const BertConfig& cfg, int64_t S);
-
 }  // namespace fff

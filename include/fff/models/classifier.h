@@ -33,8 +33,6 @@ struct ModelConfig {
   int64_t training_width() const;
   // Neurons one input uses at inference.
   int64_t inference_width() const;
-  // Leaves (leaf FFF), nodes (neuron FFF) or 1 (ff): what usage is counted over.
-  int64_t route_count() const;
   // Throws fff::Error naming the bad field.
   void validate() const;
 };
