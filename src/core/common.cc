@@ -61,6 +61,10 @@ void Tensor::reshape(std::vector<int64_t> new_shape) {
   data.resize(static_cast<size_t>(n));
 }
 
+void Tensor::ensure_shape(std::vector<int64_t> new_shape) {
+  if (shape != new_shape) *this = Tensor(std::move(new_shape));
+}
+
 void Tensor::zero() {
   std::fill(data.begin(), data.end(), 0.0f);
 }

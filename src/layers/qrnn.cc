@@ -18,10 +18,6 @@ float hard_sigmoid(float v) {
   return std::clamp(v / 6.0f + 0.5f, 0.0f, 1.0f);
 }
 
-void ensure_shape(Tensor& t, std::vector<int64_t> shape) {
-  if (t.shape != shape) t = Tensor(std::move(shape));
-}
-
 // Row (t, b) of the unfolded input: x[t], x[t-1], ..., x[t-k+1] for batch item b, with the
 // history (k - 1 rows, oldest first) or zeros before t = 0.
 void unfold(const float* x, int64_t T, int64_t B, int64_t in, int64_t k, const float* history,
@@ -59,12 +55,12 @@ void qrnn_forward(const Qrnn& m, const float* x, int64_t T, int64_t B, const flo
                   const float* h0, float* y, QrnnContext& ctx) {
   const auto& c = m.cfg;
   const int64_t C = c.channels, G = c.gates(), N = T * B, K = c.window * c.in;
-  ensure_shape(ctx.xu, {N, K});
-  ensure_shape(ctx.z, {T, B, C});
-  ensure_shape(ctx.f, {T, B, C});
-  ensure_shape(ctx.h, {T, B, C});
-  ensure_shape(ctx.fpre, {T, B, C});
-  if (c.output_gate) ensure_shape(ctx.o, {T, B, C});
+  ctx.xu.ensure_shape({N, K});
+  ctx.z.ensure_shape({T, B, C});
+  ctx.f.ensure_shape({T, B, C});
+  ctx.h.ensure_shape({T, B, C});
+  ctx.fpre.ensure_shape({T, B, C});
+  if (c.output_gate) ctx.o.ensure_shape({T, B, C});
   unfold(x, T, B, c.in, c.window, history, ctx.xu.ptr());
   Tensor pre({N, G * C});
   linear_forward(ctx.xu.ptr(), N, K, G * C, m.w.value.ptr(), m.b.value.ptr(), pre.ptr());

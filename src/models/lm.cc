@@ -134,10 +134,6 @@ void LmState::reset(const LmModel& m, int64_t B) {
 
 namespace {
 
-void ensure(Tensor& t, std::vector<int64_t> shape) {
-  if (t.shape != shape) t = Tensor(std::move(shape));
-}
-
 void add_into(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
@@ -158,10 +154,10 @@ double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmSta
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     LmBlock& b = m.blocks[l];
     LmBlockContext& bc = ctx.blocks[l];
-    ensure(bc.u1, {N, d});
-    ensure(bc.q, {N, d});
-    ensure(bc.u2, {N, d});
-    ensure(bc.f, {N, d});
+    bc.u1.ensure_shape({N, d});
+    bc.q.ensure_shape({N, d});
+    bc.u2.ensure_shape({N, d});
+    bc.f.ensure_shape({N, d});
     layer_norm_forward(b.ln1, x.ptr(), N, bc.u1.ptr(), bc.ln1);
     bc.h0 = state.h[l];
     bc.history = state.history[l];
@@ -201,7 +197,7 @@ double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmSta
     }
     add_into(x.ptr(), bc.f.ptr(), N * d);
   }
-  ensure(ctx.u_out, {N, d});
+  ctx.u_out.ensure_shape({N, d});
   layer_norm_forward(m.ln_out, x.ptr(), N, ctx.u_out.ptr(), ctx.ln_out);
   linear_forward(ctx.u_out.ptr(), N, d, LmConfig::kVocab, m.out_w.value.ptr(), m.out_b.value.ptr(),
                  logits);

@@ -59,6 +59,9 @@ struct Tensor {
   void zero();
   // Changes the shape, reusing the storage (contents unspecified): for per-step buffers.
   void reshape(std::vector<int64_t> new_shape);
+  // Keeps the tensor if it already has this shape, else replaces it by zeros of the shape: for
+  // buffers a layer's context keeps between calls of the same size.
+  void ensure_shape(std::vector<int64_t> new_shape);
 };
 
 // Number of elements of a shape; throws fff::Error on negative dims or overflow.
