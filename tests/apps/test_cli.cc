@@ -310,7 +310,7 @@ TEST(Cli, FashionMnistTrainEvalInfo) {
   ASSERT_TRUE(j.contains("inference") && j["inference"].is_object()) << j.dump();
   ASSERT_TRUE(j["inference"].contains("speedup")) << j.dump();
   EXPECT_GT(j["inference"]["speedup"].get<double>(), 0.0);
-  EXPECT_EQ(j["model"], "fff");
+  EXPECT_EQ(j["model"], "leaf-fff");
   EXPECT_EQ(j["width"], 128);
   EXPECT_EQ(j["leaf_width"], 8);
   EXPECT_EQ(j["depth"], 4);

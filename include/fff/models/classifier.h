@@ -1,5 +1,5 @@
-// A classifier built from one FF-family layer (dense FF, leaf FFF or neuron FFF) mapping
-// standardised inputs to class logits, behind one small interface; model files.
+// A classifier: one feedforward block (dense FF, leaf FFF or neuron FFF) mapping standardised
+// inputs to class logits; model files.
 #pragma once
 
 #include <map>
@@ -11,60 +11,62 @@
 #include "fff/core/param.h"
 #include "fff/io/data.h"
 #include "fff/layers/activation.h"
+#include "fff/layers/ff/ff_block.h"
 
 namespace fff {
 
-enum class ModelKind { ff, leaf_fff, neuron_fff };
-ModelKind parse_model_kind(const std::string& name);  // "ff" | "fff" | "neuron-fff"
-const char* model_kind_name(ModelKind k);
+// The classifier's kinds are the feedforward block's: ff, leaf-fff, neuron-fff.
+using ModelKind = FFKind;
+inline ModelKind parse_model_kind(const std::string& name) {
+  return parse_ff_kind(name);
+}
+inline const char* model_kind_name(ModelKind k) {
+  return ff_kind_name(k);
+}
 
-struct ModelConfig {
-  ModelKind kind = ModelKind::leaf_fff;
-  int64_t in = 0, out = 0;
-  Activation act = Activation::relu;
-  int64_t width = 0;        // ff: hidden width
-  int64_t depth = 0;        // leaf FFF: leaf depth d; neuron FFF: D (D + 1 levels)
-  int64_t leaf_width = 0;   // leaf FFF
-  int64_t trees = 1;        // neuron FFF
-  bool output_bias = true;  // neuron FFF
+// The block's config (in = features, out = classes) and the inputs' standardisation.
+struct ModelConfig : FFConfig {
   Standardization input_norm;
 
-  // Width a dense FF of equal training cost would have: w, 2^d * leaf_width, or K * n nodes.
-  int64_t training_width() const;
-  // Neurons one input uses at inference.
-  int64_t inference_width() const;
-  // Throws fff::Error naming the bad field.
+  // Throws fff::Error naming the bad field: the block's fields, out >= 2 classes, and a finite
+  // mean with a positive std.
   void validate() const;
 };
 
-struct TrainStepOptions {
-  bool hardened = false;     // leaf FFF: train with hardened decisions
-  float region_leak = 0.0f;  // leaf FFF: per (sample, node) flip probability
-};
+using TrainStepOptions = FFTrainOptions;
 
+// One feedforward block mapping standardised inputs to class logits.
 class Model {
  public:
-  virtual ~Model() = default;
+  Model(const ModelConfig& cfg, Rng& rng);
   const ModelConfig& config() const { return cfg_; }
-  virtual std::vector<Param*> params() = 0;
+  FFBlock& block() { return *block_; }
+  std::vector<Param*> params() { return block_->params(); }
 
   // Training forward on standardised x (B, in) -> logits (B, out); keeps what backward needs.
   // Returns the mean node entropy (leaf FFF; 0 for the others).
-  virtual double forward_train(const float* x, int64_t B, float* logits,
-                               const TrainStepOptions& opt, Rng& rng) = 0;
+  double forward_train(const float* x, int64_t B, float* logits, const TrainStepOptions& opt,
+                       Rng& rng) {
+    return block_->forward_train(x, B, logits, opt, rng, *cache_);
+  }
   // Overwrites every gradient for the last forward_train; hardening is the weight h.
-  virtual void backward(const float* x, int64_t B, const float* dlogits, float hardening) = 0;
+  void backward(const float* x, int64_t B, const float* dlogits, float hardening) {
+    block_->backward(x, B, dlogits, hardening, *cache_, nullptr);
+  }
   // Call after weights change and before predict.
-  virtual void prepare_inference() {}
+  void prepare_inference() { block_->prepare_inference(); }
   // Hard inference. routes, if non-null, receives per row the leaf reached (leaf FFF), or the
   // K*(D+1) nodes visited (neuron FFF); nothing for ff.
-  virtual void predict(const float* x, int64_t B, float* logits, std::vector<int32_t>* routes) = 0;
+  void predict(const float* x, int64_t B, float* logits, std::vector<int32_t>* routes) {
+    block_->infer(x, B, logits, routes);
+  }
   // Mean entropy of sigmoid(z) over the decisions inference makes (0 for ff).
-  virtual double mean_node_entropy(const float* x, int64_t B) = 0;
+  double mean_node_entropy(const float* x, int64_t B) { return block_->mean_node_entropy(x, B); }
 
- protected:
-  explicit Model(const ModelConfig& cfg) : cfg_(cfg) {}
+ private:
   ModelConfig cfg_;
+  std::unique_ptr<FFBlock> block_;
+  std::unique_ptr<FFCache> cache_;
 };
 
 std::unique_ptr<Model> make_model(const ModelConfig& cfg, Rng& rng);

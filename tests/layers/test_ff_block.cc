@@ -1,0 +1,216 @@
+// The feedforward block interface: kind names (new and old spellings), config validation naming
+// fields, parameter shapes without allocating, metadata round trips, and that each block runs
+// its layer: training through its own cache, inference equal to the layer's reference.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include "fff/layers/ff/dense_ff.h"
+#include "fff/layers/ff/ff_block.h"
+#include "fff/layers/ff/leaf_fff.h"
+#include "fff/layers/ff/neuron_fff.h"
+#include "test_util.h"
+
+namespace {
+
+using fff::FFConfig;
+using fff::FFKind;
+using fff_test::bitwise_equal;
+using fff_test::max_rel_err;
+using fff_test::random_vec;
+
+FFConfig config_of(FFKind kind) {
+  FFConfig c;
+  c.kind = kind;
+  c.in = 13;
+  c.out = 5;
+  c.act = fff::Activation::gelu;
+  c.width = 24;
+  c.depth = 3;
+  c.leaf_width = 3;
+  c.trees = 2;
+  return c;
+}
+
+std::string error_of(const FFConfig& c) {
+  try {
+    c.validate();
+  } catch (const fff::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(FFKind, OneSpellingEverywhereAndOldNamesWithANote) {
+  for (FFKind k : fff::ff_kinds()) EXPECT_EQ(fff::parse_ff_kind(fff::ff_kind_name(k)), k);
+  EXPECT_STREQ(fff::ff_kind_name(FFKind::ff), "ff");
+  EXPECT_STREQ(fff::ff_kind_name(FFKind::leaf_fff), "leaf-fff");
+  EXPECT_STREQ(fff::ff_kind_name(FFKind::neuron_fff), "neuron-fff");
+  std::string note = "stale";
+  EXPECT_EQ(fff::parse_ff_kind("leaf-fff", &note), FFKind::leaf_fff);
+  EXPECT_EQ(note, "");
+  EXPECT_EQ(fff::parse_ff_kind("fff", &note), FFKind::leaf_fff);
+  EXPECT_NE(note.find("leaf-fff"), std::string::npos) << note;
+  EXPECT_EQ(fff::parse_ff_kind("dense", &note), FFKind::ff);
+  EXPECT_NE(note.find("'ff'"), std::string::npos) << note;
+  try {
+    fff::parse_ff_kind("moe");
+    FAIL() << "accepted 'moe'";
+  } catch (const fff::Error& e) {
+    const std::string m = e.what();
+    for (const char* name : {"'moe'", "ff", "leaf-fff", "neuron-fff"})
+      EXPECT_NE(m.find(name), std::string::npos) << m;
+  }
+}
+
+TEST(FFConfig, ValidateNamesTheFieldAndValue) {
+  for (FFKind k : fff::ff_kinds()) EXPECT_EQ(error_of(config_of(k)), "") << fff::ff_kind_name(k);
+  FFConfig c = config_of(FFKind::ff);
+  c.width = 0;
+  EXPECT_NE(error_of(c).find("width = 0"), std::string::npos) << error_of(c);
+  c = config_of(FFKind::leaf_fff);
+  c.leaf_width = -2;
+  EXPECT_NE(error_of(c).find("leaf_width = -2"), std::string::npos) << error_of(c);
+  c = config_of(FFKind::leaf_fff);
+  c.depth = 21;
+  EXPECT_NE(error_of(c).find("depth = 21"), std::string::npos) << error_of(c);
+  c = config_of(FFKind::neuron_fff);
+  c.trees = 0;
+  EXPECT_NE(error_of(c).find("trees = 0"), std::string::npos) << error_of(c);
+  c = config_of(FFKind::neuron_fff);
+  c.in = 0;
+  EXPECT_NE(error_of(c).find("in = 0"), std::string::npos) << error_of(c);
+}
+
+TEST(FFConfig, WidthsAndFlopsAgreeWithTheLayers) {
+  const FFConfig ff = config_of(FFKind::ff), leaf = config_of(FFKind::leaf_fff),
+                 neuron = config_of(FFKind::neuron_fff);
+  EXPECT_EQ(ff.training_width(), 24);
+  EXPECT_EQ(ff.inference_width(), 24);
+  EXPECT_EQ(leaf.training_width(), 8 * 3);
+  EXPECT_EQ(leaf.inference_width(), 3);
+  EXPECT_EQ(neuron.training_width(), 2 * 15);
+  EXPECT_EQ(neuron.inference_width(), 2 * 4);
+  EXPECT_EQ(ff.inference_flops_per_row(), 2.0 * 24 * (13 + 5));
+  EXPECT_EQ(neuron.inference_flops_per_row(),
+            fff::neuron_fff_flops_per_row({13, 5, 2, 3, fff::Activation::gelu, true}));
+}
+
+TEST(FFBlock, ParamShapesMatchTheBlockWithoutAllocating) {
+  fff::Rng rng(1);
+  for (FFKind k : fff::ff_kinds())
+    for (bool bias : {true, false}) {
+      FFConfig c = config_of(k);
+      c.output_bias = bias;
+      auto block = fff::make_ff_block(c, rng);
+      const auto shapes = c.param_shapes();
+      const auto params = block->params();
+      ASSERT_EQ(shapes.size(), params.size()) << fff::ff_kind_name(k);
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        EXPECT_EQ(shapes[i].first, params[i]->name);
+        EXPECT_EQ(shapes[i].second, params[i]->value.shape) << params[i]->name;
+      }
+    }
+  // A depth whose tree cannot exist in memory still gets shapes, saturated, not a crash.
+  FFConfig huge = config_of(FFKind::leaf_fff);
+  huge.depth = 20;
+  huge.leaf_width = int64_t{1} << 50;
+  for (const auto& [name, shape] : huge.param_shapes())
+    for (int64_t d : shape) EXPECT_GE(d, 0) << name;
+}
+
+TEST(FFBlock, MetadataRoundTripsWithAPrefix) {
+  for (FFKind k : fff::ff_kinds()) {
+    FFConfig c = config_of(k);
+    c.output_bias = false;
+    std::map<std::string, std::string> meta;
+    fff::write_ff_metadata(c, meta, "ff.");
+    EXPECT_EQ(meta.at("ff.model"), fff::ff_kind_name(k));
+    const FFConfig r = fff::read_ff_metadata(meta, "file.safetensors", "ff.");
+    EXPECT_EQ(r.kind, c.kind);
+    EXPECT_EQ(r.in, c.in);
+    EXPECT_EQ(r.out, c.out);
+    EXPECT_EQ(r.act, c.act);
+    EXPECT_EQ(r.width, c.width);
+    EXPECT_EQ(r.depth, c.depth);
+    EXPECT_EQ(r.leaf_width, c.leaf_width);
+    EXPECT_EQ(r.trees, c.trees);
+    EXPECT_EQ(r.output_bias, c.output_bias);
+  }
+  std::map<std::string, std::string> meta;
+  fff::write_ff_metadata(config_of(FFKind::leaf_fff), meta);
+  meta["output_bias"] = "yes";
+  EXPECT_THROW(fff::read_ff_metadata(meta, "m.safetensors"), fff::Error);
+  meta["output_bias"] = "true";
+  meta["model"] = "fff";  // files written before the kinds had one spelling
+  EXPECT_EQ(fff::read_ff_metadata(meta, "m.safetensors").kind, FFKind::leaf_fff);
+}
+
+// Each block's inference equals its layer's naive reference, and its training forward and
+// backward are its layer's: two forwards in flight, each with its own cache, give the same
+// gradients as one forward then its backward.
+TEST(FFBlock, RunsItsLayerAndKeepsOneCachePerForward) {
+  const int64_t B = 7;
+  for (FFKind k : fff::ff_kinds()) {
+    SCOPED_TRACE(fff::ff_kind_name(k));
+    const FFConfig c = config_of(k);
+    fff::Rng rng(5);
+    auto block = fff::make_ff_block(c, rng);
+    const auto xa = random_vec(B * c.in, rng), xb = random_vec(B * c.in, rng);
+    const auto dy = random_vec(B * c.out, rng);
+
+    std::vector<float> y(B * c.out), ref(B * c.out);
+    block->prepare_inference();
+    block->infer(xa.data(), B, y.data(), nullptr);
+    const auto params = block->params();
+    if (k == FFKind::ff) {
+      fff::DenseFF m{{c.in, c.width, c.out, c.act}, *params[0], *params[1], *params[2], *params[3]};
+      fff::dense_ff_forward_reference(m, xa.data(), B, ref.data());
+    } else if (k == FFKind::leaf_fff) {
+      fff::LeafFFF m{{c.in, c.out, c.depth, c.leaf_width, c.act},
+                     *params[0],
+                     *params[1],
+                     *params[2],
+                     *params[3],
+                     *params[4],
+                     *params[5]};
+      fff::leaf_fff_infer_reference(m, xa.data(), B, ref.data(), nullptr);
+    } else {
+      fff::NeuronFFF m{{c.in, c.out, c.trees, c.depth, c.act, c.output_bias},
+                       *params[0],
+                       *params[1],
+                       *params[2],
+                       *params[3]};
+      fff::neuron_fff_forward_reference(m, xa.data(), B, ref.data(), nullptr);
+    }
+    EXPECT_LE(max_rel_err(y, ref), 1e-5);
+
+    auto grads = [&] {
+      std::vector<std::vector<float>> g;
+      for (fff::Param* p : block->params())
+        g.emplace_back(p->grad.data.begin(), p->grad.data.end());
+      return g;
+    };
+    fff::Rng r1(9), r2(9);
+    auto cache_a = block->make_cache();
+    std::vector<float> ya(B * c.out), yb(B * c.out), dxa(B * c.in), dxa2(B * c.in);
+    block->forward_train(xa.data(), B, ya.data(), {}, r1, *cache_a);
+    block->backward(xa.data(), B, dy.data(), 0.5f, *cache_a, dxa.data());
+    const auto expected = grads();
+
+    auto cache_b = block->make_cache();
+    block->forward_train(xa.data(), B, ya.data(), {}, r2, *cache_a);
+    block->forward_train(xb.data(), B, yb.data(), {}, r2, *cache_b);
+    block->backward(xa.data(), B, dy.data(), 0.5f, *cache_a, dxa2.data());
+    EXPECT_TRUE(bitwise_equal(dxa, dxa2));
+    const auto got = grads();
+    ASSERT_EQ(got.size(), expected.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (params[i]->sparse) continue;  // rows other than the touched ones are stale by design
+      EXPECT_TRUE(bitwise_equal(got[i], expected[i])) << params[i]->name;
+    }
+  }
+}
+
+}  // namespace
