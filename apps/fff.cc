@@ -12,8 +12,8 @@
 
 #include "bert_cli.h"
 #include "cli_util.h"
-#include "fff/bench/cmm_bench.h"
-#include "fff/bench/inference_bench.h"
+#include "harness/cmm_bench.h"
+#include "harness/inference_bench.h"
 #include "fff/cpu/gemm.h"
 #include "fff/io/data.h"
 #include "fff/models/classifier.h"

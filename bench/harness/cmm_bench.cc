@@ -1,5 +1,5 @@
 // Neuron FFF inference against dense FF, timed side by side in one process.
-#include "fff/bench/cmm_bench.h"
+#include "harness/cmm_bench.h"
 
 #include <algorithm>
 #include <chrono>

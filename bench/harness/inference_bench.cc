@@ -1,5 +1,5 @@
 // Side-by-side inference timing of a model against the dense FF of equal training width.
-#include "fff/bench/inference_bench.h"
+#include "harness/inference_bench.h"
 
 #include <algorithm>
 #include <chrono>
