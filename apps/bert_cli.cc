@@ -19,6 +19,7 @@
 #include "fff/io/atomic_file.h"
 #include "fff/models/bert.h"
 #include "fff/text/wordpiece.h"
+#include "harness/timing.h"
 
 #ifndef FFF_SOURCE_DIR
 #define FFF_SOURCE_DIR "."
@@ -223,19 +224,16 @@ EncoderTiming time_encoder(const fff::BertModel& m, int64_t B, int64_t S, int64_
   std::vector<int32_t> ids(static_cast<size_t>(B * S));
   for (int32_t& id : ids) id = static_cast<int32_t>(rng.below(static_cast<uint64_t>(m.cfg.vocab)));
   std::vector<float> hidden(static_cast<size_t>(B * S * m.cfg.hidden));
-  fff::bert_encode(m, ids.data(), nullptr, B, S, hidden.data());  // warm-up
-  std::vector<double> times;
+  fff::bert_encode(m, ids.data(), nullptr, B, S, hidden.data());  // warm-up, not in the shares
   fff::BertTimings sum;
-  for (int64_t r = 0; r < repeats; ++r) {
+  auto run = [&] {
     fff::BertTimings t;
-    const double t0 = now_seconds();
     fff::bert_encode(m, ids.data(), nullptr, B, S, hidden.data(), &t);
-    times.push_back(now_seconds() - t0);
     sum.embed += t.embed, sum.attention += t.attention, sum.ff += t.ff, sum.other += t.other;
-  }
-  std::sort(times.begin(), times.end());
+  };
   EncoderTiming e;
-  e.median_s = times[times.size() / 2];
+  e.median_s =
+      fff::bench::time_repeated(run, {.warmup = 0, .repeats = static_cast<int>(repeats)}).median;
   const double total = sum.total();
   e.share = {sum.embed / total, sum.attention / total, sum.ff / total, sum.other / total};
   return e;

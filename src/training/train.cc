@@ -17,13 +17,6 @@ namespace {
 constexpr int64_t kEvalChunk = 4096;
 constexpr int64_t kGatherAhead = 4;
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 void shuffle(std::vector<int64_t>& v, Rng& rng) {
   for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[rng.below(i)]);
 }
@@ -128,7 +121,6 @@ TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset&
   std::vector<Tensor> best_weights;
   double best_val = -1.0, best_train = -1.0;
   int64_t since_train_improved = 0;
-  std::vector<double> train_times, eval_times;
   for (int64_t epoch = 1; epoch <= opt.epochs; ++epoch) {
     EpochReport rep;
     rep.epoch = epoch;
@@ -164,8 +156,6 @@ TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset&
     if (!std::isfinite(rep.loss))
       throw Error("training diverged (loss is not finite) in epoch " + std::to_string(epoch) +
                   "; try a smaller --lr");
-    train_times.push_back(rep.train_seconds);
-    eval_times.push_back(rep.eval_seconds);
     if (rep.val_accuracy > best_val) {
       best_val = rep.val_accuracy;
       rep.best = true;
@@ -191,8 +181,6 @@ TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset&
   }
   for (size_t k = 0; k < params.size(); ++k) params[k]->value = best_weights[k];
   model.prepare_inference();
-  s.seconds_per_epoch = median(train_times);
-  s.eval_seconds_per_epoch = median(eval_times);
   return s;
 }
 
