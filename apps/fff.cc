@@ -513,6 +513,17 @@ int run_info(const std::string& path, bool as_json) {
   return 0;
 }
 
+// Library errors name config fields ("TrainOptions.batch = 0: ..."); for the commands whose
+// configs come from flags, say the flag instead.
+template <class F>
+int with_flag_names(F&& run) {
+  try {
+    return run();
+  } catch (const fff::Error& err) {
+    throw fff::Error(fff_cli::flag_names(err.what()));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -683,16 +694,17 @@ int main(int argc, char** argv) {
     return app.exit(err);
   }
   try {
-    if (*train) {
-      check_train_flags(t, *train);
-      return run_train(t);
-    }
+    if (*train)
+      return with_flag_names([&] {
+        check_train_flags(t, *train);
+        return run_train(t);
+      });
     if (*eval) return run_eval(e);
     if (*bert.bench) return fff_cli::run_bert(bert);
     if (*bench) return run_bench(bench_args, *bench);
     if (*bert.bert) return fff_cli::run_bert(bert);
     if (*info) return run_info(info_path, info_json);
-    if (*lm.lm) return fff_cli::run_lm(lm);
+    if (*lm.lm) return with_flag_names([&] { return fff_cli::run_lm(lm); });
   } catch (const fff::Error& err) {
     std::fprintf(stderr, "fff: error: %s\n", err.what());
     return 1;

@@ -69,19 +69,24 @@ int64_t ModelConfig::route_count() const {
 }
 
 void ModelConfig::validate() const {
-  if (in <= 0) throw Error("model input size must be positive");
-  if (out < 2) throw Error("model needs at least 2 output classes");
+  // Messages name the field and its value ("ModelConfig.width = 0: ..."); the CLI maps the
+  // field names to its flags.
+  auto bad = [](const char* field, int64_t v, const std::string& why) {
+    return Error(std::string("ModelConfig.") + field + " = " + std::to_string(v) + ": " + why);
+  };
+  if (in <= 0) throw bad("in", in, "the input size must be positive");
+  if (out < 2) throw bad("out", out, "the model needs at least 2 output classes");
   switch (kind) {
     case ModelKind::ff:
-      if (width <= 0) throw Error("--width must be positive for ff");
+      if (width <= 0) throw bad("width", width, "must be positive for ff");
       break;
     case ModelKind::leaf_fff:
-      if (leaf_width <= 0) throw Error("--leaf-width must be positive for fff");
-      if (depth < 0 || depth > 20) throw Error("--depth must be in [0, 20] for fff");
+      if (leaf_width <= 0) throw bad("leaf_width", leaf_width, "must be positive for fff");
+      if (depth < 0 || depth > 20) throw bad("depth", depth, "must be in [0, 20] for fff");
       break;
     case ModelKind::neuron_fff:
-      if (trees <= 0) throw Error("--trees must be positive for neuron-fff");
-      if (depth < 0 || depth > 24) throw Error("--depth must be in [0, 24] for neuron-fff");
+      if (trees <= 0) throw bad("trees", trees, "must be positive for neuron-fff");
+      if (depth < 0 || depth > 24) throw bad("depth", depth, "must be in [0, 24] for neuron-fff");
       break;
   }
   if (!(input_norm.std > 0.0f) || !std::isfinite(input_norm.mean))

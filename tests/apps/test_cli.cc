@@ -431,6 +431,15 @@ TEST(CliLm, ClearErrorsForBadText) {
   EXPECT_TRUE(contains(missing.err, "no such file")) << missing;
   const Result bad_model = run_cli({"lm", "sample", empty});
   EXPECT_EQ(bad_model.code, 1) << bad_model;
+  // A library error that names option fields reaches the user with the flags' names.
+  const std::string tiny = dir.file("tiny.txt");
+  std::ofstream(tiny) << std::string(200, 'a');
+  const Result short_text =
+      run_cli({"lm", "train", "--text", tiny, "--batch", "32", "--seq", "64", "--steps", "1"});
+  EXPECT_EQ(short_text.code, 1) << short_text;
+  EXPECT_TRUE(contains(short_text.err, "too short for --batch 32 streams of --seq 64"))
+      << short_text;
+  EXPECT_FALSE(contains(short_text.err, "LmTrainOptions")) << short_text;
 }
 
 // ---- fff bert ----
