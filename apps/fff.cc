@@ -53,6 +53,11 @@ struct BenchArgs {
   bool json = false;
 };
 
+struct InfoArgs {
+  std::string path;
+  bool json = false;
+};
+
 struct EvalArgs {
   std::string model_path, data = "fashion-mnist";
   int threads = 0, bench_repeats = 7;
@@ -485,7 +490,8 @@ int run_bench(const BenchArgs& a, const CLI::App& cmd) {
   return 0;
 }
 
-int run_info(const std::string& path, bool as_json) {
+int run_info(const InfoArgs& a) {
+  const std::string& path = a.path;
   fff::LoadedModel loaded = fff::load_model(path);
   fff::Model& model = *loaded.model;
   const fff::ModelConfig& cfg = model.config();
@@ -500,7 +506,7 @@ int run_info(const std::string& path, bool as_json) {
   out["tensors"] = tensors;
   out["inference_flops_per_row"] = fff::inference_flops_per_row(cfg);
   out["metadata"] = loaded.metadata;
-  if (as_json) {
+  if (a.json) {
     std::cout << out.dump() << "\n";
     return 0;
   }
@@ -511,6 +517,147 @@ int run_info(const std::string& path, bool as_json) {
     std::printf("  tensor %-8s %s\n", name.c_str(), shape.dump().c_str());
   for (const auto& [k, v] : loaded.metadata) std::printf("  %s = %s\n", k.c_str(), v.c_str());
   return 0;
+}
+
+CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
+  auto* cmd = app.add_subcommand("train", "Train a classifier, report M_A/G_A and inference speed");
+  cmd->add_option("--data", a.data,
+                  "Data set: 'fashion-mnist' (Debian package dataset-fashion-mnist), 'mnist', or "
+                  "a directory of IDX files or CIFAR-10 binary batches")
+      ->capture_default_str();
+  cmd->add_option("--model", a.model, "ff (dense), fff (leaf FFF) or neuron-fff")
+      ->check(CLI::IsMember({"ff", "fff", "leaf-fff", "neuron-fff"}))
+      ->capture_default_str();
+  cmd->add_option("--width", a.width,
+                  "ff: hidden width; fff: training width w, giving depth log2(w / leaf width)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--leaf-width", a.leaf_width, "fff: neurons per leaf (inference width)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--depth", a.depth,
+                  "fff: tree depth d (2^d leaves; instead of --width); neuron-fff: depth D "
+                  "(D+1 levels, default 4)")
+      ->check(CLI::Range(0, 24));
+  cmd->add_option("--trees", a.trees, "neuron-fff: number of parallel trees K")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--activation", a.activation,
+                  "relu, gelu (exact erf) or identity (default: relu; gelu for neuron-fff)")
+      ->check(CLI::IsMember({"relu", "gelu", "identity"}));
+  cmd->add_flag("--no-output-bias", a.no_output_bias,
+                "neuron-fff: no output bias (as UltraFastBERT)");
+  cmd->add_option("--epochs", a.epochs, "Maximum epochs")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--patience", a.patience,
+                  "Stop after this many epochs without a new best training accuracy")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--batch", a.batch, "Mini-batch size")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--optimizer", a.optimizer, "sgd or adam")
+      ->check(CLI::IsMember({"sgd", "adam"}))
+      ->capture_default_str();
+  cmd->add_option("--lr", a.lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--momentum", a.momentum, "SGD momentum")
+      ->check(CLI::Range(0.0, 0.999))
+      ->capture_default_str();
+  cmd->add_option("--hardening", a.hardening, "fff: weight h of the mean node entropy in the loss")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--region-leak", a.region_leak,
+                  "fff: probability of flipping each node decision per sample during training")
+      ->check(CLI::Range(0.0, 0.5))
+      ->capture_default_str();
+  cmd->add_flag("--hardened", a.hardened, "fff: train with hardened (0/1) node decisions");
+  cmd->add_flag("--no-standardize", a.no_standardize,
+                "Feed raw inputs (pixels in [0, 1]) instead of standardising them by the training "
+                "split's mean and std");
+  cmd->add_option("--val-fraction", a.val_fraction,
+                  "Share of the training file held out for validation")
+      ->check(CLI::Range(0.0, 0.9))
+      ->capture_default_str();
+  cmd->add_option("--limit", a.limit, "Use only the first N rows of the training file (quick runs)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", a.seed,
+                  "Random seed (results are identical for a seed whatever --threads)")
+      ->capture_default_str();
+  cmd->add_option("--threads", a.threads, "Threads (default: all cores)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--save", a.save, "Write the best-validation model to this safetensors file");
+  cmd->add_flag("--no-compare", a.no_compare, "Skip the inference timing against dense FF");
+  cmd->add_option("--bench-repeats", a.bench_repeats, "Repeats of the inference timing (median)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--json", a.json, "Print one JSON object with the results on stdout");
+
+  return cmd;
+}
+
+CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
+  auto* cmd = app.add_subcommand("eval", "Evaluate a saved model on a data set's test split");
+  cmd->add_option("MODEL", a.model_path, "Model file written by 'fff train --save'")->required();
+  cmd->add_option("--data", a.data, "Data set name or directory (as for train)")
+      ->capture_default_str();
+  cmd->add_option("--limit", a.limit, "Use only the first N test rows")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", a.threads, "Threads (default: all cores)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-compare", a.no_compare, "Skip the inference timing against dense FF");
+  cmd->add_option("--bench-repeats", a.bench_repeats, "Repeats of the inference timing (median)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--json", a.json, "Print one JSON object on stdout");
+
+  return cmd;
+}
+
+CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
+  auto* cmd = app.add_subcommand(
+      "bench",
+      "Time neuron FFF inference against the dense FF it replaces (same process, medians); "
+      "without shape flags, the UltraFastBERT shapes at d=768 and batch 1, 128, 16384. "
+      "'fff bench bert' times whole encoders");
+  cmd->add_option("--dim", a.dim, "Hidden size d (input and output width)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--trees", a.trees, "Number of trees K")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--depth", a.depth, "Tree depth D (D + 1 levels)")
+      ->check(CLI::Range(0, 24))
+      ->capture_default_str();
+  cmd->add_option("--batch", a.batch, "Tokens per call")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--dense-width", a.dense_width, "Hidden width of the dense FF")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--layers", a.layers,
+                  "Independent layers applied in sequence (use 16+ to measure batch-1 latency "
+                  "with weights beyond the cache)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--threads", a.threads, "Threads")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--min-seconds", a.min_seconds,
+                  "Repeat each side at least this long (and 3 times) after a warm-up")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--json", a.json, "One JSON object per configuration on stdout");
+
+  return cmd;
+}
+
+CLI::App* add_info_command(CLI::App& app, InfoArgs& a) {
+  auto* cmd = app.add_subcommand("info", "Show a model file's configuration, tensors and metadata");
+  cmd->add_option("MODEL", a.path, "Model file")->required();
+  cmd->add_flag("--json", a.json, "Print one JSON object on stdout");
+
+  return cmd;
 }
 
 // Library errors name config fields ("TrainOptions.batch = 0: ..."); for the commands whose
@@ -534,155 +681,14 @@ int main(int argc, char** argv) {
       "--help' for the options of each command."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "fff 0.1");
-
-  TrainArgs t;
-  auto* train =
-      app.add_subcommand("train", "Train a classifier, report M_A/G_A and inference speed");
-  train
-      ->add_option("--data", t.data,
-                   "Data set: 'fashion-mnist' (Debian package dataset-fashion-mnist), 'mnist', or "
-                   "a directory of IDX files or CIFAR-10 binary batches")
-      ->capture_default_str();
-  train->add_option("--model", t.model, "ff (dense), fff (leaf FFF) or neuron-fff")
-      ->check(CLI::IsMember({"ff", "fff", "leaf-fff", "neuron-fff"}))
-      ->capture_default_str();
-  train
-      ->add_option("--width", t.width,
-                   "ff: hidden width; fff: training width w, giving depth log2(w / leaf width)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train->add_option("--leaf-width", t.leaf_width, "fff: neurons per leaf (inference width)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train
-      ->add_option("--depth", t.depth,
-                   "fff: tree depth d (2^d leaves; instead of --width); neuron-fff: depth D "
-                   "(D+1 levels, default 4)")
-      ->check(CLI::Range(0, 24));
-  train->add_option("--trees", t.trees, "neuron-fff: number of parallel trees K")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train
-      ->add_option("--activation", t.activation,
-                   "relu, gelu (exact erf) or identity (default: relu; gelu for neuron-fff)")
-      ->check(CLI::IsMember({"relu", "gelu", "identity"}));
-  train->add_flag("--no-output-bias", t.no_output_bias,
-                  "neuron-fff: no output bias (as UltraFastBERT)");
-  train->add_option("--epochs", t.epochs, "Maximum epochs")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train
-      ->add_option("--patience", t.patience,
-                   "Stop after this many epochs without a new best training accuracy")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train->add_option("--batch", t.batch, "Mini-batch size")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train->add_option("--optimizer", t.optimizer, "sgd or adam")
-      ->check(CLI::IsMember({"sgd", "adam"}))
-      ->capture_default_str();
-  train->add_option("--lr", t.lr, "Learning rate")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train->add_option("--momentum", t.momentum, "SGD momentum")
-      ->check(CLI::Range(0.0, 0.999))
-      ->capture_default_str();
-  train
-      ->add_option("--hardening", t.hardening, "fff: weight h of the mean node entropy in the loss")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  train
-      ->add_option("--region-leak", t.region_leak,
-                   "fff: probability of flipping each node decision per sample during training")
-      ->check(CLI::Range(0.0, 0.5))
-      ->capture_default_str();
-  train->add_flag("--hardened", t.hardened, "fff: train with hardened (0/1) node decisions");
-  train->add_flag(
-      "--no-standardize", t.no_standardize,
-      "Feed raw inputs (pixels in [0, 1]) instead of standardising them by the training "
-      "split's mean and std");
-  train
-      ->add_option("--val-fraction", t.val_fraction,
-                   "Share of the training file held out for validation")
-      ->check(CLI::Range(0.0, 0.9))
-      ->capture_default_str();
-  train
-      ->add_option("--limit", t.limit,
-                   "Use only the first N rows of the training file (quick runs)")
-      ->check(CLI::NonNegativeNumber);
-  train
-      ->add_option("--seed", t.seed,
-                   "Random seed (results are identical for a seed whatever --threads)")
-      ->capture_default_str();
-  train->add_option("--threads", t.threads, "Threads (default: all cores)")
-      ->check(CLI::PositiveNumber);
-  train->add_option("--save", t.save, "Write the best-validation model to this safetensors file");
-  train->add_flag("--no-compare", t.no_compare, "Skip the inference timing against dense FF");
-  train->add_option("--bench-repeats", t.bench_repeats, "Repeats of the inference timing (median)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train->add_flag("--json", t.json, "Print one JSON object with the results on stdout");
-
-  EvalArgs e;
-  auto* eval = app.add_subcommand("eval", "Evaluate a saved model on a data set's test split");
-  eval->add_option("MODEL", e.model_path, "Model file written by 'fff train --save'")->required();
-  eval->add_option("--data", e.data, "Data set name or directory (as for train)")
-      ->capture_default_str();
-  eval->add_option("--limit", e.limit, "Use only the first N test rows")
-      ->check(CLI::NonNegativeNumber);
-  eval->add_option("--threads", e.threads, "Threads (default: all cores)")
-      ->check(CLI::PositiveNumber);
-  eval->add_flag("--no-compare", e.no_compare, "Skip the inference timing against dense FF");
-  eval->add_option("--bench-repeats", e.bench_repeats, "Repeats of the inference timing (median)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  eval->add_flag("--json", e.json, "Print one JSON object on stdout");
-
+  TrainArgs train_args;
+  CLI::App* train = add_train_command(app, train_args);
+  EvalArgs eval_args;
+  CLI::App* eval = add_eval_command(app, eval_args);
   BenchArgs bench_args;
-  auto* bench = app.add_subcommand(
-      "bench",
-      "Time neuron FFF inference against the dense FF it replaces (same process, medians); "
-      "without shape flags, the UltraFastBERT shapes at d=768 and batch 1, 128, 16384. "
-      "'fff bench bert' times whole encoders");
-  bench->add_option("--dim", bench_args.dim, "Hidden size d (input and output width)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  bench->add_option("--trees", bench_args.trees, "Number of trees K")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  bench->add_option("--depth", bench_args.depth, "Tree depth D (D + 1 levels)")
-      ->check(CLI::Range(0, 24))
-      ->capture_default_str();
-  bench->add_option("--batch", bench_args.batch, "Tokens per call")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  bench->add_option("--dense-width", bench_args.dense_width, "Hidden width of the dense FF")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  bench
-      ->add_option("--layers", bench_args.layers,
-                   "Independent layers applied in sequence (use 16+ to measure batch-1 latency "
-                   "with weights beyond the cache)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  bench->add_option("--threads", bench_args.threads, "Threads")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  bench
-      ->add_option("--min-seconds", bench_args.min_seconds,
-                   "Repeat each side at least this long (and 3 times) after a warm-up")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  bench->add_flag("--json", bench_args.json, "One JSON object per configuration on stdout");
-
-  std::string info_path;
-  bool info_json = false;
-  auto* info =
-      app.add_subcommand("info", "Show a model file's configuration, tensors and metadata");
-  info->add_option("MODEL", info_path, "Model file")->required();
-  info->add_flag("--json", info_json, "Print one JSON object on stdout");
-
+  CLI::App* bench = add_bench_command(app, bench_args);
+  InfoArgs info_args;
+  CLI::App* info = add_info_command(app, info_args);
   fff_cli::LmCommands lm;
   fff_cli::add_lm_commands(app, lm);
   fff_cli::BertCommands bert;
@@ -696,14 +702,14 @@ int main(int argc, char** argv) {
   try {
     if (*train)
       return with_flag_names([&] {
-        check_train_flags(t, *train);
-        return run_train(t);
+        check_train_flags(train_args, *train);
+        return run_train(train_args);
       });
-    if (*eval) return run_eval(e);
+    if (*eval) return run_eval(eval_args);
     if (*bert.bench) return fff_cli::run_bert(bert);
     if (*bench) return run_bench(bench_args, *bench);
     if (*bert.bert) return fff_cli::run_bert(bert);
-    if (*info) return run_info(info_path, info_json);
+    if (*info) return run_info(info_args);
     if (*lm.lm) return with_flag_names([&] { return fff_cli::run_lm(lm); });
   } catch (const fff::Error& err) {
     std::fprintf(stderr, "fff: error: %s\n", err.what());
