@@ -7,7 +7,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
 #include <thread>
 
 #include "bert_cli.h"
@@ -121,15 +124,7 @@ fff::ModelConfig model_config_from(const TrainArgs& a, const fff::Dataset& train
   c.trees = a.trees;
   c.output_bias = !a.no_output_bias;
   if (c.kind == fff::ModelKind::leaf_fff) {
-    if (a.depth >= 0) {
-      c.depth = a.depth;
-    } else {
-      // d = log2(w / leaf width), the paper's grid.
-      if (a.leaf_width <= 0 || a.width % a.leaf_width != 0 ||
-          ((a.width / a.leaf_width) & (a.width / a.leaf_width - 1)) != 0)
-        throw fff::Error("--width / --leaf-width must be a power of two for fff (or give --depth)");
-      c.depth = static_cast<int64_t>(std::log2(static_cast<double>(a.width / a.leaf_width)) + 0.5);
-    }
+    c.depth = a.depth;  // resolved with the width and leaf width by check_train_flags
   } else if (c.kind == fff::ModelKind::neuron_fff) {
     c.depth = a.depth >= 0 ? a.depth : 4;
   }
@@ -193,9 +188,58 @@ void print_usage(const fff::ModelConfig& c, const fff::RouteUsage& u) {
   std::printf("; mean node entropy %.4f\n", u.mean_entropy);
 }
 
-// Rejects shape flags that the chosen model does not have (they would be silently ignored) and
-// warns about training flags that do not apply; runs before any data is loaded.
-void check_train_flags(const TrainArgs& a, const CLI::App& cmd) {
+// The deepest leaf FFF the library builds (ModelConfig::validate).
+constexpr int64_t kMaxLeafDepth = 20;
+
+// A leaf FFF's shape is width = leaf width x 2^depth: any consistent combination of --width,
+// --leaf-width and --depth is accepted (--leaf-width has a default; with --depth and --width alone
+// the leaf width follows from them); a contradiction names the flags and why. Leaves a.width,
+// a.leaf_width and a.depth consistent.
+void resolve_leaf_shape(TrainArgs& a, const CLI::App& cmd) {
+  const bool width = cmd.count("--width") > 0, leaf = cmd.count("--leaf-width") > 0;
+  if (cmd.count("--depth") > 0) {
+    if (a.depth > kMaxLeafDepth)
+      throw fff::Error("--depth " + std::to_string(a.depth) + ": a leaf FFF is at most " +
+                       std::to_string(kMaxLeafDepth) + " deep");
+    const int64_t leaves = int64_t{1} << a.depth;
+    if (width && !leaf) {
+      if (a.width % leaves != 0)
+        throw fff::Error("--width " + std::to_string(a.width) + " is not a multiple of 2^--depth " +
+                         std::to_string(a.depth) + " = " + std::to_string(leaves) +
+                         ", so no whole --leaf-width gives it");
+      a.leaf_width = a.width / leaves;
+      return;
+    }
+    if (a.leaf_width > std::numeric_limits<int64_t>::max() / leaves)
+      throw fff::Error("--leaf-width " + std::to_string(a.leaf_width) + " x 2^--depth " +
+                       std::to_string(a.depth) + " is too wide");
+    const int64_t w = a.leaf_width * leaves;
+    if (width && a.width != w)
+      throw fff::Error("--width " + std::to_string(a.width) + " is not --leaf-width " +
+                       std::to_string(a.leaf_width) + " x 2^--depth " + std::to_string(a.depth) +
+                       " = " + std::to_string(w));
+    a.width = w;
+    return;
+  }
+  // No --depth: d = log2(width / leaf width), the paper's grid.
+  const int64_t ratio = a.width / a.leaf_width;
+  if (a.width % a.leaf_width != 0 || (ratio & (ratio - 1)) != 0)
+    throw fff::Error("--width " + std::to_string(a.width) + " is not --leaf-width " +
+                     std::to_string(a.leaf_width) + (leaf ? "" : " (the default)") +
+                     " x a power of two; give --depth, or a --width of " +
+                     std::to_string(a.leaf_width) + " x 2^depth");
+  a.depth = 0;
+  while ((int64_t{1} << a.depth) < ratio) ++a.depth;
+  if (a.depth > kMaxLeafDepth)
+    throw fff::Error("--width " + std::to_string(a.width) + " / --leaf-width " +
+                     std::to_string(a.leaf_width) + " = 2^" + std::to_string(a.depth) +
+                     " leaves: a leaf FFF is at most " + std::to_string(kMaxLeafDepth) + " deep");
+}
+
+// Rejects shape flags that the chosen model does not have (they would be silently ignored),
+// resolves a leaf FFF's shape, and warns about training flags that do not apply; runs before any
+// data is loaded.
+void check_train_flags(TrainArgs& a, const CLI::App& cmd) {
   const fff::ModelKind kind = fff::parse_model_kind(a.model);
   auto given = [&](const char* flag) { return cmd.count(flag) > 0; };
   auto reject = [&](const char* flag, const char* advice) {
@@ -209,11 +253,8 @@ void check_train_flags(const TrainArgs& a, const CLI::App& cmd) {
       reject("--trees", "a dense FF has one hidden layer of --width neurons");
       break;
     case fff::ModelKind::leaf_fff:
-      reject("--trees", "a leaf FFF is one tree (--depth or --width / --leaf-width)");
-      if (given("--depth") && given("--width"))
-        throw fff::Error(
-            "give either --depth or --width for fff, not both (depth = log2(width / "
-            "leaf width))");
+      reject("--trees", "a leaf FFF is one tree of --width = --leaf-width x 2^--depth neurons");
+      resolve_leaf_shape(a, cmd);
       break;
     case fff::ModelKind::neuron_fff:
       reject("--width", "a neuron FFF has --trees trees of --depth levels");
@@ -222,9 +263,12 @@ void check_train_flags(const TrainArgs& a, const CLI::App& cmd) {
   }
   fff_cli::check_save_path(a.save);
   if (kind != fff::ModelKind::leaf_fff)
-    for (const char* flag : {"--region-leak", "--hardened"})
+    for (const char* flag : {"--region-leak", "--hardened", "--hardening"})
       if (given(flag))
         std::fprintf(stderr, "fff: warning: %s only affects --model fff; ignored\n", flag);
+  if (kind != fff::ModelKind::neuron_fff && given("--no-output-bias"))
+    std::fprintf(stderr,
+                 "fff: warning: --no-output-bias only affects --model neuron-fff; ignored\n");
 }
 
 // Times hard inference against the dense FF of the same training width on the rows x.
@@ -345,7 +389,11 @@ int run_train(const TrainArgs& a) {
         {"val_accuracy", fmt("%.6f", s.val_accuracy)},
         {"test_accuracy", fmt("%.6f", test_acc)},
         {"seconds_per_epoch", fmt("%.6f", seconds_per_epoch)},
-        {"seed", std::to_string(a.seed)}};
+        {"seed", std::to_string(a.seed)},
+        // With the data set name and the seed, what `fff eval` needs to rebuild the training
+        // split.
+        {"val_fraction", fmt("%.17g", a.val_fraction)},
+        {"train_limit", std::to_string(a.limit)}};
     fff::save_model(a.save, *model, meta);
     out["saved"] = a.save;
   }
@@ -367,6 +415,27 @@ int run_train(const TrainArgs& a) {
   return 0;
 }
 
+// The training split `fff train` trained on, rebuilt from the model file's metadata: the same data
+// set, the same first --limit rows, the same seeded split. nullopt when the file does not record
+// them (older files) or names another data set.
+std::optional<fff::Dataset> training_split(const std::map<std::string, std::string>& meta,
+                                           const fff::TrainTest& data) {
+  auto get = [&](const char* key) -> const std::string* {
+    const auto it = meta.find(key);
+    return it == meta.end() ? nullptr : &it->second;
+  };
+  const std::string *name = get("data"), *seed = get("seed"), *frac = get("val_fraction"),
+                    *limit = get("train_limit");
+  if (!name || !seed || !frac || !limit || *name != data.name) return std::nullopt;
+  try {
+    const int64_t n = std::stoll(*limit);
+    const fff::Dataset rows = n > 0 ? fff::take_rows(data.train, n) : data.train;
+    return fff::split_train_val(rows, std::stod(*frac), std::stoull(*seed)).first;
+  } catch (const std::logic_error&) {  // unparsable numbers: as if not recorded
+    return std::nullopt;
+  }
+}
+
 int run_eval(const EvalArgs& a) {
   fff::set_num_threads(a.threads > 0 ? a.threads : default_threads());
   fff::flush_subnormals();
@@ -377,12 +446,18 @@ int run_eval(const EvalArgs& a) {
   if (a.limit > 0) data.test = fff::take_rows(data.test, a.limit);
   standardize(data, cfg.input_norm);
   const double test_acc = fff::accuracy(model, data.test);
-  const double train_acc = fff::accuracy(model, data.train);
+  // M_A on the rows training trained on; the whole training file (train + validation rows) only
+  // when the model file does not say how it was split.
+  const std::optional<fff::Dataset> split = training_split(loaded.metadata, data);
+  const json train_acc = split ? json(fff::accuracy(model, *split)) : json(nullptr);
+  const json train_file_acc = split ? json(nullptr) : json(fff::accuracy(model, data.train));
   const fff::RouteUsage usage = fff::route_usage(model, data.test);
   json out = config_json(cfg);
   out["data"] = data.name;
   out["test_accuracy"] = test_acc;
-  out["train_accuracy"] = train_acc;  // on the whole training file (train + validation rows)
+  out["train_accuracy"] = train_acc;
+  out["train_rows"] = split ? json(split->size()) : json(nullptr);
+  out["train_file_accuracy"] = train_file_acc;
   auto meta_num = [&](const char* key) -> json {
     auto it = loaded.metadata.find(key);
     if (it == loaded.metadata.end()) return nullptr;
@@ -406,7 +481,14 @@ int run_eval(const EvalArgs& a) {
   std::printf("%s: %s\n", a.model_path.c_str(), describe(cfg).c_str());
   std::printf("test accuracy: %.2f%% on %lld rows of %s\n", 100 * test_acc,
               static_cast<long long>(data.test.size()), data.name.c_str());
-  std::printf("accuracy on the training file: %.2f%%\n", 100 * train_acc);
+  if (split)
+    std::printf("train accuracy (M_A) on the %lld rows training trained on: %.2f%%\n",
+                static_cast<long long>(split->size()), 100 * train_acc.get<double>());
+  else
+    std::printf(
+        "accuracy on the whole training file (train + validation rows; the model file does not "
+        "record the split): %.2f%%\n",
+        100 * train_file_acc.get<double>());
   print_usage(cfg, usage);
   print_inference(out);
   return 0;
@@ -529,15 +611,16 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
       ->check(CLI::IsMember({"ff", "fff", "leaf-fff", "neuron-fff"}))
       ->capture_default_str();
   cmd->add_option("--width", a.width,
-                  "ff: hidden width; fff: training width w, giving depth log2(w / leaf width)")
+                  "ff: hidden width; fff: training width w = leaf width x 2^depth (gives the "
+                  "depth, or the leaf width with --depth)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--leaf-width", a.leaf_width, "fff: neurons per leaf (inference width)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--depth", a.depth,
-                  "fff: tree depth d (2^d leaves; instead of --width); neuron-fff: depth D "
-                  "(D+1 levels, default 4)")
+                  "fff: tree depth d (2^d leaves; default log2(--width / --leaf-width)); "
+                  "neuron-fff: depth D (D+1 levels, default 4)")
       ->check(CLI::Range(0, 24));
   cmd->add_option("--trees", a.trees, "neuron-fff: number of parallel trees K")
       ->check(CLI::PositiveNumber)
