@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -19,10 +20,7 @@
 #include "fff/io/atomic_file.h"
 #include "fff/models/bert.h"
 #include "fff/text/wordpiece.h"
-
-#ifndef FFF_SOURCE_DIR
-#define FFF_SOURCE_DIR "."
-#endif
+#include "harness/timing.h"
 
 namespace fff_cli {
 
@@ -223,19 +221,16 @@ EncoderTiming time_encoder(const fff::BertModel& m, int64_t B, int64_t S, int64_
   std::vector<int32_t> ids(static_cast<size_t>(B * S));
   for (int32_t& id : ids) id = static_cast<int32_t>(rng.below(static_cast<uint64_t>(m.cfg.vocab)));
   std::vector<float> hidden(static_cast<size_t>(B * S * m.cfg.hidden));
-  fff::bert_encode(m, ids.data(), nullptr, B, S, hidden.data());  // warm-up
-  std::vector<double> times;
+  fff::bert_encode(m, ids.data(), nullptr, B, S, hidden.data());  // warm-up, not in the shares
   fff::BertTimings sum;
-  for (int64_t r = 0; r < repeats; ++r) {
+  auto run = [&] {
     fff::BertTimings t;
-    const double t0 = now_seconds();
     fff::bert_encode(m, ids.data(), nullptr, B, S, hidden.data(), &t);
-    times.push_back(now_seconds() - t0);
     sum.embed += t.embed, sum.attention += t.attention, sum.ff += t.ff, sum.other += t.other;
-  }
-  std::sort(times.begin(), times.end());
+  };
   EncoderTiming e;
-  e.median_s = times[times.size() / 2];
+  e.median_s =
+      fff::bench::time_repeated(run, {.warmup = 0, .repeats = static_cast<int>(repeats)}).median;
   const double total = sum.total();
   e.share = {sum.embed / total, sum.attention / total, sum.ff / total, sum.other / total};
   return e;
@@ -245,13 +240,41 @@ json shares_json(const fff::BertTimings& s) {
   return {{"embedding", s.embed}, {"attention", s.attention}, {"ff", s.ff}, {"other", s.other}};
 }
 
+// The PyTorch baseline's script: --torch-script if given (it must exist), else
+// bert_torch_bench.py next to this executable (the build tree) or in ../share/fff/ beside it (an
+// installed tree), found through /proc/self/exe so that no source path is compiled in. Empty (with
+// a note on stderr) when not found.
+std::string find_torch_script(const std::string& flag) {
+  namespace fs = std::filesystem;
+  if (!flag.empty()) {
+    if (!fs::is_regular_file(flag)) throw fff::Error("--torch-script " + flag + ": no such file");
+    return flag;
+  }
+  std::error_code ec;
+  const fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
+  std::vector<fs::path> tried;
+  if (!ec) {
+    for (const fs::path& p : {exe_dir / "bert_torch_bench.py",
+                              exe_dir / ".." / "share" / "fff" / "bert_torch_bench.py"}) {
+      if (fs::is_regular_file(p)) return p.lexically_normal().string();
+      tried.push_back(p.lexically_normal());
+    }
+  }
+  std::string where;
+  for (const fs::path& p : tried) where += (where.empty() ? "" : " or ") + p.string();
+  std::fprintf(stderr,
+               "fff: note: PyTorch baseline skipped: bert_torch_bench.py not found%s%s; give "
+               "--torch-script PATH (scripts/ in the source tree) or --python none\n",
+               where.empty() ? "" : " at ", where.c_str());
+  return "";
+}
+
 // PyTorch timings of the dense reference model, keyed by (batch, threads); empty if unavailable.
 std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchArgs& a) {
   std::map<std::pair<int64_t, int>, double> out;
   if (a.python.empty() || a.python == "none") return out;
-  const std::string script = a.torch_script.empty()
-                                 ? std::string(FFF_SOURCE_DIR) + "/scripts/bert_torch_bench.py"
-                                 : a.torch_script;
+  const std::string script = find_torch_script(a.torch_script);
+  if (script.empty()) return out;
   auto join = [](const auto& v) {
     std::string s;
     for (const auto& x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
@@ -263,7 +286,7 @@ std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchAr
     const std::string t = std::to_string(threads);
     const std::string cmd =
         "OMP_NUM_THREADS=" + t + " OPENBLAS_NUM_THREADS=" + t + " MKL_NUM_THREADS=" + t + " " +
-        a.python + " " + script + " --ff dense --layers " + std::to_string(a.layers) +
+        a.python + " '" + script + "' --ff dense --layers " + std::to_string(a.layers) +
         " --hidden " + std::to_string(a.hidden) + " --heads " + std::to_string(a.heads) +
         " --width " + std::to_string(a.dense_width) + " --seq " + std::to_string(a.seq) +
         " --batches " + join(a.batches) + " --thread-list " + t + " --repeats " +
@@ -467,7 +490,8 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
                    "Python with torch for the PyTorch baseline ('none' to skip)")
       ->capture_default_str();
   c.bench->add_option("--torch-script", b.torch_script,
-                      "Path of scripts/bert_torch_bench.py (default: in the source tree)");
+                      "Path of bert_torch_bench.py (default: next to the fff executable, or in "
+                      "../share/fff/ beside it)");
   c.bench->add_flag("--json", b.json, "One JSON object per configuration on stdout");
 }
 

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "fff/core/common.h"
 
@@ -45,6 +46,38 @@ inline void check_save_path(const std::string& save) {
     throw fff::Error("--save " + save + ": directory " + dir.string() + " does not exist");
   if (::access(dir.c_str(), W_OK) != 0)
     throw fff::Error("--save " + save + ": directory " + dir.string() + " is not writable");
+}
+
+// Library errors name config fields and values ("TrainOptions.batch = 0: must be positive");
+// the CLI says its flags instead ("--batch 0: must be positive"). Longer field names first, so
+// that TrainOptions.batch does not match inside LmTrainOptions.batch.
+inline std::string flag_names(std::string msg) {
+  static const std::pair<const char*, const char*> kFieldFlags[] = {
+      {"split_train_val: val_fraction", "--val-fraction"},
+      {"LmTrainOptions.batch", "--batch"},
+      {"LmTrainOptions.seq", "--seq"},
+      {"LmTrainOptions.lr", "--lr"},
+      {"TrainOptions.region_leak", "--region-leak"},
+      {"TrainOptions.hardening", "--hardening"},
+      {"TrainOptions.patience", "--patience"},
+      {"TrainOptions.epochs", "--epochs"},
+      {"TrainOptions.batch", "--batch"},
+      {"OptimizerConfig.momentum", "--momentum"},
+      {"OptimizerConfig.lr", "--lr"},
+      {"FFConfig.leaf_width", "--leaf-width"},
+      {"FFConfig.width", "--width"},
+      {"FFConfig.depth", "--depth"},
+      {"FFConfig.trees", "--trees"},
+  };
+  for (const auto& [field, flag] : kFieldFlags) {
+    for (const std::string& from : {std::string(field) + " = ", std::string(field)}) {
+      const std::string to =
+          from.size() > std::string(field).size() ? std::string(flag) + " " : std::string(flag);
+      for (size_t at = msg.find(from); at != std::string::npos; at = msg.find(from, at + to.size()))
+        msg.replace(at, from.size(), to);
+    }
+  }
+  return msg;
 }
 
 }  // namespace fff_cli

@@ -7,17 +7,21 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
 #include <thread>
 
 #include "bert_cli.h"
 #include "cli_util.h"
-#include "fff/bench/cmm_bench.h"
-#include "fff/bench/inference_bench.h"
 #include "fff/cpu/gemm.h"
 #include "fff/io/data.h"
 #include "fff/models/classifier.h"
 #include "fff/training/train.h"
+#include "harness/cmm_bench.h"
+#include "harness/inference_bench.h"
+#include "harness/timing.h"
 #include "lm_cli.h"
 
 using fff_cli::default_threads;
@@ -49,6 +53,11 @@ struct BenchArgs {
   int64_t dim = 768, trees = 1, depth = 11, batch = 1, dense_width = 3072, layers = 1;
   int threads = 1;
   double min_seconds = 0.3;
+  bool json = false;
+};
+
+struct InfoArgs {
+  std::string path;
   bool json = false;
 };
 
@@ -115,15 +124,7 @@ fff::ModelConfig model_config_from(const TrainArgs& a, const fff::Dataset& train
   c.trees = a.trees;
   c.output_bias = !a.no_output_bias;
   if (c.kind == fff::ModelKind::leaf_fff) {
-    if (a.depth >= 0) {
-      c.depth = a.depth;
-    } else {
-      // d = log2(w / leaf width), the paper's grid.
-      if (a.leaf_width <= 0 || a.width % a.leaf_width != 0 ||
-          ((a.width / a.leaf_width) & (a.width / a.leaf_width - 1)) != 0)
-        throw fff::Error("--width / --leaf-width must be a power of two for fff (or give --depth)");
-      c.depth = static_cast<int64_t>(std::log2(static_cast<double>(a.width / a.leaf_width)) + 0.5);
-    }
+    c.depth = a.depth;  // resolved with the width and leaf width by check_train_flags
   } else if (c.kind == fff::ModelKind::neuron_fff) {
     c.depth = a.depth >= 0 ? a.depth : 4;
   }
@@ -187,9 +188,58 @@ void print_usage(const fff::ModelConfig& c, const fff::RouteUsage& u) {
   std::printf("; mean node entropy %.4f\n", u.mean_entropy);
 }
 
-// Rejects shape flags that the chosen model does not have (they would be silently ignored) and
-// warns about training flags that do not apply; runs before any data is loaded.
-void check_train_flags(const TrainArgs& a, const CLI::App& cmd) {
+// The deepest leaf FFF the library builds (ModelConfig::validate).
+constexpr int64_t kMaxLeafDepth = 20;
+
+// A leaf FFF's shape is width = leaf width x 2^depth: any consistent combination of --width,
+// --leaf-width and --depth is accepted (--leaf-width has a default; with --depth and --width alone
+// the leaf width follows from them); a contradiction names the flags and why. Leaves a.width,
+// a.leaf_width and a.depth consistent.
+void resolve_leaf_shape(TrainArgs& a, const CLI::App& cmd) {
+  const bool width = cmd.count("--width") > 0, leaf = cmd.count("--leaf-width") > 0;
+  if (cmd.count("--depth") > 0) {
+    if (a.depth > kMaxLeafDepth)
+      throw fff::Error("--depth " + std::to_string(a.depth) + ": a leaf FFF is at most " +
+                       std::to_string(kMaxLeafDepth) + " deep");
+    const int64_t leaves = int64_t{1} << a.depth;
+    if (width && !leaf) {
+      if (a.width % leaves != 0)
+        throw fff::Error("--width " + std::to_string(a.width) + " is not a multiple of 2^--depth " +
+                         std::to_string(a.depth) + " = " + std::to_string(leaves) +
+                         ", so no whole --leaf-width gives it");
+      a.leaf_width = a.width / leaves;
+      return;
+    }
+    if (a.leaf_width > std::numeric_limits<int64_t>::max() / leaves)
+      throw fff::Error("--leaf-width " + std::to_string(a.leaf_width) + " x 2^--depth " +
+                       std::to_string(a.depth) + " is too wide");
+    const int64_t w = a.leaf_width * leaves;
+    if (width && a.width != w)
+      throw fff::Error("--width " + std::to_string(a.width) + " is not --leaf-width " +
+                       std::to_string(a.leaf_width) + " x 2^--depth " + std::to_string(a.depth) +
+                       " = " + std::to_string(w));
+    a.width = w;
+    return;
+  }
+  // No --depth: d = log2(width / leaf width), the paper's grid.
+  const int64_t ratio = a.width / a.leaf_width;
+  if (a.width % a.leaf_width != 0 || (ratio & (ratio - 1)) != 0)
+    throw fff::Error("--width " + std::to_string(a.width) + " is not --leaf-width " +
+                     std::to_string(a.leaf_width) + (leaf ? "" : " (the default)") +
+                     " x a power of two; give --depth, or a --width of " +
+                     std::to_string(a.leaf_width) + " x 2^depth");
+  a.depth = 0;
+  while ((int64_t{1} << a.depth) < ratio) ++a.depth;
+  if (a.depth > kMaxLeafDepth)
+    throw fff::Error("--width " + std::to_string(a.width) + " / --leaf-width " +
+                     std::to_string(a.leaf_width) + " = 2^" + std::to_string(a.depth) +
+                     " leaves: a leaf FFF is at most " + std::to_string(kMaxLeafDepth) + " deep");
+}
+
+// Rejects shape flags that the chosen model does not have (they would be silently ignored),
+// resolves a leaf FFF's shape, and warns about training flags that do not apply; runs before any
+// data is loaded.
+void check_train_flags(TrainArgs& a, const CLI::App& cmd) {
   const fff::ModelKind kind = fff::parse_model_kind(a.model);
   auto given = [&](const char* flag) { return cmd.count(flag) > 0; };
   auto reject = [&](const char* flag, const char* advice) {
@@ -203,11 +253,8 @@ void check_train_flags(const TrainArgs& a, const CLI::App& cmd) {
       reject("--trees", "a dense FF has one hidden layer of --width neurons");
       break;
     case fff::ModelKind::leaf_fff:
-      reject("--trees", "a leaf FFF is one tree (--depth or --width / --leaf-width)");
-      if (given("--depth") && given("--width"))
-        throw fff::Error(
-            "give either --depth or --width for fff, not both (depth = log2(width / "
-            "leaf width))");
+      reject("--trees", "a leaf FFF is one tree of --width = --leaf-width x 2^--depth neurons");
+      resolve_leaf_shape(a, cmd);
       break;
     case fff::ModelKind::neuron_fff:
       reject("--width", "a neuron FFF has --trees trees of --depth levels");
@@ -216,9 +263,12 @@ void check_train_flags(const TrainArgs& a, const CLI::App& cmd) {
   }
   fff_cli::check_save_path(a.save);
   if (kind != fff::ModelKind::leaf_fff)
-    for (const char* flag : {"--region-leak", "--hardened"})
+    for (const char* flag : {"--region-leak", "--hardened", "--hardening"})
       if (given(flag))
         std::fprintf(stderr, "fff: warning: %s only affects --model fff; ignored\n", flag);
+  if (kind != fff::ModelKind::neuron_fff && given("--no-output-bias"))
+    std::fprintf(stderr,
+                 "fff: warning: --no-output-bias only affects --model neuron-fff; ignored\n");
 }
 
 // Times hard inference against the dense FF of the same training width on the rows x.
@@ -290,6 +340,14 @@ int run_train(const TrainArgs& a) {
   const double wall = now_seconds() - t_start;
   const double test_acc = fff::accuracy(*model, data.test);
   const fff::RouteUsage usage = fff::route_usage(*model, data.test);
+  // Median time per epoch of the optimisation steps and of the accuracy evaluation.
+  std::vector<double> train_times, eval_times;
+  for (const auto& r : s.history) {
+    train_times.push_back(r.train_seconds);
+    eval_times.push_back(r.eval_seconds);
+  }
+  const double seconds_per_epoch = fff::bench::summarize(train_times).median;
+  const double eval_seconds_per_epoch = fff::bench::summarize(eval_times).median;
 
   json out = config_json(cfg);
   out["data"] = data.name;
@@ -299,8 +357,8 @@ int run_train(const TrainArgs& a) {
   out["train_accuracy"] = s.train_accuracy;
   out["val_accuracy"] = s.val_accuracy;
   out["test_accuracy"] = test_acc;
-  out["seconds_per_epoch"] = s.seconds_per_epoch;
-  out["eval_seconds_per_epoch"] = s.eval_seconds_per_epoch;
+  out["seconds_per_epoch"] = seconds_per_epoch;
+  out["eval_seconds_per_epoch"] = eval_seconds_per_epoch;
   out["wall_seconds"] = wall;
   out["train_rows"] = train.size();
   out["seed"] = a.seed;
@@ -330,8 +388,12 @@ int run_train(const TrainArgs& a) {
         {"train_accuracy", fmt("%.6f", s.train_accuracy)},
         {"val_accuracy", fmt("%.6f", s.val_accuracy)},
         {"test_accuracy", fmt("%.6f", test_acc)},
-        {"seconds_per_epoch", fmt("%.6f", s.seconds_per_epoch)},
-        {"seed", std::to_string(a.seed)}};
+        {"seconds_per_epoch", fmt("%.6f", seconds_per_epoch)},
+        {"seed", std::to_string(a.seed)},
+        // With the data set name and the seed, what `fff eval` needs to rebuild the training
+        // split.
+        {"val_fraction", fmt("%.17g", a.val_fraction)},
+        {"train_limit", std::to_string(a.limit)}};
     fff::save_model(a.save, *model, meta);
     out["saved"] = a.save;
   }
@@ -346,11 +408,32 @@ int run_train(const TrainArgs& a) {
               100 * s.train_accuracy, 100 * s.val_accuracy);
   std::printf("test accuracy (G_A): %.2f%%\n", 100 * test_acc);
   std::printf("training: %.3f s per epoch of %lld rows (median), %.2f s in all\n",
-              s.seconds_per_epoch, static_cast<long long>(train.size()), wall);
+              seconds_per_epoch, static_cast<long long>(train.size()), wall);
   print_usage(cfg, usage);
   print_inference(out);
   if (!a.save.empty()) std::printf("saved %s\n", a.save.c_str());
   return 0;
+}
+
+// The training split `fff train` trained on, rebuilt from the model file's metadata: the same data
+// set, the same first --limit rows, the same seeded split. nullopt when the file does not record
+// them (older files) or names another data set.
+std::optional<fff::Dataset> training_split(const std::map<std::string, std::string>& meta,
+                                           const fff::TrainTest& data) {
+  auto get = [&](const char* key) -> const std::string* {
+    const auto it = meta.find(key);
+    return it == meta.end() ? nullptr : &it->second;
+  };
+  const std::string *name = get("data"), *seed = get("seed"), *frac = get("val_fraction"),
+                    *limit = get("train_limit");
+  if (!name || !seed || !frac || !limit || *name != data.name) return std::nullopt;
+  try {
+    const int64_t n = std::stoll(*limit);
+    const fff::Dataset rows = n > 0 ? fff::take_rows(data.train, n) : data.train;
+    return fff::split_train_val(rows, std::stod(*frac), std::stoull(*seed)).first;
+  } catch (const std::logic_error&) {  // unparsable numbers: as if not recorded
+    return std::nullopt;
+  }
 }
 
 int run_eval(const EvalArgs& a) {
@@ -363,12 +446,18 @@ int run_eval(const EvalArgs& a) {
   if (a.limit > 0) data.test = fff::take_rows(data.test, a.limit);
   standardize(data, cfg.input_norm);
   const double test_acc = fff::accuracy(model, data.test);
-  const double train_acc = fff::accuracy(model, data.train);
+  // M_A on the rows training trained on; the whole training file (train + validation rows) only
+  // when the model file does not say how it was split.
+  const std::optional<fff::Dataset> split = training_split(loaded.metadata, data);
+  const json train_acc = split ? json(fff::accuracy(model, *split)) : json(nullptr);
+  const json train_file_acc = split ? json(nullptr) : json(fff::accuracy(model, data.train));
   const fff::RouteUsage usage = fff::route_usage(model, data.test);
   json out = config_json(cfg);
   out["data"] = data.name;
   out["test_accuracy"] = test_acc;
-  out["train_accuracy"] = train_acc;  // on the whole training file (train + validation rows)
+  out["train_accuracy"] = train_acc;
+  out["train_rows"] = split ? json(split->size()) : json(nullptr);
+  out["train_file_accuracy"] = train_file_acc;
   auto meta_num = [&](const char* key) -> json {
     auto it = loaded.metadata.find(key);
     if (it == loaded.metadata.end()) return nullptr;
@@ -392,7 +481,14 @@ int run_eval(const EvalArgs& a) {
   std::printf("%s: %s\n", a.model_path.c_str(), describe(cfg).c_str());
   std::printf("test accuracy: %.2f%% on %lld rows of %s\n", 100 * test_acc,
               static_cast<long long>(data.test.size()), data.name.c_str());
-  std::printf("accuracy on the training file: %.2f%%\n", 100 * train_acc);
+  if (split)
+    std::printf("train accuracy (M_A) on the %lld rows training trained on: %.2f%%\n",
+                static_cast<long long>(split->size()), 100 * train_acc.get<double>());
+  else
+    std::printf(
+        "accuracy on the whole training file (train + validation rows; the model file does not "
+        "record the split): %.2f%%\n",
+        100 * train_file_acc.get<double>());
   print_usage(cfg, usage);
   print_inference(out);
   return 0;
@@ -476,7 +572,8 @@ int run_bench(const BenchArgs& a, const CLI::App& cmd) {
   return 0;
 }
 
-int run_info(const std::string& path, bool as_json) {
+int run_info(const InfoArgs& a) {
+  const std::string& path = a.path;
   fff::LoadedModel loaded = fff::load_model(path);
   fff::Model& model = *loaded.model;
   const fff::ModelConfig& cfg = model.config();
@@ -491,7 +588,7 @@ int run_info(const std::string& path, bool as_json) {
   out["tensors"] = tensors;
   out["inference_flops_per_row"] = fff::inference_flops_per_row(cfg);
   out["metadata"] = loaded.metadata;
-  if (as_json) {
+  if (a.json) {
     std::cout << out.dump() << "\n";
     return 0;
   }
@@ -504,6 +601,159 @@ int run_info(const std::string& path, bool as_json) {
   return 0;
 }
 
+CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
+  auto* cmd = app.add_subcommand("train", "Train a classifier, report M_A/G_A and inference speed");
+  cmd->add_option("--data", a.data,
+                  "Data set: 'fashion-mnist' (Debian package dataset-fashion-mnist), 'mnist', or "
+                  "a directory of IDX files or CIFAR-10 binary batches")
+      ->capture_default_str();
+  cmd->add_option("--model", a.model, "ff (dense), fff (leaf FFF) or neuron-fff")
+      ->check(CLI::IsMember({"ff", "fff", "leaf-fff", "neuron-fff"}))
+      ->capture_default_str();
+  cmd->add_option("--width", a.width,
+                  "ff: hidden width; fff: training width w = leaf width x 2^depth (gives the "
+                  "depth, or the leaf width with --depth)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--leaf-width", a.leaf_width, "fff: neurons per leaf (inference width)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--depth", a.depth,
+                  "fff: tree depth d (2^d leaves; default log2(--width / --leaf-width)); "
+                  "neuron-fff: depth D (D+1 levels, default 4)")
+      ->check(CLI::Range(0, 24));
+  cmd->add_option("--trees", a.trees, "neuron-fff: number of parallel trees K")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--activation", a.activation,
+                  "relu, gelu (exact erf) or identity (default: relu; gelu for neuron-fff)")
+      ->check(CLI::IsMember({"relu", "gelu", "identity"}));
+  cmd->add_flag("--no-output-bias", a.no_output_bias,
+                "neuron-fff: no output bias (as UltraFastBERT)");
+  cmd->add_option("--epochs", a.epochs, "Maximum epochs")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--patience", a.patience,
+                  "Stop after this many epochs without a new best training accuracy")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--batch", a.batch, "Mini-batch size")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--optimizer", a.optimizer, "sgd or adam")
+      ->check(CLI::IsMember({"sgd", "adam"}))
+      ->capture_default_str();
+  cmd->add_option("--lr", a.lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--momentum", a.momentum, "SGD momentum")
+      ->check(CLI::Range(0.0, 0.999))
+      ->capture_default_str();
+  cmd->add_option("--hardening", a.hardening, "fff: weight h of the mean node entropy in the loss")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--region-leak", a.region_leak,
+                  "fff: probability of flipping each node decision per sample during training")
+      ->check(CLI::Range(0.0, 0.5))
+      ->capture_default_str();
+  cmd->add_flag("--hardened", a.hardened, "fff: train with hardened (0/1) node decisions");
+  cmd->add_flag("--no-standardize", a.no_standardize,
+                "Feed raw inputs (pixels in [0, 1]) instead of standardising them by the training "
+                "split's mean and std");
+  cmd->add_option("--val-fraction", a.val_fraction,
+                  "Share of the training file held out for validation")
+      ->check(CLI::Range(0.0, 0.9))
+      ->capture_default_str();
+  cmd->add_option("--limit", a.limit, "Use only the first N rows of the training file (quick runs)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", a.seed,
+                  "Random seed (results are identical for a seed whatever --threads)")
+      ->capture_default_str();
+  cmd->add_option("--threads", a.threads, "Threads (default: all cores)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--save", a.save, "Write the best-validation model to this safetensors file");
+  cmd->add_flag("--no-compare", a.no_compare, "Skip the inference timing against dense FF");
+  cmd->add_option("--bench-repeats", a.bench_repeats, "Repeats of the inference timing (median)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--json", a.json, "Print one JSON object with the results on stdout");
+
+  return cmd;
+}
+
+CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
+  auto* cmd = app.add_subcommand("eval", "Evaluate a saved model on a data set's test split");
+  cmd->add_option("MODEL", a.model_path, "Model file written by 'fff train --save'")->required();
+  cmd->add_option("--data", a.data, "Data set name or directory (as for train)")
+      ->capture_default_str();
+  cmd->add_option("--limit", a.limit, "Use only the first N test rows")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", a.threads, "Threads (default: all cores)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-compare", a.no_compare, "Skip the inference timing against dense FF");
+  cmd->add_option("--bench-repeats", a.bench_repeats, "Repeats of the inference timing (median)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--json", a.json, "Print one JSON object on stdout");
+
+  return cmd;
+}
+
+CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
+  auto* cmd = app.add_subcommand(
+      "bench",
+      "Time neuron FFF inference against the dense FF it replaces (same process, medians); "
+      "without shape flags, the UltraFastBERT shapes at d=768 and batch 1, 128, 16384. "
+      "'fff bench bert' times whole encoders");
+  cmd->add_option("--dim", a.dim, "Hidden size d (input and output width)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--trees", a.trees, "Number of trees K")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--depth", a.depth, "Tree depth D (D + 1 levels)")
+      ->check(CLI::Range(0, 24))
+      ->capture_default_str();
+  cmd->add_option("--batch", a.batch, "Tokens per call")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--dense-width", a.dense_width, "Hidden width of the dense FF")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--layers", a.layers,
+                  "Independent layers applied in sequence (use 16+ to measure batch-1 latency "
+                  "with weights beyond the cache)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--threads", a.threads, "Threads")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--min-seconds", a.min_seconds,
+                  "Repeat each side at least this long (and 3 times) after a warm-up")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--json", a.json, "One JSON object per configuration on stdout");
+
+  return cmd;
+}
+
+CLI::App* add_info_command(CLI::App& app, InfoArgs& a) {
+  auto* cmd = app.add_subcommand("info", "Show a model file's configuration, tensors and metadata");
+  cmd->add_option("MODEL", a.path, "Model file")->required();
+  cmd->add_flag("--json", a.json, "Print one JSON object on stdout");
+
+  return cmd;
+}
+
+// Library errors name config fields ("TrainOptions.batch = 0: ..."); for the commands whose
+// configs come from flags, say the flag instead.
+template <class F>
+int with_flag_names(F&& run) {
+  try {
+    return run();
+  } catch (const fff::Error& err) {
+    throw fff::Error(fff_cli::flag_names(err.what()));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -514,155 +764,14 @@ int main(int argc, char** argv) {
       "--help' for the options of each command."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "fff 0.1");
-
-  TrainArgs t;
-  auto* train =
-      app.add_subcommand("train", "Train a classifier, report M_A/G_A and inference speed");
-  train
-      ->add_option("--data", t.data,
-                   "Data set: 'fashion-mnist' (Debian package dataset-fashion-mnist), 'mnist', or "
-                   "a directory of IDX files or CIFAR-10 binary batches")
-      ->capture_default_str();
-  train->add_option("--model", t.model, "ff (dense), fff (leaf FFF) or neuron-fff")
-      ->check(CLI::IsMember({"ff", "fff", "leaf-fff", "neuron-fff"}))
-      ->capture_default_str();
-  train
-      ->add_option("--width", t.width,
-                   "ff: hidden width; fff: training width w, giving depth log2(w / leaf width)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train->add_option("--leaf-width", t.leaf_width, "fff: neurons per leaf (inference width)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train
-      ->add_option("--depth", t.depth,
-                   "fff: tree depth d (2^d leaves; instead of --width); neuron-fff: depth D "
-                   "(D+1 levels, default 4)")
-      ->check(CLI::Range(0, 24));
-  train->add_option("--trees", t.trees, "neuron-fff: number of parallel trees K")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train
-      ->add_option("--activation", t.activation,
-                   "relu, gelu (exact erf) or identity (default: relu; gelu for neuron-fff)")
-      ->check(CLI::IsMember({"relu", "gelu", "identity"}));
-  train->add_flag("--no-output-bias", t.no_output_bias,
-                  "neuron-fff: no output bias (as UltraFastBERT)");
-  train->add_option("--epochs", t.epochs, "Maximum epochs")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train
-      ->add_option("--patience", t.patience,
-                   "Stop after this many epochs without a new best training accuracy")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train->add_option("--batch", t.batch, "Mini-batch size")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train->add_option("--optimizer", t.optimizer, "sgd or adam")
-      ->check(CLI::IsMember({"sgd", "adam"}))
-      ->capture_default_str();
-  train->add_option("--lr", t.lr, "Learning rate")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train->add_option("--momentum", t.momentum, "SGD momentum")
-      ->check(CLI::Range(0.0, 0.999))
-      ->capture_default_str();
-  train
-      ->add_option("--hardening", t.hardening, "fff: weight h of the mean node entropy in the loss")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  train
-      ->add_option("--region-leak", t.region_leak,
-                   "fff: probability of flipping each node decision per sample during training")
-      ->check(CLI::Range(0.0, 0.5))
-      ->capture_default_str();
-  train->add_flag("--hardened", t.hardened, "fff: train with hardened (0/1) node decisions");
-  train->add_flag(
-      "--no-standardize", t.no_standardize,
-      "Feed raw inputs (pixels in [0, 1]) instead of standardising them by the training "
-      "split's mean and std");
-  train
-      ->add_option("--val-fraction", t.val_fraction,
-                   "Share of the training file held out for validation")
-      ->check(CLI::Range(0.0, 0.9))
-      ->capture_default_str();
-  train
-      ->add_option("--limit", t.limit,
-                   "Use only the first N rows of the training file (quick runs)")
-      ->check(CLI::NonNegativeNumber);
-  train
-      ->add_option("--seed", t.seed,
-                   "Random seed (results are identical for a seed whatever --threads)")
-      ->capture_default_str();
-  train->add_option("--threads", t.threads, "Threads (default: all cores)")
-      ->check(CLI::PositiveNumber);
-  train->add_option("--save", t.save, "Write the best-validation model to this safetensors file");
-  train->add_flag("--no-compare", t.no_compare, "Skip the inference timing against dense FF");
-  train->add_option("--bench-repeats", t.bench_repeats, "Repeats of the inference timing (median)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  train->add_flag("--json", t.json, "Print one JSON object with the results on stdout");
-
-  EvalArgs e;
-  auto* eval = app.add_subcommand("eval", "Evaluate a saved model on a data set's test split");
-  eval->add_option("MODEL", e.model_path, "Model file written by 'fff train --save'")->required();
-  eval->add_option("--data", e.data, "Data set name or directory (as for train)")
-      ->capture_default_str();
-  eval->add_option("--limit", e.limit, "Use only the first N test rows")
-      ->check(CLI::NonNegativeNumber);
-  eval->add_option("--threads", e.threads, "Threads (default: all cores)")
-      ->check(CLI::PositiveNumber);
-  eval->add_flag("--no-compare", e.no_compare, "Skip the inference timing against dense FF");
-  eval->add_option("--bench-repeats", e.bench_repeats, "Repeats of the inference timing (median)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  eval->add_flag("--json", e.json, "Print one JSON object on stdout");
-
+  TrainArgs train_args;
+  CLI::App* train = add_train_command(app, train_args);
+  EvalArgs eval_args;
+  CLI::App* eval = add_eval_command(app, eval_args);
   BenchArgs bench_args;
-  auto* bench = app.add_subcommand(
-      "bench",
-      "Time neuron FFF inference against the dense FF it replaces (same process, medians); "
-      "without shape flags, the UltraFastBERT shapes at d=768 and batch 1, 128, 16384. "
-      "'fff bench bert' times whole encoders");
-  bench->add_option("--dim", bench_args.dim, "Hidden size d (input and output width)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  bench->add_option("--trees", bench_args.trees, "Number of trees K")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  bench->add_option("--depth", bench_args.depth, "Tree depth D (D + 1 levels)")
-      ->check(CLI::Range(0, 24))
-      ->capture_default_str();
-  bench->add_option("--batch", bench_args.batch, "Tokens per call")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  bench->add_option("--dense-width", bench_args.dense_width, "Hidden width of the dense FF")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  bench
-      ->add_option("--layers", bench_args.layers,
-                   "Independent layers applied in sequence (use 16+ to measure batch-1 latency "
-                   "with weights beyond the cache)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  bench->add_option("--threads", bench_args.threads, "Threads")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  bench
-      ->add_option("--min-seconds", bench_args.min_seconds,
-                   "Repeat each side at least this long (and 3 times) after a warm-up")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  bench->add_flag("--json", bench_args.json, "One JSON object per configuration on stdout");
-
-  std::string info_path;
-  bool info_json = false;
-  auto* info =
-      app.add_subcommand("info", "Show a model file's configuration, tensors and metadata");
-  info->add_option("MODEL", info_path, "Model file")->required();
-  info->add_flag("--json", info_json, "Print one JSON object on stdout");
-
+  CLI::App* bench = add_bench_command(app, bench_args);
+  InfoArgs info_args;
+  CLI::App* info = add_info_command(app, info_args);
   fff_cli::LmCommands lm;
   fff_cli::add_lm_commands(app, lm);
   fff_cli::BertCommands bert;
@@ -674,16 +783,17 @@ int main(int argc, char** argv) {
     return app.exit(err);
   }
   try {
-    if (*train) {
-      check_train_flags(t, *train);
-      return run_train(t);
-    }
-    if (*eval) return run_eval(e);
+    if (*train)
+      return with_flag_names([&] {
+        check_train_flags(train_args, *train);
+        return run_train(train_args);
+      });
+    if (*eval) return run_eval(eval_args);
     if (*bert.bench) return fff_cli::run_bert(bert);
     if (*bench) return run_bench(bench_args, *bench);
     if (*bert.bert) return fff_cli::run_bert(bert);
-    if (*info) return run_info(info_path, info_json);
-    if (*lm.lm) return fff_cli::run_lm(lm);
+    if (*info) return run_info(info_args);
+    if (*lm.lm) return with_flag_names([&] { return fff_cli::run_lm(lm); });
   } catch (const fff::Error& err) {
     std::fprintf(stderr, "fff: error: %s\n", err.what());
     return 1;

@@ -4,7 +4,6 @@
 // Usage: bench_cmm [--dim 768] [--trees 1] [--depth 11] [--batch 16384] [--threads 1]
 //                  [--band 6] [--tile 0] [--pack -1] [--repeats 11] [--no-rowwise]
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -13,31 +12,7 @@
 
 #include "fff/cpu/gemm.h"
 #include "fff/engine/cmm.h"
-
-namespace {
-
-// Runs every variant once per round, rounds after one warm-up round, so that the machine's
-// drift hits all variants alike; returns each variant's median in microseconds.
-std::vector<double> interleaved_median_us(int rounds,
-                                          const std::vector<std::function<void()>>& fs) {
-  std::vector<std::vector<double>> t(fs.size());
-  for (int round = -1; round < rounds; ++round)
-    for (size_t k = 0; k < fs.size(); ++k) {
-      const auto t0 = std::chrono::steady_clock::now();
-      fs[k]();
-      const double us =
-          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-      if (round >= 0) t[k].push_back(us);
-    }
-  std::vector<double> med;
-  for (auto& v : t) {
-    std::sort(v.begin(), v.end());
-    med.push_back(v[v.size() / 2]);
-  }
-  return med;
-}
-
-}  // namespace
+#include "harness/timing.h"
 
 int main(int argc, char** argv) {
   int64_t dim = 768, trees = 1, depth = 11, batch = 16384, band = 6, tile = 0, pack = -1;
@@ -102,7 +77,11 @@ int main(int argc, char** argv) {
     names.push_back("row at a time");
     fs.push_back([&] { fff::neuron_fff_infer_rowwise(m, input(), batch, y.ptr()); });
   }
-  const std::vector<double> us = interleaved_median_us(repeats, fs);
+  // Every variant once per round, after one warm-up round, so that the machine's drift hits all
+  // variants alike.
+  std::vector<double> us;
+  for (const fff::bench::Stats& s : fff::bench::time_interleaved(fs, repeats))
+    us.push_back(s.median * 1e6);
   std::printf("simd %s  dim %ld  %ldx%ld  batch %ld  threads %d  band %ld  tile %ld  pack %ld\n",
               fff::cmm_simd_target(), dim, trees, depth, batch, threads, band, tile, pack);
   for (size_t k = 0; k < fs.size(); ++k)

@@ -5,7 +5,6 @@
 //        bench_leaf_fff --model FILE [--data fashion-mnist] ...   (a trained leaf FFF on the
 //                       data set's test rows instead of random weights and inputs)
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -17,20 +16,9 @@
 #include "fff/layers/ff/dense_ff.h"
 #include "fff/layers/ff/leaf_fff.h"
 #include "fff/models/classifier.h"
+#include "harness/timing.h"
 
 namespace {
-
-double median_us(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-template <class F>
-double time_us(F&& f) {
-  const auto t0 = std::chrono::steady_clock::now();
-  f();
-  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // The leaf FFF inside a model file written by `fff train --model fff --save`.
 fff::LeafFFF load_leaf_fff(const std::string& path) {
@@ -131,22 +119,14 @@ int main(int argc, char** argv) {
     for (float a : acc) s += a;
     read_sink = s;
   };
-  run_fff();
-  run_dense();
-  run_copy();
-  run_read();
-  std::vector<double> tf, td, tc, tr;
-  for (int r = 0; r < repeats; ++r) {
-    // Each run starts right after a read of the inputs, so both meet them equally warm.
-    run_read();
-    tf.push_back(time_us(run_fff));
-    run_read();
-    td.push_back(time_us(run_dense));
-    tc.push_back(time_us(run_copy));
-    tr.push_back(time_us(run_read));
-  }
-  const double f_us = median_us(tf) / batch, d_us = median_us(td) / batch;
-  const double c_us = median_us(tc) / batch, r_us = median_us(tr) / batch;
+  // One warm-up round, then the four alternate; each run starts right after a read of the
+  // inputs, so all meet them equally warm.
+  const std::vector<fff::bench::Stats> t =
+      fff::bench::time_interleaved({run_fff, run_dense, run_copy, run_read}, repeats,
+                                   /*warmup=*/1, run_read);
+  const double per_row = 1e6 / static_cast<double>(batch);
+  const double f_us = t[0].median * per_row, d_us = t[1].median * per_row;
+  const double c_us = t[2].median * per_row, r_us = t[3].median * per_row;
   const double f_flops = fff::leaf_fff_inference_flops_per_row(cfg);
   const double d_flops = fff::dense_ff_flops_per_row(dcfg);
   if (json) {

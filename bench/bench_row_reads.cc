@@ -5,7 +5,6 @@
 // Usage: bench_row_reads [--pools-mb 1,8,32,128,400] [--row-floats 768] [--read-mb 64]
 //                        [--repeats 5] [--json]
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -14,6 +13,7 @@
 #include "cpu/cmm_kernels.h"
 #include "fff/core/common.h"
 #include "fff/cpu/gemm.h"
+#include "harness/timing.h"
 
 namespace {
 
@@ -51,11 +51,6 @@ float read_rows(const std::vector<const float*>& start, int64_t floats, const fl
 }
 
 volatile float g_sink;  // the sums, kept so that no read can be dropped
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 }  // namespace
 
@@ -113,9 +108,8 @@ int main(int argc, char** argv) {
       for (auto& s : start)
         s = pool.ptr() + static_cast<int64_t>(rng.below(pool_rows)) * row_floats;
       auto time = [&](const std::vector<const float*>& rows, bool request_next) {
-        const auto t0 = std::chrono::steady_clock::now();
-        sink += read_rows(rows, row_floats, ones.data(), request_next);
-        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return fff::bench::time_once(
+            [&] { sink += read_rows(rows, row_floats, ones.data(), request_next); });
       };
       const double a = time(start, false), b = time(start, true), c = time(seq, false);
       if (rep < 0) continue;
@@ -124,8 +118,10 @@ int main(int argc, char** argv) {
       seq_s.push_back(c);
     }
     const double bytes = static_cast<double>(reads) * row_bytes;
-    const double g_random = bytes / median(random_s) * 1e-9, g_next = bytes / median(next_s) * 1e-9,
-                 g_seq = bytes / median(seq_s) * 1e-9;
+    using fff::bench::summarize;
+    const double g_random = bytes / summarize(random_s).median * 1e-9,
+                 g_next = bytes / summarize(next_s).median * 1e-9,
+                 g_seq = bytes / summarize(seq_s).median * 1e-9;
     if (json)
       std::printf(
           "{\"benchmark\":\"row_reads\",\"pool_mb\":%lld,\"row_bytes\":%.0f,\"random_gbps\":%.2f,"

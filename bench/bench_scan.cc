@@ -12,7 +12,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,6 +24,7 @@
 #include "fff/core/common.h"
 #include "fff/cpu/gemm.h"
 #include "fff/cpu/scan.h"
+#include "harness/timing.h"
 
 namespace {
 
@@ -35,16 +35,9 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+// One warm-up run, then the median of `repeats` timed runs.
 double median_seconds(int repeats, const std::function<void()>& f) {
-  f();  // warm-up
-  std::vector<double> t;
-  for (int i = 0; i < repeats; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return fff::bench::time_repeated(f, {.warmup = 1, .repeats = repeats}).median;
 }
 
 struct FreeDeleter {

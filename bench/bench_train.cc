@@ -12,16 +12,13 @@
 #include "fff/layers/ff/neuron_fff.h"
 #include "fff/layers/loss.h"
 #include "fff/training/optimizer.h"
+#include "harness/timing.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 constexpr int64_t kIn = 784, kOut = 10, kRows = 54000, kBatch = 256;
@@ -138,14 +135,14 @@ int main(int argc, char** argv) {
   }
   std::sort(ph.begin(), ph.end(), [](auto& a, auto& b) { return a.total() < b.total(); });
   const Phases p = ph[ph.size() / 2];
-  const double floor_s = median(floor);
+  const double floor_s = fff::bench::summarize(floor).median;
   const int64_t depths[] = {4, 8, 12};
   double neuron_us[3];
   for (int k = 0; k < 3; ++k) {
     neuron_step_seconds(d, depths[k], 4096);  // warm-up
     std::vector<double> v;
     for (int r = 0; r < repeats; ++r) v.push_back(neuron_step_seconds(d, depths[k], 16384));
-    neuron_us[k] = median(v) * 1e6;
+    neuron_us[k] = fff::bench::summarize(v).median * 1e6;
   }
   if (json) {
     std::printf(

@@ -3,7 +3,6 @@
 // stronger one as `fff bench`'s baseline. Built only when oneDNN is installed (libdnnl-dev).
 // Usage: bench_dense_backends [--batch 16384] [--threads 1] [--repeats 5]
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -12,14 +11,7 @@
 
 #include "fff/cpu/gemm.h"
 #include "fff/layers/ff/dense_ff.h"
-
-namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-}  // namespace
+#include "harness/timing.h"
 
 int main(int argc, char** argv) {
   int64_t batch = 16384, dim = 768, width = 3072;
@@ -70,12 +62,8 @@ int main(int argc, char** argv) {
       b2m(md(1, dim), eng, const_cast<float*>(ff.b2.value.ptr()));
 
   fff::DenseFFContext ctx;
-  std::vector<double> t_blas, t_dnnl;
-  for (int r = -1; r < repeats; ++r) {  // one warm-up round, then alternate the two
-    auto t0 = std::chrono::steady_clock::now();
-    fff::dense_ff_forward(ff, x.ptr(), batch, y.ptr(), &ctx);
-    if (r >= 0) t_blas.push_back(seconds_since(t0));
-    t0 = std::chrono::steady_clock::now();
+  auto run_blas = [&] { fff::dense_ff_forward(ff, x.ptr(), batch, y.ptr(), &ctx); };
+  auto run_dnnl = [&] {
     mm1.execute(
         stream,
         {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, w1m}, {DNNL_ARG_BIAS, b1m}, {DNNL_ARG_DST, hm}});
@@ -83,21 +71,19 @@ int main(int argc, char** argv) {
         stream,
         {{DNNL_ARG_SRC, hm}, {DNNL_ARG_WEIGHTS, w2m}, {DNNL_ARG_BIAS, b2m}, {DNNL_ARG_DST, ym}});
     stream.wait();
-    if (r >= 0) t_dnnl.push_back(seconds_since(t0));
-  }
+  };
+  // One warm-up round, then alternate the two.
+  const fff::bench::SideBySide t = fff::bench::time_side_by_side(run_blas, run_dnnl, repeats);
   double diff = 0.0, scale = 0.0;
   for (int64_t i = 0; i < y.size(); ++i) {
     diff = std::max(diff, static_cast<double>(std::fabs(y.data[i] - y_dnnl.data[i])));
     scale = std::max(scale, static_cast<double>(std::fabs(y.data[i])));
   }
-  std::sort(t_blas.begin(), t_blas.end());
-  std::sort(t_dnnl.begin(), t_dnnl.end());
   const double per = 1e6 / static_cast<double>(batch);
   std::printf("dense FF %ld -> %ld -> %ld, batch %ld, %d thread(s), median of %d\n", dim, width,
               dim, batch, threads, repeats);
-  std::printf("  openblas-sgemm        %8.2f us/token\n", t_blas[t_blas.size() / 2] * per);
-  std::printf("  onednn-matmul (%s)  %8.2f us/token\n", pd1.impl_info_str(),
-              t_dnnl[t_dnnl.size() / 2] * per);
+  std::printf("  openblas-sgemm        %8.2f us/token\n", t.a.median * per);
+  std::printf("  onednn-matmul (%s)  %8.2f us/token\n", pd1.impl_info_str(), t.b.median * per);
   std::printf("  outputs agree to %.1e relative\n", diff / scale);
   return 0;
 }

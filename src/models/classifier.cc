@@ -10,11 +10,15 @@
 namespace fff {
 
 void ModelConfig::validate() const {
+  // Messages name the field and its value ("FFConfig.width = 0: ...", "ModelConfig.out = 1:
+  // ..."); the CLI maps the field names to its flags.
   FFConfig::validate();
   if (out < 2)
-    throw Error("out = " + std::to_string(out) + ": a classifier needs at least 2 classes");
+    throw Error("ModelConfig.out = " + std::to_string(out) +
+                ": a classifier needs at least 2 output classes");
   if (!(input_norm.std > 0.0f) || !std::isfinite(input_norm.mean))
-    throw Error("input_norm: standardisation must have a finite mean and a positive std");
+    throw Error(
+        "ModelConfig.input_norm: standardisation must have a finite mean and a positive std");
 }
 
 namespace {

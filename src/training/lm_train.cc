@@ -126,8 +126,8 @@ LmTrainResult train_lm(LmTrainer& tr, const TextSplit& text,
   const int64_t T = o.seq, B = o.batch;
   const int64_t per_stream = segments_per_stream(text.train, B, T);
   if (per_stream < 1)
-    throw Error("training text too short for --batch " + std::to_string(B) + " streams of --seq " +
-                std::to_string(T));
+    throw Error("training text too short for LmTrainOptions.batch = " + std::to_string(B) +
+                " streams of LmTrainOptions.seq = " + std::to_string(T) + " bytes");
   flush_subnormals();
   LmContext ctx;
   std::vector<int32_t> in, target;
@@ -146,9 +146,13 @@ LmTrainResult train_lm(LmTrainer& tr, const TextSplit& text,
     lm_forward(tr.model, in.data(), T, B, tr.state, true, logits.data(), ctx, hardened);
     const double loss = softmax_cross_entropy(logits.data(), target.data(), T * B, LmConfig::kVocab,
                                               dlogits.data(), nullptr);
-    if (!std::isfinite(loss))
+    if (!std::isfinite(loss)) {
+      char lr[32];
+      std::snprintf(lr, sizeof(lr), "%g", static_cast<double>(o.lr));
       throw Error("training diverged at step " + std::to_string(tr.step) + " (loss " +
-                  std::to_string(loss) + "); try a smaller --lr");
+                  std::to_string(loss) +
+                  "); try a smaller learning rate than LmTrainOptions.lr = " + lr);
+    }
     lm_backward(tr.model, in.data(), dlogits.data(), o.hardening, ctx);
     tr.opt.step();
     ++tr.step;

@@ -2,6 +2,7 @@
 #include "fff/training/optimizer.h"
 
 #include <cmath>
+#include <cstdio>
 
 namespace fff {
 
@@ -17,8 +18,15 @@ const char* optimizer_name(OptimizerKind k) {
 
 Optimizer::Optimizer(const OptimizerConfig& cfg, std::vector<Param*> params)
     : cfg_(cfg), params_(std::move(params)) {
-  if (!(cfg.lr > 0.0f) || !std::isfinite(cfg.lr)) throw Error("learning rate must be positive");
-  if (cfg.momentum < 0.0f || cfg.momentum >= 1.0f) throw Error("momentum must be in [0, 1)");
+  // Messages name the field and its value; the CLI maps the field names to its flags.
+  auto bad = [](const char* field, float v, const char* why) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%g", static_cast<double>(v));
+    return Error(std::string("OptimizerConfig.") + field + " = " + buf + ": " + why);
+  };
+  if (!(cfg.lr > 0.0f) || !std::isfinite(cfg.lr)) throw bad("lr", cfg.lr, "must be positive");
+  if (cfg.momentum < 0.0f || cfg.momentum >= 1.0f)
+    throw bad("momentum", cfg.momentum, "must be in [0, 1)");
   for (Param* p : params_) {
     State s;
     const bool needs_m = cfg.kind == OptimizerKind::adam || cfg.momentum > 0.0f;

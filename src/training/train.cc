@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <set>
 
@@ -17,11 +18,11 @@ namespace {
 constexpr int64_t kEvalChunk = 4096;
 constexpr int64_t kGatherAhead = 4;
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+// A number for an error message: "0.9", "256", "1e-05".
+std::string format_value(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
 }
 
 void shuffle(std::vector<int64_t>& v, Rng& rng) {
@@ -43,7 +44,8 @@ void check_dataset(const Model& model, const Dataset& d, const char* what) {
 
 std::pair<Dataset, Dataset> split_train_val(const Dataset& d, double val_fraction, uint64_t seed) {
   if (val_fraction < 0.0 || val_fraction >= 1.0)
-    throw Error("validation fraction must be in [0, 1)");
+    throw Error("split_train_val: val_fraction = " + format_value(val_fraction) +
+                ": must be in [0, 1)");
   std::vector<int64_t> idx(static_cast<size_t>(d.size()));
   std::iota(idx.begin(), idx.end(), 0);
   Rng rng(seed ^ 0x5eed5a1177ull);
@@ -104,12 +106,16 @@ TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset&
   check_dataset(model, train, "training");
   check_dataset(model, val, "validation");
   if (train.size() == 0) throw Error("training data is empty");
-  if (opt.batch <= 0) throw Error("--batch must be positive");
-  if (opt.epochs <= 0) throw Error("--epochs must be positive");
-  if (opt.patience <= 0) throw Error("--patience must be positive");
-  if (opt.hardening < 0.0f) throw Error("--hardening must be non-negative");
+  // Messages name the field and its value; the CLI maps the field names to its flags.
+  auto bad = [](const char* field, double v, const char* why) {
+    return Error(std::string("TrainOptions.") + field + " = " + format_value(v) + ": " + why);
+  };
+  if (opt.batch <= 0) throw bad("batch", opt.batch, "must be positive");
+  if (opt.epochs <= 0) throw bad("epochs", opt.epochs, "must be positive");
+  if (opt.patience <= 0) throw bad("patience", opt.patience, "must be positive");
+  if (opt.hardening < 0.0f) throw bad("hardening", opt.hardening, "must be non-negative");
   if (opt.region_leak < 0.0f || opt.region_leak > 0.5f)
-    throw Error("--region-leak must be in [0, 0.5]");
+    throw bad("region_leak", opt.region_leak, "must be in [0, 0.5]");
 
   const ModelConfig& c = model.config();
   flush_subnormals();
@@ -128,7 +134,6 @@ TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset&
   std::vector<Tensor> best_weights;
   double best_val = -1.0, best_train = -1.0;
   int64_t since_train_improved = 0;
-  std::vector<double> train_times, eval_times;
   for (int64_t epoch = 1; epoch <= opt.epochs; ++epoch) {
     EpochReport rep;
     rep.epoch = epoch;
@@ -163,9 +168,8 @@ TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset&
     rep.eval_seconds = now_seconds() - t1;
     if (!std::isfinite(rep.loss))
       throw Error("training diverged (loss is not finite) in epoch " + std::to_string(epoch) +
-                  "; try a smaller --lr");
-    train_times.push_back(rep.train_seconds);
-    eval_times.push_back(rep.eval_seconds);
+                  "; try a smaller learning rate than OptimizerConfig.lr = " +
+                  format_value(opt.optimizer.lr));
     if (rep.val_accuracy > best_val) {
       best_val = rep.val_accuracy;
       rep.best = true;
@@ -191,8 +195,6 @@ TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset&
   }
   for (size_t k = 0; k < params.size(); ++k) params[k]->value = best_weights[k];
   model.prepare_inference();
-  s.seconds_per_epoch = median(train_times);
-  s.eval_seconds_per_epoch = median(eval_times);
   return s;
 }
 

@@ -159,7 +159,7 @@ TEST(Cli, ShapeFlagsOfAnotherModelFail) {
         {"train", "--model", "ff", "--depth", "3"},
         {"train", "--model", "ff", "--leaf-width", "4"},
         {"train", "--model", "fff", "--trees", "2"},
-        {"train", "--model", "fff", "--depth", "3", "--width", "64"}}) {
+        {"train", "--model", "fff", "--depth", "3", "--width", "100"}}) {
     args.push_back("--data");
     args.push_back("/nonexistent/dir");
     const Result r = run_cli(args);
@@ -167,6 +167,54 @@ TEST(Cli, ShapeFlagsOfAnotherModelFail) {
     EXPECT_EQ(r.code, 1) << r;
     EXPECT_TRUE(contains(r.err, args[3])) << r;
     EXPECT_FALSE(contains(r.err, "/nonexistent/dir")) << r;
+  }
+}
+
+// A leaf FFF's width = leaf width x 2^depth: consistent combinations of the three flags pass the
+// checks (and reach the missing data directory), contradictions fail first and say why.
+TEST(Cli, LeafShapeFlagsAgreeOrSayWhyNot) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"--width", "128", "--leaf-width", "8", "--depth", "4"},
+        {"--width", "64", "--depth", "3"},
+        {"--leaf-width", "4", "--depth", "5"},
+        {"--depth", "2"},
+        {"--width", "256"},
+        {"--width", "96", "--leaf-width", "3"}}) {
+    args.insert(args.begin(), {"train", "--model", "fff"});
+    args.insert(args.end(), {"--data", "/nonexistent/dir"});
+    const Result r = run_cli(args);
+    ASSERT_TRUE(r.exited) << r;
+    EXPECT_EQ(r.code, 1) << r;
+    EXPECT_TRUE(contains(r.err, "/nonexistent/dir")) << args[3] << " " << args[4] << "\n" << r;
+  }
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+      {{"--width", "100", "--leaf-width", "8", "--depth", "4"},
+       "--width 100 is not --leaf-width 8 x 2^--depth 4 = 128"},
+      {{"--width", "100", "--depth", "3"}, "--width 100 is not a multiple of 2^--depth 3 = 8"},
+      {{"--width", "100"}, "--width 100 is not --leaf-width 8 (the default) x a power of two"},
+      {{"--width", "96", "--leaf-width", "8"}, "--width 96 is not --leaf-width 8 x a power of two"},
+      {{"--depth", "21"}, "--depth 21: a leaf FFF is at most 20 deep"},
+  };
+  for (auto [args, needle] : bad) {
+    args.insert(args.begin(), {"train", "--model", "fff"});
+    args.insert(args.end(), {"--data", "/nonexistent/dir"});
+    const Result r = run_cli(args);
+    ASSERT_TRUE(r.exited) << r;
+    EXPECT_EQ(r.code, 1) << r;
+    EXPECT_TRUE(contains(r.err, needle)) << "expected '" << needle << "' in\n" << r;
+    EXPECT_FALSE(contains(r.err, "/nonexistent/dir")) << r;  // refused before loading data
+  }
+}
+
+TEST(Cli, FlagsOfOtherModelsWarn) {
+  for (const auto& [model, flag] : std::vector<std::pair<std::string, std::string>>{
+           {"ff", "--hardening"}, {"neuron-fff", "--hardened"}, {"fff", "--no-output-bias"}}) {
+    std::vector<std::string> args = {"train", "--model", model, flag};
+    if (flag == "--hardening") args.push_back("1");
+    args.insert(args.end(), {"--data", "/nonexistent/dir"});
+    const Result r = run_cli(args);
+    ASSERT_TRUE(r.exited) << r;
+    EXPECT_TRUE(contains(r.err, "warning: " + flag)) << r;
   }
 }
 
@@ -334,6 +382,11 @@ TEST(Cli, FashionMnistTrainEvalInfo) {
   EXPECT_EQ(je["leaf_width"], j["leaf_width"]);
   EXPECT_GT(je["test_accuracy"].get<double>(), 0.5) << je.dump();
   EXPECT_EQ(je["epochs_run"].get<double>(), j["epochs_run"].get<double>());
+  // M_A on the training split as training saw it (same first 3000 rows, same seeded 9:1 split):
+  // the same rows and weights, so exactly the accuracy training reported.
+  EXPECT_EQ(je["train_rows"], 2700) << je.dump();
+  EXPECT_EQ(je["train_accuracy"].get<double>(), j["train_accuracy"].get<double>()) << je.dump();
+  EXPECT_TRUE(je["train_file_accuracy"].is_null()) << je.dump();
 
   const Result ri = run_cli({"info", model_path, "--json"});
   ASSERT_TRUE(ri.exited) << ri;
@@ -364,6 +417,16 @@ TEST(Cli, FashionMnistTrainEvalInfo) {
   const std::vector<double> l1 = history_losses(j), l2 = history_losses(j2);
   EXPECT_FALSE(l1.empty());
   EXPECT_EQ(l1, l2);
+
+  // All three leaf shape flags, consistent: trained as given.
+  const Result r3 =
+      run_cli({"train", "--width", "64", "--leaf-width", "4", "--depth", "4", "--limit", "300",
+               "--epochs", "1", "--no-compare", "--json", "--threads", "1"});
+  ASSERT_EQ(r3.code, 0) << r3;
+  const json j3 = parse_single_json(r3);
+  EXPECT_EQ(j3["width"], 64);
+  EXPECT_EQ(j3["leaf_width"], 4);
+  EXPECT_EQ(j3["depth"], 4);
 }
 
 }  // namespace
@@ -431,6 +494,15 @@ TEST(CliLm, ClearErrorsForBadText) {
   EXPECT_TRUE(contains(missing.err, "no such file")) << missing;
   const Result bad_model = run_cli({"lm", "sample", empty});
   EXPECT_EQ(bad_model.code, 1) << bad_model;
+  // A library error that names option fields reaches the user with the flags' names.
+  const std::string tiny = dir.file("tiny.txt");
+  std::ofstream(tiny) << std::string(200, 'a');
+  const Result short_text =
+      run_cli({"lm", "train", "--text", tiny, "--batch", "32", "--seq", "64", "--steps", "1"});
+  EXPECT_EQ(short_text.code, 1) << short_text;
+  EXPECT_TRUE(contains(short_text.err, "too short for --batch 32 streams of --seq 64"))
+      << short_text;
+  EXPECT_FALSE(contains(short_text.err, "LmTrainOptions")) << short_text;
 }
 
 // ---- fff bert ----

@@ -507,3 +507,36 @@ TEST(ModelIO, ImplausibleSizesFailWithErrorNamingFile) {
     expect_load_error(path);
   }
 }
+
+TEST(ModelConfig, ValidateNamesTheFieldAndValue) {
+  struct Bad {
+    fff::ModelKind kind;
+    void (*change)(fff::ModelConfig&);
+    const char* needle;
+  };
+  const Bad cases[] = {
+      {fff::ModelKind::ff, [](fff::ModelConfig& c) { c.width = 0; }, "FFConfig.width = 0:"},
+      {fff::ModelKind::leaf_fff, [](fff::ModelConfig& c) { c.leaf_width = -2; },
+       "FFConfig.leaf_width = -2:"},
+      {fff::ModelKind::leaf_fff, [](fff::ModelConfig& c) { c.depth = 21; },
+       "FFConfig.depth = 21:"},
+      {fff::ModelKind::neuron_fff, [](fff::ModelConfig& c) { c.trees = 0; },
+       "FFConfig.trees = 0:"},
+      {fff::ModelKind::neuron_fff, [](fff::ModelConfig& c) { c.depth = 25; },
+       "FFConfig.depth = 25:"},
+      {fff::ModelKind::ff, [](fff::ModelConfig& c) { c.out = 1; }, "ModelConfig.out = 1:"},
+  };
+  for (const Bad& b : cases) {
+    SCOPED_TRACE(b.needle);
+    fff::ModelConfig c = base_config(b.kind);
+    c.width = 4, c.leaf_width = 2, c.depth = 1, c.trees = 1;
+    EXPECT_NO_THROW(c.validate());
+    b.change(c);
+    try {
+      c.validate();
+      ADD_FAILURE() << "no error";
+    } catch (const fff::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(b.needle), std::string::npos) << e.what();
+    }
+  }
+}

@@ -78,6 +78,21 @@ TEST(Optimizer, RejectsBadSettings) {
     SCOPED_TRACE(mu);
     EXPECT_THROW(Optimizer(sgd(0.1f, mu), {&p}), fff::Error);
   }
+  // Messages name the field and its value.
+  try {
+    Optimizer(sgd(-0.5f), {&p});
+    ADD_FAILURE() << "no error";
+  } catch (const fff::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("OptimizerConfig.lr = -0.5:"), std::string::npos)
+        << e.what();
+  }
+  try {
+    Optimizer(sgd(0.1f, 1.5f), {&p});
+    ADD_FAILURE() << "no error";
+  } catch (const fff::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("OptimizerConfig.momentum = 1.5:"), std::string::npos)
+        << e.what();
+  }
   EXPECT_NO_THROW(Optimizer(sgd(0.1f, 0.0f), {&p}));
   EXPECT_NO_THROW(Optimizer(sgd(0.1f, 0.99f), {&p}));
 }

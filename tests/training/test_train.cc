@@ -463,18 +463,24 @@ TEST(Train, DatasetChecks) {
     EXPECT_THROW(fff::accuracy(*model, d), fff::Error);
   }
   {
-    // Bad options.
-    auto bad = [&](auto change) {
+    // Bad options: the message names the field and its value.
+    auto bad = [&](const std::string& needle, auto change) {
+      SCOPED_TRACE(needle);
       fff::TrainOptions o = s.opt;
       change(o);
-      EXPECT_THROW(fff::train_classifier(*model, problem().train, problem().val, o), fff::Error);
+      try {
+        fff::train_classifier(*model, problem().train, problem().val, o);
+        ADD_FAILURE() << "no error";
+      } catch (const fff::Error& e) {
+        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+      }
     };
-    bad([](fff::TrainOptions& o) { o.batch = 0; });
-    bad([](fff::TrainOptions& o) { o.epochs = 0; });
-    bad([](fff::TrainOptions& o) { o.patience = 0; });
-    bad([](fff::TrainOptions& o) { o.hardening = -1.0f; });
-    bad([](fff::TrainOptions& o) { o.region_leak = 0.6f; });
-    bad([](fff::TrainOptions& o) { o.optimizer.lr = 0.0f; });
+    bad("TrainOptions.batch = 0:", [](fff::TrainOptions& o) { o.batch = 0; });
+    bad("TrainOptions.epochs = 0:", [](fff::TrainOptions& o) { o.epochs = 0; });
+    bad("TrainOptions.patience = 0:", [](fff::TrainOptions& o) { o.patience = 0; });
+    bad("TrainOptions.hardening = -1:", [](fff::TrainOptions& o) { o.hardening = -1.0f; });
+    bad("TrainOptions.region_leak = 0.6:", [](fff::TrainOptions& o) { o.region_leak = 0.6f; });
+    bad("OptimizerConfig.lr = 0:", [](fff::TrainOptions& o) { o.optimizer.lr = 0.0f; });
   }
   {
     fff::Dataset empty = fff::take_rows(wrong, 0);

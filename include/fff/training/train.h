@@ -44,8 +44,6 @@ struct TrainSummary {
   int64_t best_epoch = 0;
   double train_accuracy = 0.0;  // M_A: at the best-validation epoch
   double val_accuracy = 0.0;
-  double seconds_per_epoch = 0.0;       // median optimisation time per epoch
-  double eval_seconds_per_epoch = 0.0;  // median evaluation time per epoch
   bool stopped_early = false;
 };
 

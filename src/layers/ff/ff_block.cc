@@ -26,7 +26,7 @@ int64_t saturating_mul(int64_t a, int64_t b) {
 }
 
 std::string field_error(const char* field, int64_t value, const std::string& why) {
-  return std::string(field) + " = " + std::to_string(value) + ": " + why;
+  return std::string("FFConfig.") + field + " = " + std::to_string(value) + ": " + why;
 }
 
 void require_positive(const char* field, int64_t value) {

@@ -1,10 +1,10 @@
 // Neuron FFF inference against dense FF, timed side by side in one process.
-#include "fff/bench/cmm_bench.h"
+#include "harness/cmm_bench.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 #include "cpu/cmm_kernels.h"
@@ -12,26 +12,15 @@
 #include "fff/engine/cmm.h"
 #include "fff/layers/ff/dense_ff.h"
 #include "fff/layers/ff/neuron_fff.h"
+#include "harness/timing.h"
 
 namespace fff {
 
 namespace {
 
-// Repeats fn until min_seconds have passed and at least 3 runs were timed (after one warm-up
-// run); returns the median in seconds and the number of timed runs.
-template <class F>
-std::pair<double, int> median_seconds(F&& fn, double min_seconds) {
-  fn();
-  std::vector<double> t;
-  double total = 0.0;
-  while (t.size() < 3 || total < min_seconds) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    total += t.back();
-  }
-  std::sort(t.begin(), t.end());
-  return {t[t.size() / 2], static_cast<int>(t.size())};
+// Each side: one warm-up run, then timed runs until min_seconds have passed and at least 3 ran.
+bench::Stats time_side(const std::function<void()>& fn, double min_seconds) {
+  return bench::time_repeated(fn, {.warmup = 1, .repeats = 3, .min_seconds = min_seconds});
 }
 
 // Rows checked against the naive reference (it is slow; the kernel treats rows alike).
@@ -76,22 +65,21 @@ CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_toke
     const float* in = next_input();
     for (int64_t l = 0; l < L; ++l) neuron_fff_infer(fff_layers[l], in, B, a.ptr());
   };
-  const auto [fff_s, fff_n] = median_seconds(run_fff, cfg.min_seconds);
-  r.fff_repeats = fff_n;
-  r.fff_us_per_token = fff_s * 1e6 / static_cast<double>(B * L);
+  const bench::Stats fff_t = time_side(run_fff, cfg.min_seconds);
+  r.fff_repeats = fff_t.runs;
+  r.fff_us_per_token = fff_t.median * 1e6 / static_cast<double>(B * L);
 
   // The memory floor: the same inputs copied to the outputs, per layer as FFF runs them.
-  const auto [copy_s, copy_n] = median_seconds(
+  const bench::Stats copy_t = time_side(
       [&] {
         const float* in = next_input();
         for (int64_t l = 0; l < L; ++l) std::memcpy(a.ptr(), in, sizeof(float) * B * d);
       },
       cfg.min_seconds / 3);
-  r.copy_us_per_token = copy_s * 1e6 / static_cast<double>(B * L);
+  r.copy_us_per_token = copy_t.median * 1e6 / static_cast<double>(B * L);
   const double io_bytes = 2.0 * sizeof(float) * static_cast<double>(d);
   r.fff_io_gbps = io_bytes / r.fff_us_per_token * 1e-3;
   r.copy_io_gbps = io_bytes / r.copy_us_per_token * 1e-3;
-  (void)copy_n;
 
   // The weights' floor in the same run: each call reads, once and in address order, the w1 and
   // w2 rows its batch visits in each layer (a dot product per row, no chains of dependent
@@ -113,7 +101,7 @@ CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_toke
     const std::vector<float> ones(static_cast<size_t>(d), 1.0f);
     const float* one = ones.data();
     int64_t floor_call = 0;
-    const auto [rows_s, rows_n] = median_seconds(
+    const bench::Stats rows_t = time_side(
         [&] {
           const int64_t b = floor_call++ % distinct;
           for (int64_t l = 0; l < L; ++l) {
@@ -127,8 +115,7 @@ CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_toke
           }
         },
         cfg.min_seconds / 3);
-    (void)rows_n;
-    r.rows_floor_us_per_token = rows_s * 1e6 / static_cast<double>(B * L);
+    r.rows_floor_us_per_token = rows_t.median * 1e6 / static_cast<double>(B * L);
     r.rows_read_per_token =
         2.0 * static_cast<double>(total) / static_cast<double>(distinct * B * L);
     r.fff_vs_rows_floor = r.fff_us_per_token / r.rows_floor_us_per_token;
@@ -160,9 +147,9 @@ CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_toke
       const float* in = next_input();
       for (int64_t l = 0; l < L; ++l) dense_ff_infer(dense_layers[l], in, B, a.ptr(), hidden);
     };
-    const auto [dense_s, dense_n] = median_seconds(run_dense, cfg.min_seconds);
-    r.dense_repeats = dense_n;
-    r.dense_us_per_token = dense_s * 1e6 / static_cast<double>(B * L);
+    const bench::Stats dense_t = time_side(run_dense, cfg.min_seconds);
+    r.dense_repeats = dense_t.runs;
+    r.dense_us_per_token = dense_t.median * 1e6 / static_cast<double>(B * L);
   }
   r.speedup = r.dense_us_per_token / r.fff_us_per_token;
   r.fff_flops_per_token = neuron_fff_flops_per_row(fc);

@@ -1,12 +1,12 @@
 // Side-by-side inference timing of a model against the dense FF of equal training width.
-#include "fff/bench/inference_bench.h"
+#include "harness/inference_bench.h"
 
 #include <algorithm>
-#include <chrono>
 
 #include "fff/layers/ff/dense_ff.h"
 #include "fff/layers/ff/leaf_fff.h"
 #include "fff/layers/ff/neuron_fff.h"
+#include "harness/timing.h"
 
 namespace fff {
 
@@ -43,27 +43,15 @@ InferenceComparison compare_with_dense(Model& model, const Tensor& x, int repeat
     for (int64_t i = 0; i < x.size(); i += 16) acc += x.data[i];
     sink = acc;
   };
-  auto time_us = [&](auto&& fn) {
-    touch_inputs();
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-  };
   auto run_model = [&] { model.predict(x.ptr(), r.rows, y_model.ptr(), nullptr); };
   Tensor hidden;
   auto run_dense = [&] { dense_ff_infer(dense, x.ptr(), r.rows, y_dense.ptr(), hidden); };
-  run_model();  // warm-up: caches, page faults, thread start
-  run_dense();
-  std::vector<double> tm, td;
-  for (int i = 0; i < r.repeats; ++i) {
-    tm.push_back(time_us(run_model));
-    td.push_back(time_us(run_dense));
-  }
-  std::sort(tm.begin(), tm.end());
-  std::sort(td.begin(), td.end());
+  // One warm-up round (caches, page faults, thread start), then the two alternate.
+  const bench::SideBySide t = bench::time_side_by_side(run_model, run_dense, r.repeats,
+                                                       /*warmup=*/1, touch_inputs);
   const double rows = static_cast<double>(std::max<int64_t>(r.rows, 1));
-  r.model_us_per_row = tm[tm.size() / 2] / rows;
-  r.dense_us_per_row = td[td.size() / 2] / rows;
+  r.model_us_per_row = t.a.median * 1e6 / rows;
+  r.dense_us_per_row = t.b.median * 1e6 / rows;
   r.speedup = r.dense_us_per_row / r.model_us_per_row;
   r.model_flops_per_row = inference_flops_per_row(c);
   r.dense_flops_per_row = dense_ff_flops_per_row(dc);
