@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "fff/core/common.h"
+#include "fff/layers/ff/ff_block.h"
 
 namespace fff_cli {
 
@@ -46,6 +47,15 @@ inline void check_save_path(const std::string& save) {
     throw fff::Error("--save " + save + ": directory " + dir.string() + " does not exist");
   if (::access(dir.c_str(), W_OK) != 0)
     throw fff::Error("--save " + save + ": directory " + dir.string() + " is not writable");
+}
+
+// A feedforward kind given on the command line (--model, --mixer): one spelling everywhere
+// (ff, leaf-fff, neuron-fff); an old spelling is still accepted, with a note on stderr.
+inline fff::FFKind parse_kind_flag(const char* flag, const std::string& value) {
+  std::string note;
+  const fff::FFKind kind = fff::parse_ff_kind(value, &note);
+  if (!note.empty()) std::fprintf(stderr, "fff: note: %s %s\n", flag, note.c_str());
+  return kind;
 }
 
 // Library errors name config fields and values ("TrainOptions.batch = 0: must be positive");

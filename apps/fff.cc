@@ -34,7 +34,7 @@ namespace {
 
 struct TrainArgs {
   std::string data = "fashion-mnist";
-  std::string model = "fff";
+  std::string model = "leaf-fff";
   int64_t width = 128, leaf_width = 8, depth = -1, trees = 1;
   std::string activation;
   int64_t epochs = 100, batch = 256, patience = 10, limit = 0;
@@ -240,7 +240,8 @@ void resolve_leaf_shape(TrainArgs& a, const CLI::App& cmd) {
 // resolves a leaf FFF's shape, and warns about training flags that do not apply; runs before any
 // data is loaded.
 void check_train_flags(TrainArgs& a, const CLI::App& cmd) {
-  const fff::ModelKind kind = fff::parse_model_kind(a.model);
+  const fff::ModelKind kind = fff_cli::parse_kind_flag("--model", a.model);
+  a.model = fff::ff_kind_name(kind);
   auto given = [&](const char* flag) { return cmd.count(flag) > 0; };
   auto reject = [&](const char* flag, const char* advice) {
     if (given(flag))
@@ -265,7 +266,7 @@ void check_train_flags(TrainArgs& a, const CLI::App& cmd) {
   if (kind != fff::ModelKind::leaf_fff)
     for (const char* flag : {"--region-leak", "--hardened", "--hardening"})
       if (given(flag))
-        std::fprintf(stderr, "fff: warning: %s only affects --model fff; ignored\n", flag);
+        std::fprintf(stderr, "fff: warning: %s only affects --model leaf-fff; ignored\n", flag);
   if (kind != fff::ModelKind::neuron_fff && given("--no-output-bias"))
     std::fprintf(stderr,
                  "fff: warning: --no-output-bias only affects --model neuron-fff; ignored\n");
@@ -607,8 +608,10 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
                   "Data set: 'fashion-mnist' (Debian package dataset-fashion-mnist), 'mnist', or "
                   "a directory of IDX files or CIFAR-10 binary batches")
       ->capture_default_str();
-  cmd->add_option("--model", a.model, "ff (dense), fff (leaf FFF) or neuron-fff")
-      ->check(CLI::IsMember({"ff", "fff", "leaf-fff", "neuron-fff"}))
+  cmd->add_option("--model", a.model,
+                  "ff (dense), leaf-fff (leaf FFF) or neuron-fff (UltraFastBERT's neuron FFF); "
+                  "'fff' is still read as leaf-fff")
+      ->check(CLI::IsMember({"ff", "leaf-fff", "neuron-fff", "fff"}))
       ->capture_default_str();
   cmd->add_option("--width", a.width,
                   "ff: hidden width; fff: training width w = leaf width x 2^depth (gives the "

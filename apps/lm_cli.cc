@@ -39,7 +39,7 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
     c.layers = a.layers;
     c.window = a.window;
     c.scan = fff::parse_scan_algo(a.scan);
-    c.mixer = fff::parse_lm_mixer(a.mixer);
+    c.mixer = fff_cli::parse_kind_flag("--mixer", a.mixer);
     c.width = a.width;
     c.leaf_width = a.leaf_width;
     c.trees = a.trees;
@@ -67,7 +67,7 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
   std::fprintf(stderr,
                "fff lm: %s mixer, dim %lld, %lld layers, %lld parameters; %zu training and %zu "
                "validation bytes from %s; step %lld of %lld\n",
-               fff::lm_mixer_name(c.mixer), static_cast<long long>(c.dim),
+               fff::ff_kind_name(c.mixer), static_cast<long long>(c.dim),
                static_cast<long long>(c.layers), static_cast<long long>(n_params),
                text.train.size(), text.val.size(), text_path.c_str(),
                static_cast<long long>(tr.step), static_cast<long long>(tr.options.steps));
@@ -92,11 +92,11 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
   });
   // Feedforward FLOPs per token at inference, beside the dense FF of the same training width.
   fff::LmConfig dense = c;
-  dense.mixer = fff::LmMixer::dense;
+  dense.mixer = fff::FFKind::ff;
   // A neuron FFF trains K (2^(D+1) - 1) neurons, not --width: its dense counterpart has that width.
-  if (c.mixer == fff::LmMixer::neuron_fff) dense.width = c.trees * ((int64_t{2} << c.depth) - 1);
+  dense.width = c.ff_config().training_width();
   const double ff_flops = c.ff_inference_flops(), dense_flops = dense.ff_inference_flops();
-  nlohmann::json out = {{"mixer", fff::lm_mixer_name(c.mixer)},
+  nlohmann::json out = {{"mixer", fff::ff_kind_name(c.mixer)},
                         {"dim", c.dim},
                         {"layers", c.layers},
                         {"window", c.window},
@@ -153,8 +153,10 @@ void add_lm_commands(CLI::App& app, LmCommands& cmds) {
                  "Share of the text kept for validation (its end)")
       ->check(CLI::Range(0.001, 0.5))
       ->capture_default_str();
-  tr->add_option("--mixer", t.mixer, "Channel mixing: ff (dense), fff (leaf FFF) or neuron-fff")
-      ->check(CLI::IsMember({"ff", "fff", "neuron-fff"}))
+  tr->add_option("--mixer", t.mixer,
+                 "Channel mixing: ff (dense), leaf-fff (leaf FFF) or neuron-fff; 'fff' is still "
+                 "read as leaf-fff")
+      ->check(CLI::IsMember({"ff", "leaf-fff", "neuron-fff", "fff"}))
       ->capture_default_str();
   tr->add_option("--dim", t.dim, "Model width")->check(CLI::Range(1, 65536))->capture_default_str();
   tr->add_option("--layers", t.layers, "Blocks")->check(CLI::Range(1, 1024))->capture_default_str();

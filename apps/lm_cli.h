@@ -8,7 +8,7 @@
 namespace fff_cli {
 
 struct LmTrainArgs {
-  std::string text, save, resume, mixer = "fff", scan = "sequential";
+  std::string text, save, resume, mixer = "leaf-fff", scan = "sequential";
   double val_fraction = 0.05;
   int64_t dim = 128, layers = 2, window = 2, width = 512, leaf_width = 32, trees = 1, depth = 6;
   int64_t seq = 64, batch = 32, steps = 2000, eval_every = 250, checkpoint_every = 250;

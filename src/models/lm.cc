@@ -9,64 +9,27 @@
 
 namespace fff {
 
-LmMixer parse_lm_mixer(const std::string& name) {
-  if (name == "ff") return LmMixer::dense;
-  if (name == "fff") return LmMixer::leaf_fff;
-  if (name == "neuron-fff") return LmMixer::neuron_fff;
-  throw Error("unknown channel mixer '" + name + "' (expected ff, fff or neuron-fff)");
-}
-
-const char* lm_mixer_name(LmMixer m) {
-  switch (m) {
-    case LmMixer::dense:
-      return "ff";
-    case LmMixer::leaf_fff:
-      return "fff";
-    case LmMixer::neuron_fff:
-      return "neuron-fff";
-  }
-  return "?";
-}
-
 int64_t LmConfig::leaf_depth() const {
   int64_t d = 0;
   while ((leaf_width << (d + 1)) <= width) ++d;
   return d;
 }
 
+FFConfig LmConfig::ff_config() const {
+  FFConfig f;
+  f.kind = mixer;
+  f.in = f.out = dim;
+  f.act = Activation::gelu;
+  f.width = width;
+  f.leaf_width = leaf_width;
+  f.trees = trees;
+  f.depth = mixer == FFKind::leaf_fff ? leaf_depth() : depth;
+  return f;
+}
+
 double LmConfig::ff_inference_flops() const {
-  double per_block = 0.0;
-  switch (mixer) {
-    case LmMixer::dense:
-      per_block = dense_ff_flops_per_row({dim, width, dim, Activation::gelu});
-      break;
-    case LmMixer::leaf_fff:
-      per_block =
-          leaf_fff_inference_flops_per_row({dim, dim, leaf_depth(), leaf_width, Activation::gelu});
-      break;
-    case LmMixer::neuron_fff:
-      per_block = neuron_fff_flops_per_row({dim, dim, trees, depth, Activation::gelu, true});
-      break;
-  }
-  return per_block * static_cast<double>(layers);
+  return ff_config().inference_flops_per_row() * static_cast<double>(layers);
 }
-
-namespace {
-
-// The parameters of a block's channel mixer.
-std::vector<Param*> ff_params(LmBlock& b, LmMixer mixer) {
-  switch (mixer) {
-    case LmMixer::dense:
-      return b.dense.params();
-    case LmMixer::leaf_fff:
-      return b.leaf.params();
-    case LmMixer::neuron_fff:
-      return b.neuron.params();
-  }
-  return {};
-}
-
-}  // namespace
 
 std::vector<Param*> LmModel::params() {
   std::vector<Param*> ps = embed.params();
@@ -74,7 +37,7 @@ std::vector<Param*> LmModel::params() {
     for (Param* p : b.ln1.params()) ps.push_back(p);
     for (Param* p : b.qrnn.params()) ps.push_back(p);
     for (Param* p : b.ln2.params()) ps.push_back(p);
-    for (Param* p : ff_params(b, cfg.mixer)) ps.push_back(p);
+    for (Param* p : b.ff->params()) ps.push_back(p);
   }
   for (Param* p : ln_out.params()) ps.push_back(p);
   ps.push_back(&out_w);
@@ -85,8 +48,10 @@ std::vector<Param*> LmModel::params() {
 LmModel make_lm(const LmConfig& cfg, Rng& rng) {
   if (cfg.dim <= 0 || cfg.layers <= 0 || cfg.window <= 0)
     throw Error("language model needs positive dim, layers and window");
-  if (cfg.mixer == LmMixer::leaf_fff && (cfg.leaf_width <= 0 || cfg.width < cfg.leaf_width))
-    throw Error("fff mixer needs 0 < leaf width <= width");
+  if (cfg.mixer == FFKind::leaf_fff && (cfg.leaf_width <= 0 || cfg.width < cfg.leaf_width))
+    throw Error("LmConfig.leaf_width = " + std::to_string(cfg.leaf_width) +
+                ": a leaf-fff mixer needs 0 < leaf_width <= width (" + std::to_string(cfg.width) +
+                ")");
   LmModel m;
   m.cfg = cfg;
   m.embed = make_embedding(LmConfig::kVocab, cfg.dim, rng);
@@ -100,22 +65,10 @@ LmModel make_lm(const LmConfig& cfg, Rng& rng) {
     qc.window = cfg.window;
     qc.scan = cfg.scan;
     b.qrnn = make_qrnn(qc, rng);
-    switch (cfg.mixer) {
-      case LmMixer::dense:
-        b.dense = make_dense_ff({cfg.dim, cfg.width, cfg.dim, Activation::gelu}, rng);
-        break;
-      case LmMixer::leaf_fff:
-        b.leaf = make_leaf_fff(
-            {cfg.dim, cfg.dim, cfg.leaf_depth(), cfg.leaf_width, Activation::gelu}, rng);
-        break;
-      case LmMixer::neuron_fff:
-        b.neuron =
-            make_neuron_fff({cfg.dim, cfg.dim, cfg.trees, cfg.depth, Activation::gelu, true}, rng);
-        break;
-    }
+    b.ff = make_ff_block(cfg.ff_config(), rng);
     // Names unique across blocks, for model files.
     for (Param* p : b.qrnn.params()) p->name = pre + ".qrnn." + p->name;
-    for (Param* p : ff_params(b, cfg.mixer)) p->name = pre + ".ff." + p->name;
+    for (Param* p : b.ff->params()) p->name = pre + ".ff." + p->name;
     m.blocks.push_back(std::move(b));
   }
   m.ln_out = make_layer_norm(cfg.dim, "ln_out");
@@ -151,6 +104,7 @@ double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmSta
   Tensor x({N, d});
   embedding_forward(m.embed, tokens, N, x.ptr());
   double entropy = 0.0;
+  Rng no_leak(0);  // the language model trains without region leak: never drawn from
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     LmBlock& b = m.blocks[l];
     LmBlockContext& bc = ctx.blocks[l];
@@ -174,26 +128,13 @@ double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmSta
     }
     add_into(x.ptr(), bc.q.ptr(), N * d);
     layer_norm_forward(b.ln2, x.ptr(), N, bc.u2.ptr(), bc.ln2);
-    switch (c.mixer) {
-      case LmMixer::dense:
-        dense_ff_forward(b.dense, bc.u2.ptr(), N, bc.f.ptr(), &bc.dense);
-        break;
-      case LmMixer::leaf_fff:
-        if (train)
-          entropy += leaf_fff_forward_train(b.leaf, bc.u2.ptr(), N, bc.f.ptr(), {hardened, nullptr},
-                                            bc.leaf);
-        else {
-          // Packed once per context: a context is used with one set of weights.
-          if (bc.leaf_packed.w1t.size() == 0) bc.leaf_packed = pack_leaf_fff(b.leaf);
-          leaf_fff_infer(bc.leaf_packed, bc.u2.ptr(), N, bc.f.ptr(), nullptr);
-        }
-        break;
-      case LmMixer::neuron_fff:
-        if (train)
-          neuron_fff_forward(b.neuron, bc.u2.ptr(), N, bc.f.ptr(), &bc.neuron);
-        else
-          neuron_fff_infer(b.neuron, bc.u2.ptr(), N, bc.f.ptr());
-        break;
+    if (train) {
+      if (!bc.ff) bc.ff = b.ff->make_cache();
+      entropy += b.ff->forward_train(bc.u2.ptr(), N, bc.f.ptr(), {hardened, 0.0f}, no_leak, *bc.ff);
+    } else {
+      if (!bc.ff_prepared) b.ff->prepare_inference();  // once per context: one set of weights
+      bc.ff_prepared = true;
+      b.ff->infer(bc.u2.ptr(), N, bc.f.ptr(), nullptr);
     }
     add_into(x.ptr(), bc.f.ptr(), N * d);
   }
@@ -212,24 +153,15 @@ void lm_backward(LmModel& m, const int32_t* tokens, const float* dlogits, float 
   linear_backward(ctx.u_out.ptr(), dlogits, N, d, LmConfig::kVocab, m.out_w.value.ptr(), du.ptr(),
                   m.out_w.grad.ptr(), m.out_b.grad.ptr());
   layer_norm_backward(m.ln_out, du.ptr(), N, ctx.ln_out, dx.ptr());
+  // The hardening weight reaches only leaf FFF blocks (the others have no node entropy).
   const float leaf_hardening =
       m.blocks.empty() ? 0.0f : hardening / static_cast<float>(m.blocks.size());
   for (size_t l = m.blocks.size(); l-- > 0;) {
     LmBlock& b = m.blocks[l];
     LmBlockContext& bc = ctx.blocks[l];
     // x_out = x_mid + ff(ln2(x_mid))
-    switch (c.mixer) {
-      case LmMixer::dense:
-        dense_ff_backward(b.dense, bc.u2.ptr(), N, dx.ptr(), bc.dense, du.ptr());
-        break;
-      case LmMixer::leaf_fff:
-        leaf_fff_backward_train(b.leaf, bc.u2.ptr(), N, dx.ptr(), leaf_hardening, bc.leaf,
-                                du.ptr());
-        break;
-      case LmMixer::neuron_fff:
-        neuron_fff_backward(b.neuron, bc.u2.ptr(), N, dx.ptr(), bc.neuron, du.ptr());
-        break;
-    }
+    if (!bc.ff) throw Error("lm_backward: the context holds no training forward");
+    b.ff->backward(bc.u2.ptr(), N, dx.ptr(), leaf_hardening, *bc.ff, du.ptr());
     layer_norm_backward(b.ln2, du.ptr(), N, bc.ln2, dtmp.ptr());
     add_into(dx.ptr(), dtmp.ptr(), N * d);
     // x_mid = x_in + qrnn(ln1(x_in)); the carried state is a constant (truncated BPTT).

@@ -197,7 +197,7 @@ void save_lm_checkpoint(const std::string& path, LmTrainer& tr) {
       {"layers", std::to_string(c.layers)},
       {"window", std::to_string(c.window)},
       {"scan", scan_algo_name(c.scan)},
-      {"mixer", lm_mixer_name(c.mixer)},
+      {"mixer", ff_kind_name(c.mixer)},
       {"width", std::to_string(c.width)},
       {"leaf_width", std::to_string(c.leaf_width)},
       {"trees", std::to_string(c.trees)},
@@ -233,7 +233,7 @@ LmTrainer load_lm_checkpoint(const std::string& path) {
   c.layers = metadata_int(meta, "layers", path);
   c.window = metadata_int(meta, "window", path);
   c.scan = parse_scan_algo(metadata_string(meta, "scan", path));
-  c.mixer = parse_lm_mixer(metadata_string(meta, "mixer", path));
+  c.mixer = parse_ff_kind(metadata_string(meta, "mixer", path));
   c.width = metadata_int(meta, "width", path);
   c.leaf_width = metadata_int(meta, "leaf_width", path);
   c.trees = metadata_int(meta, "trees", path);

@@ -92,7 +92,7 @@ TEST(Embedding, GathersAccumulatesAndRejectsBadTokens) {
   EXPECT_THROW(fff::embedding_forward(m, bad.data(), 1, y.data()), fff::Error);
 }
 
-fff::LmConfig tiny(fff::LmMixer mixer) {
+fff::LmConfig tiny(fff::FFKind mixer) {
   fff::LmConfig c;
   c.dim = 4;
   c.layers = 2;
@@ -107,8 +107,8 @@ fff::LmConfig tiny(fff::LmMixer mixer) {
 }
 
 TEST(TinyLm, GradientsMatchFiniteDifferences) {
-  for (fff::LmMixer mixer :
-       {fff::LmMixer::dense, fff::LmMixer::leaf_fff, fff::LmMixer::neuron_fff}) {
+  for (fff::FFKind mixer :
+       {fff::FFKind::ff, fff::FFKind::leaf_fff, fff::FFKind::neuron_fff}) {
     Rng rng(3);
     fff::LmModel m = fff::make_lm(tiny(mixer), rng);
     const int64_t T = 4, B = 2, N = T * B;
@@ -120,7 +120,7 @@ TEST(TinyLm, GradientsMatchFiniteDifferences) {
     fff::LmContext ctx;
     std::vector<float> logits(N * 256), dlogits(N * 256);
     fff::lm_forward(m, tokens.data(), T, B, state0, true, logits.data(), ctx);
-    const float hardening = mixer == fff::LmMixer::leaf_fff ? 0.5f : 0.0f;
+    const float hardening = mixer == fff::FFKind::leaf_fff ? 0.5f : 0.0f;
     auto loss = [&](fff::LmModel& mm) {
       fff::LmState s = state0;
       fff::LmContext c2;
@@ -147,16 +147,16 @@ TEST(TinyLm, GradientsMatchFiniteDifferences) {
             },
             0.0, 1e-3);
         EXPECT_NEAR(p->grad.data[i], g, 5e-3 * (1.0 + std::fabs(g)))
-            << fff::lm_mixer_name(mixer) << " " << p->name << "[" << i << "]";
+            << fff::ff_kind_name(mixer) << " " << p->name << "[" << i << "]";
         ++checked;
       }
     }
-    EXPECT_GT(checked, 20) << fff::lm_mixer_name(mixer);
+    EXPECT_GT(checked, 20) << fff::ff_kind_name(mixer);
   }
 }
 
 TEST(TinyLm, TwoSegmentsEqualOne) {
-  for (fff::LmMixer mixer : {fff::LmMixer::dense, fff::LmMixer::leaf_fff}) {
+  for (fff::FFKind mixer : {fff::FFKind::ff, fff::FFKind::leaf_fff}) {
     Rng rng(4);
     fff::LmModel m = fff::make_lm(tiny(mixer), rng);
     const int64_t T = 9, T1 = 4, B = 3;
@@ -169,7 +169,7 @@ TEST(TinyLm, TwoSegmentsEqualOne) {
     fff::lm_forward(m, tokens.data(), T1, B, s2, false, parts.data(), ctx);
     fff::lm_forward(m, tokens.data() + T1 * B, T - T1, B, s2, false, parts.data() + T1 * B * 256,
                     ctx);
-    EXPECT_LE(max_rel_err(parts, whole), 1e-5) << fff::lm_mixer_name(mixer);
+    EXPECT_LE(max_rel_err(parts, whole), 1e-5) << fff::ff_kind_name(mixer);
   }
 }
 

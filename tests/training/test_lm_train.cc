@@ -58,7 +58,7 @@ TEST(LmText, ClearErrors) {
   EXPECT_NE(message(dir.file("empty")).find(dir.file("empty")), std::string::npos);
 }
 
-fff::LmTrainer tiny_trainer(fff::LmMixer mixer, int64_t steps, const std::string& save) {
+fff::LmTrainer tiny_trainer(fff::FFKind mixer, int64_t steps, const std::string& save) {
   fff::LmConfig c;
   c.dim = 8;
   c.layers = 2;
@@ -83,7 +83,7 @@ TEST(LmTrain, ResumedRunEqualsUninterrupted) {
   TempDir dir;
   write_file(dir.file("text"), corpus());
   const fff::TextSplit text = fff::load_text(dir.file("text"), 0.1);
-  for (fff::LmMixer mixer : {fff::LmMixer::dense, fff::LmMixer::leaf_fff}) {
+  for (fff::FFKind mixer : {fff::FFKind::ff, fff::FFKind::leaf_fff}) {
     fff::LmTrainer whole = tiny_trainer(mixer, 7, "");
     const fff::LmTrainResult rw = fff::train_lm(whole, text);
     EXPECT_EQ(rw.steps, 7);
@@ -106,7 +106,7 @@ TEST(LmTrain, ResumedRunEqualsUninterrupted) {
     ASSERT_EQ(pw.size(), pr.size());
     for (size_t i = 0; i < pw.size(); ++i)
       EXPECT_TRUE(bitwise_equal(pw[i]->value.data, pr[i]->value.data))
-          << fff::lm_mixer_name(mixer) << " " << pw[i]->name;
+          << fff::ff_kind_name(mixer) << " " << pw[i]->name;
   }
 }
 
@@ -121,7 +121,7 @@ TEST(LmTrain, LearnsAndSamplesDeterministically) {
   TempDir dir;
   write_file(dir.file("text"), corpus());
   const fff::TextSplit text = fff::load_text(dir.file("text"), 0.1);
-  fff::LmTrainer tr = tiny_trainer(fff::LmMixer::leaf_fff, 40, "");
+  fff::LmTrainer tr = tiny_trainer(fff::FFKind::leaf_fff, 40, "");
   const double before = fff::evaluate_bpc(tr.model, text.val);
   const fff::LmTrainResult r = fff::train_lm(tr, text);
   EXPECT_LT(r.val_bpc, before - 1.0) << "40 steps should learn the byte statistics";

@@ -8,33 +8,30 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "fff/layers/embedding.h"
-#include "fff/layers/ff/dense_ff.h"
-#include "fff/layers/ff/leaf_fff.h"
-#include "fff/layers/ff/neuron_fff.h"
+#include "fff/layers/ff/ff_block.h"
 #include "fff/layers/layer_norm.h"
 #include "fff/layers/qrnn.h"
 
 namespace fff {
-
-enum class LmMixer { dense, leaf_fff, neuron_fff };
-LmMixer parse_lm_mixer(const std::string& name);  // "ff" | "fff" | "neuron-fff"
-const char* lm_mixer_name(LmMixer m);
 
 struct LmConfig {
   static constexpr int64_t kVocab = 256;
   int64_t dim = 128, layers = 2;
   int64_t window = 2;  // QRNN convolution width
   ScanAlgo scan = ScanAlgo::sequential;
-  LmMixer mixer = LmMixer::leaf_fff;
-  int64_t width = 512;           // dense FF hidden width, or leaf FFF training width
-  int64_t leaf_width = 32;       // leaf FFF: neurons per leaf; depth = log2(width / leaf_width)
-  int64_t trees = 1, depth = 6;  // neuron FFF
+  FFKind mixer = FFKind::leaf_fff;  // the feedforward block of every layer
+  int64_t width = 512;              // ff: hidden width; leaf-fff: training width
+  int64_t leaf_width = 32;          // leaf-fff: neurons per leaf; depth = log2(width / leaf_width)
+  int64_t trees = 1, depth = 6;     // neuron-fff
 
   int64_t leaf_depth() const;
+  // The feedforward block of every layer: dim -> dim, GELU, the mixer's shape.
+  FFConfig ff_config() const;
   // Feedforward FLOPs per token at inference (multiply-adds counted as 2), all blocks.
   double ff_inference_flops() const;
 };
@@ -42,9 +39,7 @@ struct LmConfig {
 struct LmBlock {
   LayerNorm ln1, ln2;
   Qrnn qrnn;
-  DenseFF dense;
-  LeafFFF leaf;
-  NeuronFFF neuron;
+  std::unique_ptr<FFBlock> ff;  // parameters named "block<l>.ff.<name>"
 };
 
 struct LmModel {
@@ -71,10 +66,8 @@ struct LmBlockContext {
   Tensor h0, history;   // the carried state the segment started from
   LayerNormContext ln1, ln2;
   QrnnContext qrnn;
-  DenseFFContext dense;
-  LeafFFFContext leaf;
-  NeuronFFFContext neuron;
-  LeafFFFPacked leaf_packed;  // leaf FFF inference weights, packed on first use
+  std::unique_ptr<FFCache> ff;  // the feedforward block's training state
+  bool ff_prepared = false;     // inference weights prepared (leaf FFF packs them) for this context
 };
 
 struct LmContext {
@@ -84,11 +77,11 @@ struct LmContext {
   LayerNormContext ln_out;
 };
 
-// A context holds inference weights packed from the model on first use: use a fresh one after
-// the weights change. train: leaf FFF runs its training mixture (else hard inference, as deployed),
-// with hardened (0/1) node decisions if `hardened`; the other mixers are the same either way.
-// Updates state to the end of the segment. Returns the mean node entropy of the leaf FFF blocks (0
-// for other mixers), the hardening loss before its weight.
+// The first inference forward with a context prepares the blocks' inference weights (leaf FFF
+// packs them): use a fresh context after the weights change. train: leaf FFF runs its training
+// mixture (else hard inference, as deployed), with hardened (0/1) node decisions if `hardened`; the
+// other mixers are the same either way. Updates state to the end of the segment. Returns the mean
+// node entropy of the leaf FFF blocks (0 for other mixers), the hardening loss before its weight.
 double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmState& state,
                   bool train, float* logits, LmContext& ctx, bool hardened = false);
 // Gradients of every parameter (overwritten) for d(loss)/d(logits) = dlogits, after a training

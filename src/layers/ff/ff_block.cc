@@ -94,8 +94,9 @@ class LeafBlock : public FFBlock {
   double forward_train(const float* x, int64_t B, float* y, const FFTrainOptions& opt, Rng& rng,
                        FFCache& cache) override {
     auto& c = static_cast<Cache&>(cache);
-    c.flips = sample_region_leak(B, m_.cfg.n_nodes(), opt.region_leak, rng);
-    const LeafTrainMode mode{opt.hardened, opt.region_leak > 0.0f ? &c.flips : nullptr};
+    const bool leak = opt.region_leak > 0.0f;
+    if (leak) c.flips = sample_region_leak(B, m_.cfg.n_nodes(), opt.region_leak, rng);
+    const LeafTrainMode mode{opt.hardened, leak ? &c.flips : nullptr};
     return leaf_fff_forward_train(m_, x, B, y, mode, c.ctx);
   }
   void backward(const float* x, int64_t B, const float* dy, float hardening, FFCache& cache,
