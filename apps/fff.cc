@@ -18,6 +18,7 @@
 #include "fff/io/data.h"
 #include "fff/models/classifier.h"
 #include "fff/training/train.h"
+#include "fff/version.h"
 #include "lm_cli.h"
 
 using fff_cli::default_threads;
@@ -513,7 +514,7 @@ int main(int argc, char** argv) {
       "FFF language models, and run UltraFastBERT / crammedBERT encoders.\nRun 'fff COMMAND "
       "--help' for the options of each command."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "fff 0.1");
+  app.set_version_flag("--version", "fff " FFF_VERSION_STRING);
 
   TrainArgs t;
   auto* train =
