@@ -2,18 +2,22 @@
 # Uses fff the two ways another CMake project can, and runs examples/consumer each time:
 #   install       `cmake --install` the fff build into a prefix; checks the installed files, that
 #                 each installed header compiles with nothing but the prefix's include folder,
-#                 and the installed `fff --version`; builds examples/consumer with
-#                 find_package(fff) and runs it on a random model and, when Fashion-MNIST is
-#                 installed, on a model trained by the installed `fff train`.
+#                 and the installed `fff --version` (when the build installs the CLI); builds
+#                 examples/consumer with find_package(fff) and runs it on a random model and,
+#                 when Fashion-MNIST and the CLI are installed, on a model trained by the
+#                 installed `fff train`.
 #   subdirectory  tests/cmake/subdirectory: add_subdirectory(fff) and the same consumer; only the
 #                 library is built, and fff's flags stay on fff's targets.
 # Run by ctest (see CMakeLists.txt), in a folder of its own under the build folder:
 #   package_test.sh MODE SOURCE_DIR BUILD_DIR VERSION CMAKE GENERATOR MAKE_PROGRAM CONFIG CXX LAUNCHER
-# LAUNCHER (e.g. ccache) may be empty, or several words.
+#                   WITH_CLI
+# LAUNCHER (e.g. ccache) may be empty, or several words. WITH_CLI: ON when the build installs
+# the fff tool (FFF_CLI).
 set -euo pipefail
-[ $# -eq 10 ] || { echo "usage: $0 MODE SOURCE_DIR BUILD_DIR VERSION CMAKE GENERATOR MAKE_PROGRAM CONFIG CXX LAUNCHER" >&2; exit 2; }
+usage="MODE SOURCE_DIR BUILD_DIR VERSION CMAKE GENERATOR MAKE_PROGRAM CONFIG CXX LAUNCHER WITH_CLI"
+[ $# -eq 11 ] || { echo "usage: $0 $usage" >&2; exit 2; }
 mode=$1 src=$2 build=$3 version=$4 cmake=$5 generator=$6 make_program=$7 config=$8 cxx=$9
-launcher=${10}
+launcher=${10} with_cli=${11}
 
 work=$build/package-tests/$mode
 rm -rf "$work"
@@ -77,7 +81,11 @@ case $mode in
     done < <(find "$prefix/include/fff" -name '*.h' | sort)
     echo "$n installed headers compile on their own"
 
-    [ "$("$prefix/bin/fff" --version)" = "fff $version" ] || fail "fff --version is not 'fff $version'"
+    if [ "$with_cli" = ON ]; then
+      [ "$("$prefix/bin/fff" --version)" = "fff $version" ] || fail "fff --version is not 'fff $version'"
+    else
+      [ ! -e "$prefix/bin/fff" ] || fail "bin/fff is installed with FFF_CLI off"
+    fi
 
     "$cmake" -S "$src/examples/consumer" -B consumer "${configure_args[@]}" \
       -DCMAKE_PREFIX_PATH="$prefix" > configure.log || { cat configure.log; fail "configure"; }
@@ -89,7 +97,7 @@ case $mode in
     check_consumer_output random.out 5
 
     data=/usr/share/datasets/fashion-mnist  # Debian's dataset-fashion-mnist
-    if [ -d "$data" ]; then
+    if [ -d "$data" ] && [ "$with_cli" = ON ]; then
       "$prefix/bin/fff" train --data "$data" --limit 1000 --epochs 1 --width 16 --leaf-width 4 \
         --threads 1 --bench-repeats 1 --save trained.safetensors > train.log 2>&1 ||
         { cat train.log; fail "fff train"; }
@@ -97,7 +105,7 @@ case $mode in
       check_consumer_output trained.out 10
       grep -qx "model: fff, 784 inputs, 10 classes" trained.out || fail "not the trained model"
     else
-      echo "$data is not installed: the consumer runs only on a random model"
+      echo "$data or the fff tool is not installed: the consumer runs only on a random model"
     fi
     ;;
 
