@@ -22,6 +22,7 @@
 #include "harness/cmm_bench.h"
 #include "harness/inference_bench.h"
 #include "harness/timing.h"
+#include "fff/version.h"
 #include "lm_cli.h"
 
 using fff_cli::default_threads;
@@ -766,7 +767,7 @@ int main(int argc, char** argv) {
       "FFF language models, and run UltraFastBERT / crammedBERT encoders.\nRun 'fff COMMAND "
       "--help' for the options of each command."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "fff 0.1");
+  app.set_version_flag("--version", "fff " FFF_VERSION_STRING);
   TrainArgs train_args;
   CLI::App* train = add_train_command(app, train_args);
   EvalArgs eval_args;
