@@ -77,8 +77,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  fff::set_num_threads(threads);
-  fff::flush_subnormals();
+  fff::Context ctx(threads);
   fff::Rng rng(1);
   const fff::NeuronFFF m =
       fff::make_neuron_fff({dim, dim, trees, depth, fff::Activation::gelu, false}, rng);
@@ -97,10 +96,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> names = {"memory floor (copy x to y)", "batched"};
   std::vector<std::function<void()>> fs = {
       [&] { std::memcpy(y.ptr(), input(), sizeof(float) * batch * dim); },
-      [&] { fff::neuron_fff_infer_batched(m, input(), batch, y.ptr(), opt); }};
+      [&] { fff::neuron_fff_infer_batched(ctx, m, input(), batch, y.ptr(), opt); }};
   if (rowwise) {
     names.push_back("row at a time");
-    fs.push_back([&] { fff::neuron_fff_infer_rowwise(m, input(), batch, y.ptr()); });
+    fs.push_back([&] { fff::neuron_fff_infer_rowwise(ctx, m, input(), batch, y.ptr()); });
   }
   const std::vector<double> us = interleaved_median_us(repeats, fs);
   std::printf("simd %s  dim %ld  %ldx%ld  batch %ld  threads %d  band %ld  tile %ld  pack %ld\n",

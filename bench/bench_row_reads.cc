@@ -94,7 +94,6 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  fff::set_num_threads(1);
   const double row_bytes = static_cast<double>(row_floats) * sizeof(float);
   const std::vector<float> ones(static_cast<size_t>(row_floats), 1.0f);
   if (!json)

@@ -2,6 +2,8 @@
 // (fff's dense path) and through oneDNN matmul with GELU fused, side by side, to pick the
 // stronger one as `fff bench`'s baseline. Built only when oneDNN is installed (libdnnl-dev).
 // Usage: bench_dense_backends [--batch 16384] [--threads 1] [--repeats 5]
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -38,8 +40,8 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  fff::set_num_threads(threads);  // also oneDNN's OpenMP threads
-  fff::flush_subnormals();
+  fff::Context ectx(threads);
+  omp_set_num_threads(threads);  // oneDNN's OpenMP threads (fff's come from the context)
   fff::Rng rng(1);
   const fff::DenseFF ff = fff::make_dense_ff({dim, width, dim, fff::Activation::gelu}, rng);
   fff::Tensor x({batch, dim}), h({batch, width}), y({batch, dim}), y_dnnl({batch, dim});
@@ -73,7 +75,7 @@ int main(int argc, char** argv) {
   std::vector<double> t_blas, t_dnnl;
   for (int r = -1; r < repeats; ++r) {  // one warm-up round, then alternate the two
     auto t0 = std::chrono::steady_clock::now();
-    fff::dense_ff_forward(ff, x.ptr(), batch, y.ptr(), &ctx);
+    fff::dense_ff_forward(ectx, ff, x.ptr(), batch, y.ptr(), &ctx);
     if (r >= 0) t_blas.push_back(seconds_since(t0));
     t0 = std::chrono::steady_clock::now();
     mm1.execute(

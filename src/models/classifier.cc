@@ -95,22 +95,23 @@ class DenseFFModel : public Model {
   DenseFFModel(const ModelConfig& cfg, Rng& rng)
       : Model(cfg), m_(make_dense_ff({cfg.in, cfg.width, cfg.out, cfg.act}, rng)) {}
   std::vector<Param*> params() override { return m_.params(); }
-  double forward_train(const float* x, int64_t B, float* logits, const TrainStepOptions&,
-                       Rng&) override {
-    dense_ff_forward(m_, x, B, logits, &ctx_);
+  double forward_train(Context& ctx, const float* x, int64_t B, float* logits,
+                       const TrainStepOptions&, Rng&) override {
+    dense_ff_forward(ctx, m_, x, B, logits, &cache_);
     return 0.0;
   }
-  void backward(const float* x, int64_t B, const float* dlogits, float) override {
-    dense_ff_backward(m_, x, B, dlogits, ctx_, nullptr);
+  void backward(Context& ctx, const float* x, int64_t B, const float* dlogits, float) override {
+    dense_ff_backward(ctx, m_, x, B, dlogits, cache_, nullptr);
   }
-  void predict(const float* x, int64_t B, float* logits, std::vector<int32_t>*) override {
-    dense_ff_forward(m_, x, B, logits, &ctx_);
+  void predict(Context& ctx, const float* x, int64_t B, float* logits,
+               std::vector<int32_t>*) override {
+    dense_ff_forward(ctx, m_, x, B, logits, &cache_);
   }
-  double mean_node_entropy(const float*, int64_t) override { return 0.0; }
+  double mean_node_entropy(Context&, const float*, int64_t) override { return 0.0; }
 
  private:
   DenseFF m_;
-  DenseFFContext ctx_;
+  DenseFFContext cache_;
 };
 
 class LeafFFFModel : public Model {
@@ -118,33 +119,35 @@ class LeafFFFModel : public Model {
   LeafFFFModel(const ModelConfig& cfg, Rng& rng)
       : Model(cfg), m_(make_leaf_fff({cfg.in, cfg.out, cfg.depth, cfg.leaf_width, cfg.act}, rng)) {}
   std::vector<Param*> params() override { return m_.params(); }
-  double forward_train(const float* x, int64_t B, float* logits, const TrainStepOptions& opt,
-                       Rng& rng) override {
+  double forward_train(Context& ctx, const float* x, int64_t B, float* logits,
+                       const TrainStepOptions& opt, Rng& rng) override {
     flips_ = sample_region_leak(B, m_.cfg.n_nodes(), opt.region_leak, rng);
     LeafTrainMode mode{opt.hardened, opt.region_leak > 0.0f ? &flips_ : nullptr};
-    return leaf_fff_forward_train(m_, x, B, logits, mode, ctx_);
+    return leaf_fff_forward_train(ctx, m_, x, B, logits, mode, cache_);
   }
-  void backward(const float* x, int64_t B, const float* dlogits, float hardening) override {
-    leaf_fff_backward_train(m_, x, B, dlogits, hardening, ctx_, nullptr);
+  void backward(Context& ctx, const float* x, int64_t B, const float* dlogits,
+                float hardening) override {
+    leaf_fff_backward_train(ctx, m_, x, B, dlogits, hardening, cache_, nullptr);
   }
   void prepare_inference() override { packed_ = pack_leaf_fff(m_); }
-  void predict(const float* x, int64_t B, float* logits, std::vector<int32_t>* routes) override {
+  void predict(Context& ctx, const float* x, int64_t B, float* logits,
+               std::vector<int32_t>* routes) override {
     if (packed_.w1t.size() == 0) prepare_inference();
     if (routes) routes->resize(static_cast<size_t>(B));
-    leaf_fff_infer(packed_, x, B, logits, routes ? routes->data() : nullptr);
+    leaf_fff_infer(ctx, packed_, x, B, logits, routes ? routes->data() : nullptr);
   }
-  double mean_node_entropy(const float* x, int64_t B) override {
+  double mean_node_entropy(Context& ctx, const float* x, int64_t B) override {
     const int64_t n = m_.cfg.n_nodes();
     if (n == 0 || B == 0) return 0.0;
     Tensor y({B, m_.cfg.out});
-    LeafFFFContext ctx;
-    return leaf_fff_forward_train(m_, x, B, y.ptr(), {}, ctx);
+    LeafFFFContext cache;
+    return leaf_fff_forward_train(ctx, m_, x, B, y.ptr(), {}, cache);
   }
 
  private:
   LeafFFF m_;
   LeafFFFPacked packed_;
-  LeafFFFContext ctx_;
+  LeafFFFContext cache_;
   std::vector<uint8_t> flips_;
 };
 
@@ -155,33 +158,34 @@ class NeuronFFFModel : public Model {
         m_(make_neuron_fff({cfg.in, cfg.out, cfg.trees, cfg.depth, cfg.act, cfg.output_bias},
                            rng)) {}
   std::vector<Param*> params() override { return m_.params(); }
-  double forward_train(const float* x, int64_t B, float* logits, const TrainStepOptions&,
-                       Rng&) override {
-    neuron_fff_forward(m_, x, B, logits, &ctx_);
+  double forward_train(Context& ctx, const float* x, int64_t B, float* logits,
+                       const TrainStepOptions&, Rng&) override {
+    neuron_fff_forward(ctx, m_, x, B, logits, &cache_);
     return 0.0;
   }
-  void backward(const float* x, int64_t B, const float* dlogits, float) override {
-    neuron_fff_backward(m_, x, B, dlogits, ctx_, nullptr);
+  void backward(Context& ctx, const float* x, int64_t B, const float* dlogits, float) override {
+    neuron_fff_backward(ctx, m_, x, B, dlogits, cache_, nullptr);
   }
-  void predict(const float* x, int64_t B, float* logits, std::vector<int32_t>* routes) override {
-    if (!routes) return neuron_fff_infer(m_, x, B, logits);  // the CMM engine
-    NeuronFFFContext ctx;
-    neuron_fff_forward(m_, x, B, logits, &ctx);
-    *routes = std::move(ctx.node);
+  void predict(Context& ctx, const float* x, int64_t B, float* logits,
+               std::vector<int32_t>* routes) override {
+    if (!routes) return neuron_fff_infer(ctx, m_, x, B, logits);  // the CMM engine
+    NeuronFFFContext cache;
+    neuron_fff_forward(ctx, m_, x, B, logits, &cache);
+    *routes = std::move(cache.node);
   }
-  double mean_node_entropy(const float* x, int64_t B) override {
+  double mean_node_entropy(Context& ctx, const float* x, int64_t B) override {
     if (B == 0) return 0.0;
     Tensor y({B, m_.cfg.out});
-    NeuronFFFContext ctx;
-    neuron_fff_forward(m_, x, B, y.ptr(), &ctx);
+    NeuronFFFContext cache;
+    neuron_fff_forward(ctx, m_, x, B, y.ptr(), &cache);
     double sum = 0.0;
-    for (float z : ctx.z) sum += binary_entropy(1.0 / (1.0 + std::exp(-static_cast<double>(z))));
-    return sum / static_cast<double>(ctx.z.size());
+    for (float z : cache.z) sum += binary_entropy(1.0 / (1.0 + std::exp(-static_cast<double>(z))));
+    return sum / static_cast<double>(cache.z.size());
   }
 
  private:
   NeuronFFF m_;
-  NeuronFFFContext ctx_;
+  NeuronFFFContext cache_;
 };
 
 std::string to_str(double v) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fff/core/common.h"
+#include "fff/core/context.h"
 #include "fff/core/param.h"
 #include "fff/io/data.h"
 #include "fff/layers/activation.h"
@@ -52,17 +53,19 @@ class Model {
 
   // Training forward on standardised x (B, in) -> logits (B, out); keeps what backward needs.
   // Returns the mean node entropy (leaf FFF; 0 for the others).
-  virtual double forward_train(const float* x, int64_t B, float* logits,
+  virtual double forward_train(Context& ctx, const float* x, int64_t B, float* logits,
                                const TrainStepOptions& opt, Rng& rng) = 0;
   // Overwrites every gradient for the last forward_train; hardening is the weight h.
-  virtual void backward(const float* x, int64_t B, const float* dlogits, float hardening) = 0;
+  virtual void backward(Context& ctx, const float* x, int64_t B, const float* dlogits,
+                        float hardening) = 0;
   // Call after weights change and before predict.
   virtual void prepare_inference() {}
   // Hard inference. routes, if non-null, receives per row the leaf reached (leaf FFF), or the
   // K*(D+1) nodes visited (neuron FFF); nothing for ff.
-  virtual void predict(const float* x, int64_t B, float* logits, std::vector<int32_t>* routes) = 0;
+  virtual void predict(Context& ctx, const float* x, int64_t B, float* logits,
+                       std::vector<int32_t>* routes) = 0;
   // Mean entropy of sigmoid(z) over the decisions inference makes (0 for ff).
-  virtual double mean_node_entropy(const float* x, int64_t B) = 0;
+  virtual double mean_node_entropy(Context& ctx, const float* x, int64_t B) = 0;
 
  protected:
   explicit Model(const ModelConfig& cfg) : cfg_(cfg) {}

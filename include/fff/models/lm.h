@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "fff/core/context.h"
 #include "fff/layers/ff/dense_ff.h"
 #include "fff/layers/ff/leaf_fff.h"
 #include "fff/layers/ff/neuron_fff.h"
@@ -83,16 +84,17 @@ struct LmContext {
   LayerNormContext ln_out;
 };
 
-// A context holds inference weights packed from the model on first use: use a fresh one after
-// the weights change. train: leaf FFF runs its training mixture (else hard inference, as deployed),
-// with hardened (0/1) node decisions if `hardened`; the other mixers are the same either way.
-// Updates state to the end of the segment. Returns the mean node entropy of the leaf FFF blocks (0
-// for other mixers), the hardening loss before its weight.
-double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmState& state,
-                  bool train, float* logits, LmContext& ctx, bool hardened = false);
+// An LmContext (cache) holds inference weights packed from the model on first use: use a fresh
+// one after the weights change. train: leaf FFF runs its training mixture (else hard inference, as
+// deployed), with hardened (0/1) node decisions if `hardened`; the other mixers are the same either
+// way. Updates state to the end of the segment. Returns the mean node entropy of the leaf FFF
+// blocks (0 for other mixers), the hardening loss before its weight.
+double lm_forward(Context& ctx, LmModel& m, const int32_t* tokens, int64_t T, int64_t B,
+                  LmState& state, bool train, float* logits, LmContext& cache,
+                  bool hardened = false);
 // Gradients of every parameter (overwritten) for d(loss)/d(logits) = dlogits, after a training
 // forward of the same segment; hardening is the weight of the leaf FFF entropy loss.
-void lm_backward(LmModel& m, const int32_t* tokens, const float* dlogits, float hardening,
-                 LmContext& ctx);
+void lm_backward(Context& ctx, LmModel& m, const int32_t* tokens, const float* dlogits,
+                 float hardening, LmContext& cache);
 
 }  // namespace fff
