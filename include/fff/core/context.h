@@ -7,7 +7,9 @@
 // count) and restores the floating-point control register (MXCSR) of every thread it computes on.
 //
 // A Context is used by one calling thread at a time, like a stream: two threads calling fff at
-// once need a Context each. It is not const in calls because its workspace changes.
+// once need a Context each. It is not const in calls because its workspace changes. OpenBLAS's
+// thread count is a single process-wide setting: while calls on several contexts overlap, each
+// restores the value it found, so the last one to finish decides what remains.
 #pragma once
 
 #include <cstddef>
