@@ -15,7 +15,7 @@
 
 #include "cli_util.h"
 #include "fff/core/common.h"
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/io/atomic_file.h"
 #include "fff/models/bert.h"
 #include "fff/text/wordpiece.h"

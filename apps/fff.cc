@@ -14,7 +14,7 @@
 #include "cli_util.h"
 #include "fff/bench/cmm_bench.h"
 #include "fff/bench/inference_bench.h"
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/io/data.h"
 #include "fff/models/classifier.h"
 #include "fff/training/train.h"

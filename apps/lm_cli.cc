@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/training/lm_train.h"
 
 namespace fff_cli {

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/engine/cmm.h"
 
 namespace {

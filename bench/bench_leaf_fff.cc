@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/io/data.h"
 #include "fff/io/safetensors.h"
 #include "fff/layers/ff/dense_ff.h"

@@ -13,7 +13,6 @@
 
 #include "cpu/cmm_kernels.h"
 #include "fff/core/common.h"
-#include "fff/cpu/gemm.h"
 
 namespace {
 

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "fff/core/common.h"
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/cpu/scan.h"
 
 namespace {

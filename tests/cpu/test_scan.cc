@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/cpu/scan.h"
 #include "test_util.h"
 

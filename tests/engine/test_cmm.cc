@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "cpu/cmm_kernels.h"
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/engine/cmm.h"
 #include "fff/layers/ff/neuron_fff.h"
 #include "test_util.h"

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "cpu/cmm_kernels.h"
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/io/safetensors.h"
 #include "fff/models/bert.h"
 #include "temp_dir.h"
