@@ -16,7 +16,7 @@
 
 #include "cli_util.h"
 #include "fff/core/common.h"
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/io/atomic_file.h"
 #include "fff/models/bert.h"
 #include "fff/text/wordpiece.h"
@@ -89,8 +89,7 @@ Batch encode_batch(const fff::WordPieceTokenizer& t, const fff::BertModel& m,
 int run_fill_mask(const BertRunArgs& a) {
   if (a.texts.empty()) throw fff::Error("fill-mask needs --text");
   if (a.top_k <= 0) throw fff::Error("--top-k must be positive");
-  fff::set_num_threads(a.threads);
-  fff::flush_subnormals();
+  fff::Context ctx(a.threads);
   const fff::BertModel m = load_model(a);
   const fff::WordPieceTokenizer tok = model_tokenizer(m, a);
   if (tok.mask_id < 0) throw fff::Error("the vocabulary has no [MASK] token");
@@ -104,11 +103,11 @@ int run_fill_mask(const BertRunArgs& a) {
       throw fff::Error("--text \"" + text + "\" has no [MASK] token (write it as [MASK])");
     const int64_t H = m.cfg.hidden, V = m.cfg.vocab;
     std::vector<float> hidden(static_cast<size_t>(b.S * H)), logits(static_cast<size_t>(V));
-    fff::bert_encode(m, b.ids.data(), b.mask.data(), 1, b.S, hidden.data());
+    fff::bert_encode(ctx, m, b.ids.data(), b.mask.data(), 1, b.S, hidden.data());
     json masks = json::array();
     if (!a.json) std::printf("%s\n", text.c_str());
     for (size_t i = 0; i < positions.size(); ++i) {
-      fff::bert_mlm_logits(m, hidden.data() + positions[i] * H, 1, logits.data());
+      fff::bert_mlm_logits(ctx, m, hidden.data() + positions[i] * H, 1, logits.data());
       const float* l = logits.data();
       // Softmax over the tokenizer's tokens (ids past it are padding rows of the embedding).
       const int64_t n = static_cast<int64_t>(tok.tokens.size());
@@ -164,8 +163,7 @@ int run_embed(const BertRunArgs& a) {
     throw fff::Error("--format must be json or binary, not '" + a.format + "'");
   if (a.format == "binary" && a.output.empty())
     throw fff::Error("--format binary needs --output FILE");
-  fff::set_num_threads(a.threads);
-  fff::flush_subnormals();
+  fff::Context ctx(a.threads);
   const fff::BertModel m = load_model(a);
   const fff::WordPieceTokenizer tok = model_tokenizer(m, a);
   const int64_t H = m.cfg.hidden, N = static_cast<int64_t>(texts.size());
@@ -176,7 +174,7 @@ int run_embed(const BertRunArgs& a) {
     const int64_t hi = std::min(N, lo + a.batch);
     const Batch b = encode_batch(tok, m, {texts.begin() + lo, texts.begin() + hi}, a.max_len);
     std::vector<float> hidden(static_cast<size_t>(b.B * b.S * H));
-    fff::bert_encode(m, b.ids.data(), b.mask.data(), b.B, b.S, hidden.data());
+    fff::bert_encode(ctx, m, b.ids.data(), b.mask.data(), b.B, b.S, hidden.data());
     fff::bert_mean_pool(hidden.data(), b.mask.data(), b.B, b.S, H, pooled.data() + lo * H);
     if (progress) {
       const double t = now_seconds() - start;
@@ -215,17 +213,17 @@ struct EncoderTiming {
   fff::BertTimings share;  // fractions of the total
 };
 
-EncoderTiming time_encoder(const fff::BertModel& m, int64_t B, int64_t S, int64_t repeats,
-                           uint64_t seed) {
+EncoderTiming time_encoder(fff::Context& ctx, const fff::BertModel& m, int64_t B, int64_t S,
+                           int64_t repeats, uint64_t seed) {
   fff::Rng rng(seed);
   std::vector<int32_t> ids(static_cast<size_t>(B * S));
   for (int32_t& id : ids) id = static_cast<int32_t>(rng.below(static_cast<uint64_t>(m.cfg.vocab)));
   std::vector<float> hidden(static_cast<size_t>(B * S * m.cfg.hidden));
-  fff::bert_encode(m, ids.data(), nullptr, B, S, hidden.data());  // warm-up, not in the shares
+  fff::bert_encode(ctx, m, ids.data(), nullptr, B, S, hidden.data());  // warm-up, not in the shares
   fff::BertTimings sum;
   auto run = [&] {
     fff::BertTimings t;
-    fff::bert_encode(m, ids.data(), nullptr, B, S, hidden.data(), &t);
+    fff::bert_encode(ctx, m, ids.data(), nullptr, B, S, hidden.data(), &t);
     sum.embed += t.embed, sum.attention += t.attention, sum.ff += t.ff, sum.other += t.other;
   };
   EncoderTiming e;
@@ -324,9 +322,9 @@ int run_bert_bench(const BertBenchArgs& a) {
   };
   fff::bert_use_half_fff(fff_model);
   swap_half();
-  auto time_half = [&](int64_t B) {
+  auto time_half = [&](fff::Context& ctx, int64_t B) {
     swap_half();
-    const EncoderTiming h = time_encoder(fff_model, B, a.seq, a.repeats, 3);
+    const EncoderTiming h = time_encoder(ctx, fff_model, B, a.seq, a.repeats, 3);
     swap_half();
     return h;
   };
@@ -336,7 +334,6 @@ int run_bert_bench(const BertBenchArgs& a) {
     std::printf("%6s %7s %12s %12s %8s %12s %9s %9s %9s %9s %12s %8s %9s\n", "batch", "threads",
                 "fff tok/s", "dense tok/s", "speedup", "torch tok/s", "dense/pt", "fff attn",
                 "fff ff", "dense ff", "half tok/s", "speedup", "half ff");
-  fff::flush_subnormals();
   // How far half-precision FFF weights move the final hidden states, on one random sequence,
   // relative to the largest hidden value.
   double half_diff = 0.0;
@@ -346,9 +343,10 @@ int run_bert_bench(const BertBenchArgs& a) {
     std::vector<int32_t> ids(static_cast<size_t>(a.seq));
     for (int32_t& id : ids) id = static_cast<int32_t>(rng.below(static_cast<uint64_t>(fc.vocab)));
     std::vector<float> h32(static_cast<size_t>(a.seq * a.hidden)), h16(h32.size());
-    fff::bert_encode(fff_model, ids.data(), nullptr, 1, a.seq, h32.data());
+    fff::Context ctx(fff_cli::default_threads());
+    fff::bert_encode(ctx, fff_model, ids.data(), nullptr, 1, a.seq, h32.data());
     swap_half();
-    fff::bert_encode(fff_model, ids.data(), nullptr, 1, a.seq, h16.data());
+    fff::bert_encode(ctx, fff_model, ids.data(), nullptr, 1, a.seq, h16.data());
     swap_half();
     double scale = 1e-30;
     for (float v : h32) scale = std::max(scale, static_cast<double>(std::fabs(v)));
@@ -368,11 +366,10 @@ int run_bert_bench(const BertBenchArgs& a) {
                  static_cast<long long>(a.seq));
   for (int64_t B : a.batches)
     for (int threads : a.threads) {
-      fff::set_num_threads(threads);
-      fff::flush_subnormals();
-      const EncoderTiming f = time_encoder(fff_model, B, a.seq, a.repeats, 3);
-      const EncoderTiming d = time_encoder(dense_model, B, a.seq, a.repeats, 3);
-      const EncoderTiming h = time_half(B);
+      fff::Context ctx(threads);
+      const EncoderTiming f = time_encoder(ctx, fff_model, B, a.seq, a.repeats, 3);
+      const EncoderTiming d = time_encoder(ctx, dense_model, B, a.seq, a.repeats, 3);
+      const EncoderTiming h = time_half(ctx, B);
       const double tokens = static_cast<double>(B * a.seq);
       const double f_tps = tokens / f.median_s, d_tps = tokens / d.median_s;
       const double h_tps = tokens / h.median_s;

@@ -15,7 +15,7 @@
 
 #include "bert_cli.h"
 #include "cli_util.h"
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/io/data.h"
 #include "fff/models/classifier.h"
 #include "fff/training/train.h"
@@ -274,8 +274,8 @@ void check_train_flags(TrainArgs& a, const CLI::App& cmd) {
 }
 
 // Times hard inference against the dense FF of the same training width on the rows x.
-json inference_json(fff::Model& model, const fff::Tensor& x, int repeats) {
-  const fff::InferenceComparison cmp = fff::compare_with_dense(model, x, repeats);
+json inference_json(fff::Context& ctx, fff::Model& model, const fff::Tensor& x, int repeats) {
+  const fff::InferenceComparison cmp = fff::compare_with_dense(ctx, model, x, repeats);
   return {{"rows", cmp.rows},
           {"repeats", cmp.repeats},
           {"dense_width", cmp.dense_width},
@@ -300,8 +300,7 @@ void print_inference(const json& out) {
 
 int run_train(const TrainArgs& a) {
   const int threads = a.threads > 0 ? a.threads : default_threads();
-  fff::set_num_threads(threads);
-  fff::flush_subnormals();
+  fff::Context ctx(threads);
   fff::TrainTest data = fff::load_dataset(a.data);
   if (a.limit > 0) data.train = fff::take_rows(data.train, a.limit);
   auto [train, val] = fff::split_train_val(data.train, a.val_fraction, a.seed);
@@ -338,10 +337,10 @@ int run_train(const TrainArgs& a) {
   fff::TrainCallbacks cb;
   cb.on_batch = [&](int64_t e, int64_t b, int64_t n) { bar.batch(e, b, n); };
   cb.on_epoch = [&](const fff::EpochReport& r) { bar.epoch_done(r, now_seconds() - t_start); };
-  fff::TrainSummary s = fff::train_classifier(*model, train, val, opt, cb);
+  fff::TrainSummary s = fff::train_classifier(ctx, *model, train, val, opt, cb);
   const double wall = now_seconds() - t_start;
-  const double test_acc = fff::accuracy(*model, data.test);
-  const fff::RouteUsage usage = fff::route_usage(*model, data.test);
+  const double test_acc = fff::accuracy(ctx, *model, data.test);
+  const fff::RouteUsage usage = fff::route_usage(ctx, *model, data.test);
   // Median time per epoch of the optimisation steps and of the accuracy evaluation.
   std::vector<double> train_times, eval_times;
   for (const auto& r : s.history) {
@@ -382,7 +381,7 @@ int run_train(const TrainArgs& a) {
   out["history"] = history;
 
   if (!a.no_compare && cfg.kind != fff::ModelKind::ff && data.test.size() > 0)
-    out["inference"] = inference_json(*model, data.test.x, a.bench_repeats);
+    out["inference"] = inference_json(ctx, *model, data.test.x, a.bench_repeats);
   if (!a.save.empty()) {
     std::map<std::string, std::string> meta = {
         {"data", data.name},
@@ -439,21 +438,20 @@ std::optional<fff::Dataset> training_split(const std::map<std::string, std::stri
 }
 
 int run_eval(const EvalArgs& a) {
-  fff::set_num_threads(a.threads > 0 ? a.threads : default_threads());
-  fff::flush_subnormals();
+  fff::Context ctx(a.threads > 0 ? a.threads : default_threads());
   fff::LoadedModel loaded = fff::load_model(a.model_path);
   fff::Model& model = *loaded.model;
   const fff::ModelConfig& cfg = model.config();
   fff::TrainTest data = fff::load_dataset(a.data);
   if (a.limit > 0) data.test = fff::take_rows(data.test, a.limit);
   standardize(data, cfg.input_norm);
-  const double test_acc = fff::accuracy(model, data.test);
+  const double test_acc = fff::accuracy(ctx, model, data.test);
   // M_A on the rows training trained on; the whole training file (train + validation rows) only
   // when the model file does not say how it was split.
   const std::optional<fff::Dataset> split = training_split(loaded.metadata, data);
-  const json train_acc = split ? json(fff::accuracy(model, *split)) : json(nullptr);
-  const json train_file_acc = split ? json(nullptr) : json(fff::accuracy(model, data.train));
-  const fff::RouteUsage usage = fff::route_usage(model, data.test);
+  const json train_acc = split ? json(fff::accuracy(ctx, model, *split)) : json(nullptr);
+  const json train_file_acc = split ? json(nullptr) : json(fff::accuracy(ctx, model, data.train));
+  const fff::RouteUsage usage = fff::route_usage(ctx, model, data.test);
   json out = config_json(cfg);
   out["data"] = data.name;
   out["test_accuracy"] = test_acc;
@@ -475,7 +473,7 @@ int run_eval(const EvalArgs& a) {
   out["seconds_per_epoch"] = meta_num("seconds_per_epoch");
   usage_json(cfg, usage, out);
   if (!a.no_compare && cfg.kind != fff::ModelKind::ff && data.test.size() > 0)
-    out["inference"] = inference_json(model, data.test.x, a.bench_repeats);
+    out["inference"] = inference_json(ctx, model, data.test.x, a.bench_repeats);
   if (a.json) {
     std::cout << out.dump() << "\n";
     return 0;
@@ -505,7 +503,7 @@ json bench_json(const fff::CmmBenchResult& r) {
           {"trees", r.cfg.trees},
           {"depth", r.cfg.depth},
           {"batch", r.cfg.batch},
-          {"threads", r.cfg.threads},
+          {"threads", r.threads},
           {"layers", r.cfg.layers},
           {"dense_width", r.cfg.dense_width},
           {"dense_backend", r.dense_backend},
@@ -548,15 +546,16 @@ int run_bench(const BenchArgs& a, const CLI::App& cmd) {
     std::printf("%-8s %6s %6s %12s %12s %9s %10s %10s %10s %12s %9s\n", "shape", "batch", "layers",
                 "fff us/tok", "dense us/tok", "speedup", "fff GF/s", "dense GF/s", "rel err",
                 "floor us/tok", "vs floor");
+  fff::Context ctx(a.threads);
   for (int64_t batch : batches) {
     double dense_us = 0.0;  // one dense measurement per batch serves every shape
     int dense_n = 0;
     for (const auto& [trees, depth] : shapes) {
       fff::CmmBenchConfig c;
       c.dim = a.dim, c.trees = trees, c.depth = depth, c.batch = batch;
-      c.dense_width = a.dense_width, c.layers = a.layers, c.threads = a.threads;
+      c.dense_width = a.dense_width, c.layers = a.layers;
       c.min_seconds = a.min_seconds;
-      const fff::CmmBenchResult r = fff::run_cmm_bench(c, dense_us, dense_n);
+      const fff::CmmBenchResult r = fff::run_cmm_bench(ctx, c, dense_us, dense_n);
       dense_us = r.dense_us_per_token;
       dense_n = r.dense_repeats;
       if (a.json) {

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/training/lm_train.h"
 
 namespace fff_cli {
@@ -22,7 +22,7 @@ const char* const kModelFlags[] = {"--mixer",     "--dim",          "--layers", 
                                    "--hardening", "--harden-after", "--seed"};
 
 int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
-  fff::set_num_threads(a.threads > 0 ? a.threads : default_threads());
+  fff::Context ctx(a.threads > 0 ? a.threads : default_threads());
   const std::string text_path = a.text.empty() ? fff::kDefaultLmText : a.text;
   if (!a.resume.empty())
     for (const char* flag : kModelFlags)
@@ -74,7 +74,7 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
   const bool tty = isatty(STDERR_FILENO);
   const int64_t start_step = tr.step;
   double last_draw = 0.0;
-  const fff::LmTrainResult r = fff::train_lm(tr, text, [&](const fff::LmProgress& p) {
+  const fff::LmTrainResult r = fff::train_lm(ctx, tr, text, [&](const fff::LmProgress& p) {
     const double done = static_cast<double>(p.step - start_step);
     const double eta = p.seconds / done * static_cast<double>(p.steps - p.step);
     if (p.val_bpc >= 0.0) {
@@ -113,7 +113,7 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
                         {"ff_flops_per_token", ff_flops},
                         {"dense_ff_flops_per_token", dense_flops},
                         {"ff_flop_reduction", dense_flops / ff_flops},
-                        {"threads", fff::num_threads()}};
+                        {"threads", ctx.threads}};
   if (!a.save.empty()) out["checkpoint"] = a.save;
   if (a.json) {
     std::cout << out.dump() << std::endl;
@@ -128,11 +128,11 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
 }
 
 int run_sample(const LmSampleArgs& a) {
-  fff::set_num_threads(a.threads > 0 ? a.threads : 1);
+  fff::Context ctx(a.threads > 0 ? a.threads : 1);
   if (a.tokens < 0) throw fff::Error("--tokens must be non-negative");
   fff::LmTrainer tr = fff::load_lm_checkpoint(a.model);
   const std::string text =
-      fff::sample_lm(tr.model, a.prompt, a.tokens, static_cast<float>(a.temperature), a.seed);
+      fff::sample_lm(ctx, tr.model, a.prompt, a.tokens, static_cast<float>(a.temperature), a.seed);
   std::cout << a.prompt << text << std::endl;
   return 0;
 }

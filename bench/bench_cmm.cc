@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/engine/cmm.h"
 #include "harness/timing.h"
 
@@ -52,8 +52,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  fff::set_num_threads(threads);
-  fff::flush_subnormals();
+  fff::Context ctx(threads);
   fff::Rng rng(1);
   const fff::NeuronFFF m =
       fff::make_neuron_fff({dim, dim, trees, depth, fff::Activation::gelu, false}, rng);
@@ -72,10 +71,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> names = {"memory floor (copy x to y)", "batched"};
   std::vector<std::function<void()>> fs = {
       [&] { std::memcpy(y.ptr(), input(), sizeof(float) * batch * dim); },
-      [&] { fff::neuron_fff_infer_batched(m, input(), batch, y.ptr(), opt); }};
+      [&] { fff::neuron_fff_infer_batched(ctx, m, input(), batch, y.ptr(), opt); }};
   if (rowwise) {
     names.push_back("row at a time");
-    fs.push_back([&] { fff::neuron_fff_infer_rowwise(m, input(), batch, y.ptr()); });
+    fs.push_back([&] { fff::neuron_fff_infer_rowwise(ctx, m, input(), batch, y.ptr()); });
   }
   // Every variant once per round, after one warm-up round, so that the machine's drift hits all
   // variants alike.

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/io/data.h"
 #include "fff/io/safetensors.h"
 #include "fff/layers/ff/dense_ff.h"
@@ -72,8 +72,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  fff::set_num_threads(threads);
-  fff::flush_subnormals();
+  fff::Context ectx(threads);
   fff::Rng rng(7);
   fff::LeafFFF leaf;
   fff::Tensor x;
@@ -105,8 +104,8 @@ int main(int argc, char** argv) {
   fff::DenseFFContext ctx;
   std::vector<float> sink(static_cast<size_t>(batch * in));
 
-  auto run_fff = [&] { fff::leaf_fff_infer(packed, x.ptr(), batch, y1.ptr(), nullptr); };
-  auto run_dense = [&] { fff::dense_ff_forward(dense, x.ptr(), batch, y2.ptr(), &ctx); };
+  auto run_fff = [&] { fff::leaf_fff_infer(ectx, packed, x.ptr(), batch, y1.ptr(), nullptr); };
+  auto run_dense = [&] { fff::dense_ff_forward(ectx, dense, x.ptr(), batch, y2.ptr(), &ctx); };
   auto run_copy = [&] { std::memcpy(sink.data(), x.ptr(), sink.size() * sizeof(float)); };
   volatile float read_sink = 0.0f;
   auto run_read = [&] {  // the floor for any kernel that must read every input once

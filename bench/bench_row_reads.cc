@@ -12,7 +12,6 @@
 
 #include "cpu/cmm_kernels.h"
 #include "fff/core/common.h"
-#include "fff/cpu/gemm.h"
 #include "harness/timing.h"
 
 namespace {
@@ -89,7 +88,6 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  fff::set_num_threads(1);
   const double row_bytes = static_cast<double>(row_floats) * sizeof(float);
   const std::vector<float> ones(static_cast<size_t>(row_floats), 1.0f);
   if (!json)

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "fff/core/common.h"
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/cpu/scan.h"
 #include "harness/timing.h"
 
@@ -57,13 +57,13 @@ Array make_array(int64_t n, float base, float span) {
 }
 
 // One streaming pass over the same bytes as a forward scan: read two arrays, write one.
-void stream_pass(const float* a, const float* b, float* out, int64_t n) {
-#pragma omp parallel for schedule(static)
+void stream_pass(const float* a, const float* b, float* out, int64_t n, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
-void parallel_memcpy(float* dst, const float* src, int64_t n) {
-#pragma omp parallel
+void parallel_memcpy(float* dst, const float* src, int64_t n, int threads) {
+#pragma omp parallel num_threads(threads)
   {
     const int64_t k = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t i0 = n * k / nt, i1 = n * (k + 1) / nt;
@@ -118,7 +118,6 @@ int main(int argc, char** argv) {
       throw fff::Error("bench_scan: --gate-min must be in [0, 1]");
     std::vector<fff::ScanAlgo> algos;
     for (const auto& n : algo_names) algos.push_back(fff::parse_scan_algo(n));
-    fff::flush_subnormals();
     if (!json)
       std::printf("%-14s %9s %5s %3s %-17s %10s %12s %8s %10s %8s %11s %10s\n", "scan", "T", "C",
                   "thr", "pass", "seconds", "tok*feat/s", "GB/s", "floor s", "x floor",
@@ -134,12 +133,12 @@ int main(int argc, char** argv) {
       const double arrays = backward ? 6.0 : 3.0;
       for (const auto& ts : threads_list) {
         const int threads = std::stoi(ts);
-        fff::set_num_threads(threads);
-        fff::flush_subnormals();  // products of many gates fall below 1e-38
+        // Flushes subnormals (the default): products of many gates fall below 1e-38.
+        fff::Context ctx(threads);
         const double pass_s =
-            median_seconds(repeats, [&] { stream_pass(f.get(), x.get(), h.get(), n); });
+            median_seconds(repeats, [&] { stream_pass(f.get(), x.get(), h.get(), n, threads); });
         const double copy_s =
-            median_seconds(repeats, [&] { parallel_memcpy(h.get(), x.get(), n); });
+            median_seconds(repeats, [&] { parallel_memcpy(h.get(), x.get(), n, threads); });
         const double memcpy_gbps = 2.0 * array_gb / copy_s;  // bytes read + written
         for (fff::ScanAlgo algo : algos) {
           // Working arrays: Hillis-Steele double-buffers the (gate, value) pairs, Blelloch keeps
@@ -157,10 +156,10 @@ int main(int argc, char** argv) {
             continue;
           }
           const double s = median_seconds(repeats, [&] {
-            fff::scan_forward(algo, f.get(), x.get(), T, features, nullptr, h.get());
+            fff::scan_forward(ctx, algo, f.get(), x.get(), T, features, nullptr, h.get());
             if (backward)
-              fff::scan_backward(algo, f.get(), h.get(), dh.get(), T, features, nullptr, dx.get(),
-                                 df.get(), nullptr);
+              fff::scan_backward(ctx, algo, f.get(), h.get(), dh.get(), T, features, nullptr,
+                                 dx.get(), df.get(), nullptr);
           });
           const double bytes = (backward ? 9.0 : 3.0) * array_gb * 1e9;
           const double floor_s = bytes / (memcpy_gbps * 1e9);

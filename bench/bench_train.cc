@@ -42,7 +42,7 @@ struct Phases {
 };
 
 // One epoch of leaf FFF training (w=128, leaf width 8, depth 4, SGD), timed by phase.
-Phases leaf_epoch(const Data& d) {
+Phases leaf_epoch(fff::Context& ectx, const Data& d) {
   fff::Rng rng(1);
   fff::LeafFFF m = fff::make_leaf_fff({kIn, kOut, 4, 8, fff::Activation::relu}, rng);
   fff::Optimizer opt({fff::OptimizerKind::sgd, 0.05f}, m.params());
@@ -61,13 +61,13 @@ Phases leaf_epoch(const Data& d) {
     }
     p.gather += since(t);
     t = Clock::now();
-    fff::leaf_fff_forward_train(m, xb.ptr(), B, logits.ptr(), {}, ctx);
+    fff::leaf_fff_forward_train(ectx, m, xb.ptr(), B, logits.ptr(), {}, ctx);
     p.forward += since(t);
     t = Clock::now();
     fff::softmax_cross_entropy(logits.ptr(), yb.data(), B, kOut, dl.ptr(), nullptr);
     p.loss += since(t);
     t = Clock::now();
-    fff::leaf_fff_backward_train(m, xb.ptr(), B, dl.ptr(), 3.0f, ctx, nullptr);
+    fff::leaf_fff_backward_train(ectx, m, xb.ptr(), B, dl.ptr(), 3.0f, ctx, nullptr);
     p.backward += since(t);
     t = Clock::now();
     opt.step();
@@ -77,19 +77,21 @@ Phases leaf_epoch(const Data& d) {
 }
 
 // The two big products of that epoch alone: [x] (B, 784) x (784, 144) and its weight gradient.
-double sgemm_floor(const Data& d) {
+double sgemm_floor(fff::Context& ectx, const Data& d) {
   const int64_t N = 144;
   fff::Tensor w({kIn, N}), z({kBatch, N}), dw({kIn, N});
   auto t = Clock::now();
   for (int64_t s = 0; s + kBatch <= kRows; s += kBatch) {
-    fff::gemm(false, false, kBatch, N, kIn, 1.0f, d.x.row(s), kIn, w.ptr(), N, 0.0f, z.ptr(), N);
-    fff::gemm(true, false, kIn, N, kBatch, 1.0f, d.x.row(s), kIn, z.ptr(), N, 0.0f, dw.ptr(), N);
+    fff::gemm(ectx, false, false, kBatch, N, kIn, 1.0f, d.x.row(s), kIn, w.ptr(), N, 0.0f, z.ptr(),
+              N);
+    fff::gemm(ectx, true, false, kIn, N, kBatch, 1.0f, d.x.row(s), kIn, z.ptr(), N, 0.0f, dw.ptr(),
+              N);
   }
   return since(t);
 }
 
 // Seconds per sample of neuron FFF forward + backward + SGD step at depth D.
-double neuron_step_seconds(const Data& d, int64_t depth, int64_t rows) {
+double neuron_step_seconds(fff::Context& ectx, const Data& d, int64_t depth, int64_t rows) {
   fff::Rng rng(2);
   fff::NeuronFFF m = fff::make_neuron_fff({kIn, kOut, 1, depth, fff::Activation::gelu, true}, rng);
   fff::Optimizer opt({fff::OptimizerKind::sgd, 0.05f}, m.params());
@@ -97,9 +99,9 @@ double neuron_step_seconds(const Data& d, int64_t depth, int64_t rows) {
   fff::Tensor logits({kBatch, kOut}), dl({kBatch, kOut});
   auto t = Clock::now();
   for (int64_t s = 0; s + kBatch <= rows; s += kBatch) {
-    fff::neuron_fff_forward(m, d.x.row(s), kBatch, logits.ptr(), &ctx);
+    fff::neuron_fff_forward(ectx, m, d.x.row(s), kBatch, logits.ptr(), &ctx);
     fff::softmax_cross_entropy(logits.ptr(), d.y.data() + s, kBatch, kOut, dl.ptr(), nullptr);
-    fff::neuron_fff_backward(m, d.x.row(s), kBatch, dl.ptr(), ctx, nullptr);
+    fff::neuron_fff_backward(ectx, m, d.x.row(s), kBatch, dl.ptr(), ctx, nullptr);
     opt.step();
   }
   return since(t) / static_cast<double>(rows / kBatch * kBatch);
@@ -124,14 +126,14 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  fff::set_num_threads(threads);
+  fff::Context ectx(threads);
   const Data d = make_random_data(kRows);
-  leaf_epoch(d);  // warm-up
+  leaf_epoch(ectx, d);  // warm-up
   std::vector<Phases> ph;
   std::vector<double> floor;
   for (int r = 0; r < repeats; ++r) {
-    ph.push_back(leaf_epoch(d));
-    floor.push_back(sgemm_floor(d));
+    ph.push_back(leaf_epoch(ectx, d));
+    floor.push_back(sgemm_floor(ectx, d));
   }
   std::sort(ph.begin(), ph.end(), [](auto& a, auto& b) { return a.total() < b.total(); });
   const Phases p = ph[ph.size() / 2];
@@ -139,9 +141,9 @@ int main(int argc, char** argv) {
   const int64_t depths[] = {4, 8, 12};
   double neuron_us[3];
   for (int k = 0; k < 3; ++k) {
-    neuron_step_seconds(d, depths[k], 4096);  // warm-up
+    neuron_step_seconds(ectx, d, depths[k], 4096);  // warm-up
     std::vector<double> v;
-    for (int r = 0; r < repeats; ++r) v.push_back(neuron_step_seconds(d, depths[k], 16384));
+    for (int r = 0; r < repeats; ++r) v.push_back(neuron_step_seconds(ectx, d, depths[k], 16384));
     neuron_us[k] = fff::bench::summarize(v).median * 1e6;
   }
   if (json) {

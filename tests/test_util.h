@@ -1,5 +1,5 @@
 // Helpers shared by the test programs: random data, error measures that never pass NaN,
-// bitwise comparison, neuron FFF configurations and a thread-count guard.
+// bitwise comparison and neuron FFF configurations.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "fff/core/common.h"
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/layers/activation.h"
 #include "fff/layers/ff/neuron_fff.h"
 
@@ -79,10 +79,5 @@ template <class F>
 double fd4(F&& f, double t, double h) {
   return (-f(t + 2 * h) + 8 * f(t + h) - 8 * f(t - h) + f(t - 2 * h)) / (12 * h);
 }
-
-// Restores one thread at scope exit, whatever the test did.
-struct ThreadGuard {
-  ~ThreadGuard() { fff::set_num_threads(1); }
-};
 
 }  // namespace fff_test

@@ -7,8 +7,8 @@
 #include <functional>
 #include <vector>
 
+#include "core/parallel.h"
 #include "cpu/cmm_kernels.h"
-#include "fff/cpu/gemm.h"
 #include "fff/engine/cmm.h"
 #include "fff/layers/ff/dense_ff.h"
 #include "fff/layers/ff/neuron_fff.h"
@@ -30,16 +30,16 @@ constexpr int64_t kPoolRows = 16384, kMaxDistinctBatches = 1024;
 
 }  // namespace
 
-CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_token,
+CmmBenchResult run_cmm_bench(Context& ctx, const CmmBenchConfig& cfg, double dense_us_per_token,
                              int dense_repeats) {
   if (cfg.dim <= 0 || cfg.trees <= 0 || cfg.depth < 0 || cfg.depth > 24 || cfg.batch <= 0 ||
       cfg.dense_width <= 0 || cfg.layers <= 0)
     throw Error(
         "bench: dim, trees, batch, dense width and layers must be positive, depth in [0, 24]");
-  set_num_threads(cfg.threads);
-  flush_subnormals();
+  CallScope scope(ctx);
   CmmBenchResult r;
   r.cfg = cfg;
+  r.threads = ctx.threads;
   r.dense_backend = "openblas-sgemm";
   r.simd = cmm_simd_target();
   r.fff_path = cfg.batch < kCmmBatchedFrom ? "rowwise" : "batched";
@@ -63,7 +63,7 @@ CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_toke
   // 795, 639, 250, 10, 3, 2, 1, ... distinct leaves of 1024 tokens in layers 0, 1, 2, ...).
   auto run_fff = [&] {
     const float* in = next_input();
-    for (int64_t l = 0; l < L; ++l) neuron_fff_infer(fff_layers[l], in, B, a.ptr());
+    for (int64_t l = 0; l < L; ++l) neuron_fff_infer(ctx, fff_layers[l], in, B, a.ptr());
   };
   const bench::Stats fff_t = time_side(run_fff, cfg.min_seconds);
   r.fff_repeats = fff_t.runs;
@@ -86,14 +86,14 @@ CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_toke
   // misses). FFF cannot read its weights faster than this.
   {
     std::vector<std::vector<int32_t>> visited(distinct * L);  // per batch and layer: nodes
-    NeuronFFFContext ctx;
+    NeuronFFFContext cache;
     Tensor y_route({B, d});
     int64_t total = 0;
     for (int64_t b = 0; b < distinct; ++b)
       for (int64_t l = 0; l < L; ++l) {
-        neuron_fff_forward(fff_layers[l], x.row(b * B), B, y_route.ptr(), &ctx);
+        neuron_fff_forward(ctx, fff_layers[l], x.row(b * B), B, y_route.ptr(), &cache);
         auto& v = visited[b * L + l];
-        v.assign(ctx.node.begin(), ctx.node.end());
+        v.assign(cache.node.begin(), cache.node.end());
         std::sort(v.begin(), v.end());
         v.erase(std::unique(v.begin(), v.end()), v.end());
         total += static_cast<int64_t>(v.size());
@@ -124,7 +124,7 @@ CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_toke
   // Error of the first layer against its reference on the first rows.
   const int64_t checked = std::min(B, kCheckedRows);
   Tensor y({checked, d}), y_ref({checked, d});
-  neuron_fff_infer(fff_layers[0], x.ptr(), checked, y.ptr());
+  neuron_fff_infer(ctx, fff_layers[0], x.ptr(), checked, y.ptr());
   neuron_fff_forward_reference(fff_layers[0], x.ptr(), checked, y_ref.ptr(), nullptr);
   double max_diff = 0.0, max_ref = 0.0;
   for (int64_t i = 0; i < y.size(); ++i) {
@@ -145,7 +145,7 @@ CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_toke
     Tensor hidden;
     auto run_dense = [&] {
       const float* in = next_input();
-      for (int64_t l = 0; l < L; ++l) dense_ff_infer(dense_layers[l], in, B, a.ptr(), hidden);
+      for (int64_t l = 0; l < L; ++l) dense_ff_infer(ctx, dense_layers[l], in, B, a.ptr(), hidden);
     };
     const bench::Stats dense_t = time_side(run_dense, cfg.min_seconds);
     r.dense_repeats = dense_t.runs;

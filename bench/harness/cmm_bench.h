@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "fff/core/context.h"
+
 namespace fff {
 
 struct CmmBenchConfig {
@@ -15,13 +17,13 @@ struct CmmBenchConfig {
   int64_t batch = 1;           // tokens per call
   int64_t dense_width = 3072;  // hidden width of the dense baseline
   int64_t layers = 1;          // independent layers applied in sequence (weights beyond cache)
-  int threads = 1;
-  double min_seconds = 0.3;  // repeat each side until this much time (and >= 3 repeats)
+  double min_seconds = 0.3;    // repeat each side until this much time (and >= 3 repeats)
   uint64_t seed = 1;
 };
 
 struct CmmBenchResult {
   CmmBenchConfig cfg;
+  int threads = 1;                // the context's
   std::string dense_backend;      // e.g. "openblas-sgemm"
   std::string simd;               // instruction set the FFF kernels dispatched to
   std::string fff_path;           // "rowwise" (latency path) or "batched"
@@ -47,7 +49,8 @@ struct CmmBenchResult {
 // 16384 rows in all), so paths vary between calls as they do in use.
 // Runs the FFF side; the dense side is taken from `dense_us_per_token` if positive (one dense
 // measurement serves every FFF shape of the same dim, batch and width), else measured here.
-CmmBenchResult run_cmm_bench(const CmmBenchConfig& cfg, double dense_us_per_token = 0.0,
-                             int dense_repeats = 0);
+// Runs on ctx's threads.
+CmmBenchResult run_cmm_bench(Context& ctx, const CmmBenchConfig& cfg,
+                             double dense_us_per_token = 0.0, int dense_repeats = 0);
 
 }  // namespace fff

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "core/parallel.h"
 #include "fff/layers/ff/dense_ff.h"
 #include "fff/layers/ff/leaf_fff.h"
 #include "fff/layers/ff/neuron_fff.h"
@@ -22,9 +23,10 @@ double inference_flops_per_row(const ModelConfig& c) {
   return 0.0;
 }
 
-InferenceComparison compare_with_dense(Model& model, const Tensor& x, int repeats) {
+InferenceComparison compare_with_dense(Context& ctx, Model& model, const Tensor& x, int repeats) {
   const ModelConfig& c = model.config();
   if (x.cols() != c.in) throw Error("benchmark rows have the wrong width");
+  CallScope scope(ctx);
   InferenceComparison r;
   r.rows = x.rows();
   r.dense_width = c.training_width();
@@ -32,7 +34,6 @@ InferenceComparison compare_with_dense(Model& model, const Tensor& x, int repeat
   Rng rng(1234);
   const DenseFFConfig dc{c.in, r.dense_width, c.out, c.act};
   DenseFF dense = make_dense_ff(dc, rng);
-  DenseFFContext ctx;
   Tensor y_model({r.rows, c.out}), y_dense({r.rows, c.out});
   model.prepare_inference();
   // Both runs start from inputs just read, as they are when the layer before has produced them:
@@ -43,9 +44,9 @@ InferenceComparison compare_with_dense(Model& model, const Tensor& x, int repeat
     for (int64_t i = 0; i < x.size(); i += 16) acc += x.data[i];
     sink = acc;
   };
-  auto run_model = [&] { model.predict(x.ptr(), r.rows, y_model.ptr(), nullptr); };
+  auto run_model = [&] { model.predict(ctx, x.ptr(), r.rows, y_model.ptr(), nullptr); };
   Tensor hidden;
-  auto run_dense = [&] { dense_ff_infer(dense, x.ptr(), r.rows, y_dense.ptr(), hidden); };
+  auto run_dense = [&] { dense_ff_infer(ctx, dense, x.ptr(), r.rows, y_dense.ptr(), hidden); };
   // One warm-up round (caches, page faults, thread start), then the two alternate.
   const bench::SideBySide t = bench::time_side_by_side(run_model, run_dense, r.repeats,
                                                        /*warmup=*/1, touch_inputs);

@@ -20,7 +20,7 @@ struct InferenceComparison {
 // Times model.predict and a randomly initialised dense FF (hidden width = the model's training
 // width, same activation) on the same rows x (rows, in), alternating the two in each repeat;
 // each timed run starts right after a read of x, so both meet the inputs equally warm.
-InferenceComparison compare_with_dense(Model& model, const Tensor& x, int repeats);
+InferenceComparison compare_with_dense(Context& ctx, Model& model, const Tensor& x, int repeats);
 
 double inference_flops_per_row(const ModelConfig& cfg);
 

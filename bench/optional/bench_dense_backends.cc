@@ -2,6 +2,8 @@
 // (fff's dense path) and through oneDNN matmul with GELU fused, side by side, to pick the
 // stronger one as `fff bench`'s baseline. Built only when oneDNN is installed (libdnnl-dev).
 // Usage: bench_dense_backends [--batch 16384] [--threads 1] [--repeats 5]
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -30,8 +32,8 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  fff::set_num_threads(threads);  // also oneDNN's OpenMP threads
-  fff::flush_subnormals();
+  fff::Context ectx(threads);
+  omp_set_num_threads(threads);  // oneDNN's OpenMP threads (fff's come from the context)
   fff::Rng rng(1);
   const fff::DenseFF ff = fff::make_dense_ff({dim, width, dim, fff::Activation::gelu}, rng);
   fff::Tensor x({batch, dim}), h({batch, width}), y({batch, dim}), y_dnnl({batch, dim});
@@ -62,7 +64,7 @@ int main(int argc, char** argv) {
       b2m(md(1, dim), eng, const_cast<float*>(ff.b2.value.ptr()));
 
   fff::DenseFFContext ctx;
-  auto run_blas = [&] { fff::dense_ff_forward(ff, x.ptr(), batch, y.ptr(), &ctx); };
+  auto run_blas = [&] { fff::dense_ff_forward(ectx, ff, x.ptr(), batch, y.ptr(), &ctx); };
   auto run_dnnl = [&] {
     mm1.execute(
         stream,

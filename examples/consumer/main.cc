@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "fff/core/context.h"
 #include "fff/models/classifier.h"
 #include "fff/version.h"
 
@@ -43,8 +44,11 @@ int main(int argc, char** argv) {
 
     // Hard inference: each row takes one root-to-leaf path of the tree.
     std::vector<float> logits(batch * cfg.out);
+    // Every computing call takes an execution context: the threads it may use, the floating-point
+    // mode it runs in (set for the call, restored after) and its scratch memory.
+    fff::Context ctx(2);
     model->prepare_inference();
-    model->predict(x.data(), batch, logits.data(), /*routes=*/nullptr);
+    model->predict(ctx, x.data(), batch, logits.data(), /*routes=*/nullptr);
 
     for (int64_t r = 0; r < batch; ++r) {
       const float* row = &logits[r * cfg.out];

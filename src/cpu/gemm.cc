@@ -1,14 +1,13 @@
-// sgemm through OpenBLAS split into fixed blocks over fff's threads, the naive reference
-// product, and the thread setting.
+// sgemm through OpenBLAS split into fixed blocks over the context's threads, and the naive
+// reference product.
 #include "fff/cpu/gemm.h"
 
 #include <cblas.h>
 #include <omp.h>
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
 
 #include <algorithm>
+
+#include "core/parallel.h"
 
 namespace fff {
 
@@ -52,9 +51,9 @@ bool gemm_special_case(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 }
 
 // The product as `blocks` sgemm calls over equal slices of the larger of M and N, in parallel.
-void gemm_in_blocks(int64_t blocks, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                    float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-                    float beta, float* C, int64_t ldc) {
+void gemm_in_blocks(int threads, int64_t blocks, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                    int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                    int64_t ldb, float beta, float* C, int64_t ldc) {
   const bool split_rows = M >= N;
   const int64_t extent = split_rows ? M : N;
   const int64_t block = (extent + blocks - 1) / blocks;
@@ -62,10 +61,9 @@ void gemm_in_blocks(int64_t blocks, bool trans_a, bool trans_b, int64_t M, int64
     sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-#pragma omp parallel for schedule(static)
-  for (int64_t b = 0; b < blocks; ++b) {
+  parallel_for(threads, blocks, [&](int64_t b) {
     const int64_t lo = b * block, len = std::min(block, extent - lo);
-    if (len <= 0) continue;
+    if (len <= 0) return;
     if (split_rows) {
       const float* Ab = trans_a ? A + lo : A + lo * lda;
       sgemm(trans_a, trans_b, len, N, K, alpha, Ab, lda, B, ldb, beta, C + lo * ldc, ldc);
@@ -73,7 +71,7 @@ void gemm_in_blocks(int64_t blocks, bool trans_a, bool trans_b, int64_t M, int64
       const float* Bb = trans_b ? B + lo * ldb : B + lo;
       sgemm(trans_a, trans_b, M, len, K, alpha, A, lda, Bb, ldb, beta, C + lo, ldc);
     }
-  }
+  });
 }
 
 // Inference blocks are at least this wide, so that a block keeps sgemm near its full speed.
@@ -81,19 +79,24 @@ constexpr int64_t kInferenceBlockMin = 64;
 
 }  // namespace
 
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+          const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+          int64_t ldc) {
+  CallScope scope(ctx);
   if (gemm_special_case(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
   const int64_t blocks = std::max<int64_t>(1, std::max(M, N) / kGemmBlockMin);
-  gemm_in_blocks(blocks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_in_blocks(ctx.threads, blocks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                 ldc);
 }
 
-void gemm_inference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                    int64_t ldc) {
+void gemm_inference(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                    float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                    float beta, float* C, int64_t ldc) {
+  CallScope scope(ctx);
   if (gemm_special_case(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
-  const int64_t blocks = std::clamp<int64_t>(std::max(M, N) / kInferenceBlockMin, 1, num_threads());
-  gemm_in_blocks(blocks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const int64_t blocks = std::clamp<int64_t>(std::max(M, N) / kInferenceBlockMin, 1, ctx.threads);
+  gemm_in_blocks(ctx.threads, blocks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                 ldc);
 }
 
 void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -111,32 +114,6 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
       c = static_cast<float>(alpha * acc + (beta == 0.0f ? 0.0 : static_cast<double>(beta) * c));
     }
   }
-}
-
-// Until set_num_threads is called: OpenMP's default (all cores), OpenBLAS on one thread.
-static int initial_threads() {
-  openblas_set_num_threads(1);
-  return omp_get_max_threads();
-}
-static int g_threads = initial_threads();
-
-void set_num_threads(int n) {
-  g_threads = std::max(1, n);
-  openblas_set_num_threads(1);  // fff splits products itself, deterministically (see gemm)
-  omp_set_num_threads(g_threads);
-}
-
-int num_threads() {
-  return g_threads;
-}
-
-void flush_subnormals() {
-#if defined(__SSE__)
-  auto set = [] { _mm_setcsr(_mm_getcsr() | 0x8040); };  // FTZ (bit 15) and DAZ (bit 6)
-  set();
-#pragma omp parallel
-  set();
-#endif
 }
 
 }  // namespace fff

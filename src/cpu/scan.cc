@@ -9,10 +9,10 @@
 #include <memory>
 #include <vector>
 
+#include "core/parallel.h"
 #include "cpu/scan_kernels.h"
 #include "cpu/streaming.h"
 #include "fff/core/common.h"
-#include "fff/cpu/gemm.h"
 
 namespace fff {
 
@@ -65,11 +65,10 @@ int64_t start_state(In b, const float* h0, int64_t c0, int64_t n, float* state, 
 // out[t] = a[t] out[t-1] + b[t], out[-1] = h0 (or 0, and then a[0] is never read). Threads
 // split the channels; each keeps its channels' state in a small buffer, so large outputs can be
 // streamed to memory without being read back.
-void scan_sequential(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
-  const int64_t nt = std::clamp<int64_t>(C / kChannelsPerThread, 1, num_threads());
+void scan_sequential(int threads, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
+  const int64_t nt = std::clamp<int64_t>(C / kChannelsPerThread, 1, threads);
   const bool stream = T * C * int64_t{sizeof(float)} >= cpu::kStreamingStoreBytes;
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t k = 0; k < nt; ++k) {
+  parallel_for(static_cast<int>(nt), nt, [&](int64_t k) {
     const int64_t c0 = line_split(out[0], C, nt, k), c1 = line_split(out[0], C, nt, k + 1);
     const int64_t n = c1 - c0;
     std::vector<float> state(static_cast<size_t>(n));
@@ -82,13 +81,13 @@ void scan_sequential(In a, In b, int64_t T, int64_t C, const float* h0, Out out)
     } else {
       cpu::scan_steps(a[t] + c0, b[t] + c0, a.stride, T - t, state.data(), out[t] + c0, n, stream);
     }
-  }
+  });
 }
 
 // Contiguous working copies (A, B) of the pairs, with h0 folded into step 0: (0, a0 h0 + b0).
-void load_pairs(In a, In b, int64_t T, int64_t C, const float* h0, float* A, float* B) {
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < T; ++t) {
+void load_pairs(int threads, In a, In b, int64_t T, int64_t C, const float* h0, float* A,
+                float* B) {
+  parallel_for(threads, T, [&](int64_t t) {
     const float *at = a[t], *bt = b[t];
     float *At = A + t * C, *Bt = B + t * C;
     if (t == 0) {
@@ -100,12 +99,11 @@ void load_pairs(In a, In b, int64_t T, int64_t C, const float* h0, float* A, flo
       std::copy_n(at, C, At);
       std::copy_n(bt, C, Bt);
     }
-  }
+  });
 }
 
-void store_rows(const float* B, int64_t T, int64_t C, Out out) {
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < T; ++t) std::copy_n(B + t * C, C, out[t]);
+void store_rows(int threads, const float* B, int64_t T, int64_t C, Out out) {
+  parallel_for(threads, T, [&](int64_t t) { std::copy_n(B + t * C, C, out[t]); });
 }
 
 // Pair i absorbs pair j (an earlier step): (A_i, B_i) <- (A_i A_j, A_i B_j + B_i), C channels.
@@ -119,15 +117,14 @@ inline void absorb(float* Ai, float* Bi, const float* Aj, const float* Bj, int64
 // Hillis-Steele: in round d every step absorbs the step d before it, from the previous round's
 // values (double buffered), so after log2 T rounds each holds the composition of all steps up
 // to it. n log n work, log n depth; each round is one flat loop over all T * C values.
-void scan_hillis_steele(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
+void scan_hillis_steele(int threads, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
   const int64_t n = T * C;
   auto A0 = uninitialized(n), B0 = uninitialized(n), A1 = uninitialized(n), B1 = uninitialized(n);
   float *As = A0.get(), *Bs = B0.get(), *Ad = A1.get(), *Bd = B1.get();
-  load_pairs(a, b, T, C, h0, As, Bs);
+  load_pairs(threads, a, b, T, C, h0, As, Bs);
   for (int64_t d = 1; d < T; d *= 2) {
     const int64_t off = d * C;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
+    parallel_for(threads, n, [&](int64_t i) {
       if (i >= off) {
         Bd[i] = As[i] * Bs[i - off] + Bs[i];
         Ad[i] = As[i] * As[i - off];
@@ -135,42 +132,40 @@ void scan_hillis_steele(In a, In b, int64_t T, int64_t C, const float* h0, Out o
         Bd[i] = Bs[i];
         Ad[i] = As[i];
       }
-    }
+    });
     std::swap(As, Ad);
     std::swap(Bs, Bd);
   }
-  store_rows(Bs, T, C, out);
+  store_rows(threads, Bs, T, C, out);
 }
 
 // Blelloch's work-efficient scan in its inclusive (Brent-Kung) form, in place: an up-sweep
 // builds the compositions of aligned blocks of 2, 4, 8... steps, a down-sweep hands each block's
 // prefix to the block after it. About 2n compositions, 2 log n rounds; the updates of a round
 // touch distinct steps, so threads split them.
-void scan_blelloch(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
+void scan_blelloch(int threads, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
   const int64_t n = T * C;
   auto A = uninitialized(n), B = uninitialized(n);
-  load_pairs(a, b, T, C, h0, A.get(), B.get());
+  load_pairs(threads, a, b, T, C, h0, A.get(), B.get());
   float *Ap = A.get(), *Bp = B.get();
   int64_t top = 1;
   for (int64_t d = 1; d < T; d *= 2) {
     top = d;
     const int64_t updates = (T - (2 * d - 1) + 2 * d - 1) / (2 * d);  // i = 2d-1, 4d-1, ... < T
-#pragma omp parallel for schedule(static)
-    for (int64_t j = 0; j < updates; ++j) {
+    parallel_for(threads, updates, [&](int64_t j) {
       const int64_t i = (j + 1) * 2 * d - 1;
       absorb(Ap + i * C, Bp + i * C, Ap + (i - d) * C, Bp + (i - d) * C, C);
-    }
+    });
   }
   for (int64_t d = top / 2; d >= 1; d /= 2) {
     if (3 * d - 1 >= T) continue;
     const int64_t updates = (T - (3 * d - 1) + 2 * d - 1) / (2 * d);  // i = 3d-1, 5d-1, ... < T
-#pragma omp parallel for schedule(static)
-    for (int64_t j = 0; j < updates; ++j) {
+    parallel_for(threads, updates, [&](int64_t j) {
       const int64_t i = 3 * d - 1 + j * 2 * d;
       absorb(Ap + i * C, Bp + i * C, Ap + (i - d) * C, Bp + (i - d) * C, C);
-    }
+    });
   }
-  store_rows(Bp, T, C, out);
+  store_rows(threads, Bp, T, C, out);
 }
 
 // Chunks each thread runs in lockstep when there is a single channel.
@@ -215,16 +210,18 @@ void single_channel_lanes(In a, In b, Out out, const int64_t* first, const int64
 // streams its own part of memory. Gates that stay at one make the fix-up run through every chunk
 // after the first (24 bytes per step and channel there). With one channel each thread runs
 // kLanes chunks in lockstep.
-void scan_chunked(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
-  const int64_t nt = num_threads();
-  if (C > 1 && (nt == 1 || T < 8 * nt)) return scan_sequential(a, b, T, C, h0, out);
+void scan_chunked(int nthreads, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
+  const int64_t nt = nthreads;
+  if (C > 1 && (nt == 1 || T < 8 * nt)) return scan_sequential(nthreads, a, b, T, C, h0, out);
   const int64_t chunks = std::min<int64_t>(C == 1 ? nt * kLanes : nt, T);
   const int64_t threads = std::min<int64_t>(nt, chunks);
   std::vector<int64_t> start(static_cast<size_t>(chunks + 1));
   for (int64_t q = 0; q <= chunks; ++q) start[q] = part(T, chunks, q);
   const bool stream = T * C * int64_t{sizeof(float)} >= cpu::kStreamingStoreBytes;
+  const unsigned mode = fp_mode();
 #pragma omp parallel num_threads(threads)
   {
+    FpModeGuard guard(mode);
     const int64_t k = omp_get_thread_num(), kt = omp_get_num_threads();
     const int64_t q0 = part(chunks, kt, k), q1 = part(chunks, kt, k + 1);
     if (C == 1) {
@@ -252,6 +249,7 @@ void scan_chunked(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
   const int64_t fix_threads = std::clamp<int64_t>(C / kChannelsPerThread, 1, threads);
 #pragma omp parallel num_threads(fix_threads)
   {
+    FpModeGuard guard(mode);
     const int64_t k = omp_get_thread_num(), kt = omp_get_num_threads();
     const int64_t c0 = line_split(out[0], C, kt, k), c1 = line_split(out[0], C, kt, k + 1);
     std::vector<float> prod(static_cast<size_t>(c1 - c0));
@@ -263,17 +261,18 @@ void scan_chunked(In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
   }
 }
 
-void scan_rows(ScanAlgo algo, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
+void scan_rows(int threads, ScanAlgo algo, In a, In b, int64_t T, int64_t C, const float* h0,
+               Out out) {
   if (T <= 0 || C <= 0) return;
   switch (algo) {
     case ScanAlgo::sequential:
-      return scan_sequential(a, b, T, C, h0, out);
+      return scan_sequential(threads, a, b, T, C, h0, out);
     case ScanAlgo::hillis_steele:
-      return scan_hillis_steele(a, b, T, C, h0, out);
+      return scan_hillis_steele(threads, a, b, T, C, h0, out);
     case ScanAlgo::blelloch:
-      return scan_blelloch(a, b, T, C, h0, out);
+      return scan_blelloch(threads, a, b, T, C, h0, out);
     case ScanAlgo::chunked:
-      return scan_chunked(a, b, T, C, h0, out);
+      return scan_chunked(threads, a, b, T, C, h0, out);
   }
 }
 
@@ -300,19 +299,21 @@ const char* scan_algo_name(ScanAlgo a) {
   return "?";
 }
 
-void scan_forward(ScanAlgo algo, const float* f, const float* x, int64_t T, int64_t C,
+void scan_forward(Context& ctx, ScanAlgo algo, const float* f, const float* x, int64_t T, int64_t C,
                   const float* h0, float* h) {
-  scan_rows(algo, {f, C}, {x, C}, T, C, h0, {h, C});
+  CallScope scope(ctx);
+  scan_rows(ctx.threads, algo, {f, C}, {x, C}, T, C, h0, {h, C});
 }
 
-void scan_backward(ScanAlgo algo, const float* f, const float* h, const float* dh, int64_t T,
-                   int64_t C, const float* h0, float* dx, float* df, float* dh0) {
+void scan_backward(Context& ctx, ScanAlgo algo, const float* f, const float* h, const float* dh,
+                   int64_t T, int64_t C, const float* h0, float* dx, float* df, float* dh0) {
   if (T <= 0 || C <= 0) return;
+  CallScope scope(ctx);
   // Reversed step s is forward step T-1-s; its gate is f[T-s]. Step 0 has no predecessor, so
   // its gate (f[T], past the end) is never read.
-  scan_rows(algo, {f + T * C, -C}, {dh + (T - 1) * C, -C}, T, C, nullptr, {dx + (T - 1) * C, -C});
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < T; ++t) {
+  scan_rows(ctx.threads, algo, {f + T * C, -C}, {dh + (T - 1) * C, -C}, T, C, nullptr,
+            {dx + (T - 1) * C, -C});
+  parallel_for(ctx, T, [&](int64_t t) {
     const float* g = dx + t * C;
     float* d = df + t * C;
     const float* prev = t > 0 ? h + (t - 1) * C : h0;
@@ -320,7 +321,7 @@ void scan_backward(ScanAlgo algo, const float* f, const float* h, const float* d
       for (int64_t c = 0; c < C; ++c) d[c] = g[c] * prev[c];
     else
       std::fill_n(d, C, 0.0f);
-  }
+  });
   if (dh0)
     for (int64_t c = 0; c < C; ++c) dh0[c] = f[c] * dx[c];
 }

@@ -10,11 +10,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/parallel.h"
 #include "cpu/cmm_kernels.h"
 #include "cpu/grouping.h"
 #include "cpu/streaming.h"
 #include "cpu/vec.h"
-#include "fff/cpu/gemm.h"
 
 namespace fff {
 
@@ -31,7 +31,8 @@ struct Routes {
   std::vector<int32_t> order, bucket_start;  // rows by node at the level where threads split
 };
 
-// Per-thread working state of the batched path, reused across calls.
+// Per-thread working state of the batched path, kept in the context's workspace (one slot per
+// thread) and reused across calls.
 struct Scratch {
   int32_t* node = nullptr;  // the call's Routes
   float* act = nullptr;
@@ -372,20 +373,23 @@ void infer_thread(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t 
 
 }  // namespace
 
-void neuron_fff_infer_batched(const NeuronFFF& m, const float* x, int64_t B, float* y,
+void neuron_fff_infer_batched(Context& ctx, const NeuronFFF& m, const float* x, int64_t B, float* y,
                               const CmmOptions& opt, const NeuronFFFHalf* half) {
   if (B <= 0) return;
+  CallScope scope(ctx);
   // A thread per 64 rows at most: fewer are not worth a thread.
-  const int threads = static_cast<int>(std::clamp<int64_t>(B / 64, 1, num_threads()));
-  // The calling thread's, shared with its workers: the reference is taken here, where a
-  // thread_local names this thread's instance, not each worker's own.
-  static thread_local Routes own_routes;
-  Routes& routes = own_routes;
+  const int threads = static_cast<int>(std::clamp<int64_t>(B / 64, 1, ctx.threads));
+  // Shared by the call's threads; each thread has its own Scratch slot, made here beforehand.
+  Routes& routes = ctx.workspace.get<Routes>();
   routes.node.resize(B);
   routes.act.resize(B * (m.cfg.depth + 1));
+  ctx.workspace.reserve<Scratch>(static_cast<size_t>(threads));
+  Workspace& ws = ctx.workspace;
+  const unsigned mode = fp_mode();
 #pragma omp parallel num_threads(threads)
   {
-    static thread_local Scratch sc;
+    FpModeGuard guard(mode);
+    Scratch& sc = ws.get<Scratch>(static_cast<size_t>(omp_get_thread_num()));
     if (half)
       infer_thread(m, weight_rows(*half), x, B, y, opt, routes, sc);
     else
@@ -396,11 +400,14 @@ void neuron_fff_infer_batched(const NeuronFFF& m, const float* x, int64_t B, flo
 namespace {
 
 template <class W>
-void infer_rowwise(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t B, float* y) {
+void infer_rowwise(int threads, const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t B,
+                   float* y) {
   const auto& c = m.cfg;
   const int64_t per_tree = c.nodes_per_tree(), D1 = c.depth + 1;
-#pragma omp parallel if (B > 1)
+  const unsigned mode = fp_mode();
+#pragma omp parallel num_threads(threads) if (threads > 1 && B > 1)
   {
+    FpModeGuard guard(mode);
     std::vector<float> a(D1);
     std::vector<const W*> path(D1);
 #pragma omp for schedule(static)
@@ -427,20 +434,21 @@ void infer_rowwise(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t
 
 }  // namespace
 
-void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, float* y,
+void neuron_fff_infer_rowwise(Context& ctx, const NeuronFFF& m, const float* x, int64_t B, float* y,
                               const NeuronFFFHalf* half) {
+  CallScope scope(ctx);
   if (half)
-    infer_rowwise(m, weight_rows(*half), x, B, y);
+    infer_rowwise(ctx.threads, m, weight_rows(*half), x, B, y);
   else
-    infer_rowwise(m, weight_rows(m), x, B, y);
+    infer_rowwise(ctx.threads, m, weight_rows(m), x, B, y);
 }
 
-void neuron_fff_infer(const NeuronFFF& m, const float* x, int64_t B, float* y,
+void neuron_fff_infer(Context& ctx, const NeuronFFF& m, const float* x, int64_t B, float* y,
                       const NeuronFFFHalf* half) {
   if (B < kCmmBatchedFrom)
-    neuron_fff_infer_rowwise(m, x, B, y, half);
+    neuron_fff_infer_rowwise(ctx, m, x, B, y, half);
   else
-    neuron_fff_infer_batched(m, x, B, y, {}, half);
+    neuron_fff_infer_batched(ctx, m, x, B, y, {}, half);
 }
 
 NeuronFFFHalf make_half_weights(const NeuronFFF& m) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/parallel.h"
 #include "cpu/elementwise_kernels.h"
 #include "fff/core/common.h"
 
@@ -55,7 +56,7 @@ float activate_grad(Activation a, float z) {
   return 1.0f;
 }
 
-void activation_forward(Activation act, const float* z, float* a, int64_t n) {
+void activation_forward(Context& ctx, Activation act, const float* z, float* a, int64_t n) {
   switch (act) {
     case Activation::relu:
       for (int64_t i = 0; i < n; ++i) a[i] = z[i] > 0.0f ? z[i] : 0.0f;
@@ -67,11 +68,11 @@ void activation_forward(Activation act, const float* z, float* a, int64_t n) {
       {
         constexpr int64_t kChunk = 16384;
         const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (chunks > 1)
-        for (int64_t c = 0; c < chunks; ++c) {
+        CallScope scope(ctx);
+        parallel_for(ctx, chunks, [&](int64_t c) {
           const int64_t lo = c * kChunk;
           cpu::gelu(z + lo, a + lo, std::min(kChunk, n - lo));
-        }
+        });
       }
       return;
     case Activation::identity:

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/parallel.h"
 #include "cpu/elementwise_kernels.h"
 #include "fff/core/common.h"
 #include "fff/cpu/gemm.h"
@@ -26,13 +27,17 @@ void attention_key_bias(const uint8_t* mask, int64_t n, float* bias) {
   for (int64_t i = 0; i < n; ++i) bias[i] = mask[i] ? 0.0f : -10000.0f;
 }
 
-void self_attention(const AttentionShape& s, const float* qkv, const float* key_bias, float* ctx) {
+void self_attention(Context& ctx, const AttentionShape& s, const float* qkv, const float* key_bias,
+                    float* out) {
   check_shape(s);
+  CallScope scope(ctx);
   const int64_t S = s.seq, hd = s.head_dim, H = s.width(), ld_qkv = 3 * H;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t pairs = s.batch * s.heads;
-#pragma omp parallel
+  const unsigned mode = fp_mode();
+#pragma omp parallel num_threads(ctx.threads) if (ctx.threads > 1)
   {
+    FpModeGuard guard(mode);
     std::vector<float> scores(static_cast<size_t>(S * S));
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < pairs; ++p) {
@@ -40,17 +45,17 @@ void self_attention(const AttentionShape& s, const float* qkv, const float* key_
       const float* q = qkv + b * S * ld_qkv + h * 3 * hd;
       const float* k = q + hd;
       const float* v = q + 2 * hd;
-      gemm(false, true, S, S, hd, scale, q, ld_qkv, k, ld_qkv, 0.0f, scores.data(), S);
+      gemm(ctx, false, true, S, S, hd, scale, q, ld_qkv, k, ld_qkv, 0.0f, scores.data(), S);
       const float* bias = key_bias ? key_bias + b * S : nullptr;
       for (int64_t i = 0; i < S; ++i) cpu::softmax_inplace(scores.data() + i * S, bias, S);
-      gemm(false, false, S, hd, S, 1.0f, scores.data(), S, v, ld_qkv, 0.0f,
-           ctx + b * S * H + h * hd, H);
+      gemm(ctx, false, false, S, hd, S, 1.0f, scores.data(), S, v, ld_qkv, 0.0f,
+           out + b * S * H + h * hd, H);
     }
   }
 }
 
 void self_attention_reference(const AttentionShape& s, const float* qkv, const float* key_bias,
-                              float* ctx) {
+                              float* out) {
   check_shape(s);
   const int64_t S = s.seq, hd = s.head_dim, H = s.width(), ld_qkv = 3 * H;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
@@ -73,7 +78,7 @@ void self_attention_reference(const AttentionShape& s, const float* qkv, const f
           double acc = 0.0;
           for (int64_t j = 0; j < S; ++j)
             acc += p[j] / sum * qkv[(b * S + j) * ld_qkv + h * 3 * hd + 2 * hd + c];
-          ctx[(b * S + i) * H + h * hd + c] = static_cast<float>(acc);
+          out[(b * S + i) * H + h * hd + c] = static_cast<float>(acc);
         }
       }
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/parallel.h"
 #include "fff/layers/linear.h"
 
 namespace fff {
@@ -20,10 +21,9 @@ float hard_sigmoid(float v) {
 
 // Row (t, b) of the unfolded input: x[t], x[t-1], ..., x[t-k+1] for batch item b, with the
 // history (k - 1 rows, oldest first) or zeros before t = 0.
-void unfold(const float* x, int64_t T, int64_t B, int64_t in, int64_t k, const float* history,
-            float* xu) {
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < T; ++t)
+void unfold(const Context& ctx, const float* x, int64_t T, int64_t B, int64_t in, int64_t k,
+            const float* history, float* xu) {
+  parallel_for(ctx, T, [&](int64_t t) {
     for (int64_t b = 0; b < B; ++b) {
       float* row = xu + (t * B + b) * k * in;
       for (int64_t j = 0; j < k; ++j) {
@@ -37,6 +37,7 @@ void unfold(const float* x, int64_t T, int64_t B, int64_t in, int64_t k, const f
           std::fill_n(row + j * in, in, 0.0f);
       }
     }
+  });
 }
 
 }  // namespace
@@ -51,81 +52,80 @@ Qrnn make_qrnn(const QrnnConfig& cfg, Rng& rng) {
   return m;
 }
 
-void qrnn_forward(const Qrnn& m, const float* x, int64_t T, int64_t B, const float* history,
-                  const float* h0, float* y, QrnnContext& ctx) {
+void qrnn_forward(Context& ctx, const Qrnn& m, const float* x, int64_t T, int64_t B,
+                  const float* history, const float* h0, float* y, QrnnContext& cache) {
+  CallScope scope(ctx);
   const auto& c = m.cfg;
   const int64_t C = c.channels, G = c.gates(), N = T * B, K = c.window * c.in;
-  ctx.xu.ensure_shape({N, K});
-  ctx.z.ensure_shape({T, B, C});
-  ctx.f.ensure_shape({T, B, C});
-  ctx.h.ensure_shape({T, B, C});
-  ctx.fpre.ensure_shape({T, B, C});
-  if (c.output_gate) ctx.o.ensure_shape({T, B, C});
-  unfold(x, T, B, c.in, c.window, history, ctx.xu.ptr());
+  cache.xu.ensure_shape({N, K});
+  cache.z.ensure_shape({T, B, C});
+  cache.f.ensure_shape({T, B, C});
+  cache.h.ensure_shape({T, B, C});
+  cache.fpre.ensure_shape({T, B, C});
+  if (c.output_gate) cache.o.ensure_shape({T, B, C});
+  unfold(ctx, x, T, B, c.in, c.window, history, cache.xu.ptr());
   Tensor pre({N, G * C});
-  linear_forward(ctx.xu.ptr(), N, K, G * C, m.w.value.ptr(), m.b.value.ptr(), pre.ptr());
+  linear_forward(ctx, cache.xu.ptr(), N, K, G * C, m.w.value.ptr(), m.b.value.ptr(), pre.ptr());
   Tensor xs({T, B, C});  // the recurrence's input (1 - f) z
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < N; ++r) {
+  parallel_for(ctx, N, [&](int64_t r) {
     const float* p = pre.row(r);
     for (int64_t j = 0; j < C; ++j) {
       const int64_t i = r * C + j;
       const float z = std::tanh(p[j]), fp = p[C + j];
       const float f = c.hard_sigmoid ? hard_sigmoid(fp) : sigmoid(fp);
-      ctx.z.data[i] = z;
-      ctx.f.data[i] = f;
-      ctx.fpre.data[i] = fp;
+      cache.z.data[i] = z;
+      cache.f.data[i] = f;
+      cache.fpre.data[i] = fp;
       xs.data[i] = (1.0f - f) * z;
-      if (c.output_gate) ctx.o.data[i] = sigmoid(p[2 * C + j]);
+      if (c.output_gate) cache.o.data[i] = sigmoid(p[2 * C + j]);
     }
-  }
-  scan_forward(c.scan, ctx.f.ptr(), xs.ptr(), T, B * C, h0, ctx.h.ptr());
+  });
+  scan_forward(ctx, c.scan, cache.f.ptr(), xs.ptr(), T, B * C, h0, cache.h.ptr());
   if (c.output_gate) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N * C; ++i) y[i] = ctx.o.data[i] * ctx.h.data[i];
+    parallel_for(ctx, N * C, [&](int64_t i) { y[i] = cache.o.data[i] * cache.h.data[i]; });
   } else {
-    std::copy(ctx.h.data.begin(), ctx.h.data.end(), y);
+    std::copy(cache.h.data.begin(), cache.h.data.end(), y);
   }
 }
 
-void qrnn_backward(Qrnn& m, const float* dy, int64_t T, int64_t B, const float* h0,
-                   const QrnnContext& ctx, float* dx, float* dh0) {
+void qrnn_backward(Context& ctx, Qrnn& m, const float* dy, int64_t T, int64_t B, const float* h0,
+                   const QrnnContext& cache, float* dx, float* dh0) {
+  CallScope scope(ctx);
   const auto& c = m.cfg;
   const int64_t C = c.channels, G = c.gates(), N = T * B, K = c.window * c.in;
   Tensor dh({T, B, C}), g({T, B, C}), dfs({T, B, C}), dpre({N, G * C});
   // Through the output gate: y = o h.
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N * C; ++i) dh.data[i] = c.output_gate ? dy[i] * ctx.o.data[i] : dy[i];
+  parallel_for(ctx, N * C,
+               [&](int64_t i) { dh.data[i] = c.output_gate ? dy[i] * cache.o.data[i] : dy[i]; });
   // Through the recurrence: g = dL/d(input of step t), dfs = dL/df from the recurrence.
-  scan_backward(c.scan, ctx.f.ptr(), ctx.h.ptr(), dh.ptr(), T, B * C, h0, g.ptr(), dfs.ptr(), dh0);
+  scan_backward(ctx, c.scan, cache.f.ptr(), cache.h.ptr(), dh.ptr(), T, B * C, h0, g.ptr(),
+                dfs.ptr(), dh0);
   // Through x_t = (1 - f) z and the activations.
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < N; ++r) {
+  parallel_for(ctx, N, [&](int64_t r) {
     float* dp = dpre.row(r);
     for (int64_t j = 0; j < C; ++j) {
       const int64_t i = r * C + j;
-      const float z = ctx.z.data[i], f = ctx.f.data[i], gi = g.data[i];
+      const float z = cache.z.data[i], f = cache.f.data[i], gi = g.data[i];
       const float dz = gi * (1.0f - f), df = dfs.data[i] - gi * z;
       dp[j] = dz * (1.0f - z * z);
-      const float fp = ctx.fpre.data[i];
+      const float fp = cache.fpre.data[i];
       const float dfdpre =
           c.hard_sigmoid ? (fp > -3.0f && fp < 3.0f ? 1.0f / 6.0f : 0.0f) : f * (1.0f - f);
       dp[C + j] = df * dfdpre;
       if (c.output_gate) {
-        const float o = ctx.o.data[i];
-        dp[2 * C + j] = dy[i] * ctx.h.data[i] * o * (1.0f - o);
+        const float o = cache.o.data[i];
+        dp[2 * C + j] = dy[i] * cache.h.data[i] * o * (1.0f - o);
       }
     }
-  }
+  });
   Tensor dxu;
   if (dx) dxu = Tensor({N, K});
-  linear_backward(ctx.xu.ptr(), dpre.ptr(), N, K, G * C, m.w.value.ptr(), dx ? dxu.ptr() : nullptr,
-                  m.w.grad.ptr(), m.b.grad.ptr());
+  linear_backward(ctx, cache.xu.ptr(), dpre.ptr(), N, K, G * C, m.w.value.ptr(),
+                  dx ? dxu.ptr() : nullptr, m.w.grad.ptr(), m.b.grad.ptr());
   if (!dx) return;
   // Fold the unfolded gradient back: x[s] fed step s + j through slot j.
   const int64_t in = c.in;
-#pragma omp parallel for schedule(static)
-  for (int64_t s = 0; s < T; ++s)
+  parallel_for(ctx, T, [&](int64_t s) {
     for (int64_t b = 0; b < B; ++b) {
       float* d = dx + (s * B + b) * in;
       std::fill_n(d, in, 0.0f);
@@ -134,6 +134,7 @@ void qrnn_backward(Qrnn& m, const float* dy, int64_t T, int64_t B, const float* 
         for (int64_t e = 0; e < in; ++e) d[e] += src[e];
       }
     }
+  });
 }
 
 void qrnn_forward_reference(const Qrnn& m, const float* x, int64_t T, int64_t B,

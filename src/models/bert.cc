@@ -8,6 +8,7 @@
 #include <map>
 #include <utility>
 
+#include "core/parallel.h"
 #include "fff/cpu/gemm.h"
 #include "fff/engine/cmm.h"
 #include "fff/io/safetensors.h"
@@ -275,8 +276,18 @@ void bert_use_half_fff(BertModel& m) {
   }
 }
 
-void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, int64_t B, int64_t S,
-                 float* hidden, BertTimings* timings) {
+namespace {
+
+// The encoder's activations, kept in the context's workspace across calls: no allocation or
+// zeroing per encode.
+struct EncodeBuffers {
+  Tensor normed, qkv, attn, key_bias, ff_hidden;
+};
+
+}  // namespace
+
+void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uint8_t* mask,
+                 int64_t B, int64_t S, float* hidden, BertTimings* timings) {
   const BertConfig& c = m.cfg;
   const int64_t H = c.hidden, N = B * S;
   if (B < 0 || S < 0) throw Error("bert_encode: negative batch or sequence length");
@@ -287,6 +298,7 @@ void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, in
     if (ids[r] < 0 || ids[r] >= c.vocab)
       throw Error("token id " + std::to_string(ids[r]) + " is outside the vocabulary [0, " +
                   std::to_string(c.vocab) + ")");
+  CallScope scope(ctx);
   BertTimings t;
   double mark = now_seconds();
   auto lap = [&](double& slot) {
@@ -296,68 +308,63 @@ void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, in
   };
 
   // Embeddings, normalised into the residual stream.
-  // Activations live in buffers of the calling thread, kept across calls: no allocation or zeroing
-  // per encode. The references are taken here, so that OpenMP workers use this thread's buffers.
-  struct Buffers {
-    Tensor normed, qkv, ctx, key_bias, ff_hidden;
-  };
-  static thread_local Buffers buffers;
-  Tensor &normed = buffers.normed, &qkv = buffers.qkv, &ctx = buffers.ctx,
+  EncodeBuffers& buffers = ctx.workspace.get<EncodeBuffers>();
+  Tensor &normed = buffers.normed, &qkv = buffers.qkv, &attn = buffers.attn,
          &key_bias = buffers.key_bias, &ff_hidden = buffers.ff_hidden;
   normed.reshape({N, H});
   qkv.reshape({N, 3 * H});
-  ctx.reshape({N, H});
+  attn.reshape({N, H});
   key_bias.reshape({N});
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < N; ++r) {
+  parallel_for(ctx, N, [&](int64_t r) {
     const float* w = m.word.row(ids[r]);
     const float scale = m.pos_scale.data[0];
     const float* p = m.positions.row(r % S);
     float* e = normed.row(r);
     for (int64_t j = 0; j < H; ++j) e[j] = w[j] + scale * p[j];
-  }
-  layer_norm_infer(m.embed_norm, normed.ptr(), N, hidden);
+  });
+  layer_norm_infer(ctx, m.embed_norm, normed.ptr(), N, hidden);
   if (mask) attention_key_bias(mask, N, key_bias.ptr());
   lap(t.embed);
 
   const AttentionShape shape{B, S, c.heads, c.head_dim()};
   if (c.ff == BertFF::dense) ff_hidden.reshape({N, c.ff_width});
   for (const BertLayer& L : m.layers) {
-    layer_norm_infer(L.norm1, hidden, N, normed.ptr());
+    layer_norm_infer(ctx, L.norm1, hidden, N, normed.ptr());
     lap(t.other);
-    gemm_inference(false, true, N, 3 * H, H, 1.0f, normed.ptr(), H, L.qkv.ptr(), H, 0.0f, qkv.ptr(),
-                   3 * H);
-    self_attention(shape, qkv.ptr(), mask ? key_bias.ptr() : nullptr, ctx.ptr());
-    // x += ctx Wo^T: the residual add rides on the product (beta = 1).
-    gemm_inference(false, true, N, H, H, 1.0f, ctx.ptr(), H, L.out.ptr(), H, 1.0f, hidden, H);
+    gemm_inference(ctx, false, true, N, 3 * H, H, 1.0f, normed.ptr(), H, L.qkv.ptr(), H, 0.0f,
+                   qkv.ptr(), 3 * H);
+    self_attention(ctx, shape, qkv.ptr(), mask ? key_bias.ptr() : nullptr, attn.ptr());
+    // x += attn Wo^T: the residual add rides on the product (beta = 1).
+    gemm_inference(ctx, false, true, N, H, H, 1.0f, attn.ptr(), H, L.out.ptr(), H, 1.0f, hidden, H);
     lap(t.attention);
-    layer_norm_infer(L.norm2, hidden, N, normed.ptr());
+    layer_norm_infer(ctx, L.norm2, hidden, N, normed.ptr());
     lap(t.other);
     if (c.ff == BertFF::dense) {
       const int64_t I = c.ff_width;
-      gemm_inference(false, true, N, I, H, 1.0f, normed.ptr(), H, L.ff_w1.ptr(), H, 0.0f,
+      gemm_inference(ctx, false, true, N, I, H, 1.0f, normed.ptr(), H, L.ff_w1.ptr(), H, 0.0f,
                      ff_hidden.ptr(), I);
-      activation_forward(Activation::gelu, ff_hidden.ptr(), ff_hidden.ptr(), N * I);
-      gemm_inference(false, true, N, H, I, 1.0f, ff_hidden.ptr(), I, L.ff_w2.ptr(), I, 1.0f, hidden,
-                     H);
+      activation_forward(ctx, Activation::gelu, ff_hidden.ptr(), ff_hidden.ptr(), N * I);
+      gemm_inference(ctx, false, true, N, H, I, 1.0f, ff_hidden.ptr(), I, L.ff_w2.ptr(), I, 1.0f,
+                     hidden, H);
       lap(t.ff);
     } else {
-      neuron_fff_infer(L.fff, normed.ptr(), N, ctx.ptr(),
+      neuron_fff_infer(ctx, L.fff, normed.ptr(), N, attn.ptr(),
                        L.fff_half.w1.empty() ? nullptr : &L.fff_half);
       lap(t.ff);
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < N * H; ++i) hidden[i] += ctx.ptr()[i];
+      const float* f = attn.ptr();
+      parallel_for(ctx, N * H, [&](int64_t i) { hidden[i] += f[i]; });
       lap(t.other);
     }
   }
-  layer_norm_infer(m.final_norm, hidden, N, hidden);
+  layer_norm_infer(ctx, m.final_norm, hidden, N, hidden);
   lap(t.other);
   if (timings) *timings = t;
 }
 
-void bert_mlm_logits(const BertModel& m, const float* hidden_rows, int64_t N, float* logits) {
+void bert_mlm_logits(Context& ctx, const BertModel& m, const float* hidden_rows, int64_t N,
+                     float* logits) {
   const int64_t H = m.cfg.hidden, V = m.cfg.vocab;
-  gemm_inference(false, true, N, V, H, 1.0f, hidden_rows, H, m.word.ptr(), H, 0.0f, logits, V);
+  gemm_inference(ctx, false, true, N, V, H, 1.0f, hidden_rows, H, m.word.ptr(), H, 0.0f, logits, V);
 }
 
 void bert_mean_pool(const float* hidden, const uint8_t* mask, int64_t B, int64_t S, int64_t H,

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/parallel.h"
 #include "fff/engine/cmm.h"
 #include "fff/layers/linear.h"
 
@@ -93,29 +94,30 @@ void add_into(float* y, const float* x, int64_t n) {
 
 }  // namespace
 
-double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmState& state,
-                  bool train, float* logits, LmContext& ctx, bool hardened) {
+double lm_forward(Context& ctx, LmModel& m, const int32_t* tokens, int64_t T, int64_t B,
+                  LmState& state, bool train, float* logits, LmContext& cache, bool hardened) {
+  CallScope scope(ctx);
   const auto& c = m.cfg;
   const int64_t d = c.dim, N = T * B, k = c.window;
   if (state.batch != B || state.h.size() != m.blocks.size()) state.reset(m, B);
-  ctx.T = T;
-  ctx.B = B;
-  ctx.blocks.resize(m.blocks.size());
+  cache.T = T;
+  cache.B = B;
+  cache.blocks.resize(m.blocks.size());
   Tensor x({N, d});
   embedding_forward(m.embed, tokens, N, x.ptr());
   double entropy = 0.0;
   Rng no_leak(0);  // the language model trains without region leak: never drawn from
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     LmBlock& b = m.blocks[l];
-    LmBlockContext& bc = ctx.blocks[l];
+    LmBlockContext& bc = cache.blocks[l];
     bc.u1.ensure_shape({N, d});
     bc.q.ensure_shape({N, d});
     bc.u2.ensure_shape({N, d});
     bc.f.ensure_shape({N, d});
-    layer_norm_forward(b.ln1, x.ptr(), N, bc.u1.ptr(), bc.ln1);
+    layer_norm_forward(ctx, b.ln1, x.ptr(), N, bc.u1.ptr(), bc.ln1);
     bc.h0 = state.h[l];
     bc.history = state.history[l];
-    qrnn_forward(b.qrnn, bc.u1.ptr(), T, B, k > 1 ? bc.history.ptr() : nullptr, bc.h0.ptr(),
+    qrnn_forward(ctx, b.qrnn, bc.u1.ptr(), T, B, k > 1 ? bc.history.ptr() : nullptr, bc.h0.ptr(),
                  bc.q.ptr(), bc.qrnn);
     // Carry the state: the last step's h and the last k - 1 QRNN inputs.
     std::copy(bc.qrnn.h.data.end() - B * d, bc.qrnn.h.data.end(), state.h[l].data.begin());
@@ -127,46 +129,48 @@ double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmSta
       std::copy_n(row, B * d, state.history[l].ptr() + r * B * d);
     }
     add_into(x.ptr(), bc.q.ptr(), N * d);
-    layer_norm_forward(b.ln2, x.ptr(), N, bc.u2.ptr(), bc.ln2);
+    layer_norm_forward(ctx, b.ln2, x.ptr(), N, bc.u2.ptr(), bc.ln2);
     if (train) {
       if (!bc.ff) bc.ff = b.ff->make_cache();
-      entropy += b.ff->forward_train(bc.u2.ptr(), N, bc.f.ptr(), {hardened, 0.0f}, no_leak, *bc.ff);
+      entropy += b.ff->forward_train(ctx, bc.u2.ptr(), N, bc.f.ptr(), {hardened, 0.0f}, no_leak,
+                                     *bc.ff);
     } else {
-      if (!bc.ff_prepared) b.ff->prepare_inference();  // once per context: one set of weights
+      if (!bc.ff_prepared) b.ff->prepare_inference();  // once per cache: one set of weights
       bc.ff_prepared = true;
-      b.ff->infer(bc.u2.ptr(), N, bc.f.ptr(), nullptr);
+      b.ff->infer(ctx, bc.u2.ptr(), N, bc.f.ptr(), nullptr);
     }
     add_into(x.ptr(), bc.f.ptr(), N * d);
   }
-  ctx.u_out.ensure_shape({N, d});
-  layer_norm_forward(m.ln_out, x.ptr(), N, ctx.u_out.ptr(), ctx.ln_out);
-  linear_forward(ctx.u_out.ptr(), N, d, LmConfig::kVocab, m.out_w.value.ptr(), m.out_b.value.ptr(),
-                 logits);
+  cache.u_out.ensure_shape({N, d});
+  layer_norm_forward(ctx, m.ln_out, x.ptr(), N, cache.u_out.ptr(), cache.ln_out);
+  linear_forward(ctx, cache.u_out.ptr(), N, d, LmConfig::kVocab, m.out_w.value.ptr(),
+                 m.out_b.value.ptr(), logits);
   return m.blocks.empty() ? 0.0 : entropy / static_cast<double>(m.blocks.size());
 }
 
-void lm_backward(LmModel& m, const int32_t* tokens, const float* dlogits, float hardening,
-                 LmContext& ctx) {
+void lm_backward(Context& ctx, LmModel& m, const int32_t* tokens, const float* dlogits,
+                 float hardening, LmContext& cache) {
+  CallScope scope(ctx);
   const auto& c = m.cfg;
-  const int64_t d = c.dim, T = ctx.T, B = ctx.B, N = T * B;
+  const int64_t d = c.dim, T = cache.T, B = cache.B, N = T * B;
   Tensor du({N, d}), dx({N, d}), dtmp({N, d});
-  linear_backward(ctx.u_out.ptr(), dlogits, N, d, LmConfig::kVocab, m.out_w.value.ptr(), du.ptr(),
-                  m.out_w.grad.ptr(), m.out_b.grad.ptr());
-  layer_norm_backward(m.ln_out, du.ptr(), N, ctx.ln_out, dx.ptr());
+  linear_backward(ctx, cache.u_out.ptr(), dlogits, N, d, LmConfig::kVocab, m.out_w.value.ptr(),
+                  du.ptr(), m.out_w.grad.ptr(), m.out_b.grad.ptr());
+  layer_norm_backward(ctx, m.ln_out, du.ptr(), N, cache.ln_out, dx.ptr());
   // The hardening weight reaches only leaf FFF blocks (the others have no node entropy).
   const float leaf_hardening =
       m.blocks.empty() ? 0.0f : hardening / static_cast<float>(m.blocks.size());
   for (size_t l = m.blocks.size(); l-- > 0;) {
     LmBlock& b = m.blocks[l];
-    LmBlockContext& bc = ctx.blocks[l];
+    LmBlockContext& bc = cache.blocks[l];
     // x_out = x_mid + ff(ln2(x_mid))
-    if (!bc.ff) throw Error("lm_backward: the context holds no training forward");
-    b.ff->backward(bc.u2.ptr(), N, dx.ptr(), leaf_hardening, *bc.ff, du.ptr());
-    layer_norm_backward(b.ln2, du.ptr(), N, bc.ln2, dtmp.ptr());
+    if (!bc.ff) throw Error("lm_backward: the cache holds no training forward");
+    b.ff->backward(ctx, bc.u2.ptr(), N, dx.ptr(), leaf_hardening, *bc.ff, du.ptr());
+    layer_norm_backward(ctx, b.ln2, du.ptr(), N, bc.ln2, dtmp.ptr());
     add_into(dx.ptr(), dtmp.ptr(), N * d);
     // x_mid = x_in + qrnn(ln1(x_in)); the carried state is a constant (truncated BPTT).
-    qrnn_backward(b.qrnn, dx.ptr(), T, B, bc.h0.ptr(), bc.qrnn, du.ptr(), nullptr);
-    layer_norm_backward(b.ln1, du.ptr(), N, bc.ln1, dtmp.ptr());
+    qrnn_backward(ctx, b.qrnn, dx.ptr(), T, B, bc.h0.ptr(), bc.qrnn, du.ptr(), nullptr);
+    layer_norm_backward(ctx, b.ln1, du.ptr(), N, bc.ln1, dtmp.ptr());
     add_into(dx.ptr(), dtmp.ptr(), N * d);
   }
   embedding_backward(m.embed, tokens, N, dx.ptr());

@@ -10,7 +10,7 @@
 #include <iterator>
 #include <map>
 
-#include "fff/cpu/gemm.h"
+#include "core/parallel.h"
 #include "fff/io/safetensors.h"
 #include "fff/layers/loss.h"
 
@@ -97,12 +97,14 @@ LmTrainer::LmTrainer(LmModel m, const LmTrainOptions& o)
       opt({OptimizerKind::adam, o.lr, 0.0f, 0.9f, 0.999f, 1e-8f}, model.params()),
       options(o) {}
 
-double evaluate_bpc(LmModel& m, const std::vector<int32_t>& text, int64_t streams, int64_t seq) {
+double evaluate_bpc(Context& ctx, LmModel& m, const std::vector<int32_t>& text, int64_t streams,
+                    int64_t seq) {
+  CallScope scope(ctx);
   streams = std::max<int64_t>(1, std::min<int64_t>(streams, static_cast<int64_t>(text.size()) / 2));
   const int64_t len = (static_cast<int64_t>(text.size()) - 1) / streams;
   if (len < 1) throw Error("evaluation text too short");
   LmState state;
-  LmContext ctx;
+  LmContext cache;
   std::vector<int32_t> in, target;
   std::vector<float> logits;
   double total = 0.0;
@@ -111,7 +113,7 @@ double evaluate_bpc(LmModel& m, const std::vector<int32_t>& text, int64_t stream
     const int64_t T = std::min(seq, len - start);
     segment(text, streams, start, T, in, target);
     logits.resize(static_cast<size_t>(T * streams * LmConfig::kVocab));
-    lm_forward(m, in.data(), T, streams, state, false, logits.data(), ctx);
+    lm_forward(ctx, m, in.data(), T, streams, state, false, logits.data(), cache);
     total += softmax_cross_entropy(logits.data(), target.data(), T * streams, LmConfig::kVocab,
                                    nullptr, nullptr) *
              static_cast<double>(T * streams);
@@ -120,7 +122,7 @@ double evaluate_bpc(LmModel& m, const std::vector<int32_t>& text, int64_t stream
   return total / static_cast<double>(count) / kLn2;
 }
 
-LmTrainResult train_lm(LmTrainer& tr, const TextSplit& text,
+LmTrainResult train_lm(Context& ctx, LmTrainer& tr, const TextSplit& text,
                        const std::function<void(const LmProgress&)>& on_progress) {
   const auto& o = tr.options;
   const int64_t T = o.seq, B = o.batch;
@@ -128,8 +130,8 @@ LmTrainResult train_lm(LmTrainer& tr, const TextSplit& text,
   if (per_stream < 1)
     throw Error("training text too short for LmTrainOptions.batch = " + std::to_string(B) +
                 " streams of LmTrainOptions.seq = " + std::to_string(T) + " bytes");
-  flush_subnormals();
-  LmContext ctx;
+  CallScope scope(ctx);  // one setup for the whole run (optimizer steps included)
+  LmContext cache;
   std::vector<int32_t> in, target;
   std::vector<float> logits(static_cast<size_t>(T * B * LmConfig::kVocab)), dlogits(logits.size());
   LmTrainResult r;
@@ -143,7 +145,7 @@ LmTrainResult train_lm(LmTrainer& tr, const TextSplit& text,
     segment(text.train, B, j * T, T, in, target);
     const bool hardened =
         static_cast<double>(tr.step) >= o.harden_after * static_cast<double>(o.steps);
-    lm_forward(tr.model, in.data(), T, B, tr.state, true, logits.data(), ctx, hardened);
+    lm_forward(ctx, tr.model, in.data(), T, B, tr.state, true, logits.data(), cache, hardened);
     const double loss = softmax_cross_entropy(logits.data(), target.data(), T * B, LmConfig::kVocab,
                                               dlogits.data(), nullptr);
     if (!std::isfinite(loss)) {
@@ -153,7 +155,7 @@ LmTrainResult train_lm(LmTrainer& tr, const TextSplit& text,
                   std::to_string(loss) +
                   "); try a smaller learning rate than LmTrainOptions.lr = " + lr);
     }
-    lm_backward(tr.model, in.data(), dlogits.data(), o.hardening, ctx);
+    lm_backward(ctx, tr.model, in.data(), dlogits.data(), o.hardening, cache);
     tr.opt.step();
     ++tr.step;
     bpc_sum += loss / kLn2;
@@ -165,7 +167,7 @@ LmTrainResult train_lm(LmTrainer& tr, const TextSplit& text,
     p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (last || (o.eval_every > 0 && tr.step % o.eval_every == 0)) {
       tr.opt.flush();
-      p.val_bpc = evaluate_bpc(tr.model, text.val);
+      p.val_bpc = evaluate_bpc(ctx, tr.model, text.val);
       if (tr.best_val_bpc == 0.0 || p.val_bpc < tr.best_val_bpc) tr.best_val_bpc = p.val_bpc;
       r.val_bpc = p.val_bpc;
     }
@@ -182,7 +184,7 @@ LmTrainResult train_lm(LmTrainer& tr, const TextSplit& text,
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.tokens_per_second =
       r.seconds > 0.0 ? static_cast<double>((tr.step - first_step) * T * B) / r.seconds : 0.0;
-  if (r.val_bpc == 0.0 && tr.step > 0) r.val_bpc = evaluate_bpc(tr.model, text.val);
+  if (r.val_bpc == 0.0 && tr.step > 0) r.val_bpc = evaluate_bpc(ctx, tr.model, text.val);
   return r;
 }
 
@@ -277,11 +279,12 @@ LmTrainer load_lm_checkpoint(const std::string& path) {
   return tr;
 }
 
-std::string sample_lm(LmModel& m, const std::string& prompt, int64_t n, float temperature,
-                      uint64_t seed) {
+std::string sample_lm(Context& ctx, LmModel& m, const std::string& prompt, int64_t n,
+                      float temperature, uint64_t seed) {
+  CallScope scope(ctx);
   Rng rng(seed);
   LmState state;
-  LmContext ctx;
+  LmContext cache;
   std::vector<float> logits;
   std::vector<int32_t> tokens;
   for (unsigned char ch : prompt) tokens.push_back(ch);
@@ -290,7 +293,7 @@ std::string sample_lm(LmModel& m, const std::string& prompt, int64_t n, float te
   for (int64_t i = 0; i < n; ++i) {
     const int64_t T = static_cast<int64_t>(tokens.size());
     logits.resize(static_cast<size_t>(T * LmConfig::kVocab));
-    lm_forward(m, tokens.data(), T, 1, state, false, logits.data(), ctx);
+    lm_forward(ctx, m, tokens.data(), T, 1, state, false, logits.data(), cache);
     const float* last = logits.data() + (T - 1) * LmConfig::kVocab;
     int32_t next = 0;
     if (temperature <= 0.0f) {

@@ -7,8 +7,8 @@
 #include <numeric>
 #include <set>
 
+#include "core/parallel.h"
 #include "cpu/vec.h"
-#include "fff/cpu/gemm.h"
 #include "fff/layers/loss.h"
 
 namespace fff {
@@ -56,24 +56,26 @@ std::pair<Dataset, Dataset> split_train_val(const Dataset& d, double val_fractio
   return {gather_rows(d, train_idx), gather_rows(d, val_idx)};
 }
 
-double accuracy(Model& model, const Dataset& d) {
+double accuracy(Context& ctx, Model& model, const Dataset& d) {
   check_dataset(model, d, "evaluation");
   if (d.size() == 0) return 0.0;
+  CallScope scope(ctx);
   const int64_t C = model.config().out;
   Tensor logits({std::min(d.size(), kEvalChunk), C});
   int64_t correct = 0;
   for (int64_t r = 0; r < d.size(); r += kEvalChunk) {
     const int64_t B = std::min(kEvalChunk, d.size() - r);
-    model.predict(d.x.row(r), B, logits.ptr(), nullptr);
+    model.predict(ctx, d.x.row(r), B, logits.ptr(), nullptr);
     for (int64_t i = 0; i < B; ++i) correct += argmax(logits.row(i), C) == d.y[r + i];
   }
   return static_cast<double>(correct) / static_cast<double>(d.size());
 }
 
-RouteUsage route_usage(Model& model, const Dataset& d) {
+RouteUsage route_usage(Context& ctx, Model& model, const Dataset& d) {
+  CallScope scope(ctx);
   const ModelConfig& c = model.config();
   RouteUsage u;
-  u.mean_entropy = model.mean_node_entropy(d.x.ptr(), d.size());
+  u.mean_entropy = model.mean_node_entropy(ctx, d.x.ptr(), d.size());
   if (c.kind == ModelKind::ff) return u;
   const int64_t C = c.out;
   Tensor logits({std::min(std::max<int64_t>(d.size(), 1), kEvalChunk), C});
@@ -85,7 +87,7 @@ RouteUsage route_usage(Model& model, const Dataset& d) {
   u.counts.assign(static_cast<size_t>(u.routes), 0);
   for (int64_t r = 0; r < d.size(); r += kEvalChunk) {
     const int64_t B = std::min(kEvalChunk, d.size() - r);
-    model.predict(d.x.row(r), B, logits.ptr(), &routes);
+    model.predict(ctx, d.x.row(r), B, logits.ptr(), &routes);
     if (c.kind == ModelKind::leaf_fff) {
       for (int32_t leaf : routes) ++u.counts[leaf];
     } else {
@@ -101,7 +103,7 @@ RouteUsage route_usage(Model& model, const Dataset& d) {
   return u;
 }
 
-TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset& val,
+TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, const Dataset& val,
                               const TrainOptions& opt, const TrainCallbacks& callbacks) {
   check_dataset(model, train, "training");
   check_dataset(model, val, "validation");
@@ -118,7 +120,7 @@ TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset&
     throw bad("region_leak", opt.region_leak, "must be in [0, 0.5]");
 
   const ModelConfig& c = model.config();
-  flush_subnormals();
+  CallScope scope(ctx);  // one setup for the whole run (optimizer steps included)
   std::vector<Param*> params = model.params();
   Optimizer optimizer(opt.optimizer, params);
   Rng rng(opt.seed);
@@ -151,9 +153,9 @@ TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset&
         std::copy_n(train.x.row(r), in, xb.row(i));
         yb[i] = train.y[r];
       }
-      entropy_sum += model.forward_train(xb.ptr(), B, logits.ptr(), step_opt, rng);
+      entropy_sum += model.forward_train(ctx, xb.ptr(), B, logits.ptr(), step_opt, rng);
       loss_sum += softmax_cross_entropy(logits.ptr(), yb.data(), B, C, dlogits.ptr(), nullptr);
-      model.backward(xb.ptr(), B, dlogits.ptr(), opt.hardening);
+      model.backward(ctx, xb.ptr(), B, dlogits.ptr(), opt.hardening);
       optimizer.step();
       if (callbacks.on_batch) callbacks.on_batch(epoch, b + 1, batches);
     }
@@ -162,8 +164,8 @@ TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset&
     const double t1 = now_seconds();
     rep.loss = loss_sum / batches;
     rep.entropy = entropy_sum / batches;
-    rep.train_accuracy = accuracy(model, train);
-    rep.val_accuracy = val.size() > 0 ? accuracy(model, val) : rep.train_accuracy;
+    rep.train_accuracy = accuracy(ctx, model, train);
+    rep.val_accuracy = val.size() > 0 ? accuracy(ctx, model, val) : rep.train_accuracy;
     rep.train_seconds = t1 - t0;
     rep.eval_seconds = now_seconds() - t1;
     if (!std::isfinite(rep.loss))

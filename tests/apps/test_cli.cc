@@ -528,6 +528,7 @@ std::string write_bert_model(const TempDir& dir, bool with_vocab) {
 }  // namespace
 
 TEST(CliBert, FillMaskReportsTheModelsTopTokens) {
+  fff::Context ectx(2);
   TempDir dir;
   const std::string model = write_bert_model(dir, true);
   const Result r = run_cli({"bert", "fill-mask", model, "--text",
@@ -542,8 +543,9 @@ TEST(CliBert, FillMaskReportsTheModelsTopTokens) {
   const fff::BertModel m = fff::load_bert(model);
   const std::vector<int32_t> ids = {2, 5, 6, 7, 8, 9, 4, 11, 3};
   std::vector<float> hidden(ids.size() * 32), logits(40);
-  fff::bert_encode(m, ids.data(), nullptr, 1, static_cast<int64_t>(ids.size()), hidden.data());
-  fff::bert_mlm_logits(m, hidden.data() + 6 * 32, 1, logits.data());
+  fff::bert_encode(ectx, m, ids.data(), nullptr, 1, static_cast<int64_t>(ids.size()),
+                   hidden.data());
+  fff::bert_mlm_logits(ectx, m, hidden.data() + 6 * 32, 1, logits.data());
   const int64_t best = std::max_element(logits.begin(), logits.end()) - logits.begin();
   double sum = 0.0;
   for (float l : logits) sum += std::exp(static_cast<double>(l - logits[best]));
@@ -554,6 +556,7 @@ TEST(CliBert, FillMaskReportsTheModelsTopTokens) {
 }
 
 TEST(CliBert, FillMaskWithHalfFffWeightsMatchesTheLibrary) {
+  fff::Context ectx(2);
   TempDir dir;
   const std::string model = write_bert_model(dir, true);
   const Result r = run_cli({"bert", "fill-mask", model, "--text", "the capital [MASK]", "--top-k",
@@ -564,8 +567,9 @@ TEST(CliBert, FillMaskWithHalfFffWeightsMatchesTheLibrary) {
   fff::bert_use_half_fff(m);
   const std::vector<int32_t> ids = {2, 5, 6, 4, 3};  // [CLS] the capital [MASK] [SEP]
   std::vector<float> hidden(ids.size() * 32), logits(40);
-  fff::bert_encode(m, ids.data(), nullptr, 1, static_cast<int64_t>(ids.size()), hidden.data());
-  fff::bert_mlm_logits(m, hidden.data() + 3 * 32, 1, logits.data());
+  fff::bert_encode(ectx, m, ids.data(), nullptr, 1, static_cast<int64_t>(ids.size()),
+                   hidden.data());
+  fff::bert_mlm_logits(ectx, m, hidden.data() + 3 * 32, 1, logits.data());
   const int64_t best = std::max_element(logits.begin(), logits.end()) - logits.begin();
   EXPECT_EQ(j["masks"][0]["predictions"][0]["id"], best) << r;
 }

@@ -54,11 +54,12 @@ GemmOperands make_operands(const GemmCase& g, Rng& rng) {
 }
 
 void check_gemm(const GemmCase& g, uint64_t seed) {
+  fff::Context ectx(2);
   Rng rng(seed);
   const auto [lda, ldb, ldc, A, B, C0] = make_operands(g, rng);
   auto C = C0, R = C0;
-  fff::gemm(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(), ldb, g.beta, C.data(),
-            ldc);
+  fff::gemm(ectx, g.ta, g.tb, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(), ldb, g.beta,
+            C.data(), ldc);
   fff::gemm_reference(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(), ldb, g.beta,
                       R.data(), ldc);
   for (int64_t i = 0; i < g.M; ++i) {
@@ -143,11 +144,10 @@ TEST(Gemm, TwoThreadsBitwiseEqualOneAndMatchReference) {
     const auto [lda, ldb, ldc, A, B, C0] = make_operands(g, rng);
     std::vector<float> C[2] = {C0, C0};
     for (int t = 0; t < 2; ++t) {
-      fff::set_num_threads(t + 1);
-      fff::gemm(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(), ldb, g.beta,
+      fff::Context ectx(t + 1);
+      fff::gemm(ectx, g.ta, g.tb, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(), ldb, g.beta,
                 C[t].data(), ldc);
     }
-    fff::set_num_threads(1);
     ASSERT_EQ(0, std::memcmp(C[0].data(), C[1].data(), C[0].size() * sizeof(float)))
         << "1 and 2 threads differ: ta=" << g.ta << " tb=" << g.tb << " M=" << g.M << " N=" << g.N
         << " K=" << g.K;
@@ -155,6 +155,7 @@ TEST(Gemm, TwoThreadsBitwiseEqualOneAndMatchReference) {
 }
 
 TEST(Gemm, BetaZeroIgnoresGarbageInC) {
+  fff::Context ectx(2);
   // BLAS semantics: with beta = 0, C is not read, so NaN in C must not propagate.
   for (int t = 0; t < 4; ++t) {
     const bool ta = (t & 1) != 0, tb = (t & 2) != 0;
@@ -162,8 +163,8 @@ TEST(Gemm, BetaZeroIgnoresGarbageInC) {
     const int64_t M = 5, N = 3, K = 4;
     const auto A = random_vec(M * K, rng), B = random_vec(K * N, rng);
     std::vector<float> C(M * N, std::numeric_limits<float>::quiet_NaN()), R = C;
-    fff::gemm(ta, tb, M, N, K, 1.25f, A.data(), ta ? M : K, B.data(), tb ? K : N, 0.0f, C.data(),
-              N);
+    fff::gemm(ectx, ta, tb, M, N, K, 1.25f, A.data(), ta ? M : K, B.data(), tb ? K : N, 0.0f,
+              C.data(), N);
     fff::gemm_reference(ta, tb, M, N, K, 1.25f, A.data(), ta ? M : K, B.data(), tb ? K : N, 0.0f,
                         R.data(), N);
     for (size_t i = 0; i < C.size(); ++i) {
@@ -175,39 +176,39 @@ TEST(Gemm, BetaZeroIgnoresGarbageInC) {
 }
 
 TEST(Gemm, KZeroScalesC) {
+  fff::Context ectx(2);
   // K = 0: op(A) op(B) is the zero matrix, so C = beta * C (and 0 for beta = 0, even over NaN).
   std::vector<float> C = {1.0f, -2.0f, 3.0f, 4.0f}, R = C;
-  fff::gemm(false, false, 2, 2, 0, 1.0f, nullptr, 1, nullptr, 2, 0.5f, C.data(), 2);
+  fff::gemm(ectx, false, false, 2, 2, 0, 1.0f, nullptr, 1, nullptr, 2, 0.5f, C.data(), 2);
   fff::gemm_reference(false, false, 2, 2, 0, 1.0f, nullptr, 1, nullptr, 2, 0.5f, R.data(), 2);
   for (size_t i = 0; i < C.size(); ++i) {
     EXPECT_EQ(C[i], R[i]);
     EXPECT_EQ(C[i], std::vector<float>({0.5f, -1.0f, 1.5f, 2.0f})[i]);
   }
   std::vector<float> N(4, std::numeric_limits<float>::quiet_NaN());
-  fff::gemm(true, true, 2, 2, 0, 1.0f, nullptr, 2, nullptr, 1, 0.0f, N.data(), 2);
+  fff::gemm(ectx, true, true, 2, 2, 0, 1.0f, nullptr, 2, nullptr, 1, 0.0f, N.data(), 2);
   for (float v : N) EXPECT_EQ(v, 0.0f);
 }
 
-TEST(Gemm, ThreadSettingRoundTrips) {
-  fff::set_num_threads(2);
-  EXPECT_EQ(fff::num_threads(), 2);
-  fff::set_num_threads(0);  // clamped to at least one thread
-  EXPECT_EQ(fff::num_threads(), 1);
-  fff::set_num_threads(1);
-  EXPECT_EQ(fff::num_threads(), 1);
+TEST(Gemm, ContextThreadsAreValidated) {
+  // The old global setting clamped 0 to one thread; a Context refuses it (tested in full in
+  // tests/core/test_context.cc).
+  EXPECT_EQ(fff::Context(2).threads, 2);
+  EXPECT_THROW(fff::Context(0), fff::Error);
 }
 
 // ---------------------------------------------------------------------------------------------
 // linear layer
 
 void check_linear(int64_t B, int64_t in, int64_t out, bool with_dx, uint64_t seed) {
+  fff::Context ectx(2);
   Rng rng(seed);
   const auto x = random_vec(B * in, rng), W = random_vec(in * out, rng, 0.5f);
   const auto b = random_vec(out, rng, 0.5f), dy = random_vec(B * out, rng);
   // Outputs start as garbage (NaN): forward and backward overwrite.
   const float nan = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> y(B * out, nan), yr(B * out, nan);
-  fff::linear_forward(x.data(), B, in, out, W.data(), b.data(), y.data());
+  fff::linear_forward(ectx, x.data(), B, in, out, W.data(), b.data(), y.data());
   fff::linear_forward_reference(x.data(), B, in, out, W.data(), b.data(), yr.data());
   // |y| <= sum |x||W| + |b| <= in * 0.5 + 0.5; float sums: tolerance 1e-6 * (in + 1) absolute.
   const double tol_y = 1e-6 * static_cast<double>(in + 1);
@@ -218,8 +219,8 @@ void check_linear(int64_t B, int64_t in, int64_t out, bool with_dx, uint64_t see
 
   std::vector<float> dW(in * out, nan), db(out, nan), dWr(in * out, nan), dbr(out, nan);
   std::vector<float> dx(B * in, nan), dxr(B * in, nan);
-  fff::linear_backward(x.data(), dy.data(), B, in, out, W.data(), with_dx ? dx.data() : nullptr,
-                       dW.data(), db.data());
+  fff::linear_backward(ectx, x.data(), dy.data(), B, in, out, W.data(),
+                       with_dx ? dx.data() : nullptr, dW.data(), db.data());
   fff::linear_backward_reference(x.data(), dy.data(), B, in, out, W.data(),
                                  with_dx ? dxr.data() : nullptr, dWr.data(), dbr.data());
   // dW, db sum over B rows of |.| <= 1 products; dx sums out products of |.| <= 0.5.
@@ -359,6 +360,7 @@ TEST(Activation, GeluDerivativeMatchesDoubleFormula) {
 }
 
 TEST(Activation, ArrayForwardBackwardMatchElementwiseIncludingAliasing) {
+  fff::Context ectx(2);
   Rng rng(6);
   const int64_t n = 103;
   for (Activation a : {Activation::relu, Activation::gelu, Activation::identity}) {
@@ -366,7 +368,7 @@ TEST(Activation, ArrayForwardBackwardMatchElementwiseIncludingAliasing) {
     z[0] = 0.0f;  // exact kink: relu'(0) = 0
     const auto da = random_vec(n, rng);
     std::vector<float> out(n, -99.0f), dz(n, -99.0f);
-    fff::activation_forward(a, z.data(), out.data(), n);
+    fff::activation_forward(ectx, a, z.data(), out.data(), n);
     fff::activation_backward(a, z.data(), da.data(), dz.data(), n);
     for (int64_t i = 0; i < n; ++i) {
       if (a == Activation::gelu)  // the array form uses a vectorised erf within 2e-7 of erff
@@ -378,7 +380,7 @@ TEST(Activation, ArrayForwardBackwardMatchElementwiseIncludingAliasing) {
     }
     // In place: a aliases z; dz aliases da.
     auto zz = z;
-    fff::activation_forward(a, zz.data(), zz.data(), n);
+    fff::activation_forward(ectx, a, zz.data(), zz.data(), n);
     EXPECT_EQ(zz, out) << fff::activation_name(a);
     auto dd = da;
     fff::activation_backward(a, z.data(), dd.data(), dd.data(), n);

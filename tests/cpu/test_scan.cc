@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/cpu/scan.h"
 #include "test_util.h"
 
@@ -38,10 +38,9 @@ const int64_t kLengths[] = {1, 2, 3, 7, 8, 16, 17, 100, 128, 1000, 1025};
 const int64_t kWidths[] = {1, 3, 16, 33};
 
 TEST(Scan, ForwardMatchesReference) {
-  ThreadGuard guard;
   Rng rng(1);
   for (int threads : {1, 2}) {
-    fff::set_num_threads(threads);
+    fff::Context ectx(threads);
     for (int64_t T : kLengths)
       for (int64_t C : kWidths)
         for (bool with_h0 : {false, true}) {
@@ -53,7 +52,8 @@ TEST(Scan, ForwardMatchesReference) {
                                       ref.data());
           for (ScanAlgo a : fff::kScanAlgos) {
             std::vector<float> h(T * C, NAN);
-            fff::scan_forward(a, f.data(), x.data(), T, C, with_h0 ? h0.data() : nullptr, h.data());
+            fff::scan_forward(ectx, a, f.data(), x.data(), T, C, with_h0 ? h0.data() : nullptr,
+                              h.data());
             ASSERT_LE(max_rel_err(h, ref), 1e-5) << desc(a, T, C, with_h0, threads);
           }
         }
@@ -61,6 +61,7 @@ TEST(Scan, ForwardMatchesReference) {
 }
 
 TEST(Scan, GatesAtZeroAndOne) {
+  fff::Context ectx(2);
   // f = 0 resets the state to x; f = 1 sums. Exact in every algorithm.
   const int64_t T = 37, C = 2;
   std::vector<float> f(T * C), x(T * C, 1.0f), h(T * C);
@@ -70,7 +71,7 @@ TEST(Scan, GatesAtZeroAndOne) {
   }
   const float h0[2] = {10.0f, 10.0f};
   for (ScanAlgo a : fff::kScanAlgos) {
-    fff::scan_forward(a, f.data(), x.data(), T, C, h0, h.data());
+    fff::scan_forward(ectx, a, f.data(), x.data(), T, C, h0, h.data());
     for (int64_t t = 0; t < T; ++t) {
       EXPECT_EQ(h[t * C], 11.0f + t) << fff::scan_algo_name(a) << " t=" << t;
       EXPECT_EQ(h[t * C + 1], 1.0f + t % 5) << fff::scan_algo_name(a) << " t=" << t;
@@ -80,10 +81,9 @@ TEST(Scan, GatesAtZeroAndOne) {
 
 // Loss L = sum R * h for fixed random R; gradients from the sequential backward.
 TEST(Scan, BackwardMatchesSequentialAndFiniteDifferences) {
-  ThreadGuard guard;
   Rng rng(2);
   for (int threads : {1, 2}) {
-    fff::set_num_threads(threads);
+    fff::Context ectx(threads);
     for (int64_t T : {1, 2, 5, 16, 33, 300})
       for (int64_t C : {1, 4, 17}) {
         const auto f = random_gates(T * C, rng);
@@ -91,14 +91,15 @@ TEST(Scan, BackwardMatchesSequentialAndFiniteDifferences) {
         const auto h0 = random_vec(C, rng);
         const auto R = random_vec(T * C, rng);
         std::vector<float> h(T * C);
-        fff::scan_forward(ScanAlgo::sequential, f.data(), x.data(), T, C, h0.data(), h.data());
+        fff::scan_forward(ectx, ScanAlgo::sequential, f.data(), x.data(), T, C, h0.data(),
+                          h.data());
         std::vector<float> dx_ref(T * C), df_ref(T * C), dh0_ref(C);
-        fff::scan_backward(ScanAlgo::sequential, f.data(), h.data(), R.data(), T, C, h0.data(),
-                           dx_ref.data(), df_ref.data(), dh0_ref.data());
+        fff::scan_backward(ectx, ScanAlgo::sequential, f.data(), h.data(), R.data(), T, C,
+                           h0.data(), dx_ref.data(), df_ref.data(), dh0_ref.data());
         for (ScanAlgo a : fff::kScanAlgos) {
           std::vector<float> dx(T * C, NAN), df(T * C, NAN), dh0(C, NAN);
-          fff::scan_backward(a, f.data(), h.data(), R.data(), T, C, h0.data(), dx.data(), df.data(),
-                             dh0.data());
+          fff::scan_backward(ectx, a, f.data(), h.data(), R.data(), T, C, h0.data(), dx.data(),
+                             df.data(), dh0.data());
           const std::string what = desc(a, T, C, true, threads);
           ASSERT_LE(max_rel_err(dx, dx_ref), 1e-5) << what;
           ASSERT_LE(max_rel_err(df, df_ref), 1e-5) << what;
@@ -144,15 +145,14 @@ TEST(Scan, BackwardMatchesSequentialAndFiniteDifferences) {
 
 TEST(Scan, LongSingleChannelOnTwoThreads) {
   // The case the parallel scans are for: one channel, a long sequence split across threads.
-  ThreadGuard guard;
-  fff::set_num_threads(2);
+  fff::Context ectx(2);
   Rng rng(3);
   const int64_t T = 100000;
   std::vector<float> f(T), x = random_vec(T, rng), ref(T), h(T);
   for (float& v : f) v = rng.uniform(0.9f, 1.0f);
   fff::scan_forward_reference(f.data(), x.data(), T, 1, nullptr, ref.data());
   for (ScanAlgo a : fff::kScanAlgos) {
-    fff::scan_forward(a, f.data(), x.data(), T, 1, nullptr, h.data());
+    fff::scan_forward(ectx, a, f.data(), x.data(), T, 1, nullptr, h.data());
     EXPECT_LE(max_rel_err(h, ref), 1e-5) << fff::scan_algo_name(a);
   }
 }
@@ -162,8 +162,7 @@ TEST(Scan, LongSingleChannelOnTwoThreads) {
 // happen (gates of exactly 1 in the first or the last channel), and that a NaN entering a chunk
 // still spreads as it does in the sequential scan.
 TEST(Scan, ChunkedFixUpStopsOnlyWhenTheCarryVanishes) {
-  ThreadGuard guard;
-  fff::set_num_threads(2);
+  fff::Context ectx(2);
   Rng rng(4);
   const int64_t T = 4000;
   for (int64_t C : {1, 41}) {
@@ -174,8 +173,8 @@ TEST(Scan, ChunkedFixUpStopsOnlyWhenTheCarryVanishes) {
         for (int64_t t = 0; t < T; ++t) f[t * C + (variant == 1 ? 0 : C - 1)] = 1.0f;
       if (variant == 2) x[(T / 2 - 10) * C] = NAN;  // 10 steps before a chunk boundary
       std::vector<float> ref(T * C), h(T * C, 0.0f);
-      fff::scan_forward(ScanAlgo::sequential, f.data(), x.data(), T, C, nullptr, ref.data());
-      fff::scan_forward(ScanAlgo::chunked, f.data(), x.data(), T, C, nullptr, h.data());
+      fff::scan_forward(ectx, ScanAlgo::sequential, f.data(), x.data(), T, C, nullptr, ref.data());
+      fff::scan_forward(ectx, ScanAlgo::chunked, f.data(), x.data(), T, C, nullptr, h.data());
       const std::string what = "C=" + std::to_string(C) + " variant " + std::to_string(variant);
       if (variant == 2) {
         for (int64_t i = 0; i < T * C; ++i)
@@ -188,9 +187,9 @@ TEST(Scan, ChunkedFixUpStopsOnlyWhenTheCarryVanishes) {
       // The backward runs the same chunks on the reversed sequence.
       const auto R = random_vec(T * C, rng);
       std::vector<float> dx_ref(T * C), df_ref(T * C), dx(T * C), df(T * C);
-      fff::scan_backward(ScanAlgo::sequential, f.data(), ref.data(), R.data(), T, C, nullptr,
+      fff::scan_backward(ectx, ScanAlgo::sequential, f.data(), ref.data(), R.data(), T, C, nullptr,
                          dx_ref.data(), df_ref.data(), nullptr);
-      fff::scan_backward(ScanAlgo::chunked, f.data(), ref.data(), R.data(), T, C, nullptr,
+      fff::scan_backward(ectx, ScanAlgo::chunked, f.data(), ref.data(), R.data(), T, C, nullptr,
                          dx.data(), df.data(), nullptr);
       EXPECT_LE(max_rel_err(dx, dx_ref), 1e-5) << what;
       EXPECT_LE(max_rel_err(df, df_ref), 1e-5) << what;

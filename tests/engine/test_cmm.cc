@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "cpu/cmm_kernels.h"
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/engine/cmm.h"
 #include "fff/layers/ff/neuron_fff.h"
 #include "test_util.h"
@@ -203,31 +203,30 @@ TEST(CmmKernels, DispatchTargetIsNamed) {
 // Runs every inference path on x and checks them against the reference and each other.
 void check_all_paths(const fff::NeuronFFF& m, const std::vector<float>& x, int64_t B,
                      const std::string& what) {
+  fff::Context ectx(1);
   const int64_t out = m.cfg.out;
   std::vector<float> ref(B * out, NAN), rowwise(B * out, NAN), batched(B * out, NAN),
       tuned(B * out, NAN), picked(B * out, NAN), two(B * out, NAN), two_default(B * out, NAN),
       three(B * out, NAN);
   fff::neuron_fff_forward_reference(m, x.data(), B, ref.data(), nullptr);
-  fff::neuron_fff_infer_rowwise(m, x.data(), B, rowwise.data());
-  fff::neuron_fff_infer_batched(m, x.data(), B, batched.data());
+  fff::neuron_fff_infer_rowwise(ectx, m, x.data(), B, rowwise.data());
+  fff::neuron_fff_infer_batched(ectx, m, x.data(), B, batched.data());
   fff::CmmOptions small;  // many bands and tiny tiles: every regrouping and split is exercised
   small.band_levels = 2;
   small.tile_rows = 5;
   fff::CmmOptions packed = small;  // small buckets share tiles
   packed.pack_rows = 4;
-  fff::neuron_fff_infer_batched(m, x.data(), B, tuned.data(), small);
+  fff::neuron_fff_infer_batched(ectx, m, x.data(), B, tuned.data(), small);
   std::vector<float> tuned_packed(B * out, NAN);
-  fff::neuron_fff_infer_batched(m, x.data(), B, tuned_packed.data(), packed);
-  fff::neuron_fff_infer(m, x.data(), B, picked.data());
+  fff::neuron_fff_infer_batched(ectx, m, x.data(), B, tuned_packed.data(), packed);
+  fff::neuron_fff_infer(ectx, m, x.data(), B, picked.data());
   {
-    ThreadGuard guard;
     // From 128 rows threads split the batch into slices; slices walked in bands (here with tiny
     // tiles) switch to disjoint subtrees below a band.
-    fff::set_num_threads(2);
-    fff::neuron_fff_infer_batched(m, x.data(), B, two.data(), small);
-    fff::neuron_fff_infer_batched(m, x.data(), B, two_default.data());
-    fff::set_num_threads(3);
-    fff::neuron_fff_infer_batched(m, x.data(), B, three.data(), small);
+    fff::Context ctx2(2), ctx3(3);
+    fff::neuron_fff_infer_batched(ctx2, m, x.data(), B, two.data(), small);
+    fff::neuron_fff_infer_batched(ctx2, m, x.data(), B, two_default.data());
+    fff::neuron_fff_infer_batched(ctx3, m, x.data(), B, three.data(), small);
   }
   ASSERT_LE(max_rel_err(rowwise, ref), 1e-5) << what;
   // Each output depends only on its row, in a fixed order: all paths agree bitwise.
@@ -249,19 +248,18 @@ void check_all_paths(const fff::NeuronFFF& m, const std::vector<float>& x, int64
   const fff::NeuronFFFHalf half = fff::make_half_weights(m);
   std::vector<float> want(B * out, NAN), half_rowwise(B * out, NAN), half_batched(B * out, NAN),
       half_tuned(B * out, NAN);
-  fff::neuron_fff_infer_rowwise(rounded, x.data(), B, want.data());
-  fff::neuron_fff_infer_rowwise(m, x.data(), B, half_rowwise.data(), &half);
-  fff::neuron_fff_infer_batched(m, x.data(), B, half_batched.data(), {}, &half);
-  fff::neuron_fff_infer_batched(m, x.data(), B, half_tuned.data(), small, &half);
+  fff::neuron_fff_infer_rowwise(ectx, rounded, x.data(), B, want.data());
+  fff::neuron_fff_infer_rowwise(ectx, m, x.data(), B, half_rowwise.data(), &half);
+  fff::neuron_fff_infer_batched(ectx, m, x.data(), B, half_batched.data(), {}, &half);
+  fff::neuron_fff_infer_batched(ectx, m, x.data(), B, half_tuned.data(), small, &half);
   std::vector<float> half_unpacked(B * out, NAN);
   fff::CmmOptions unpacked = small;
   unpacked.pack_rows = 0;
-  fff::neuron_fff_infer_batched(m, x.data(), B, half_unpacked.data(), unpacked, &half);
+  fff::neuron_fff_infer_batched(ectx, m, x.data(), B, half_unpacked.data(), unpacked, &half);
   std::vector<float> half_two(B * out, NAN);
   {
-    ThreadGuard guard;
-    fff::set_num_threads(2);
-    fff::neuron_fff_infer_batched(m, x.data(), B, half_two.data(), {}, &half);
+    fff::Context ctx2(2);
+    fff::neuron_fff_infer_batched(ctx2, m, x.data(), B, half_two.data(), {}, &half);
   }
   ASSERT_TRUE(bitwise_equal(half_rowwise, want)) << what << " (half)";
   ASSERT_TRUE(bitwise_equal(half_batched, want)) << what << " (half)";
@@ -271,6 +269,7 @@ void check_all_paths(const fff::NeuronFFF& m, const std::vector<float>& x, int64
 }
 
 TEST(CmmEngine, MatchesReferenceRandomShapes) {
+  fff::Context ectx(2);
   Rng pick(11);
   int redraws = 0;
   for (int it = 0; it < 40; ++it) {
@@ -289,7 +288,7 @@ TEST(CmmEngine, MatchesReferenceRandomShapes) {
       const auto x = random_vec(B * in, rng);
       fff::NeuronFFFContext ctx;
       std::vector<float> y(B * out);
-      fff::neuron_fff_forward(m, x.data(), B, y.data(), &ctx);
+      fff::neuron_fff_forward(ectx, m, x.data(), B, y.data(), &ctx);
       if (std::any_of(ctx.z.begin(), ctx.z.end(), [](float z) { return std::fabs(z) < 1e-5f; })) {
         ++redraws;
         continue;
@@ -327,6 +326,7 @@ TEST(CmmEngine, DeepTreeSmallBatchMatchesReference) {
 }
 
 TEST(CmmEngine, StreamedOutputsOfALargeBatch) {
+  fff::Context ectx(2);
   // One tree and more than 4 MB of outputs: the batched path writes them with streaming
   // stores, into 64-byte aligned rows.
   const int64_t B = 1500, d = 768;
@@ -335,8 +335,8 @@ TEST(CmmEngine, StreamedOutputsOfALargeBatch) {
   const fff::NeuronFFF m = fff::make_neuron_fff(cfg, rng);
   const auto x = random_vec(B * d, rng);
   fff::Tensor y({B, d}), y_row({B, d});
-  fff::neuron_fff_infer_batched(m, x.data(), B, y.ptr());
-  fff::neuron_fff_infer_rowwise(m, x.data(), B, y_row.ptr());
+  fff::neuron_fff_infer_batched(ectx, m, x.data(), B, y.ptr());
+  fff::neuron_fff_infer_rowwise(ectx, m, x.data(), B, y_row.ptr());
   EXPECT_TRUE(bitwise_equal(y.data, y_row.data));
   std::vector<float> ref(64 * d);
   fff::neuron_fff_forward_reference(m, x.data(), 64, ref.data(), nullptr);
@@ -373,12 +373,13 @@ TEST(CmmEngine, TiesAtZeroGoLeft) {
 }
 
 TEST(CmmEngine, EmptyBatchDoesNothing) {
+  fff::Context ectx(2);
   const auto cfg = neuron_config(4, 3, 1, 3, Activation::gelu, true);
   Rng rng(15);
   const fff::NeuronFFF m = fff::make_neuron_fff(cfg, rng);
   std::vector<float> y(3, -1.0f);
-  fff::neuron_fff_infer(m, nullptr, 0, y.data());
-  fff::neuron_fff_infer_batched(m, nullptr, 0, y.data());
+  fff::neuron_fff_infer(ectx, m, nullptr, 0, y.data());
+  fff::neuron_fff_infer_batched(ectx, m, nullptr, 0, y.data());
   EXPECT_EQ(y, std::vector<float>(3, -1.0f));
 }
 

@@ -64,7 +64,6 @@ TEST(TransformerKernels, SoftmaxMatchesReferenceWithMaskAndLargeValues) {
 }
 
 TEST(Attention, MatchesReferenceOnOddShapesWithPadding) {
-  fff_test::ThreadGuard guard;
   fff::Rng rng(5);
   struct Case {
     int64_t batch, seq, heads, head_dim;
@@ -83,8 +82,8 @@ TEST(Attention, MatchesReferenceOnOddShapesWithPadding) {
       std::vector<float> ref(static_cast<size_t>(N * H)), got(ref.size(), NAN);
       fff::self_attention_reference(s, qkv.data(), kb, ref.data());
       for (int threads : {1, 2}) {
-        fff::set_num_threads(threads);
-        fff::self_attention(s, qkv.data(), kb, got.data());
+        fff::Context ectx(threads);
+        fff::self_attention(ectx, s, qkv.data(), kb, got.data());
         EXPECT_LT(max_rel_err(got, ref), 2e-6)
             << "batch " << s.batch << " seq " << s.seq << " heads " << s.heads << " hd "
             << s.head_dim << " threads " << threads << (kb ? " masked" : "");
@@ -94,6 +93,7 @@ TEST(Attention, MatchesReferenceOnOddShapesWithPadding) {
 }
 
 TEST(Attention, PaddedKeysDoNotChangeRealTokens) {
+  fff::Context ectx(2);
   // A sequence alone equals the same sequence followed by padding keys, on its real rows.
   fff::Rng rng(6);
   const int64_t L = 9, S = 16, heads = 2, hd = 8, H = heads * hd;
@@ -104,15 +104,16 @@ TEST(Attention, PaddedKeysDoNotChangeRealTokens) {
   std::vector<float> bias(S);
   fff::attention_key_bias(mask.data(), S, bias.data());
   std::vector<float> a(static_cast<size_t>(L * H)), p(static_cast<size_t>(S * H));
-  fff::self_attention({1, L, heads, hd}, qkv_alone.data(), nullptr, a.data());
-  fff::self_attention({1, S, heads, hd}, qkv_pad.data(), bias.data(), p.data());
+  fff::self_attention(ectx, {1, L, heads, hd}, qkv_alone.data(), nullptr, a.data());
+  fff::self_attention(ectx, {1, S, heads, hd}, qkv_pad.data(), bias.data(), p.data());
   EXPECT_LT(max_rel_err(p.data(), a.data(), a.size()), 1e-6);
 }
 
 TEST(Attention, RejectsBadShapes) {
+  fff::Context ectx(2);
   float dummy = 0.0f;
-  EXPECT_THROW(fff::self_attention({1, 1, 0, 4}, &dummy, nullptr, &dummy), fff::Error);
-  EXPECT_THROW(fff::self_attention({-1, 1, 1, 4}, &dummy, nullptr, &dummy), fff::Error);
+  EXPECT_THROW(fff::self_attention(ectx, {1, 1, 0, 4}, &dummy, nullptr, &dummy), fff::Error);
+  EXPECT_THROW(fff::self_attention(ectx, {-1, 1, 1, 4}, &dummy, nullptr, &dummy), fff::Error);
 }
 
 TEST(TransformerKernels, LayerNormRowMatchesDoubleReference) {

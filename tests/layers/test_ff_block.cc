@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 
+#include "fff/core/context.h"
 #include "fff/layers/ff/dense_ff.h"
 #include "fff/layers/ff/ff_block.h"
 #include "fff/layers/ff/leaf_fff.h"
@@ -156,13 +157,14 @@ TEST(FFBlock, RunsItsLayerAndKeepsOneCachePerForward) {
     SCOPED_TRACE(fff::ff_kind_name(k));
     const FFConfig c = config_of(k);
     fff::Rng rng(5);
+    fff::Context ctx(2);
     auto block = fff::make_ff_block(c, rng);
     const auto xa = random_vec(B * c.in, rng), xb = random_vec(B * c.in, rng);
     const auto dy = random_vec(B * c.out, rng);
 
     std::vector<float> y(B * c.out), ref(B * c.out);
     block->prepare_inference();
-    block->infer(xa.data(), B, y.data(), nullptr);
+    block->infer(ctx, xa.data(), B, y.data(), nullptr);
     const auto params = block->params();
     if (k == FFKind::ff) {
       fff::DenseFF m{{c.in, c.width, c.out, c.act}, *params[0], *params[1], *params[2], *params[3]};
@@ -195,14 +197,14 @@ TEST(FFBlock, RunsItsLayerAndKeepsOneCachePerForward) {
     fff::Rng r1(9), r2(9);
     auto cache_a = block->make_cache();
     std::vector<float> ya(B * c.out), yb(B * c.out), dxa(B * c.in), dxa2(B * c.in);
-    block->forward_train(xa.data(), B, ya.data(), {}, r1, *cache_a);
-    block->backward(xa.data(), B, dy.data(), 0.5f, *cache_a, dxa.data());
+    block->forward_train(ctx, xa.data(), B, ya.data(), {}, r1, *cache_a);
+    block->backward(ctx, xa.data(), B, dy.data(), 0.5f, *cache_a, dxa.data());
     const auto expected = grads();
 
     auto cache_b = block->make_cache();
-    block->forward_train(xa.data(), B, ya.data(), {}, r2, *cache_a);
-    block->forward_train(xb.data(), B, yb.data(), {}, r2, *cache_b);
-    block->backward(xa.data(), B, dy.data(), 0.5f, *cache_a, dxa2.data());
+    block->forward_train(ctx, xa.data(), B, ya.data(), {}, r2, *cache_a);
+    block->forward_train(ctx, xb.data(), B, yb.data(), {}, r2, *cache_b);
+    block->backward(ctx, xa.data(), B, dy.data(), 0.5f, *cache_a, dxa2.data());
     EXPECT_TRUE(bitwise_equal(dxa, dxa2));
     const auto got = grads();
     ASSERT_EQ(got.size(), expected.size());

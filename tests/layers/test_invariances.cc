@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "fff/core/common.h"
+#include "fff/core/context.h"
 #include "fff/core/param.h"
-#include "fff/cpu/gemm.h"
 #include "fff/layers/activation.h"
 #include "fff/layers/ff/dense_ff.h"
 #include "fff/layers/ff/leaf_fff.h"
@@ -40,6 +40,7 @@ std::string leaf_desc(const fff::LeafFFFConfig& c, int64_t B) {
 // (a) Leaf FFF of depth 0 is a dense FF of width leaf_width.
 
 TEST(LeafDepthZero, EqualsDenseFF) {
+  fff::Context ectx(2);
   for (Activation act : kActs) {
     const int64_t B = 9, in = 7, lw = 5, out = 3;
     Rng rng(1);
@@ -60,19 +61,19 @@ TEST(LeafDepthZero, EqualsDenseFF) {
     // relative to max |y| (the same products, bias added in another order).
     fff::DenseFFContext dctx;
     std::vector<float> yd(B * out), yl(B * out), yh(B * out), yi(B * out), yr(B * out);
-    fff::dense_ff_forward(dense, x.data(), B, yd.data(), &dctx);
+    fff::dense_ff_forward(ectx, dense, x.data(), B, yd.data(), &dctx);
     fff::LeafFFFContext lctx, hctx;
-    const double ent = fff::leaf_fff_forward_train(leaf, x.data(), B, yl.data(), {}, lctx);
+    const double ent = fff::leaf_fff_forward_train(ectx, leaf, x.data(), B, yl.data(), {}, lctx);
     EXPECT_EQ(ent, 0.0) << what;
     EXPECT_LE(max_rel_err(yl, yd), 1e-6) << what;
     fff::LeafTrainMode hard;
     hard.hardened = true;
-    fff::leaf_fff_forward_train(leaf, x.data(), B, yh.data(), hard, hctx);
+    fff::leaf_fff_forward_train(ectx, leaf, x.data(), B, yh.data(), hard, hctx);
     EXPECT_LE(max_rel_err(yh, yd), 1e-6) << what;
 
     // Hard inference (fast and reference): every row reaches leaf 0; tolerance 1e-5.
     std::vector<int32_t> leaves(B, -1), leaves_ref(B, -1);
-    fff::leaf_fff_infer(leaf, x.data(), B, yi.data(), leaves.data());
+    fff::leaf_fff_infer(ectx, leaf, x.data(), B, yi.data(), leaves.data());
     fff::leaf_fff_infer_reference(leaf, x.data(), B, yr.data(), leaves_ref.data());
     EXPECT_LE(max_rel_err(yi, yd), 1e-5) << what;
     EXPECT_LE(max_rel_err(yr, yd), 1e-5) << what;
@@ -87,8 +88,8 @@ TEST(LeafDepthZero, EqualsDenseFF) {
 
     // Gradients: tolerance 1e-6 relative to the largest entry of each.
     std::vector<float> dxd(B * in), dxl(B * in);
-    fff::dense_ff_backward(dense, x.data(), B, dy.data(), dctx, dxd.data());
-    fff::leaf_fff_backward_train(leaf, x.data(), B, dy.data(), 3.0f, lctx, dxl.data());
+    fff::dense_ff_backward(ectx, dense, x.data(), B, dy.data(), dctx, dxd.data());
+    fff::leaf_fff_backward_train(ectx, leaf, x.data(), B, dy.data(), 3.0f, lctx, dxl.data());
     EXPECT_LE(max_rel_err(leaf.w1.grad.data, dense.w1.grad.data), 1e-6) << what << " w1";
     EXPECT_LE(max_rel_err(leaf.b1.grad.data, dense.b1.grad.data), 1e-6) << what << " b1";
     EXPECT_LE(max_rel_err(leaf.w2.grad.data, dense.w2.grad.data), 1e-6) << what << " w2";
@@ -103,6 +104,7 @@ TEST(LeafDepthZero, EqualsDenseFF) {
 // (b) The soft training forward in hardened mode is hard inference.
 
 TEST(LeafHardened, TrainForwardEqualsInference) {
+  fff::Context ectx(2);
   Rng pick(2);
   for (int it = 0; it < 40; ++it) {
     const int64_t depths[] = {1, 2, 3, 4, 5, 6};
@@ -122,9 +124,9 @@ TEST(LeafHardened, TrainForwardEqualsInference) {
     mode.hardened = true;
     fff::LeafFFFContext ctx;
     std::vector<float> yt(B * cfg.out), yi(B * cfg.out), yr(B * cfg.out);
-    fff::leaf_fff_forward_train(m, x.data(), B, yt.data(), mode, ctx);
+    fff::leaf_fff_forward_train(ectx, m, x.data(), B, yt.data(), mode, ctx);
     std::vector<int32_t> leaves(B, -1), leaves_ref(B, -1);
-    fff::leaf_fff_infer(m, x.data(), B, yi.data(), leaves.data());
+    fff::leaf_fff_infer(ectx, m, x.data(), B, yi.data(), leaves.data());
     fff::leaf_fff_infer_reference(m, x.data(), B, yr.data(), leaves_ref.data());
 
     EXPECT_EQ(leaves, leaves_ref) << what;
@@ -141,6 +143,7 @@ TEST(LeafHardened, TrainForwardEqualsInference) {
 // (c) Packed hard inference against the reference on random shapes.
 
 TEST(LeafInfer, PackedMatchesReferenceRandomShapes) {
+  fff::Context ectx(2);
   const std::vector<int64_t> depths = {0, 1, 2, 3, 4, 5, 6}, ins = {1, 3, 17, 64, 100, 784},
                              lws = {1, 2, 3, 8, 13}, outs = {1, 10, 33},
                              Bs = {1, 2, 37, 1000, 3000};
@@ -190,12 +193,12 @@ TEST(LeafInfer, PackedMatchesReferenceRandomShapes) {
     std::vector<float> y(B * cfg.out, NAN), y2(B * cfg.out, NAN), yr(B * cfg.out, NAN);
     std::vector<int32_t> leaves(B, -1), leaves_ref(B, -1);
     const fff::LeafFFFPacked packed = fff::pack_leaf_fff(m);
-    fff::leaf_fff_infer(packed, x.data(), B, y.data(), leaves.data());
+    fff::leaf_fff_infer(ectx, packed, x.data(), B, y.data(), leaves.data());
     fff::leaf_fff_infer_reference(m, x.data(), B, yr.data(), leaves_ref.data());
     ASSERT_LE(max_rel_err(y, yr), 1e-5) << what;
     ASSERT_EQ(leaves, leaves_ref) << what;
     // The unpacked overload and a null leaves pointer give the same output.
-    fff::leaf_fff_infer(m, x.data(), B, y2.data(), nullptr);
+    fff::leaf_fff_infer(ectx, m, x.data(), B, y2.data(), nullptr);
     ASSERT_TRUE(bitwise_equal(y, y2)) << what;
     for (int32_t j : leaves) ASSERT_TRUE(j >= 0 && j < cfg.n_leaves()) << what;
   }
@@ -205,6 +208,7 @@ TEST(LeafInfer, PackedMatchesReferenceRandomShapes) {
 // (d) Soft training forward against its reference (soft and hardened, with and without leak).
 
 TEST(LeafTrain, ForwardMatchesReferenceRandomShapes) {
+  fff::Context ectx(2);
   Rng pick(4);
   for (int it = 0; it < 120; ++it) {
     const int64_t depths[] = {0, 1, 2, 3, 4};
@@ -228,7 +232,7 @@ TEST(LeafTrain, ForwardMatchesReferenceRandomShapes) {
 
     fff::LeafFFFContext ctx;
     std::vector<float> y(B * cfg.out, NAN), yr(B * cfg.out, NAN);
-    const double ent = fff::leaf_fff_forward_train(m, x.data(), B, y.data(), mode, ctx);
+    const double ent = fff::leaf_fff_forward_train(ectx, m, x.data(), B, y.data(), mode, ctx);
     fff::leaf_fff_forward_train_reference(m, x.data(), B, yr.data(), mode);
     ASSERT_LE(max_rel_err(y, yr), 1e-5) << what;
 
@@ -268,6 +272,7 @@ TEST(LeafTrain, RegionLeakRateAndShape) {
 // (e) Ties at exactly zero: leaf FFF goes right (z >= 0), neuron FFF goes left (z > 0 is right).
 
 TEST(Ties, LeafFFFGoesRightAtZero) {
+  fff::Context ectx(2);
   const int64_t B = 11, in = 6, out = 4, depth = 3;
   const fff::LeafFFFConfig cfg{in, out, depth, 2, Activation::gelu};
   Rng rng(6);
@@ -281,7 +286,7 @@ TEST(Ties, LeafFFFGoesRightAtZero) {
   all.nodes_b.value.zero();
   std::vector<float> y(B * out), yr(B * out);
   std::vector<int32_t> leaves(B, -1), leaves_ref(B, -1);
-  fff::leaf_fff_infer(all, x.data(), B, y.data(), leaves.data());
+  fff::leaf_fff_infer(ectx, all, x.data(), B, y.data(), leaves.data());
   fff::leaf_fff_infer_reference(all, x.data(), B, yr.data(), leaves_ref.data());
   for (int64_t r = 0; r < B; ++r) {
     EXPECT_EQ(leaves[r], L - 1) << r;
@@ -293,13 +298,13 @@ TEST(Ties, LeafFFFGoesRightAtZero) {
   hard.hardened = true;
   fff::LeafFFFContext ctx;
   std::vector<float> yt(B * out), yh(B * out);
-  fff::leaf_fff_forward_train(all, x.data(), B, yt.data(), hard, ctx);
+  fff::leaf_fff_forward_train(ectx, all, x.data(), B, yt.data(), hard, ctx);
   EXPECT_LE(max_rel_err(yt, yr), 1e-5);
   fff::leaf_fff_forward_train_reference(all, x.data(), B, yh.data(), hard);
   EXPECT_LE(max_rel_err(yh, yr), 1e-5);
   // Soft training: p = 0.5 at every node, every leaf weighs 1 / L: the mean of the leaf blocks.
   std::vector<float> ys(B * out), yavg(B * out, 0.0f);
-  fff::leaf_fff_forward_train(all, x.data(), B, ys.data(), {}, ctx);
+  fff::leaf_fff_forward_train(ectx, all, x.data(), B, ys.data(), {}, ctx);
   for (int64_t j = 0; j < L; ++j) {
     // Leaf j alone: route every row to j by setting the node biases to +-1e30.
     fff::LeafFFF one = all;
@@ -321,7 +326,7 @@ TEST(Ties, LeafFFFGoesRightAtZero) {
     std::fill_n(some.nodes_w.value.row(i), in, 0.0f);
     some.nodes_b.value.data[i] = 0.0f;
   }
-  fff::leaf_fff_infer(some, x.data(), B, y.data(), leaves.data());
+  fff::leaf_fff_infer(ectx, some, x.data(), B, y.data(), leaves.data());
   fff::leaf_fff_infer_reference(some, x.data(), B, yr.data(), leaves_ref.data());
   EXPECT_EQ(leaves, leaves_ref);
   EXPECT_LE(max_rel_err(y, yr), 1e-5);
@@ -335,11 +340,12 @@ TEST(Ties, LeafFFFGoesRightAtZero) {
       }
     }
   }
-  fff::leaf_fff_forward_train(some, x.data(), B, yt.data(), hard, ctx);
+  fff::leaf_fff_forward_train(ectx, some, x.data(), B, yt.data(), hard, ctx);
   EXPECT_LE(max_rel_err(yt, yr), 1e-5);
 }
 
 TEST(Ties, NeuronFFFGoesLeftAtZero) {
+  fff::Context ectx(2);
   const int64_t B = 7, in = 5, out = 3;
   for (int64_t K : {1, 3}) {
     const int64_t D = 4;
@@ -356,7 +362,7 @@ TEST(Ties, NeuronFFFGoesLeftAtZero) {
     std::vector<float> y(B * out), yr(B * out);
     std::vector<int32_t> nodes(B * P, -1);
     fff::NeuronFFFContext ctx;
-    fff::neuron_fff_forward(all, x.data(), B, y.data(), &ctx);
+    fff::neuron_fff_forward(ectx, all, x.data(), B, y.data(), &ctx);
     fff::neuron_fff_forward_reference(all, x.data(), B, yr.data(), nodes.data());
     for (int64_t r = 0; r < B; ++r)
       for (int64_t t = 0; t < K; ++t)
@@ -375,7 +381,7 @@ TEST(Ties, NeuronFFFGoesLeftAtZero) {
       std::fill_n(roots.w1.value.row(t * per_tree), in, 0.0f);
       roots.b1.value.data[t * per_tree] = 0.0f;
     }
-    fff::neuron_fff_forward(roots, x.data(), B, y.data(), &ctx);
+    fff::neuron_fff_forward(ectx, roots, x.data(), B, y.data(), &ctx);
     fff::neuron_fff_forward_reference(roots, x.data(), B, yr.data(), nodes.data());
     EXPECT_EQ(ctx.node, nodes);
     for (int64_t r = 0; r < B; ++r)
@@ -389,6 +395,7 @@ TEST(Ties, NeuronFFFGoesLeftAtZero) {
 // (f) Neuron FFF forward against its reference.
 
 TEST(NeuronForward, MatchesReferenceRandomShapes) {
+  fff::Context ectx(2);
   Rng pick(8);
   int redraws = 0;
   for (int it = 0; it < 40; ++it) {
@@ -412,7 +419,7 @@ TEST(NeuronForward, MatchesReferenceRandomShapes) {
       std::vector<float> y(B * out, NAN), y2(B * out, NAN), yr(B * out, NAN);
       std::vector<int32_t> nodes(B * P, -1);
       fff::NeuronFFFContext ctx;
-      fff::neuron_fff_forward(m, x.data(), B, y.data(), &ctx);
+      fff::neuron_fff_forward(ectx, m, x.data(), B, y.data(), &ctx);
       if (std::any_of(ctx.z.begin(), ctx.z.end(), [](float z) { return std::fabs(z) < 1e-5f; })) {
         ++redraws;
         continue;
@@ -434,7 +441,7 @@ TEST(NeuronForward, MatchesReferenceRandomShapes) {
           }
         }
       // Without a context: the same output.
-      fff::neuron_fff_forward(m, x.data(), B, y2.data(), nullptr);
+      fff::neuron_fff_forward(ectx, m, x.data(), B, y2.data(), nullptr);
       ASSERT_TRUE(bitwise_equal(y, y2)) << what;
       break;
     }
@@ -446,7 +453,6 @@ TEST(NeuronForward, MatchesReferenceRandomShapes) {
 // (g) One thread equals two threads, bitwise.
 
 TEST(Threads, LeafTrainForwardBackwardBitwise) {
-  ThreadGuard guard;
   const fff::LeafFFFConfig cfg{64, 10, 4, 8, Activation::gelu};
   const int64_t B = 301;
   Rng rng(10);
@@ -460,12 +466,12 @@ TEST(Threads, LeafTrainForwardBackwardBitwise) {
     std::vector<float> y[2], dx[2];
     fff::LeafFFF m[2] = {m0, m0};
     for (int t = 0; t < 2; ++t) {
-      fff::set_num_threads(t + 1);
+      fff::Context ectx(t + 1);
       fff::LeafFFFContext ctx;
       y[t].assign(B * cfg.out, NAN);
       dx[t].assign(B * cfg.in, NAN);
-      fff::leaf_fff_forward_train(m[t], x.data(), B, y[t].data(), mode, ctx);
-      fff::leaf_fff_backward_train(m[t], x.data(), B, dy.data(), 3.0f, ctx, dx[t].data());
+      fff::leaf_fff_forward_train(ectx, m[t], x.data(), B, y[t].data(), mode, ctx);
+      fff::leaf_fff_backward_train(ectx, m[t], x.data(), B, dy.data(), 3.0f, ctx, dx[t].data());
     }
     EXPECT_TRUE(bitwise_equal(y[0], y[1])) << "y, variant " << variant;
     EXPECT_TRUE(bitwise_equal(dx[0], dx[1])) << "dx, variant " << variant;
@@ -478,7 +484,6 @@ TEST(Threads, LeafTrainForwardBackwardBitwise) {
 TEST(Threads, LeafTrainEntropyBitwise) {
   // Regression: the mean entropy was once summed by an OpenMP reduction, whose order depends on
   // the thread count; tiny entropies (large |z|) over a large B * n_nodes exposed it.
-  ThreadGuard guard;
   const fff::LeafFFFConfig cfg{16, 2, 6, 1, Activation::gelu};
   const int64_t B = 4096;
   Rng rng(1);
@@ -487,10 +492,10 @@ TEST(Threads, LeafTrainEntropyBitwise) {
   double ent[2];
   std::vector<float> y[2];
   for (int t = 0; t < 2; ++t) {
-    fff::set_num_threads(t + 1);
+    fff::Context ectx(t + 1);
     fff::LeafFFFContext ctx;
     y[t].assign(B * cfg.out, NAN);
-    ent[t] = fff::leaf_fff_forward_train(m, x.data(), B, y[t].data(), {}, ctx);
+    ent[t] = fff::leaf_fff_forward_train(ectx, m, x.data(), B, y[t].data(), {}, ctx);
   }
   EXPECT_TRUE(bitwise_equal(y[0], y[1]));
   EXPECT_TRUE(bitwise_equal(std::vector<double>{ent[0]}, std::vector<double>{ent[1]}))
@@ -498,7 +503,6 @@ TEST(Threads, LeafTrainEntropyBitwise) {
 }
 
 TEST(Threads, LeafInferBitwise) {
-  ThreadGuard guard;
   for (int64_t depth : {0, 3, 6}) {
     const fff::LeafFFFConfig cfg{100, 33, depth, 13, Activation::relu};
     const int64_t B = 1000;
@@ -509,10 +513,10 @@ TEST(Threads, LeafInferBitwise) {
     std::vector<float> y[2];
     std::vector<int32_t> leaves[2];
     for (int t = 0; t < 2; ++t) {
-      fff::set_num_threads(t + 1);
+      fff::Context ectx(t + 1);
       y[t].assign(B * cfg.out, NAN);
       leaves[t].assign(B, -1);
-      fff::leaf_fff_infer(packed, x.data(), B, y[t].data(), leaves[t].data());
+      fff::leaf_fff_infer(ectx, packed, x.data(), B, y[t].data(), leaves[t].data());
     }
     EXPECT_TRUE(bitwise_equal(y[0], y[1])) << "depth " << depth;
     EXPECT_EQ(leaves[0], leaves[1]) << "depth " << depth;
@@ -520,7 +524,6 @@ TEST(Threads, LeafInferBitwise) {
 }
 
 TEST(Threads, NeuronForwardBackwardBitwise) {
-  ThreadGuard guard;
   for (int64_t D : {0, 3, 8}) {
     const auto cfg = neuron_config(65, 17, 3, D, Activation::gelu, true);
     const int64_t B = 257;
@@ -531,12 +534,12 @@ TEST(Threads, NeuronForwardBackwardBitwise) {
     fff::NeuronFFF m[2] = {m0, m0};
     fff::NeuronFFFContext ctx[2];
     for (int t = 0; t < 2; ++t) {
-      fff::set_num_threads(t + 1);
+      fff::Context ectx(t + 1);
       y[t].assign(B * cfg.out, NAN);
       dx[t].assign(B * cfg.in, NAN);
       for (fff::Param* p : m[t].params()) p->grad.zero();
-      fff::neuron_fff_forward(m[t], x.data(), B, y[t].data(), &ctx[t]);
-      fff::neuron_fff_backward(m[t], x.data(), B, dy.data(), ctx[t], dx[t].data());
+      fff::neuron_fff_forward(ectx, m[t], x.data(), B, y[t].data(), &ctx[t]);
+      fff::neuron_fff_backward(ectx, m[t], x.data(), B, dy.data(), ctx[t], dx[t].data());
     }
     const std::string what = "D=" + std::to_string(D);
     EXPECT_TRUE(bitwise_equal(y[0], y[1])) << what;
@@ -553,8 +556,7 @@ TEST(Threads, NeuronForwardBackwardBitwise) {
 }
 
 TEST(Threads, DenseForwardBackwardBitwise) {
-  ThreadGuard guard;
-  // Big enough that OpenBLAS itself runs threaded.
+  // Big enough that gemm splits its products into blocks over the threads.
   const fff::DenseFFConfig cfg{256, 512, 64, Activation::gelu};
   const int64_t B = 512;
   Rng rng(13);
@@ -563,12 +565,12 @@ TEST(Threads, DenseForwardBackwardBitwise) {
   std::vector<float> y[2], dx[2];
   fff::DenseFF m[2] = {m0, m0};
   for (int t = 0; t < 2; ++t) {
-    fff::set_num_threads(t + 1);
+    fff::Context ectx(t + 1);
     fff::DenseFFContext ctx;
     y[t].assign(B * cfg.out, NAN);
     dx[t].assign(B * cfg.in, NAN);
-    fff::dense_ff_forward(m[t], x.data(), B, y[t].data(), &ctx);
-    fff::dense_ff_backward(m[t], x.data(), B, dy.data(), ctx, dx[t].data());
+    fff::dense_ff_forward(ectx, m[t], x.data(), B, y[t].data(), &ctx);
+    fff::dense_ff_backward(ectx, m[t], x.data(), B, dy.data(), ctx, dx[t].data());
   }
   EXPECT_TRUE(bitwise_equal(y[0], y[1]));
   EXPECT_TRUE(bitwise_equal(dx[0], dx[1]));
@@ -581,6 +583,7 @@ TEST(Threads, DenseForwardBackwardBitwise) {
 // (h) Splitting a batch changes nothing at inference.
 
 TEST(BatchSplit, LeafInferBitwise) {
+  fff::Context ectx(2);
   // 3000 rows are tiled differently from small batches: the split must still change nothing.
   for (const auto& [depth, B] : {std::pair<int64_t, int64_t>{0, 37}, {2, 37}, {5, 37}, {5, 3000}}) {
     const fff::LeafFFFConfig cfg{17, 10, depth, 3, Activation::gelu};
@@ -590,12 +593,12 @@ TEST(BatchSplit, LeafInferBitwise) {
     const auto x = random_vec(B * cfg.in, rng);
     std::vector<float> whole(B * cfg.out, NAN);
     std::vector<int32_t> whole_leaves(B, -1);
-    fff::leaf_fff_infer(packed, x.data(), B, whole.data(), whole_leaves.data());
+    fff::leaf_fff_infer(ectx, packed, x.data(), B, whole.data(), whole_leaves.data());
     for (int64_t k : {int64_t{0}, int64_t{1}, int64_t{16}, B / 2, B - 1, B}) {
       std::vector<float> parts(B * cfg.out, NAN);
       std::vector<int32_t> leaves(B, -1);
-      fff::leaf_fff_infer(packed, x.data(), k, parts.data(), leaves.data());
-      fff::leaf_fff_infer(packed, x.data() + k * cfg.in, B - k, parts.data() + k * cfg.out,
+      fff::leaf_fff_infer(ectx, packed, x.data(), k, parts.data(), leaves.data());
+      fff::leaf_fff_infer(ectx, packed, x.data() + k * cfg.in, B - k, parts.data() + k * cfg.out,
                           leaves.data() + k);
       EXPECT_TRUE(bitwise_equal(parts, whole)) << "depth " << depth << " split " << k;
       EXPECT_EQ(leaves, whole_leaves) << "depth " << depth << " split " << k;
@@ -604,6 +607,7 @@ TEST(BatchSplit, LeafInferBitwise) {
 }
 
 TEST(BatchSplit, NeuronForwardBitwise) {
+  fff::Context ectx(2);
   for (int64_t D : {0, 3, 6}) {
     const auto cfg = neuron_config(19, 7, 2, D, Activation::gelu, true);
     const int64_t B = 41;
@@ -613,12 +617,13 @@ TEST(BatchSplit, NeuronForwardBitwise) {
     const int64_t P = cfg.path_length();
     std::vector<float> whole(B * cfg.out, NAN);
     fff::NeuronFFFContext wctx;
-    fff::neuron_fff_forward(m, x.data(), B, whole.data(), &wctx);
+    fff::neuron_fff_forward(ectx, m, x.data(), B, whole.data(), &wctx);
     for (int64_t k : {int64_t{0}, int64_t{1}, int64_t{20}, B - 1, B}) {
       std::vector<float> parts(B * cfg.out, NAN);
       fff::NeuronFFFContext c1, c2;
-      fff::neuron_fff_forward(m, x.data(), k, parts.data(), &c1);
-      fff::neuron_fff_forward(m, x.data() + k * cfg.in, B - k, parts.data() + k * cfg.out, &c2);
+      fff::neuron_fff_forward(ectx, m, x.data(), k, parts.data(), &c1);
+      fff::neuron_fff_forward(ectx, m, x.data() + k * cfg.in, B - k, parts.data() + k * cfg.out,
+                              &c2);
       EXPECT_TRUE(bitwise_equal(parts, whole)) << "D " << D << " split " << k;
       std::vector<int32_t> nodes = c1.node;
       nodes.insert(nodes.end(), c2.node.begin(), c2.node.end());

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "fff/core/common.h"
+#include "fff/core/context.h"
 #include "fff/core/param.h"
-#include "fff/cpu/gemm.h"
 #include "fff/layers/activation.h"
 #include "fff/layers/ff/dense_ff.h"
 #include "fff/layers/ff/leaf_fff.h"
@@ -43,12 +43,8 @@ using Objective = std::function<double(Pattern* pattern)>;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-// The checks run thousands of tiny forwards: one thread avoids OpenMP start-up and spin costs
-// on a busy 2-core machine (thread independence is tested in test_invariances).
-struct SingleThread : testing::Environment {
-  void SetUp() override { fff::set_num_threads(1); }
-};
-testing::Environment* const kSingleThread = testing::AddGlobalTestEnvironment(new SingleThread);
+// The checks run thousands of tiny forwards: contexts of one thread avoid OpenMP start-up and
+// spin costs on a busy 2-core machine (thread independence is tested in test_invariances).
 
 double weighted_sum(const std::vector<float>& y, const std::vector<float>& R) {
   double s = 0.0;
@@ -187,6 +183,7 @@ const char* act_name(Activation a) {
 class DenseGrad : public testing::TestWithParam<Activation> {};
 
 TEST_P(DenseGrad, AllParamsAndInputMatchFiniteDifferences) {
+  fff::Context ectx(1);
   const Activation act = GetParam();
   const int64_t B = 4, in = 5, width = 7, out = 3;
   Rng rng(11);
@@ -196,22 +193,22 @@ TEST_P(DenseGrad, AllParamsAndInputMatchFiniteDifferences) {
 
   fff::DenseFFContext ctx;
   std::vector<float> y(B * out);
-  fff::dense_ff_forward(m, x.data(), B, y.data(), &ctx);
+  fff::dense_ff_forward(ectx, m, x.data(), B, y.data(), &ctx);
   for (fff::Param* p : m.params()) fill_nan(*p);
   std::vector<float> dx(B * in, kNaN);
-  fff::dense_ff_backward(m, x.data(), B, R.data(), ctx, dx.data());
+  fff::dense_ff_backward(ectx, m, x.data(), B, R.data(), ctx, dx.data());
 
   // Backward without dx gives the same parameter gradients.
   fff::DenseFF m2 = m;
   for (fff::Param* p : m2.params()) fill_nan(*p);
-  fff::dense_ff_backward(m2, x.data(), B, R.data(), ctx, nullptr);
+  fff::dense_ff_backward(ectx, m2, x.data(), B, R.data(), ctx, nullptr);
   for (size_t k = 0; k < m.params().size(); ++k)
     EXPECT_EQ(m.params()[k]->grad.data, m2.params()[k]->grad.data) << m.params()[k]->name;
 
   const Objective f = [&](Pattern* pat) {
     fff::DenseFFContext c;
     std::vector<float> yy(B * out);
-    fff::dense_ff_forward(m, x.data(), B, yy.data(), &c);
+    fff::dense_ff_forward(ectx, m, x.data(), B, yy.data(), &c);
     *pat = relu_signs(act, dense_hidden(m, x, B));
     return weighted_sum(yy, R);
   };
@@ -253,6 +250,7 @@ std::string leaf_case_name(const LeafCase& c) {
 class LeafSoftGrad : public testing::TestWithParam<LeafCase> {};
 
 TEST_P(LeafSoftGrad, AllParamsAndInputMatchFiniteDifferences) {
+  fff::Context ectx(1);
   const LeafCase lc = GetParam();
   const int64_t B = 4, in = 5, out = 3;
   const fff::LeafFFFConfig cfg{in, out, lc.depth, lc.leaf_width, lc.act};
@@ -286,21 +284,21 @@ TEST_P(LeafSoftGrad, AllParamsAndInputMatchFiniteDifferences) {
 
   fff::LeafFFFContext ctx;
   std::vector<float> y(B * out);
-  fff::leaf_fff_forward_train(m, x.data(), B, y.data(), mode, ctx);
+  fff::leaf_fff_forward_train(ectx, m, x.data(), B, y.data(), mode, ctx);
   for (fff::Param* p : m.params()) fill_nan(*p);
   std::vector<float> dx(B * in, kNaN);
-  fff::leaf_fff_backward_train(m, x.data(), B, R.data(), lc.hardening, ctx, dx.data());
+  fff::leaf_fff_backward_train(ectx, m, x.data(), B, R.data(), lc.hardening, ctx, dx.data());
 
   fff::LeafFFF m2 = m;
   for (fff::Param* p : m2.params()) fill_nan(*p);
-  fff::leaf_fff_backward_train(m2, x.data(), B, R.data(), lc.hardening, ctx, nullptr);
+  fff::leaf_fff_backward_train(ectx, m2, x.data(), B, R.data(), lc.hardening, ctx, nullptr);
   for (size_t k = 0; k < m.params().size(); ++k)
     EXPECT_EQ(m.params()[k]->grad.data, m2.params()[k]->grad.data) << m.params()[k]->name;
 
   const Objective f = [&](Pattern* pat) {
     fff::LeafFFFContext c;
     std::vector<float> yy(B * out);
-    const double ent = fff::leaf_fff_forward_train(m, x.data(), B, yy.data(), mode, c);
+    const double ent = fff::leaf_fff_forward_train(ectx, m, x.data(), B, yy.data(), mode, c);
     *pat = relu_signs(lc.act, leaf_hidden(m, x, B));
     return weighted_sum(yy, R) + lc.hardening * ent;
   };
@@ -331,6 +329,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, LeafSoftGrad, testing::ValuesIn(leaf_soft_cases(
                          [](const auto& info) { return leaf_case_name(info.param); });
 
 TEST(LeafSoftGrad, HardeningLossAloneMatchesFiniteDifferences) {
+  fff::Context ectx(1);
   // With R = 0 the objective is the hardening term only: checks its node gradient in isolation
   // (weight 3, as in the paper), and that it leaves the leaf parameters at exactly zero.
   const int64_t B = 5, in = 4, out = 2;
@@ -342,20 +341,20 @@ TEST(LeafSoftGrad, HardeningLossAloneMatchesFiniteDifferences) {
   const float hw = 3.0f;
   fff::LeafFFFContext ctx;
   std::vector<float> y(B * out), dx(B * in);
-  const double ent = fff::leaf_fff_forward_train(m, x.data(), B, y.data(), {}, ctx);
+  const double ent = fff::leaf_fff_forward_train(ectx, m, x.data(), B, y.data(), {}, ctx);
   // The returned value is the mean binary entropy of sigmoid(z) over (sample, node).
   double expect = 0.0;
   const auto z = node_logits(m, x, B);
   for (double v : z) expect += fff::binary_entropy(1.0 / (1.0 + std::exp(-v)));
   expect /= static_cast<double>(z.size());
   EXPECT_NEAR(ent, expect, 1e-6);
-  fff::leaf_fff_backward_train(m, x.data(), B, R.data(), hw, ctx, dx.data());
+  fff::leaf_fff_backward_train(ectx, m, x.data(), B, R.data(), hw, ctx, dx.data());
   for (fff::Param* p : {&m.w1, &m.b1, &m.w2, &m.b2})
     for (float g : p->grad.data) EXPECT_EQ(g, 0.0f) << p->name;
   const Objective f = [&](Pattern*) {
     fff::LeafFFFContext c;
     std::vector<float> yy(B * out);
-    return hw * fff::leaf_fff_forward_train(m, x.data(), B, yy.data(), {}, c);
+    return hw * fff::leaf_fff_forward_train(ectx, m, x.data(), B, yy.data(), {}, c);
   };
   const double h = 0x1p-7, tol = 1e-4;  // entropy only: noise ~1e-7 / h ~ 2e-5
   const auto gw = m.nodes_w.grad.data, gb = m.nodes_b.grad.data;
@@ -387,6 +386,7 @@ std::string leaf_hard_name(const LeafHardCase& c) {
 class LeafHardGrad : public testing::TestWithParam<LeafHardCase> {};
 
 TEST_P(LeafHardGrad, NodeGradsZeroOthersMatchFiniteDifferences) {
+  fff::Context ectx(1);
   const LeafHardCase lc = GetParam();
   const int64_t B = 4, in = 5, out = 3;
   const fff::LeafFFFConfig cfg{in, out, lc.depth, lc.leaf_width, lc.act};
@@ -415,17 +415,17 @@ TEST_P(LeafHardGrad, NodeGradsZeroOthersMatchFiniteDifferences) {
   for (float hardening : {0.0f, 3.0f}) {
     fff::LeafFFFContext ctx;
     std::vector<float> y(B * out);
-    fff::leaf_fff_forward_train(m, x.data(), B, y.data(), mode, ctx);
+    fff::leaf_fff_forward_train(ectx, m, x.data(), B, y.data(), mode, ctx);
     for (fff::Param* p : m.params()) fill_nan(*p);
     std::vector<float> dx(B * in, kNaN);
-    fff::leaf_fff_backward_train(m, x.data(), B, R.data(), hardening, ctx, dx.data());
+    fff::leaf_fff_backward_train(ectx, m, x.data(), B, R.data(), hardening, ctx, dx.data());
     for (float g : m.nodes_w.grad.data) ASSERT_EQ(g, 0.0f) << "hardened nodes_w grad";
     for (float g : m.nodes_b.grad.data) ASSERT_EQ(g, 0.0f) << "hardened nodes_b grad";
 
     const Objective f = [&](Pattern* pat) {
       fff::LeafFFFContext c;
       std::vector<float> yy(B * out);
-      fff::leaf_fff_forward_train(m, x.data(), B, yy.data(), mode, c);
+      fff::leaf_fff_forward_train(ectx, m, x.data(), B, yy.data(), mode, c);
       *pat = relu_signs(lc.act, leaf_hidden(m, x, B));
       for (double z : node_logits(m, x, B)) pat->push_back(z >= 0.0 ? 2 : 3);
       return weighted_sum(yy, R);
@@ -476,6 +476,7 @@ std::string neuron_name(const NeuronCase& c) {
 class NeuronGrad : public testing::TestWithParam<NeuronCase> {};
 
 TEST_P(NeuronGrad, PathRowsMatchFiniteDifferencesOthersUntouched) {
+  fff::Context ectx(1);
   const NeuronCase nc = GetParam();
   const int64_t B = 3, in = 5, out = 3;
   fff::NeuronFFFConfig cfg;
@@ -498,7 +499,7 @@ TEST_P(NeuronGrad, PathRowsMatchFiniteDifferencesOthersUntouched) {
     x = random_vec(B * in, rng);
     R = random_vec(B * out, rng);
     std::vector<float> yy(B * out);
-    fff::neuron_fff_forward(m, x.data(), B, yy.data(), &ctx);
+    fff::neuron_fff_forward(ectx, m, x.data(), B, yy.data(), &ctx);
     found = std::all_of(ctx.z.begin(), ctx.z.end(), [&](float z) { return std::fabs(z) > 10 * h; });
   }
   ASSERT_TRUE(found) << "no seed with all path logits away from 0";
@@ -506,7 +507,7 @@ TEST_P(NeuronGrad, PathRowsMatchFiniteDifferencesOthersUntouched) {
 
   for (fff::Param* p : m.params()) fill_nan(*p);
   std::vector<float> dx(B * in, kNaN);
-  fff::neuron_fff_backward(m, x.data(), B, R.data(), ctx, dx.data());
+  fff::neuron_fff_backward(ectx, m, x.data(), B, R.data(), ctx, dx.data());
 
   // touched_rows: exactly the set of visited nodes, the same list for w1, b1 and w2.
   const std::set<int32_t> visited(ctx.node.begin(), ctx.node.end());
@@ -532,7 +533,7 @@ TEST_P(NeuronGrad, PathRowsMatchFiniteDifferencesOthersUntouched) {
   const Objective f = [&](Pattern* pat) {
     fff::NeuronFFFContext c;
     std::vector<float> yy(B * out);
-    fff::neuron_fff_forward(m, x.data(), B, yy.data(), &c);
+    fff::neuron_fff_forward(ectx, m, x.data(), B, yy.data(), &c);
     pat->assign(c.node.begin(), c.node.end());
     return weighted_sum(yy, R);
   };
@@ -563,7 +564,7 @@ TEST_P(NeuronGrad, PathRowsMatchFiniteDifferencesOthersUntouched) {
   // dx == nullptr gives the same parameter gradients.
   fff::NeuronFFF m2 = m;
   for (fff::Param* p : m2.params()) fill_nan(*p);
-  fff::neuron_fff_backward(m2, x.data(), B, R.data(), ctx, nullptr);
+  fff::neuron_fff_backward(ectx, m2, x.data(), B, R.data(), ctx, nullptr);
   for (fff::Param* p : {&m.w1, &m.b1, &m.w2}) {
     fff::Param* q = p == &m.w1 ? &m2.w1 : p == &m.b1 ? &m2.b1 : &m2.w2;
     const int64_t rs = p->row_size();
@@ -586,6 +587,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, NeuronGrad, testing::ValuesIn(neuron_cases()),
                          [](const auto& info) { return neuron_name(info.param); });
 
 TEST(NeuronGradTouched, SecondBackwardReplacesTouchedRows) {
+  fff::Context ectx(1);
   // touched_rows is this step's list, not an accumulation over steps.
   fff::NeuronFFFConfig cfg;
   cfg.in = 4;
@@ -600,8 +602,8 @@ TEST(NeuronGradTouched, SecondBackwardReplacesTouchedRows) {
     const auto dy = random_vec(B * cfg.out, rng);
     std::vector<float> y(B * cfg.out);
     fff::NeuronFFFContext ctx;
-    fff::neuron_fff_forward(m, x.data(), B, y.data(), &ctx);
-    fff::neuron_fff_backward(m, x.data(), B, dy.data(), ctx, nullptr);
+    fff::neuron_fff_forward(ectx, m, x.data(), B, y.data(), &ctx);
+    fff::neuron_fff_backward(ectx, m, x.data(), B, dy.data(), ctx, nullptr);
     const std::set<int32_t> visited(ctx.node.begin(), ctx.node.end());
     EXPECT_EQ(std::set<int32_t>(m.w1.touched_rows.begin(), m.w1.touched_rows.end()), visited);
     EXPECT_EQ(m.w1.touched_rows.size(), visited.size());

@@ -36,6 +36,7 @@ std::string desc(const fff::QrnnConfig& c, int64_t T, int64_t B) {
 }
 
 TEST(Qrnn, ForwardMatchesReference) {
+  fff::Context ectx(2);
   Rng rng(1);
   for (int it = 0; it < 48; ++it) {
     const auto cfg = config(1 + rng.below(5), 1 + rng.below(7), 1 + rng.below(3), it % 2 == 0,
@@ -49,7 +50,7 @@ TEST(Qrnn, ForwardMatchesReference) {
     const auto h0 = random_vec(B * cfg.channels, rng);
     std::vector<float> y(T * B * cfg.channels, NAN), ref(y.size());
     fff::QrnnContext ctx;
-    fff::qrnn_forward(m, x.data(), T, B, with_history ? hist.data() : nullptr,
+    fff::qrnn_forward(ectx, m, x.data(), T, B, with_history ? hist.data() : nullptr,
                       with_h0 ? h0.data() : nullptr, y.data(), ctx);
     fff::qrnn_forward_reference(m, x.data(), T, B, with_history ? hist.data() : nullptr,
                                 with_h0 ? h0.data() : nullptr, ref.data());
@@ -58,6 +59,7 @@ TEST(Qrnn, ForwardMatchesReference) {
 }
 
 TEST(Qrnn, GradientsMatchFiniteDifferences) {
+  fff::Context ectx(2);
   Rng rng(2);
   for (int it = 0; it < 16; ++it) {
     const auto cfg = config(3, 4, 1 + it % 3, it % 2 == 0, it % 4 >= 2, fff::kScanAlgos[it % 4]);
@@ -78,8 +80,8 @@ TEST(Qrnn, GradientsMatchFiniteDifferences) {
     };
     fff::QrnnContext ctx;
     std::vector<float> y(T * B * C), dx(x.size(), NAN), dh0(h0.size(), NAN);
-    fff::qrnn_forward(m, x.data(), T, B, nullptr, h0.data(), y.data(), ctx);
-    fff::qrnn_backward(m, R.data(), T, B, h0.data(), ctx, dx.data(), dh0.data());
+    fff::qrnn_forward(ectx, m, x.data(), T, B, nullptr, h0.data(), y.data(), ctx);
+    fff::qrnn_backward(ectx, m, R.data(), T, B, h0.data(), ctx, dx.data(), dh0.data());
     // The hard sigmoid has kinks at +-3: skip a case whose pre-activation sits near one.
     bool near_kink = false;
     for (float v : ctx.fpre.data)
@@ -119,6 +121,7 @@ TEST(Qrnn, GradientsMatchFiniteDifferences) {
 }
 
 TEST(Qrnn, SegmentsCarryHistoryAndState) {
+  fff::Context ectx(2);
   Rng rng(3);
   const auto cfg = config(4, 5, 3, true, false, fff::ScanAlgo::chunked);
   const int64_t T = 30, T1 = 11, B = 2, in = cfg.in, C = cfg.channels;
@@ -126,13 +129,13 @@ TEST(Qrnn, SegmentsCarryHistoryAndState) {
   const auto x = random_vec(T * B * in, rng);
   std::vector<float> whole(T * B * C), parts(T * B * C);
   fff::QrnnContext ctx;
-  fff::qrnn_forward(m, x.data(), T, B, nullptr, nullptr, whole.data(), ctx);
-  fff::qrnn_forward(m, x.data(), T1, B, nullptr, nullptr, parts.data(), ctx);
+  fff::qrnn_forward(ectx, m, x.data(), T, B, nullptr, nullptr, whole.data(), ctx);
+  fff::qrnn_forward(ectx, m, x.data(), T1, B, nullptr, nullptr, parts.data(), ctx);
   // The second segment continues from the first's last state and its last k - 1 inputs.
   const std::vector<float> h_last(ctx.h.data.end() - B * C, ctx.h.data.end());
   const float* history = x.data() + (T1 - (cfg.window - 1)) * B * in;
   fff::QrnnContext ctx2;
-  fff::qrnn_forward(m, x.data() + T1 * B * in, T - T1, B, history, h_last.data(),
+  fff::qrnn_forward(ectx, m, x.data() + T1 * B * in, T - T1, B, history, h_last.data(),
                     parts.data() + T1 * B * C, ctx2);
   EXPECT_LE(max_rel_err(parts, whole), 1e-6);
 }

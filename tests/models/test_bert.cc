@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "cpu/cmm_kernels.h"
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/io/safetensors.h"
 #include "fff/models/bert.h"
 #include "temp_dir.h"
@@ -34,9 +34,10 @@ std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
 }
 
 std::vector<float> encode(const fff::BertModel& m, const std::vector<int32_t>& ids,
-                          const std::vector<uint8_t>* mask, int64_t B, int64_t S) {
+                          const std::vector<uint8_t>* mask, int64_t B, int64_t S, int threads = 2) {
+  fff::Context ectx(threads);
   std::vector<float> h(static_cast<size_t>(B * S * m.cfg.hidden), NAN);
-  fff::bert_encode(m, ids.data(), mask ? mask->data() : nullptr, B, S, h.data());
+  fff::bert_encode(ectx, m, ids.data(), mask ? mask->data() : nullptr, B, S, h.data());
   return h;
 }
 
@@ -122,14 +123,16 @@ TEST(Bert, LoadRejectsWrongFilesNamingTheProblem) {
 }
 
 TEST(Bert, EncodeRejectsBadInput) {
+  fff::Context ectx(2);
   const fff::BertModel m = fff::make_random_bert(small_config(fff::BertFF::dense), 7);
   std::vector<int32_t> ids = random_ids(21, m.cfg.vocab, 2);
   std::vector<float> h(21 * 24);
-  EXPECT_THROW(fff::bert_encode(m, ids.data(), nullptr, 1, 21, h.data()), fff::Error);  // > 20
+  EXPECT_THROW(fff::bert_encode(ectx, m, ids.data(), nullptr, 1, 21, h.data()),
+               fff::Error);  // > 20
   ids[3] = 50;
-  EXPECT_THROW(fff::bert_encode(m, ids.data(), nullptr, 1, 5, h.data()), fff::Error);
+  EXPECT_THROW(fff::bert_encode(ectx, m, ids.data(), nullptr, 1, 5, h.data()), fff::Error);
   ids[3] = -1;
-  EXPECT_THROW(fff::bert_encode(m, ids.data(), nullptr, 1, 5, h.data()), fff::Error);
+  EXPECT_THROW(fff::bert_encode(ectx, m, ids.data(), nullptr, 1, 5, h.data()), fff::Error);
 }
 
 TEST(Bert, PaddingDoesNotChangeRealTokensAndBatchingDoesNotMatter) {
@@ -151,16 +154,13 @@ TEST(Bert, PaddingDoesNotChangeRealTokensAndBatchingDoesNotMatter) {
 }
 
 TEST(Bert, OneAndTwoThreadsAgreeBitwise) {
-  fff_test::ThreadGuard guard;
   for (fff::BertFF ff : {fff::BertFF::dense, fff::BertFF::fff}) {
     const fff::BertModel m = fff::make_random_bert(small_config(ff), 9);
     const auto ids = random_ids(3 * 17, m.cfg.vocab, 5);
     std::vector<uint8_t> mask(3 * 17, 1);
     mask[3 * 17 - 1] = 0;
-    fff::set_num_threads(1);
-    const auto one = encode(m, ids, &mask, 3, 17);
-    fff::set_num_threads(2);
-    EXPECT_TRUE(bitwise_equal(one, encode(m, ids, &mask, 3, 17)));
+    const auto one = encode(m, ids, &mask, 3, 17, 1);
+    EXPECT_TRUE(bitwise_equal(one, encode(m, ids, &mask, 3, 17, 2)));
   }
 }
 
@@ -244,6 +244,7 @@ ReferenceRun make_reference(const TempDir& dir, const std::string& args) {
 }
 
 void expect_matches_reference(const ReferenceRun& r, const std::string& what) {
+  fff::Context ectx(2);
   const fff::Tensor& ids_f = r.ref.tensors.at("input_ids");
   const fff::Tensor& mask_f = r.ref.tensors.at("attention_mask");
   const int64_t B = ids_f.dim(0), S = ids_f.dim(1), H = r.model.cfg.hidden, V = r.model.cfg.vocab;
@@ -262,7 +263,7 @@ void expect_matches_reference(const ReferenceRun& r, const std::string& what) {
   const double dh = max_abs_diff(hidden.data(), ref_h.ptr(), hidden.size());
   EXPECT_LE(dh, 1e-4) << what << ": hidden states";
   std::vector<float> logits(static_cast<size_t>(B * S * V));
-  fff::bert_mlm_logits(r.model, hidden.data(), B * S, logits.data());
+  fff::bert_mlm_logits(ectx, r.model, hidden.data(), B * S, logits.data());
   const fff::Tensor& ref_l = r.ref.tensors.at("logits");
   ASSERT_EQ(ref_l.size(), B * S * V);
   const double dl = max_abs_diff(logits.data(), ref_l.ptr(), logits.size());

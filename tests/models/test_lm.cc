@@ -21,6 +21,7 @@ using fff::Rng;
 using namespace fff_test;
 
 TEST(LayerNorm, NormalisesAndMatchesFiniteDifferences) {
+  fff::Context ectx(2);
   Rng rng(1);
   const int64_t N = 3, d = 7;
   fff::LayerNorm m = fff::make_layer_norm(d, "ln");
@@ -29,7 +30,7 @@ TEST(LayerNorm, NormalisesAndMatchesFiniteDifferences) {
   const auto x = random_vec(N * d, rng, 3.0f), R = random_vec(N * d, rng);
   std::vector<float> y(N * d);
   fff::LayerNormContext ctx;
-  fff::layer_norm_forward(m, x.data(), N, y.data(), ctx);
+  fff::layer_norm_forward(ectx, m, x.data(), N, y.data(), ctx);
   for (int64_t r = 0; r < N; ++r) {  // the normalised row has mean 0 and variance ~1
     double mean = 0.0, var = 0.0;
     for (int64_t j = 0; j < d; ++j) mean += ctx.xhat.row(r)[j];
@@ -38,11 +39,11 @@ TEST(LayerNorm, NormalisesAndMatchesFiniteDifferences) {
     EXPECT_NEAR(var / d, 1.0, 1e-4);
   }
   std::vector<float> dx(N * d);
-  fff::layer_norm_backward(m, R.data(), N, ctx, dx.data());
+  fff::layer_norm_backward(ectx, m, R.data(), N, ctx, dx.data());
   auto loss = [&](const fff::LayerNorm& mm, const std::vector<float>& xx) {
     std::vector<float> yy(N * d);
     fff::LayerNormContext c2;
-    fff::layer_norm_forward(mm, xx.data(), N, yy.data(), c2);
+    fff::layer_norm_forward(ectx, mm, xx.data(), N, yy.data(), c2);
     double s = 0.0;
     for (int64_t i = 0; i < N * d; ++i) s += static_cast<double>(R[i]) * yy[i];
     return s;
@@ -107,6 +108,7 @@ fff::LmConfig tiny(fff::FFKind mixer) {
 }
 
 TEST(TinyLm, GradientsMatchFiniteDifferences) {
+  fff::Context ectx(2);
   for (fff::FFKind mixer :
        {fff::FFKind::ff, fff::FFKind::leaf_fff, fff::FFKind::neuron_fff}) {
     Rng rng(3);
@@ -119,20 +121,20 @@ TEST(TinyLm, GradientsMatchFiniteDifferences) {
     fff::LmState state0;
     fff::LmContext ctx;
     std::vector<float> logits(N * 256), dlogits(N * 256);
-    fff::lm_forward(m, tokens.data(), T, B, state0, true, logits.data(), ctx);
+    fff::lm_forward(ectx, m, tokens.data(), T, B, state0, true, logits.data(), ctx);
     const float hardening = mixer == fff::FFKind::leaf_fff ? 0.5f : 0.0f;
     auto loss = [&](fff::LmModel& mm) {
       fff::LmState s = state0;
       fff::LmContext c2;
       std::vector<float> lg(N * 256);
-      const double entropy = fff::lm_forward(mm, tokens.data(), T, B, s, true, lg.data(), c2);
+      const double entropy = fff::lm_forward(ectx, mm, tokens.data(), T, B, s, true, lg.data(), c2);
       return fff::softmax_cross_entropy(lg.data(), targets.data(), N, 256, nullptr, nullptr) +
              hardening * entropy;
     };
     fff::LmState s = state0;
-    fff::lm_forward(m, tokens.data(), T, B, s, true, logits.data(), ctx);
+    fff::lm_forward(ectx, m, tokens.data(), T, B, s, true, logits.data(), ctx);
     fff::softmax_cross_entropy(logits.data(), targets.data(), N, 256, dlogits.data(), nullptr);
-    fff::lm_backward(m, tokens.data(), dlogits.data(), hardening, ctx);
+    fff::lm_backward(ectx, m, tokens.data(), dlogits.data(), hardening, ctx);
     int checked = 0;
     for (fff::Param* p : m.params()) {
       if (p->sparse) continue;  // neuron FFF rows off the paths hold stale gradients
@@ -156,6 +158,7 @@ TEST(TinyLm, GradientsMatchFiniteDifferences) {
 }
 
 TEST(TinyLm, TwoSegmentsEqualOne) {
+  fff::Context ectx(2);
   for (fff::FFKind mixer : {fff::FFKind::ff, fff::FFKind::leaf_fff}) {
     Rng rng(4);
     fff::LmModel m = fff::make_lm(tiny(mixer), rng);
@@ -165,9 +168,9 @@ TEST(TinyLm, TwoSegmentsEqualOne) {
     std::vector<float> whole(T * B * 256), parts(T * B * 256);
     fff::LmContext ctx;
     fff::LmState s1, s2;
-    fff::lm_forward(m, tokens.data(), T, B, s1, false, whole.data(), ctx);
-    fff::lm_forward(m, tokens.data(), T1, B, s2, false, parts.data(), ctx);
-    fff::lm_forward(m, tokens.data() + T1 * B, T - T1, B, s2, false, parts.data() + T1 * B * 256,
+    fff::lm_forward(ectx, m, tokens.data(), T, B, s1, false, whole.data(), ctx);
+    fff::lm_forward(ectx, m, tokens.data(), T1, B, s2, false, parts.data(), ctx);
+    fff::lm_forward(ectx, m, tokens.data() + T1 * B, T - T1, B, s2, false, parts.data() + T1 * B * 256,
                     ctx);
     EXPECT_LE(max_rel_err(parts, whole), 1e-5) << fff::ff_kind_name(mixer);
   }

@@ -112,6 +112,7 @@ void expect_same_params(fff::Model& a, fff::Model& b) {
 
 // Predictions (logits and routes) on the same random batch are bitwise equal.
 void expect_same_predictions(fff::Model& a, fff::Model& b, uint64_t seed) {
+  fff::Context ectx(2);
   const int64_t B = 37, in = a.config().in, C = a.config().out;
   fff::Rng rng(seed);
   fff::Tensor x({B, in});
@@ -120,8 +121,8 @@ void expect_same_predictions(fff::Model& a, fff::Model& b, uint64_t seed) {
   std::vector<int32_t> ra, rb;
   a.prepare_inference();
   b.prepare_inference();
-  a.predict(x.ptr(), B, ya.ptr(), &ra);
-  b.predict(x.ptr(), B, yb.ptr(), &rb);
+  a.predict(ectx, x.ptr(), B, ya.ptr(), &ra);
+  b.predict(ectx, x.ptr(), B, yb.ptr(), &rb);
   EXPECT_TRUE(same_bits(ya, yb));
   EXPECT_EQ(ra, rb);
   for (float v : ya.data) EXPECT_TRUE(std::isfinite(v));

@@ -80,19 +80,20 @@ fff::LmTrainer tiny_trainer(fff::FFKind mixer, int64_t steps, const std::string&
 }
 
 TEST(LmTrain, ResumedRunEqualsUninterrupted) {
+  fff::Context ectx(2);
   TempDir dir;
   write_file(dir.file("text"), corpus());
   const fff::TextSplit text = fff::load_text(dir.file("text"), 0.1);
   for (fff::FFKind mixer : {fff::FFKind::ff, fff::FFKind::leaf_fff}) {
     fff::LmTrainer whole = tiny_trainer(mixer, 7, "");
-    const fff::LmTrainResult rw = fff::train_lm(whole, text);
+    const fff::LmTrainResult rw = fff::train_lm(ectx, whole, text);
     EXPECT_EQ(rw.steps, 7);
     EXPECT_TRUE(std::isfinite(rw.val_bpc));
     // The same run killed after step 3 (just after the checkpoint written then), resumed.
     const std::string ckpt = dir.file("ckpt.safetensors");
     fff::LmTrainer first = tiny_trainer(mixer, 7, ckpt);
     struct Killed {};
-    EXPECT_THROW(fff::train_lm(first, text,
+    EXPECT_THROW(fff::train_lm(ectx, first, text,
                                [](const fff::LmProgress& p) {
                                  if (p.step == 3) throw Killed{};
                                }),
@@ -101,7 +102,7 @@ TEST(LmTrain, ResumedRunEqualsUninterrupted) {
     EXPECT_EQ(resumed.step, 3);
     EXPECT_EQ(resumed.options.steps, 7);
     resumed.options.save_path.clear();
-    fff::train_lm(resumed, text);
+    fff::train_lm(ectx, resumed, text);
     const auto pw = whole.model.params(), pr = resumed.model.params();
     ASSERT_EQ(pw.size(), pr.size());
     for (size_t i = 0; i < pw.size(); ++i)
@@ -118,15 +119,16 @@ TEST(LmTrain, CheckpointRejectsOtherFiles) {
 }
 
 TEST(LmTrain, LearnsAndSamplesDeterministically) {
+  fff::Context ectx(2);
   TempDir dir;
   write_file(dir.file("text"), corpus());
   const fff::TextSplit text = fff::load_text(dir.file("text"), 0.1);
   fff::LmTrainer tr = tiny_trainer(fff::FFKind::leaf_fff, 40, "");
-  const double before = fff::evaluate_bpc(tr.model, text.val);
-  const fff::LmTrainResult r = fff::train_lm(tr, text);
+  const double before = fff::evaluate_bpc(ectx, tr.model, text.val);
+  const fff::LmTrainResult r = fff::train_lm(ectx, tr, text);
   EXPECT_LT(r.val_bpc, before - 1.0) << "40 steps should learn the byte statistics";
-  const std::string a = fff::sample_lm(tr.model, "The ", 30, 0.8f, 7);
-  const std::string b = fff::sample_lm(tr.model, "The ", 30, 0.8f, 7);
+  const std::string a = fff::sample_lm(ectx, tr.model, "The ", 30, 0.8f, 7);
+  const std::string b = fff::sample_lm(ectx, tr.model, "The ", 30, 0.8f, 7);
   EXPECT_EQ(a.size(), 30u);
   EXPECT_EQ(a, b);
 }

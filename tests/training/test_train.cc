@@ -15,21 +15,15 @@
 #include <vector>
 
 #include "fff/core/common.h"
-#include "fff/cpu/gemm.h"
+#include "fff/core/context.h"
 #include "fff/io/data.h"
 #include "fff/models/classifier.h"
 #include "fff/training/train.h"
 
 namespace {
 
-// Results never depend on the thread count (tested below), but the speed does: run on one
-// thread unless a test says otherwise, so that a busy 2-core machine stays fast.
-class OneThread : public ::testing::Environment {
- public:
-  void SetUp() override { fff::set_num_threads(1); }
-};
-[[maybe_unused]] ::testing::Environment* const kOneThread =
-    ::testing::AddGlobalTestEnvironment(new OneThread);
+// Results never depend on the thread count (tested below), but the speed does: contexts have
+// one thread unless a test says otherwise, so that a busy 2-core machine stays fast.
 
 constexpr int kClasses = 4;
 constexpr int64_t kFeatures = 20;
@@ -150,18 +144,20 @@ struct TrainRun {
   std::vector<std::vector<fff::Tensor>> per_epoch;  // weights after each epoch
 };
 
-TrainRun train_once(const TrainSetup& s, uint64_t init_seed = 1) {
+TrainRun train_once(const TrainSetup& s, uint64_t init_seed = 1, int threads = 1) {
+  fff::Context ectx(threads);
   fff::Rng rng(init_seed);
   auto model = fff::make_model(s.cfg, rng);
   TrainRun r;
   fff::TrainCallbacks cb;
   cb.on_epoch = [&](const fff::EpochReport&) { r.per_epoch.push_back(snapshot(*model)); };
-  r.summary = fff::train_classifier(*model, problem().train, problem().val, s.opt, cb);
+  r.summary = fff::train_classifier(ectx, *model, problem().train, problem().val, s.opt, cb);
   r.weights = snapshot(*model);
   return r;
 }
 
 TEST(Train, EveryKindLearnsAndKeepsBestValidationModel) {
+  fff::Context ectx(1);
   for (const TrainSetup& s : setups()) {
     SCOPED_TRACE(s.label);
     fff::Rng rng(1);
@@ -172,7 +168,7 @@ TEST(Train, EveryKindLearnsAndKeepsBestValidationModel) {
     cb.on_batch = [&](int64_t, int64_t, int64_t) { ++batches_seen; };
     cb.on_epoch = [&](const fff::EpochReport&) { per_epoch.push_back(snapshot(*model)); };
     const fff::TrainSummary sum =
-        fff::train_classifier(*model, problem().train, problem().val, s.opt, cb);
+        fff::train_classifier(ectx, *model, problem().train, problem().val, s.opt, cb);
 
     ASSERT_EQ(sum.epochs_run, static_cast<int64_t>(sum.history.size()));
     ASSERT_GE(sum.epochs_run, 1);
@@ -207,8 +203,8 @@ TEST(Train, EveryKindLearnsAndKeepsBestValidationModel) {
     // The model left behind is the best epoch's, and evaluates to the reported accuracies.
     ASSERT_EQ(static_cast<int64_t>(per_epoch.size()), sum.epochs_run);
     EXPECT_TRUE(same_weights(snapshot(*model), per_epoch[static_cast<size_t>(sum.best_epoch - 1)]));
-    EXPECT_EQ(fff::accuracy(*model, problem().val), sum.val_accuracy);
-    EXPECT_EQ(fff::accuracy(*model, problem().train), sum.train_accuracy);
+    EXPECT_EQ(fff::accuracy(ectx, *model, problem().val), sum.val_accuracy);
+    EXPECT_EQ(fff::accuracy(ectx, *model, problem().train), sum.train_accuracy);
     if (sum.best_epoch != sum.epochs_run && s.cfg.kind != fff::ModelKind::ff) {
       // Sanity check that the snapshots differ between epochs (training moved the weights).
       EXPECT_FALSE(same_weights(per_epoch.front(), per_epoch.back()));
@@ -248,7 +244,6 @@ TEST(Train, DeterministicForSeed) {
 }
 
 TEST(Train, ThreadCountDoesNotChangeResults) {
-  const int saved = fff::num_threads();
   std::vector<TrainSetup> all = setups();
   {
     // Also the leaf FFF with region leak and a batch that does not divide the data.
@@ -261,10 +256,8 @@ TEST(Train, ThreadCountDoesNotChangeResults) {
   for (TrainSetup s : all) {
     SCOPED_TRACE(s.label);
     s.opt.epochs = 2;  // two threads on a busy machine are slow at these tiny batches
-    fff::set_num_threads(1);
-    const TrainRun one = train_once(s);
-    fff::set_num_threads(2);
-    const TrainRun two = train_once(s);
+    const TrainRun one = train_once(s, 1, 1);
+    const TrainRun two = train_once(s, 1, 2);
     EXPECT_TRUE(same_weights(one.weights, two.weights));
     ASSERT_EQ(one.summary.history.size(), two.summary.history.size());
     for (size_t i = 0; i < one.summary.history.size(); ++i) {
@@ -273,7 +266,6 @@ TEST(Train, ThreadCountDoesNotChangeResults) {
       EXPECT_EQ(one.summary.history[i].train_accuracy, two.summary.history[i].train_accuracy);
     }
   }
-  fff::set_num_threads(saved);
 }
 
 TEST(Train, EarlyStopAgreesWithHistory) {
@@ -375,12 +367,13 @@ TEST(Train, SplitTrainVal) {
 }
 
 TEST(Train, RouteUsage) {
+  fff::Context ectx(1);
   const fff::Dataset& data = problem().train;
   for (const TrainSetup& s : setups()) {
     SCOPED_TRACE(s.label);
     fff::Rng rng(1);
     auto model = fff::make_model(s.cfg, rng);
-    const fff::RouteUsage u = fff::route_usage(*model, data);
+    const fff::RouteUsage u = fff::route_usage(ectx, *model, data);
     EXPECT_TRUE(std::isfinite(u.mean_entropy));
     EXPECT_GE(u.mean_entropy, 0.0);
     EXPECT_LE(u.mean_entropy, std::log(2.0) + 1e-9);
@@ -417,7 +410,7 @@ TEST(Train, RouteUsage) {
     if (s.cfg.kind == fff::ModelKind::leaf_fff) {
       std::vector<int32_t> routes;
       fff::Tensor logits({data.size(), s.cfg.out});
-      model->predict(data.x.ptr(), data.size(), logits.ptr(), &routes);
+      model->predict(ectx, data.x.ptr(), data.size(), logits.ptr(), &routes);
       std::vector<int64_t> counts(static_cast<size_t>(u.routes), 0);
       for (int32_t leaf : routes) ++counts[static_cast<size_t>(leaf)];
       EXPECT_EQ(counts, u.counts);
@@ -429,12 +422,13 @@ TEST(Train, RouteUsage) {
     ASSERT_EQ(c.trees, 1);
     fff::Rng rng(2);
     auto model = fff::make_model(c, rng);
-    const fff::RouteUsage u = fff::route_usage(*model, data);
+    const fff::RouteUsage u = fff::route_usage(ectx, *model, data);
     EXPECT_EQ(std::accumulate(u.counts.begin(), u.counts.end(), int64_t{0}), data.size());
   }
 }
 
 TEST(Train, DatasetChecks) {
+  fff::Context ectx(1);
   const TrainSetup s = setups()[1];
   fff::Rng rng(1);
   auto model = fff::make_model(s.cfg, rng);
@@ -446,21 +440,21 @@ TEST(Train, DatasetChecks) {
     d.x = fff::Tensor({50, kFeatures + 1});
     d.y = wrong.y;
     try {
-      fff::train_classifier(*model, d, problem().val, s.opt);
+      fff::train_classifier(ectx, *model, d, problem().val, s.opt);
       ADD_FAILURE() << "no error";
     } catch (const fff::Error& e) {
       EXPECT_NE(std::string(e.what()).find("features"), std::string::npos) << e.what();
     }
-    EXPECT_THROW(fff::train_classifier(*model, problem().train, d, s.opt), fff::Error);
-    EXPECT_THROW(fff::accuracy(*model, d), fff::Error);
+    EXPECT_THROW(fff::train_classifier(ectx, *model, problem().train, d, s.opt), fff::Error);
+    EXPECT_THROW(fff::accuracy(ectx, *model, d), fff::Error);
   }
   {
     // A label outside [0, classes).
     fff::Dataset d = wrong;
     d.y[7] = kClasses;
-    EXPECT_THROW(fff::train_classifier(*model, d, problem().val, s.opt), fff::Error);
+    EXPECT_THROW(fff::train_classifier(ectx, *model, d, problem().val, s.opt), fff::Error);
     d.y[7] = -1;
-    EXPECT_THROW(fff::accuracy(*model, d), fff::Error);
+    EXPECT_THROW(fff::accuracy(ectx, *model, d), fff::Error);
   }
   {
     // Bad options: the message names the field and its value.
@@ -469,7 +463,7 @@ TEST(Train, DatasetChecks) {
       fff::TrainOptions o = s.opt;
       change(o);
       try {
-        fff::train_classifier(*model, problem().train, problem().val, o);
+        fff::train_classifier(ectx, *model, problem().train, problem().val, o);
         ADD_FAILURE() << "no error";
       } catch (const fff::Error& e) {
         EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
@@ -484,11 +478,12 @@ TEST(Train, DatasetChecks) {
   }
   {
     fff::Dataset empty = fff::take_rows(wrong, 0);
-    EXPECT_THROW(fff::train_classifier(*model, empty, problem().val, s.opt), fff::Error);
+    EXPECT_THROW(fff::train_classifier(ectx, *model, empty, problem().val, s.opt), fff::Error);
   }
 }
 
 TEST(Train, FashionMnistEndToEnd) {
+  fff::Context ectx(1);
   const std::string dir = "/usr/share/datasets/fashion-mnist";
   if (!std::filesystem::is_directory(dir)) GTEST_SKIP() << dir << " is not installed";
   fff::TrainTest data = fff::load_dataset("fashion-mnist");
@@ -516,11 +511,11 @@ TEST(Train, FashionMnistEndToEnd) {
   opt.optimizer.kind = fff::OptimizerKind::sgd;
   opt.optimizer.lr = 0.2f;
   opt.seed = 0;
-  const fff::TrainSummary s = fff::train_classifier(*model, train, val, opt);
-  const double test_acc = fff::accuracy(*model, test);
+  const fff::TrainSummary s = fff::train_classifier(ectx, *model, train, val, opt);
+  const double test_acc = fff::accuracy(ectx, *model, test);
   EXPECT_GE(test_acc, 0.65) << "chance is 0.10";
   EXPECT_GE(s.val_accuracy, 0.6);
-  const fff::RouteUsage u = fff::route_usage(*model, test);
+  const fff::RouteUsage u = fff::route_usage(ectx, *model, test);
   EXPECT_EQ(std::accumulate(u.counts.begin(), u.counts.end(), int64_t{0}), test.size());
   EXPECT_GE(u.used, 1);
   EXPECT_LE(u.used, 8);

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include "fff/core/context.h"
+
 namespace fff {
 
 enum class ScanAlgo { sequential, hillis_steele, blelloch, chunked };
@@ -20,17 +22,17 @@ const char* scan_algo_name(ScanAlgo a);
 inline constexpr ScanAlgo kScanAlgos[] = {ScanAlgo::sequential, ScanAlgo::hillis_steele,
                                           ScanAlgo::blelloch, ScanAlgo::chunked};
 
-// h = scan(f, x). h must not alias f or x. Threads (fff::num_threads) split the channels, or
-// the time axis when there are few channels (Hillis-Steele, Blelloch and chunked).
-void scan_forward(ScanAlgo algo, const float* f, const float* x, int64_t T, int64_t C,
+// h = scan(f, x). h must not alias f or x. The context's threads split the channels, or the
+// time axis when there are few channels (Hillis-Steele, Blelloch and chunked).
+void scan_forward(Context& ctx, ScanAlgo algo, const float* f, const float* x, int64_t T, int64_t C,
                   const float* h0, float* h);
 
 // Backward of h = scan(f, x) given dh = dL/dh (T, C) and the forward's h:
 //   g[T-1] = dh[T-1],  g[t] = dh[t] + f[t+1] g[t+1]      (the same scan, reversed, gates shifted)
 //   dx[t] = g[t],  df[t] = g[t] h[t-1] (h[-1] = h0 or 0),  dh0 = f[0] g[0]
 // Overwrites dx and df (T, C) and dh0 (C) if non-null. Memory stays linear in T.
-void scan_backward(ScanAlgo algo, const float* f, const float* h, const float* dh, int64_t T,
-                   int64_t C, const float* h0, float* dx, float* df, float* dh0);
+void scan_backward(Context& ctx, ScanAlgo algo, const float* f, const float* h, const float* dh,
+                   int64_t T, int64_t C, const float* h0, float* dx, float* df, float* dh0);
 
 // Double-precision sequential scan, kept as the reference the others are tested against.
 void scan_forward_reference(const float* f, const float* x, int64_t T, int64_t C, const float* h0,

@@ -34,14 +34,14 @@ NeuronFFFHalf make_half_weights(const NeuronFFF& m);
 
 // Picks the path by batch size: row at a time below kCmmBatchedFrom rows, grouped above. With
 // `half`, w1 and w2 are read from it (made from m by make_half_weights) instead of from m.
-void neuron_fff_infer(const NeuronFFF& m, const float* x, int64_t B, float* y,
+void neuron_fff_infer(Context& ctx, const NeuronFFF& m, const float* x, int64_t B, float* y,
                       const NeuronFFFHalf* half = nullptr);
 
 // Latency path: one row at a time; the path is walked first (dot products only, the chain of
 // dependent loads), then its output rows are combined in one pass, whose loads are independent.
 // Prefetching the children's or the path's weights was measured slower: it competes with the
 // dependent loads for the core's outstanding misses.
-void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, float* y,
+void neuron_fff_infer_rowwise(Context& ctx, const NeuronFFF& m, const float* x, int64_t B, float* y,
                               const NeuronFFFHalf* half = nullptr);
 
 // Throughput path: per tree, rows walk the levels in bands (the whole depth at once when a
@@ -54,8 +54,9 @@ void neuron_fff_infer_rowwise(const NeuronFFF& m, const float* x, int64_t B, flo
 // level overlap instead of forming chains. Threads walk contiguous slices of the batch down to
 // a few levels (16 nodes per thread), then take the rows of disjoint subtrees, so that each deep
 // node's weights are read by one core. Each output depends only on its row (fixed summation
-// order), so results are the same for any thread count, grouping or path.
-void neuron_fff_infer_batched(const NeuronFFF& m, const float* x, int64_t B, float* y,
+// order), so results are the same for any thread count, grouping or path. The routing state and
+// each thread's scratch stay in ctx.workspace for the next call.
+void neuron_fff_infer_batched(Context& ctx, const NeuronFFF& m, const float* x, int64_t B, float* y,
                               const CmmOptions& opt = {}, const NeuronFFFHalf* half = nullptr);
 
 inline constexpr int64_t kCmmBatchedFrom = 16;

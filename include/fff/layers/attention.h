@@ -2,11 +2,13 @@
 // naive reference it is tested against.
 //   qkv: (B*S, 3*heads*hd)  token rows; head h's q, k, v are the hd floats at h*3*hd, +hd, +2*hd
 //   key_bias: (B, S) or null  added to every score against that key (-10000 masks padding)
-//   ctx: (B*S, heads*hd)      head h's output in columns h*hd .. h*hd + hd
-// scores = q k^T / sqrt(hd) + key_bias;  probs = softmax over keys;  ctx = probs v
+//   out: (B*S, heads*hd)      head h's output in columns h*hd .. h*hd + hd
+// scores = q k^T / sqrt(hd) + key_bias;  probs = softmax over keys;  out = probs v
 #pragma once
 
 #include <cstdint>
+
+#include "fff/core/context.h"
 
 namespace fff {
 
@@ -17,11 +19,12 @@ struct AttentionShape {
 
 // Two products per (sequence, head) through sgemm, the softmax fused per score row in between;
 // (sequence, head) pairs are spread over threads, each result depends only on its pair.
-void self_attention(const AttentionShape& s, const float* qkv, const float* key_bias, float* ctx);
+void self_attention(Context& ctx, const AttentionShape& s, const float* qkv, const float* key_bias,
+                    float* out);
 
 // The same by loops in double; kept as the reference.
 void self_attention_reference(const AttentionShape& s, const float* qkv, const float* key_bias,
-                              float* ctx);
+                              float* out);
 
 // The additive key bias of a padding mask: 0 where mask is non-zero, -10000 where it is zero
 // (the constant crammedBERT and HuggingFace BERT use, not -inf, so fully padded rows stay finite).

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fff/core/common.h"
+#include "fff/core/context.h"
 #include "fff/core/param.h"
 
 namespace fff {
@@ -27,12 +28,12 @@ struct LayerNormContext {
   std::vector<float> rstd;  // (N) 1 / sqrt(var + eps)
 };
 
-void layer_norm_forward(const LayerNorm& m, const float* x, int64_t N, float* y,
-                        LayerNormContext& ctx);
-// Inference: the same y without a context; rows spread over threads, each normalised by a SIMD
-// kernel in float (two passes: mean, then the variance of the centred row). y may alias x.
-void layer_norm_infer(const LayerNorm& m, const float* x, int64_t N, float* y);
-void layer_norm_backward(LayerNorm& m, const float* dy, int64_t N, const LayerNormContext& ctx,
-                         float* dx);
+void layer_norm_forward(Context& ctx, const LayerNorm& m, const float* x, int64_t N, float* y,
+                        LayerNormContext& cache);
+// Inference: the same y without a LayerNormContext; rows spread over threads, each normalised by a
+// SIMD kernel in float (two passes: mean, then the variance of the centred row). y may alias x.
+void layer_norm_infer(Context& ctx, const LayerNorm& m, const float* x, int64_t N, float* y);
+void layer_norm_backward(Context& ctx, LayerNorm& m, const float* dy, int64_t N,
+                         const LayerNormContext& cache, float* dx);
 
 }  // namespace fff

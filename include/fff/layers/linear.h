@@ -5,15 +5,17 @@
 
 #include <cstdint>
 
+#include "fff/core/context.h"
+
 namespace fff {
 
-void linear_forward(const float* x, int64_t B, int64_t in, int64_t out, const float* W,
-                    const float* b, float* y);
+void linear_forward(Context& ctx, const float* x, int64_t B, int64_t in, int64_t out,
+                    const float* W, const float* b, float* y);
 // The same forward with the product split one block per thread (gemm_inference): for inference.
-void linear_infer(const float* x, int64_t B, int64_t in, int64_t out, const float* W,
+void linear_infer(Context& ctx, const float* x, int64_t B, int64_t in, int64_t out, const float* W,
                   const float* b, float* y);
-void linear_backward(const float* x, const float* dy, int64_t B, int64_t in, int64_t out,
-                     const float* W, float* dx, float* dW, float* db);
+void linear_backward(Context& ctx, const float* x, const float* dy, int64_t B, int64_t in,
+                     int64_t out, const float* W, float* dx, float* dW, float* db);
 
 void linear_forward_reference(const float* x, int64_t B, int64_t in, int64_t out, const float* W,
                               const float* b, float* y);

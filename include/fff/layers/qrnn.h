@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "fff/core/common.h"
+#include "fff/core/context.h"
 #include "fff/core/param.h"
 #include "fff/cpu/scan.h"
 
@@ -47,12 +48,12 @@ struct QrnnContext {
 };
 
 // history: (k - 1, B, in), the inputs before t = 0 (oldest first), or null for zeros.
-// h0: (B, C) or null. The next segment of a longer sequence takes ctx.h's last step as its h0
+// h0: (B, C) or null. The next segment of a longer sequence takes cache.h's last step as its h0
 // and the last k - 1 inputs as its history.
-void qrnn_forward(const Qrnn& m, const float* x, int64_t T, int64_t B, const float* history,
-                  const float* h0, float* y, QrnnContext& ctx);
-void qrnn_backward(Qrnn& m, const float* dy, int64_t T, int64_t B, const float* h0,
-                   const QrnnContext& ctx, float* dx, float* dh0);
+void qrnn_forward(Context& ctx, const Qrnn& m, const float* x, int64_t T, int64_t B,
+                  const float* history, const float* h0, float* y, QrnnContext& cache);
+void qrnn_backward(Context& ctx, Qrnn& m, const float* dy, int64_t T, int64_t B, const float* h0,
+                   const QrnnContext& cache, float* dx, float* dh0);
 
 // Double-precision reference of the forward, step by step.
 void qrnn_forward_reference(const Qrnn& m, const float* x, int64_t T, int64_t B,

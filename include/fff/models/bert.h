@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fff/core/common.h"
+#include "fff/core/context.h"
 #include "fff/engine/cmm.h"
 #include "fff/layers/ff/neuron_fff.h"
 #include "fff/layers/layer_norm.h"
@@ -78,12 +79,14 @@ struct BertTimings {
 
 // Runs the encoder on B sequences of S tokens (S <= max_seq). mask[b*S+s] != 0 marks real tokens;
 // padding is masked out as keys (its own rows are still computed, as in the reference). mask may
-// be null (no padding). Throws fff::Error on an id outside [0, V) or S > max_seq.
-void bert_encode(const BertModel& m, const int32_t* ids, const uint8_t* mask, int64_t B, int64_t S,
-                 float* hidden, BertTimings* timings = nullptr);
+// be null (no padding). Throws fff::Error on an id outside [0, V) or S > max_seq. The activations
+// stay in ctx.workspace for the next call.
+void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uint8_t* mask,
+                 int64_t B, int64_t S, float* hidden, BertTimings* timings = nullptr);
 
 // logits[r] = hidden_rows[r] word^T for r < N.
-void bert_mlm_logits(const BertModel& m, const float* hidden_rows, int64_t N, float* logits);
+void bert_mlm_logits(Context& ctx, const BertModel& m, const float* hidden_rows, int64_t N,
+                     float* logits);
 
 // out[b] = mean over s with mask != 0 of hidden[b, s] (all positions when mask is null).
 void bert_mean_pool(const float* hidden, const uint8_t* mask, int64_t B, int64_t S, int64_t H,

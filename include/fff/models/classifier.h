@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fff/core/common.h"
+#include "fff/core/context.h"
 #include "fff/core/param.h"
 #include "fff/io/data.h"
 #include "fff/layers/activation.h"
@@ -45,23 +46,26 @@ class Model {
 
   // Training forward on standardised x (B, in) -> logits (B, out); keeps what backward needs.
   // Returns the mean node entropy (leaf FFF; 0 for the others).
-  double forward_train(const float* x, int64_t B, float* logits, const TrainStepOptions& opt,
-                       Rng& rng) {
-    return block_->forward_train(x, B, logits, opt, rng, *cache_);
+  double forward_train(Context& ctx, const float* x, int64_t B, float* logits,
+                       const TrainStepOptions& opt, Rng& rng) {
+    return block_->forward_train(ctx, x, B, logits, opt, rng, *cache_);
   }
   // Overwrites every gradient for the last forward_train; hardening is the weight h.
-  void backward(const float* x, int64_t B, const float* dlogits, float hardening) {
-    block_->backward(x, B, dlogits, hardening, *cache_, nullptr);
+  void backward(Context& ctx, const float* x, int64_t B, const float* dlogits, float hardening) {
+    block_->backward(ctx, x, B, dlogits, hardening, *cache_, nullptr);
   }
   // Call after weights change and before predict.
   void prepare_inference() { block_->prepare_inference(); }
   // Hard inference. routes, if non-null, receives per row the leaf reached (leaf FFF), or the
   // K*(D+1) nodes visited (neuron FFF); nothing for ff.
-  void predict(const float* x, int64_t B, float* logits, std::vector<int32_t>* routes) {
-    block_->infer(x, B, logits, routes);
+  void predict(Context& ctx, const float* x, int64_t B, float* logits,
+               std::vector<int32_t>* routes) {
+    block_->infer(ctx, x, B, logits, routes);
   }
   // Mean entropy of sigmoid(z) over the decisions inference makes (0 for ff).
-  double mean_node_entropy(const float* x, int64_t B) { return block_->mean_node_entropy(x, B); }
+  double mean_node_entropy(Context& ctx, const float* x, int64_t B) {
+    return block_->mean_node_entropy(ctx, x, B);
+  }
 
  private:
   ModelConfig cfg_;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "fff/core/context.h"
 #include "fff/layers/embedding.h"
 #include "fff/layers/ff/ff_block.h"
 #include "fff/layers/layer_norm.h"
@@ -77,16 +78,17 @@ struct LmContext {
   LayerNormContext ln_out;
 };
 
-// The first inference forward with a context prepares the blocks' inference weights (leaf FFF
-// packs them): use a fresh context after the weights change. train: leaf FFF runs its training
+// The first inference forward with a cache (LmContext) prepares the blocks' inference weights
+// (leaf FFF packs them): use a fresh one after the weights change. train: leaf FFF runs its training
 // mixture (else hard inference, as deployed), with hardened (0/1) node decisions if `hardened`; the
 // other mixers are the same either way. Updates state to the end of the segment. Returns the mean
 // node entropy of the leaf FFF blocks (0 for other mixers), the hardening loss before its weight.
-double lm_forward(LmModel& m, const int32_t* tokens, int64_t T, int64_t B, LmState& state,
-                  bool train, float* logits, LmContext& ctx, bool hardened = false);
+double lm_forward(Context& ctx, LmModel& m, const int32_t* tokens, int64_t T, int64_t B,
+                  LmState& state, bool train, float* logits, LmContext& cache,
+                  bool hardened = false);
 // Gradients of every parameter (overwritten) for d(loss)/d(logits) = dlogits, after a training
 // forward of the same segment; hardening is the weight of the leaf FFF entropy loss.
-void lm_backward(LmModel& m, const int32_t* tokens, const float* dlogits, float hardening,
-                 LmContext& ctx);
+void lm_backward(Context& ctx, LmModel& m, const int32_t* tokens, const float* dlogits,
+                 float hardening, LmContext& cache);
 
 }  // namespace fff

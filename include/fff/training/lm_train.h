@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "fff/core/context.h"
 #include "fff/models/lm.h"
 #include "fff/training/optimizer.h"
 
@@ -64,14 +65,14 @@ struct LmTrainer {
   LmTrainer(LmModel m, const LmTrainOptions& o);
 };
 
-// Runs steps until options.steps, evaluating and checkpointing on the way.
-LmTrainResult train_lm(LmTrainer& tr, const TextSplit& text,
+// Runs steps until options.steps on ctx's threads, evaluating and checkpointing on the way.
+LmTrainResult train_lm(Context& ctx, LmTrainer& tr, const TextSplit& text,
                        const std::function<void(const LmProgress&)>& on_progress = {});
 
 // Bits per character on `text` with hard inference, in `streams` parallel streams of segments of
 // `seq` bytes with the state carried.
-double evaluate_bpc(LmModel& m, const std::vector<int32_t>& text, int64_t streams = 16,
-                    int64_t seq = 256);
+double evaluate_bpc(Context& ctx, LmModel& m, const std::vector<int32_t>& text,
+                    int64_t streams = 16, int64_t seq = 256);
 
 void save_lm_checkpoint(const std::string& path, LmTrainer& tr);
 // Throws fff::Error naming the path if the file is not an fff-lm checkpoint or is inconsistent.
@@ -79,7 +80,7 @@ LmTrainer load_lm_checkpoint(const std::string& path);
 
 // Feeds the prompt, then draws n bytes from softmax(logits / temperature) (greedy if the
 // temperature is 0). The same seed gives the same text.
-std::string sample_lm(LmModel& m, const std::string& prompt, int64_t n, float temperature,
-                      uint64_t seed);
+std::string sample_lm(Context& ctx, LmModel& m, const std::string& prompt, int64_t n,
+                      float temperature, uint64_t seed);
 
 }  // namespace fff

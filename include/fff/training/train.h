@@ -5,6 +5,7 @@
 #include <functional>
 #include <vector>
 
+#include "fff/core/context.h"
 #include "fff/io/data.h"
 #include "fff/models/classifier.h"
 #include "fff/training/optimizer.h"
@@ -47,8 +48,8 @@ struct TrainSummary {
   bool stopped_early = false;
 };
 
-// Trains `model` (whose weights end as those of the best-validation epoch).
-TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset& val,
+// Trains `model` (whose weights end as those of the best-validation epoch) on ctx's threads.
+TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, const Dataset& val,
                               const TrainOptions& opt, const TrainCallbacks& callbacks = {});
 
 // Splits d into (train, validation) with a seeded shuffle; val_fraction of the rows (rounded)
@@ -56,7 +57,7 @@ TrainSummary train_classifier(Model& model, const Dataset& train, const Dataset&
 std::pair<Dataset, Dataset> split_train_val(const Dataset& d, double val_fraction, uint64_t seed);
 
 // Fraction of rows whose arg-max logit equals the label, by hard inference in chunks.
-double accuracy(Model& model, const Dataset& d);
+double accuracy(Context& ctx, Model& model, const Dataset& d);
 
 struct RouteUsage {
   int64_t routes = 0;           // leaves (leaf FFF) or tree leaves (neuron FFF) that exist
@@ -65,6 +66,6 @@ struct RouteUsage {
   std::vector<int64_t> counts;  // rows per leaf
   double mean_entropy = 0.0;
 };
-RouteUsage route_usage(Model& model, const Dataset& d);
+RouteUsage route_usage(Context& ctx, Model& model, const Dataset& d);
 
 }  // namespace fff

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "core/parallel.h"
 #include "fff/layers/linear.h"
 
 namespace fff {
@@ -21,33 +22,38 @@ DenseFF make_dense_ff(const DenseFFConfig& cfg, Rng& rng) {
   return m;
 }
 
-void dense_ff_forward(const DenseFF& m, const float* x, int64_t B, float* y, DenseFFContext* ctx) {
+void dense_ff_forward(Context& ctx, const DenseFF& m, const float* x, int64_t B, float* y,
+                      DenseFFContext* cache) {
+  CallScope scope(ctx);
   const auto& c = m.cfg;
   DenseFFContext local;
-  DenseFFContext& k = ctx ? *ctx : local;
+  DenseFFContext& k = cache ? *cache : local;
   k.z1.reshape({B, c.width});
   k.a1.reshape({B, c.width});
-  linear_forward(x, B, c.in, c.width, m.w1.value.ptr(), m.b1.value.ptr(), k.z1.ptr());
-  activation_forward(c.act, k.z1.ptr(), k.a1.ptr(), k.z1.size());
-  linear_forward(k.a1.ptr(), B, c.width, c.out, m.w2.value.ptr(), m.b2.value.ptr(), y);
+  linear_forward(ctx, x, B, c.in, c.width, m.w1.value.ptr(), m.b1.value.ptr(), k.z1.ptr());
+  activation_forward(ctx, c.act, k.z1.ptr(), k.a1.ptr(), k.z1.size());
+  linear_forward(ctx, k.a1.ptr(), B, c.width, c.out, m.w2.value.ptr(), m.b2.value.ptr(), y);
 }
 
-void dense_ff_infer(const DenseFF& m, const float* x, int64_t B, float* y, Tensor& hidden) {
+void dense_ff_infer(Context& ctx, const DenseFF& m, const float* x, int64_t B, float* y,
+                    Tensor& hidden) {
+  CallScope scope(ctx);
   const auto& c = m.cfg;
   hidden.reshape({B, c.width});
-  linear_infer(x, B, c.in, c.width, m.w1.value.ptr(), m.b1.value.ptr(), hidden.ptr());
-  activation_forward(c.act, hidden.ptr(), hidden.ptr(), hidden.size());
-  linear_infer(hidden.ptr(), B, c.width, c.out, m.w2.value.ptr(), m.b2.value.ptr(), y);
+  linear_infer(ctx, x, B, c.in, c.width, m.w1.value.ptr(), m.b1.value.ptr(), hidden.ptr());
+  activation_forward(ctx, c.act, hidden.ptr(), hidden.ptr(), hidden.size());
+  linear_infer(ctx, hidden.ptr(), B, c.width, c.out, m.w2.value.ptr(), m.b2.value.ptr(), y);
 }
 
-void dense_ff_backward(DenseFF& m, const float* x, int64_t B, const float* dy,
-                       const DenseFFContext& ctx, float* dx) {
+void dense_ff_backward(Context& ctx, DenseFF& m, const float* x, int64_t B, const float* dy,
+                       const DenseFFContext& cache, float* dx) {
+  CallScope scope(ctx);
   const auto& c = m.cfg;
   Tensor dh({B, c.width});
-  linear_backward(ctx.a1.ptr(), dy, B, c.width, c.out, m.w2.value.ptr(), dh.ptr(), m.w2.grad.ptr(),
-                  m.b2.grad.ptr());
-  activation_backward(c.act, ctx.z1.ptr(), dh.ptr(), dh.ptr(), dh.size());
-  linear_backward(x, dh.ptr(), B, c.in, c.width, m.w1.value.ptr(), dx, m.w1.grad.ptr(),
+  linear_backward(ctx, cache.a1.ptr(), dy, B, c.width, c.out, m.w2.value.ptr(), dh.ptr(),
+                  m.w2.grad.ptr(), m.b2.grad.ptr());
+  activation_backward(c.act, cache.z1.ptr(), dh.ptr(), dh.ptr(), dh.size());
+  linear_backward(ctx, x, dh.ptr(), B, c.in, c.width, m.w1.value.ptr(), dx, m.w1.grad.ptr(),
                   m.b1.grad.ptr());
 }
 

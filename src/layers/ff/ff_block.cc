@@ -53,22 +53,22 @@ class DenseBlock : public FFBlock {
       : FFBlock(cfg), m_(make_dense_ff(dense_config(cfg), rng)) {}
   std::vector<Param*> params() override { return m_.params(); }
   struct Cache : FFCache {
-    DenseFFContext ctx;
+    DenseFFContext layer;
   };
   std::unique_ptr<FFCache> make_cache() const override { return std::make_unique<Cache>(); }
-  double forward_train(const float* x, int64_t B, float* y, const FFTrainOptions&, Rng&,
-                       FFCache& cache) override {
-    dense_ff_forward(m_, x, B, y, &static_cast<Cache&>(cache).ctx);
+  double forward_train(Context& ctx, const float* x, int64_t B, float* y, const FFTrainOptions&,
+                       Rng&, FFCache& cache) override {
+    dense_ff_forward(ctx, m_, x, B, y, &static_cast<Cache&>(cache).layer);
     return 0.0;
   }
-  void backward(const float* x, int64_t B, const float* dy, float, FFCache& cache,
+  void backward(Context& ctx, const float* x, int64_t B, const float* dy, float, FFCache& cache,
                 float* dx) override {
-    dense_ff_backward(m_, x, B, dy, static_cast<Cache&>(cache).ctx, dx);
+    dense_ff_backward(ctx, m_, x, B, dy, static_cast<Cache&>(cache).layer, dx);
   }
-  void infer(const float* x, int64_t B, float* y, std::vector<int32_t>*) override {
-    dense_ff_forward(m_, x, B, y, &infer_ctx_);
+  void infer(Context& ctx, const float* x, int64_t B, float* y, std::vector<int32_t>*) override {
+    dense_ff_forward(ctx, m_, x, B, y, &infer_ctx_);
   }
-  double mean_node_entropy(const float*, int64_t) override { return 0.0; }
+  double mean_node_entropy(Context&, const float*, int64_t) override { return 0.0; }
 
  private:
   DenseFF m_;
@@ -87,33 +87,34 @@ class LeafBlock : public FFBlock {
       : FFBlock(cfg), m_(make_leaf_fff(leaf_config(cfg), rng)) {}
   std::vector<Param*> params() override { return m_.params(); }
   struct Cache : FFCache {
-    LeafFFFContext ctx;
+    LeafFFFContext layer;
     std::vector<uint8_t> flips;
   };
   std::unique_ptr<FFCache> make_cache() const override { return std::make_unique<Cache>(); }
-  double forward_train(const float* x, int64_t B, float* y, const FFTrainOptions& opt, Rng& rng,
-                       FFCache& cache) override {
+  double forward_train(Context& ctx, const float* x, int64_t B, float* y, const FFTrainOptions& opt,
+                       Rng& rng, FFCache& cache) override {
     auto& c = static_cast<Cache&>(cache);
     const bool leak = opt.region_leak > 0.0f;
     if (leak) c.flips = sample_region_leak(B, m_.cfg.n_nodes(), opt.region_leak, rng);
     const LeafTrainMode mode{opt.hardened, leak ? &c.flips : nullptr};
-    return leaf_fff_forward_train(m_, x, B, y, mode, c.ctx);
+    return leaf_fff_forward_train(ctx, m_, x, B, y, mode, c.layer);
   }
-  void backward(const float* x, int64_t B, const float* dy, float hardening, FFCache& cache,
-                float* dx) override {
-    leaf_fff_backward_train(m_, x, B, dy, hardening, static_cast<Cache&>(cache).ctx, dx);
+  void backward(Context& ctx, const float* x, int64_t B, const float* dy, float hardening,
+                FFCache& cache, float* dx) override {
+    leaf_fff_backward_train(ctx, m_, x, B, dy, hardening, static_cast<Cache&>(cache).layer, dx);
   }
   void prepare_inference() override { packed_ = pack_leaf_fff(m_); }
-  void infer(const float* x, int64_t B, float* y, std::vector<int32_t>* routes) override {
+  void infer(Context& ctx, const float* x, int64_t B, float* y,
+             std::vector<int32_t>* routes) override {
     if (packed_.w1t.size() == 0) prepare_inference();
     if (routes) routes->resize(static_cast<size_t>(B));
-    leaf_fff_infer(packed_, x, B, y, routes ? routes->data() : nullptr);
+    leaf_fff_infer(ctx, packed_, x, B, y, routes ? routes->data() : nullptr);
   }
-  double mean_node_entropy(const float* x, int64_t B) override {
+  double mean_node_entropy(Context& ctx, const float* x, int64_t B) override {
     if (m_.cfg.n_nodes() == 0 || B == 0) return 0.0;
     Tensor y({B, m_.cfg.out});
-    LeafFFFContext ctx;
-    return leaf_fff_forward_train(m_, x, B, y.ptr(), {}, ctx);
+    LeafFFFContext state;
+    return leaf_fff_forward_train(ctx, m_, x, B, y.ptr(), {}, state);
   }
 
  private:
@@ -133,32 +134,33 @@ class NeuronBlock : public FFBlock {
       : FFBlock(cfg), m_(make_neuron_fff(neuron_config(cfg), rng)) {}
   std::vector<Param*> params() override { return m_.params(); }
   struct Cache : FFCache {
-    NeuronFFFContext ctx;
+    NeuronFFFContext layer;
   };
   std::unique_ptr<FFCache> make_cache() const override { return std::make_unique<Cache>(); }
-  double forward_train(const float* x, int64_t B, float* y, const FFTrainOptions&, Rng&,
-                       FFCache& cache) override {
-    neuron_fff_forward(m_, x, B, y, &static_cast<Cache&>(cache).ctx);
+  double forward_train(Context& ctx, const float* x, int64_t B, float* y, const FFTrainOptions&,
+                       Rng&, FFCache& cache) override {
+    neuron_fff_forward(ctx, m_, x, B, y, &static_cast<Cache&>(cache).layer);
     return 0.0;
   }
-  void backward(const float* x, int64_t B, const float* dy, float, FFCache& cache,
+  void backward(Context& ctx, const float* x, int64_t B, const float* dy, float, FFCache& cache,
                 float* dx) override {
-    neuron_fff_backward(m_, x, B, dy, static_cast<Cache&>(cache).ctx, dx);
+    neuron_fff_backward(ctx, m_, x, B, dy, static_cast<Cache&>(cache).layer, dx);
   }
-  void infer(const float* x, int64_t B, float* y, std::vector<int32_t>* routes) override {
-    if (!routes) return neuron_fff_infer(m_, x, B, y);  // the CMM engine
-    NeuronFFFContext ctx;
-    neuron_fff_forward(m_, x, B, y, &ctx);
-    *routes = std::move(ctx.node);
+  void infer(Context& ctx, const float* x, int64_t B, float* y,
+             std::vector<int32_t>* routes) override {
+    if (!routes) return neuron_fff_infer(ctx, m_, x, B, y);  // the CMM engine
+    NeuronFFFContext state;
+    neuron_fff_forward(ctx, m_, x, B, y, &state);
+    *routes = std::move(state.node);
   }
-  double mean_node_entropy(const float* x, int64_t B) override {
+  double mean_node_entropy(Context& ctx, const float* x, int64_t B) override {
     if (B == 0) return 0.0;
     Tensor y({B, m_.cfg.out});
-    NeuronFFFContext ctx;
-    neuron_fff_forward(m_, x, B, y.ptr(), &ctx);
+    NeuronFFFContext state;
+    neuron_fff_forward(ctx, m_, x, B, y.ptr(), &state);
     double sum = 0.0;
-    for (float z : ctx.z) sum += binary_entropy(1.0 / (1.0 + std::exp(-static_cast<double>(z))));
-    return sum / static_cast<double>(ctx.z.size());
+    for (float z : state.z) sum += binary_entropy(1.0 / (1.0 + std::exp(-static_cast<double>(z))));
+    return sum / static_cast<double>(state.z.size());
   }
 
  private:

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/parallel.h"
 #include "cpu/cmm_kernels.h"
 #include "cpu/grouping.h"
 #include "cpu/vec.h"
@@ -76,51 +77,51 @@ std::vector<uint8_t> sample_region_leak(int64_t B, int64_t n_nodes, float rate, 
 // The leaf hidden layer and the nodes read the same x, so both run as one product with the
 // combined weights Wc = [W1 | N^T] (in, W + n): one wide sgemm instead of a wide and a thin one.
 // zc holds [zh | z] per row.
-double leaf_fff_forward_train(const LeafFFF& m, const float* x, int64_t B, float* y,
-                              const LeafTrainMode& mode, LeafFFFContext& ctx) {
+double leaf_fff_forward_train(Context& ctx, const LeafFFF& m, const float* x, int64_t B, float* y,
+                              const LeafTrainMode& mode, LeafFFFContext& cache) {
+  CallScope scope(ctx);
   const auto& c = m.cfg;
   const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
   const int64_t n_pos = 2 * L - 1, Wc = combined_width(W, n);
-  ctx.mode = mode;
-  ctx.flips = mode.flips ? *mode.flips : std::vector<uint8_t>();
-  ctx.mode.flips = nullptr;
-  ctx.zc.reshape({B, Wc});
-  ctx.p.reshape({B, n});
-  ctx.q.reshape({B, n});
-  ctx.mass.reshape({B, n_pos});
-  ctx.h.reshape({B, W});
-  ctx.g.reshape({B, W});
-  if (ctx.wc.size() != c.in * Wc) {
-    ctx.wc.reshape({c.in, Wc});
-    ctx.wc.zero();  // the padding columns stay zero
-    ctx.bc.reshape({Wc});
-    ctx.bc.zero();
+  cache.mode = mode;
+  cache.flips = mode.flips ? *mode.flips : std::vector<uint8_t>();
+  cache.mode.flips = nullptr;
+  cache.zc.reshape({B, Wc});
+  cache.p.reshape({B, n});
+  cache.q.reshape({B, n});
+  cache.mass.reshape({B, n_pos});
+  cache.h.reshape({B, W});
+  cache.g.reshape({B, W});
+  if (cache.wc.size() != c.in * Wc) {
+    cache.wc.reshape({c.in, Wc});
+    cache.wc.zero();  // the padding columns stay zero
+    cache.bc.reshape({Wc});
+    cache.bc.zero();
   }
   for (int64_t t = 0; t < c.in; ++t) {
-    std::copy_n(m.w1.value.row(t), W, ctx.wc.row(t));
-    for (int64_t i = 0; i < n; ++i) ctx.wc.row(t)[W + i] = m.nodes_w.value.row(i)[t];
+    std::copy_n(m.w1.value.row(t), W, cache.wc.row(t));
+    for (int64_t i = 0; i < n; ++i) cache.wc.row(t)[W + i] = m.nodes_w.value.row(i)[t];
   }
-  std::copy_n(m.b1.value.ptr(), W, ctx.bc.ptr());
-  std::copy_n(m.nodes_b.value.ptr(), n, ctx.bc.ptr() + W);
-  linear_forward(x, B, c.in, Wc, ctx.wc.ptr(), ctx.bc.ptr(), ctx.zc.ptr());
+  std::copy_n(m.b1.value.ptr(), W, cache.bc.ptr());
+  std::copy_n(m.nodes_b.value.ptr(), n, cache.bc.ptr() + W);
+  linear_forward(ctx, x, B, c.in, Wc, cache.wc.ptr(), cache.bc.ptr(), cache.zc.ptr());
 
   // Per-row entropy sums, added in row order afterwards: the same total on any thread count.
   std::vector<double> row_entropy(static_cast<size_t>(B), 0.0);
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < B; ++r) {
+  parallel_for(ctx, B, [&](int64_t r) {
     double entropy = 0.0;
-    const float* zh = ctx.zc.row(r);
+    const float* zh = cache.zc.row(r);
     const float* z = zh + W;
-    float* p = ctx.p.row(r);
-    float* q_raw = ctx.q.row(r);
-    float* mass = ctx.mass.row(r);
+    float* p = cache.p.row(r);
+    float* q_raw = cache.q.row(r);
+    float* mass = cache.mass.row(r);
     for (int64_t i = 0; i < n; ++i) {
       float h_i;
       const float raw = sigmoid_and_entropy(z[i], &h_i);
       q_raw[i] = raw;
       entropy += h_i;
       float q = mode.hardened ? (z[i] >= 0.0f ? 1.0f : 0.0f) : raw;
-      if (!ctx.flips.empty() && ctx.flips[r * n + i]) q = 1.0f - q;
+      if (!cache.flips.empty() && cache.flips[r * n + i]) q = 1.0f - q;
       p[i] = q;
     }
     mass[0] = 1.0f;
@@ -129,45 +130,51 @@ double leaf_fff_forward_train(const LeafFFF& m, const float* x, int64_t B, float
       mass[2 * i + 2] = mass[i] * p[i];
     }
     const float* mix = mass + n;
-    float* h = ctx.h.row(r);
-    activation_forward(c.act, zh, h, W);
-    float* g = ctx.g.row(r);
+    float* h = cache.h.row(r);
+    activation_forward(ctx, c.act, zh, h, W);
+    float* g = cache.g.row(r);
     for (int64_t j = 0; j < L; ++j)
       for (int64_t k = 0; k < lw; ++k) g[j * lw + k] = mix[j] * h[j * lw + k];
     row_entropy[r] = entropy;
-  }
+  });
   double entropy = 0.0;
   for (double e : row_entropy) entropy += e;
   // y = g W2 + m b2
-  gemm(false, false, B, c.out, W, 1.0f, ctx.g.ptr(), W, m.w2.value.ptr(), c.out, 0.0f, y, c.out);
-  gemm(false, false, B, c.out, L, 1.0f, ctx.mass.ptr() + n, n_pos, m.b2.value.ptr(), c.out, 1.0f, y,
+  gemm(ctx, false, false, B, c.out, W, 1.0f, cache.g.ptr(), W, m.w2.value.ptr(), c.out, 0.0f, y,
        c.out);
+  gemm(ctx, false, false, B, c.out, L, 1.0f, cache.mass.ptr() + n, n_pos, m.b2.value.ptr(), c.out,
+       1.0f, y, c.out);
   return n > 0 ? entropy / static_cast<double>(B * n) : 0.0;
 }
 
-void leaf_fff_backward_train(LeafFFF& m, const float* x, int64_t B, const float* dy,
-                             float hardening, LeafFFFContext& ctx, float* dx) {
+void leaf_fff_backward_train(Context& ctx, LeafFFF& m, const float* x, int64_t B, const float* dy,
+                             float hardening, LeafFFFContext& cache, float* dx) {
+  CallScope scope(ctx);
   const auto& c = m.cfg;
   const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
   const int64_t n_pos = 2 * L - 1, Wc = combined_width(W, n);
   // dW2 = g^T dy, db2 = m^T dy, U = dy W2^T into the leaf columns of dzc.
-  gemm(true, false, W, c.out, B, 1.0f, ctx.g.ptr(), W, dy, c.out, 0.0f, m.w2.grad.ptr(), c.out);
-  gemm(true, false, L, c.out, B, 1.0f, ctx.mass.ptr() + n, n_pos, dy, c.out, 0.0f, m.b2.grad.ptr(),
+  gemm(ctx, true, false, W, c.out, B, 1.0f, cache.g.ptr(), W, dy, c.out, 0.0f, m.w2.grad.ptr(),
        c.out);
-  Tensor& dzc = ctx.dzc;
+  gemm(ctx, true, false, L, c.out, B, 1.0f, cache.mass.ptr() + n, n_pos, dy, c.out, 0.0f,
+       m.b2.grad.ptr(), c.out);
+  Tensor& dzc = cache.dzc;
   dzc.reshape({B, Wc});
-  gemm(false, true, B, W, c.out, 1.0f, dy, c.out, m.w2.value.ptr(), c.out, 0.0f, dzc.ptr(), Wc);
+  gemm(ctx, false, true, B, W, c.out, 1.0f, dy, c.out, m.w2.value.ptr(), c.out, 0.0f, dzc.ptr(),
+       Wc);
 
-  const bool node_grads = n > 0 && !ctx.mode.hardened;
+  const bool node_grads = n > 0 && !cache.mode.hardened;
   const float entropy_scale = n > 0 ? hardening / static_cast<float>(B * n) : 0.0f;
-#pragma omp parallel
+  const unsigned fmode = fp_mode();
+#pragma omp parallel num_threads(ctx.threads) if (ctx.threads > 1 && B > 1)
   {
+    FpModeGuard guard(fmode);
     std::vector<float> down(static_cast<size_t>(n_pos));
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < B; ++r) {
-      const float* mass = ctx.mass.row(r);
+      const float* mass = cache.mass.row(r);
       const float* mix = mass + n;
-      const float* h = ctx.h.row(r);
+      const float* h = cache.h.row(r);
       const float* dyr = dy + r * c.out;
       float* ur = dzc.row(r);  // U, then d zh
       float* dzr = ur + W;     // d z (nodes)
@@ -177,34 +184,34 @@ void leaf_fff_backward_train(LeafFFF& m, const float* x, int64_t B, const float*
         down[n + j] = dm;
         for (int64_t k = 0; k < lw; ++k) ur[j * lw + k] *= mix[j];
       }
-      activation_backward(c.act, ctx.zc.row(r), ur, ur, W);
+      activation_backward(c.act, cache.zc.row(r), ur, ur, W);
       std::fill_n(dzr, Wc - W, 0.0f);  // node columns and the padding
       if (!node_grads) continue;
-      const float* p = ctx.p.row(r);
-      const float* z = ctx.zc.row(r) + W;
+      const float* p = cache.p.row(r);
+      const float* z = cache.zc.row(r) + W;
       // Bottom-up: down[t] = dLoss/dmass[t]; dp_i = mass_i (down_right - down_left).
       for (int64_t i = n - 1; i >= 0; --i) {
         down[i] = (1.0f - p[i]) * down[2 * i + 1] + p[i] * down[2 * i + 2];
         float dp = mass[i] * (down[2 * i + 2] - down[2 * i + 1]);
-        if (!ctx.flips.empty() && ctx.flips[r * n + i]) dp = -dp;
+        if (!cache.flips.empty() && cache.flips[r * n + i]) dp = -dp;
         // dH/dp = ln((1 - p) / p) = -z inside the clamp, 0 where it clamps.
         if (std::fabs(z[i]) < kClampLogit) dp -= entropy_scale * z[i];
-        const float raw = ctx.q.row(r)[i];
+        const float raw = cache.q.row(r)[i];
         dzr[i] = dp * raw * (1.0f - raw);
       }
     }
   }
   // dWc = x^T dzc, dbc = column sums, dx = dzc Wc^T; then split into the leaf and node parts.
-  Tensor& dwc = ctx.dwc;
+  Tensor& dwc = cache.dwc;
   dwc.reshape({c.in, Wc});
-  ctx.dbc.reshape({Wc});
-  linear_backward(x, dzc.ptr(), B, c.in, Wc, ctx.wc.ptr(), dx, dwc.ptr(), ctx.dbc.ptr());
+  cache.dbc.reshape({Wc});
+  linear_backward(ctx, x, dzc.ptr(), B, c.in, Wc, cache.wc.ptr(), dx, dwc.ptr(), cache.dbc.ptr());
   for (int64_t t = 0; t < c.in; ++t) {
     std::copy_n(dwc.row(t), W, m.w1.grad.row(t));
     for (int64_t i = 0; i < n; ++i) m.nodes_w.grad.row(i)[t] = dwc.row(t)[W + i];
   }
-  std::copy_n(ctx.dbc.ptr(), W, m.b1.grad.ptr());
-  std::copy_n(ctx.dbc.ptr() + W, n, m.nodes_b.grad.ptr());
+  std::copy_n(cache.dbc.ptr(), W, m.b1.grad.ptr());
+  std::copy_n(cache.dbc.ptr() + W, n, m.nodes_b.grad.ptr());
 }
 
 namespace {
@@ -319,13 +326,17 @@ constexpr int64_t kStreamingBatch = 2048;
 
 }  // namespace
 
-void leaf_fff_infer(const LeafFFFPacked& m, const float* x, int64_t B, float* y, int32_t* leaves) {
+void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_t B, float* y,
+                    int32_t* leaves) {
+  CallScope scope(ctx);
   const auto& c = m.cfg;
   const int64_t n = c.n_nodes(), L = c.n_leaves(), lw = c.leaf_width;
   const int64_t tile = B >= kStreamingBatch ? kInferTileStreaming : kInferTile;
   const int64_t tiles = (B + tile - 1) / tile;
-#pragma omp parallel
+  const unsigned fmode = fp_mode();
+#pragma omp parallel num_threads(ctx.threads) if (ctx.threads > 1 && tiles > 1)
   {
+    FpModeGuard guard(fmode);
     std::vector<int32_t> key(kInferTile), order(kInferTile), start;
     std::vector<const float*> rows(kInferTile), w2_rows(lw);
     std::vector<float*> out(kInferTile);
@@ -386,8 +397,9 @@ void leaf_fff_infer(const LeafFFFPacked& m, const float* x, int64_t B, float* y,
   (void)n;
 }
 
-void leaf_fff_infer(const LeafFFF& m, const float* x, int64_t B, float* y, int32_t* leaves) {
-  leaf_fff_infer(pack_leaf_fff(m), x, B, y, leaves);
+void leaf_fff_infer(Context& ctx, const LeafFFF& m, const float* x, int64_t B, float* y,
+                    int32_t* leaves) {
+  leaf_fff_infer(ctx, pack_leaf_fff(m), x, B, y, leaves);
 }
 
 double leaf_fff_inference_flops_per_row(const LeafFFFConfig& cfg) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/parallel.h"
 #include "cpu/vec.h"
 #include "fff/layers/linear.h"
 
@@ -32,16 +33,16 @@ NeuronFFF make_neuron_fff(const NeuronFFFConfig& cfg, Rng& rng) {
   return m;
 }
 
-void neuron_fff_forward(const NeuronFFF& m, const float* x, int64_t B, float* y,
-                        NeuronFFFContext* ctx) {
+void neuron_fff_forward(Context& ctx, const NeuronFFF& m, const float* x, int64_t B, float* y,
+                        NeuronFFFContext* cache) {
+  CallScope scope(ctx);
   const auto& c = m.cfg;
   const int64_t per_tree = c.nodes_per_tree(), P = c.path_length();
-  if (ctx) {
-    ctx->node.resize(static_cast<size_t>(B * P));
-    ctx->z.resize(static_cast<size_t>(B * P));
+  if (cache) {
+    cache->node.resize(static_cast<size_t>(B * P));
+    cache->z.resize(static_cast<size_t>(B * P));
   }
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < B; ++r) {
+  parallel_for(ctx, B, [&](int64_t r) {
     const float* xr = x + r * c.in;
     float* yr = y + r * c.out;
     if (c.output_bias)
@@ -55,68 +56,72 @@ void neuron_fff_forward(const NeuronFFF& m, const float* x, int64_t B, float* y,
         const float z = cpu::dot(m.w1.value.row(idx), xr, c.in) + m.b1.value.data[idx];
         const float a = activate(c.act, z);
         if (a != 0.0f) cpu::axpy(a, m.w2.value.row(idx), yr, c.out);
-        if (ctx) {
+        if (cache) {
           const int64_t slot = r * P + t * (c.depth + 1) + level;
-          ctx->node[slot] = static_cast<int32_t>(idx);
-          ctx->z[slot] = z;
+          cache->node[slot] = static_cast<int32_t>(idx);
+          cache->z[slot] = z;
         }
         node = 2 * node + 1 + (z > 0.0f ? 1 : 0);
       }
     }
-  }
+  });
 }
 
-void neuron_fff_backward(NeuronFFF& m, const float* x, int64_t B, const float* dy,
-                         const NeuronFFFContext& ctx, float* dx) {
+void neuron_fff_backward(Context& ctx, NeuronFFF& m, const float* x, int64_t B, const float* dy,
+                         const NeuronFFFContext& cache, float* dx) {
+  CallScope scope(ctx);
   const auto& c = m.cfg;
   const int64_t P = c.path_length(), slots = B * P;
   // dz for every visited (row, node) slot.
   std::vector<float> dz(static_cast<size_t>(slots));
-#pragma omp parallel for schedule(static)
-  for (int64_t s = 0; s < slots; ++s) {
+  parallel_for(ctx, slots, [&](int64_t s) {
     const int64_t r = s / P;
-    const float da = cpu::dot(m.w2.value.row(ctx.node[s]), dy + r * c.out, c.out);
-    dz[s] = da * activate_grad(c.act, ctx.z[s]);
-  }
+    const float da = cpu::dot(m.w2.value.row(cache.node[s]), dy + r * c.out, c.out);
+    dz[s] = da * activate_grad(c.act, cache.z[s]);
+  });
   if (dx) {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < B; ++r) {
+    parallel_for(ctx, B, [&](int64_t r) {
       float* dxr = dx + r * c.in;
       std::fill_n(dxr, c.in, 0.0f);
       for (int64_t s = r * P; s < (r + 1) * P; ++s)
-        if (dz[s] != 0.0f) cpu::axpy(dz[s], m.w1.value.row(ctx.node[s]), dxr, c.in);
-    }
+        if (dz[s] != 0.0f) cpu::axpy(dz[s], m.w1.value.row(cache.node[s]), dxr, c.in);
+    });
   }
   // Group slots by node (stable: row order kept) so each node's gradient row is summed by one
   // thread in a fixed order: results do not depend on the thread count.
   std::vector<int32_t> order(static_cast<size_t>(slots));
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
-                   [&](int32_t a, int32_t b) { return ctx.node[a] < ctx.node[b]; });
+                   [&](int32_t a, int32_t b) { return cache.node[a] < cache.node[b]; });
   std::vector<int64_t> group_start;
   for (int64_t i = 0; i < slots; ++i)
-    if (i == 0 || ctx.node[order[i]] != ctx.node[order[i - 1]]) group_start.push_back(i);
+    if (i == 0 || cache.node[order[i]] != cache.node[order[i - 1]]) group_start.push_back(i);
   const int64_t groups = static_cast<int64_t>(group_start.size());
   group_start.push_back(slots);
   std::vector<int32_t> touched(static_cast<size_t>(groups));
-#pragma omp parallel for schedule(dynamic, 16)
-  for (int64_t g = 0; g < groups; ++g) {
-    const int32_t node = ctx.node[order[group_start[g]]];
-    touched[g] = node;
-    float* gw1 = m.w1.grad.row(node);
-    float* gw2 = m.w2.grad.row(node);
-    float gb1 = 0.0f;
-    std::fill_n(gw1, c.in, 0.0f);
-    std::fill_n(gw2, c.out, 0.0f);
-    for (int64_t i = group_start[g]; i < group_start[g + 1]; ++i) {
-      const int32_t s = order[i];
-      const int64_t r = s / P;
-      const float a = activate(c.act, ctx.z[s]);
-      if (a != 0.0f) cpu::axpy(a, dy + r * c.out, gw2, c.out);
-      if (dz[s] != 0.0f) cpu::axpy(dz[s], x + r * c.in, gw1, c.in);
-      gb1 += dz[s];
+  const unsigned mode = fp_mode();
+#pragma omp parallel num_threads(ctx.threads) if (ctx.threads > 1 && groups > 1)
+  {
+    FpModeGuard guard(mode);
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t g = 0; g < groups; ++g) {
+      const int32_t node = cache.node[order[group_start[g]]];
+      touched[g] = node;
+      float* gw1 = m.w1.grad.row(node);
+      float* gw2 = m.w2.grad.row(node);
+      float gb1 = 0.0f;
+      std::fill_n(gw1, c.in, 0.0f);
+      std::fill_n(gw2, c.out, 0.0f);
+      for (int64_t i = group_start[g]; i < group_start[g + 1]; ++i) {
+        const int32_t s = order[i];
+        const int64_t r = s / P;
+        const float a = activate(c.act, cache.z[s]);
+        if (a != 0.0f) cpu::axpy(a, dy + r * c.out, gw2, c.out);
+        if (dz[s] != 0.0f) cpu::axpy(dz[s], x + r * c.in, gw1, c.in);
+        gb1 += dz[s];
+      }
+      m.b1.grad.data[node] = gb1;
     }
-    m.b1.grad.data[node] = gb1;
   }
   m.w1.touched_rows = touched;
   m.b1.touched_rows = touched;

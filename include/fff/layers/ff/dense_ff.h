@@ -4,6 +4,7 @@
 #pragma once
 
 #include "fff/core/common.h"
+#include "fff/core/context.h"
 #include "fff/core/param.h"
 #include "fff/layers/activation.h"
 
@@ -27,12 +28,15 @@ struct DenseFFContext {
   Tensor z1, a1;  // (B, width): pre- and post-activation hidden values
 };
 
-void dense_ff_forward(const DenseFF& m, const float* x, int64_t B, float* y, DenseFFContext* ctx);
+// cache (what backward needs) may be null at inference.
+void dense_ff_forward(Context& ctx, const DenseFF& m, const float* x, int64_t B, float* y,
+                      DenseFFContext* cache);
 // Inference: the same function with products split one block per thread (gemm_inference), the
 // fastest dense baseline; `hidden` is scratch space, (B, width) after the call.
-void dense_ff_infer(const DenseFF& m, const float* x, int64_t B, float* y, Tensor& hidden);
-void dense_ff_backward(DenseFF& m, const float* x, int64_t B, const float* dy,
-                       const DenseFFContext& ctx, float* dx);
+void dense_ff_infer(Context& ctx, const DenseFF& m, const float* x, int64_t B, float* y,
+                    Tensor& hidden);
+void dense_ff_backward(Context& ctx, DenseFF& m, const float* x, int64_t B, const float* dy,
+                       const DenseFFContext& cache, float* dx);
 void dense_ff_forward_reference(const DenseFF& m, const float* x, int64_t B, float* y);
 
 // Floating-point operations of one forward row: 2 * width * (in + out).

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fff/core/common.h"
+#include "fff/core/context.h"
 #include "fff/core/param.h"
 #include "fff/layers/activation.h"
 
@@ -86,20 +87,21 @@ class FFBlock {
   virtual std::unique_ptr<FFCache> make_cache() const = 0;
   // Training forward; keeps what backward needs in `cache`. Returns the mean node entropy (leaf
   // FFF's hardening loss before its weight; 0 for the others). rng draws the region leak.
-  virtual double forward_train(const float* x, int64_t B, float* y, const FFTrainOptions& opt,
-                               Rng& rng, FFCache& cache) = 0;
+  virtual double forward_train(Context& ctx, const float* x, int64_t B, float* y,
+                               const FFTrainOptions& opt, Rng& rng, FFCache& cache) = 0;
   // Gradients for the forward that filled `cache` (overwritten; neuron FFF lists the rows it
   // wrote in touched_rows); dx overwritten if non-null. hardening is the weight h.
-  virtual void backward(const float* x, int64_t B, const float* dy, float hardening, FFCache& cache,
-                        float* dx) = 0;
+  virtual void backward(Context& ctx, const float* x, int64_t B, const float* dy, float hardening,
+                        FFCache& cache, float* dx) = 0;
 
   // Call after the weights change and before infer (leaf FFF packs its inference weights).
   virtual void prepare_inference() {}
   // Hard inference. routes, if non-null, receives per row the leaf reached (leaf FFF) or the
   // K * (D + 1) nodes visited (neuron FFF); nothing for ff.
-  virtual void infer(const float* x, int64_t B, float* y, std::vector<int32_t>* routes) = 0;
+  virtual void infer(Context& ctx, const float* x, int64_t B, float* y,
+                     std::vector<int32_t>* routes) = 0;
   // Mean entropy of sigmoid(logit) over the decisions inference makes (0 for ff).
-  virtual double mean_node_entropy(const float* x, int64_t B) = 0;
+  virtual double mean_node_entropy(Context& ctx, const float* x, int64_t B) = 0;
 
  protected:
   explicit FFBlock(const FFConfig& cfg) : cfg_(cfg) {}

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fff/core/common.h"
+#include "fff/core/context.h"
 #include "fff/core/param.h"
 #include "fff/layers/activation.h"
 
@@ -62,11 +63,12 @@ struct LeafFFFContext {
 };
 
 // Returns the mean node entropy (the hardening loss before the weight h).
-double leaf_fff_forward_train(const LeafFFF& m, const float* x, int64_t B, float* y,
-                              const LeafTrainMode& mode, LeafFFFContext& ctx);
+// cache keeps what backward needs.
+double leaf_fff_forward_train(Context& ctx, const LeafFFF& m, const float* x, int64_t B, float* y,
+                              const LeafTrainMode& mode, LeafFFFContext& cache);
 // hardening: the weight h of the mean entropy in the loss.
-void leaf_fff_backward_train(LeafFFF& m, const float* x, int64_t B, const float* dy,
-                             float hardening, LeafFFFContext& ctx, float* dx);
+void leaf_fff_backward_train(Context& ctx, LeafFFF& m, const float* x, int64_t B, const float* dy,
+                             float hardening, LeafFFFContext& cache, float* dx);
 
 // The soft forward by per-row loops in double, every leaf evaluated: the reference.
 void leaf_fff_forward_train_reference(const LeafFFF& m, const float* x, int64_t B, float* y,
@@ -89,8 +91,10 @@ LeafFFFPacked pack_leaf_fff(const LeafFFF& m);
 
 // Hard inference. leaves (optional, B entries) receives the leaf index reached by each row.
 // Rows are independent, so results do not depend on the thread count.
-void leaf_fff_infer(const LeafFFFPacked& m, const float* x, int64_t B, float* y, int32_t* leaves);
-void leaf_fff_infer(const LeafFFF& m, const float* x, int64_t B, float* y, int32_t* leaves);
+void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_t B, float* y,
+                    int32_t* leaves);
+void leaf_fff_infer(Context& ctx, const LeafFFF& m, const float* x, int64_t B, float* y,
+                    int32_t* leaves);
 void leaf_fff_infer_reference(const LeafFFF& m, const float* x, int64_t B, float* y,
                               int32_t* leaves);
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "fff/core/common.h"
+#include "fff/core/context.h"
 #include "fff/core/param.h"
 #include "fff/layers/activation.h"
 
@@ -45,11 +46,11 @@ struct NeuronFFFContext {
   std::vector<float> z;       // (B, K*(D+1)) its pre-activation
 };
 
-// ctx may be null at inference.
-void neuron_fff_forward(const NeuronFFF& m, const float* x, int64_t B, float* y,
-                        NeuronFFFContext* ctx);
-void neuron_fff_backward(NeuronFFF& m, const float* x, int64_t B, const float* dy,
-                         const NeuronFFFContext& ctx, float* dx);
+// cache (what backward needs) may be null at inference.
+void neuron_fff_forward(Context& ctx, const NeuronFFF& m, const float* x, int64_t B, float* y,
+                        NeuronFFFContext* cache);
+void neuron_fff_backward(Context& ctx, NeuronFFF& m, const float* x, int64_t B, const float* dy,
+                         const NeuronFFFContext& cache, float* dx);
 void neuron_fff_forward_reference(const NeuronFFF& m, const float* x, int64_t B, float* y,
                                   int32_t* nodes);
 
