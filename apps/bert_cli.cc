@@ -34,7 +34,7 @@ fff::BertModel load_model(const BertRunArgs& a) {
     throw fff::Error("--fff-weights must be fp32 or half, not '" + a.fff_weights + "'");
   fff::BertModel m = fff::load_bert(a.model);
   if (a.fff_weights == "half") {
-    if (m.cfg.ff != fff::BertFF::fff)
+    if (m.cfg.ff.kind != fff::FFKind::neuron_fff)
       throw fff::Error("--fff-weights half: " + a.model + " is a dense model (" + m.cfg.describe() +
                        ")");
     fff::bert_use_half_fff(m);
@@ -307,8 +307,8 @@ int run_bert_bench(const BertBenchArgs& a) {
   base.layers = a.layers, base.hidden = a.hidden, base.heads = a.heads;
   base.max_seq = std::max<int64_t>(a.seq, 1);
   fff::BertConfig fc = base, dc = base;
-  fc.ff = fff::BertFF::fff, fc.fff_trees = a.trees, fc.fff_depth = a.depth;
-  dc.ff = fff::BertFF::dense, dc.ff_width = a.dense_width;
+  fc.ff.kind = fff::FFKind::neuron_fff, fc.ff.trees = a.trees, fc.ff.depth = a.depth;
+  dc.ff.kind = fff::FFKind::ff, dc.ff.width = a.dense_width;
   if (!a.json)
     std::fprintf(stderr, "building random models (%s; %s)...\n", fc.describe().c_str(),
                  dc.describe().c_str());

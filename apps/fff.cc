@@ -587,7 +587,7 @@ int run_info(const InfoArgs& a) {
   }
   out["parameters"] = n_params;
   out["tensors"] = tensors;
-  out["inference_flops_per_row"] = fff::inference_flops_per_row(cfg);
+  out["inference_flops_per_row"] = cfg.inference_flops_per_row();
   out["metadata"] = loaded.metadata;
   if (a.json) {
     std::cout << out.dump() << "\n";
@@ -595,7 +595,7 @@ int run_info(const InfoArgs& a) {
   }
   std::printf("%s\n  %s\n  %lld parameters, %.0f FLOPs per row at inference\n", path.c_str(),
               describe(cfg).c_str(), static_cast<long long>(n_params),
-              fff::inference_flops_per_row(cfg));
+              cfg.inference_flops_per_row());
   for (const auto& [name, shape] : tensors.items())
     std::printf("  tensor %-8s %s\n", name.c_str(), shape.dump().c_str());
   for (const auto& [k, v] : loaded.metadata) std::printf("  %s = %s\n", k.c_str(), v.c_str());

@@ -513,7 +513,9 @@ def convert(checkpoint_dir: str, out_path: str, vocab_arg: Optional[str], weight
         "format": "fff-bert", "format_version": FORMAT_VERSION,
         "hidden": str(H), "layers": str(m.layers), "heads": str(m.heads), "vocab_size": str(V),
         "max_seq_length": str(m.max_seq), "pad_token_id": str(m.pad), "norm_eps": repr(m.norm_eps),
-        "ff": m.ff, "ff_width": str(m.width), "fff_trees": str(m.trees), "fff_depth": str(m.depth),
+        # The block's kind in fff's one spelling (ff, neuron-fff); fff still reads dense and fff.
+        "ff": "neuron-fff" if m.ff == "fff" else "ff",
+        "ff_width": str(m.width), "fff_trees": str(m.trees), "fff_depth": str(m.depth),
         "activation": "gelu", "source": checkpoint_dir,
     }
     if tokens is None:

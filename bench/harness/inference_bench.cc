@@ -5,23 +5,9 @@
 
 #include "core/parallel.h"
 #include "fff/layers/ff/dense_ff.h"
-#include "fff/layers/ff/leaf_fff.h"
-#include "fff/layers/ff/neuron_fff.h"
 #include "harness/timing.h"
 
 namespace fff {
-
-double inference_flops_per_row(const ModelConfig& c) {
-  switch (c.kind) {
-    case ModelKind::ff:
-      return dense_ff_flops_per_row({c.in, c.width, c.out, c.act});
-    case ModelKind::leaf_fff:
-      return leaf_fff_inference_flops_per_row({c.in, c.out, c.depth, c.leaf_width, c.act});
-    case ModelKind::neuron_fff:
-      return neuron_fff_flops_per_row({c.in, c.out, c.trees, c.depth, c.act, c.output_bias});
-  }
-  return 0.0;
-}
 
 InferenceComparison compare_with_dense(Context& ctx, Model& model, const Tensor& x, int repeats) {
   const ModelConfig& c = model.config();
@@ -54,7 +40,7 @@ InferenceComparison compare_with_dense(Context& ctx, Model& model, const Tensor&
   r.model_us_per_row = t.a.median * 1e6 / rows;
   r.dense_us_per_row = t.b.median * 1e6 / rows;
   r.speedup = r.dense_us_per_row / r.model_us_per_row;
-  r.model_flops_per_row = inference_flops_per_row(c);
+  r.model_flops_per_row = c.inference_flops_per_row();
   r.dense_flops_per_row = dense_ff_flops_per_row(dc);
   return r;
 }

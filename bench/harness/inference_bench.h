@@ -22,6 +22,4 @@ struct InferenceComparison {
 // each timed run starts right after a read of x, so both meet the inputs equally warm.
 InferenceComparison compare_with_dense(Context& ctx, Model& model, const Tensor& x, int repeats);
 
-double inference_flops_per_row(const ModelConfig& cfg);
-
 }  // namespace fff

@@ -48,13 +48,8 @@ LayerNorm bert_norm(const BertConfig& c, const std::string& name) {
 }
 
 NeuronFFFConfig fff_config(const BertConfig& c) {
-  NeuronFFFConfig f;
-  f.in = f.out = c.hidden;
-  f.trees = c.fff_trees;
-  f.depth = c.fff_depth;
-  f.act = Activation::gelu;
-  f.output_bias = false;
-  return f;
+  const FFConfig f = c.ff_config();
+  return {f.in, f.out, f.trees, f.depth, f.act, f.output_bias};
 }
 
 std::string layer_key(int64_t i, const char* name) {
@@ -91,9 +86,9 @@ BertModel bert_skeleton(const BertConfig& c) {
     L.norm2 = bert_norm(c, layer_key(i, "norm2"));
     L.qkv = shaped({3 * H, H});
     L.out = shaped({H, H});
-    if (c.ff == BertFF::dense) {
-      L.ff_w1 = shaped({c.ff_width, H});
-      L.ff_w2 = shaped({H, c.ff_width});
+    if (c.ff.kind == FFKind::ff) {
+      L.ff_w1 = shaped({c.ff.width, H});
+      L.ff_w2 = shaped({H, c.ff.width});
     } else {
       L.fff.cfg = fff_config(c);
       const int64_t n = L.fff.cfg.n_nodes();
@@ -123,7 +118,7 @@ auto stored_tensors(M& m) {
     t.push_back({layer_key(l, "attn.qkv"), &L.qkv});
     t.push_back({layer_key(l, "attn.out"), &L.out});
     add_norm(L.norm2);
-    if (m.cfg.ff == BertFF::dense) {
+    if (m.cfg.ff.kind == FFKind::ff) {
       t.push_back({layer_key(l, "ff.w1"), &L.ff_w1});
       t.push_back({layer_key(l, "ff.w2"), &L.ff_w2});
     } else {
@@ -153,18 +148,40 @@ void BertConfig::validate(const std::string& where) const {
   need(max_seq > 0, "max_seq_length must be positive");
   need(pad_id >= 0 && pad_id < vocab, "pad_token_id must be in [0, vocab_size)");
   need(norm_eps >= 0.0f && std::isfinite(norm_eps), "norm_eps must be a non-negative number");
-  if (ff == BertFF::dense) need(ff_width > 0, "ff_width must be positive for a dense model");
-  if (ff == BertFF::fff) {
-    need(fff_trees > 0, "fff_trees must be positive");
-    need(fff_depth >= 0 && fff_depth <= 20, "fff_depth must be in [0, 20]");
+  need(ff.kind == FFKind::ff || ff.kind == FFKind::neuron_fff,
+       std::string("ff = ") + ff_kind_name(ff.kind) +
+           ": the encoder runs ff and neuron-fff feedforward blocks");
+  need(ff.act == Activation::gelu && !ff.output_bias,
+       "the feedforward block is GELU without an output bias");
+  try {
+    ff_config().validate();
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
   }
+}
+
+FFConfig BertConfig::default_ff() {
+  FFConfig f;
+  f.kind = FFKind::neuron_fff;
+  f.act = Activation::gelu;
+  f.output_bias = false;
+  f.width = 3072;
+  f.trees = 1;
+  f.depth = 11;
+  return f;
+}
+
+FFConfig BertConfig::ff_config() const {
+  FFConfig f = ff;
+  f.in = f.out = hidden;
+  return f;
 }
 
 std::string BertConfig::describe() const {
   std::string s = std::to_string(layers) + " layers, hidden " + std::to_string(hidden) + ", " +
                   std::to_string(heads) + " heads, ";
-  if (ff == BertFF::dense) return s + "dense FF " + std::to_string(ff_width);
-  return s + "FFF " + std::to_string(fff_trees) + "x" + std::to_string(fff_depth);
+  if (ff.kind == FFKind::ff) return s + "dense FF " + std::to_string(ff.width);
+  return s + "FFF " + std::to_string(ff.trees) + "x" + std::to_string(ff.depth);
 }
 
 BertModel make_random_bert(const BertConfig& cfg, uint64_t seed) {
@@ -201,16 +218,18 @@ BertModel load_bert(const std::string& path) {
   c.max_seq = metadata_int(meta, "max_seq_length", path);
   c.pad_id = metadata_int(meta, "pad_token_id", path);
   c.norm_eps = metadata_float(meta, "norm_eps", path);
+  // One spelling of the block's kind (ff, neuron-fff); files written before it say dense or fff.
   const std::string& ff = metadata_string(meta, "ff", path);
-  if (ff == "dense") {
-    c.ff = BertFF::dense;
-    c.ff_width = metadata_int(meta, "ff_width", path);
-  } else if (ff == "fff") {
-    c.ff = BertFF::fff;
-    c.fff_trees = metadata_int(meta, "fff_trees", path);
-    c.fff_depth = metadata_int(meta, "fff_depth", path);
+  try {
+    c.ff.kind = parse_ff_kind(ff == "fff" ? "neuron-fff" : ff);
+  } catch (const Error& e) {
+    throw Error(path + ": metadata 'ff': " + e.what());
+  }
+  if (c.ff.kind == FFKind::ff) {
+    c.ff.width = metadata_int(meta, "ff_width", path);
   } else {
-    throw Error(path + ": metadata 'ff' is '" + ff + "' (expected dense or fff)");
+    c.ff.trees = metadata_int(meta, "fff_trees", path);
+    c.ff.depth = metadata_int(meta, "fff_depth", path);
   }
   if (meta.count("activation") && meta.at("activation") != "gelu")
     throw Error(path + ": metadata 'activation' is '" + meta.at("activation") +
@@ -252,10 +271,10 @@ void save_bert(const BertModel& m, const std::string& path) {
       {"max_seq_length", std::to_string(c.max_seq)},
       {"pad_token_id", std::to_string(c.pad_id)},
       {"norm_eps", eps},
-      {"ff", c.ff == BertFF::dense ? "dense" : "fff"},
-      {"ff_width", std::to_string(c.ff == BertFF::dense ? c.ff_width : 0)},
-      {"fff_trees", std::to_string(c.ff == BertFF::fff ? c.fff_trees : 0)},
-      {"fff_depth", std::to_string(c.ff == BertFF::fff ? c.fff_depth : 0)},
+      {"ff", ff_kind_name(c.ff.kind)},
+      {"ff_width", std::to_string(c.ff.kind == FFKind::ff ? c.ff.width : 0)},
+      {"fff_trees", std::to_string(c.ff.kind == FFKind::neuron_fff ? c.ff.trees : 0)},
+      {"fff_depth", std::to_string(c.ff.kind == FFKind::neuron_fff ? c.ff.depth : 0)},
       {"activation", "gelu"}};
   if (!m.vocab_text.empty()) {
     meta["tokenizer.vocab"] = m.vocab_text;
@@ -265,7 +284,7 @@ void save_bert(const BertModel& m, const std::string& path) {
 }
 
 void bert_use_half_fff(BertModel& m) {
-  if (m.cfg.ff != BertFF::fff)
+  if (m.cfg.ff.kind != FFKind::neuron_fff)
     throw Error("half-precision FFF weights need an FFF model, not " + m.cfg.describe());
   for (size_t i = 0; i < m.layers.size(); ++i) {
     try {
@@ -327,7 +346,7 @@ void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uin
   lap(t.embed);
 
   const AttentionShape shape{B, S, c.heads, c.head_dim()};
-  if (c.ff == BertFF::dense) ff_hidden.reshape({N, c.ff_width});
+  if (c.ff.kind == FFKind::ff) ff_hidden.reshape({N, c.ff.width});
   for (const BertLayer& L : m.layers) {
     layer_norm_infer(ctx, L.norm1, hidden, N, normed.ptr());
     lap(t.other);
@@ -339,8 +358,8 @@ void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uin
     lap(t.attention);
     layer_norm_infer(ctx, L.norm2, hidden, N, normed.ptr());
     lap(t.other);
-    if (c.ff == BertFF::dense) {
-      const int64_t I = c.ff_width;
+    if (c.ff.kind == FFKind::ff) {
+      const int64_t I = c.ff.width;
       gemm_inference(ctx, false, true, N, I, H, 1.0f, normed.ptr(), H, L.ff_w1.ptr(), H, 0.0f,
                      ff_hidden.ptr(), I);
       activation_forward(ctx, Activation::gelu, ff_hidden.ptr(), ff_hidden.ptr(), N * I);

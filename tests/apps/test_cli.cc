@@ -513,7 +513,7 @@ namespace {
 std::string write_bert_model(const TempDir& dir, bool with_vocab) {
   fff::BertConfig c;
   c.hidden = 32, c.layers = 2, c.heads = 4, c.vocab = 40, c.max_seq = 24;
-  c.ff = fff::BertFF::fff, c.fff_trees = 1, c.fff_depth = 3;
+  c.ff.kind = fff::FFKind::neuron_fff, c.ff.trees = 1, c.ff.depth = 3;
   fff::BertModel m = fff::make_random_bert(c, 3);
   if (with_vocab) {
     std::string v = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncapital\nof\nfrance\nis\nparis\n.";

@@ -67,10 +67,10 @@ std::vector<fff::ModelConfig> model_configs() {
   return {ff, leaf, neuron};
 }
 
-fff::BertConfig tiny_bert(fff::BertFF ff) {
+fff::BertConfig tiny_bert(fff::FFKind ff) {
   fff::BertConfig c;
   c.hidden = 24, c.layers = 2, c.heads = 3, c.vocab = 50, c.max_seq = 20;
-  c.ff = ff, c.ff_width = 40, c.fff_trees = 2, c.fff_depth = 3;
+  c.ff.kind = ff, c.ff.width = 40, c.ff.trees = 2, c.ff.depth = 3;
   return c;
 }
 
@@ -114,7 +114,7 @@ std::vector<std::vector<float>> run_everything(fff::Context& ctx,
   out.push_back(yb);
   out.push_back(yr);
   // A BERT encode of each feedforward kind.
-  for (fff::BertFF ff : {fff::BertFF::dense, fff::BertFF::fff}) {
+  for (fff::FFKind ff : {fff::FFKind::ff, fff::FFKind::neuron_fff}) {
     const fff::BertModel bert = fff::make_random_bert(tiny_bert(ff), 5);
     std::vector<int32_t> ids(2 * 17);
     for (int32_t& id : ids) id = static_cast<int32_t>(rng.below(50));
@@ -271,7 +271,7 @@ TEST(Context, WorkspaceIsOwnedByTheContext) {
       fff::make_neuron_fff(fff_test::neuron_config(16, 8, 1, 4, fff::Activation::gelu, true), rng);
   const int64_t B = 200;
   const auto x = random_vec(B * 16, rng);
-  const fff::BertModel bert = fff::make_random_bert(tiny_bert(fff::BertFF::fff), 2);
+  const fff::BertModel bert = fff::make_random_bert(tiny_bert(fff::FFKind::neuron_fff), 2);
   std::vector<int32_t> ids(17, 3);
   fff::Context reused(2);
   std::vector<float> y_reused(B * 8), h_reused(17 * 24);

@@ -19,10 +19,10 @@ using fff_test::bitwise_equal;
 
 namespace {
 
-fff::BertConfig small_config(fff::BertFF ff) {
+fff::BertConfig small_config(fff::FFKind ff) {
   fff::BertConfig c;
   c.hidden = 24, c.layers = 2, c.heads = 3, c.vocab = 50, c.max_seq = 20, c.norm_eps = 1e-12f;
-  c.ff = ff, c.ff_width = 40, c.fff_trees = 2, c.fff_depth = 3;
+  c.ff.kind = ff, c.ff.width = 40, c.ff.trees = 2, c.ff.depth = 3;
   return c;
 }
 
@@ -52,9 +52,35 @@ double max_abs_diff(const float* a, const float* b, size_t n) {
 
 }  // namespace
 
+// Files name the feedforward kind in fff's one spelling (ff, neuron-fff); files written before
+// it said dense or fff (neuron FFF in this format) and still load, as the same model.
+TEST(Bert, FilesSayTheBlockKindInOneSpellingAndOldFilesStillLoad) {
+  TempDir dir;
+  const std::pair<fff::FFKind, const char*> kinds[] = {{fff::FFKind::ff, "dense"},
+                                                       {fff::FFKind::neuron_fff, "fff"}};
+  for (const auto& [kind, old_name] : kinds) {
+    const fff::BertModel m = fff::make_random_bert(small_config(kind), 5);
+    const std::string path = dir.file("new.safetensors"), old_path = dir.file("old.safetensors");
+    fff::save_bert(m, path);
+    fff::SafetensorsFile f = fff::load_safetensors(path);
+    EXPECT_EQ(f.metadata.at("ff"), fff::ff_kind_name(kind));
+    f.metadata["ff"] = old_name;
+    std::vector<std::pair<std::string, const fff::Tensor*>> tensors;
+    for (const auto& [name, t] : f.tensors) tensors.emplace_back(name, &t);
+    fff::save_safetensors(old_path, tensors, f.metadata);
+    const fff::BertModel old = fff::load_bert(old_path);
+    EXPECT_EQ(old.cfg.ff.kind, kind) << old_name;
+    const auto ids = random_ids(2 * 5, m.cfg.vocab, 3);
+    EXPECT_TRUE(bitwise_equal(encode(m, ids, nullptr, 2, 5), encode(old, ids, nullptr, 2, 5)));
+    f.metadata["ff"] = "leaf-fff";
+    fff::save_safetensors(old_path, tensors, f.metadata);
+    EXPECT_THROW(fff::load_bert(old_path), fff::Error);
+  }
+}
+
 TEST(Bert, SaveLoadRoundTripGivesIdenticalOutputs) {
   TempDir dir;
-  for (fff::BertFF ff : {fff::BertFF::dense, fff::BertFF::fff}) {
+  for (fff::FFKind ff : {fff::FFKind::ff, fff::FFKind::neuron_fff}) {
     fff::BertModel m = fff::make_random_bert(small_config(ff), 7);
     m.vocab_text = "[PAD]\n[UNK]\nhello";
     m.lowercase = false;
@@ -71,7 +97,7 @@ TEST(Bert, SaveLoadRoundTripGivesIdenticalOutputs) {
 
 TEST(Bert, LoadRejectsWrongFilesNamingTheProblem) {
   TempDir dir;
-  const fff::BertModel m = fff::make_random_bert(small_config(fff::BertFF::fff), 7);
+  const fff::BertModel m = fff::make_random_bert(small_config(fff::FFKind::neuron_fff), 7);
   const std::string good = dir.file("good.safetensors");
   fff::save_bert(m, good);
   auto expect_error = [](const std::string& path, const std::string& needle) {
@@ -124,7 +150,7 @@ TEST(Bert, LoadRejectsWrongFilesNamingTheProblem) {
 
 TEST(Bert, EncodeRejectsBadInput) {
   fff::Context ectx(2);
-  const fff::BertModel m = fff::make_random_bert(small_config(fff::BertFF::dense), 7);
+  const fff::BertModel m = fff::make_random_bert(small_config(fff::FFKind::ff), 7);
   std::vector<int32_t> ids = random_ids(21, m.cfg.vocab, 2);
   std::vector<float> h(21 * 24);
   EXPECT_THROW(fff::bert_encode(ectx, m, ids.data(), nullptr, 1, 21, h.data()),
@@ -136,7 +162,7 @@ TEST(Bert, EncodeRejectsBadInput) {
 }
 
 TEST(Bert, PaddingDoesNotChangeRealTokensAndBatchingDoesNotMatter) {
-  for (fff::BertFF ff : {fff::BertFF::dense, fff::BertFF::fff}) {
+  for (fff::FFKind ff : {fff::FFKind::ff, fff::FFKind::neuron_fff}) {
     const fff::BertModel m = fff::make_random_bert(small_config(ff), 8);
     const int64_t S = 13, L = 7, H = m.cfg.hidden;
     const auto a = random_ids(S, m.cfg.vocab, 3), b = random_ids(L, m.cfg.vocab, 4);
@@ -154,7 +180,7 @@ TEST(Bert, PaddingDoesNotChangeRealTokensAndBatchingDoesNotMatter) {
 }
 
 TEST(Bert, OneAndTwoThreadsAgreeBitwise) {
-  for (fff::BertFF ff : {fff::BertFF::dense, fff::BertFF::fff}) {
+  for (fff::FFKind ff : {fff::FFKind::ff, fff::FFKind::neuron_fff}) {
     const fff::BertModel m = fff::make_random_bert(small_config(ff), 9);
     const auto ids = random_ids(3 * 17, m.cfg.vocab, 5);
     std::vector<uint8_t> mask(3 * 17, 1);
@@ -165,7 +191,7 @@ TEST(Bert, OneAndTwoThreadsAgreeBitwise) {
 }
 
 TEST(Bert, HalfFffWeightsEqualFp32InferenceWithRoundedWeights) {
-  fff::BertModel m = fff::make_random_bert(small_config(fff::BertFF::fff), 13);
+  fff::BertModel m = fff::make_random_bert(small_config(fff::FFKind::neuron_fff), 13);
   fff::BertModel rounded = m;
   for (auto& L : rounded.layers)
     for (fff::Tensor* w : {&L.fff.w1.value, &L.fff.w2.value})
@@ -180,17 +206,17 @@ TEST(Bert, HalfFffWeightsEqualFp32InferenceWithRoundedWeights) {
   mask[2 * 19 - 3] = mask[2 * 19 - 2] = mask[2 * 19 - 1] = 0;
   EXPECT_TRUE(bitwise_equal(encode(m, ids, &mask, 2, 19), encode(rounded, ids, &mask, 2, 19)));
   // A dense model has no FFF weights to round.
-  fff::BertModel dense = fff::make_random_bert(small_config(fff::BertFF::dense), 15);
+  fff::BertModel dense = fff::make_random_bert(small_config(fff::FFKind::ff), 15);
   EXPECT_THROW(fff::bert_use_half_fff(dense), fff::Error);
 }
 
 TEST(Bert, FffOfDepthZeroEqualsDenseFeedforward) {
   // K trees of depth 0 are K always-used neurons: a dense FF of width K (with b1 = 0).
-  fff::BertConfig fc = small_config(fff::BertFF::fff);
-  fc.fff_trees = 6, fc.fff_depth = 0;
+  fff::BertConfig fc = small_config(fff::FFKind::neuron_fff);
+  fc.ff.trees = 6, fc.ff.depth = 0;
   fff::BertModel f = fff::make_random_bert(fc, 10);
   fff::BertConfig dc = fc;
-  dc.ff = fff::BertFF::dense, dc.ff_width = 6;
+  dc.ff.kind = fff::FFKind::ff, dc.ff.width = 6;
   fff::BertModel d = fff::make_random_bert(dc, 10);
   const int64_t H = fc.hidden;
   d.word = f.word;

@@ -14,20 +14,22 @@
 #include "fff/core/common.h"
 #include "fff/core/context.h"
 #include "fff/engine/cmm.h"
+#include "fff/layers/ff/ff_block.h"
 #include "fff/layers/ff/neuron_fff.h"
 #include "fff/layers/layer_norm.h"
 
 namespace fff {
 
-enum class BertFF { dense, fff };
-
 struct BertConfig {
   int64_t hidden = 768, layers = 16, heads = 12, vocab = 32768, max_seq = 128, pad_id = 0;
   float norm_eps = 1e-12f;
-  BertFF ff = BertFF::fff;
-  int64_t ff_width = 3072;                // dense: hidden width of the feedforward block
-  int64_t fff_trees = 1, fff_depth = 11;  // fff: K trees of depth D (UltraFastBERT-1x11)
+  // The feedforward block of every layer: ff (crammedBERT: width 3072) or neuron-fff
+  // (UltraFastBERT-1x11: 1 tree of depth 11); GELU, no output bias; in and out are `hidden`
+  // (ff_config() fills them in). The encoder does not run leaf-fff blocks yet.
+  FFConfig ff = default_ff();
 
+  static FFConfig default_ff();
+  FFConfig ff_config() const;  // ff with in = out = hidden
   int64_t head_dim() const { return hidden / heads; }
   // Throws fff::Error naming `where` and the offending field.
   void validate(const std::string& where) const;
@@ -38,9 +40,12 @@ struct BertLayer {
   LayerNorm norm1, norm2;  // named as in the file: "layers.i.norm1" ...
   Tensor qkv;              // (3H, H), rows per head: q, k, v
   Tensor out;              // (H, H)
-  Tensor ff_w1;            // dense: (I, H)
-  Tensor ff_w2;            // dense: (H, I)
-  NeuronFFF fff;           // fff: w1 (K n, H), b1 (K n), w2 (K n, H), no output bias
+  // The feedforward block's weights as the checkpoint lays them out. ff: bias-free, each product
+  // stored (out, in) as PyTorch's Linear does, so the second product adds into the residual stream
+  // in place; neuron-fff: the CMM engine's NeuronFFF.
+  Tensor ff_w1;            // ff: (I, H)
+  Tensor ff_w2;            // ff: (H, I)
+  NeuronFFF fff;           // neuron-fff: w1 (K n, H), b1 (K n), w2 (K n, H), no output bias
   NeuronFFFHalf fff_half;  // half-precision w1, w2 the engine reads instead (bert_use_half_fff)
 };
 
