@@ -12,7 +12,6 @@
 
 #include "cpu/cmm_kernels.h"
 #include "cpu/grouping.h"
-#include "cpu/vec.h"
 #include "fff/cpu/gemm.h"
 
 namespace fff {

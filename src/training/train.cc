@@ -6,7 +6,7 @@
 #include <numeric>
 #include <set>
 
-#include "cpu/vec.h"
+#include "cpu/vec_kernels.h"
 #include "fff/cpu/gemm.h"
 #include "fff/layers/loss.h"
 

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "cpu/vec.h"
+#include "cpu/vec_kernels.h"
 #include "fff/layers/linear.h"
 
 namespace fff {
