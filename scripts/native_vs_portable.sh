@@ -40,9 +40,11 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # Each workload prints one number (seconds or microseconds: lower is better).
-w_train() {
+w_train() {  # its progress lines are kept out of the table, and shown if it fails
   "$1/fff" train --data fashion-mnist --model fff --width 128 --leaf-width 8 --threads 1 \
-    --epochs "$epochs" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds_per_epoch"])'
+    --epochs "$epochs" --json 2> "$tmp/train.log" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds_per_epoch"])' ||
+    { cat "$tmp/train.log" >&2; return 1; }
 }
 w_bench1() {
   "$1/fff" bench --depth 11 --batch 1 --threads 1 --json |

@@ -1,8 +1,8 @@
 // Tests for the dense kernels: gemm against gemm_reference, the linear layer against its
 // reference, activations (values, derivatives by finite differences, parsing) and softmax
 // cross-entropy (gradient by finite differences, special values, arg-max counting); the training
-// vector kernels (dot, axpy, optimizer updates, scan composition) on every instruction set the
-// CPU supports.
+// vector kernels (dot, axpy, optimizer updates, scan composition, ReLU) on every instruction set
+// the CPU supports.
 #include <gtest/gtest.h>
 // As for the library (CMakeLists.txt): with -march=native on an AVX-512 VNNI machine, Highway's
 // target list must include AVX3_DL, the static target, or its headers refuse to compile.
@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/elementwise_kernels.h"
 #include "cpu/scan_kernels.h"
 #include "cpu/vec_kernels.h"
 #include "fff/core/common.h"
@@ -660,6 +661,34 @@ TEST(VecKernels, ScanComposeMatchesScalarFormulaInPlaceAndNotOnEveryTarget) {
             << "n=" << n << " i=" << i;
         EXPECT_EQ(ai[i], ao[i]) << "n=" << n << " i=" << i;
         EXPECT_EQ(bi[i], bo[i]) << "n=" << n << " i=" << i;
+      }
+    }
+  });
+}
+
+TEST(VecKernels, ReluForwardAndBackwardMatchTheScalarRuleOnEveryTarget) {
+  for_each_target([] {
+    Rng rng(15);
+    for (int64_t n : kVecSizes) {
+      auto z = random_vec(n, rng);
+      const auto da = random_vec(n, rng);
+      // Exact zeros, negative zero and NaN take the "not positive" branch.
+      if (n > 3) {
+        z[0] = 0.0f;
+        z[1] = -0.0f;
+        z[2] = std::numeric_limits<float>::quiet_NaN();
+      }
+      std::vector<float> y(static_cast<size_t>(n)), dz(static_cast<size_t>(n));
+      fff::cpu::relu(z.data(), y.data(), n);
+      fff::cpu::relu_backward(z.data(), da.data(), dz.data(), n);
+      auto inplace = da;
+      fff::cpu::relu_backward(z.data(), inplace.data(), inplace.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const bool pos = z[i] > 0.0f;
+        EXPECT_EQ(y[i], pos ? z[i] : 0.0f) << "n=" << n << " i=" << i;
+        EXPECT_EQ(dz[i], pos ? da[i] : 0.0f) << "n=" << n << " i=" << i;
+        EXPECT_EQ(inplace[i], dz[i]) << "n=" << n << " i=" << i;
+        EXPECT_FALSE(std::signbit(y[i]) && !pos) << "n=" << n << " i=" << i << ": -0 kept";
       }
     }
   });
