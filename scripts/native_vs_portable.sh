@@ -3,7 +3,7 @@
 # portable default must keep: leaf FFF training, `fff bench` 1x11 at batch 1 and 16384, and the
 # QRNN scans forward and backward. Builds build/ (default options) and build-native/
 # (-DFFF_NATIVE=ON), both Release with ccache, where missing; then runs the two binaries in
-# alternation (portable, native, portable, native, ...) so that drifting load hits both alike,
+# alternation (portable, native, native, portable, ...) so that drifting load hits both alike,
 # and prints the median of each side and their ratio (portable / native time; above 1 is slower).
 # Usage: scripts/native_vs_portable.sh            (REPEATS=5 by default; an idle machine is best)
 #        REPEATS=9 EPOCHS=3 scripts/native_vs_portable.sh
@@ -77,7 +77,11 @@ declare -A label=(
 )
 for w in "${workloads[@]}"; do
   for ((i = 1; i <= repeats; ++i)); do
-    for side in build build-native; do
+    # A B, B A, A B, ...: which of a pair runs first matters on a busy machine (seen for the
+    # short scans), so each side goes first in half of the rounds.
+    order="build build-native"
+    ((i % 2 == 0)) && order="build-native build"
+    for side in $order; do
       v=$("w_$w" "$side")
       echo "$v" >> "$tmp/$w.$side"
       [[ -n $raw ]] && printf '%s\t%s\t%d\t%s\n' "$w" "$side" "$i" "$v" >> "$raw"

@@ -1,7 +1,7 @@
-// Small vector kernels of the training paths (internal header): dot products, axpy and the
-// elementwise loops of training (leaf FFF mixture, optimizer updates), compiled for several
-// instruction sets through Highway and dispatched at run time, so a portable build runs them
-// with the CPU's widest SIMD. Inference kernels are in cmm_kernels.
+// Small vector kernels of the training paths (internal header): dot products, axpy, the
+// optimizer updates and an elementwise product, compiled for several instruction sets through
+// Highway and dispatched at run time, so a portable build runs them with the CPU's widest SIMD.
+// Inference kernels are in cmm_kernels, activations in elementwise_kernels.
 #pragma once
 
 #include <cstdint>
