@@ -119,6 +119,18 @@ void LayerNormRow(const float* x, int64_t n, const float* gain, const float* bia
   for (; i < n; ++i) y[i] = (x[i] - mean) * rstd * gain[i] + bias[i];
 }
 
+// ReLU forward (mask = x) and backward (mask = z, value = da), with scalar tails.
+void ReluSelect(const float* mask, const float* value, float* out, int64_t n) {
+  const D d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const V zero = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + N <= n; i += N)
+    hn::StoreU(hn::IfThenElseZero(hn::Gt(hn::LoadU(d, mask + i), zero), hn::LoadU(d, value + i)), d,
+               out + i);
+  for (; i < n; ++i) out[i] = mask[i] > 0.0f ? value[i] : 0.0f;
+}
+
 }  // namespace fff::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -128,6 +140,15 @@ namespace fff::cpu {
 HWY_EXPORT(Gelu);
 HWY_EXPORT(Softmax);
 HWY_EXPORT(LayerNormRow);
+HWY_EXPORT(ReluSelect);
+
+void relu(const float* x, float* y, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(ReluSelect)(x, x, y, n);
+}
+
+void relu_backward(const float* z, const float* da, float* dz, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(ReluSelect)(z, da, dz, n);
+}
 
 void gelu(const float* x, float* y, int64_t n) {
   HWY_DYNAMIC_DISPATCH(Gelu)(x, y, n);

@@ -11,6 +11,11 @@ namespace fff::cpu {
 // error is below 2e-7 (Abramowitz & Stegun 7.1.26 on |x|, sign restored). y may alias x.
 void gelu(const float* x, float* y, int64_t n);
 
+// ReLU and its backward: y[i] = x[i] > 0 ? x[i] : 0; dz[i] = z[i] > 0 ? da[i] : 0 (NaN gives 0,
+// as the comparison is false). y may alias x, dz may alias da.
+void relu(const float* x, float* y, int64_t n);
+void relu_backward(const float* z, const float* da, float* dz, int64_t n);
+
 // x = softmax(x + add) over n entries (add may be null): max, exp and sum in one pass each.
 void softmax_inplace(float* x, const float* add, int64_t n);
 

@@ -12,6 +12,7 @@
 #include "core/parallel.h"
 #include "cpu/scan_kernels.h"
 #include "cpu/streaming.h"
+#include "cpu/vec_kernels.h"
 #include "fff/core/common.h"
 
 namespace fff {
@@ -107,12 +108,20 @@ void store_rows(int threads, const float* B, int64_t T, int64_t C, Out out) {
 }
 
 // Pair i absorbs pair j (an earlier step): (A_i, B_i) <- (A_i A_j, A_i B_j + B_i), C channels.
+// Narrow rows stay inline: a dispatched call per step would cost more than its few channels.
 inline void absorb(float* Ai, float* Bi, const float* Aj, const float* Bj, int64_t C) {
+  if (C >= kNarrow) {
+    cpu::scan_compose(Ai, Bi, Aj, Bj, Ai, Bi, C);
+    return;
+  }
   for (int64_t c = 0; c < C; ++c) {
     Bi[c] = Ai[c] * Bj[c] + Bi[c];
     Ai[c] = Ai[c] * Aj[c];
   }
 }
+
+// Values per block of a flat elementwise loop over a whole sequence (a thread's unit of work).
+constexpr int64_t kComposeBlock = 4096;
 
 // Hillis-Steele: in round d every step absorbs the step d before it, from the previous round's
 // values (double buffered), so after log2 T rounds each holds the composition of all steps up
@@ -124,14 +133,15 @@ void scan_hillis_steele(int threads, In a, In b, int64_t T, int64_t C, const flo
   load_pairs(threads, a, b, T, C, h0, As, Bs);
   for (int64_t d = 1; d < T; d *= 2) {
     const int64_t off = d * C;
-    parallel_for(threads, n, [&](int64_t i) {
-      if (i >= off) {
-        Bd[i] = As[i] * Bs[i - off] + Bs[i];
-        Ad[i] = As[i] * As[i - off];
-      } else {
-        Bd[i] = Bs[i];
-        Ad[i] = As[i];
-      }
+    // Blocks of the flat loop per thread: below `off` a copy, above it one SIMD composition.
+    const int64_t blocks = (n + kComposeBlock - 1) / kComposeBlock;
+    parallel_for(threads, blocks, [&](int64_t k) {
+      const int64_t lo = k * kComposeBlock, hi = std::min(n, lo + kComposeBlock);
+      const int64_t mid = std::clamp(off, lo, hi);
+      std::copy(Bs + lo, Bs + mid, Bd + lo);
+      std::copy(As + lo, As + mid, Ad + lo);
+      cpu::scan_compose(As + mid, Bs + mid, As + mid - off, Bs + mid - off, Ad + mid, Bd + mid,
+                        hi - mid);
     });
     std::swap(As, Ad);
     std::swap(Bs, Bd);
@@ -313,14 +323,15 @@ void scan_backward(Context& ctx, ScanAlgo algo, const float* f, const float* h, 
   // its gate (f[T], past the end) is never read.
   scan_rows(ctx.threads, algo, {f + T * C, -C}, {dh + (T - 1) * C, -C}, T, C, nullptr,
             {dx + (T - 1) * C, -C});
-  parallel_for(ctx, T, [&](int64_t t) {
-    const float* g = dx + t * C;
-    float* d = df + t * C;
-    const float* prev = t > 0 ? h + (t - 1) * C : h0;
-    if (prev)
-      for (int64_t c = 0; c < C; ++c) d[c] = g[c] * prev[c];
-    else
-      std::fill_n(d, C, 0.0f);
+  // df[t] = dx[t] h[t-1]: for t >= 1 one flat product of contiguous rows, in blocks per thread.
+  if (h0)
+    cpu::mul(dx, h0, df, C);
+  else
+    std::fill_n(df, C, 0.0f);
+  const int64_t n = (T - 1) * C, blocks = (n + kComposeBlock - 1) / kComposeBlock;
+  parallel_for(ctx, blocks, [&](int64_t k) {
+    const int64_t lo = k * kComposeBlock;
+    cpu::mul(dx + C + lo, h + lo, df + C + lo, std::min(kComposeBlock, n - lo));
   });
   if (dh0)
     for (int64_t c = 0; c < C; ++c) dh0[c] = f[c] * dx[c];

@@ -65,6 +65,23 @@ int64_t ScanFixupSteps(const float* a, int64_t stride, int64_t steps, const floa
   return steps;
 }
 
+void ScanCompose(const float* a, const float* b, const float* a_prev, const float* b_prev,
+                 float* a_out, float* b_out, int64_t n) {
+  const hn::ScalableTag<float> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto av = hn::LoadU(d, a + i);
+    hn::StoreU(hn::MulAdd(av, hn::LoadU(d, b_prev + i), hn::LoadU(d, b + i)), d, b_out + i);
+    hn::StoreU(hn::Mul(av, hn::LoadU(d, a_prev + i)), d, a_out + i);
+  }
+  for (; i < n; ++i) {
+    const float ai = a[i];
+    b_out[i] = ai * b_prev[i] + b[i];
+    a_out[i] = ai * a_prev[i];
+  }
+}
+
 }  // namespace fff::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -73,6 +90,7 @@ namespace fff::cpu {
 
 HWY_EXPORT(ScanSteps);
 HWY_EXPORT(ScanFixupSteps);
+HWY_EXPORT(ScanCompose);
 
 void scan_steps(const float* a, const float* b, int64_t stride, int64_t steps, float* state,
                 float* out, int64_t n, bool stream) {
@@ -82,6 +100,11 @@ void scan_steps(const float* a, const float* b, int64_t stride, int64_t steps, f
 int64_t scan_fixup_steps(const float* a, int64_t stride, int64_t steps, const float* carry,
                          float* prod, float* out, int64_t n) {
   return HWY_DYNAMIC_DISPATCH(ScanFixupSteps)(a, stride, steps, carry, prod, out, n);
+}
+
+void scan_compose(const float* a, const float* b, const float* a_prev, const float* b_prev,
+                  float* a_out, float* b_out, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(ScanCompose)(a, b, a_prev, b_prev, a_out, b_out, n);
 }
 
 }  // namespace fff::cpu

@@ -24,4 +24,9 @@ void scan_steps(const float* a, const float* b, int64_t stride, int64_t steps, f
 int64_t scan_fixup_steps(const float* a, int64_t stride, int64_t steps, const float* carry,
                          float* prod, float* out, int64_t n);
 
+// Composes n channels of step pairs with the pairs of an earlier step:
+// (a_out, b_out) = (a a_prev, a b_prev + b). a_out may alias a and b_out may alias b.
+void scan_compose(const float* a, const float* b, const float* a_prev, const float* b_prev,
+                  float* a_out, float* b_out, int64_t n);
+
 }  // namespace fff::cpu

@@ -14,7 +14,6 @@
 #include "cpu/cmm_kernels.h"
 #include "cpu/grouping.h"
 #include "cpu/streaming.h"
-#include "cpu/vec.h"
 
 namespace fff {
 

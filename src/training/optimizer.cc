@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "cpu/vec_kernels.h"
+
 namespace fff {
 
 OptimizerKind parse_optimizer(const std::string& name) {
@@ -73,28 +75,16 @@ void Optimizer::update_rows(Param& p, State& s, int64_t row_begin, int64_t row_e
   const float* g = p.grad.ptr();
   const float lr = cfg_.lr;
   if (cfg_.kind == OptimizerKind::sgd) {
-    if (cfg_.momentum == 0.0f) {
-      for (int64_t i = b; i < e; ++i) w[i] -= lr * g[i];
-    } else {
-      float* m = s.m.ptr();
-      const float mu = cfg_.momentum;
-      for (int64_t i = b; i < e; ++i) {
-        m[i] = mu * m[i] + g[i];
-        w[i] -= lr * m[i];
-      }
-    }
+    if (cfg_.momentum == 0.0f)
+      cpu::sgd_update(lr, g + b, w + b, e - b);
+    else
+      cpu::sgd_momentum_update(lr, cfg_.momentum, g + b, s.m.ptr() + b, w + b, e - b);
     return;
   }
-  float* m = s.m.ptr();
-  float* v = s.v.ptr();
   const float b1 = cfg_.beta1, b2 = cfg_.beta2;
   const float c1 = 1.0f / (1.0f - static_cast<float>(std::pow(b1, static_cast<double>(t_))));
   const float c2 = 1.0f / (1.0f - static_cast<float>(std::pow(b2, static_cast<double>(t_))));
-  for (int64_t i = b; i < e; ++i) {
-    m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-    v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
-    w[i] -= lr * (m[i] * c1) / (std::sqrt(v[i] * c2) + cfg_.eps);
-  }
+  cpu::adam_update(lr, b1, b2, c1, c2, cfg_.eps, g + b, s.m.ptr() + b, s.v.ptr() + b, w + b, e - b);
 }
 
 void Optimizer::step() {

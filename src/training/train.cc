@@ -8,7 +8,7 @@
 #include <set>
 
 #include "core/parallel.h"
-#include "cpu/vec.h"
+#include "cpu/vec_kernels.h"
 #include "fff/layers/loss.h"
 
 namespace fff {

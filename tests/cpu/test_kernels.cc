@@ -1,7 +1,15 @@
 // Tests for the dense kernels: gemm against gemm_reference, the linear layer against its
 // reference, activations (values, derivatives by finite differences, parsing) and softmax
-// cross-entropy (gradient by finite differences, special values, arg-max counting).
+// cross-entropy (gradient by finite differences, special values, arg-max counting); the training
+// vector kernels (dot, axpy, optimizer updates, scan composition, ReLU) on every instruction set
+// the CPU supports.
 #include <gtest/gtest.h>
+// As for the library (CMakeLists.txt): with -march=native on an AVX-512 VNNI machine, Highway's
+// target list must include AVX3_DL, the static target, or its headers refuse to compile.
+#ifndef HWY_WANT_AVX3_DL
+#define HWY_WANT_AVX3_DL
+#endif
+#include <hwy/targets.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,6 +19,9 @@
 #include <string>
 #include <vector>
 
+#include "cpu/elementwise_kernels.h"
+#include "cpu/scan_kernels.h"
+#include "cpu/vec_kernels.h"
 #include "fff/core/common.h"
 #include "fff/cpu/gemm.h"
 #include "fff/layers/activation.h"
@@ -508,3 +519,179 @@ TEST(SoftmaxCrossEntropy, EmptyBatch) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Training vector kernels (dot, axpy) against double references, on every instruction set the
+// CPU supports: each is forced in turn through Highway's test hook, so a portable build's
+// targets are all checked, not only the one this machine would pick.
+
+namespace {
+
+// Runs f once per target that this build compiled and the CPU supports (the test is compiled
+// with the library's Highway settings, so its target list is the library's), with dispatch
+// forced to it.
+template <class F>
+void for_each_target(F f) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    f();
+  }
+  hwy::SetSupportedTargetsForTest(0);  // back to the CPU's own choice
+}
+
+const int64_t kVecSizes[] = {0, 1, 2, 7, 15, 16, 17, 31, 33, 63, 64, 65, 127, 1000, 1023};
+
+}  // namespace
+
+TEST(VecKernels, DotMatchesDoubleReferenceOnEveryTarget) {
+  for_each_target([] {
+    Rng rng(11);
+    for (int64_t n : kVecSizes) {
+      // Odd offsets: unaligned starts, as rows of odd widths give.
+      const auto a = random_vec(n + 3, rng), b = random_vec(n + 5, rng);
+      const float* pa = a.data() + 3;
+      const float* pb = b.data() + 5;
+      double ref = 0.0, mag = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        ref += static_cast<double>(pa[i]) * pb[i];
+        mag += std::fabs(static_cast<double>(pa[i]) * pb[i]);
+      }
+      const float got = fff::cpu::dot(pa, pb, n);
+      // Worst-case float summation error (n rounding steps of 2^-24 each, plus the products).
+      const double tol = (static_cast<double>(n) + 2.0) * 0x1p-24 * mag;
+      EXPECT_NEAR(got, ref, tol) << "n=" << n;
+      EXPECT_EQ(got, fff::cpu::dot(pa, pb, n)) << "n=" << n << ": not deterministic";
+    }
+  });
+}
+
+TEST(VecKernels, DotOfZeroLengthIsZeroAndReadsNothing) {
+  for_each_target([] { EXPECT_EQ(fff::cpu::dot(nullptr, nullptr, 0), 0.0f); });
+}
+
+TEST(VecKernels, AxpyMatchesDoubleReferenceOnEveryTargetAndLeavesTheRestAlone) {
+  for_each_target([] {
+    Rng rng(12);
+    for (int64_t n : kVecSizes) {
+      const auto x = random_vec(n + 1, rng);
+      const auto y0 = random_vec(n + 2, rng);  // y0[n + 1] is a guard past the end
+      auto y = y0;
+      const float alpha = rng.uniform() * 4.0f - 2.0f;
+      fff::cpu::axpy(alpha, x.data() + 1, y.data() + 1, n);
+      EXPECT_EQ(y[0], y0[0]);
+      for (int64_t i = 0; i < n; ++i) {
+        const double ref = static_cast<double>(y0[i + 1]) + static_cast<double>(alpha) * x[i + 1];
+        // One product and one sum, each rounded at most once.
+        const double tol = 0x1p-23 * (std::fabs(y0[i + 1]) + std::fabs(alpha * x[i + 1]));
+        ASSERT_NEAR(y[i + 1], ref, tol) << "n=" << n << " i=" << i;
+      }
+      EXPECT_EQ(y[n + 1], y0[n + 1]) << "n=" << n << ": wrote past the end";
+    }
+  });
+}
+
+TEST(VecKernels, ForcingATargetDispatchesToIt) {
+  // Guards the test hook itself: if forcing a target had no effect, the loops above would check
+  // one target many times.
+  const auto targets = hwy::SupportedAndGeneratedTargets();
+  EXPECT_FALSE(targets.empty());
+  for (int64_t target : targets) {
+    hwy::SetSupportedTargetsForTest(target);
+    EXPECT_STREQ(fff::cpu::vec_simd_target(), hwy::TargetName(target));
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+TEST(VecKernels, OptimizerUpdatesAndMulMatchScalarFormulasOnEveryTarget) {
+  for_each_target([] {
+    Rng rng(13);
+    const float lr = 0.05f, mu = 0.9f, b1 = 0.9f, b2 = 0.999f, c1 = 1.7f, c2 = 3.1f, eps = 1e-8f;
+    for (int64_t n : kVecSizes) {
+      const auto g = random_vec(n, rng), w0 = random_vec(n, rng), m0 = random_vec(n, rng);
+      auto v0 = random_vec(n, rng, 0.5f);
+      for (float& x : v0) x = 0.25f + std::fabs(x);  // positive, so the step stays O(lr)
+      // Each formula in double, with a relative tolerance of a few float roundings.
+      auto near = [&](float got, double ref, const char* what, int64_t i) {
+        ASSERT_NEAR(got, ref, 4 * 0x1p-24 * (std::fabs(ref) + 1.0))
+            << what << " n=" << n << " i=" << i;
+      };
+      auto w = w0;
+      fff::cpu::sgd_update(lr, g.data(), w.data(), n);
+      for (int64_t i = 0; i < n; ++i) near(w[i], w0[i] - static_cast<double>(lr) * g[i], "sgd", i);
+      auto m = m0;
+      w = w0;
+      fff::cpu::sgd_momentum_update(lr, mu, g.data(), m.data(), w.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double mr = static_cast<double>(mu) * m0[i] + g[i];
+        near(m[i], mr, "momentum m", i);
+        near(w[i], w0[i] - lr * mr, "momentum w", i);
+      }
+      m = m0;
+      auto v = v0;
+      w = w0;
+      fff::cpu::adam_update(lr, b1, b2, c1, c2, eps, g.data(), m.data(), v.data(), w.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double mr = static_cast<double>(b1) * m0[i] + (1.0 - b1) * g[i];
+        const double vr = static_cast<double>(b2) * v0[i] + (1.0 - b2) * g[i] * g[i];
+        near(m[i], mr, "adam m", i);
+        near(v[i], vr, "adam v", i);
+        near(w[i], w0[i] - lr * (mr * c1) / (std::sqrt(vr * c2) + eps), "adam w", i);
+      }
+      std::vector<float> out(static_cast<size_t>(n));
+      fff::cpu::mul(g.data(), w0.data(), out.data(), n);
+      for (int64_t i = 0; i < n; ++i)
+        EXPECT_EQ(out[i], g[i] * w0[i]) << "n=" << n << " i=" << i;  // one rounding either way
+    }
+  });
+}
+
+TEST(VecKernels, ScanComposeMatchesScalarFormulaInPlaceAndNotOnEveryTarget) {
+  for_each_target([] {
+    Rng rng(14);
+    for (int64_t n : kVecSizes) {
+      const auto a = random_vec(n, rng), b = random_vec(n, rng);
+      const auto ap = random_vec(n, rng), bp = random_vec(n, rng);
+      std::vector<float> ao(static_cast<size_t>(n)), bo(static_cast<size_t>(n));
+      fff::cpu::scan_compose(a.data(), b.data(), ap.data(), bp.data(), ao.data(), bo.data(), n);
+      auto ai = a, bi = b;  // in place, as Blelloch's sweeps call it
+      fff::cpu::scan_compose(ai.data(), bi.data(), ap.data(), bp.data(), ai.data(), bi.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double bref = static_cast<double>(a[i]) * bp[i] + b[i];
+        EXPECT_EQ(ao[i], a[i] * ap[i]) << "n=" << n << " i=" << i;  // one rounding
+        ASSERT_NEAR(bo[i], bref, 0x1p-23 * (std::fabs(a[i] * bp[i]) + std::fabs(b[i])))
+            << "n=" << n << " i=" << i;
+        EXPECT_EQ(ai[i], ao[i]) << "n=" << n << " i=" << i;
+        EXPECT_EQ(bi[i], bo[i]) << "n=" << n << " i=" << i;
+      }
+    }
+  });
+}
+
+TEST(VecKernels, ReluForwardAndBackwardMatchTheScalarRuleOnEveryTarget) {
+  for_each_target([] {
+    Rng rng(15);
+    for (int64_t n : kVecSizes) {
+      auto z = random_vec(n, rng);
+      const auto da = random_vec(n, rng);
+      // Exact zeros, negative zero and NaN take the "not positive" branch.
+      if (n > 3) {
+        z[0] = 0.0f;
+        z[1] = -0.0f;
+        z[2] = std::numeric_limits<float>::quiet_NaN();
+      }
+      std::vector<float> y(static_cast<size_t>(n)), dz(static_cast<size_t>(n));
+      fff::cpu::relu(z.data(), y.data(), n);
+      fff::cpu::relu_backward(z.data(), da.data(), dz.data(), n);
+      auto inplace = da;
+      fff::cpu::relu_backward(z.data(), inplace.data(), inplace.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const bool pos = z[i] > 0.0f;
+        EXPECT_EQ(y[i], pos ? z[i] : 0.0f) << "n=" << n << " i=" << i;
+        EXPECT_EQ(dz[i], pos ? da[i] : 0.0f) << "n=" << n << " i=" << i;
+        EXPECT_EQ(inplace[i], dz[i]) << "n=" << n << " i=" << i;
+        EXPECT_FALSE(std::signbit(y[i]) && !pos) << "n=" << n << " i=" << i << ": -0 kept";
+      }
+    }
+  });
+}

@@ -8,7 +8,7 @@
 #include "core/parallel.h"
 #include "cpu/cmm_kernels.h"
 #include "cpu/grouping.h"
-#include "cpu/vec.h"
+#include "cpu/vec_kernels.h"
 #include "fff/cpu/gemm.h"
 #include "fff/layers/linear.h"
 

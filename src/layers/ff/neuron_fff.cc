@@ -6,7 +6,7 @@
 #include <numeric>
 
 #include "core/parallel.h"
-#include "cpu/vec.h"
+#include "cpu/vec_kernels.h"
 #include "fff/layers/linear.h"
 
 namespace fff {
