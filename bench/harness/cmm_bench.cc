@@ -12,6 +12,7 @@
 #include "fff/engine/cmm.h"
 #include "fff/layers/ff/dense_ff.h"
 #include "fff/layers/ff/neuron_fff.h"
+#include "fff/testing/ff.h"
 #include "harness/timing.h"
 
 namespace fff {

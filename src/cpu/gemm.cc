@@ -1,5 +1,5 @@
-// sgemm through OpenBLAS split into fixed blocks over the context's threads, and the naive
-// reference product.
+// sgemm through OpenBLAS split into fixed blocks over the context's threads (the naive reference
+// product is in src/testing/cpu.cc).
 #include "fff/cpu/gemm.h"
 
 #include <cblas.h>
@@ -97,23 +97,6 @@ void gemm_inference(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t
   const int64_t blocks = std::clamp<int64_t>(std::max(M, N) / kInferenceBlockMin, 1, ctx.threads);
   gemm_in_blocks(ctx.threads, blocks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
                  ldc);
-}
-
-void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                    int64_t ldc) {
-  for (int64_t i = 0; i < M; ++i) {
-    for (int64_t j = 0; j < N; ++j) {
-      double acc = 0.0;
-      for (int64_t k = 0; k < K; ++k) {
-        const float a = trans_a ? A[k * lda + i] : A[i * lda + k];
-        const float b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
-        acc += static_cast<double>(a) * b;
-      }
-      float& c = C[i * ldc + j];
-      c = static_cast<float>(alpha * acc + (beta == 0.0f ? 0.0 : static_cast<double>(beta) * c));
-    }
-  }
 }
 
 }  // namespace fff

@@ -337,15 +337,4 @@ void scan_backward(Context& ctx, ScanAlgo algo, const float* f, const float* h, 
     for (int64_t c = 0; c < C; ++c) dh0[c] = f[c] * dx[c];
 }
 
-void scan_forward_reference(const float* f, const float* x, int64_t T, int64_t C, const float* h0,
-                            float* h) {
-  for (int64_t c = 0; c < C; ++c) {
-    double state = h0 ? h0[c] : 0.0;
-    for (int64_t t = 0; t < T; ++t) {
-      state = static_cast<double>(f[t * C + c]) * state + x[t * C + c];
-      h[t * C + c] = static_cast<float>(state);
-    }
-  }
-}
-
 }  // namespace fff

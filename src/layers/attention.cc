@@ -9,10 +9,9 @@
 #include "cpu/elementwise_kernels.h"
 #include "fff/core/common.h"
 #include "fff/cpu/gemm.h"
+#include "layers/attention_shape.h"
 
 namespace fff {
-
-namespace {
 
 void check_shape(const AttentionShape& s) {
   if (s.batch < 0 || s.seq < 0 || s.heads <= 0 || s.head_dim <= 0)
@@ -20,8 +19,6 @@ void check_shape(const AttentionShape& s) {
                 std::to_string(s.seq) + ", heads " + std::to_string(s.heads) + ", head_dim " +
                 std::to_string(s.head_dim) + ")");
 }
-
-}  // namespace
 
 void attention_key_bias(const uint8_t* mask, int64_t n, float* bias) {
   for (int64_t i = 0; i < n; ++i) bias[i] = mask[i] ? 0.0f : -10000.0f;
@@ -52,35 +49,6 @@ void self_attention(Context& ctx, const AttentionShape& s, const float* qkv, con
            out + b * S * H + h * hd, H);
     }
   }
-}
-
-void self_attention_reference(const AttentionShape& s, const float* qkv, const float* key_bias,
-                              float* out) {
-  check_shape(s);
-  const int64_t S = s.seq, hd = s.head_dim, H = s.width(), ld_qkv = 3 * H;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  std::vector<double> p(static_cast<size_t>(S));
-  for (int64_t b = 0; b < s.batch; ++b)
-    for (int64_t h = 0; h < s.heads; ++h)
-      for (int64_t i = 0; i < S; ++i) {
-        const float* q = qkv + (b * S + i) * ld_qkv + h * 3 * hd;
-        double m = -INFINITY;
-        for (int64_t j = 0; j < S; ++j) {
-          const float* k = qkv + (b * S + j) * ld_qkv + h * 3 * hd + hd;
-          double dot = 0.0;
-          for (int64_t c = 0; c < hd; ++c) dot += static_cast<double>(q[c]) * k[c];
-          p[j] = dot * scale + (key_bias ? key_bias[b * S + j] : 0.0);
-          m = std::max(m, p[j]);
-        }
-        double sum = 0.0;
-        for (int64_t j = 0; j < S; ++j) sum += (p[j] = std::exp(p[j] - m));
-        for (int64_t c = 0; c < hd; ++c) {
-          double acc = 0.0;
-          for (int64_t j = 0; j < S; ++j)
-            acc += p[j] / sum * qkv[(b * S + j) * ld_qkv + h * 3 * hd + 2 * hd + c];
-          out[(b * S + i) * H + h * hd + c] = static_cast<float>(acc);
-        }
-      }
 }
 
 }  // namespace fff

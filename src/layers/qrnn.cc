@@ -137,37 +137,4 @@ void qrnn_backward(Context& ctx, Qrnn& m, const float* dy, int64_t T, int64_t B,
   });
 }
 
-void qrnn_forward_reference(const Qrnn& m, const float* x, int64_t T, int64_t B,
-                            const float* history, const float* h0, float* y) {
-  const auto& c = m.cfg;
-  const int64_t C = c.channels, in = c.in, k = c.window, cols = c.gates() * C;
-  std::vector<double> h(static_cast<size_t>(B * C), 0.0);
-  if (h0)
-    for (int64_t i = 0; i < B * C; ++i) h[i] = h0[i];
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t j = 0; j < C; ++j) {
-        double pre[3] = {m.b.value.data[j], m.b.value.data[C + j],
-                         c.output_gate ? m.b.value.data[2 * C + j] : 0.0};
-        for (int64_t s = 0; s < k; ++s) {
-          const int64_t ts = t - s;
-          const float* src = ts >= 0   ? x + (ts * B + b) * in
-                             : history ? history + ((k - 1 + ts) * B + b) * in
-                                       : nullptr;
-          if (!src) continue;
-          for (int64_t e = 0; e < in; ++e)
-            for (int64_t gidx = 0; gidx < c.gates(); ++gidx)
-              pre[gidx] +=
-                  static_cast<double>(src[e]) * m.w.value.data[(s * in + e) * cols + gidx * C + j];
-        }
-        const double z = std::tanh(pre[0]);
-        const double f = c.hard_sigmoid ? std::clamp(pre[1] / 6.0 + 0.5, 0.0, 1.0)
-                                        : 1.0 / (1.0 + std::exp(-pre[1]));
-        double& state = h[b * C + j];
-        state = f * state + (1.0 - f) * z;
-        const double o = c.output_gate ? 1.0 / (1.0 + std::exp(-pre[2])) : 1.0;
-        y[(t * B + b) * C + j] = static_cast<float>(o * state);
-      }
-}
-
 }  // namespace fff

@@ -27,6 +27,8 @@
 #include "fff/layers/activation.h"
 #include "fff/layers/linear.h"
 #include "fff/layers/loss.h"
+#include "fff/testing/cpu.h"
+#include "fff/testing/layers.h"
 #include "test_util.h"
 
 namespace {

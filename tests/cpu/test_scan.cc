@@ -11,6 +11,7 @@
 
 #include "fff/core/context.h"
 #include "fff/cpu/scan.h"
+#include "fff/testing/cpu.h"
 #include "test_util.h"
 
 namespace {

@@ -14,6 +14,7 @@
 #include "fff/core/context.h"
 #include "fff/engine/cmm.h"
 #include "fff/layers/ff/neuron_fff.h"
+#include "fff/testing/ff.h"
 #include "test_util.h"
 
 namespace {

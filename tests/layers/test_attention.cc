@@ -8,6 +8,7 @@
 #include "cpu/elementwise_kernels.h"
 #include "fff/layers/activation.h"
 #include "fff/layers/attention.h"
+#include "fff/testing/layers.h"
 #include "test_util.h"
 
 using fff_test::max_rel_err;

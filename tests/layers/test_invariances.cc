@@ -20,6 +20,7 @@
 #include "fff/layers/ff/dense_ff.h"
 #include "fff/layers/ff/leaf_fff.h"
 #include "fff/layers/ff/neuron_fff.h"
+#include "fff/testing/ff.h"
 #include "test_util.h"
 
 namespace {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fff/layers/qrnn.h"
+#include "fff/testing/layers.h"
 #include "test_util.h"
 
 namespace {

@@ -1,4 +1,5 @@
-// Dense matrix products (OpenBLAS sgemm behind one call) with a naive reference.
+// Dense matrix products (OpenBLAS sgemm behind one call).
+// naive reference: fff/testing/cpu.h
 #pragma once
 
 #include <cstdint>
@@ -21,11 +22,5 @@ void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
 void gemm_inference(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                     float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                     float beta, float* C, int64_t ldc);
-
-// The same product by a triple loop accumulating in double; kept forever as the reference the
-// fast path is tested against.
-void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                    int64_t ldc);
 
 }  // namespace fff

@@ -6,6 +6,7 @@
 //   h[t] = f[t] * h[t-1] + x[t],  h[-1] = h0
 // Each step is the affine map h -> a h + b; composing (a_i, b_i) then (a_j, b_j) gives
 // (a_j a_i, a_j b_i + b_j), associative, which is what the parallel scans use.
+// naive reference: fff/testing/cpu.h
 #pragma once
 
 #include <cstdint>
@@ -33,9 +34,5 @@ void scan_forward(Context& ctx, ScanAlgo algo, const float* f, const float* x, i
 // Overwrites dx and df (T, C) and dh0 (C) if non-null. Memory stays linear in T.
 void scan_backward(Context& ctx, ScanAlgo algo, const float* f, const float* h, const float* dh,
                    int64_t T, int64_t C, const float* h0, float* dx, float* df, float* dh0);
-
-// Double-precision sequential scan, kept as the reference the others are tested against.
-void scan_forward_reference(const float* f, const float* x, int64_t T, int64_t C, const float* h0,
-                            float* h);
 
 }  // namespace fff

@@ -1,6 +1,7 @@
-// Fully connected layer y = x W + b, forward/backward with a naive reference.
+// Fully connected layer y = x W + b, forward/backward.
 //   x: (B, in)   W: (in, out)   b: (out)   y: (B, out)
 // Backward overwrites dW, db and (if non-null) dx.
+// naive reference: fff/testing/layers.h
 #pragma once
 
 #include <cstdint>
@@ -16,11 +17,6 @@ void linear_infer(Context& ctx, const float* x, int64_t B, int64_t in, int64_t o
                   const float* b, float* y);
 void linear_backward(Context& ctx, const float* x, const float* dy, int64_t B, int64_t in,
                      int64_t out, const float* W, float* dx, float* dW, float* db);
-
-void linear_forward_reference(const float* x, int64_t B, int64_t in, int64_t out, const float* W,
-                              const float* b, float* y);
-void linear_backward_reference(const float* x, const float* dy, int64_t B, int64_t in, int64_t out,
-                               const float* W, float* dx, float* dW, float* db);
 
 // db[j] = sum over rows of dy[r, j] (overwrites), summed in row order.
 void column_sums(const float* dy, int64_t B, int64_t cols, float* db);

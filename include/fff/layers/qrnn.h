@@ -7,6 +7,7 @@
 //   h[t] = f[t] h[t-1] + (1 - f[t]) z[t],  h[-1] = h0 (or 0)
 //   y = o * h with an output gate, else h;  y, h: (T, B, C)
 // Backward overwrites dw, db, dx (if non-null) and dh0 (if non-null).
+// naive reference: fff/testing/layers.h
 #pragma once
 
 #include <cstdint>
@@ -54,9 +55,5 @@ void qrnn_forward(Context& ctx, const Qrnn& m, const float* x, int64_t T, int64_
                   const float* history, const float* h0, float* y, QrnnContext& cache);
 void qrnn_backward(Context& ctx, Qrnn& m, const float* dy, int64_t T, int64_t B, const float* h0,
                    const QrnnContext& cache, float* dx, float* dh0);
-
-// Double-precision reference of the forward, step by step.
-void qrnn_forward_reference(const Qrnn& m, const float* x, int64_t T, int64_t B,
-                            const float* history, const float* h0, float* y);
 
 }  // namespace fff

@@ -57,14 +57,6 @@ void dense_ff_backward(Context& ctx, DenseFF& m, const float* x, int64_t B, cons
                   m.b1.grad.ptr());
 }
 
-void dense_ff_forward_reference(const DenseFF& m, const float* x, int64_t B, float* y) {
-  const auto& c = m.cfg;
-  Tensor h({B, c.width});
-  linear_forward_reference(x, B, c.in, c.width, m.w1.value.ptr(), m.b1.value.ptr(), h.ptr());
-  for (float& v : h.data) v = activate(c.act, v);
-  linear_forward_reference(h.ptr(), B, c.width, c.out, m.w2.value.ptr(), m.b2.value.ptr(), y);
-}
-
 double dense_ff_flops_per_row(const DenseFFConfig& cfg) {
   return 2.0 * static_cast<double>(cfg.width) * static_cast<double>(cfg.in + cfg.out);
 }

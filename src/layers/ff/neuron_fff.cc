@@ -1,4 +1,5 @@
-// Neuron FFF: hard-path forward/backward touching only path neurons, and the naive reference.
+// Neuron FFF: hard-path forward/backward touching only path neurons (the naive reference is in
+// src/testing/ff.cc).
 #include "fff/layers/ff/neuron_fff.h"
 
 #include <algorithm>
@@ -127,32 +128,6 @@ void neuron_fff_backward(Context& ctx, NeuronFFF& m, const float* x, int64_t B, 
   m.b1.touched_rows = touched;
   m.w2.touched_rows = std::move(touched);
   if (c.output_bias) column_sums(dy, B, c.out, m.b.grad.ptr());
-}
-
-void neuron_fff_forward_reference(const NeuronFFF& m, const float* x, int64_t B, float* y,
-                                  int32_t* nodes) {
-  const auto& c = m.cfg;
-  const int64_t per_tree = c.nodes_per_tree();
-  for (int64_t r = 0; r < B; ++r) {
-    const float* xr = x + r * c.in;
-    std::vector<double> acc(static_cast<size_t>(c.out), 0.0);
-    if (c.output_bias)
-      for (int64_t o = 0; o < c.out; ++o) acc[o] = m.b.value.data[o];
-    for (int64_t t = 0; t < c.trees; ++t) {
-      int64_t node = 0;
-      for (int64_t level = 0; level <= c.depth; ++level) {
-        const int64_t idx = t * per_tree + node;
-        double z = m.b1.value.data[idx];
-        for (int64_t k = 0; k < c.in; ++k) z += static_cast<double>(m.w1.value.row(idx)[k]) * xr[k];
-        const double a = activate(c.act, static_cast<float>(z));
-        for (int64_t o = 0; o < c.out; ++o) acc[o] += a * m.w2.value.row(idx)[o];
-        if (nodes)
-          nodes[r * c.path_length() + t * (c.depth + 1) + level] = static_cast<int32_t>(idx);
-        node = 2 * node + 1 + (z > 0.0 ? 1 : 0);
-      }
-    }
-    for (int64_t o = 0; o < c.out; ++o) y[r * c.out + o] = static_cast<float>(acc[o]);
-  }
 }
 
 double neuron_fff_flops_per_row(const NeuronFFFConfig& cfg) {

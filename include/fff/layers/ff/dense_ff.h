@@ -1,6 +1,7 @@
 // Dense feedforward baseline y = phi(x W1 + b1) W2 + b2.
 //   x: (B, in)  W1: (in, width)  b1: (width)  W2: (width, out)  b2: (out)  y: (B, out)
 // Backward overwrites every gradient and, if non-null, dx.
+// naive reference: fff/testing/ff.h
 #pragma once
 
 #include "fff/core/common.h"
@@ -37,7 +38,6 @@ void dense_ff_infer(Context& ctx, const DenseFF& m, const float* x, int64_t B, f
                     Tensor& hidden);
 void dense_ff_backward(Context& ctx, DenseFF& m, const float* x, int64_t B, const float* dy,
                        const DenseFFContext& cache, float* dx);
-void dense_ff_forward_reference(const DenseFF& m, const float* x, int64_t B, float* y);
 
 // Floating-point operations of one forward row: 2 * width * (in + out).
 double dense_ff_flops_per_row(const DenseFFConfig& cfg);

@@ -11,6 +11,7 @@
 // h * mean over (sample, node) of the entropy of p_i (the mean, as in the reference notebook).
 // Hard inference: go right iff N_i x + c_i >= 0, y = phi(x W1_j + b1_j) W2_j + b2_j.
 // Backward overwrites every gradient and, if non-null, dx.
+// naive reference: fff/testing/ff.h
 #pragma once
 
 #include <cstdint>
@@ -70,10 +71,6 @@ double leaf_fff_forward_train(Context& ctx, const LeafFFF& m, const float* x, in
 void leaf_fff_backward_train(Context& ctx, LeafFFF& m, const float* x, int64_t B, const float* dy,
                              float hardening, LeafFFFContext& cache, float* dx);
 
-// The soft forward by per-row loops in double, every leaf evaluated: the reference.
-void leaf_fff_forward_train_reference(const LeafFFF& m, const float* x, int64_t B, float* y,
-                                      const LeafTrainMode& mode);
-
 // Weights laid out for hard inference: W1 transposed so each leaf neuron's input weights are one
 // contiguous row. Build once, run many batches.
 // The tree is walked two levels per pass over the inputs: node_blocks holds, for every node k
@@ -95,8 +92,6 @@ void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_
                     int32_t* leaves);
 void leaf_fff_infer(Context& ctx, const LeafFFF& m, const float* x, int64_t B, float* y,
                     int32_t* leaves);
-void leaf_fff_infer_reference(const LeafFFF& m, const float* x, int64_t B, float* y,
-                              int32_t* leaves);
 
 // Forward FLOPs of one row at inference: depth node dot products plus one leaf block.
 double leaf_fff_inference_flops_per_row(const LeafFFFConfig& cfg);

@@ -9,6 +9,7 @@
 // Backward writes gradients only for the rows of w1/b1/w2 on some path of the batch, lists them
 // in each Param's touched_rows (the other rows are stale), overwrites the bias gradient, and
 // overwrites dx if non-null.
+// naive reference: fff/testing/ff.h
 #pragma once
 
 #include <cstdint>
@@ -51,8 +52,6 @@ void neuron_fff_forward(Context& ctx, const NeuronFFF& m, const float* x, int64_
                         NeuronFFFContext* cache);
 void neuron_fff_backward(Context& ctx, NeuronFFF& m, const float* x, int64_t B, const float* dy,
                          const NeuronFFFContext& cache, float* dx);
-void neuron_fff_forward_reference(const NeuronFFF& m, const float* x, int64_t B, float* y,
-                                  int32_t* nodes);
 
 double neuron_fff_flops_per_row(const NeuronFFFConfig& cfg);
 
