@@ -4,10 +4,12 @@
 # QRNN scans forward and backward. Builds build/ (default options) and build-native/
 # (-DFFF_NATIVE=ON), both Release with ccache, where missing; then runs the two binaries in
 # alternation (portable, native, native, portable, ...) so that drifting load hits both alike,
-# and prints the median of each side and their ratio (portable / native time; above 1 is slower).
+# and prints the median of each side and their ratio (first / second time; above 1: the first is slower).
 # Usage: scripts/native_vs_portable.sh            (REPEATS=5 by default; an idle machine is best)
 #        REPEATS=9 EPOCHS=3 scripts/native_vs_portable.sh
 #        RAW=runs.tsv scripts/native_vs_portable.sh   (also keep every single measurement)
+#        A=old/build B=build scripts/native_vs_portable.sh   (any two built trees, e.g. an older
+#                                                       commit's against this one; nothing is built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repeats=${REPEATS:-5}
@@ -23,24 +25,36 @@ build_tree() {  # dir, extra cmake options...
   fi
   cmake --build "$dir" --target fff_cli bench_scan > /dev/null
 }
-build_tree build
-build_tree build-native -DFFF_NATIVE=ON
-for dir in build build-native; do
-  native=$(grep -E '^FFF_NATIVE:BOOL=' "$dir/CMakeCache.txt" | cut -d= -f2)
-  want=$([[ $dir == build ]] && echo OFF || echo ON)
-  if [[ $native != "$want" ]]; then
-    echo "native_vs_portable: $dir has FFF_NATIVE=$native, expected $want (reconfigure it)" >&2
-    exit 1
-  fi
-  echo "$dir: FFF_NATIVE=$native, kernels dispatch to $("$dir/fff" bench --depth 1 --batch 1 \
-    --min-seconds 0.01 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["simd"])')"
-done
+simd() { "$1/fff" bench --depth 1 --batch 1 --min-seconds 0.01 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["simd"])'; }
+if [[ -n ${A:-} || -n ${B:-} ]]; then
+  side_a=${A:?set both A and B}
+  side_b=${B:?set both A and B}
+  name_a=$side_a
+  name_b=$side_b
+else
+  side_a=build
+  side_b=build-native
+  name_a=portable
+  name_b=native
+  build_tree build
+  build_tree build-native -DFFF_NATIVE=ON
+  for dir in build build-native; do
+    native=$(grep -E '^FFF_NATIVE:BOOL=' "$dir/CMakeCache.txt" | cut -d= -f2)
+    want=$([[ $dir == build ]] && echo OFF || echo ON)
+    if [[ $native != "$want" ]]; then
+      echo "native_vs_portable: $dir has FFF_NATIVE=$native, expected $want (reconfigure it)" >&2
+      exit 1
+    fi
+  done
+fi
+for dir in "$side_a" "$side_b"; do echo "$dir: kernels dispatch to $(simd "$dir")"; done
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # Each workload prints one number (seconds or microseconds: lower is better).
 w_train() {  # its progress lines are kept out of the table, and shown if it fails
+  # --model fff: the old spelling of leaf-fff, which older binaries need too.
   "$1/fff" train --data fashion-mnist --model fff --width 128 --leaf-width 8 --threads 1 \
     --epochs "$epochs" --json 2> "$tmp/train.log" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds_per_epoch"])' ||
@@ -79,20 +93,20 @@ for w in "${workloads[@]}"; do
   for ((i = 1; i <= repeats; ++i)); do
     # A B, B A, A B, ...: which of a pair runs first matters on a busy machine (seen for the
     # short scans), so each side goes first in half of the rounds.
-    order="build build-native"
-    ((i % 2 == 0)) && order="build-native build"
+    order="$side_a $side_b"
+    ((i % 2 == 0)) && order="$side_b $side_a"
     for side in $order; do
       v=$("w_$w" "$side")
-      echo "$v" >> "$tmp/$w.$side"
+      echo "$v" >> "$tmp/$w.${side//\//_}"
       [[ -n $raw ]] && printf '%s\t%s\t%d\t%s\n' "$w" "$side" "$i" "$v" >> "$raw"
     done
   done
 done
 
 median() { sort -g "$1" | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-printf '%-42s %12s %12s %9s\n' "workload ($repeats runs each, medians)" portable native ratio
+printf '%-42s %12s %12s %9s\n' "workload ($repeats runs each, medians)" "$name_a" "$name_b" ratio
 for w in "${workloads[@]}"; do
-  p=$(median "$tmp/$w.build")
-  n=$(median "$tmp/$w.build-native")
+  p=$(median "$tmp/$w.${side_a//\//_}")
+  n=$(median "$tmp/$w.${side_b//\//_}")
   printf '%-42s %12.4g %12.4g %9.3f\n' "${label[$w]}" "$p" "$n" "$(awk -v p="$p" -v n="$n" 'BEGIN {print p / n}')"
 done

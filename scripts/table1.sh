@@ -51,7 +51,7 @@ if [[ $stages == *timing* ]]; then
   : > "$tmp/timing.jsonl"
   for w in 16 32 64 128; do
     for l in 0 8 4 2 1; do
-      if [ "$l" = 0 ]; then model=(--model ff); else model=(--model fff --leaf-width "$l"); fi
+      if [ "$l" = 0 ]; then model=(--model ff); else model=(--model leaf-fff --leaf-width "$l"); fi
       build/fff train --data fashion-mnist "${model[@]}" --width "$w" --lr 0.2 --batch 256 \
         --epochs 3 --patience 3 --seed 0 --threads 1 --no-compare --json 2>/dev/null >> "$tmp/timing.jsonl"
     done

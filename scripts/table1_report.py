@@ -15,6 +15,11 @@ PAPER = {
 }
 
 
+def kind(r):
+    # Rows written before the kinds had one spelling say "fff" for leaf FFF.
+    return "fff" if r["model"] in ("fff", "leaf-fff") else r["model"]
+
+
 def main():
     path, timing_path, elapsed, jobs = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
     seconds = {}
@@ -22,7 +27,7 @@ def main():
         for line in open(timing_path):
             if line.strip():
                 r = json.loads(line)
-                seconds[((r["model"], r["leaf_width"] or 0), r["width"])] = r["seconds_per_epoch"]
+                seconds[((kind(r), r["leaf_width"] or 0), r["width"])] = r["seconds_per_epoch"]
     except FileNotFoundError:
         pass
     runs = defaultdict(list)
@@ -31,7 +36,7 @@ def main():
         if not line:
             continue
         r = json.loads(line)
-        key = (r["model"], r["leaf_width"] or 0)
+        key = (kind(r), r["leaf_width"] or 0)
         runs[(key, r["width"])].append(r)
     seeds = sorted({r["seed"] for rs in runs.values() for r in rs})
     p = print
