@@ -23,7 +23,7 @@ configs=()
 for seed in "${seeds[@]}"; do
   for w in 16 32 64 128; do
     configs+=("ff $w 0 $seed")
-    for l in 8 4 2 1; do configs+=("fff $w $l $seed"); done
+    for l in 8 4 2 1; do configs+=("leaf-fff $w $l $seed"); done
   done
 done
 
@@ -32,7 +32,7 @@ run_one() {
   local args=(--data fashion-mnist --model "$model" --width "$w" --optimizer sgd --lr 0.2
               --batch 256 --hardening 3 --epochs 100 --patience 10 --seed "$seed" --threads 1
               --json --bench-repeats 3)
-  [ "$model" = fff ] && args+=(--leaf-width "$l")
+  [ "$model" = leaf-fff ] && args+=(--leaf-width "$l")
   build/fff train "${args[@]}" 2>/dev/null
 }
 export -f run_one
