@@ -30,6 +30,9 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
         throw fff::Error(std::string(flag) + " cannot be combined with --resume: the checkpoint " +
                          a.resume + " fixes the model and its training settings");
   check_save_path(a.save);
+  // Flags before data: a bad (or old) --mixer is reported before the text is read.
+  const fff::FFKind mixer =
+      a.resume.empty() ? fff_cli::parse_kind_flag("--mixer", a.mixer) : fff::FFKind::leaf_fff;
   const fff::TextSplit text = fff::load_text(text_path, a.val_fraction);
 
   auto trainer = [&]() {
@@ -39,7 +42,7 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
     c.layers = a.layers;
     c.window = a.window;
     c.scan = fff::parse_scan_algo(a.scan);
-    c.mixer = fff_cli::parse_kind_flag("--mixer", a.mixer);
+    c.mixer = mixer;
     c.width = a.width;
     c.leaf_width = a.leaf_width;
     c.trees = a.trees;

@@ -137,6 +137,26 @@ TEST(Cli, UnknownModelFails) {
   EXPECT_TRUE(contains(r.err, "nope") || contains(r.err, "--model")) << r;
 }
 
+// The kinds have one spelling (ff, leaf-fff, neuron-fff); the old 'fff' still works, with a
+// note naming the new one, and the new spellings give no note.
+TEST(Cli, OldKindSpellingsWorkWithANote) {
+  const Result old_model = run_cli({"train", "--model", "fff", "--data", "/nonexistent/dir"});
+  ASSERT_TRUE(old_model.exited) << old_model;
+  EXPECT_NE(old_model.code, 0) << old_model;  // the data is missing, not the model kind
+  EXPECT_TRUE(contains(old_model.err, "'fff' is the old name of 'leaf-fff'")) << old_model;
+  EXPECT_TRUE(contains(old_model.err, "/nonexistent/dir")) << old_model;
+  const Result old_mixer =
+      run_cli({"lm", "train", "--mixer", "fff", "--text", "/nonexistent/file.txt"});
+  ASSERT_TRUE(old_mixer.exited) << old_mixer;
+  EXPECT_NE(old_mixer.code, 0) << old_mixer;
+  EXPECT_TRUE(contains(old_mixer.err, "'fff' is the old name of 'leaf-fff'")) << old_mixer;
+  for (const char* kind : {"ff", "leaf-fff", "neuron-fff"}) {
+    const Result r = run_cli({"train", "--model", kind, "--data", "/nonexistent/dir"});
+    ASSERT_TRUE(r.exited) << r;
+    EXPECT_FALSE(contains(r.err, "old name")) << r;
+  }
+}
+
 TEST(Cli, BadNumbersFail) {
   for (std::vector<std::string> args : {std::vector<std::string>{"train", "--lr", "-1"},
                                         {"train", "--epochs", "0"},
