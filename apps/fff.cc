@@ -19,10 +19,10 @@
 #include "fff/io/data.h"
 #include "fff/models/classifier.h"
 #include "fff/training/train.h"
+#include "fff/version.h"
 #include "harness/cmm_bench.h"
 #include "harness/inference_bench.h"
 #include "harness/timing.h"
-#include "fff/version.h"
 #include "lm_cli.h"
 
 using fff_cli::default_threads;
@@ -144,24 +144,6 @@ json config_json(const fff::ModelConfig& c) {
   j["depth"] = c.kind == fff::ModelKind::ff ? json(nullptr) : json(c.depth);
   j["trees"] = c.kind == fff::ModelKind::neuron_fff ? json(c.trees) : json(nullptr);
   return j;
-}
-
-std::string describe(const fff::ModelConfig& c) {
-  const std::string act = fff::activation_name(c.act);
-  switch (c.kind) {
-    case fff::ModelKind::ff:
-      return "dense FF, width " + std::to_string(c.width) + ", " + act;
-    case fff::ModelKind::leaf_fff:
-      return "leaf FFF, depth " + std::to_string(c.depth) + ", leaf width " +
-             std::to_string(c.leaf_width) + " (training width " +
-             std::to_string(c.training_width()) + ", inference width " +
-             std::to_string(c.inference_width()) + "), " + act;
-    case fff::ModelKind::neuron_fff:
-      return "neuron FFF, " + std::to_string(c.trees) + " tree(s) of depth " +
-             std::to_string(c.depth) + " (" + std::to_string(c.training_width()) + " neurons, " +
-             std::to_string(c.inference_width()) + " used per input), " + act;
-  }
-  return "";
 }
 
 json usage_json(const fff::ModelConfig& c, const fff::RouteUsage& u, json& out) {
@@ -330,7 +312,7 @@ int run_train(const TrainArgs& a) {
                static_cast<long long>(val.size()), static_cast<long long>(data.test.size()),
                static_cast<long long>(cfg.in), static_cast<int>(cfg.out));
   std::fprintf(stderr, "model: %s; %s lr %g, batch %lld, seed %llu, %d thread(s)\n",
-               describe(cfg).c_str(), a.optimizer.c_str(), a.lr, static_cast<long long>(a.batch),
+               cfg.describe().c_str(), a.optimizer.c_str(), a.lr, static_cast<long long>(a.batch),
                static_cast<unsigned long long>(a.seed), threads);
   ProgressBar bar(a.epochs);
   const double t_start = now_seconds();
@@ -403,7 +385,7 @@ int run_train(const TrainArgs& a) {
     std::cout << out.dump() << "\n";
     return 0;
   }
-  std::printf("model: %s\n", describe(cfg).c_str());
+  std::printf("model: %s\n", cfg.describe().c_str());
   std::printf("best epoch %lld of %lld: train accuracy (M_A) %.2f%%, validation %.2f%%\n",
               static_cast<long long>(s.best_epoch), static_cast<long long>(s.epochs_run),
               100 * s.train_accuracy, 100 * s.val_accuracy);
@@ -478,7 +460,7 @@ int run_eval(const EvalArgs& a) {
     std::cout << out.dump() << "\n";
     return 0;
   }
-  std::printf("%s: %s\n", a.model_path.c_str(), describe(cfg).c_str());
+  std::printf("%s: %s\n", a.model_path.c_str(), cfg.describe().c_str());
   std::printf("test accuracy: %.2f%% on %lld rows of %s\n", 100 * test_acc,
               static_cast<long long>(data.test.size()), data.name.c_str());
   if (split)
@@ -594,7 +576,7 @@ int run_info(const InfoArgs& a) {
     return 0;
   }
   std::printf("%s\n  %s\n  %lld parameters, %.0f FLOPs per row at inference\n", path.c_str(),
-              describe(cfg).c_str(), static_cast<long long>(n_params),
+              cfg.describe().c_str(), static_cast<long long>(n_params),
               cfg.inference_flops_per_row());
   for (const auto& [name, shape] : tensors.items())
     std::printf("  tensor %-8s %s\n", name.c_str(), shape.dump().c_str());

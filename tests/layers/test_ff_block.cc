@@ -95,6 +95,11 @@ TEST(FFConfig, WidthsAndFlopsAgreeWithTheLayers) {
   EXPECT_EQ(neuron.training_width(), 2 * 15);
   EXPECT_EQ(neuron.inference_width(), 2 * 4);
   EXPECT_EQ(ff.inference_flops_per_row(), 2.0 * 24 * (13 + 5));
+  EXPECT_EQ(ff.describe(), "dense FF, width 24, gelu");
+  EXPECT_EQ(leaf.describe(),
+            "leaf FFF, depth 3, leaf width 3 (training width 24, inference width 3), gelu");
+  EXPECT_EQ(neuron.describe(),
+            "neuron FFF, 2 tree(s) of depth 3 (30 neurons, 8 used per input), gelu");
   EXPECT_EQ(neuron.inference_flops_per_row(),
             fff::neuron_fff_flops_per_row({13, 5, 2, 3, fff::Activation::gelu, true}));
 }

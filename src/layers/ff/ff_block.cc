@@ -175,7 +175,8 @@ struct KindInfo {
   std::vector<const char*> old_names;  // still read, with a deprecation note
   std::function<int64_t(const FFConfig&)> training_width, inference_width;
   std::function<double(const FFConfig&)> flops_per_row;
-  std::function<void(const FFConfig&)> validate;  // the kind's own fields
+  std::function<std::string(const FFConfig&)> describe;  // without the activation
+  std::function<void(const FFConfig&)> validate;         // the kind's own fields
   std::function<Shapes(const FFConfig&)> shapes;
   std::function<std::unique_ptr<FFBlock>(const FFConfig&, Rng&)> make;
 };
@@ -188,6 +189,7 @@ const std::vector<KindInfo>& kinds() {
        [](const FFConfig& c) { return c.width; },
        [](const FFConfig& c) { return c.width; },
        [](const FFConfig& c) { return dense_ff_flops_per_row(dense_config(c)); },
+       [](const FFConfig& c) { return "dense FF, width " + std::to_string(c.width); },
        [](const FFConfig& c) { require_positive("width", c.width); },
        [](const FFConfig& c) -> Shapes {
          return {
@@ -202,6 +204,12 @@ const std::vector<KindInfo>& kinds() {
        [](const FFConfig& c) { return saturating_mul(int64_t{1} << c.depth, c.leaf_width); },
        [](const FFConfig& c) { return c.leaf_width; },
        [](const FFConfig& c) { return leaf_fff_inference_flops_per_row(leaf_config(c)); },
+       [](const FFConfig& c) {
+         return "leaf FFF, depth " + std::to_string(c.depth) + ", leaf width " +
+                std::to_string(c.leaf_width) + " (training width " +
+                std::to_string(c.training_width()) + ", inference width " +
+                std::to_string(c.inference_width()) + ")";
+       },
        [](const FFConfig& c) {
          require_positive("leaf_width", c.leaf_width);
          require_range("depth", c.depth, 0, 20, "leaf-fff");
@@ -220,6 +228,11 @@ const std::vector<KindInfo>& kinds() {
        [](const FFConfig& c) { return saturating_mul(c.trees, (int64_t{2} << c.depth) - 1); },
        [](const FFConfig& c) { return saturating_mul(c.trees, c.depth + 1); },
        [](const FFConfig& c) { return neuron_fff_flops_per_row(neuron_config(c)); },
+       [](const FFConfig& c) {
+         return "neuron FFF, " + std::to_string(c.trees) + " tree(s) of depth " +
+                std::to_string(c.depth) + " (" + std::to_string(c.training_width()) + " neurons, " +
+                std::to_string(c.inference_width()) + " used per input)";
+       },
        [](const FFConfig& c) {
          require_positive("trees", c.trees);
          require_range("depth", c.depth, 0, 24, "neuron-fff");
@@ -279,6 +292,10 @@ int64_t FFConfig::inference_width() const {
 }
 double FFConfig::inference_flops_per_row() const {
   return info(kind).flops_per_row(*this);
+}
+
+std::string FFConfig::describe() const {
+  return info(kind).describe(*this) + ", " + activation_name(act);
 }
 
 void FFConfig::validate() const {

@@ -50,6 +50,9 @@ struct FFConfig {
   int64_t inference_width() const;
   // Floating-point operations of one row at inference (multiply-adds counted as 2).
   double inference_flops_per_row() const;
+  // One line for people, e.g. "leaf FFF, depth 4, leaf width 8 (training width 128, inference
+  // width 8), relu".
+  std::string describe() const;
   // Throws fff::Error naming the field and its value, e.g. "leaf_width = 0: must be positive".
   void validate() const;
   // Names and shapes of the parameters make_ff_block creates, without allocating. Sizes whose
