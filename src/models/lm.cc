@@ -135,7 +135,7 @@ double lm_forward(Context& ctx, LmModel& m, const int32_t* tokens, int64_t T, in
       entropy += b.ff->forward_train(ctx, bc.u2.ptr(), N, bc.f.ptr(), {hardened, 0.0f}, no_leak,
                                      *bc.ff);
     } else {
-      if (!bc.ff_prepared) b.ff->prepare_inference();  // once per cache: one set of weights
+      if (!bc.ff_prepared) b.ff->prepare_inference({});  // once per cache: one set of weights
       bc.ff_prepared = true;
       b.ff->infer(ctx, bc.u2.ptr(), N, bc.f.ptr(), nullptr);
     }

@@ -13,9 +13,11 @@ namespace fff {
 void dense_ff_forward_reference(const DenseFF& m, const float* x, int64_t B, float* y) {
   const auto& c = m.cfg;
   Tensor h({B, c.width});
-  linear_forward_reference(x, B, c.in, c.width, m.w1.value.ptr(), m.b1.value.ptr(), h.ptr());
+  const float* b1 = c.bias ? m.b1.value.ptr() : nullptr;
+  const float* b2 = c.bias ? m.b2.value.ptr() : nullptr;
+  linear_forward_reference(x, B, c.in, c.width, m.w1.value.ptr(), b1, h.ptr());
   for (float& v : h.data) v = activate(c.act, v);
-  linear_forward_reference(h.ptr(), B, c.width, c.out, m.w2.value.ptr(), m.b2.value.ptr(), y);
+  linear_forward_reference(h.ptr(), B, c.width, c.out, m.w2.value.ptr(), b2, y);
 }
 
 namespace {

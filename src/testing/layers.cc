@@ -14,7 +14,7 @@ void linear_forward_reference(const float* x, int64_t B, int64_t in, int64_t out
                               const float* b, float* y) {
   for (int64_t r = 0; r < B; ++r)
     for (int64_t j = 0; j < out; ++j) {
-      double acc = b[j];
+      double acc = b ? b[j] : 0.0;
       for (int64_t k = 0; k < in; ++k) acc += static_cast<double>(x[r * in + k]) * W[k * out + j];
       y[r * out + j] = static_cast<float>(acc);
     }
@@ -28,7 +28,7 @@ void linear_backward_reference(const float* x, const float* dy, int64_t B, int64
       for (int64_t r = 0; r < B; ++r) acc += static_cast<double>(x[r * in + k]) * dy[r * out + j];
       dW[k * out + j] = static_cast<float>(acc);
     }
-  for (int64_t j = 0; j < out; ++j) {
+  for (int64_t j = 0; db && j < out; ++j) {
     double acc = 0.0;
     for (int64_t r = 0; r < B; ++r) acc += dy[r * out + j];
     db[j] = static_cast<float>(acc);

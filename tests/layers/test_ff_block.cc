@@ -169,7 +169,7 @@ TEST(FFBlock, RunsItsLayerAndKeepsOneCachePerForward) {
     const auto dy = random_vec(B * c.out, rng);
 
     std::vector<float> y(B * c.out), ref(B * c.out);
-    block->prepare_inference();
+    block->prepare_inference({});
     block->infer(ctx, xa.data(), B, y.data(), nullptr);
     const auto params = block->params();
     if (k == FFKind::ff) {
@@ -219,6 +219,83 @@ TEST(FFBlock, RunsItsLayerAndKeepsOneCachePerForward) {
       EXPECT_TRUE(bitwise_equal(got[i], expected[i])) << params[i]->name;
     }
   }
+}
+
+}  // namespace
+
+namespace {
+
+// A block built from tensors (as loaders do) runs like the block they came from; its copy is
+// deep; a dense block may have no biases; half weights are a neuron FFF's option only.
+TEST(FFBlock, FromTensorsCloneNoBiasAndHalfWeights) {
+  const int64_t B = 5;
+  for (FFKind k : fff::ff_kinds())
+    for (bool bias : {true, false}) {
+      if (k == FFKind::leaf_fff && !bias) continue;  // leaf FFF always has its biases
+      SCOPED_TRACE(std::string(fff::ff_kind_name(k)) + (bias ? " bias" : " no bias"));
+      FFConfig c = config_of(k);
+      c.output_bias = bias;
+      fff::Rng rng(3);
+      fff::Context ctx(2);
+      auto block = fff::make_ff_block(c, rng);
+      EXPECT_EQ(block->params().size(), c.param_shapes().size());
+      const auto x = random_vec(B * c.in, rng);
+      std::vector<float> y(B * c.out), y_from(B * c.out), y_clone(B * c.out);
+      block->prepare_inference({});
+      block->infer(ctx, x.data(), B, y.data(), nullptr);
+
+      std::map<std::string, fff::Tensor> tensors;
+      for (fff::Param* p : block->params()) tensors[p->name] = p->value;
+      auto from = fff::make_ff_block_from(c, tensors, "test");
+      EXPECT_TRUE(tensors.empty());  // moved in
+      from->infer(ctx, x.data(), B, y_from.data(), nullptr);
+      EXPECT_TRUE(bitwise_equal(y, y_from));
+
+      auto copy = from->clone();
+      for (fff::Param* p : from->params()) p->value.zero();  // the copy keeps its own weights
+      copy->infer(ctx, x.data(), B, y_clone.data(), nullptr);
+      EXPECT_TRUE(bitwise_equal(y, y_clone));
+
+      if (k == FFKind::neuron_fff) {
+        EXPECT_NO_THROW(copy->prepare_inference({.half_weights = true}));
+        copy->infer(ctx, x.data(), B, y_clone.data(), nullptr);
+        EXPECT_LE(max_rel_err(y_clone, y), 1e-2);  // weights rounded to 11 bits
+        EXPECT_FALSE(bitwise_equal(y_clone, y));   // and really read from the half copy
+      } else {
+        EXPECT_THROW(copy->prepare_inference({.half_weights = true}), fff::Error);
+      }
+    }
+}
+
+TEST(FFBlock, FromTensorsRefusesMissingWrongAndExtraTensors) {
+  const FFConfig c = config_of(FFKind::neuron_fff);
+  fff::Rng rng(4);
+  auto block = fff::make_ff_block(c, rng);
+  auto tensors_of = [&] {
+    std::map<std::string, fff::Tensor> t;
+    for (fff::Param* p : block->params()) t[p->name] = p->value;
+    return t;
+  };
+  auto error_of = [](std::map<std::string, fff::Tensor> t, const FFConfig& cfg) {
+    try {
+      fff::make_ff_block_from(cfg, t, "model.safetensors");
+    } catch (const fff::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  auto t = tensors_of();
+  t.erase("w2");
+  EXPECT_NE(error_of(t, c).find("model.safetensors: tensor 'w2' is missing"), std::string::npos);
+  t = tensors_of();
+  t["b1"] = fff::Tensor({3});
+  EXPECT_NE(error_of(t, c).find("'b1' has shape (3)"), std::string::npos) << error_of(t, c);
+  t = tensors_of();
+  t["w3"] = fff::Tensor({1});
+  EXPECT_NE(error_of(t, c).find("unexpected tensor 'w3'"), std::string::npos);
+  FFConfig bad = c;
+  bad.trees = 0;
+  EXPECT_NE(error_of(tensors_of(), bad).find("trees = 0"), std::string::npos);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // Fully connected layer y = x W + b, forward/backward.
-//   x: (B, in)   W: (in, out)   b: (out)   y: (B, out)
-// Backward overwrites dW, db and (if non-null) dx.
+//   x: (B, in)   W: (in, out)   b: (out), or null for no bias   y: (B, out)
+// Backward overwrites dW, db (if non-null) and dx (if non-null).
 // naive reference: fff/testing/layers.h
 #pragma once
 

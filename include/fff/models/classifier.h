@@ -55,7 +55,7 @@ class Model {
     block_->backward(ctx, x, B, dlogits, hardening, *cache_, nullptr);
   }
   // Call after weights change and before predict.
-  void prepare_inference() { block_->prepare_inference(); }
+  void prepare_inference() { block_->prepare_inference({}); }
   // Hard inference. routes, if non-null, receives per row the leaf reached (leaf FFF), or the
   // K*(D+1) nodes visited (neuron FFF); nothing for ff.
   void predict(Context& ctx, const float* x, int64_t B, float* logits,

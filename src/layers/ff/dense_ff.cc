@@ -11,8 +11,9 @@ namespace fff {
 DenseFF make_dense_ff(const DenseFFConfig& cfg, Rng& rng) {
   if (cfg.in <= 0 || cfg.width <= 0 || cfg.out <= 0)
     throw Error("dense FF needs positive in, width and out");
-  DenseFF m{cfg, Param("w1", {cfg.in, cfg.width}), Param("b1", {cfg.width}),
-            Param("w2", {cfg.width, cfg.out}), Param("b2", {cfg.out})};
+  const int64_t nb = cfg.bias ? 1 : 0;
+  DenseFF m{cfg, Param("w1", {cfg.in, cfg.width}), Param("b1", {nb * cfg.width}),
+            Param("w2", {cfg.width, cfg.out}), Param("b2", {nb * cfg.out})};
   const float k1 = 1.0f / std::sqrt(static_cast<float>(cfg.in));
   const float k2 = 1.0f / std::sqrt(static_cast<float>(cfg.width));
   fill_uniform(m.w1.value, k1, rng);
@@ -22,6 +23,16 @@ DenseFF make_dense_ff(const DenseFFConfig& cfg, Rng& rng) {
   return m;
 }
 
+namespace {
+
+// The biases as linear's arguments: null when the block has none.
+const float* bias_ptr(const DenseFF& m, const Param& b) {
+  return m.cfg.bias ? b.value.ptr() : nullptr;
+}
+float* grad_ptr(DenseFF& m, Param& b) { return m.cfg.bias ? b.grad.ptr() : nullptr; }
+
+}  // namespace
+
 void dense_ff_forward(Context& ctx, const DenseFF& m, const float* x, int64_t B, float* y,
                       DenseFFContext* cache) {
   CallScope scope(ctx);
@@ -30,9 +41,9 @@ void dense_ff_forward(Context& ctx, const DenseFF& m, const float* x, int64_t B,
   DenseFFContext& k = cache ? *cache : local;
   k.z1.reshape({B, c.width});
   k.a1.reshape({B, c.width});
-  linear_forward(ctx, x, B, c.in, c.width, m.w1.value.ptr(), m.b1.value.ptr(), k.z1.ptr());
+  linear_forward(ctx, x, B, c.in, c.width, m.w1.value.ptr(), bias_ptr(m, m.b1), k.z1.ptr());
   activation_forward(ctx, c.act, k.z1.ptr(), k.a1.ptr(), k.z1.size());
-  linear_forward(ctx, k.a1.ptr(), B, c.width, c.out, m.w2.value.ptr(), m.b2.value.ptr(), y);
+  linear_forward(ctx, k.a1.ptr(), B, c.width, c.out, m.w2.value.ptr(), bias_ptr(m, m.b2), y);
 }
 
 void dense_ff_infer(Context& ctx, const DenseFF& m, const float* x, int64_t B, float* y,
@@ -40,9 +51,9 @@ void dense_ff_infer(Context& ctx, const DenseFF& m, const float* x, int64_t B, f
   CallScope scope(ctx);
   const auto& c = m.cfg;
   hidden.reshape({B, c.width});
-  linear_infer(ctx, x, B, c.in, c.width, m.w1.value.ptr(), m.b1.value.ptr(), hidden.ptr());
+  linear_infer(ctx, x, B, c.in, c.width, m.w1.value.ptr(), bias_ptr(m, m.b1), hidden.ptr());
   activation_forward(ctx, c.act, hidden.ptr(), hidden.ptr(), hidden.size());
-  linear_infer(ctx, hidden.ptr(), B, c.width, c.out, m.w2.value.ptr(), m.b2.value.ptr(), y);
+  linear_infer(ctx, hidden.ptr(), B, c.width, c.out, m.w2.value.ptr(), bias_ptr(m, m.b2), y);
 }
 
 void dense_ff_backward(Context& ctx, DenseFF& m, const float* x, int64_t B, const float* dy,
@@ -51,10 +62,10 @@ void dense_ff_backward(Context& ctx, DenseFF& m, const float* x, int64_t B, cons
   const auto& c = m.cfg;
   Tensor dh({B, c.width});
   linear_backward(ctx, cache.a1.ptr(), dy, B, c.width, c.out, m.w2.value.ptr(), dh.ptr(),
-                  m.w2.grad.ptr(), m.b2.grad.ptr());
+                  m.w2.grad.ptr(), grad_ptr(m, m.b2));
   activation_backward(c.act, cache.z1.ptr(), dh.ptr(), dh.ptr(), dh.size());
   linear_backward(ctx, x, dh.ptr(), B, c.in, c.width, m.w1.value.ptr(), dx, m.w1.grad.ptr(),
-                  m.b1.grad.ptr());
+                  grad_ptr(m, m.b1));
 }
 
 double dense_ff_flops_per_row(const DenseFFConfig& cfg) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <optional>
 
 #include "fff/engine/cmm.h"
 #include "fff/io/safetensors.h"
@@ -44,13 +45,23 @@ void require_range(const char* field, int64_t value, int64_t lo, int64_t hi,
 // ---- dense FF -------------------------------------------------------------------------------
 
 DenseFFConfig dense_config(const FFConfig& c) {
-  return {c.in, c.width, c.out, c.act};
+  return {c.in, c.width, c.out, c.act, c.output_bias};
 }
+
+void refuse_half(const FFInferOptions& opt, const FFConfig& c) {
+  if (opt.half_weights)
+    throw Error(std::string("half-precision weights: only neuron-fff blocks have them, not ") +
+                ff_kind_name(c.kind));
+}
+
+// The scratch of a dense block's inference (its hidden activations), in the caller's context.
+struct DenseInferScratch {
+  Tensor hidden;
+};
 
 class DenseBlock : public FFBlock {
  public:
-  DenseBlock(const FFConfig& cfg, Rng& rng)
-      : FFBlock(cfg), m_(make_dense_ff(dense_config(cfg), rng)) {}
+  DenseBlock(const FFConfig& cfg, DenseFF m) : FFBlock(cfg), m_(std::move(m)) {}
   std::vector<Param*> params() override { return m_.params(); }
   struct Cache : FFCache {
     DenseFFContext layer;
@@ -65,14 +76,16 @@ class DenseBlock : public FFBlock {
                 float* dx) override {
     dense_ff_backward(ctx, m_, x, B, dy, static_cast<Cache&>(cache).layer, dx);
   }
+  void prepare_inference(const FFInferOptions& opt) override { refuse_half(opt, cfg_); }
+  // The products split one block per thread (gemm_inference): the fastest dense inference.
   void infer(Context& ctx, const float* x, int64_t B, float* y, std::vector<int32_t>*) override {
-    dense_ff_forward(ctx, m_, x, B, y, &infer_ctx_);
+    dense_ff_infer(ctx, m_, x, B, y, ctx.workspace.get<DenseInferScratch>().hidden);
   }
   double mean_node_entropy(Context&, const float*, int64_t) override { return 0.0; }
+  std::unique_ptr<FFBlock> clone() const override { return std::make_unique<DenseBlock>(*this); }
 
  private:
   DenseFF m_;
-  DenseFFContext infer_ctx_;  // hidden activations, kept to avoid reallocating per call
 };
 
 // ---- leaf FFF -------------------------------------------------------------------------------
@@ -83,8 +96,7 @@ LeafFFFConfig leaf_config(const FFConfig& c) {
 
 class LeafBlock : public FFBlock {
  public:
-  LeafBlock(const FFConfig& cfg, Rng& rng)
-      : FFBlock(cfg), m_(make_leaf_fff(leaf_config(cfg), rng)) {}
+  LeafBlock(const FFConfig& cfg, LeafFFF m) : FFBlock(cfg), m_(std::move(m)) {}
   std::vector<Param*> params() override { return m_.params(); }
   struct Cache : FFCache {
     LeafFFFContext layer;
@@ -103,10 +115,13 @@ class LeafBlock : public FFBlock {
                 FFCache& cache, float* dx) override {
     leaf_fff_backward_train(ctx, m_, x, B, dy, hardening, static_cast<Cache&>(cache).layer, dx);
   }
-  void prepare_inference() override { packed_ = pack_leaf_fff(m_); }
+  void prepare_inference(const FFInferOptions& opt) override {
+    refuse_half(opt, cfg_);
+    packed_ = pack_leaf_fff(m_);
+  }
   void infer(Context& ctx, const float* x, int64_t B, float* y,
              std::vector<int32_t>* routes) override {
-    if (packed_.w1t.size() == 0) prepare_inference();
+    if (packed_.w1t.size() == 0) prepare_inference({});
     if (routes) routes->resize(static_cast<size_t>(B));
     leaf_fff_infer(ctx, packed_, x, B, y, routes ? routes->data() : nullptr);
   }
@@ -116,6 +131,7 @@ class LeafBlock : public FFBlock {
     LeafFFFContext state;
     return leaf_fff_forward_train(ctx, m_, x, B, y.ptr(), {}, state);
   }
+  std::unique_ptr<FFBlock> clone() const override { return std::make_unique<LeafBlock>(*this); }
 
  private:
   LeafFFF m_;
@@ -130,8 +146,7 @@ NeuronFFFConfig neuron_config(const FFConfig& c) {
 
 class NeuronBlock : public FFBlock {
  public:
-  NeuronBlock(const FFConfig& cfg, Rng& rng)
-      : FFBlock(cfg), m_(make_neuron_fff(neuron_config(cfg), rng)) {}
+  NeuronBlock(const FFConfig& cfg, NeuronFFF m) : FFBlock(cfg), m_(std::move(m)) {}
   std::vector<Param*> params() override { return m_.params(); }
   struct Cache : FFCache {
     NeuronFFFContext layer;
@@ -148,7 +163,7 @@ class NeuronBlock : public FFBlock {
   }
   void infer(Context& ctx, const float* x, int64_t B, float* y,
              std::vector<int32_t>* routes) override {
-    if (!routes) return neuron_fff_infer(ctx, m_, x, B, y);  // the CMM engine
+    if (!routes) return neuron_fff_infer(ctx, m_, x, B, y, half_ ? &*half_ : nullptr);
     NeuronFFFContext state;
     neuron_fff_forward(ctx, m_, x, B, y, &state);
     *routes = std::move(state.node);
@@ -162,9 +177,15 @@ class NeuronBlock : public FFBlock {
     for (float z : state.z) sum += binary_entropy(1.0 / (1.0 + std::exp(-static_cast<double>(z))));
     return sum / static_cast<double>(state.z.size());
   }
+  void prepare_inference(const FFInferOptions& opt) override {
+    half_.reset();
+    if (opt.half_weights) half_ = make_half_weights(m_);
+  }
+  std::unique_ptr<FFBlock> clone() const override { return std::make_unique<NeuronBlock>(*this); }
 
  private:
   NeuronFFF m_;
+  std::optional<NeuronFFFHalf> half_;  // the engine reads w1, w2 from here when present
 };
 
 // ---- the table of kinds ---------------------------------------------------------------------
@@ -179,7 +200,15 @@ struct KindInfo {
   std::function<void(const FFConfig&)> validate;         // the kind's own fields
   std::function<Shapes(const FFConfig&)> shapes;
   std::function<std::unique_ptr<FFBlock>(const FFConfig&, Rng&)> make;
+  // A block whose parameters are named but hold no storage yet (make_ff_block_from fills them).
+  std::function<std::unique_ptr<FFBlock>(const FFConfig&)> shell;
 };
+
+// Names params as `names` says, in order; their tensors stay empty.
+void name_params(std::vector<Param*> params, std::initializer_list<const char*> names) {
+  auto name = names.begin();
+  for (Param* p : params) p->name = *name++;
+}
 
 const std::vector<KindInfo>& kinds() {
   static const std::vector<KindInfo> table = {
@@ -189,14 +218,23 @@ const std::vector<KindInfo>& kinds() {
        [](const FFConfig& c) { return c.width; },
        [](const FFConfig& c) { return c.width; },
        [](const FFConfig& c) { return dense_ff_flops_per_row(dense_config(c)); },
-       [](const FFConfig& c) { return "dense FF, width " + std::to_string(c.width); },
+       [](const FFConfig& c) {
+         return "dense FF, width " + std::to_string(c.width) + (c.output_bias ? "" : ", no biases");
+       },
        [](const FFConfig& c) { require_positive("width", c.width); },
        [](const FFConfig& c) -> Shapes {
+         if (!c.output_bias) return {{"w1", {c.in, c.width}}, {"w2", {c.width, c.out}}};
          return {
              {"w1", {c.in, c.width}}, {"b1", {c.width}}, {"w2", {c.width, c.out}}, {"b2", {c.out}}};
        },
        [](const FFConfig& c, Rng& rng) -> std::unique_ptr<FFBlock> {
-         return std::make_unique<DenseBlock>(c, rng);
+         return std::make_unique<DenseBlock>(c, make_dense_ff(dense_config(c), rng));
+       },
+       [](const FFConfig& c) -> std::unique_ptr<FFBlock> {
+         DenseFF m;
+         m.cfg = dense_config(c);
+         name_params({&m.w1, &m.b1, &m.w2, &m.b2}, {"w1", "b1", "w2", "b2"});
+         return std::make_unique<DenseBlock>(c, std::move(m));
        }},
       {FFKind::leaf_fff,
        "leaf-fff",
@@ -220,7 +258,13 @@ const std::vector<KindInfo>& kinds() {
                  {"w2", {W, c.out}},     {"b2", {L, c.out}}};
        },
        [](const FFConfig& c, Rng& rng) -> std::unique_ptr<FFBlock> {
-         return std::make_unique<LeafBlock>(c, rng);
+         return std::make_unique<LeafBlock>(c, make_leaf_fff(leaf_config(c), rng));
+       },
+       [](const FFConfig& c) -> std::unique_ptr<FFBlock> {
+         LeafFFF m;
+         m.cfg = leaf_config(c);
+         name_params(m.params(), {"nodes_w", "nodes_b", "w1", "b1", "w2", "b2"});
+         return std::make_unique<LeafBlock>(c, std::move(m));
        }},
       {FFKind::neuron_fff,
        "neuron-fff",
@@ -244,7 +288,13 @@ const std::vector<KindInfo>& kinds() {
          return s;
        },
        [](const FFConfig& c, Rng& rng) -> std::unique_ptr<FFBlock> {
-         return std::make_unique<NeuronBlock>(c, rng);
+         return std::make_unique<NeuronBlock>(c, make_neuron_fff(neuron_config(c), rng));
+       },
+       [](const FFConfig& c) -> std::unique_ptr<FFBlock> {
+         NeuronFFF m;
+         m.cfg = neuron_config(c);
+         name_params({&m.w1, &m.b1, &m.w2, &m.b}, {"w1", "b1", "w2", "b"});
+         return std::make_unique<NeuronBlock>(c, std::move(m));
        }},
   };
   return table;
@@ -348,6 +398,34 @@ FFConfig read_ff_metadata(const std::map<std::string, std::string>& meta, const 
 std::unique_ptr<FFBlock> make_ff_block(const FFConfig& cfg, Rng& rng) {
   cfg.validate();
   return info(cfg.kind).make(cfg, rng);
+}
+
+std::unique_ptr<FFBlock> make_ff_block_from(const FFConfig& cfg,
+                                            std::map<std::string, Tensor>& tensors,
+                                            const std::string& where) {
+  try {
+    cfg.validate();
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
+  }
+  const Shapes shapes = cfg.param_shapes();
+  for (const auto& [name, shape] : shapes) {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) throw Error(where + ": tensor '" + name + "' is missing");
+    if (it->second.shape != shape)
+      throw Error(where + ": tensor '" + name + "' has shape " + shape_string(it->second.shape) +
+                  " but " + cfg.describe() + " needs " + shape_string(shape));
+  }
+  for (const auto& [name, t] : tensors) {
+    bool known = false;
+    for (const auto& s : shapes) known = known || s.first == name;
+    if (!known) throw Error(where + ": unexpected tensor '" + name + "' for " + cfg.describe());
+  }
+  auto block = info(cfg.kind).shell(cfg);
+  for (Param* p : block->params()) p->value = std::move(tensors.at(p->name));
+  tensors.clear();
+  block->prepare_inference({});
+  return block;
 }
 
 }  // namespace fff

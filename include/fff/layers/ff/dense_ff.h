@@ -1,4 +1,5 @@
-// Dense feedforward baseline y = phi(x W1 + b1) W2 + b2.
+// Dense feedforward baseline y = phi(x W1 + b1) W2 + b2 (or phi(x W1) W2 without biases, as
+// crammedBERT's blocks are).
 //   x: (B, in)  W1: (in, width)  b1: (width)  W2: (width, out)  b2: (out)  y: (B, out)
 // Backward overwrites every gradient and, if non-null, dx.
 // naive reference: fff/testing/ff.h
@@ -14,12 +15,16 @@ namespace fff {
 struct DenseFFConfig {
   int64_t in = 0, width = 0, out = 0;
   Activation act = Activation::relu;
+  bool bias = true;  // b1 and b2; without them they stay zero-sized and are not parameters
 };
 
 struct DenseFF {
   DenseFFConfig cfg;
   Param w1, b1, w2, b2;
-  std::vector<Param*> params() { return {&w1, &b1, &w2, &b2}; }
+  std::vector<Param*> params() {
+    if (!cfg.bias) return {&w1, &w2};
+    return {&w1, &b1, &w2, &b2};
+  }
 };
 
 // Uniform init as in the FFF reference: +-1/sqrt(in) for W1, b1; +-1/sqrt(width) for W2, b2.

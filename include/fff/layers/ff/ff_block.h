@@ -38,11 +38,13 @@ struct FFConfig {
   FFKind kind = FFKind::leaf_fff;
   int64_t in = 0, out = 0;
   Activation act = Activation::relu;
-  int64_t width = 0;        // ff: hidden width
-  int64_t depth = 0;        // leaf-fff: d (2^d leaves); neuron-fff: D (D + 1 levels per tree)
-  int64_t leaf_width = 0;   // leaf-fff: neurons per leaf
-  int64_t trees = 1;        // neuron-fff: K parallel trees
-  bool output_bias = true;  // neuron-fff: the output bias b (UltraFastBERT has none)
+  int64_t width = 0;       // ff: hidden width
+  int64_t depth = 0;       // leaf-fff: d (2^d leaves); neuron-fff: D (D + 1 levels per tree)
+  int64_t leaf_width = 0;  // leaf-fff: neurons per leaf
+  int64_t trees = 1;       // neuron-fff: K parallel trees
+  // neuron-fff: the output bias b (UltraFastBERT has none); ff: both biases b1 and b2
+  // (crammedBERT's blocks have none); leaf-fff always has its biases.
+  bool output_bias = true;
 
   // Width a dense FF of equal training cost would have: w, 2^d * leaf_width, or K * n nodes.
   int64_t training_width() const;
@@ -68,6 +70,12 @@ void write_ff_metadata(const FFConfig& c, std::map<std::string, std::string>& me
 // The inverse; errors name `path` and the key. Does not validate (call validate()).
 FFConfig read_ff_metadata(const std::map<std::string, std::string>& meta, const std::string& path,
                           const std::string& prefix = "");
+
+struct FFInferOptions {
+  // neuron-fff: read w1 and w2 from an IEEE-half copy (half the bytes a path reads; each weight
+  // rounded to nearest, biases and arithmetic fp32). Other kinds refuse it.
+  bool half_weights = false;
+};
 
 struct FFTrainOptions {
   bool hardened = false;     // leaf FFF: train with hardened (0/1) decisions
@@ -97,14 +105,17 @@ class FFBlock {
   virtual void backward(Context& ctx, const float* x, int64_t B, const float* dy, float hardening,
                         FFCache& cache, float* dx) = 0;
 
-  // Call after the weights change and before infer (leaf FFF packs its inference weights).
-  virtual void prepare_inference() {}
+  // Call after the weights change and before infer (leaf FFF packs its inference weights; a
+  // neuron FFF with half_weights makes its half copy, without it drops the copy).
+  virtual void prepare_inference(const FFInferOptions& opt) = 0;
   // Hard inference. routes, if non-null, receives per row the leaf reached (leaf FFF) or the
   // K * (D + 1) nodes visited (neuron FFF); nothing for ff.
   virtual void infer(Context& ctx, const float* x, int64_t B, float* y,
                      std::vector<int32_t>* routes) = 0;
   // Mean entropy of sigmoid(logit) over the decisions inference makes (0 for ff).
   virtual double mean_node_entropy(Context& ctx, const float* x, int64_t B) = 0;
+  // A deep copy: parameters, inference weights and options.
+  virtual std::unique_ptr<FFBlock> clone() const = 0;
 
  protected:
   explicit FFBlock(const FFConfig& cfg) : cfg_(cfg) {}
@@ -113,5 +124,11 @@ class FFBlock {
 
 // Validates cfg, then initialises the kind's parameters as its header describes.
 std::unique_ptr<FFBlock> make_ff_block(const FFConfig& cfg, Rng& rng);
+// A block for inference whose parameters are `tensors` (moved from the map), keyed by parameter
+// name, each with the shape param_shapes() gives: no random initialisation and no gradient
+// storage (train a block made by make_ff_block). Errors name `where` and the tensor.
+std::unique_ptr<FFBlock> make_ff_block_from(const FFConfig& cfg,
+                                            std::map<std::string, Tensor>& tensors,
+                                            const std::string& where);
 
 }  // namespace fff
