@@ -314,18 +314,12 @@ int run_bert_bench(const BertBenchArgs& a) {
                  dc.describe().c_str());
   fff::BertModel fff_model = fff::make_random_bert(fc, 1);
   const fff::BertModel dense_model = fff::make_random_bert(dc, 2);
-  // The FFF model's half-precision weights, kept aside and swapped into its layers (no copy of
-  // the model) while it runs on them.
-  std::vector<fff::NeuronFFFHalf> half(fff_model.layers.size());
-  auto swap_half = [&] {
-    for (size_t i = 0; i < half.size(); ++i) std::swap(fff_model.layers[i].fff_half, half[i]);
-  };
-  fff::bert_use_half_fff(fff_model);
-  swap_half();
+  // The FFF model runs on half-precision weights only while timed so: its layers make their half
+  // copies before, and drop them after (no copy of the model).
   auto time_half = [&](fff::Context& ctx, int64_t B) {
-    swap_half();
+    fff::bert_use_half_fff(fff_model, true);
     const EncoderTiming h = time_encoder(ctx, fff_model, B, a.seq, a.repeats, 3);
-    swap_half();
+    fff::bert_use_half_fff(fff_model, false);
     return h;
   };
   if (!a.json) std::fprintf(stderr, "timing PyTorch (%s)...\n", a.python.c_str());
@@ -345,9 +339,9 @@ int run_bert_bench(const BertBenchArgs& a) {
     std::vector<float> h32(static_cast<size_t>(a.seq * a.hidden)), h16(h32.size());
     fff::Context ctx(fff_cli::default_threads());
     fff::bert_encode(ctx, fff_model, ids.data(), nullptr, 1, a.seq, h32.data());
-    swap_half();
+    fff::bert_use_half_fff(fff_model, true);
     fff::bert_encode(ctx, fff_model, ids.data(), nullptr, 1, a.seq, h16.data());
-    swap_half();
+    fff::bert_use_half_fff(fff_model, false);
     double scale = 1e-30;
     for (float v : h32) scale = std::max(scale, static_cast<double>(std::fabs(v)));
     for (int64_t t = 0; t < a.seq; ++t) {

@@ -123,7 +123,8 @@ fff::ModelConfig model_config_from(const TrainArgs& a, const fff::Dataset& train
   c.width = a.width;
   c.leaf_width = a.leaf_width;
   c.trees = a.trees;
-  c.output_bias = !a.no_output_bias;
+  c.output_bias =
+      c.kind != fff::ModelKind::neuron_fff || !a.no_output_bias;  // ignored by the others (warned)
   if (c.kind == fff::ModelKind::leaf_fff) {
     c.depth = a.depth;  // resolved with the width and leaf width by check_train_flags
   } else if (c.kind == fff::ModelKind::neuron_fff) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <deque>
 #include <map>
 #include <utility>
 
@@ -86,16 +87,6 @@ BertModel bert_skeleton(const BertConfig& c) {
     L.norm2 = bert_norm(c, layer_key(i, "norm2"));
     L.qkv = shaped({3 * H, H});
     L.out = shaped({H, H});
-    if (c.ff.kind == FFKind::ff) {
-      L.ff_w1 = shaped({c.ff.width, H});
-      L.ff_w2 = shaped({H, c.ff.width});
-    } else {
-      L.fff.cfg = fff_config(c);
-      const int64_t n = L.fff.cfg.n_nodes();
-      L.fff.w1 = named(layer_key(i, "fff.w1"), {n, H});
-      L.fff.b1 = named(layer_key(i, "fff.b1"), {n});
-      L.fff.w2 = named(layer_key(i, "fff.w2"), {n, H});
-    }
     m.layers.push_back(std::move(L));
   }
   return m;
@@ -118,15 +109,56 @@ auto stored_tensors(M& m) {
     t.push_back({layer_key(l, "attn.qkv"), &L.qkv});
     t.push_back({layer_key(l, "attn.out"), &L.out});
     add_norm(L.norm2);
-    if (m.cfg.ff.kind == FFKind::ff) {
-      t.push_back({layer_key(l, "ff.w1"), &L.ff_w1});
-      t.push_back({layer_key(l, "ff.w2"), &L.ff_w2});
-    } else {
-      for (auto* p : {&L.fff.w1, &L.fff.b1, &L.fff.w2}) t.push_back({p->name, &p->value});
-    }
   }
   add_norm(m.final_norm);
   return t;
+}
+
+// The feedforward block's tensors as a file stores them: the name after "layers.i.", the block's
+// parameter, the file's shape, and whether the block holds it transposed (a dense block's products
+// are stored (out, in), as PyTorch's Linear stores them; DenseFF holds (in, out)).
+struct FileTensor {
+  const char* name;
+  const char* param;
+  std::vector<int64_t> shape;
+  bool transposed;
+};
+
+std::vector<FileTensor> ff_file_tensors(const BertConfig& c) {
+  const int64_t H = c.hidden;
+  if (c.ff.kind == FFKind::ff)
+    return {{"ff.w1", "w1", {c.ff.width, H}, true}, {"ff.w2", "w2", {H, c.ff.width}, true}};
+  const int64_t n = fff_config(c).n_nodes();
+  return {{"fff.w1", "w1", {n, H}, false},
+          {"fff.b1", "b1", {n}, false},
+          {"fff.w2", "w2", {n, H}, false}};
+}
+
+// (r, c) -> (c, r).
+Tensor transposed(const Tensor& t) {
+  const int64_t r = t.rows(), c = t.cols();
+  Tensor o({c, r});
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t j = 0; j < c; ++j) o.data[j * r + i] = t.data[i * c + j];
+  return o;
+}
+
+// Layer i's block from its tensors in `file` (keyed by their names in the file; taken out of it).
+std::unique_ptr<FFBlock> ff_block_from_file(const BertConfig& c, int64_t i,
+                                            std::map<std::string, Tensor>& file,
+                                            const std::string& where) {
+  std::map<std::string, Tensor> params;
+  for (const FileTensor& f : ff_file_tensors(c)) {
+    const std::string key = layer_key(i, f.name);
+    auto it = file.find(key);
+    if (it == file.end()) throw Error(where + ": tensor '" + key + "' is missing");
+    if (it->second.shape != f.shape)
+      throw Error(where + ": tensor '" + key + "' has shape " + shape_string(it->second.shape) +
+                  ", expected " + shape_string(f.shape) + " for " + c.describe());
+    params[f.param] = f.transposed ? transposed(it->second) : std::move(it->second);
+    file.erase(it);
+  }
+  return make_ff_block_from(c.ff_config(), params, where + ": " + layer_key(i, "ff"));
 }
 
 bool ends_with(const std::string& s, const char* suffix) {
@@ -188,19 +220,28 @@ BertModel make_random_bert(const BertConfig& cfg, uint64_t seed) {
   cfg.validate("random BERT");
   Rng rng(seed);
   BertModel m = bert_skeleton(cfg);
-  for (auto& [name, t] : stored_tensors(m)) {
-    if (ends_with(name, ".gain") || ends_with(name, ".bias")) continue;  // norms: 1 and 0
-    t->reshape(t->shape);
+  auto fill = [&](const std::string& name, Tensor& t) {
+    t.reshape(t.shape);
     if (name == "embedding.pos_scale")
-      t->data[0] = 1.0f / std::sqrt(static_cast<float>(cfg.hidden));
+      t.data[0] = 1.0f / std::sqrt(static_cast<float>(cfg.hidden));
     else if (name == "embedding.word")
-      fill_spread(*t, 1.0f, rng);
+      fill_spread(t, 1.0f, rng);
     else if (ends_with(name, "fff.b1"))
-      fill_uniform(*t, 0.5f, rng);
+      fill_uniform(t, 0.5f, rng);
     else if (ends_with(name, "fff.w2"))  // (neurons, out): a token sums K (D + 1) of its rows
-      fill_spread(*t, 1.0f / std::sqrt(static_cast<float>(fff_config(cfg).path_length())), rng);
+      fill_spread(t, 1.0f / std::sqrt(static_cast<float>(fff_config(cfg).path_length())), rng);
     else  // (out, in): the fan-in is the row length
-      fill_spread(*t, 1.0f / std::sqrt(static_cast<float>(t->cols())), rng);
+      fill_spread(t, 1.0f / std::sqrt(static_cast<float>(t.cols())), rng);
+  };
+  for (auto& [name, t] : stored_tensors(m))
+    if (!ends_with(name, ".gain") && !ends_with(name, ".bias")) fill(name, *t);  // norms: 1, 0
+  for (int64_t i = 0; i < cfg.layers; ++i) {
+    std::map<std::string, Tensor> file;
+    for (const FileTensor& f : ff_file_tensors(cfg)) {
+      const std::string key = layer_key(i, f.name);
+      fill(key, file[key] = shaped(f.shape));
+    }
+    m.layers[static_cast<size_t>(i)].ff = ff_block_from_file(cfg, i, file, "random BERT");
   }
   return m;
 }
@@ -247,6 +288,8 @@ BertModel load_bert(const std::string& path) {
     *t = std::move(it->second);
     f.tensors.erase(it);
   }
+  for (int64_t i = 0; i < c.layers; ++i)
+    m.layers[static_cast<size_t>(i)].ff = ff_block_from_file(c, i, f.tensors, path);
   if (!f.tensors.empty())
     throw Error(path + ": unexpected tensor '" + f.tensors.begin()->first + "' (and " +
                 std::to_string(f.tensors.size() - 1) + " more) for " + c.describe());
@@ -259,6 +302,16 @@ void save_bert(const BertModel& m, const std::string& path) {
   const BertConfig& c = m.cfg;
   std::vector<std::pair<std::string, const Tensor*>> t;
   for (const auto& [name, tensor] : stored_tensors(m)) t.push_back({name, tensor});
+  std::deque<Tensor> transposes;  // a dense block's products, as the file stores them
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    std::map<std::string, const Tensor*> params;
+    for (Param* p : m.layers[i].ff->params()) params[p->name] = &p->value;
+    for (const FileTensor& f : ff_file_tensors(c)) {
+      const Tensor* value = params.at(f.param);
+      if (f.transposed) value = &transposes.emplace_back(transposed(*value));
+      t.push_back({layer_key(static_cast<int64_t>(i), f.name), value});
+    }
+  }
   char eps[32];
   std::snprintf(eps, sizeof(eps), "%.9g", static_cast<double>(c.norm_eps));
   std::map<std::string, std::string> meta = {
@@ -283,16 +336,24 @@ void save_bert(const BertModel& m, const std::string& path) {
   save_safetensors(path, t, meta);
 }
 
-void bert_use_half_fff(BertModel& m) {
-  if (m.cfg.ff.kind != FFKind::neuron_fff)
+void bert_use_half_fff(BertModel& m, bool use) {
+  if (use && m.cfg.ff.kind != FFKind::neuron_fff)
     throw Error("half-precision FFF weights need an FFF model, not " + m.cfg.describe());
   for (size_t i = 0; i < m.layers.size(); ++i) {
     try {
-      m.layers[i].fff_half = make_half_weights(m.layers[i].fff);
+      m.layers[i].ff->prepare_inference({.half_weights = use});
     } catch (const Error& e) {
       throw Error("layers." + std::to_string(i) + ".fff: " + e.what());
     }
   }
+}
+
+BertLayer::BertLayer(const BertLayer& o)
+    : norm1(o.norm1), norm2(o.norm2), qkv(o.qkv), out(o.out), ff(o.ff ? o.ff->clone() : nullptr) {}
+
+BertLayer& BertLayer::operator=(const BertLayer& o) {
+  if (this != &o) *this = BertLayer(o);
+  return *this;
 }
 
 namespace {
@@ -300,7 +361,7 @@ namespace {
 // The encoder's activations, kept in the context's workspace across calls: no allocation or
 // zeroing per encode.
 struct EncodeBuffers {
-  Tensor normed, qkv, attn, key_bias, ff_hidden;
+  Tensor normed, qkv, attn, key_bias;
 };
 
 }  // namespace
@@ -329,7 +390,7 @@ void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uin
   // Embeddings, normalised into the residual stream.
   EncodeBuffers& buffers = ctx.workspace.get<EncodeBuffers>();
   Tensor &normed = buffers.normed, &qkv = buffers.qkv, &attn = buffers.attn,
-         &key_bias = buffers.key_bias, &ff_hidden = buffers.ff_hidden;
+         &key_bias = buffers.key_bias;
   normed.reshape({N, H});
   qkv.reshape({N, 3 * H});
   attn.reshape({N, H});
@@ -346,7 +407,6 @@ void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uin
   lap(t.embed);
 
   const AttentionShape shape{B, S, c.heads, c.head_dim()};
-  if (c.ff.kind == FFKind::ff) ff_hidden.reshape({N, c.ff.width});
   for (const BertLayer& L : m.layers) {
     layer_norm_infer(ctx, L.norm1, hidden, N, normed.ptr());
     lap(t.other);
@@ -358,22 +418,12 @@ void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uin
     lap(t.attention);
     layer_norm_infer(ctx, L.norm2, hidden, N, normed.ptr());
     lap(t.other);
-    if (c.ff.kind == FFKind::ff) {
-      const int64_t I = c.ff.width;
-      gemm_inference(ctx, false, true, N, I, H, 1.0f, normed.ptr(), H, L.ff_w1.ptr(), H, 0.0f,
-                     ff_hidden.ptr(), I);
-      activation_forward(ctx, Activation::gelu, ff_hidden.ptr(), ff_hidden.ptr(), N * I);
-      gemm_inference(ctx, false, true, N, H, I, 1.0f, ff_hidden.ptr(), I, L.ff_w2.ptr(), I, 1.0f,
-                     hidden, H);
-      lap(t.ff);
-    } else {
-      neuron_fff_infer(ctx, L.fff, normed.ptr(), N, attn.ptr(),
-                       L.fff_half.w1.empty() ? nullptr : &L.fff_half);
-      lap(t.ff);
-      const float* f = attn.ptr();
-      parallel_for(ctx, N * H, [&](int64_t i) { hidden[i] += f[i]; });
-      lap(t.other);
-    }
+    // x += FF(LN2(x)): the block writes its output into attn's buffer, free again by now.
+    L.ff->infer(ctx, normed.ptr(), N, attn.ptr(), nullptr);
+    lap(t.ff);
+    const float* f = attn.ptr();
+    parallel_for(ctx, N * H, [&](int64_t i) { hidden[i] += f[i]; });
+    lap(t.other);
   }
   layer_norm_infer(ctx, m.final_norm, hidden, N, hidden);
   lap(t.other);

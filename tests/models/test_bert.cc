@@ -41,6 +41,13 @@ std::vector<float> encode(const fff::BertModel& m, const std::vector<int32_t>& i
   return h;
 }
 
+// A layer's feedforward parameter by name ("w1", "b1", "w2").
+fff::Tensor& ff_param(fff::BertLayer& L, const std::string& name) {
+  for (fff::Param* p : L.ff->params())
+    if (p->name == name) return p->value;
+  throw fff::Error("no feedforward parameter " + name);
+}
+
 double max_abs_diff(const float* a, const float* b, size_t n) {
   double d = 0.0;
   for (size_t i = 0; i < n; ++i) {
@@ -194,7 +201,7 @@ TEST(Bert, HalfFffWeightsEqualFp32InferenceWithRoundedWeights) {
   fff::BertModel m = fff::make_random_bert(small_config(fff::FFKind::neuron_fff), 13);
   fff::BertModel rounded = m;
   for (auto& L : rounded.layers)
-    for (fff::Tensor* w : {&L.fff.w1.value, &L.fff.w2.value})
+    for (fff::Tensor* w : {&ff_param(L, "w1"), &ff_param(L, "w2")})
       for (float& v : w->data) {
         uint16_t bits;
         fff::cpu::to_half(&v, 1, &bits);
@@ -223,13 +230,14 @@ TEST(Bert, FffOfDepthZeroEqualsDenseFeedforward) {
   d.pos_scale = f.pos_scale;
   for (size_t i = 0; i < f.layers.size(); ++i) {
     fff::BertLayer& L = f.layers[i];
-    L.fff.b1.value.zero();
+    ff_param(L, "b1").zero();
     d.layers[i].qkv = L.qkv;
     d.layers[i].out = L.out;
-    d.layers[i].ff_w1 = L.fff.w1.value;  // (K, H)
-    d.layers[i].ff_w2 = fff::Tensor({H, 6});
+    // The dense block holds w1 (H, K) and w2 (K, H); the trees' neurons are rows of (K, H).
+    fff::Tensor& w1 = ff_param(d.layers[i], "w1");
     for (int64_t r = 0; r < 6; ++r)
-      for (int64_t c = 0; c < H; ++c) d.layers[i].ff_w2.row(c)[r] = L.fff.w2.value.row(r)[c];
+      for (int64_t c = 0; c < H; ++c) w1.row(c)[r] = ff_param(L, "w1").row(r)[c];
+    ff_param(d.layers[i], "w2") = ff_param(L, "w2");
   }
   const auto ids = random_ids(2 * 9, fc.vocab, 6);
   const auto hf = encode(f, ids, nullptr, 2, 9), hd = encode(d, ids, nullptr, 2, 9);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -40,13 +41,17 @@ struct BertLayer {
   LayerNorm norm1, norm2;  // named as in the file: "layers.i.norm1" ...
   Tensor qkv;              // (3H, H), rows per head: q, k, v
   Tensor out;              // (H, H)
-  // The feedforward block's weights as the checkpoint lays them out. ff: bias-free, each product
-  // stored (out, in) as PyTorch's Linear does, so the second product adds into the residual stream
-  // in place; neuron-fff: the CMM engine's NeuronFFF.
-  Tensor ff_w1;            // ff: (I, H)
-  Tensor ff_w2;            // ff: (H, I)
-  NeuronFFF fff;           // neuron-fff: w1 (K n, H), b1 (K n), w2 (K n, H), no output bias
-  NeuronFFFHalf fff_half;  // half-precision w1, w2 the engine reads instead (bert_use_half_fff)
+  // The feedforward block (cfg.ff_config()). ff: a bias-free DenseFF, w1 (H, I), w2 (I, H); the
+  // file stores each product (out, in) as PyTorch's Linear does ("layers.i.ff.w1" (I, H),
+  // "layers.i.ff.w2" (H, I)), and loading and saving transpose. neuron-fff: w1 (K n, H), b1 (K n),
+  // w2 (K n, H), no output bias, as the file stores them ("layers.i.fff.w1" ...).
+  std::unique_ptr<FFBlock> ff;
+
+  BertLayer() = default;
+  BertLayer(const BertLayer& o);  // copies the block (FFBlock::clone)
+  BertLayer& operator=(const BertLayer& o);
+  BertLayer(BertLayer&&) = default;
+  BertLayer& operator=(BertLayer&&) = default;
 };
 
 struct BertModel {
@@ -73,8 +78,9 @@ void save_bert(const BertModel& m, const std::string& path);  // atomic
 
 // Makes the FFF blocks read w1 and w2 in IEEE half precision (NeuronFFFHalf): half the bytes
 // a token's path reads, at a rounding error of at most 2^-11 per weight; files are unchanged.
-// Throws fff::Error for a dense model or a weight beyond half's range.
-void bert_use_half_fff(BertModel& m);
+// `use` false goes back to fp32 (and frees the half copies). Throws fff::Error for a dense model
+// or a weight beyond half's range.
+void bert_use_half_fff(BertModel& m, bool use = true);
 
 // Time spent in each part of the last encode, seconds (summed over layers).
 struct BertTimings {
