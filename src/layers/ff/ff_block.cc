@@ -1,5 +1,5 @@
 // The feedforward block interface over dense FF, leaf FFF and neuron FFF: the table of kinds
-// (names, validation, shapes, widths, FLOPs) and one block class per kind.
+// (names, validation, shapes, widths, FLOPs, descriptions) and one block class per kind.
 #include "fff/layers/ff/ff_block.h"
 
 #include <cmath>
