@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build libopenblas-dev libhwy-dev libcli11-dev nlohmann-json3-dev fortunes
-          libutf8proc-dev pkg-config zlib1g-dev libgtest-dev dataset-fashion-mnist)
+          libutf8proc-dev pkg-config zlib1g-dev libgtest-dev dataset-fashion-mnist
+          python3-dev pybind11-dev python3-numpy python3-pytest)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,6 +39,7 @@ if ! dpkg-query -W -f='${Status}' python3-torch 2>/dev/null | grep -q "install o
 fi
 
 if [ ! -f build/build.ninja ]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >&2
+  # Debian's interpreter (/usr/bin/python3) is the one that sees Debian's PyTorch.
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE=/usr/bin/python3 >&2
 fi
 cmake --build build >&2
