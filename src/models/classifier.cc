@@ -3,7 +3,6 @@
 
 #include <cmath>
 #include <limits>
-#include <set>
 
 #include "fff/io/safetensors.h"
 
@@ -39,6 +38,9 @@ std::string to_str(double v) {
 Model::Model(const ModelConfig& cfg, Rng& rng)
     : cfg_(validated(cfg)), block_(make_ff_block(cfg, rng)), cache_(block_->make_cache()) {}
 
+Model::Model(const ModelConfig& cfg, std::unique_ptr<FFBlock> block)
+    : cfg_(validated(cfg)), block_(std::move(block)), cache_(block_->make_cache()) {}
+
 std::unique_ptr<Model> make_model(const ModelConfig& cfg, Rng& rng) {
   return std::make_unique<Model>(cfg, rng);
 }
@@ -71,25 +73,12 @@ LoadedModel load_model(const std::string& path) {
   } catch (const Error& e) {
     throw Error(path + ": bad model config: " + e.what());
   }
-  // Check the file's tensors against the shapes the config implies before building the model,
-  // so that a corrupt size in the metadata cannot make us allocate more than the file holds.
-  std::set<std::string> expected;
-  for (const auto& [name, shape] : c.param_shapes()) {
-    expected.insert(name);
-    auto it = file.tensors.find(name);
-    if (it == file.tensors.end()) throw Error(path + ": tensor '" + name + "' is missing");
-    if (it->second.shape != shape)
-      throw Error(path + ": tensor '" + name + "' has shape " + shape_string(it->second.shape) +
-                  " but the config needs " + shape_string(shape));
-    for (float v : it->second.data)
-      if (!std::isfinite(v)) throw Error(path + ": tensor '" + name + "' holds NaN or infinity");
-  }
   for (const auto& [name, t] : file.tensors)
-    if (!expected.count(name)) throw Error(path + ": unexpected tensor '" + name + "'");
-  Rng rng(0);
-  LoadedModel loaded{make_model(c, rng), meta};
-  for (Param* p : loaded.model->params()) p->value = std::move(file.tensors.at(p->name));
-  loaded.model->prepare_inference();
+    for (float v : t.data)
+      if (!std::isfinite(v)) throw Error(path + ": tensor '" + name + "' holds NaN or infinity");
+  // The block takes the file's tensors after checking them against the shapes the config
+  // implies, so that a corrupt size in the metadata cannot make it allocate anything.
+  LoadedModel loaded{std::make_unique<Model>(c, make_ff_block_from(c, file.tensors, path)), meta};
   return loaded;
 }
 

@@ -39,7 +39,8 @@ using TrainStepOptions = FFTrainOptions;
 // One feedforward block mapping standardised inputs to class logits.
 class Model {
  public:
-  Model(const ModelConfig& cfg, Rng& rng);
+  Model(const ModelConfig& cfg, Rng& rng);  // a new block, initialised as its kind's header says
+  Model(const ModelConfig& cfg, std::unique_ptr<FFBlock> block);  // a block made for cfg
   const ModelConfig& config() const { return cfg_; }
   FFBlock& block() { return *block_; }
   std::vector<Param*> params() { return block_->params(); }
@@ -76,8 +77,9 @@ class Model {
 std::unique_ptr<Model> make_model(const ModelConfig& cfg, Rng& rng);
 
 // Model files: safetensors with the config (and any extra string entries) in "__metadata__".
-// Saving is atomic. Loading validates tensor names and shapes against the config and fails
-// with an fff::Error naming the file.
+// Saving is atomic. Loading validates tensor names, shapes and values against the config and
+// fails with an fff::Error naming the file; a loaded model is for inference (its parameters have
+// no gradient storage).
 void save_model(const std::string& path, Model& model,
                 const std::map<std::string, std::string>& extra_metadata = {});
 struct LoadedModel {
