@@ -221,14 +221,17 @@ Dataset load_idx_pair(const std::string& images_path, const std::string& labels_
   if (labels.dims.size() != 1)
     fail(labels_path, "labels must be one-dimensional (n), got shape " + shape_string(labels.dims));
   const int64_t n = images.dims[0];
-  // (n, h, w) -> h * w features; a 4-D (n, h, w, c) file likewise flattens to h * w * c.
-  int64_t features = 1;
-  for (size_t i = 1; i < images.dims.size(); ++i) features *= images.dims[i];
   if (labels.dims[0] != n)
     fail(images_path, "label count " + std::to_string(labels.dims[0]) +
                           " does not match image count " + std::to_string(n) + " (labels file " +
                           labels_path + ")");
+  // Before the product below: with no images, read_idx accepts any other dimensions (the file
+  // holds no values), and their product may not fit in 64 bits.
   if (n == 0) fail(images_path, "contains no images");
+  // (n, h, w) -> h * w features; a 4-D (n, h, w, c) file likewise flattens to h * w * c. With
+  // n >= 1, read_idx has checked that n times this product is the file's value count.
+  int64_t features = 1;
+  for (size_t i = 1; i < images.dims.size(); ++i) features *= images.dims[i];
   if (features == 0) fail(images_path, "images have no pixels, shape " + shape_string(images.dims));
 
   Dataset d;

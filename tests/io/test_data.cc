@@ -253,6 +253,16 @@ TEST_F(DataTest, HugeDimensionsDoNotAllocate) {
               HasSubstr(path("big") + ": truncated"));
 }
 
+// No images, and other dimensions whose product overflows int64: read_idx accepts the file (it
+// holds no values); the pair must be refused as empty before the dimensions are multiplied (the
+// product was signed-overflow undefined behaviour, found by fuzzing).
+TEST_F(DataTest, NoImagesWithHugeOtherDimensions) {
+  write_raw(path("empty-images"), idx_bytes({0, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}, {}));
+  write_raw(path("empty-labels"), idx_bytes({0}, {}));
+  EXPECT_THAT(error_of([&] { fff::load_idx_pair(path("empty-images"), path("empty-labels")); }),
+              HasSubstr(path("empty-images") + ": contains no images"));
+}
+
 TEST_F(DataTest, CorruptGzip) {
   write_raw(path("junk.gz"), {0x1f, 0x8b, 'g', 'a', 'r', 'b', 'a', 'g', 'e', '!', '!', '!'});
   const std::string msg = error_of([&] { fff::read_idx(path("junk.gz")); });
