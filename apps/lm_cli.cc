@@ -30,7 +30,8 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
         throw fff::Error(std::string(flag) + " cannot be combined with --resume: the checkpoint " +
                          a.resume + " fixes the model and its training settings");
   check_save_path(a.save);
-  // Flags before data: a bad (or old) --mixer is reported before the text is read.
+  // Flags before data: a bad (or old) --mixer is reported before the text is read. (With
+  // --resume the checkpoint fixes the mixer and this value is not used.)
   const fff::FFKind mixer =
       a.resume.empty() ? fff_cli::parse_kind_flag("--mixer", a.mixer) : fff::FFKind::leaf_fff;
   const fff::TextSplit text = fff::load_text(text_path, a.val_fraction);

@@ -11,9 +11,9 @@
 
 #include "core/parallel.h"
 #include "fff/cpu/gemm.h"
-#include "fff/engine/cmm.h"
 #include "fff/io/safetensors.h"
 #include "fff/layers/attention.h"
+#include "fff/layers/ff/neuron_fff.h"
 
 namespace fff {
 

@@ -5,7 +5,6 @@
 #include <cmath>
 
 #include "core/parallel.h"
-#include "fff/engine/cmm.h"
 #include "fff/layers/linear.h"
 
 namespace fff {
@@ -132,8 +131,8 @@ double lm_forward(Context& ctx, LmModel& m, const int32_t* tokens, int64_t T, in
     layer_norm_forward(ctx, b.ln2, x.ptr(), N, bc.u2.ptr(), bc.ln2);
     if (train) {
       if (!bc.ff) bc.ff = b.ff->make_cache();
-      entropy += b.ff->forward_train(ctx, bc.u2.ptr(), N, bc.f.ptr(), {hardened, 0.0f}, no_leak,
-                                     *bc.ff);
+      entropy +=
+          b.ff->forward_train(ctx, bc.u2.ptr(), N, bc.f.ptr(), {hardened, 0.0f}, no_leak, *bc.ff);
     } else {
       if (!bc.ff_prepared) b.ff->prepare_inference({});  // once per cache: one set of weights
       bc.ff_prepared = true;

@@ -14,9 +14,7 @@
 
 #include "fff/core/common.h"
 #include "fff/core/context.h"
-#include "fff/engine/cmm.h"
 #include "fff/layers/ff/ff_block.h"
-#include "fff/layers/ff/neuron_fff.h"
 #include "fff/layers/layer_norm.h"
 
 namespace fff {
@@ -76,7 +74,7 @@ BertModel make_random_bert(const BertConfig& cfg, uint64_t seed);
 BertModel load_bert(const std::string& path);
 void save_bert(const BertModel& m, const std::string& path);  // atomic
 
-// Makes the FFF blocks read w1 and w2 in IEEE half precision (NeuronFFFHalf): half the bytes
+// Makes the FFF blocks read w1 and w2 in IEEE half precision (FFInferOptions): half the bytes
 // a token's path reads, at a rounding error of at most 2^-11 per weight; files are unchanged.
 // `use` false goes back to fp32 (and frees the half copies). Throws fff::Error for a dense model
 // or a weight beyond half's range.
