@@ -64,13 +64,6 @@ Tensor shaped(std::vector<int64_t> shape) {
   return t;
 }
 
-Param named(std::string name, std::vector<int64_t> shape) {
-  Param p;
-  p.name = std::move(name);
-  p.value = shaped(std::move(shape));
-  return p;
-}
-
 // A model of the configured shapes without weights (norms at gain 1, bias 0).
 BertModel bert_skeleton(const BertConfig& c) {
   const int64_t H = c.hidden;

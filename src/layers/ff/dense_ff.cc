@@ -23,49 +23,47 @@ DenseFF make_dense_ff(const DenseFFConfig& cfg, Rng& rng) {
   return m;
 }
 
-namespace {
-
-// The biases as linear's arguments: null when the block has none.
-const float* bias_ptr(const DenseFF& m, const Param& b) {
-  return m.cfg.bias ? b.value.ptr() : nullptr;
+DenseFFWeights weights_of(const DenseFF& m) {
+  const bool b = m.cfg.bias;
+  return {m.w1.value.ptr(), b ? m.b1.value.ptr() : nullptr, m.w2.value.ptr(),
+          b ? m.b2.value.ptr() : nullptr};
 }
-float* grad_ptr(DenseFF& m, Param& b) { return m.cfg.bias ? b.grad.ptr() : nullptr; }
 
-}  // namespace
+DenseFFGrads grads_of(DenseFF& m) {
+  const bool b = m.cfg.bias;
+  return {m.w1.grad.ptr(), b ? m.b1.grad.ptr() : nullptr, m.w2.grad.ptr(),
+          b ? m.b2.grad.ptr() : nullptr};
+}
 
-void dense_ff_forward(Context& ctx, const DenseFF& m, const float* x, int64_t B, float* y,
-                      DenseFFContext* cache) {
+void dense_ff_forward(Context& ctx, const DenseFFConfig& c, const DenseFFWeights& w, const float* x,
+                      int64_t B, float* y, DenseFFContext* cache) {
   CallScope scope(ctx);
-  const auto& c = m.cfg;
   DenseFFContext local;
   DenseFFContext& k = cache ? *cache : local;
   k.z1.reshape({B, c.width});
   k.a1.reshape({B, c.width});
-  linear_forward(ctx, x, B, c.in, c.width, m.w1.value.ptr(), bias_ptr(m, m.b1), k.z1.ptr());
+  linear_forward(ctx, x, B, c.in, c.width, w.w1, w.b1, k.z1.ptr());
   activation_forward(ctx, c.act, k.z1.ptr(), k.a1.ptr(), k.z1.size());
-  linear_forward(ctx, k.a1.ptr(), B, c.width, c.out, m.w2.value.ptr(), bias_ptr(m, m.b2), y);
+  linear_forward(ctx, k.a1.ptr(), B, c.width, c.out, w.w2, w.b2, y);
 }
 
-void dense_ff_infer(Context& ctx, const DenseFF& m, const float* x, int64_t B, float* y,
-                    Tensor& hidden) {
+void dense_ff_infer(Context& ctx, const DenseFFConfig& c, const DenseFFWeights& w, const float* x,
+                    int64_t B, float* y, Tensor& hidden) {
   CallScope scope(ctx);
-  const auto& c = m.cfg;
   hidden.reshape({B, c.width});
-  linear_infer(ctx, x, B, c.in, c.width, m.w1.value.ptr(), bias_ptr(m, m.b1), hidden.ptr());
+  linear_infer(ctx, x, B, c.in, c.width, w.w1, w.b1, hidden.ptr());
   activation_forward(ctx, c.act, hidden.ptr(), hidden.ptr(), hidden.size());
-  linear_infer(ctx, hidden.ptr(), B, c.width, c.out, m.w2.value.ptr(), bias_ptr(m, m.b2), y);
+  linear_infer(ctx, hidden.ptr(), B, c.width, c.out, w.w2, w.b2, y);
 }
 
-void dense_ff_backward(Context& ctx, DenseFF& m, const float* x, int64_t B, const float* dy,
+void dense_ff_backward(Context& ctx, const DenseFFConfig& c, const DenseFFWeights& w,
+                       const DenseFFGrads& g, const float* x, int64_t B, const float* dy,
                        const DenseFFContext& cache, float* dx) {
   CallScope scope(ctx);
-  const auto& c = m.cfg;
   Tensor dh({B, c.width});
-  linear_backward(ctx, cache.a1.ptr(), dy, B, c.width, c.out, m.w2.value.ptr(), dh.ptr(),
-                  m.w2.grad.ptr(), grad_ptr(m, m.b2));
+  linear_backward(ctx, cache.a1.ptr(), dy, B, c.width, c.out, w.w2, dh.ptr(), g.w2, g.b2);
   activation_backward(c.act, cache.z1.ptr(), dh.ptr(), dh.ptr(), dh.size());
-  linear_backward(ctx, x, dh.ptr(), B, c.in, c.width, m.w1.value.ptr(), dx, m.w1.grad.ptr(),
-                  grad_ptr(m, m.b1));
+  linear_backward(ctx, x, dh.ptr(), B, c.in, c.width, w.w1, dx, g.w1, g.b1);
 }
 
 double dense_ff_flops_per_row(const DenseFFConfig& cfg) {

@@ -44,6 +44,16 @@ double binary_entropy(double p) {
   return -p * std::log(p) - (1.0 - p) * std::log(1.0 - p);
 }
 
+LeafFFFWeights weights_of(const LeafFFF& m) {
+  return {m.nodes_w.value.ptr(), m.nodes_b.value.ptr(), m.w1.value.ptr(),
+          m.b1.value.ptr(),      m.w2.value.ptr(),      m.b2.value.ptr()};
+}
+
+LeafFFFGrads grads_of(LeafFFF& m) {
+  return {m.nodes_w.grad.ptr(), m.nodes_b.grad.ptr(), m.w1.grad.ptr(),
+          m.b1.grad.ptr(),      m.w2.grad.ptr(),      m.b2.grad.ptr()};
+}
+
 LeafFFF make_leaf_fff(const LeafFFFConfig& cfg, Rng& rng) {
   if (cfg.in <= 0 || cfg.out <= 0 || cfg.leaf_width <= 0)
     throw Error("leaf FFF needs positive in, out and leaf width");
@@ -77,10 +87,10 @@ std::vector<uint8_t> sample_region_leak(int64_t B, int64_t n_nodes, float rate, 
 // The leaf hidden layer and the nodes read the same x, so both run as one product with the
 // combined weights Wc = [W1 | N^T] (in, W + n): one wide sgemm instead of a wide and a thin one.
 // zc holds [zh | z] per row.
-double leaf_fff_forward_train(Context& ctx, const LeafFFF& m, const float* x, int64_t B, float* y,
-                              const LeafTrainMode& mode, LeafFFFContext& cache) {
+double leaf_fff_forward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFFWeights& w,
+                              const float* x, int64_t B, float* y, const LeafTrainMode& mode,
+                              LeafFFFContext& cache) {
   CallScope scope(ctx);
-  const auto& c = m.cfg;
   const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
   const int64_t n_pos = 2 * L - 1, Wc = combined_width(W, n);
   cache.mode = mode;
@@ -99,11 +109,11 @@ double leaf_fff_forward_train(Context& ctx, const LeafFFF& m, const float* x, in
     cache.bc.zero();
   }
   for (int64_t t = 0; t < c.in; ++t) {
-    std::copy_n(m.w1.value.row(t), W, cache.wc.row(t));
-    for (int64_t i = 0; i < n; ++i) cache.wc.row(t)[W + i] = m.nodes_w.value.row(i)[t];
+    std::copy_n(w.w1 + t * W, W, cache.wc.row(t));
+    for (int64_t i = 0; i < n; ++i) cache.wc.row(t)[W + i] = w.nodes_w[i * c.in + t];
   }
-  std::copy_n(m.b1.value.ptr(), W, cache.bc.ptr());
-  std::copy_n(m.nodes_b.value.ptr(), n, cache.bc.ptr() + W);
+  std::copy_n(w.b1, W, cache.bc.ptr());
+  std::copy_n(w.nodes_b, n, cache.bc.ptr() + W);
   linear_forward(ctx, x, B, c.in, Wc, cache.wc.ptr(), cache.bc.ptr(), cache.zc.ptr());
 
   // Per-row entropy sums, added in row order afterwards: the same total on any thread count.
@@ -140,28 +150,25 @@ double leaf_fff_forward_train(Context& ctx, const LeafFFF& m, const float* x, in
   double entropy = 0.0;
   for (double e : row_entropy) entropy += e;
   // y = g W2 + m b2
-  gemm(ctx, false, false, B, c.out, W, 1.0f, cache.g.ptr(), W, m.w2.value.ptr(), c.out, 0.0f, y,
+  gemm(ctx, false, false, B, c.out, W, 1.0f, cache.g.ptr(), W, w.w2, c.out, 0.0f, y, c.out);
+  gemm(ctx, false, false, B, c.out, L, 1.0f, cache.mass.ptr() + n, n_pos, w.b2, c.out, 1.0f, y,
        c.out);
-  gemm(ctx, false, false, B, c.out, L, 1.0f, cache.mass.ptr() + n, n_pos, m.b2.value.ptr(), c.out,
-       1.0f, y, c.out);
   return n > 0 ? entropy / static_cast<double>(B * n) : 0.0;
 }
 
-void leaf_fff_backward_train(Context& ctx, LeafFFF& m, const float* x, int64_t B, const float* dy,
+void leaf_fff_backward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFFWeights& w,
+                             const LeafFFFGrads& g, const float* x, int64_t B, const float* dy,
                              float hardening, LeafFFFContext& cache, float* dx) {
   CallScope scope(ctx);
-  const auto& c = m.cfg;
   const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
   const int64_t n_pos = 2 * L - 1, Wc = combined_width(W, n);
   // dW2 = g^T dy, db2 = m^T dy, U = dy W2^T into the leaf columns of dzc.
-  gemm(ctx, true, false, W, c.out, B, 1.0f, cache.g.ptr(), W, dy, c.out, 0.0f, m.w2.grad.ptr(),
+  gemm(ctx, true, false, W, c.out, B, 1.0f, cache.g.ptr(), W, dy, c.out, 0.0f, g.w2, c.out);
+  gemm(ctx, true, false, L, c.out, B, 1.0f, cache.mass.ptr() + n, n_pos, dy, c.out, 0.0f, g.b2,
        c.out);
-  gemm(ctx, true, false, L, c.out, B, 1.0f, cache.mass.ptr() + n, n_pos, dy, c.out, 0.0f,
-       m.b2.grad.ptr(), c.out);
   Tensor& dzc = cache.dzc;
   dzc.reshape({B, Wc});
-  gemm(ctx, false, true, B, W, c.out, 1.0f, dy, c.out, m.w2.value.ptr(), c.out, 0.0f, dzc.ptr(),
-       Wc);
+  gemm(ctx, false, true, B, W, c.out, 1.0f, dy, c.out, w.w2, c.out, 0.0f, dzc.ptr(), Wc);
 
   const bool node_grads = n > 0 && !cache.mode.hardened;
   const float entropy_scale = n > 0 ? hardening / static_cast<float>(B * n) : 0.0f;
@@ -179,7 +186,7 @@ void leaf_fff_backward_train(Context& ctx, LeafFFF& m, const float* x, int64_t B
       float* ur = dzc.row(r);  // U, then d zh
       float* dzr = ur + W;     // d z (nodes)
       for (int64_t j = 0; j < L; ++j) {
-        float dm = cpu::dot(dyr, m.b2.value.row(j), c.out);
+        float dm = cpu::dot(dyr, w.b2 + j * c.out, c.out);
         for (int64_t k = 0; k < lw; ++k) dm += h[j * lw + k] * ur[j * lw + k];
         down[n + j] = dm;
         for (int64_t k = 0; k < lw; ++k) ur[j * lw + k] *= mix[j];
@@ -207,27 +214,30 @@ void leaf_fff_backward_train(Context& ctx, LeafFFF& m, const float* x, int64_t B
   cache.dbc.reshape({Wc});
   linear_backward(ctx, x, dzc.ptr(), B, c.in, Wc, cache.wc.ptr(), dx, dwc.ptr(), cache.dbc.ptr());
   for (int64_t t = 0; t < c.in; ++t) {
-    std::copy_n(dwc.row(t), W, m.w1.grad.row(t));
-    for (int64_t i = 0; i < n; ++i) m.nodes_w.grad.row(i)[t] = dwc.row(t)[W + i];
+    std::copy_n(dwc.row(t), W, g.w1 + t * W);
+    for (int64_t i = 0; i < n; ++i) g.nodes_w[i * c.in + t] = dwc.row(t)[W + i];
   }
-  std::copy_n(cache.dbc.ptr(), W, m.b1.grad.ptr());
-  std::copy_n(cache.dbc.ptr() + W, n, m.nodes_b.grad.ptr());
+  std::copy_n(cache.dbc.ptr(), W, g.b1);
+  std::copy_n(cache.dbc.ptr() + W, n, g.nodes_b);
 }
 
-LeafFFFPacked pack_leaf_fff(const LeafFFF& m) {
-  const auto& c = m.cfg;
-  const int64_t W = c.training_width(), n = c.n_nodes();
+LeafFFFPacked pack_leaf_fff(const LeafFFFConfig& c, const LeafFFFWeights& w) {
+  const int64_t W = c.training_width(), n = c.n_nodes(), L = c.n_leaves();
   LeafFFFPacked p{c,
                   Tensor({n, c.in}),
                   std::vector<int64_t>(static_cast<size_t>(n), -1),
-                  m.nodes_b.value,
+                  Tensor({n}),
                   Tensor({W, c.in}),
-                  m.b1.value,
-                  m.w2.value,
-                  m.b2.value};
+                  Tensor({W}),
+                  Tensor({W, c.out}),
+                  Tensor({L, c.out})};
+  std::copy_n(w.nodes_b, n, p.nodes_b.ptr());
+  std::copy_n(w.b1, W, p.b1.ptr());
+  std::copy_n(w.w2, W * c.out, p.w2.ptr());
+  std::copy_n(w.b2, L * c.out, p.b2.ptr());
   int64_t row = 0;
   auto put = [&](int64_t node) {
-    std::copy_n(m.nodes_w.value.row(node), c.in, p.node_blocks.row(row++));
+    std::copy_n(w.nodes_w + node * c.in, c.in, p.node_blocks.row(row++));
   };
   for (int64_t level = 0; level < c.depth; level += 2)
     for (int64_t k = (int64_t{1} << level) - 1; k < (int64_t{2} << level) - 1; ++k) {
@@ -239,7 +249,7 @@ LeafFFFPacked pack_leaf_fff(const LeafFFF& m) {
       }
     }
   for (int64_t t = 0; t < c.in; ++t)
-    for (int64_t k = 0; k < W; ++k) p.w1t.data[k * c.in + t] = m.w1.value.data[t * W + k];
+    for (int64_t k = 0; k < W; ++k) p.w1t.data[k * c.in + t] = w.w1[t * W + k];
   return p;
 }
 
@@ -329,7 +339,7 @@ void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_
 
 void leaf_fff_infer(Context& ctx, const LeafFFF& m, const float* x, int64_t B, float* y,
                     int32_t* leaves) {
-  leaf_fff_infer(ctx, pack_leaf_fff(m), x, B, y, leaves);
+  leaf_fff_infer(ctx, pack_leaf_fff(m.cfg, weights_of(m)), x, B, y, leaves);
 }
 
 double leaf_fff_inference_flops_per_row(const LeafFFFConfig& cfg) {

@@ -34,10 +34,19 @@ NeuronFFF make_neuron_fff(const NeuronFFFConfig& cfg, Rng& rng) {
   return m;
 }
 
-void neuron_fff_forward(Context& ctx, const NeuronFFF& m, const float* x, int64_t B, float* y,
-                        NeuronFFFContext* cache) {
+NeuronFFFWeights weights_of(const NeuronFFF& m) {
+  return {m.w1.value.ptr(), m.b1.value.ptr(), m.w2.value.ptr(),
+          m.cfg.output_bias ? m.b.value.ptr() : nullptr};
+}
+
+NeuronFFFGrads grads_of(NeuronFFF& m) {
+  return {m.w1.grad.ptr(), m.b1.grad.ptr(), m.w2.grad.ptr(),
+          m.cfg.output_bias ? m.b.grad.ptr() : nullptr};
+}
+
+void neuron_fff_forward(Context& ctx, const NeuronFFFConfig& c, const NeuronFFFWeights& w,
+                        const float* x, int64_t B, float* y, NeuronFFFContext* cache) {
   CallScope scope(ctx);
-  const auto& c = m.cfg;
   const int64_t per_tree = c.nodes_per_tree(), P = c.path_length();
   if (cache) {
     cache->node.resize(static_cast<size_t>(B * P));
@@ -47,16 +56,16 @@ void neuron_fff_forward(Context& ctx, const NeuronFFF& m, const float* x, int64_
     const float* xr = x + r * c.in;
     float* yr = y + r * c.out;
     if (c.output_bias)
-      std::copy_n(m.b.value.ptr(), c.out, yr);
+      std::copy_n(w.b, c.out, yr);
     else
       std::fill_n(yr, c.out, 0.0f);
     for (int64_t t = 0; t < c.trees; ++t) {
       int64_t node = 0;
       for (int64_t level = 0; level <= c.depth; ++level) {
         const int64_t idx = t * per_tree + node;
-        const float z = cpu::dot(m.w1.value.row(idx), xr, c.in) + m.b1.value.data[idx];
+        const float z = cpu::dot(w.w1 + idx * c.in, xr, c.in) + w.b1[idx];
         const float a = activate(c.act, z);
-        if (a != 0.0f) cpu::axpy(a, m.w2.value.row(idx), yr, c.out);
+        if (a != 0.0f) cpu::axpy(a, w.w2 + idx * c.out, yr, c.out);
         if (cache) {
           const int64_t slot = r * P + t * (c.depth + 1) + level;
           cache->node[slot] = static_cast<int32_t>(idx);
@@ -68,16 +77,16 @@ void neuron_fff_forward(Context& ctx, const NeuronFFF& m, const float* x, int64_
   });
 }
 
-void neuron_fff_backward(Context& ctx, NeuronFFF& m, const float* x, int64_t B, const float* dy,
-                         const NeuronFFFContext& cache, float* dx) {
+void neuron_fff_backward(Context& ctx, const NeuronFFFConfig& c, const NeuronFFFWeights& w,
+                         const NeuronFFFGrads& g, const float* x, int64_t B, const float* dy,
+                         const NeuronFFFContext& cache, float* dx, std::vector<int32_t>& touched) {
   CallScope scope(ctx);
-  const auto& c = m.cfg;
   const int64_t P = c.path_length(), slots = B * P;
   // dz for every visited (row, node) slot.
   std::vector<float> dz(static_cast<size_t>(slots));
   parallel_for(ctx, slots, [&](int64_t s) {
     const int64_t r = s / P;
-    const float da = cpu::dot(m.w2.value.row(cache.node[s]), dy + r * c.out, c.out);
+    const float da = cpu::dot(w.w2 + cache.node[s] * c.out, dy + r * c.out, c.out);
     dz[s] = da * activate_grad(c.act, cache.z[s]);
   });
   if (dx) {
@@ -85,7 +94,7 @@ void neuron_fff_backward(Context& ctx, NeuronFFF& m, const float* x, int64_t B, 
       float* dxr = dx + r * c.in;
       std::fill_n(dxr, c.in, 0.0f);
       for (int64_t s = r * P; s < (r + 1) * P; ++s)
-        if (dz[s] != 0.0f) cpu::axpy(dz[s], m.w1.value.row(cache.node[s]), dxr, c.in);
+        if (dz[s] != 0.0f) cpu::axpy(dz[s], w.w1 + cache.node[s] * c.in, dxr, c.in);
     });
   }
   // Group slots by node (stable: row order kept) so each node's gradient row is summed by one
@@ -99,21 +108,21 @@ void neuron_fff_backward(Context& ctx, NeuronFFF& m, const float* x, int64_t B, 
     if (i == 0 || cache.node[order[i]] != cache.node[order[i - 1]]) group_start.push_back(i);
   const int64_t groups = static_cast<int64_t>(group_start.size());
   group_start.push_back(slots);
-  std::vector<int32_t> touched(static_cast<size_t>(groups));
+  touched.resize(static_cast<size_t>(groups));
   const unsigned mode = fp_mode();
 #pragma omp parallel num_threads(ctx.threads) if (ctx.threads > 1 && groups > 1)
   {
     FpModeGuard guard(mode);
 #pragma omp for schedule(dynamic, 16)
-    for (int64_t g = 0; g < groups; ++g) {
-      const int32_t node = cache.node[order[group_start[g]]];
-      touched[g] = node;
-      float* gw1 = m.w1.grad.row(node);
-      float* gw2 = m.w2.grad.row(node);
+    for (int64_t k = 0; k < groups; ++k) {
+      const int32_t node = cache.node[order[group_start[k]]];
+      touched[k] = node;
+      float* gw1 = g.w1 + node * c.in;
+      float* gw2 = g.w2 + node * c.out;
       float gb1 = 0.0f;
       std::fill_n(gw1, c.in, 0.0f);
       std::fill_n(gw2, c.out, 0.0f);
-      for (int64_t i = group_start[g]; i < group_start[g + 1]; ++i) {
+      for (int64_t i = group_start[k]; i < group_start[k + 1]; ++i) {
         const int32_t s = order[i];
         const int64_t r = s / P;
         const float a = activate(c.act, cache.z[s]);
@@ -121,13 +130,19 @@ void neuron_fff_backward(Context& ctx, NeuronFFF& m, const float* x, int64_t B, 
         if (dz[s] != 0.0f) cpu::axpy(dz[s], x + r * c.in, gw1, c.in);
         gb1 += dz[s];
       }
-      m.b1.grad.data[node] = gb1;
+      g.b1[node] = gb1;
     }
   }
+  if (c.output_bias) column_sums(dy, B, c.out, g.b);
+}
+
+void neuron_fff_backward(Context& ctx, NeuronFFF& m, const float* x, int64_t B, const float* dy,
+                         const NeuronFFFContext& cache, float* dx) {
+  std::vector<int32_t> touched;
+  neuron_fff_backward(ctx, m.cfg, weights_of(m), grads_of(m), x, B, dy, cache, dx, touched);
   m.w1.touched_rows = touched;
   m.b1.touched_rows = touched;
   m.w2.touched_rows = std::move(touched);
-  if (c.output_bias) column_sums(dy, B, c.out, m.b.grad.ptr());
 }
 
 double neuron_fff_flops_per_row(const NeuronFFFConfig& cfg) {

@@ -34,15 +34,40 @@ struct DenseFFContext {
   Tensor z1, a1;  // (B, width): pre- and post-activation hidden values
 };
 
+// The parameters by pointer, row-major in the shapes above (biases null without them), so that
+// storage other than a Param (PyTorch's tensors, in the Python binding) is used in place.
+struct DenseFFWeights {
+  const float *w1, *b1, *w2, *b2;
+};
+struct DenseFFGrads {
+  float *w1, *b1, *w2, *b2;
+};
+DenseFFWeights weights_of(const DenseFF& m);
+DenseFFGrads grads_of(DenseFF& m);
+
 // cache (what backward needs) may be null at inference.
-void dense_ff_forward(Context& ctx, const DenseFF& m, const float* x, int64_t B, float* y,
-                      DenseFFContext* cache);
+void dense_ff_forward(Context& ctx, const DenseFFConfig& cfg, const DenseFFWeights& w,
+                      const float* x, int64_t B, float* y, DenseFFContext* cache);
 // Inference: the same function with products split one block per thread (gemm_inference), the
 // fastest dense baseline; `hidden` is scratch space, (B, width) after the call.
-void dense_ff_infer(Context& ctx, const DenseFF& m, const float* x, int64_t B, float* y,
-                    Tensor& hidden);
-void dense_ff_backward(Context& ctx, DenseFF& m, const float* x, int64_t B, const float* dy,
+void dense_ff_infer(Context& ctx, const DenseFFConfig& cfg, const DenseFFWeights& w, const float* x,
+                    int64_t B, float* y, Tensor& hidden);
+void dense_ff_backward(Context& ctx, const DenseFFConfig& cfg, const DenseFFWeights& w,
+                       const DenseFFGrads& g, const float* x, int64_t B, const float* dy,
                        const DenseFFContext& cache, float* dx);
+
+inline void dense_ff_forward(Context& ctx, const DenseFF& m, const float* x, int64_t B, float* y,
+                             DenseFFContext* cache) {
+  dense_ff_forward(ctx, m.cfg, weights_of(m), x, B, y, cache);
+}
+inline void dense_ff_infer(Context& ctx, const DenseFF& m, const float* x, int64_t B, float* y,
+                           Tensor& hidden) {
+  dense_ff_infer(ctx, m.cfg, weights_of(m), x, B, y, hidden);
+}
+inline void dense_ff_backward(Context& ctx, DenseFF& m, const float* x, int64_t B, const float* dy,
+                              const DenseFFContext& cache, float* dx) {
+  dense_ff_backward(ctx, m.cfg, weights_of(m), grads_of(m), x, B, dy, cache, dx);
+}
 
 // Floating-point operations of one forward row: 2 * width * (in + out).
 double dense_ff_flops_per_row(const DenseFFConfig& cfg);

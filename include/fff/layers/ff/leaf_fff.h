@@ -63,13 +63,37 @@ struct LeafFFFContext {
   std::vector<uint8_t> flips;
 };
 
+// The parameters by pointer, row-major in the shapes above: what the training and packing
+// functions read and write, so that storage other than a Param (PyTorch's tensors, in the Python
+// binding) is used in place.
+struct LeafFFFWeights {
+  const float *nodes_w, *nodes_b, *w1, *b1, *w2, *b2;
+};
+struct LeafFFFGrads {
+  float *nodes_w, *nodes_b, *w1, *b1, *w2, *b2;
+};
+LeafFFFWeights weights_of(const LeafFFF& m);
+LeafFFFGrads grads_of(LeafFFF& m);
+
 // Returns the mean node entropy (the hardening loss before the weight h).
 // cache keeps what backward needs.
-double leaf_fff_forward_train(Context& ctx, const LeafFFF& m, const float* x, int64_t B, float* y,
-                              const LeafTrainMode& mode, LeafFFFContext& cache);
-// hardening: the weight h of the mean entropy in the loss.
-void leaf_fff_backward_train(Context& ctx, LeafFFF& m, const float* x, int64_t B, const float* dy,
+double leaf_fff_forward_train(Context& ctx, const LeafFFFConfig& cfg, const LeafFFFWeights& w,
+                              const float* x, int64_t B, float* y, const LeafTrainMode& mode,
+                              LeafFFFContext& cache);
+// hardening: the weight h of the mean entropy in the loss. Overwrites every gradient in g.
+void leaf_fff_backward_train(Context& ctx, const LeafFFFConfig& cfg, const LeafFFFWeights& w,
+                             const LeafFFFGrads& g, const float* x, int64_t B, const float* dy,
                              float hardening, LeafFFFContext& cache, float* dx);
+
+inline double leaf_fff_forward_train(Context& ctx, const LeafFFF& m, const float* x, int64_t B,
+                                     float* y, const LeafTrainMode& mode, LeafFFFContext& cache) {
+  return leaf_fff_forward_train(ctx, m.cfg, weights_of(m), x, B, y, mode, cache);
+}
+inline void leaf_fff_backward_train(Context& ctx, LeafFFF& m, const float* x, int64_t B,
+                                    const float* dy, float hardening, LeafFFFContext& cache,
+                                    float* dx) {
+  leaf_fff_backward_train(ctx, m.cfg, weights_of(m), grads_of(m), x, B, dy, hardening, cache, dx);
+}
 
 // Weights laid out for hard inference: W1 transposed so each leaf neuron's input weights are one
 // contiguous row. Build once, run many batches.
@@ -84,7 +108,10 @@ struct LeafFFFPacked {
   Tensor w1t;  // (L*leaf_width, in)
   Tensor b1, w2, b2;
 };
-LeafFFFPacked pack_leaf_fff(const LeafFFF& m);
+LeafFFFPacked pack_leaf_fff(const LeafFFFConfig& cfg, const LeafFFFWeights& w);
+inline LeafFFFPacked pack_leaf_fff(const LeafFFF& m) {
+  return pack_leaf_fff(m.cfg, weights_of(m));
+}
 
 // Hard inference. leaves (optional, B entries) receives the leaf index reached by each row.
 // Rows are independent, so results do not depend on the thread count.

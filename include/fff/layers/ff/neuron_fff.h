@@ -47,9 +47,31 @@ struct NeuronFFFContext {
   std::vector<float> z;       // (B, K*(D+1)) its pre-activation
 };
 
+// The parameters by pointer, row-major in the shapes above (b null without an output bias), so
+// that storage other than a Param (PyTorch's tensors, in the Python binding) is used in place.
+struct NeuronFFFWeights {
+  const float *w1, *b1, *w2, *b;
+};
+struct NeuronFFFGrads {
+  float *w1, *b1, *w2, *b;
+};
+NeuronFFFWeights weights_of(const NeuronFFF& m);
+NeuronFFFGrads grads_of(NeuronFFF& m);
+
 // cache (what backward needs) may be null at inference.
-void neuron_fff_forward(Context& ctx, const NeuronFFF& m, const float* x, int64_t B, float* y,
-                        NeuronFFFContext* cache);
+void neuron_fff_forward(Context& ctx, const NeuronFFFConfig& cfg, const NeuronFFFWeights& w,
+                        const float* x, int64_t B, float* y, NeuronFFFContext* cache);
+// touched receives the rows of w1, b1 and w2 whose gradients were written (sorted); the other
+// rows of g are left as they were.
+void neuron_fff_backward(Context& ctx, const NeuronFFFConfig& cfg, const NeuronFFFWeights& w,
+                         const NeuronFFFGrads& g, const float* x, int64_t B, const float* dy,
+                         const NeuronFFFContext& cache, float* dx, std::vector<int32_t>& touched);
+
+inline void neuron_fff_forward(Context& ctx, const NeuronFFF& m, const float* x, int64_t B,
+                               float* y, NeuronFFFContext* cache) {
+  neuron_fff_forward(ctx, m.cfg, weights_of(m), x, B, y, cache);
+}
+// Sets touched_rows of w1, b1 and w2.
 void neuron_fff_backward(Context& ctx, NeuronFFF& m, const float* x, int64_t B, const float* dy,
                          const NeuronFFFContext& cache, float* dx);
 
