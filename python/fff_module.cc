@@ -18,6 +18,8 @@
 
 namespace py = pybind11;
 
+void bind_ff_ops(py::module_& m);  // python/ff_ops.cc
+
 namespace {
 
 // c-contiguous float32; other dtypes and layouts are converted (a copy).
@@ -112,6 +114,7 @@ PYBIND11_MODULE(_fff, m) {
   m.attr("__version__") = FFF_VERSION_STRING;
   // fff::Error (bad file, bad argument, bad shape) arrives as fff.Error, a ValueError.
   py::register_exception<fff::Error>(m, "Error", PyExc_ValueError);
+  bind_ff_ops(m);
 
   py::class_<NumpyModel>(m, "Model",
                          "A classifier file written by `fff train --save`, for inference on "

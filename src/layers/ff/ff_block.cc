@@ -15,6 +15,18 @@
 
 namespace fff {
 
+DenseFFConfig dense_config(const FFConfig& c) {
+  return {c.in, c.width, c.out, c.act, c.output_bias};
+}
+
+LeafFFFConfig leaf_config(const FFConfig& c) {
+  return {c.in, c.out, c.depth, c.leaf_width, c.act};
+}
+
+NeuronFFFConfig neuron_config(const FFConfig& c) {
+  return {c.in, c.out, c.trees, c.depth, c.act, c.output_bias};
+}
+
 namespace {
 
 using Shapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
@@ -43,10 +55,6 @@ void require_range(const char* field, int64_t value, int64_t lo, int64_t hi,
 }
 
 // ---- dense FF -------------------------------------------------------------------------------
-
-DenseFFConfig dense_config(const FFConfig& c) {
-  return {c.in, c.width, c.out, c.act, c.output_bias};
-}
 
 void refuse_half(const FFInferOptions& opt, const FFConfig& c) {
   if (opt.half_weights)
@@ -89,10 +97,6 @@ class DenseBlock : public FFBlock {
 };
 
 // ---- leaf FFF -------------------------------------------------------------------------------
-
-LeafFFFConfig leaf_config(const FFConfig& c) {
-  return {c.in, c.out, c.depth, c.leaf_width, c.act};
-}
 
 class LeafBlock : public FFBlock {
  public:
@@ -139,10 +143,6 @@ class LeafBlock : public FFBlock {
 };
 
 // ---- neuron FFF -----------------------------------------------------------------------------
-
-NeuronFFFConfig neuron_config(const FFConfig& c) {
-  return {c.in, c.out, c.trees, c.depth, c.act, c.output_bias};
-}
 
 class NeuronBlock : public FFBlock {
  public:

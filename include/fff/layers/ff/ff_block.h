@@ -20,6 +20,9 @@
 #include "fff/core/context.h"
 #include "fff/core/param.h"
 #include "fff/layers/activation.h"
+#include "fff/layers/ff/dense_ff.h"
+#include "fff/layers/ff/leaf_fff.h"
+#include "fff/layers/ff/neuron_fff.h"
 
 namespace fff {
 
@@ -70,6 +73,12 @@ void write_ff_metadata(const FFConfig& c, std::map<std::string, std::string>& me
 // The inverse; errors name `path` and the key. Does not validate (call validate()).
 FFConfig read_ff_metadata(const std::map<std::string, std::string>& meta, const std::string& path,
                           const std::string& prefix = "");
+
+// The kind's own config, for calling its layer functions (dense_ff.h, leaf_fff.h, neuron_fff.h)
+// directly.
+DenseFFConfig dense_config(const FFConfig& c);
+LeafFFFConfig leaf_config(const FFConfig& c);
+NeuronFFFConfig neuron_config(const FFConfig& c);
 
 struct FFInferOptions {
   // neuron-fff: read w1 and w2 from an IEEE-half copy (half the bytes a path reads; each weight
