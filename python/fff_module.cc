@@ -19,6 +19,7 @@
 namespace py = pybind11;
 
 void bind_ff_ops(py::module_& m);  // python/ff_ops.cc
+void bind_files(py::module_& m);   // python/files.cc
 
 namespace {
 
@@ -115,6 +116,7 @@ PYBIND11_MODULE(_fff, m) {
   // fff::Error (bad file, bad argument, bad shape) arrives as fff.Error, a ValueError.
   py::register_exception<fff::Error>(m, "Error", PyExc_ValueError);
   bind_ff_ops(m);
+  bind_files(m);
 
   py::class_<NumpyModel>(m, "Model",
                          "A classifier file written by `fff train --save`, for inference on "

@@ -9,5 +9,6 @@ Errors from the library (a bad file, a wrong shape) are raised as fff.Error, a V
 """
 
 from ._fff import Error, Model, __version__
+from .files import load, save
 
-__all__ = ["Error", "Model", "__version__"]
+__all__ = ["Error", "Model", "load", "save", "__version__"]

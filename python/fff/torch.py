@@ -77,7 +77,9 @@ class _FFModule(nn.Module):
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.activation = activation
         self.threads = threads
-        self._ops = _fff._FFOps(kind, self.in_features, self.out_features, activation, **shape)
+        self._config = dict(kind=kind, in_features=self.in_features,
+                            out_features=self.out_features, activation=activation, **shape)
+        self._ops = _fff._FFOps(**self._config)
         for name, shape in self._ops.param_shapes():
             self.register_parameter(name, nn.Parameter(torch.empty(shape)))
         self._prepared_key = None
@@ -287,3 +289,17 @@ class Classifier(nn.Module):
 
     def extra_repr(self):
         return f"input_mean={self.input_mean}, input_std={self.input_std}"
+
+
+def _block_from_dict(d, threads=None):
+    """The module of a block read from a file (fff.load): its kind, shape and parameters."""
+    kind, i, o, act = d["kind"], d["in_features"], d["out_features"], d["activation"]
+    if kind == "leaf-fff":
+        m = LeafFFF(i, o, d["depth"], d["leaf_width"], activation=act, threads=threads)
+    elif kind == "neuron-fff":
+        m = NeuronFFF(i, o, d["depth"], trees=d["trees"], activation=act, bias=d["output_bias"],
+                      threads=threads)
+    else:
+        m = DenseFF(i, d["width"], o, activation=act, bias=d["output_bias"], threads=threads)
+    m.load_state_dict({k: torch.from_numpy(v) for k, v in d["tensors"].items()})
+    return m

@@ -165,8 +165,12 @@ void save_safetensors(const std::string& path,
   });
 }
 
-SafetensorsFile load_safetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+namespace {
+
+// The parsed JSON header of an open file, after checking the header length against the file's
+// size and the limit; *header_length and *data_size receive the sizes of the two parts.
+nlohmann::json read_header(const std::string& path, std::ifstream& in, uint64_t* header_length,
+                           uint64_t* data_size) {
   if (!in) fail(path, "cannot open" + errno_text(errno));
   std::error_code ec;
   const uintmax_t file_size = std::filesystem::file_size(path, ec);
@@ -185,7 +189,8 @@ SafetensorsFile load_safetensors(const std::string& path) {
   if (n > kMaxHeaderLength)
     fail(path, "header length " + std::to_string(n) + " exceeds the limit of " +
                    std::to_string(kMaxHeaderLength) + " bytes");
-  const uint64_t data_size = file_size - 8 - n;
+  *header_length = n;
+  *data_size = file_size - 8 - n;
 
   std::string text(static_cast<size_t>(n), '\0');
   if (!in.read(text.data(), static_cast<std::streamsize>(n))) fail(path, "cannot read header");
@@ -215,17 +220,40 @@ SafetensorsFile load_safetensors(const std::string& path) {
   if (!header.is_object())
     fail(path, std::string("header is a JSON ") + header.type_name() + ", not an object");
 
+  return header;
+}
+
+// The "__metadata__" string map of a header.
+std::map<std::string, std::string> header_metadata(const std::string& path,
+                                                   const nlohmann::json& header) {
+  std::map<std::string, std::string> metadata;
+  auto it = header.find(kMetadataKey);
+  if (it == header.end()) return metadata;
+  if (!it->is_object()) fail(path, "__metadata__ is not an object");
+  for (const auto& [mk, mv] : it->items()) {
+    if (!mv.is_string()) fail(path, "__metadata__ value for '" + mk + "' is not a string");
+    metadata[mk] = mv.get<std::string>();
+  }
+  return metadata;
+}
+
+}  // namespace
+
+Metadata load_safetensors_metadata(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  uint64_t n = 0, data_size = 0;
+  return header_metadata(path, read_header(path, in, &n, &data_size));
+}
+
+SafetensorsFile load_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  uint64_t n = 0, data_size = 0;
+  const nlohmann::json header = read_header(path, in, &n, &data_size);
   SafetensorsFile result;
+  result.metadata = header_metadata(path, header);
   std::vector<Entry> entries;
   for (const auto& [key, value] : header.items()) {
-    if (key == kMetadataKey) {
-      if (!value.is_object()) fail(path, "__metadata__ is not an object");
-      for (const auto& [mk, mv] : value.items()) {
-        if (!mv.is_string()) fail(path, "__metadata__ value for '" + mk + "' is not a string");
-        result.metadata[mk] = mv.get<std::string>();
-      }
-      continue;
-    }
+    if (key == kMetadataKey) continue;
     entries.push_back(parse_entry(path, key, value, data_size));
   }
 

@@ -31,6 +31,10 @@ struct SafetensorsFile {
 // throws fff::Error whose message starts with the path and says what is wrong.
 SafetensorsFile load_safetensors(const std::string& path);
 
+// Only the "__metadata__" map, checked as load_safetensors checks it, without reading the
+// tensors (to tell what kind of file it is).
+std::map<std::string, std::string> load_safetensors_metadata(const std::string& path);
+
 // Typed reads of a file's "__metadata__" entries. A missing key or an unparsable value throws
 // fff::Error naming the path and the key.
 using Metadata = std::map<std::string, std::string>;

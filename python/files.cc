@@ -1,0 +1,107 @@
+// fff.load and fff.save's C++ side (python/fff/files.py): classifier files go through the
+// library's load_model and save_model, so Python reads and writes exactly what `fff train` and
+// `fff eval` do; encoder files give their feedforward blocks. Blocks cross as dicts of their
+// config fields and parameters (numpy copies, keyed as in the files).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <map>
+#include <string>
+
+#include "fff/io/safetensors.h"
+#include "fff/layers/ff/ff_block.h"
+#include "fff/models/bert.h"
+#include "fff/models/classifier.h"
+
+namespace py = pybind11;
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+py::dict block_dict(const fff::FFConfig& c, fff::FFBlock& block) {
+  py::dict d;
+  d["kind"] = fff::ff_kind_name(c.kind);
+  d["in_features"] = c.in;
+  d["out_features"] = c.out;
+  d["activation"] = fff::activation_name(c.act);
+  d["width"] = c.width;
+  d["depth"] = c.depth;
+  d["leaf_width"] = c.leaf_width;
+  d["trees"] = c.trees;
+  d["output_bias"] = c.output_bias;
+  py::dict tensors;
+  for (fff::Param* p : block.params()) {
+    py::array_t<float> a(std::vector<py::ssize_t>(p->value.shape.begin(), p->value.shape.end()));
+    std::copy(p->value.data.begin(), p->value.data.end(), a.mutable_data());
+    tensors[py::str(p->name)] = a;
+  }
+  d["tensors"] = tensors;
+  return d;
+}
+
+py::dict load_classifier(const std::string& path) {
+  fff::LoadedModel loaded = fff::load_model(path);
+  const fff::ModelConfig& c = loaded.model->config();
+  py::dict d;
+  d["block"] = block_dict(c, loaded.model->block());
+  d["input_mean"] = c.input_norm.mean;
+  d["input_std"] = c.input_norm.std;
+  d["metadata"] = loaded.metadata;
+  return d;
+}
+
+py::list load_bert_ff_blocks(const std::string& path) {
+  fff::BertModel m = fff::load_bert(path);
+  py::list blocks;
+  for (fff::BertLayer& layer : m.layers) blocks.append(block_dict(layer.ff->config(), *layer.ff));
+  return blocks;
+}
+
+void save_classifier(const std::string& path, const std::string& kind, int64_t in, int64_t out,
+                     const std::string& activation, int64_t width, int64_t depth,
+                     int64_t leaf_width, int64_t trees, bool output_bias, float input_mean,
+                     float input_std, const std::map<std::string, FloatArray>& arrays,
+                     const std::map<std::string, std::string>& metadata) {
+  fff::ModelConfig c;
+  c.kind = fff::parse_ff_kind(kind);
+  c.in = in;
+  c.out = out;
+  c.act = fff::parse_activation(activation);
+  c.width = width;
+  c.depth = depth;
+  c.leaf_width = leaf_width;
+  c.trees = trees;
+  c.output_bias = output_bias;
+  c.input_norm = {input_mean, input_std};
+  try {
+    c.validate();
+  } catch (const fff::Error& e) {
+    throw fff::Error(path + ": cannot save: " + e.what());
+  }
+  std::map<std::string, fff::Tensor> tensors;
+  for (const auto& [name, a] : arrays) {
+    fff::Tensor t(std::vector<int64_t>(a.shape(), a.shape() + a.ndim()));
+    std::copy_n(a.data(), t.size(), t.ptr());
+    for (float v : t.data)
+      if (!std::isfinite(v))
+        throw fff::Error(path + ": cannot save: parameter '" + name + "' holds NaN or infinity");
+    tensors.emplace(name, std::move(t));
+  }
+  fff::Model model(c, fff::make_ff_block_from(c, tensors, path + ": cannot save"));
+  fff::save_model(path, model, metadata);
+}
+
+}  // namespace
+
+void bind_files(py::module_& m) {
+  m.def("_file_metadata", &fff::load_safetensors_metadata, py::arg("path"));
+  m.def("_load_classifier", &load_classifier, py::arg("path"));
+  m.def("_load_bert_ff_blocks", &load_bert_ff_blocks, py::arg("path"));
+  m.def("_save_classifier", &save_classifier, py::arg("path"), py::arg("kind"),
+        py::arg("in_features"), py::arg("out_features"), py::arg("activation"), py::arg("width"),
+        py::arg("depth"), py::arg("leaf_width"), py::arg("trees"), py::arg("output_bias"),
+        py::arg("input_mean"), py::arg("input_std"), py::arg("tensors"), py::arg("metadata"));
+}
