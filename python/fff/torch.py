@@ -86,7 +86,7 @@ class _FFModule(nn.Module):
         self.reset_parameters()
 
     def _params(self):
-        return [getattr(self, name) for name, _ in self._ops.param_shapes()]
+        return list(self._parameters.values())
 
     def _set_threads(self):
         n = self.threads if self.threads is not None else torch.get_num_threads()
@@ -125,32 +125,45 @@ class _FFModule(nn.Module):
         gradient is needed (under torch.no_grad() or torch.inference_mode()). With
         return_entropy, also the mean node entropy of the decisions (0 for DenseFF and
         NeuronFFF): add h * entropy to the loss for the hardening term."""
+        params = list(self._parameters.values())
+        if not self.training and not (torch.is_grad_enabled() and (
+                getattr(x, "requires_grad", False) or any(p.requires_grad for p in params))):
+            return self._infer(x, params, return_entropy)
         x2, lead = self._rows(x)
         self._set_threads()
-        params = self._params()
-        grad = torch.is_grad_enabled() and (x2.requires_grad or any(p.requires_grad
-                                                                    for p in params))
-        if self.training or grad:
-            self._check_params()
-            y, entropy = _FFFunction.apply(self, self._hardened(), self._flips(x2.shape[0]),
-                                           x2, *params)
-        else:
-            self._prepare(params)
-            y = x2.new_empty((x2.shape[0], self.out_features))
-            self._ops.infer(x2.data_ptr(), x2.shape[0], y.data_ptr())
-            if return_entropy:
-                entropy = torch.tensor(self._ops.mean_node_entropy(x2.data_ptr(), x2.shape[0]))
+        self._check_params()
+        y, entropy = _FFFunction.apply(self, self._hardened(), self._flips(x2.shape[0]), x2,
+                                       *params)
         y = y.reshape(*lead, self.out_features)
         return (y, entropy) if return_entropy else y
 
-    def _prepare(self, params):
-        """Copies the weights into the inference engine when they changed (in-place updates
-        bump a tensor's version; assignments change its storage)."""
-        key = tuple((p.data_ptr(), p._version) for p in params) + (self._half_weights(),)
+    def _infer(self, x, params, return_entropy):
+        """Hard inference on the engine: the lean path, as its cost matters at batch 1."""
+        if (type(x) is torch.Tensor and x.dtype is torch.float32 and x.dim() == 2 and
+                x.shape[1] == self.in_features and x.device.type == "cpu" and
+                x.is_contiguous()):
+            x2, lead = x, None
+        else:
+            x2, lead = self._rows(x)
+        self._set_threads()
+        key = [(p.data_ptr(), p._version) for p in params]
         if key != self._prepared_key:
-            self._check_params()
-            self._ops.prepare([p.data_ptr() for p in params], self._half_weights())
-            self._prepared_key = key
+            self._prepare(params, key)
+        rows = x2.shape[0]
+        y = torch.empty((rows, self.out_features))
+        self._ops.infer(x2.data_ptr(), rows, y.data_ptr())
+        if lead is not None:
+            y = y.reshape(*lead, self.out_features)
+        if return_entropy:
+            return y, torch.tensor(self._ops.mean_node_entropy(x2.data_ptr(), rows))
+        return y
+
+    def _prepare(self, params, key):
+        """Copies the weights into the inference engine: called when they changed (in-place
+        updates bump a tensor's version; assignments change its storage) or on first use."""
+        self._check_params()
+        self._ops.prepare([p.data_ptr() for p in params], self._half_weights())
+        self._prepared_key = key
 
     def _half_weights(self):
         return False
@@ -242,7 +255,18 @@ class NeuronFFF(_FFModule):
         return True
 
     def _half_weights(self):
-        return self.half_weights
+        return self._half
+
+    @property
+    def half_weights(self):
+        """eval only: the engine reads IEEE-half copies of w1 and w2 (half the bytes a path
+        reads; each weight rounded to nearest, arithmetic in float32)."""
+        return self._half
+
+    @half_weights.setter
+    def half_weights(self, value):
+        self._half = bool(value)
+        self._prepared_key = None  # the engine's copy is made again on the next call
 
 
 class DenseFF(_FFModule):
