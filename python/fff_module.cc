@@ -108,6 +108,30 @@ class NumpyModel {
   std::mutex mutex_;
 };
 
+// A split as numpy arrays: x (n, features) float32 (IDX pixels scaled to [0, 1]), y (n) int64.
+py::tuple dataset_arrays(const fff::Dataset& d) {
+  py::array_t<float> x(
+      {static_cast<py::ssize_t>(d.size()), static_cast<py::ssize_t>(d.features())});
+  std::copy(d.x.data.begin(), d.x.data.end(), x.mutable_data());
+  py::array_t<int64_t> y(static_cast<py::ssize_t>(d.size()));
+  std::copy(d.y.begin(), d.y.end(), y.mutable_data());
+  return py::make_tuple(x, y);
+}
+
+py::dict load_dataset(const std::string& name) {
+  fff::TrainTest tt;
+  {
+    py::gil_scoped_release release;
+    tt = fff::load_dataset(name);
+  }
+  py::dict d;
+  d["name"] = tt.name;
+  d["train"] = dataset_arrays(tt.train);
+  d["test"] = dataset_arrays(tt.test);
+  d["num_classes"] = tt.train.num_classes;
+  return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_fff, m) {
@@ -117,6 +141,11 @@ PYBIND11_MODULE(_fff, m) {
   py::register_exception<fff::Error>(m, "Error", PyExc_ValueError);
   bind_ff_ops(m);
   bind_files(m);
+  m.def("load_dataset", &load_dataset, py::arg("name"),
+        "The data set `fff train --data NAME` reads ('fashion-mnist', 'mnist', or a directory of "
+        "IDX files or CIFAR-10 batches), as a dict: 'train' and 'test' are (x, y) with x "
+        "(n, features) float32 (IDX pixels scaled to [0, 1]) and y (n) int64; 'num_classes'; "
+        "'name'. Raises fff.Error naming the file or directory and what is wrong.");
 
   py::class_<NumpyModel>(m, "Model",
                          "A classifier file written by `fff train --save`, for inference on "

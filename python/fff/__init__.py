@@ -8,7 +8,7 @@
 Errors from the library (a bad file, a wrong shape) are raised as fff.Error, a ValueError.
 """
 
-from ._fff import Error, Model, __version__
+from ._fff import Error, Model, __version__, load_dataset
 from .files import load, save
 
-__all__ = ["Error", "Model", "load", "save", "__version__"]
+__all__ = ["Error", "Model", "load", "load_dataset", "save", "__version__"]

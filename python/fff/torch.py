@@ -24,6 +24,23 @@ from . import _fff
 __all__ = ["LeafFFF", "NeuronFFF", "DenseFF", "Classifier"]
 
 
+class _PooledCache:
+    """A training cache (the C++ buffers one forward keeps for its backward) that goes back to
+    its module's pool when the autograd graph holding it is freed, so that training reuses two
+    or three caches instead of allocating and faulting in fresh buffers every step. Tying the
+    return to the graph's lifetime keeps backward(retain_graph=True) safe."""
+
+    __slots__ = ("cache", "pool")
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.cache = pool.pop() if pool else _fff._FFCache()
+
+    def __del__(self):
+        if len(self.pool) < 4:
+            self.pool.append(self.cache)
+
+
 class _FFFunction(torch.autograd.Function):
     """The training forward and backward of one feedforward block on fff's kernels."""
 
@@ -32,9 +49,9 @@ class _FFFunction(torch.autograd.Function):
         ops = module._ops
         rows = x.shape[0]
         y = x.new_empty((rows, module.out_features))
-        cache = _fff._FFCache()
+        cache = _PooledCache(module._cache_pool)
         entropy = ops.forward_train([p.data_ptr() for p in params], x.data_ptr(), rows,
-                                    y.data_ptr(), cache, hardened,
+                                    y.data_ptr(), cache.cache, hardened,
                                     flips.data_ptr() if flips is not None else 0)
         ctx.ops, ctx.cache, ctx.zero_grads = ops, cache, module._sparse_grads
         ctx.save_for_backward(x, *params)
@@ -49,7 +66,7 @@ class _FFFunction(torch.autograd.Function):
         dx = torch.empty_like(x) if ctx.needs_input_grad[3] else None
         hardening = float(dentropy) if dentropy is not None else 0.0
         ctx.ops.backward([p.data_ptr() for p in params], [g.data_ptr() for g in grads],
-                         x.data_ptr(), x.shape[0], dy.data_ptr(), hardening, ctx.cache,
+                         x.data_ptr(), x.shape[0], dy.data_ptr(), hardening, ctx.cache.cache,
                          dx.data_ptr() if dx is not None else 0)
         needs = ctx.needs_input_grad[4:]
         return (None, None, None, dx) + tuple(g if n else None for g, n in zip(grads, needs))
@@ -83,7 +100,21 @@ class _FFModule(nn.Module):
         for name, shape in self._ops.param_shapes():
             self.register_parameter(name, nn.Parameter(torch.empty(shape)))
         self._prepared_key = None
+        self._cache_pool = []
         self.reset_parameters()
+
+    # copy.deepcopy and pickling (torch.save of a whole module) carry the parameters and the
+    # config; the C++ side (kernels, inference copy, caches) is made again from the config.
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for key in ("_ops", "_cache_pool", "_prepared_key"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._ops = _fff._FFOps(**self._config)
+        self._cache_pool, self._prepared_key = [], None
 
     def _params(self):
         return list(self._parameters.values())
