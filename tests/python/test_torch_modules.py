@@ -327,6 +327,7 @@ def test_leaf_region_leak_follows_torch_manual_seed():
     yh, _, z = leaf_ref(ref_params(m), x.double(), 3, 2, "relu", hard=True)
     assert_margin(z)
     close(e1, yh, "eval with region_leak")
+    close(m(x), yh, "eval with gradients and region_leak")
 
 
 @pytest.mark.xfail(strict=True, reason="with hard decisions (eval() with gradients, "
@@ -624,6 +625,8 @@ def test_eval_engine_sees_weight_changes(idx):
         return y
 
     y0 = eval_matches_reference("initial")
+    with torch.inference_mode():
+        assert torch.equal(m(x), y0)
     # 1. in place under no_grad
     with torch.no_grad():
         m.w2.mul_(-2.0)
@@ -821,6 +824,12 @@ def test_non_contiguous_input_and_odd_shapes(idx):
         xc = base.t().contiguous().requires_grad_(True)
         m(xc).pow(2).sum().backward()
         assert torch.equal(xg.grad.t(), xc.grad)
+        # a broadcast (stride 0) input, and its gradient summed back onto the one row
+        one = torch.randn(1, 7, requires_grad=True)
+        m(one.expand(4, 7)).pow(2).sum().backward()
+        four = one.detach().repeat(4, 1).requires_grad_(True)
+        m(four).pow(2).sum().backward()
+        close(one.grad[0], four.grad.sum(0).double(), "broadcast dx")
         # one row without a batch dimension, and an empty batch
         row = torch.randn(7)
         assert m(row).shape == (3,)
