@@ -179,12 +179,15 @@ class FFOps {
   }
 
   void check_count(const Addresses& a, const char* what) const {
-    const size_t want = cfg_.param_shapes().size();
-    if (a.size() != want)
+    const auto shapes = cfg_.param_shapes();
+    if (a.size() != shapes.size())
       throw fff::Error("fff.torch: " + std::to_string(a.size()) + " " + what + " given, the " +
-                       fff::ff_kind_name(cfg_.kind) + " block has " + std::to_string(want));
-    for (uintptr_t p : a)
-      if (p == 0) throw fff::Error(std::string("fff.torch: null address among the ") + what);
+                       fff::ff_kind_name(cfg_.kind) + " block has " +
+                       std::to_string(shapes.size()));
+    // An empty tensor (a depth-0 leaf FFF's nodes) may have no storage at all.
+    for (size_t i = 0; i < a.size(); ++i)
+      if (a[i] == 0 && fff::shape_numel(shapes[i].second) > 0)
+        throw fff::Error("fff.torch: null address for " + shapes[i].first + " among the " + what);
   }
 
   fff::LeafFFFConfig leaf_config() const { return fff::leaf_config(cfg_); }

@@ -55,7 +55,12 @@ class _FFFunction(torch.autograd.Function):
                                     flips.data_ptr() if flips is not None else 0)
         ctx.ops, ctx.cache, ctx.zero_grads = ops, cache, module._sparse_grads
         ctx.save_for_backward(x, *params)
-        return y, torch.tensor(entropy, dtype=x.dtype)
+        entropy = torch.tensor(entropy, dtype=x.dtype)
+        if hardened:
+            # Under hard decisions the nodes receive no gradient (docs/layers/leaf_fff.md), not
+            # even from the hardening term: the entropy is a reported value, not a loss term.
+            ctx.mark_non_differentiable(entropy)
+        return y, entropy
 
     @staticmethod
     def backward(ctx, dy, dentropy):
@@ -88,6 +93,7 @@ class _FFModule(nn.Module):
     checks, the choice between the training kernels and the inference engine, threads."""
 
     _sparse_grads = False  # neuron FFF writes only the path rows: the others must start at zero
+    _has_entropy = False  # only leaf FFF has a hardening term (the others return 0)
 
     def __init__(self, kind, in_features, out_features, activation, threads, **shape):
         super().__init__()
@@ -186,7 +192,8 @@ class _FFModule(nn.Module):
         if lead is not None:
             y = y.reshape(*lead, self.out_features)
         if return_entropy:
-            return y, torch.tensor(self._ops.mean_node_entropy(x2.data_ptr(), rows))
+            entropy = self._ops.mean_node_entropy(x2.data_ptr(), rows) if self._has_entropy else 0
+            return y, torch.tensor(float(entropy))
         return y
 
     def _prepare(self, params, key):
@@ -223,6 +230,8 @@ class LeafFFF(_FFModule):
     train_hardened the decisions are rounded (the nodes then get no gradient).
     eval(): hard inference, right iff the node logit >= 0, leaf output bias included.
     """
+
+    _has_entropy = True
 
     def __init__(self, in_features, out_features, depth, leaf_width, activation="relu",
                  region_leak=0.0, train_hardened=False, threads=None):
