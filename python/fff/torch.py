@@ -24,6 +24,12 @@ from . import _fff
 __all__ = ["LeafFFF", "NeuronFFF", "DenseFF", "Classifier"]
 
 
+# Outputs of at least this many floats (1 MB) are written to storage from the module's own pool
+# (_FFOps.infer_pooled): a fresh large tensor is faulted in page by page on first write, which
+# at batch 16,384 cost more than the engine. Smaller ones come from PyTorch's allocator.
+_POOLED_OUTPUT_FROM = 1 << 18
+
+
 class _PooledCache:
     """A training cache (the C++ buffers one forward keeps for its backward) that goes back to
     its module's pool when the autograd graph holding it is freed, so that training reuses two
@@ -187,8 +193,11 @@ class _FFModule(nn.Module):
         if key != self._prepared_key:
             self._prepare(params, key)
         rows = x2.shape[0]
-        y = torch.empty((rows, self.out_features))
-        self._ops.infer(x2.data_ptr(), rows, y.data_ptr())
+        if rows * self.out_features >= _POOLED_OUTPUT_FROM:
+            y = torch.from_numpy(self._ops.infer_pooled(x2.data_ptr(), rows))
+        else:
+            y = torch.empty((rows, self.out_features))
+            self._ops.infer(x2.data_ptr(), rows, y.data_ptr())
         if lead is not None:
             y = y.reshape(*lead, self.out_features)
         if return_entropy:

@@ -866,3 +866,25 @@ def test_leaf_fff_adam_training_reduces_the_loss():
     assert math.isfinite(after) and after < 0.2 * before, (before, after)
     assert hard < 0.2 * before, (before, hard)  # the entropy term hardened the tree
     assert time.time() - start < 10
+
+
+@pytest.mark.parametrize("idx", [0, 1, 2], ids=["leaf", "neuron", "dense"])
+def test_large_outputs_from_the_pool_stay_independent(idx):
+    """Outputs of 1 MB or more are written to storage from the module's pool: results that are
+    still alive must never share it (each keeps its values), and freed ones are reused."""
+    torch.manual_seed(41)
+    m = [ft.LeafFFF(7, 2100, 2, 3), ft.NeuronFFF(7, 2100, 3, trees=2),
+         ft.DenseFF(7, 9, 2100)][idx].eval()
+    x1, x2 = torch.randn(130, 7), torch.randn(130, 7)  # 130 * 2100 floats > 1 MB
+    with torch.no_grad():
+        y1 = m(x1)
+        y2 = m(x2)
+        assert y1.data_ptr() != y2.data_ptr()
+        keep = y1.clone()
+        for _ in range(3):  # freed outputs go back to the pool and come out again
+            y3 = m(x2)
+            del y3
+        assert torch.equal(y1, keep) and torch.equal(y2, m(x2))
+    close(y1, reference(m, x1.double())[0], "pooled output")
+    y1.add_(1.0)  # an ordinary writable tensor
+    assert torch.equal(y1, keep + 1.0)
