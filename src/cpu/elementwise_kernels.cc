@@ -119,6 +119,39 @@ void LayerNormRow(const float* x, int64_t n, const float* gain, const float* bia
   for (; i < n; ++i) y[i] = (x[i] - mean) * rstd * gain[i] + bias[i];
 }
 
+// e = exp(-|z|), p = 1 / (1 + e) for z >= 0 and e / (1 + e) below; H = log1p(e) +
+// p max(-z, 0) + (1 - p) max(z, 0), or `clamped` where |z| >= clamp_logit.
+void SigmoidEntropyVec(D d, V z, float clamp_logit, float clamped, V* p, V* h) {
+  const V one = hn::Set(d, 1.0f), zero = hn::Zero(d);
+  const V a = hn::Abs(z);
+  const V e = hn::CallExp(d, hn::Neg(a));
+  const V inv = hn::Div(one, hn::Add(one, e));
+  *p = hn::IfThenElse(hn::Ge(z, zero), inv, hn::Mul(e, inv));
+  const V soft = hn::Add(
+      hn::CallLog1p(d, e),
+      hn::MulAdd(*p, hn::Max(hn::Neg(z), zero), hn::Mul(hn::Sub(one, *p), hn::Max(z, zero))));
+  *h = hn::IfThenElse(hn::Ge(a, hn::Set(d, clamp_logit)), hn::Set(d, clamped), soft);
+}
+
+void SigmoidEntropy(const float* z, float* p, float* h, int64_t n, float clamp_logit,
+                    float clamped) {
+  const D d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  V vp, vh;
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    SigmoidEntropyVec(d, hn::LoadU(d, z + i), clamp_logit, clamped, &vp, &vh);
+    hn::StoreU(vp, d, p + i);
+    hn::StoreU(vh, d, h + i);
+  }
+  // The tail through the same vector code, so a value's result does not depend on its position.
+  for (; i < n; ++i) {
+    SigmoidEntropyVec(d, hn::Set(d, z[i]), clamp_logit, clamped, &vp, &vh);
+    p[i] = hn::GetLane(vp);
+    h[i] = hn::GetLane(vh);
+  }
+}
+
 // ReLU forward (mask = x) and backward (mask = z, value = da), with scalar tails.
 void ReluSelect(const float* mask, const float* value, float* out, int64_t n) {
   const D d;
@@ -141,6 +174,12 @@ HWY_EXPORT(Gelu);
 HWY_EXPORT(Softmax);
 HWY_EXPORT(LayerNormRow);
 HWY_EXPORT(ReluSelect);
+HWY_EXPORT(SigmoidEntropy);
+
+void sigmoid_entropy(const float* z, float* p, float* h, int64_t n, float clamp_logit,
+                     float clamped) {
+  HWY_DYNAMIC_DISPATCH(SigmoidEntropy)(z, p, h, n, clamp_logit, clamped);
+}
 
 void relu(const float* x, float* y, int64_t n) {
   HWY_DYNAMIC_DISPATCH(ReluSelect)(x, x, y, n);

@@ -16,6 +16,11 @@ void gelu(const float* x, float* y, int64_t n);
 void relu(const float* x, float* y, int64_t n);
 void relu_backward(const float* z, const float* da, float* dz, int64_t n);
 
+// p[i] = sigmoid(z[i]) and h[i] = the binary entropy (natural log) of p[i], from one exp and one
+// log1p each; where |z[i]| >= clamp_logit, h[i] = clamped (the entropy of the clamped p).
+void sigmoid_entropy(const float* z, float* p, float* h, int64_t n, float clamp_logit,
+                     float clamped);
+
 // x = softmax(x + add) over n entries (add may be null): max, exp and sum in one pass each.
 void softmax_inplace(float* x, const float* add, int64_t n);
 

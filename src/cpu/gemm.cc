@@ -25,7 +25,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 // count: each block is one single-threaded sgemm call, so every element is computed by the same
 // call sequence on 1 or N threads and results are bitwise identical (OpenBLAS's own threading
 // splits by thread count). Blocks of at least ~256 rows keep sgemm near its full speed.
-constexpr int64_t kGemmBlockMin = 256;
+constexpr int64_t kGemmBlockMin = 128;
 
 // Products that need no blocking: empty ones, K = 0, and single rows (sgemv, several times
 // faster than sgemm at M = 1). Returns false for the rest.

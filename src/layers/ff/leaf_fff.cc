@@ -7,6 +7,7 @@
 
 #include "core/parallel.h"
 #include "cpu/cmm_kernels.h"
+#include "cpu/elementwise_kernels.h"
 #include "cpu/grouping.h"
 #include "cpu/vec_kernels.h"
 #include "fff/cpu/gemm.h"
@@ -20,17 +21,8 @@ constexpr double kEntropyClamp = 1e-6;
 // |z| beyond which sigmoid(z) leaves [1e-6, 1 - 1e-6] and the entropy clamp applies.
 const float kClampLogit = static_cast<float>(std::log((1.0 - kEntropyClamp) / kEntropyClamp));
 
-// sigmoid(z) and binary_entropy(sigmoid(z)) in float from one exp and one log1p:
-// H = p softplus(-z) + (1 - p) softplus(z) = log1p(e^-|z|) + p max(-z, 0) + (1 - p) max(z, 0).
-inline float sigmoid_and_entropy(float z, float* entropy) {
-  const float e = std::exp(-std::fabs(z));
-  const float p = z >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-  if (std::fabs(z) >= kClampLogit)
-    *entropy = static_cast<float>(binary_entropy(z > 0 ? 1.0 : 0.0));
-  else
-    *entropy = std::log1p(e) + p * std::max(-z, 0.0f) + (1.0f - p) * std::max(z, 0.0f);
-  return p;
-}
+// The entropy where the clamp applies.
+const float kClampedEntropy = static_cast<float>(binary_entropy(0.0));
 
 // Columns of the combined product, rounded up to whole 16-float vectors (the padding columns
 // have zero weights): sgemm runs markedly faster on such widths.
@@ -125,12 +117,11 @@ double leaf_fff_forward_train(Context& ctx, const LeafFFFConfig& c, const LeafFF
     float* p = cache.p.row(r);
     float* q_raw = cache.q.row(r);
     float* mass = cache.mass.row(r);
+    // p holds the nodes' entropies until it is overwritten with the decisions.
+    cpu::sigmoid_entropy(z, q_raw, p, n, kClampLogit, kClampedEntropy);
     for (int64_t i = 0; i < n; ++i) {
-      float h_i;
-      const float raw = sigmoid_and_entropy(z[i], &h_i);
-      q_raw[i] = raw;
-      entropy += h_i;
-      float q = mode.hardened ? (z[i] >= 0.0f ? 1.0f : 0.0f) : raw;
+      entropy += p[i];
+      float q = mode.hardened ? (z[i] >= 0.0f ? 1.0f : 0.0f) : q_raw[i];
       if (!cache.flips.empty() && cache.flips[r * n + i]) q = 1.0f - q;
       p[i] = q;
     }
@@ -169,6 +160,10 @@ void leaf_fff_backward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFF
   Tensor& dzc = cache.dzc;
   dzc.reshape({B, Wc});
   gemm(ctx, false, true, B, W, c.out, 1.0f, dy, c.out, w.w2, c.out, 0.0f, dzc.ptr(), Wc);
+  // dy b2_j for every row and leaf j, the bias part of dLoss/dm_j: one small product instead of
+  // B * L short dot products.
+  cache.dm.reshape({B, L});
+  gemm(ctx, false, true, B, L, c.out, 1.0f, dy, c.out, w.b2, c.out, 0.0f, cache.dm.ptr(), L);
 
   const bool node_grads = n > 0 && !cache.mode.hardened;
   const float entropy_scale = n > 0 ? hardening / static_cast<float>(B * n) : 0.0f;
@@ -182,11 +177,10 @@ void leaf_fff_backward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFF
       const float* mass = cache.mass.row(r);
       const float* mix = mass + n;
       const float* h = cache.h.row(r);
-      const float* dyr = dy + r * c.out;
       float* ur = dzc.row(r);  // U, then d zh
       float* dzr = ur + W;     // d z (nodes)
       for (int64_t j = 0; j < L; ++j) {
-        float dm = cpu::dot(dyr, w.b2 + j * c.out, c.out);
+        float dm = cache.dm.row(r)[j];
         for (int64_t k = 0; k < lw; ++k) dm += h[j * lw + k] * ur[j * lw + k];
         down[n + j] = dm;
         for (int64_t k = 0; k < lw; ++k) ur[j * lw + k] *= mix[j];

@@ -58,7 +58,7 @@ struct LeafFFFContext {
   Tensor mass;    // (B, 2L - 1) path probability of every tree position; leaves are the last L
   Tensor h;       // (B, W) leaf hidden activations, W = L * leaf_width
   Tensor g;       // (B, W) h scaled by its leaf's m_j
-  Tensor dzc, dwc, dbc;  // backward scratch, kept to avoid reallocating every step
+  Tensor dzc, dwc, dbc, dm;  // backward scratch, kept to avoid reallocating every step
   LeafTrainMode mode;
   std::vector<uint8_t> flips;
 };
