@@ -6,7 +6,8 @@
    written in PyTorch with einsum (the reference implementation's formulation).
 2. NeuronFFF(768, 768, depth=11).eval() under torch.inference_mode(), timed from Python with the
    call, against PyTorch's dense FF-3072 (nn.Linear-GELU-nn.Linear) and against UltraFastBERT's
-   formulation in PyTorch (gather the path's rows level by level), at batch 16,384 and 128.
+   formulation in PyTorch (gather the path's rows level by level), at batch 16,384 and 128;
+   also with half_weights=True (the engine reads IEEE-half copies of w1 and w2).
 3. The Python call overhead at batch 1: the module's call minus the engine's own call.
 
 Each thread count runs in a fresh process with OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and
@@ -135,10 +136,16 @@ def worker(threads, repeats, quick):
             diff = float((y_fff - y_gather).abs().max())
             assert diff < 1e-3, f"neuron FFF differs from the gather formulation by {diff}"
             t_fff = median_seconds(lambda: nfff(xb), repeats)
+            nfff.half_weights = True  # the engine reads IEEE-half copies of w1 and w2
+            half_diff = float((nfff(xb) - y_gather).abs().max())
+            t_half = median_seconds(lambda: nfff(xb), repeats)
+            nfff.half_weights = False
             t_dense = median_seconds(lambda: dense(xb), max(3, repeats // 2))
             t_gather = median_seconds(lambda: gather_fff(xb), max(3, repeats // 2))
             results["neuron_infer"].append({
                 "batch": batch, "fff_us_per_row": t_fff / batch * 1e6,
+                "fff_half_us_per_row": t_half / batch * 1e6, "half_max_diff": half_diff,
+                "half_speedup_vs_dense": t_dense / t_half,
                 "dense_us_per_row": t_dense / batch * 1e6,
                 "gather_us_per_row": t_gather / batch * 1e6,
                 "speedup_vs_dense": t_dense / t_fff, "speedup_vs_gather": t_gather / t_fff,
@@ -172,8 +179,9 @@ def report(all_results, cpu):
             print(f"  NeuronFFF(768, 768, depth=11).eval(), batch {e['batch']}: "
                   f"fff {e['fff_us_per_row']:.3f} us/row, dense FF-3072 "
                   f"{e['dense_us_per_row']:.2f} us/row: {e['speedup_vs_dense']:.1f}x "
-                  f"(target >= {target}x); gather formulation {e['gather_us_per_row']:.2f} "
-                  f"us/row ({e['gather_vs_dense']:.2f}x dense)")
+                  f"(target >= {target}x); with half_weights {e['fff_half_us_per_row']:.3f} "
+                  f"us/row, {e['half_speedup_vs_dense']:.1f}x; gather formulation "
+                  f"{e['gather_us_per_row']:.2f} us/row ({e['gather_vs_dense']:.2f}x dense)")
         b = r["batch1"]
         print(f"  batch 1: module call {b['call_us']:.2f} us, engine call {b['engine_us']:.2f} us,"
               f" Python overhead {b['overhead_us']:.2f} us (target < 10); dense FF-3072 "

@@ -3,8 +3,8 @@
 
 Each of --procs processes (gloo backend, on 127.0.0.1) takes its share of every batch; DDP
 averages the gradients, so every process holds the same model after each step. The data is
-Fashion-MNIST when its IDX files are found (Debian's dataset-fashion-mnist package puts them in
-/usr/share/datasets/fashion-mnist), else a synthetic 10-class problem of the same shape.
+Fashion-MNIST (Debian's dataset-fashion-mnist, read by fff.load_dataset) or, with
+--data synthetic, a 10-class problem of the same shape.
 
     PYTHONPATH=build/python /usr/bin/python3 examples/ddp_train.py --procs 2 --epochs 5
 
@@ -15,56 +15,30 @@ fff's fast inference path.
 
 import argparse
 import datetime
-import gzip
 import os
 import socket
-import struct
 import time
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+import fff
 import fff.torch
 
-FASHION = "/usr/share/datasets/fashion-mnist"
-
-
-def read_idx(path):
-    """An IDX file of unsigned bytes (optionally gzipped) as a numpy array."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        zero, dtype, dims = struct.unpack(">HBB", f.read(4))
-        if zero != 0 or dtype != 0x08:
-            raise ValueError(f"{path}: not an IDX file of unsigned bytes")
-        shape = struct.unpack(">" + "I" * dims, f.read(4 * dims))
-        return np.frombuffer(f.read(), dtype=np.uint8).reshape(shape)
-
-
-def find(directory, name):
-    for candidate in (name, name + ".gz"):
-        path = os.path.join(directory, candidate)
-        if os.path.exists(path):
-            return path
-    return None
-
-
-def load_data(directory, train_rows):
-    """(x_train, y_train, x_test, y_test, source): images flattened and scaled to [0, 1]."""
-    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte"]
-    paths = [find(directory, n) for n in names] if directory else [None]
-    if all(paths):
-        xtr, ytr, xte, yte = (read_idx(p) for p in paths)
-        xtr = torch.from_numpy(xtr.reshape(len(xtr), -1).astype(np.float32) / 255.0)
-        xte = torch.from_numpy(xte.reshape(len(xte), -1).astype(np.float32) / 255.0)
-        ytr, yte = torch.from_numpy(ytr.astype(np.int64)), torch.from_numpy(yte.astype(np.int64))
-        source = directory
+def load_data(name, train_rows):
+    """(x_train, y_train, x_test, y_test, source): the data set `fff train --data NAME` reads
+    (images flattened, pixels scaled to [0, 1]), or with NAME "synthetic" ten Gaussian clusters
+    of the same shape."""
+    if name != "synthetic":
+        data = fff.load_dataset(name)
+        (xtr, ytr), (xte, yte) = data["train"], data["test"]
+        xtr, ytr, xte, yte = (torch.from_numpy(a) for a in (xtr, ytr, xte, yte))
+        source = data["name"]
     else:
-        # Ten Gaussian clusters in 784 dimensions: learnable, and the same in every process.
+        # Learnable, and the same in every process.
         g = torch.Generator().manual_seed(0)
         centres = torch.randn(10, 784, generator=g)
         ytr = torch.randint(0, 10, (60000,), generator=g)
@@ -144,8 +118,9 @@ def main():
     p.add_argument("--lr", type=float, default=2e-3, help="Adam's learning rate")
     p.add_argument("--hardening", type=float, default=1.0,
                    help="weight h of the mean node entropy in the loss (leaf)")
-    p.add_argument("--data", default=FASHION,
-                   help="folder of the IDX files (gzipped or not); '' or missing: synthetic data")
+    p.add_argument("--data", default="fashion-mnist",
+                   help="data set name or IDX directory as for `fff train --data`, or "
+                        "'synthetic'")
     p.add_argument("--train-rows", type=int, default=0, help="use the first N rows (0: all)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
