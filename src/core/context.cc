@@ -1,11 +1,29 @@
-// The execution context: validation and the workspace's bookkeeping.
+// The execution context: validation, its worker threads and the workspace's bookkeeping.
 #include "fff/core/context.h"
 
 #include <string>
 
+#include "core/parallel.h"
+#include "core/thread_pool.h"
 #include "fff/core/common.h"
 
 namespace fff {
+
+namespace detail {
+
+void ThreadPoolDeleter::operator()(ThreadPool* pool) const noexcept {
+  delete pool;
+}
+
+ThreadPool& PoolAccess::pool(Context& ctx) {
+  if (!ctx.pool_ || ctx.pool_->threads() != ctx.threads) {
+    ctx.pool_.reset();  // join the old workers before starting new ones
+    ctx.pool_.reset(new ThreadPool(ctx.threads));
+  }
+  return *ctx.pool_;
+}
+
+}  // namespace detail
 
 Context::Context(int threads_) : threads(threads_) {
   validate();
