@@ -12,11 +12,14 @@ namespace fff {
 namespace detail {
 
 void ThreadPoolDeleter::operator()(ThreadPool* pool) const noexcept {
-  delete pool;
+  // A pool from before a fork is left alone in the child: its workers exist in the parent only.
+  if (pool && pool->alive()) delete pool;
 }
 
 ThreadPool& PoolAccess::pool(Context& ctx) {
-  if (!ctx.pool_ || ctx.pool_->threads() != ctx.threads) {
+  // In a child forked after the pool started (a PyTorch DataLoader worker) its threads are gone,
+  // so a new pool starts (the deleter abandons the old one).
+  if (!ctx.pool_ || ctx.pool_->threads() != ctx.threads || !ctx.pool_->alive()) {
     ctx.pool_.reset();  // join the old workers before starting new ones
     ctx.pool_.reset(new ThreadPool(ctx.threads));
   }

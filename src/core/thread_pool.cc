@@ -1,6 +1,10 @@
 // The worker threads of a Context: starting and joining them, running a region, the barrier.
 #include "core/thread_pool.h"
 
+#include <pthread.h>
+
+#include <mutex>
+
 #include "core/parallel.h"
 
 namespace fff::detail {
@@ -8,6 +12,16 @@ namespace fff::detail {
 namespace {
 
 thread_local bool t_in_region = false;
+
+// Forks this process has gone through, counted in the child (a handler registered once, when the
+// first pool starts; it touches nothing but this counter).
+std::atomic<uint64_t> g_forks{0};
+uint64_t fork_count() {
+  static std::once_flag registered;
+  std::call_once(registered,
+                 [] { pthread_atfork(nullptr, nullptr, [] { g_forks.fetch_add(1); }); });
+  return g_forks.load();
+}
 
 // Thrown by a barrier when another thread of the region has failed, to unwind the threads that
 // would otherwise wait for it; never leaves the region.
@@ -37,7 +51,12 @@ void Team::barrier() {
   if (pool_) pool_->barrier_wait(*this);
 }
 
-ThreadPool::ThreadPool(int threads, std::chrono::microseconds spin) : spin_(spin) {
+bool ThreadPool::alive() const {
+  return fork_count() == forks_;
+}
+
+ThreadPool::ThreadPool(int threads, std::chrono::microseconds spin)
+    : spin_(spin), forks_(fork_count()) {
   workers_.reserve(static_cast<size_t>(threads > 1 ? threads - 1 : 0));
   try {
     for (int id = 1; id < threads; ++id) workers_.emplace_back([this, id] { worker(id); });

@@ -82,6 +82,9 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int threads() const { return static_cast<int>(workers_.size()) + 1; }
+  // False in a child process forked after the pool started: its workers did not survive the
+  // fork, so the pool can neither run a region nor be joined there.
+  bool alive() const;
 
   using RegionFn = void (*)(void* arg, Team& team);
   // fn(arg, team) on threads 0 .. team - 1 (2 <= team <= threads()), thread 0 being the caller;
@@ -96,6 +99,7 @@ class ThreadPool {
   void barrier_wait(Team& t);
 
   const std::chrono::microseconds spin_;
+  const uint64_t forks_;  // fork_count() when the pool started
   std::vector<std::thread> workers_;
 
   // A region is published by one store of `state_`: its number (bits 16 and up, never zero for a
