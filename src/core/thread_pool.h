@@ -22,7 +22,11 @@ namespace fff::detail {
 #define FFF_POOL_SPIN_US 100
 #endif
 inline constexpr std::chrono::microseconds kDefaultSpin{FFF_POOL_SPIN_US};
-inline constexpr std::chrono::microseconds kSpinBeforeYield{10};
+// How long it spins before it also yields the core between looks at the clock.
+#ifndef FFF_POOL_YIELD_AFTER_US
+#define FFF_POOL_YIELD_AFTER_US 10
+#endif
+inline constexpr std::chrono::microseconds kSpinBeforeYield{FFF_POOL_YIELD_AFTER_US};
 
 // A place to wait for a condition that other threads make true: spin, then sleep on a condition
 // variable. Whoever makes the condition true (with a seq_cst store) calls wake(), which costs one
