@@ -1,6 +1,5 @@
 // The call scope: OpenBLAS's thread count and the calling thread's FP mode for one call.
 #include <cblas.h>
-#include <omp.h>
 
 #include "core/parallel.h"
 
@@ -9,7 +8,7 @@ namespace fff {
 CallScope::CallScope(Context& ctx) : ctx_(ctx) {
   if (ctx_.depth_ > 0) {
     // Within a parallel region of the call every thread only reads the count.
-    role_ = omp_in_parallel() ? kInRegion : kNested;
+    role_ = detail::in_region() ? kInRegion : kNested;
     if (role_ == kNested) ++ctx_.depth_;
     return;
   }

@@ -1,11 +1,32 @@
-// The execution context: validation and the workspace's bookkeeping.
+// The execution context: validation, its worker threads and the workspace's bookkeeping.
 #include "fff/core/context.h"
 
 #include <string>
 
+#include "core/parallel.h"
+#include "core/thread_pool.h"
 #include "fff/core/common.h"
 
 namespace fff {
+
+namespace detail {
+
+void ThreadPoolDeleter::operator()(ThreadPool* pool) const noexcept {
+  // A pool from before a fork is left alone in the child: its workers exist in the parent only.
+  if (pool && pool->alive()) delete pool;
+}
+
+ThreadPool& PoolAccess::pool(Context& ctx) {
+  // In a child forked after the pool started (a PyTorch DataLoader worker) its threads are gone,
+  // so a new pool starts (the deleter abandons the old one).
+  if (!ctx.pool_ || ctx.pool_->threads() != ctx.threads || !ctx.pool_->alive()) {
+    ctx.pool_.reset();  // join the old workers before starting new ones
+    ctx.pool_.reset(new ThreadPool(ctx.threads));
+  }
+  return *ctx.pool_;
+}
+
+}  // namespace detail
 
 Context::Context(int threads_) : threads(threads_) {
   validate();

@@ -1,15 +1,18 @@
 // How fff runs a call on a Context (internal header): the call scope that every entry point
-// opens, the floating-point mode guard of each thread that computes, and parallel_for.
+// opens, the floating-point mode guard of each thread that computes, and the parallel loops and
+// regions, which run on the Context's own threads (core/thread_pool.h).
 #pragma once
 
-#include <omp.h>
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <memory>
 
+#include "core/thread_pool.h"
 #include "fff/core/context.h"
 
 namespace fff {
@@ -72,29 +75,80 @@ class CallScope {
   unsigned saved_csr_ = 0;
 };
 
-// fn(i) for i in [0, n), in a static schedule over at most `threads` threads, each in the calling
-// thread's floating-point mode. Runs inline with one thread, or inside another parallel region
-// (where OpenMP would give a nested region one thread anyway).
+using detail::Team;
+
+namespace detail {
+// The context's pool, with ctx.threads threads: made on first use, made again when ctx.threads
+// has changed since.
+struct PoolAccess {
+  static ThreadPool& pool(Context& ctx);
+};
+}  // namespace detail
+
+// fn(team) on `team` threads at once (at most ctx.threads), the calling thread being team.id()
+// 0, each in the calling thread's floating-point mode; team.barrier() and team.single() within
+// synchronise them. Inside another region (a nested call), or with one thread, fn runs once
+// inline with a team of one: fn must take its share from team.id() and team.size(), never from
+// the number it asked for. If fn throws on any thread, the others stop at their next barrier
+// (or finish) and the first exception is rethrown on the calling thread.
 template <class F>
-void parallel_for(int threads, int64_t n, F&& fn) {
+void parallel_region(Context& ctx, int team, F&& fn) {
+  team = std::min(team, ctx.threads);
+  if (team <= 1 || detail::in_region()) {
+    Team t = detail::inline_team();
+    fn(t);
+    return;
+  }
+  using Fn = std::remove_reference_t<F>;
+  auto call = [](void* arg, Team& t) { (*static_cast<Fn*>(arg))(t); };
+  detail::PoolAccess::pool(ctx).run(
+      team, call, const_cast<void*>(static_cast<const void*>(std::addressof(fn))), fp_mode());
+}
+
+// Thread `id`'s part [begin, end) of n iterations split statically over `team` threads:
+// contiguous slices whose sizes differ by one at most.
+struct Range {
+  int64_t begin, end;
+};
+inline Range static_range(int64_t n, int id, int team) {
+  const int64_t q = n / team, r = n % team;
+  const int64_t begin = id * q + std::min<int64_t>(id, r);
+  return {begin, begin + q + (id < r ? 1 : 0)};
+}
+
+// fn(i) for i in [0, n), in a static schedule (contiguous slices) over min(ctx.threads, n)
+// threads, each in the calling thread's floating-point mode. Runs inline with one thread, or
+// inside another parallel region.
+template <class F>
+void parallel_for(Context& ctx, int64_t n, F&& fn) {
   if (n <= 0) return;
-  const int team = static_cast<int>(std::min<int64_t>(threads, n));
-  if (team <= 1 || omp_in_parallel()) {
+  const int team = static_cast<int>(std::min<int64_t>(ctx.threads, n));
+  if (team <= 1 || detail::in_region()) {
     for (int64_t i = 0; i < n; ++i) fn(i);
     return;
   }
-  const unsigned mode = fp_mode();
-#pragma omp parallel num_threads(team)
-  {
-    FpModeGuard guard(mode);
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) fn(i);
-  }
+  parallel_region(ctx, team, [&](Team& t) {
+    const Range r = static_range(n, t.id(), t.size());
+    for (int64_t i = r.begin; i < r.end; ++i) fn(i);
+  });
 }
 
+// fn(i) for i in [0, n) over min(ctx.threads, n) threads that take `chunk` iterations at a time
+// as they become free (for iterations of very uneven cost). fn must not depend on which thread
+// runs an iteration.
 template <class F>
-void parallel_for(const Context& ctx, int64_t n, F&& fn) {
-  parallel_for(ctx.threads, n, static_cast<F&&>(fn));
+void parallel_for_dynamic(Context& ctx, int64_t n, int64_t chunk, F&& fn) {
+  if (n <= 0) return;
+  const int team = static_cast<int>(std::min<int64_t>(ctx.threads, n));
+  if (team <= 1 || detail::in_region()) {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  parallel_region(ctx, team, [&](Team&) {
+    for (int64_t lo; (lo = next.fetch_add(chunk, std::memory_order_relaxed)) < n;)
+      for (int64_t i = lo, hi = std::min(n, lo + chunk); i < hi; ++i) fn(i);
+  });
 }
 
 }  // namespace fff

@@ -3,7 +3,6 @@
 #include "fff/cpu/gemm.h"
 
 #include <cblas.h>
-#include <omp.h>
 
 #include <algorithm>
 
@@ -51,17 +50,17 @@ bool gemm_special_case(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 }
 
 // The product as `blocks` sgemm calls over equal slices of the larger of M and N, in parallel.
-void gemm_in_blocks(int threads, int64_t blocks, bool trans_a, bool trans_b, int64_t M, int64_t N,
+void gemm_in_blocks(Context& ctx, int64_t blocks, bool trans_a, bool trans_b, int64_t M, int64_t N,
                     int64_t K, float alpha, const float* A, int64_t lda, const float* B,
                     int64_t ldb, float beta, float* C, int64_t ldc) {
   const bool split_rows = M >= N;
   const int64_t extent = split_rows ? M : N;
   const int64_t block = (extent + blocks - 1) / blocks;
-  if (blocks <= 1 || omp_in_parallel()) {
+  if (blocks <= 1 || detail::in_region()) {
     sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  parallel_for(threads, blocks, [&](int64_t b) {
+  parallel_for(ctx, blocks, [&](int64_t b) {
     const int64_t lo = b * block, len = std::min(block, extent - lo);
     if (len <= 0) return;
     if (split_rows) {
@@ -85,8 +84,7 @@ void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
   CallScope scope(ctx);
   if (gemm_special_case(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
   const int64_t blocks = std::max<int64_t>(1, std::max(M, N) / kGemmBlockMin);
-  gemm_in_blocks(ctx.threads, blocks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
-                 ldc);
+  gemm_in_blocks(ctx, blocks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_inference(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
@@ -95,8 +93,7 @@ void gemm_inference(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t
   CallScope scope(ctx);
   if (gemm_special_case(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
   const int64_t blocks = std::clamp<int64_t>(std::max(M, N) / kInferenceBlockMin, 1, ctx.threads);
-  gemm_in_blocks(ctx.threads, blocks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
-                 ldc);
+  gemm_in_blocks(ctx, blocks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace fff

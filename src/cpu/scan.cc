@@ -2,8 +2,6 @@
 // sequences of rows of C channels; the backward runs the same scan on the reversed sequence.
 #include "fff/cpu/scan.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <memory>
@@ -66,10 +64,10 @@ int64_t start_state(In b, const float* h0, int64_t c0, int64_t n, float* state, 
 // out[t] = a[t] out[t-1] + b[t], out[-1] = h0 (or 0, and then a[0] is never read). Threads
 // split the channels; each keeps its channels' state in a small buffer, so large outputs can be
 // streamed to memory without being read back.
-void scan_sequential(int threads, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
-  const int64_t nt = std::clamp<int64_t>(C / kChannelsPerThread, 1, threads);
+void scan_sequential(Context& ctx, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
+  const int64_t nt = std::clamp<int64_t>(C / kChannelsPerThread, 1, ctx.threads);
   const bool stream = T * C * int64_t{sizeof(float)} >= cpu::kStreamingStoreBytes;
-  parallel_for(static_cast<int>(nt), nt, [&](int64_t k) {
+  parallel_for(ctx, nt, [&](int64_t k) {
     const int64_t c0 = line_split(out[0], C, nt, k), c1 = line_split(out[0], C, nt, k + 1);
     const int64_t n = c1 - c0;
     std::vector<float> state(static_cast<size_t>(n));
@@ -86,9 +84,9 @@ void scan_sequential(int threads, In a, In b, int64_t T, int64_t C, const float*
 }
 
 // Contiguous working copies (A, B) of the pairs, with h0 folded into step 0: (0, a0 h0 + b0).
-void load_pairs(int threads, In a, In b, int64_t T, int64_t C, const float* h0, float* A,
+void load_pairs(Context& ctx, In a, In b, int64_t T, int64_t C, const float* h0, float* A,
                 float* B) {
-  parallel_for(threads, T, [&](int64_t t) {
+  parallel_for(ctx, T, [&](int64_t t) {
     const float *at = a[t], *bt = b[t];
     float *At = A + t * C, *Bt = B + t * C;
     if (t == 0) {
@@ -103,8 +101,8 @@ void load_pairs(int threads, In a, In b, int64_t T, int64_t C, const float* h0, 
   });
 }
 
-void store_rows(int threads, const float* B, int64_t T, int64_t C, Out out) {
-  parallel_for(threads, T, [&](int64_t t) { std::copy_n(B + t * C, C, out[t]); });
+void store_rows(Context& ctx, const float* B, int64_t T, int64_t C, Out out) {
+  parallel_for(ctx, T, [&](int64_t t) { std::copy_n(B + t * C, C, out[t]); });
 }
 
 // Pair i absorbs pair j (an earlier step): (A_i, B_i) <- (A_i A_j, A_i B_j + B_i), C channels.
@@ -126,16 +124,16 @@ constexpr int64_t kComposeBlock = 4096;
 // Hillis-Steele: in round d every step absorbs the step d before it, from the previous round's
 // values (double buffered), so after log2 T rounds each holds the composition of all steps up
 // to it. n log n work, log n depth; each round is one flat loop over all T * C values.
-void scan_hillis_steele(int threads, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
+void scan_hillis_steele(Context& ctx, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
   const int64_t n = T * C;
   auto A0 = uninitialized(n), B0 = uninitialized(n), A1 = uninitialized(n), B1 = uninitialized(n);
   float *As = A0.get(), *Bs = B0.get(), *Ad = A1.get(), *Bd = B1.get();
-  load_pairs(threads, a, b, T, C, h0, As, Bs);
+  load_pairs(ctx, a, b, T, C, h0, As, Bs);
   for (int64_t d = 1; d < T; d *= 2) {
     const int64_t off = d * C;
     // Blocks of the flat loop per thread: below `off` a copy, above it one SIMD composition.
     const int64_t blocks = (n + kComposeBlock - 1) / kComposeBlock;
-    parallel_for(threads, blocks, [&](int64_t k) {
+    parallel_for(ctx, blocks, [&](int64_t k) {
       const int64_t lo = k * kComposeBlock, hi = std::min(n, lo + kComposeBlock);
       const int64_t mid = std::clamp(off, lo, hi);
       std::copy(Bs + lo, Bs + mid, Bd + lo);
@@ -146,23 +144,23 @@ void scan_hillis_steele(int threads, In a, In b, int64_t T, int64_t C, const flo
     std::swap(As, Ad);
     std::swap(Bs, Bd);
   }
-  store_rows(threads, Bs, T, C, out);
+  store_rows(ctx, Bs, T, C, out);
 }
 
 // Blelloch's work-efficient scan in its inclusive (Brent-Kung) form, in place: an up-sweep
 // builds the compositions of aligned blocks of 2, 4, 8... steps, a down-sweep hands each block's
 // prefix to the block after it. About 2n compositions, 2 log n rounds; the updates of a round
 // touch distinct steps, so threads split them.
-void scan_blelloch(int threads, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
+void scan_blelloch(Context& ctx, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
   const int64_t n = T * C;
   auto A = uninitialized(n), B = uninitialized(n);
-  load_pairs(threads, a, b, T, C, h0, A.get(), B.get());
+  load_pairs(ctx, a, b, T, C, h0, A.get(), B.get());
   float *Ap = A.get(), *Bp = B.get();
   int64_t top = 1;
   for (int64_t d = 1; d < T; d *= 2) {
     top = d;
     const int64_t updates = (T - (2 * d - 1) + 2 * d - 1) / (2 * d);  // i = 2d-1, 4d-1, ... < T
-    parallel_for(threads, updates, [&](int64_t j) {
+    parallel_for(ctx, updates, [&](int64_t j) {
       const int64_t i = (j + 1) * 2 * d - 1;
       absorb(Ap + i * C, Bp + i * C, Ap + (i - d) * C, Bp + (i - d) * C, C);
     });
@@ -170,12 +168,12 @@ void scan_blelloch(int threads, In a, In b, int64_t T, int64_t C, const float* h
   for (int64_t d = top / 2; d >= 1; d /= 2) {
     if (3 * d - 1 >= T) continue;
     const int64_t updates = (T - (3 * d - 1) + 2 * d - 1) / (2 * d);  // i = 3d-1, 5d-1, ... < T
-    parallel_for(threads, updates, [&](int64_t j) {
+    parallel_for(ctx, updates, [&](int64_t j) {
       const int64_t i = 3 * d - 1 + j * 2 * d;
       absorb(Ap + i * C, Bp + i * C, Ap + (i - d) * C, Bp + (i - d) * C, C);
     });
   }
-  store_rows(threads, Bp, T, C, out);
+  store_rows(ctx, Bp, T, C, out);
 }
 
 // Chunks each thread runs in lockstep when there is a single channel.
@@ -220,19 +218,16 @@ void single_channel_lanes(In a, In b, Out out, const int64_t* first, const int64
 // streams its own part of memory. Gates that stay at one make the fix-up run through every chunk
 // after the first (24 bytes per step and channel there). With one channel each thread runs
 // kLanes chunks in lockstep.
-void scan_chunked(int nthreads, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
-  const int64_t nt = nthreads;
-  if (C > 1 && (nt == 1 || T < 8 * nt)) return scan_sequential(nthreads, a, b, T, C, h0, out);
+void scan_chunked(Context& ctx, In a, In b, int64_t T, int64_t C, const float* h0, Out out) {
+  const int64_t nt = ctx.threads;
+  if (C > 1 && (nt == 1 || T < 8 * nt)) return scan_sequential(ctx, a, b, T, C, h0, out);
   const int64_t chunks = std::min<int64_t>(C == 1 ? nt * kLanes : nt, T);
   const int64_t threads = std::min<int64_t>(nt, chunks);
   std::vector<int64_t> start(static_cast<size_t>(chunks + 1));
   for (int64_t q = 0; q <= chunks; ++q) start[q] = part(T, chunks, q);
   const bool stream = T * C * int64_t{sizeof(float)} >= cpu::kStreamingStoreBytes;
-  const unsigned mode = fp_mode();
-#pragma omp parallel num_threads(threads)
-  {
-    FpModeGuard guard(mode);
-    const int64_t k = omp_get_thread_num(), kt = omp_get_num_threads();
+  parallel_region(ctx, static_cast<int>(threads), [&](Team& team) {
+    const int64_t k = team.id(), kt = team.size();
     const int64_t q0 = part(chunks, kt, k), q1 = part(chunks, kt, k + 1);
     if (C == 1) {
       int64_t first[kLanes] = {}, len[kLanes] = {};
@@ -253,14 +248,12 @@ void scan_chunked(int nthreads, In a, In b, int64_t T, int64_t C, const float* h
       if (t < start[q1])
         cpu::scan_steps(a[t], b[t], a.stride, start[q1] - t, state.data(), out[t], C, stream);
     }
-  }
+  });
   // Fix-ups, chunk after chunk; threads split the channels (each fixes its own channels of every
   // chunk, so they never wait for each other) and stop as soon as their products vanish.
   const int64_t fix_threads = std::clamp<int64_t>(C / kChannelsPerThread, 1, threads);
-#pragma omp parallel num_threads(fix_threads)
-  {
-    FpModeGuard guard(mode);
-    const int64_t k = omp_get_thread_num(), kt = omp_get_num_threads();
+  parallel_region(ctx, static_cast<int>(fix_threads), [&](Team& team) {
+    const int64_t k = team.id(), kt = team.size();
     const int64_t c0 = line_split(out[0], C, kt, k), c1 = line_split(out[0], C, kt, k + 1);
     std::vector<float> prod(static_cast<size_t>(c1 - c0));
     for (int64_t q = 1; q < chunks && c0 < c1; ++q) {
@@ -268,21 +261,21 @@ void scan_chunked(int nthreads, In a, In b, int64_t T, int64_t C, const float* h
       cpu::scan_fixup_steps(a[start[q]] + c0, a.stride, start[q + 1] - start[q],
                             out[start[q] - 1] + c0, prod.data(), out[start[q]] + c0, c1 - c0);
     }
-  }
+  });
 }
 
-void scan_rows(int threads, ScanAlgo algo, In a, In b, int64_t T, int64_t C, const float* h0,
+void scan_rows(Context& ctx, ScanAlgo algo, In a, In b, int64_t T, int64_t C, const float* h0,
                Out out) {
   if (T <= 0 || C <= 0) return;
   switch (algo) {
     case ScanAlgo::sequential:
-      return scan_sequential(threads, a, b, T, C, h0, out);
+      return scan_sequential(ctx, a, b, T, C, h0, out);
     case ScanAlgo::hillis_steele:
-      return scan_hillis_steele(threads, a, b, T, C, h0, out);
+      return scan_hillis_steele(ctx, a, b, T, C, h0, out);
     case ScanAlgo::blelloch:
-      return scan_blelloch(threads, a, b, T, C, h0, out);
+      return scan_blelloch(ctx, a, b, T, C, h0, out);
     case ScanAlgo::chunked:
-      return scan_chunked(threads, a, b, T, C, h0, out);
+      return scan_chunked(ctx, a, b, T, C, h0, out);
   }
 }
 
@@ -312,7 +305,7 @@ const char* scan_algo_name(ScanAlgo a) {
 void scan_forward(Context& ctx, ScanAlgo algo, const float* f, const float* x, int64_t T, int64_t C,
                   const float* h0, float* h) {
   CallScope scope(ctx);
-  scan_rows(ctx.threads, algo, {f, C}, {x, C}, T, C, h0, {h, C});
+  scan_rows(ctx, algo, {f, C}, {x, C}, T, C, h0, {h, C});
 }
 
 void scan_backward(Context& ctx, ScanAlgo algo, const float* f, const float* h, const float* dh,
@@ -321,7 +314,7 @@ void scan_backward(Context& ctx, ScanAlgo algo, const float* f, const float* h, 
   CallScope scope(ctx);
   // Reversed step s is forward step T-1-s; its gate is f[T-s]. Step 0 has no predecessor, so
   // its gate (f[T], past the end) is never read.
-  scan_rows(ctx.threads, algo, {f + T * C, -C}, {dh + (T - 1) * C, -C}, T, C, nullptr,
+  scan_rows(ctx, algo, {f + T * C, -C}, {dh + (T - 1) * C, -C}, T, C, nullptr,
             {dx + (T - 1) * C, -C});
   // df[t] = dx[t] h[t-1]: for t >= 1 one flat product of contiguous rows, in blocks per thread.
   if (h0)

@@ -2,8 +2,6 @@
 // batched path (regrouping by node, tiles, threads); the SIMD kernels are in cpu/cmm_kernels.
 #include "fff/engine/cmm.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -335,10 +333,10 @@ int64_t thread_split_level(const CmmOptions& opt, int64_t threads) {
 // (one subtree may straddle two threads), so that a deep node's weights are read by one core
 // and not once per slice that visits it.
 template <class W>
-void infer_thread(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t B, float* y,
-                  const CmmOptions& opt, Routes& routes, Scratch& sc) {
+void infer_thread(Team& team, const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t B,
+                  float* y, const CmmOptions& opt, Routes& routes, Scratch& sc) {
   const auto& c = m.cfg;
-  const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+  const int64_t t = team.id(), nt = team.size();
   const int64_t r0 = B * t / nt, r1 = B * (t + 1) / nt;
   sc.node = routes.node.data();
   sc.act = routes.act.data();
@@ -356,17 +354,16 @@ void infer_thread(const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t 
       continue;
     }
     walk_levels(m, wr, tree, x, y, sc.rows.data(), r1 - r0, 0, split - 1, opt, sc);
-#pragma omp barrier
-#pragma omp single
-    {
+    team.barrier();
+    team.single([&] {
       const int64_t width = int64_t{1} << split;
       routes.order.resize(B);
       group_by_node(nullptr, B, sc.node, static_cast<int32_t>(width - 1), width,
                     routes.order.data(), routes.bucket_start);
-    }
+    });
     walk_levels(m, wr, tree, x, y, routes.order.data() + r0, r1 - r0, split, c.depth, opt, sc);
     // The next tree resets nodes that other threads may still be reading.
-#pragma omp barrier
+    team.barrier();
   }
 }
 
@@ -384,33 +381,27 @@ void neuron_fff_infer_batched(Context& ctx, const NeuronFFF& m, const float* x, 
   routes.act.resize(B * (m.cfg.depth + 1));
   ctx.workspace.reserve<Scratch>(static_cast<size_t>(threads));
   Workspace& ws = ctx.workspace;
-  const unsigned mode = fp_mode();
-#pragma omp parallel num_threads(threads)
-  {
-    FpModeGuard guard(mode);
-    Scratch& sc = ws.get<Scratch>(static_cast<size_t>(omp_get_thread_num()));
+  parallel_region(ctx, threads, [&](Team& team) {
+    Scratch& sc = ws.get<Scratch>(static_cast<size_t>(team.id()));
     if (half)
-      infer_thread(m, weight_rows(*half), x, B, y, opt, routes, sc);
+      infer_thread(team, m, weight_rows(*half), x, B, y, opt, routes, sc);
     else
-      infer_thread(m, weight_rows(m), x, B, y, opt, routes, sc);
-  }
+      infer_thread(team, m, weight_rows(m), x, B, y, opt, routes, sc);
+  });
 }
 
 namespace {
 
 template <class W>
-void infer_rowwise(int threads, const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t B,
+void infer_rowwise(Context& ctx, const NeuronFFF& m, WeightRows<W> wr, const float* x, int64_t B,
                    float* y) {
   const auto& c = m.cfg;
   const int64_t per_tree = c.nodes_per_tree(), D1 = c.depth + 1;
-  const unsigned mode = fp_mode();
-#pragma omp parallel num_threads(threads) if (threads > 1 && B > 1)
-  {
-    FpModeGuard guard(mode);
+  parallel_region(ctx, static_cast<int>(std::min<int64_t>(B, ctx.threads)), [&](Team& team) {
     std::vector<float> a(D1);
     std::vector<const W*> path(D1);
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < B; ++r) {
+    const Range rows = static_range(B, team.id(), team.size());
+    for (int64_t r = rows.begin; r < rows.end; ++r) {
       const float* xr = x + r * c.in;
       float* yr = y + r * c.out;
       for (int64_t tree = 0; tree < c.trees; ++tree) {
@@ -428,7 +419,7 @@ void infer_rowwise(int threads, const NeuronFFF& m, WeightRows<W> wr, const floa
         cpu::cmm_combine_rows(a.data(), D1, D1, path.data(), c.out, init, tree > 0, false, &yr, 1);
       }
     }
-  }
+  });
 }
 
 }  // namespace
@@ -437,9 +428,9 @@ void neuron_fff_infer_rowwise(Context& ctx, const NeuronFFF& m, const float* x, 
                               const NeuronFFFHalf* half) {
   CallScope scope(ctx);
   if (half)
-    infer_rowwise(ctx.threads, m, weight_rows(*half), x, B, y);
+    infer_rowwise(ctx, m, weight_rows(*half), x, B, y);
   else
-    infer_rowwise(ctx.threads, m, weight_rows(m), x, B, y);
+    infer_rowwise(ctx, m, weight_rows(m), x, B, y);
 }
 
 void neuron_fff_infer(Context& ctx, const NeuronFFF& m, const float* x, int64_t B, float* y,

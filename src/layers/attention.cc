@@ -31,13 +31,10 @@ void self_attention(Context& ctx, const AttentionShape& s, const float* qkv, con
   const int64_t S = s.seq, hd = s.head_dim, H = s.width(), ld_qkv = 3 * H;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t pairs = s.batch * s.heads;
-  const unsigned mode = fp_mode();
-#pragma omp parallel num_threads(ctx.threads) if (ctx.threads > 1)
-  {
-    FpModeGuard guard(mode);
+  parallel_region(ctx, static_cast<int>(std::min<int64_t>(pairs, ctx.threads)), [&](Team& team) {
     std::vector<float> scores(static_cast<size_t>(S * S));
-#pragma omp for schedule(static)
-    for (int64_t p = 0; p < pairs; ++p) {
+    const Range mine = static_range(pairs, team.id(), team.size());
+    for (int64_t p = mine.begin; p < mine.end; ++p) {
       const int64_t b = p / s.heads, h = p % s.heads;
       const float* q = qkv + b * S * ld_qkv + h * 3 * hd;
       const float* k = q + hd;
@@ -48,7 +45,7 @@ void self_attention(Context& ctx, const AttentionShape& s, const float* qkv, con
       gemm(ctx, false, false, S, hd, S, 1.0f, scores.data(), S, v, ld_qkv, 0.0f,
            out + b * S * H + h * hd, H);
     }
-  }
+  });
 }
 
 }  // namespace fff

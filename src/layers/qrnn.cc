@@ -21,7 +21,7 @@ float hard_sigmoid(float v) {
 
 // Row (t, b) of the unfolded input: x[t], x[t-1], ..., x[t-k+1] for batch item b, with the
 // history (k - 1 rows, oldest first) or zeros before t = 0.
-void unfold(const Context& ctx, const float* x, int64_t T, int64_t B, int64_t in, int64_t k,
+void unfold(Context& ctx, const float* x, int64_t T, int64_t B, int64_t in, int64_t k,
             const float* history, float* xu) {
   parallel_for(ctx, T, [&](int64_t t) {
     for (int64_t b = 0; b < B; ++b) {

@@ -1,10 +1,16 @@
 // The execution context every computing function of fff takes as its first parameter: how many
-// threads a call may use, the floating-point mode it runs in, and the scratch memory it reuses
-// from call to call. fff keeps no process-wide setting of its own and leaves the caller's
-// settings as it found them: a call leaves OpenMP's thread count alone (every parallel region
-// names its team size), sets OpenBLAS to one thread only for its own duration (fff splits
-// products into single-threaded sgemm calls itself, in blocks that do not depend on the thread
-// count) and restores the floating-point control register (MXCSR) of every thread it computes on.
+// threads a call may use, the floating-point mode it runs in, the scratch memory it reuses from
+// call to call, and the worker threads it computes on. fff keeps no process-wide setting of its
+// own and leaves the caller's settings as it found them: its threads are the context's own (not
+// OpenMP's, so OpenMP's settings, OMP_WAIT_POLICY included, do not affect it), it sets OpenBLAS
+// to one thread only for the call's duration (fff splits products into single-threaded sgemm
+// calls itself, in blocks that do not depend on the thread count) and restores the
+// floating-point control register (MXCSR) of every thread it computes on.
+//
+// The worker threads (threads - 1 of them; the calling thread computes too) start on the first
+// call that runs in parallel, start again when `threads` has changed, and are joined when the
+// Context is destroyed. Between calls they wait: for about 100 us by spinning, so that the next
+// parallel region finds them awake, then asleep, using no CPU.
 //
 // A Context is used by one calling thread at a time, like a stream: two threads calling fff at
 // once need a Context each. It is not const in calls because its workspace changes. OpenBLAS's
@@ -20,6 +26,14 @@
 #include <vector>
 
 namespace fff {
+
+namespace detail {
+class ThreadPool;
+struct ThreadPoolDeleter {
+  void operator()(ThreadPool* pool) const noexcept;
+};
+struct PoolAccess;
+}  // namespace detail
 
 // Scratch objects owned by a Context and released with it (or by clear()): buffers that the CMM
 // engine and the BERT encoder keep between calls so that a call of a fixed shape allocates
@@ -70,7 +84,7 @@ class Workspace {
 };
 
 struct Context {
-  // Threads fff uses for a call (its OpenMP regions and its sgemm blocks), 1 .. kMaxThreads.
+  // Threads fff uses for a call (its parallel regions and its sgemm blocks), 1 .. kMaxThreads.
   // Results do not depend on it: work is split by rows with fixed reductions.
   int threads = 1;
   // Subnormal floats are treated as zero (FTZ and DAZ set in MXCSR) on every thread that
@@ -96,7 +110,10 @@ struct Context {
 
  private:
   friend class CallScope;
+  friend struct detail::PoolAccess;
   int depth_ = 0;  // calls of fff under way on this context (nested calls share the outer setup)
+  // The worker threads, made on first use (a pointer, so that a Context stays movable).
+  std::unique_ptr<detail::ThreadPool, detail::ThreadPoolDeleter> pool_;
 };
 
 }  // namespace fff

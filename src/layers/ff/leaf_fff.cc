@@ -167,13 +167,10 @@ void leaf_fff_backward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFF
 
   const bool node_grads = n > 0 && !cache.mode.hardened;
   const float entropy_scale = n > 0 ? hardening / static_cast<float>(B * n) : 0.0f;
-  const unsigned fmode = fp_mode();
-#pragma omp parallel num_threads(ctx.threads) if (ctx.threads > 1 && B > 1)
-  {
-    FpModeGuard guard(fmode);
+  parallel_region(ctx, static_cast<int>(std::min<int64_t>(B, ctx.threads)), [&](Team& team) {
     std::vector<float> down(static_cast<size_t>(n_pos));
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < B; ++r) {
+    const Range rows = static_range(B, team.id(), team.size());
+    for (int64_t r = rows.begin; r < rows.end; ++r) {
       const float* mass = cache.mass.row(r);
       const float* mix = mass + n;
       const float* h = cache.h.row(r);
@@ -201,7 +198,7 @@ void leaf_fff_backward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFF
         dzr[i] = dp * raw * (1.0f - raw);
       }
     }
-  }
+  });
   // dWc = x^T dzc, dbc = column sums, dx = dzc Wc^T; then split into the leaf and node parts.
   Tensor& dwc = cache.dwc;
   dwc.reshape({c.in, Wc});
@@ -267,16 +264,13 @@ void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_
   const int64_t n = c.n_nodes(), L = c.n_leaves(), lw = c.leaf_width;
   const int64_t tile = B >= kStreamingBatch ? kInferTileStreaming : kInferTile;
   const int64_t tiles = (B + tile - 1) / tile;
-  const unsigned fmode = fp_mode();
-#pragma omp parallel num_threads(ctx.threads) if (ctx.threads > 1 && tiles > 1)
-  {
-    FpModeGuard guard(fmode);
+  parallel_region(ctx, static_cast<int>(std::min<int64_t>(tiles, ctx.threads)), [&](Team& team) {
     std::vector<int32_t> key(kInferTile), order(kInferTile), start;
     std::vector<const float*> rows(kInferTile), w2_rows(lw);
     std::vector<float*> out(kInferTile);
     std::vector<float> z(3 * kInferTile), h(static_cast<size_t>(kInferTile * lw));
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < tiles; ++t) {
+    const Range my_tiles = static_range(tiles, team.id(), team.size());
+    for (int64_t t = my_tiles.begin; t < my_tiles.end; ++t) {
       const int64_t r0 = t * tile, T = std::min(tile, B - r0);
       const float* xt = x + r0 * c.in;
       // key = position within the current level; after the last level it is the leaf.
@@ -327,7 +321,7 @@ void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_
                               out.data(), cnt);
       }
     }
-  }
+  });
   (void)n;
 }
 

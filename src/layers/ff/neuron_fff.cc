@@ -109,30 +109,25 @@ void neuron_fff_backward(Context& ctx, const NeuronFFFConfig& c, const NeuronFFF
   const int64_t groups = static_cast<int64_t>(group_start.size());
   group_start.push_back(slots);
   touched.resize(static_cast<size_t>(groups));
-  const unsigned mode = fp_mode();
-#pragma omp parallel num_threads(ctx.threads) if (ctx.threads > 1 && groups > 1)
-  {
-    FpModeGuard guard(mode);
-#pragma omp for schedule(dynamic, 16)
-    for (int64_t k = 0; k < groups; ++k) {
-      const int32_t node = cache.node[order[group_start[k]]];
-      touched[k] = node;
-      float* gw1 = g.w1 + node * c.in;
-      float* gw2 = g.w2 + node * c.out;
-      float gb1 = 0.0f;
-      std::fill_n(gw1, c.in, 0.0f);
-      std::fill_n(gw2, c.out, 0.0f);
-      for (int64_t i = group_start[k]; i < group_start[k + 1]; ++i) {
-        const int32_t s = order[i];
-        const int64_t r = s / P;
-        const float a = activate(c.act, cache.z[s]);
-        if (a != 0.0f) cpu::axpy(a, dy + r * c.out, gw2, c.out);
-        if (dz[s] != 0.0f) cpu::axpy(dz[s], x + r * c.in, gw1, c.in);
-        gb1 += dz[s];
-      }
-      g.b1[node] = gb1;
+  // Groups differ much in size: threads take 16 at a time as they become free.
+  parallel_for_dynamic(ctx, groups, 16, [&](int64_t k) {
+    const int32_t node = cache.node[order[group_start[k]]];
+    touched[k] = node;
+    float* gw1 = g.w1 + node * c.in;
+    float* gw2 = g.w2 + node * c.out;
+    float gb1 = 0.0f;
+    std::fill_n(gw1, c.in, 0.0f);
+    std::fill_n(gw2, c.out, 0.0f);
+    for (int64_t i = group_start[k]; i < group_start[k + 1]; ++i) {
+      const int32_t s = order[i];
+      const int64_t r = s / P;
+      const float a = activate(c.act, cache.z[s]);
+      if (a != 0.0f) cpu::axpy(a, dy + r * c.out, gw2, c.out);
+      if (dz[s] != 0.0f) cpu::axpy(dz[s], x + r * c.in, gw1, c.in);
+      gb1 += dz[s];
     }
-  }
+    g.b1[node] = gb1;
+  });
   if (c.output_bias) column_sums(dy, B, c.out, g.b);
 }
 
