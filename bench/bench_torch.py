@@ -11,8 +11,10 @@
 3. The Python call overhead at batch 1: the module's call minus the engine's own call.
 
 Each thread count runs in a fresh process with OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and
-torch.set_num_threads set to it and OMP_WAIT_POLICY=PASSIVE (Debian's PyTorch runs its products
-in OpenBLAS's own pool). Figures are medians over repeats after a warm-up; every fff output is
+torch.set_num_threads set to it. Several threads run twice, in separate processes: with
+OMP_WAIT_POLICY=PASSIVE (Debian's PyTorch runs its products in OpenBLAS's own pool, and OpenMP
+threads that spin take the cores from it) and with libgomp's default spin-then-sleep (with which
+fff's parallel regions start without waking sleeping threads, ~70 us each on this VM). Figures are medians over repeats after a warm-up; every fff output is
 checked against its baseline before it is timed.
 
     PYTHONPATH=build/python /usr/bin/python3 bench/bench_torch.py            # 1 and 2 threads
@@ -170,7 +172,8 @@ def report(all_results, cpu):
     for r in all_results:
         n = r["threads"]
         s = r["leaf_train_step"]
-        print(f"\n[{n} thread{'s' if n > 1 else ''}]")
+        policy = f", OMP_WAIT_POLICY {r['wait_policy']}" if n > 1 else ""
+        print(f"\n[{n} thread{'s' if n > 1 else ''}{policy}]")
         print(f"  LeafFFF(784, 10, depth=4, leaf_width=8) train step, batch {s['batch']}: "
               f"fff {s['fff_ms']:.3f} ms, einsum {s['einsum_ms']:.3f} ms: "
               f"{s['speedup']:.2f}x faster (target >= 2x)")
@@ -192,6 +195,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    ap.add_argument("--wait-policy", default="PASSIVE,default",
+                    help="OMP_WAIT_POLICY values to run several threads under, comma-separated "
+                         "(PASSIVE: PyTorch's best here; default: libgomp's spin-then-sleep, fff's "
+                         "best); each in its own process")
     ap.add_argument("--repeats", type=int, default=7, help="timed repeats per figure (median)")
     ap.add_argument("--quick", action="store_true", help="skip batch 16,384 (a smoke run)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -200,6 +207,9 @@ def main():
     if args.worker:
         print(json.dumps(worker(args.worker, args.repeats, args.quick)))
         return 0
+    policies = [p.strip() for p in args.wait_policy.split(",")]
+    if any(p not in ("PASSIVE", "ACTIVE", "default") for p in policies):
+        ap.error(f"--wait-policy {args.wait_policy!r}: expected PASSIVE, ACTIVE or default")
     try:
         counts = [int(t) for t in args.threads.split(",")]
         if any(t < 1 for t in counts):
@@ -208,13 +218,19 @@ def main():
         ap.error(f"--threads {args.threads!r}: expected positive integers separated by commas")
     results = []
     for n in counts:
-        env = dict(os.environ, OMP_NUM_THREADS=str(n), OPENBLAS_NUM_THREADS=str(n),
-                   OMP_WAIT_POLICY="PASSIVE")
-        cmd = [sys.executable, __file__, "--worker", str(n), "--repeats", str(args.repeats)]
-        print(f"running {n} thread(s)...", file=sys.stderr)
-        out = subprocess.run(cmd + (["--quick"] if args.quick else []), env=env, check=True,
-                             capture_output=True, text=True)
-        results.append(json.loads(out.stdout))
+        # One thread: the wait policy does not matter. Several: each policy in its own process.
+        for policy in (["PASSIVE"] if n == 1 else policies):
+            env = dict(os.environ, OMP_NUM_THREADS=str(n), OPENBLAS_NUM_THREADS=str(n))
+            env.pop("OMP_WAIT_POLICY", None)
+            if policy != "default":
+                env["OMP_WAIT_POLICY"] = policy
+            cmd = [sys.executable, __file__, "--worker", str(n), "--repeats", str(args.repeats)]
+            print(f"running {n} thread(s), OMP_WAIT_POLICY {policy}...", file=sys.stderr)
+            out = subprocess.run(cmd + (["--quick"] if args.quick else []), env=env, check=True,
+                                 capture_output=True, text=True)
+            result = json.loads(out.stdout)
+            result["wait_policy"] = policy
+            results.append(result)
     cpu = cpu_name()
     if args.json:
         print(json.dumps({"cpu": cpu, "results": results}))
