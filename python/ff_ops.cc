@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "convert.h"
 #include "fff/core/context.h"
 #include "fff/layers/ff/dense_ff.h"
 #include "fff/layers/ff/ff_block.h"
@@ -88,19 +89,7 @@ struct OpsCache {
 
 class FFOps {
  public:
-  FFOps(const std::string& kind, int64_t in, int64_t out, const std::string& activation,
-        int64_t width, int64_t depth, int64_t leaf_width, int64_t trees, bool output_bias) {
-    cfg_.kind = fff::parse_ff_kind(kind);
-    cfg_.in = in;
-    cfg_.out = out;
-    cfg_.act = fff::parse_activation(activation);
-    cfg_.width = width;
-    cfg_.depth = depth;
-    cfg_.leaf_width = leaf_width;
-    cfg_.trees = trees;
-    cfg_.output_bias = output_bias;
-    cfg_.validate();
-  }
+  explicit FFOps(const py::dict& config) : cfg_(fff_python::ff_config_from_dict(config)) {}
 
   // Names and shapes of the parameters, in the order every address list follows.
   std::vector<std::pair<std::string, std::vector<int64_t>>> param_shapes() const {
@@ -279,11 +268,7 @@ class FFOps {
 void bind_ff_ops(py::module_& m) {
   py::class_<OpsCache>(m, "_FFCache").def(py::init<>());
   py::class_<FFOps>(m, "_FFOps")
-      .def(py::init<const std::string&, int64_t, int64_t, const std::string&, int64_t, int64_t,
-                    int64_t, int64_t, bool>(),
-           py::arg("kind"), py::arg("in_features"), py::arg("out_features"), py::arg("activation"),
-           py::arg("width") = 0, py::arg("depth") = 0, py::arg("leaf_width") = 0,
-           py::arg("trees") = 1, py::arg("output_bias") = true)
+      .def(py::init<const py::dict&>(), py::arg("config"))
       .def("param_shapes", &FFOps::param_shapes)
       .def("describe", &FFOps::describe)
       .def_property("threads", &FFOps::threads, &FFOps::set_threads)

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "convert.h"
 #include "fff/core/context.h"
 #include "fff/models/classifier.h"
 #include "fff/version.h"
@@ -89,16 +90,7 @@ class NumpyModel {
   }
 
   // Every parameter as a float32 array (a copy), keyed as in the model file.
-  py::dict state_dict() {
-    py::dict d;
-    for (fff::Param* p : model_->params()) {
-      std::vector<py::ssize_t> shape(p->value.shape.begin(), p->value.shape.end());
-      py::array_t<float> a(shape);
-      std::copy(p->value.data.begin(), p->value.data.end(), a.mutable_data());
-      d[py::str(p->name)] = a;
-    }
-    return d;
-  }
+  py::dict state_dict() { return fff_python::params_dict(model_->params()); }
 
  private:
   NumpyModel() = default;

@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 
+#include "convert.h"
 #include "fff/io/safetensors.h"
 #include "fff/layers/ff/ff_block.h"
 #include "fff/models/bert.h"
@@ -22,23 +23,8 @@ namespace {
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 py::dict block_dict(const fff::FFConfig& c, fff::FFBlock& block) {
-  py::dict d;
-  d["kind"] = fff::ff_kind_name(c.kind);
-  d["in_features"] = c.in;
-  d["out_features"] = c.out;
-  d["activation"] = fff::activation_name(c.act);
-  d["width"] = c.width;
-  d["depth"] = c.depth;
-  d["leaf_width"] = c.leaf_width;
-  d["trees"] = c.trees;
-  d["output_bias"] = c.output_bias;
-  py::dict tensors;
-  for (fff::Param* p : block.params()) {
-    py::array_t<float> a(std::vector<py::ssize_t>(p->value.shape.begin(), p->value.shape.end()));
-    std::copy(p->value.data.begin(), p->value.data.end(), a.mutable_data());
-    tensors[py::str(p->name)] = a;
-  }
-  d["tensors"] = tensors;
+  py::dict d = fff_python::ff_config_to_dict(c);
+  d["tensors"] = fff_python::params_dict(block.params());
   return d;
 }
 
@@ -60,23 +46,13 @@ py::list load_bert_ff_blocks(const std::string& path) {
   return blocks;
 }
 
-void save_classifier(const std::string& path, const std::string& kind, int64_t in, int64_t out,
-                     const std::string& activation, int64_t width, int64_t depth,
-                     int64_t leaf_width, int64_t trees, bool output_bias, float input_mean,
+void save_classifier(const std::string& path, const py::dict& config, float input_mean,
                      float input_std, const std::map<std::string, FloatArray>& arrays,
                      const std::map<std::string, std::string>& metadata) {
   fff::ModelConfig c;
-  c.kind = fff::parse_ff_kind(kind);
-  c.in = in;
-  c.out = out;
-  c.act = fff::parse_activation(activation);
-  c.width = width;
-  c.depth = depth;
-  c.leaf_width = leaf_width;
-  c.trees = trees;
-  c.output_bias = output_bias;
-  c.input_norm = {input_mean, input_std};
   try {
+    static_cast<fff::FFConfig&>(c) = fff_python::ff_config_from_dict(config);
+    c.input_norm = {input_mean, input_std};
     c.validate();
   } catch (const fff::Error& e) {
     throw fff::Error(path + ": cannot save: " + e.what());
@@ -100,8 +76,6 @@ void bind_files(py::module_& m) {
   m.def("_file_metadata", &fff::load_safetensors_metadata, py::arg("path"));
   m.def("_load_classifier", &load_classifier, py::arg("path"));
   m.def("_load_bert_ff_blocks", &load_bert_ff_blocks, py::arg("path"));
-  m.def("_save_classifier", &save_classifier, py::arg("path"), py::arg("kind"),
-        py::arg("in_features"), py::arg("out_features"), py::arg("activation"), py::arg("width"),
-        py::arg("depth"), py::arg("leaf_width"), py::arg("trees"), py::arg("output_bias"),
+  m.def("_save_classifier", &save_classifier, py::arg("path"), py::arg("config"),
         py::arg("input_mean"), py::arg("input_std"), py::arg("tensors"), py::arg("metadata"));
 }

@@ -46,10 +46,7 @@ def save(model, path, metadata=None):
     else:
         raise TypeError("fff.save: expected an fff.torch.Classifier, LeafFFF, NeuronFFF or "
                         f"DenseFF, got {type(model).__name__}")
-    c = block._config
     tensors = {name: p.detach().cpu().float().contiguous().numpy()
                for name, p in block.named_parameters()}
-    _fff._save_classifier(str(path), c["kind"], c["in_features"], c["out_features"],
-                          c["activation"], c.get("width", 0), c.get("depth", 0),
-                          c.get("leaf_width", 0), c.get("trees", 1), c.get("output_bias", True),
-                          mean, std, tensors, {str(k): str(v) for k, v in (metadata or {}).items()})
+    _fff._save_classifier(str(path), block._config, mean, std, tensors,
+                          {str(k): str(v) for k, v in (metadata or {}).items()})

@@ -108,7 +108,7 @@ class _FFModule(nn.Module):
         self.threads = threads
         self._config = dict(kind=kind, in_features=self.in_features,
                             out_features=self.out_features, activation=activation, **shape)
-        self._ops = _fff._FFOps(**self._config)
+        self._ops = _fff._FFOps(self._config)
         for name, shape in self._ops.param_shapes():
             self.register_parameter(name, nn.Parameter(torch.empty(shape)))
         self._prepared_key = None
@@ -125,7 +125,7 @@ class _FFModule(nn.Module):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._ops = _fff._FFOps(**self._config)
+        self._ops = _fff._FFOps(self._config)
         self._cache_pool, self._prepared_key = [], None
 
     def _params(self):

@@ -242,7 +242,7 @@ def test_leaf_eval_no_grad_is_the_hard_path(act):
 @pytest.mark.parametrize("act", ACTS)
 def test_leaf_eval_with_grad_runs_the_hardened_kernel(act):
     """eval() with gradients: the same y as under no_grad, and the gradients of the hard
-    reference (leaves through the reached leaf; nodes only through the entropy term)."""
+    reference (leaves through the reached leaf; the nodes get none under hard decisions)."""
     torch.manual_seed(12)
     m = ft.LeafFFF(7, 3, 3, 3, activation=act).eval()
     x = torch.randn(13, 7, requires_grad=True)
@@ -251,7 +251,7 @@ def test_leaf_eval_with_grad_runs_the_hardened_kernel(act):
         y_nograd = m(x)
     P = ref_params(m)
     xr = x.detach().double().requires_grad_(True)
-    # h = 0: the entropy's gradient under hard decisions is test_leaf_hardened_entropy_gradient.
+    # h = 0: the entropy under hard decisions is test_leaf_hardened_decisions_give_the_nodes_...
     y, H = run_leaf(m, x, R, 0.0)
     yr, Hr, z = run_leaf_ref(P, xr, R.double(), 0.0, depth=3, leaf_width=3, act=act, hard=True)
     assert_margin(z)
