@@ -21,6 +21,7 @@ namespace py = pybind11;
 
 void bind_ff_ops(py::module_& m);  // python/ff_ops.cc
 void bind_files(py::module_& m);   // python/files.cc
+void bind_text(py::module_& m);    // python/text.cc
 
 namespace {
 
@@ -133,6 +134,7 @@ PYBIND11_MODULE(_fff, m) {
   py::register_exception<fff::Error>(m, "Error", PyExc_ValueError);
   bind_ff_ops(m);
   bind_files(m);
+  bind_text(m);
   m.def("load_dataset", &load_dataset, py::arg("name"),
         "The data set `fff train --data NAME` reads ('fashion-mnist', 'mnist', or a directory of "
         "IDX files or CIFAR-10 batches), as a dict: 'train' and 'test' are (x, y) with x "

@@ -5,10 +5,13 @@
     logits = model.predict(x)                 # x: (..., in_features) numpy array
     classes = logits.argmax(-1)
 
+    tok = fff.WordPiece("vocab.txt")          # BERT's WordPiece, ids as Hugging Face's
+    ids = tok.encode("Hello, world!")         # [CLS] ... [SEP]
+
 Errors from the library (a bad file, a wrong shape) are raised as fff.Error, a ValueError.
 """
 
-from ._fff import Error, Model, __version__, load_dataset
+from ._fff import Error, Model, WordPiece, __version__, load_dataset
 from .files import load, save
 
-__all__ = ["Error", "Model", "load", "load_dataset", "save", "__version__"]
+__all__ = ["Error", "Model", "WordPiece", "load", "load_dataset", "save", "__version__"]
