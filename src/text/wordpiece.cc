@@ -44,20 +44,24 @@ bool is_whitespace(int32_t cp) {
   return c == UTF8PROC_CATEGORY_ZS || c == UTF8PROC_CATEGORY_ZL || c == UTF8PROC_CATEGORY_ZP;
 }
 
-// BERT drops every "C*" character (control, format, surrogate, private use, unassigned), NUL
-// and the replacement character. Whitespace is tested first, so \t \n \r survive as spaces.
+// BERT drops control, format, surrogate and private-use characters, NUL and the replacement
+// character. Whitespace is tested first, so \t \n \r survive as spaces. Unassigned code points
+// (Cn) stay, as in Hugging Face's fast tokenizer, whose "other" category leaves them out (its
+// Python BertTokenizer drops them): they end up in an [UNK] word.
 bool is_dropped(int32_t cp) {
   if (cp == 0 || cp == 0xFFFD) return true;
   const auto c = category(cp);
-  return c == UTF8PROC_CATEGORY_CN || c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF ||
-         c == UTF8PROC_CATEGORY_CS || c == UTF8PROC_CATEGORY_CO;
+  return c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF || c == UTF8PROC_CATEGORY_CS ||
+         c == UTF8PROC_CATEGORY_CO;
 }
 
-// The CJK Unified Ideographs blocks BERT singles out; Hangul, kana etc. are not included.
+// The CJK Unified Ideographs blocks BERT singles out; Hangul, kana etc. are not included. The
+// fifth range starts at U+2B920 as in Hugging Face's fast tokenizer (BERT's Python code has
+// U+2B820), so the first 256 ideographs of Extension E stay inside words, as there.
 bool is_cjk(int32_t cp) {
   return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
          (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
-         (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B820 && cp <= 0x2CEAF) ||
+         (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B920 && cp <= 0x2CEAF) ||
          (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
 }
 
@@ -70,69 +74,16 @@ bool is_punctuation(int32_t cp) {
   return c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_PO;
 }
 
-// Unicode's Cased property: cased letters, plus anything with a case mapping (Roman numerals,
-// circled letters), the ordinal indicators and the squared/circled capital letter symbols; its
-// other members are modifier letters, which is_case_ignorable already skips.
-bool is_cased(int32_t cp) {
-  if (cp == 0x00AA || cp == 0x00BA || (cp >= 0x1F130 && cp <= 0x1F149) ||
-      (cp >= 0x1F150 && cp <= 0x1F169) || (cp >= 0x1F170 && cp <= 0x1F189))
-    return true;
-  const auto c = category(cp);
-  return c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL || c == UTF8PROC_CATEGORY_LT ||
-         utf8proc_tolower(cp) != cp || utf8proc_toupper(cp) != cp;
-}
-
-// Unicode's Case_Ignorable: marks, format characters, modifiers, and the word-internal
-// punctuation (Word_Break MidLetter, MidNumLet and Single_Quote: apostrophes, full stops, colons,
-// middle dots) that may sit inside a cased word.
-bool is_case_ignorable(int32_t cp) {
-  switch (cp) {
-    case '\'':
-    case '.':
-    case ':':
-    case 0x00B7:
-    case 0x0387:
-    case 0x055F:
-    case 0x05F4:
-    case 0x2018:
-    case 0x2019:
-    case 0x2024:
-    case 0x2027:
-    case 0xFE13:
-    case 0xFE52:
-    case 0xFE55:
-    case 0xFF07:
-    case 0xFF0E:
-    case 0xFF1A:
-      return true;
-  }
-  const auto c = category(cp);
-  return c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_ME || c == UTF8PROC_CATEGORY_CF ||
-         c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_SK;
-}
-
-// Python's str.lower() (and Rust's to_lowercase, used by the fast tokenizer) turn a capital
-// sigma that ends a word into final sigma: preceded by a cased letter and not followed by one,
-// ignoring case-ignorable characters in between.
-bool is_final_sigma(const std::vector<int32_t>& word, size_t i) {
-  size_t j = i;
-  while (j > 0 && is_case_ignorable(word[j - 1])) --j;
-  if (j == 0 || !is_cased(word[j - 1])) return false;
-  size_t k = i + 1;
-  while (k < word.size() && is_case_ignorable(word[k])) ++k;
-  return k == word.size() || !is_cased(word[k]);
-}
-
+// Lower-cases one code point at a time, as Hugging Face's fast tokenizer does (Rust's
+// char::to_lowercase): a capital sigma always becomes σ, never the final ς that Python's
+// str.lower() (and so the slow BertTokenizer) writes at the end of a word.
 void lower_case(const std::vector<int32_t>& word, std::vector<int32_t>& out) {
   out.clear();
-  for (size_t i = 0; i < word.size(); ++i) {
-    const int32_t cp = word[i];
+  for (const int32_t cp : word) {
     if (cp == 0x0130) {
       // The only full lower-case mapping longer than one code point: dotted capital I.
       out.push_back('i');
       out.push_back(0x0307);
-    } else if (cp == 0x03A3) {
-      out.push_back(is_final_sigma(word, i) ? 0x03C2 : 0x03C3);
     } else {
       out.push_back(utf8proc_tolower(cp));
     }
@@ -184,18 +135,18 @@ struct Scratch {
   std::string piece;
 };
 
-// Lower-cases, strips accents and splits one whitespace-delimited word on punctuation, calling
-// emit(token, is_special).
+// Strips accents, lower-cases and splits one whitespace-delimited word on punctuation, calling
+// emit(token, is_special). Accents go first, as in Hugging Face's BertNormalizer.
 template <class Emit>
 void finish_word(const WordPieceTokenizer& t, Scratch& s, Emit& emit) {
   const std::vector<int32_t>* cps = &s.word;
-  if (t.lowercase) {
-    lower_case(*cps, s.lowered);
-    cps = &s.lowered;
-  }
   if (t.strip_accents) {
     strip_accents(*cps, s.stripped);
     cps = &s.stripped;
+  }
+  if (t.lowercase) {
+    lower_case(*cps, s.lowered);
+    cps = &s.lowered;
   }
   s.piece.clear();
   for (const int32_t cp : *cps) {

@@ -181,12 +181,17 @@ TEST(WordPieceBasic, StripAccentsOnlyDropsNonspacingMarks) {
   EXPECT_EQ(fff::basic_tokenize(no_strip, "H\u00c9LLO"), (Strings{"h\u00e9llo"}));
 }
 
-TEST(WordPieceBasic, PythonLowerSpecialCases) {
+TEST(WordPieceBasic, LowerCaseSpecialCases) {
   const auto t = vocab();
-  // Final sigma at the end of a word (also before trailing punctuation), plain sigma elsewhere.
+  // Code point by code point, as Hugging Face's fast tokenizer: capital sigma is always σ, also
+  // at the end of a word, where Python's str.lower() would write final ς.
   EXPECT_EQ(fff::basic_tokenize(t, "\u039f\u0394\u039f\u03a3 \u03a3\u0391 \u039f\u03a3."),
-            (Strings{"\u03bf\u03b4\u03bf\u03c2", "\u03c3\u03b1", "\u03bf\u03c2", "."}));
-  // Dotted capital I lower-cases to i + COMBINING DOT ABOVE, which accent stripping removes.
+            (Strings{"\u03bf\u03b4\u03bf\u03c3", "\u03c3\u03b1", "\u03bf\u03c3", "."}));
+  // A final sigma written as such stays.
+  EXPECT_EQ(fff::basic_tokenize(t, "\u03bf\u03b4\u03bf\u03c2"),
+            (Strings{"\u03bf\u03b4\u03bf\u03c2"}));
+  // Dotted capital I: accent stripping (NFD: I + COMBINING DOT ABOVE, then the mark dropped)
+  // leaves I, lower-cased to i; without stripping it lower-cases to i + COMBINING DOT ABOVE.
   EXPECT_EQ(fff::basic_tokenize(t, "\u0130"), (Strings{"i"}));
   auto no_strip = vocab();
   no_strip.strip_accents = false;
@@ -268,6 +273,12 @@ TEST(WordPieceEncode, CjkCharactersSplit) {
   EXPECT_EQ(fff::basic_tokenize(t, "a\uf900b"), (Strings{"a", "\u8c48", "b"}));
   // Hiragana is not in BERT's CJK ranges: it stays in the word.
   EXPECT_EQ(fff::basic_tokenize(t, "\u3072\u3089\u4e2d"), (Strings{"\u3072\u3089", "\u4e2d"}));
+  // Extension E: Hugging Face's fast tokenizer splits from U+2B920 on, not from its first
+  // ideograph U+2B820.
+  EXPECT_EQ(fff::basic_tokenize(t, "a\U0002b820b"), (Strings{"a\U0002b820b"}));
+  EXPECT_EQ(fff::basic_tokenize(t, "a\U0002b91fb\U0002b920c"),
+            (Strings{"a\U0002b91fb", "\U0002b920", "c"}));
+  EXPECT_EQ(fff::basic_tokenize(t, "a\U0002ceafb"), (Strings{"a", "\U0002ceaf", "b"}));
 }
 
 TEST(WordPieceEncode, WhitespaceAndDroppedCharacters) {
@@ -282,6 +293,11 @@ TEST(WordPieceEncode, WhitespaceAndDroppedCharacters) {
             (Strings{"hello", "world"}));
   // Private use (Co) and U+FFFD are dropped as well.
   EXPECT_EQ(fff::basic_tokenize(t, "he\ue000llo\ufffd"), (Strings{"hello"}));
+  // Unassigned code points (Cn) are not: they stay in their word, which becomes [UNK], as in
+  // Hugging Face's fast tokenizer.
+  EXPECT_EQ(fff::basic_tokenize(t, "he\u0378llo \U000effff"),
+            (Strings{"he\u0378llo", "\U000effff"}));
+  EXPECT_EQ(fff::wordpiece_encode(t, "hello he\u0378llo \ufffe"), (Ids{9, 1, 1}));
 }
 
 TEST(WordPieceEncode, InvalidUtf8Dropped) {

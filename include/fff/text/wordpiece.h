@@ -1,5 +1,8 @@
 // BERT WordPiece tokenizer: vocab.txt loading, BERT's basic (Unicode) tokenization, greedy
-// longest-match-first WordPiece, and decoding, matching HuggingFace's BertTokenizer.
+// longest-match-first WordPiece, and decoding. Its ids are those of Hugging Face's fast tokenizer
+// (the `tokenizers` BertNormalizer + BertPreTokenizer + WordPiece of a tokenizer.json), which
+// differs from the slow Python BertTokenizer in a few corners: no final sigma, unassigned code
+// points kept, and the CJK range the fast one uses (tests/reference/test_wordpiece_hf.py).
 #pragma once
 
 #include <cstdint>
@@ -16,7 +19,7 @@ struct WordPieceTokenizer {
   std::vector<std::string> tokens;               // id -> token
   std::unordered_map<std::string, int32_t> ids;  // token -> id
   std::string source;                            // vocabulary file, named in error messages
-  bool lowercase = true;  // lower-case (Unicode, as Python's str.lower) before splitting
+  bool lowercase = true;  // lower-case (Unicode, code point by code point) before splitting
   // NFD then drop nonspacing marks (Mn). Applied whenever set, like HuggingFace's explicit
   // strip_accents; make_wordpiece sets it equal to `lowercase`, as BERT does by default.
   bool strip_accents = true;
@@ -40,8 +43,8 @@ WordPieceTokenizer load_wordpiece(const std::string& vocab_path, bool lowercase 
 
 // BERT's basic tokenization (everything before WordPiece): special tokens of the vocabulary
 // ([UNK] [CLS] [SEP] [MASK] [PAD], exact case) kept whole; invalid UTF-8, NUL, U+FFFD and
-// control/format characters dropped; CJK ideographs and punctuation split off one per token;
-// lower-casing and accent stripping as configured.
+// control/format/private-use characters dropped; CJK ideographs and punctuation split off one per
+// token; lower-casing and accent stripping as configured.
 std::vector<std::string> basic_tokenize(const WordPieceTokenizer& t, std::string_view text);
 
 // Token ids of `text`, without [CLS]/[SEP]. A word with no complete WordPiece split (or longer
