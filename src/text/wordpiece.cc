@@ -37,7 +37,52 @@ utf8proc_category_t category(int32_t cp) {
   return utf8proc_category(cp);
 }
 
-// Python's str.split() also splits on line/paragraph separators, so they count as whitespace.
+struct CodePointRange {
+  int32_t first, last;
+};
+
+constexpr CodePointRange kUnicode8Assigned[] = {
+#include "unicode8_assigned.inc"
+};
+
+bool assigned_in_unicode_8(int32_t cp) {
+  const auto* end = std::end(kUnicode8Assigned);
+  const auto* it = std::upper_bound(std::begin(kUnicode8Assigned), end, cp,
+                                    [](int32_t v, const CodePointRange& r) { return v < r.first; });
+  return it != std::begin(kUnicode8Assigned) && cp <= (it - 1)->last;
+}
+
+// Characters of Unicode 8.0 whose category has changed since in a way that matters here, with
+// their 8.0 category.
+struct OldCategory {
+  int32_t cp;
+  utf8proc_category_t category;
+};
+constexpr OldCategory kUnicode8Categories[] = {
+    {0x1734, UTF8PROC_CATEGORY_MN},   // HANUNOO SIGN PAMUDPOD: Mc since 14.0
+    {0x166D, UTF8PROC_CATEGORY_PO},   // CANADIAN SYLLABICS CHI SIGN: So since 12.0
+    {0x1885, UTF8PROC_CATEGORY_LO},   // MONGOLIAN LETTER ALI GALI BALUDA: Mn since 9.0
+    {0x1886, UTF8PROC_CATEGORY_LO},   // MONGOLIAN LETTER ALI GALI THREE BALUDA: Mn since 9.0
+    {0xA9BD, UTF8PROC_CATEGORY_MC},   // JAVANESE CONSONANT SIGN KERET: Mn since 12.0
+    {0x111C9, UTF8PROC_CATEGORY_PO},  // SHARADA SANDHI MARK: Mn since 10.0
+};
+
+// The category Hugging Face's fast tokenizer sees, for control/format, punctuation and
+// nonspacing marks: its tables (the unicode_categories crate) are Unicode 8.0's, so a character
+// assigned since is unassigned there (an ordinary letter to BERT: U+2E43 DASH WITH LEFT UPTURN is
+// not punctuation, U+08E2 DISPUTED END OF AYAH not dropped), and the few whose category has
+// changed since have their old one. tests/reference/test_wordpiece_hf.py checks every code point.
+utf8proc_category_t hf_category(int32_t cp) {
+  const auto c = category(cp);
+  if (cp < 0x378) return c;  // the first code point assigned after 8.0
+  if (c != UTF8PROC_CATEGORY_CN && !assigned_in_unicode_8(cp)) return UTF8PROC_CATEGORY_CN;
+  for (const auto& old : kUnicode8Categories)
+    if (old.cp == cp) return old.category;
+  return c;
+}
+
+// Unicode's White_Space (Rust's char::is_whitespace in Hugging Face's tokenizer, also what
+// Python's str.split() splits on): space separators and the line and paragraph separators.
 bool is_whitespace(int32_t cp) {
   if (cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r') return true;
   const auto c = category(cp);
@@ -50,7 +95,7 @@ bool is_whitespace(int32_t cp) {
 // Python BertTokenizer drops them): they end up in an [UNK] word.
 bool is_dropped(int32_t cp) {
   if (cp == 0 || cp == 0xFFFD) return true;
-  const auto c = category(cp);
+  const auto c = hf_category(cp);
   return c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF || c == UTF8PROC_CATEGORY_CS ||
          c == UTF8PROC_CATEGORY_CO;
 }
@@ -70,7 +115,7 @@ bool is_punctuation(int32_t cp) {
   if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) ||
       (cp >= 123 && cp <= 126))
     return true;
-  const auto c = category(cp);
+  const auto c = hf_category(cp);
   return c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_PO;
 }
 
@@ -120,7 +165,7 @@ void strip_accents(const std::vector<int32_t>& word, std::vector<int32_t>& out) 
                      [](int32_t a, int32_t b) { return combining_class(a) < combining_class(b); });
     i = end;
   }
-  std::erase_if(out, [](int32_t cp) { return category(cp) == UTF8PROC_CATEGORY_MN; });
+  std::erase_if(out, [](int32_t cp) { return hf_category(cp) == UTF8PROC_CATEGORY_MN; });
 }
 
 void append_utf8(std::string& out, int32_t cp) {

@@ -7,7 +7,8 @@ The reference is the fast tokenizer of the model's tokenizer.json, loaded with `
 (0.15.2): it is what transformers' AutoTokenizer and sentence-transformers use for this model (a
 BertTokenizerFast wraps the same object, checked below), so it is the tokenization the model's
 embeddings were computed with. Transformers' slow Python BertTokenizer differs from it in a few
-corners (final sigma, unassigned code points, one CJK range); fff follows the fast one.
+corners (final sigma, unassigned code points, one CJK range, Unicode 8.0's character classes);
+fff follows the fast one.
 Truncation and padding, which the tokenizer.json sets to 128, are switched off: every line is
 compared whole.
 """
@@ -194,6 +195,32 @@ def test_hand_written_lines_identical(ours, reference):
     assert ours.encode("x" * 101, add_special_tokens=False) == [ours.unk_id]
     assert len(ours.encode("y" * 100, add_special_tokens=False)) > 1
     assert ours.tokens("中文") == ["中", "文"]
+
+
+def _code_point_words(fmt):
+    """Every code point but the surrogates, each in a word of its own, written by fmt."""
+    return [fmt.format(chr(cp)) for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
+
+
+@pytest.mark.parametrize("fmt", ["{}", "x{}x"], ids=["alone", "between-letters"])
+def test_every_code_point_identical(ours, reference, fmt):
+    """Each code point's class (dropped, whitespace, punctuation, CJK, stripped mark, lower-case
+    mapping, letter) as Hugging Face's tables have it, Unicode-version differences included.
+    Words go 256 to a line, then a differing line is retried a word at a time for the report."""
+    words = _code_point_words(fmt)
+    texts = [" ".join(words[i:i + 256]) for i in range(0, len(words), 256)]
+    got = ours.encode_batch(texts)
+    want = [e.ids for e in reference.encode_batch(texts)]
+    bad = [i for i, (a, b) in enumerate(zip(got, want)) if a != b]
+    if bad:
+        chunk = words[bad[0] * 256:(bad[0] + 1) * 256]
+        mine = ours.encode_batch(chunk)
+        theirs = [e.ids for e in reference.encode_batch(chunk)]
+        diffs = [f"U+{ord(w.strip('x')):04X} {w!r}: fff {[ours.id_to_token(t) for t in a]} "
+                 f"hf {[reference.id_to_token(t) for t in b]}"
+                 for w, a, b in zip(chunk, mine, theirs) if a != b]
+        pytest.fail(f"{len(bad)} of {len(texts)} lines of code points differ; in the first:\n" +
+                    "\n".join(diffs[:10]))
 
 
 def test_without_special_tokens_and_tokens(ours, reference, corpus):

@@ -198,6 +198,23 @@ TEST(WordPieceBasic, LowerCaseSpecialCases) {
   EXPECT_EQ(fff::basic_tokenize(no_strip, "\u0130"), (Strings{"i\u0307"}));
 }
 
+TEST(WordPieceBasic, UnicodeEightClasses) {
+  // Hugging Face's fast tokenizer classifies with Unicode 8.0's tables: characters assigned since
+  // are ordinary letters there, neither punctuation nor dropped nor stripped.
+  const auto t = vocab();
+  EXPECT_EQ(fff::basic_tokenize(t, "a\u2e42b"), (Strings{"a", "\u2e42", "b"}));  // 8.0, Ps
+  EXPECT_EQ(fff::basic_tokenize(t, "a\u2e43b"), (Strings{"a\u2e43b"}));          // Pd since 9.0
+  EXPECT_EQ(fff::basic_tokenize(t, "a\u200bb"), (Strings{"ab"}));                // 1.1, Cf: dropped
+  EXPECT_EQ(fff::basic_tokenize(t, "a\u08e2b"), (Strings{"a\u08e2b"}));          // Cf since 9.0
+  EXPECT_EQ(fff::basic_tokenize(t, "a\u0301b"), (Strings{"ab"}));        // 1.1, Mn: stripped
+  EXPECT_EQ(fff::basic_tokenize(t, "a\u1abfb"), (Strings{"a\u1abfb"}));  // Mn since 13.0
+  // Characters whose category changed after 8.0 keep their 8.0 one.
+  EXPECT_EQ(fff::basic_tokenize(t, "a\u1734b"), (Strings{"ab"}));  // Mn in 8.0, now Mc
+  EXPECT_EQ(fff::basic_tokenize(t, "a\U000111c9b"), (Strings{"a", "\U000111c9", "b"}));  // Po
+  EXPECT_EQ(fff::basic_tokenize(t, "a\u1885b"), (Strings{"a\u1885b"}));  // Lo in 8.0, now Mn
+  EXPECT_EQ(fff::basic_tokenize(t, "a\u166db"), (Strings{"a", "\u166d", "b"}));  // Po, now So
+}
+
 TEST(WordPieceBasic, Punctuation) {
   const auto t = vocab();
   EXPECT_EQ(fff::basic_tokenize(t, "wait...!!"), (Strings{"wait", ".", ".", ".", "!", "!"}));

@@ -2,7 +2,8 @@
 // longest-match-first WordPiece, and decoding. Its ids are those of Hugging Face's fast tokenizer
 // (the `tokenizers` BertNormalizer + BertPreTokenizer + WordPiece of a tokenizer.json), which
 // differs from the slow Python BertTokenizer in a few corners: no final sigma, unassigned code
-// points kept, and the CJK range the fast one uses (tests/reference/test_wordpiece_hf.py).
+// points kept, the CJK range the fast one uses, and character classes as of Unicode 8.0
+// (tests/reference/test_wordpiece_hf.py).
 #pragma once
 
 #include <cstdint>
