@@ -15,6 +15,7 @@ compared whole.
 
 import glob
 import os
+import random
 import struct
 import time
 
@@ -195,6 +196,24 @@ def test_hand_written_lines_identical(ours, reference):
     assert ours.encode("x" * 101, add_special_tokens=False) == [ours.unk_id]
     assert len(ours.encode("y" * 100, add_special_tokens=False)) > 1
     assert ours.tokens("中文") == ["中", "文"]
+
+
+# Pieces that interact: special tokens and their halves, combining marks after letters and after
+# spaces, case pairs with special mappings, dropped and zero-width characters inside words.
+FUZZ_PIECES = list("aAeEiIzZ09 .,'-!?[]#\t\n") + [
+    "[MASK]", "[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MA", "SK]", "##", "\u0301", "\u0308",
+    "\u0327", "\u0323", "é", "É", "İ", "ı", "Σ", "ς", "ß", "ẞ", "ﬁ", "Å", "Ω", "中", "國",
+    "\uf900", "ひ", "한", "\u200b", "\u200d", "\ufeff", "\x00", "\x7f", "\x85", "\u2028",
+    "\u00a0", "\u3000", "\ufffd", "\ue000", "\u0378", "😀", "👍🏽", "—", "«", "€", "×", "\u0e31",
+    "\u093f", "\u0902", "ـ", "\u05b0", "ǅ", "ǆ", "Ǆ", "ΐ", "\u2126", "\u212a", "\u2e43",
+    "the", "un", "##able", "x" * 30]
+
+
+def test_random_mixtures_identical(ours, reference):
+    rng = random.Random(15)
+    texts = ["".join(rng.choice(FUZZ_PIECES) for _ in range(rng.randint(0, 40)))
+             for _ in range(20_000)]
+    _compare(ours, reference, texts, [f"random mixture {i}" for i in range(len(texts))])
 
 
 def _code_point_words(fmt):
