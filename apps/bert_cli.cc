@@ -91,6 +91,9 @@ int run_fill_mask(const BertRunArgs& a) {
   if (a.top_k <= 0) throw fff::Error("--top-k must be positive");
   fff::Context ctx(a.threads);
   const fff::BertModel m = load_model(a);
+  if (m.cfg.arch == fff::BertArch::bert)
+    throw fff::Error(a.model +
+                     " is an embedding model (arch bert, no MLM head): use fff bert embed");
   const fff::WordPieceTokenizer tok = model_tokenizer(m, a);
   if (tok.mask_id < 0) throw fff::Error("the vocabulary has no [MASK] token");
   json all = json::array();
@@ -163,8 +166,11 @@ int run_embed(const BertRunArgs& a) {
     throw fff::Error("--format must be json or binary, not '" + a.format + "'");
   if (a.format == "binary" && a.output.empty())
     throw fff::Error("--format binary needs --output FILE");
+  if (a.normalize != "auto" && a.normalize != "yes" && a.normalize != "no")
+    throw fff::Error("--normalize must be auto, yes or no, not '" + a.normalize + "'");
   fff::Context ctx(a.threads);
   const fff::BertModel m = load_model(a);
+  const bool normalize = a.normalize == "yes" || (a.normalize == "auto" && m.normalize_embeddings);
   const fff::WordPieceTokenizer tok = model_tokenizer(m, a);
   const int64_t H = m.cfg.hidden, N = static_cast<int64_t>(texts.size());
   std::vector<float> pooled(static_cast<size_t>(N * H));
@@ -176,6 +182,7 @@ int run_embed(const BertRunArgs& a) {
     std::vector<float> hidden(static_cast<size_t>(b.B * b.S * H));
     fff::bert_encode(ctx, m, b.ids.data(), b.mask.data(), b.B, b.S, hidden.data());
     fff::bert_mean_pool(hidden.data(), b.mask.data(), b.B, b.S, H, pooled.data() + lo * H);
+    if (normalize) fff::l2_normalize_rows(pooled.data() + lo * H, b.B, H);
     if (progress) {
       const double t = now_seconds() - start;
       std::fprintf(stderr, "\r%lld/%lld texts, ETA %s   ", static_cast<long long>(hi),
@@ -445,7 +452,7 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
   c.embed = c.bert->add_subcommand(
       "embed",
       "Sentence embeddings: the mean of the final hidden states over each text's "
-      "tokens (padding excluded), one vector per text");
+      "tokens (padding excluded), L2-normalised if the model says so, one vector per text");
   add_run_options(c.embed, c.embed_args);
   c.embed->add_option("--file", c.embed_args.file, "Texts, one per line ('-' for stdin)");
   c.embed->add_option("--batch", c.embed_args.batch, "Texts encoded together")
@@ -455,6 +462,12 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
                    "json: one JSON array per line; binary: float32 rows (needs --output)")
       ->capture_default_str();
   c.embed->add_option("--output", c.embed_args.output, "Write here (atomically) instead of stdout");
+  c.embed
+      ->add_option("--normalize", c.embed_args.normalize,
+                   "L2-normalise each embedding: auto (as the model file says: "
+                   "sentence-transformers models with a Normalize module, such as "
+                   "all-MiniLM-L6-v2), yes or no")
+      ->capture_default_str();
 
   BertBenchArgs& b = c.bench_args;
   c.bench =

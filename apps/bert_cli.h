@@ -13,6 +13,7 @@ struct BertRunArgs {
   std::string model, vocab, file, format = "json", output;
   std::vector<std::string> texts;
   std::string fff_weights = "fp32";
+  std::string normalize = "auto";  // embed: auto (as the model file says), yes, no
   int64_t top_k = 5, batch = 8, max_len = 0;
   int threads = 1;
   bool json = false;
