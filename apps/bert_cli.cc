@@ -178,7 +178,8 @@ int run_embed(const BertRunArgs& a) {
   const double start = now_seconds();
   for (int64_t lo = 0; lo < N; lo += a.batch) {
     const int64_t hi = std::min(N, lo + a.batch);
-    const Batch b = encode_batch(tok, m, {texts.begin() + lo, texts.begin() + hi}, a.max_len);
+    const Batch b = encode_batch(tok, m, {texts.begin() + lo, texts.begin() + hi},
+                                 a.max_len > 0 ? a.max_len : m.sentence_max_len);
     std::vector<float> hidden(static_cast<size_t>(b.B * b.S * H));
     fff::bert_encode(ctx, m, b.ids.data(), b.mask.data(), b.B, b.S, hidden.data());
     fff::bert_mean_pool(hidden.data(), b.mask.data(), b.B, b.S, H, pooled.data() + lo * H);
@@ -426,7 +427,7 @@ void add_run_options(CLI::App* cmd, BertRunArgs& a) {
                   "WordPiece vocab.txt (default: the vocabulary stored in the model file)");
   cmd->add_option("--max-len", a.max_len,
                   "Truncate to this many tokens including [CLS] and [SEP] (default: the "
-                  "model's positions)");
+                  "model's positions, or for embed the file's sentence.max_seq_length)");
   cmd->add_option("--threads", a.threads, "Threads")->capture_default_str();
   cmd->add_option("--fff-weights", a.fff_weights,
                   "fp32, or half: the FFF blocks read their weights rounded to IEEE half "

@@ -350,6 +350,11 @@ BertModel load_bert(const std::string& path) {
       throw Error(path + ": metadata 'sentence.normalize' is '" + v + "' (expected 0 or 1)");
     m.normalize_embeddings = v == "1";
   }
+  if (meta.count("sentence.max_seq_length")) {
+    m.sentence_max_len = metadata_int(meta, "sentence.max_seq_length", path);
+    if (m.sentence_max_len < 2)
+      throw Error(path + ": metadata 'sentence.max_seq_length' must be at least 2");
+  }
   return m;
 }
 
@@ -387,6 +392,7 @@ void save_bert(const BertModel& m, const std::string& path) {
       {"arch", bert_arch_name(c.arch)},
       {"sentence.normalize", m.normalize_embeddings ? "1" : "0"}};
   if (c.arch == BertArch::bert) meta["type_vocab_size"] = std::to_string(c.type_vocab);
+  if (m.sentence_max_len > 0) meta["sentence.max_seq_length"] = std::to_string(m.sentence_max_len);
   if (!m.vocab_text.empty()) {
     meta["tokenizer.vocab"] = m.vocab_text;
     meta["tokenizer.lowercase"] = m.lowercase ? "1" : "0";

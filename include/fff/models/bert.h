@@ -85,6 +85,9 @@ struct BertModel {
   // Whether sentence embeddings are L2-normalised after mean pooling (the file's
   // "sentence.normalize"; sentence-transformers models with a Normalize module set it).
   bool normalize_embeddings = false;
+  // The longest input, in tokens, sentence embeddings are made of ("sentence.max_seq_length";
+  // sentence-transformers truncates all-MiniLM-L6-v2's inputs at 256); 0: the model's positions.
+  int64_t sentence_max_len = 0;
 };
 
 // Random weights of the given shape (for benchmarks and tests): uniform with standard deviation
