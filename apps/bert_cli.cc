@@ -154,13 +154,33 @@ std::vector<std::string> read_lines(const std::string& path) {
   return lines;
 }
 
-int run_embed(const BertRunArgs& a) {
+// --text values, then --file's lines.
+std::vector<std::string> input_texts(const BertRunArgs& a, const char* command) {
   std::vector<std::string> texts = a.texts;
   if (!a.file.empty()) {
     const std::vector<std::string> lines = read_lines(a.file);
     texts.insert(texts.end(), lines.begin(), lines.end());
   }
-  if (texts.empty()) throw fff::Error("embed needs --text or a non-empty --file");
+  if (texts.empty()) throw fff::Error(std::string(command) + " needs --text or a non-empty --file");
+  return texts;
+}
+
+// The token ids embed feeds the encoder, one JSON array per text: for checking the tokenizer
+// against others on the model's own vocabulary and truncation.
+int run_tokenize(const BertRunArgs& a) {
+  const std::vector<std::string> texts = input_texts(a, "tokenize");
+  const fff::BertModel m = load_model(a);
+  const fff::WordPieceTokenizer tok = model_tokenizer(m, a);
+  const int64_t max_len = a.max_len > 0 ? a.max_len : m.sentence_max_len;
+  const int64_t limit = max_len > 0 ? std::min(max_len, m.cfg.max_seq) : m.cfg.max_seq;
+  for (const std::string& text : texts)
+    std::cout << json(fff::wordpiece_encode_for_model(tok, text, limit)).dump() << '\n';
+  std::cout.flush();
+  return 0;
+}
+
+int run_embed(const BertRunArgs& a) {
+  const std::vector<std::string> texts = input_texts(a, "embed");
   if (a.batch <= 0) throw fff::Error("--batch must be positive");
   if (a.format != "json" && a.format != "binary")
     throw fff::Error("--format must be json or binary, not '" + a.format + "'");
@@ -456,6 +476,12 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
       "tokens (padding excluded), L2-normalised if the model says so, one vector per text");
   add_run_options(c.embed, c.embed_args);
   c.embed->add_option("--file", c.embed_args.file, "Texts, one per line ('-' for stdin)");
+  c.tokenize = c.bert->add_subcommand(
+      "tokenize",
+      "Print the token ids embed uses for each text (one JSON array per line, [CLS] and [SEP] "
+      "included, truncated as embed truncates)");
+  add_run_options(c.tokenize, c.tokenize_args);
+  c.tokenize->add_option("--file", c.tokenize_args.file, "Texts, one per line ('-' for stdin)");
   c.embed->add_option("--batch", c.embed_args.batch, "Texts encoded together")
       ->capture_default_str();
   c.embed
@@ -503,6 +529,7 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
 int run_bert(const BertCommands& c) {
   if (c.fill_mask && *c.fill_mask) return run_fill_mask(c.fill_args);
   if (c.embed && *c.embed) return run_embed(c.embed_args);
+  if (c.tokenize && *c.tokenize) return run_tokenize(c.tokenize_args);
   if (c.bench && *c.bench) return run_bert_bench(c.bench_args);
   return -1;
 }

@@ -32,12 +32,14 @@ struct BertCommands {
   CLI::App* bert = nullptr;
   CLI::App* fill_mask = nullptr;
   CLI::App* embed = nullptr;
+  CLI::App* tokenize = nullptr;
   CLI::App* bench = nullptr;
-  BertRunArgs fill_args, embed_args;
+  BertRunArgs fill_args, embed_args, tokenize_args;
   BertBenchArgs bench_args;
 };
 
-// Registers `fff bert fill-mask`, `fff bert embed` on app and `bert` under the bench command.
+// Registers `fff bert fill-mask`, `fff bert embed`, `fff bert tokenize` on app and `bert` under the
+// bench command.
 void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& cmds);
 // Runs whichever was parsed (returns -1 if none). Throws fff::Error on bad input.
 int run_bert(const BertCommands& cmds);
