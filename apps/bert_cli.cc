@@ -295,8 +295,11 @@ std::string find_torch_script(const std::string& flag) {
   return "";
 }
 
-// PyTorch timings of the dense reference model, keyed by (batch, threads); empty if unavailable.
-std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchArgs& a) {
+// PyTorch timings keyed by (batch, threads), from bert_torch_bench.py run with `model_args` (the
+// architecture and shape); empty if unavailable. `implementation` receives what ran it.
+std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchArgs& a,
+                                                               const std::string& model_args,
+                                                               std::string* implementation) {
   std::map<std::pair<int64_t, int>, double> out;
   if (a.python.empty() || a.python == "none") return out;
   const std::string script = find_torch_script(a.torch_script);
@@ -310,13 +313,11 @@ std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchAr
   // leaves OpenBLAS's own threads on every core.
   for (int threads : a.threads) {
     const std::string t = std::to_string(threads);
-    const std::string cmd =
-        "OMP_NUM_THREADS=" + t + " OPENBLAS_NUM_THREADS=" + t + " MKL_NUM_THREADS=" + t + " " +
-        a.python + " '" + script + "' --ff dense --layers " + std::to_string(a.layers) +
-        " --hidden " + std::to_string(a.hidden) + " --heads " + std::to_string(a.heads) +
-        " --width " + std::to_string(a.dense_width) + " --seq " + std::to_string(a.seq) +
-        " --batches " + join(a.batches) + " --thread-list " + t + " --repeats " +
-        std::to_string(a.repeats) + " --json 2>/dev/null";
+    const std::string cmd = "OMP_NUM_THREADS=" + t + " OPENBLAS_NUM_THREADS=" + t +
+                            " MKL_NUM_THREADS=" + t + " " + a.python + " '" + script + "' " +
+                            model_args + " --seq " + std::to_string(a.seq) + " --batches " +
+                            join(a.batches) + " --thread-list " + t + " --repeats " +
+                            std::to_string(a.repeats) + " --json 2>/dev/null";
     std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(cmd.c_str(), "r"), ::pclose);
     if (!pipe) continue;
     char buf[4096];
@@ -324,13 +325,77 @@ std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchAr
       const json j = json::parse(buf, nullptr, false);
       if (j.is_discarded() || !j.contains("tokens_per_s")) continue;
       out[{j["batch"].get<int64_t>(), j["threads"].get<int>()}] = j["tokens_per_s"].get<double>();
+      if (implementation && j.contains("implementation"))
+        *implementation = j["implementation"].get<std::string>();
     }
   }
   return out;
 }
 
+// fff bench bert --model FILE: that model (such as all-MiniLM-L6-v2) against PyTorch running a
+// model of the same architecture and shape (transformers' BertModel for arch bert, when the
+// --python has transformers), random token ids, no padding.
+int run_model_bench(const BertBenchArgs& a) {
+  const fff::BertModel m = fff::load_bert(a.model);
+  const fff::BertConfig& c = m.cfg;
+  if (a.seq < 1 || a.seq > c.max_seq)
+    throw fff::Error("--seq must be in [1, " + std::to_string(c.max_seq) + "] for " + a.model);
+  std::string model_args = "--vocab " + std::to_string(c.vocab) + " --layers " +
+                           std::to_string(c.layers) + " --hidden " + std::to_string(c.hidden) +
+                           " --heads " + std::to_string(c.heads) + " --max-seq " +
+                           std::to_string(c.max_seq);
+  if (c.arch == fff::BertArch::bert)
+    model_args += " --arch bert --width " + std::to_string(c.ff.width);
+  else if (c.ff.kind == fff::FFKind::ff)
+    model_args += " --ff dense --width " + std::to_string(c.ff.width);
+  else
+    model_args += " --ff fff --trees " + std::to_string(c.ff.trees) + " --depth " +
+                  std::to_string(c.ff.depth);
+  if (!a.json)
+    std::fprintf(stderr, "%s: %s\ntiming PyTorch (%s)...\n", a.model.c_str(), c.describe().c_str(),
+                 a.python.c_str());
+  std::string implementation = "n/a";
+  const auto torch = pytorch_tokens_per_s(a, model_args, &implementation);
+  if (!a.json)
+    std::printf("%6s %7s %5s %12s %12s %9s %9s %9s   (PyTorch: %s)\n", "batch", "threads", "seq",
+                "fff tok/s", "torch tok/s", "fff/pt", "fff attn", "fff ff", implementation.c_str());
+  for (int64_t B : a.batches)
+    for (int threads : a.threads) {
+      fff::Context ctx(threads);
+      const EncoderTiming f = time_encoder(ctx, m, B, a.seq, a.repeats, 3);
+      const double tps = static_cast<double>(B * a.seq) / f.median_s;
+      const auto it = torch.find({B, threads});
+      const double t_tps = it == torch.end() ? 0.0 : it->second;
+      if (a.json) {
+        json j = {{"benchmark", "bert-model"},
+                  {"model", a.model},
+                  {"arch", fff::bert_arch_name(c.arch)},
+                  {"describe", c.describe()},
+                  {"seq", a.seq},
+                  {"batch", B},
+                  {"threads", threads},
+                  {"repeats", a.repeats},
+                  {"fff_tokens_per_s", tps},
+                  {"fff_share", shares_json(f.share)},
+                  {"pytorch_implementation", implementation}};
+        j["pytorch_tokens_per_s"] = t_tps > 0 ? json(t_tps) : json(nullptr);
+        if (t_tps > 0) j["fff_vs_pytorch"] = tps / t_tps;
+        std::cout << j.dump() << std::endl;
+      } else {
+        std::printf("%6lld %7d %5lld %12.0f %12s %9s %8.1f%% %8.1f%%\n", static_cast<long long>(B),
+                    threads, static_cast<long long>(a.seq), tps,
+                    t_tps > 0 ? fmt("%.0f", t_tps).c_str() : "n/a",
+                    t_tps > 0 ? fmt("%.2fx", tps / t_tps).c_str() : "n/a", 100 * f.share.attention,
+                    100 * f.share.ff);
+        std::fflush(stdout);
+      }
+    }
+  return 0;
+}
+
 int run_bert_bench(const BertBenchArgs& a) {
   if (a.repeats <= 0) throw fff::Error("--repeats must be positive");
+  if (!a.model.empty()) return run_model_bench(a);
   fff::BertConfig base;
   base.layers = a.layers, base.hidden = a.hidden, base.heads = a.heads;
   base.max_seq = std::max<int64_t>(a.seq, 1);
@@ -351,7 +416,11 @@ int run_bert_bench(const BertBenchArgs& a) {
     return h;
   };
   if (!a.json) std::fprintf(stderr, "timing PyTorch (%s)...\n", a.python.c_str());
-  const auto torch = pytorch_tokens_per_s(a);
+  const auto torch = pytorch_tokens_per_s(
+      a,
+      "--ff dense --layers " + std::to_string(a.layers) + " --hidden " + std::to_string(a.hidden) +
+          " --heads " + std::to_string(a.heads) + " --width " + std::to_string(a.dense_width),
+      nullptr);
   if (!a.json)
     std::printf("%6s %7s %12s %12s %8s %12s %9s %9s %9s %9s %12s %8s %9s\n", "batch", "threads",
                 "fff tok/s", "dense tok/s", "speedup", "torch tok/s", "dense/pt", "fff attn",
@@ -523,6 +592,11 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
   c.bench->add_option("--torch-script", b.torch_script,
                       "Path of bert_torch_bench.py (default: next to the fff executable, or in "
                       "../share/fff/ beside it)");
+  c.bench->add_option("--model", b.model,
+                      "Time this fff-bert model file (e.g. models/all-MiniLM-L6-v2.safetensors) "
+                      "against PyTorch running the same architecture and shape (transformers' "
+                      "BertModel for arch bert if --python has transformers, e.g. "
+                      "build/venv-ref/bin/python); the shape flags are then ignored");
   c.bench->add_flag("--json", b.json, "One JSON object per configuration on stdout");
 }
 

@@ -25,6 +25,7 @@ struct BertBenchArgs {
   std::vector<int64_t> batches = {1, 8};
   std::vector<int> threads = {1, 2};
   std::string python = "/usr/bin/python3", torch_script;
+  std::string model;  // time this model file instead of random FFF and dense models
   bool json = false;
 };
 
