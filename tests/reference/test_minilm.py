@@ -130,3 +130,25 @@ def test_embed_normalises_as_the_file_says_and_fill_mask_refuses(converted):
     refused = subprocess.run([cli, "bert", "fill-mask", converted, "--text", "a [MASK] b"],
                              capture_output=True, text=True)
     assert refused.returncode != 0 and "no MLM head" in refused.stderr
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda c: c.update(hidden_act="gelu_new"), "hidden_act"),
+    (lambda c: c.update(position_embedding_type="relative_key"), "position_embedding_type"),
+    (lambda c: c.update(intermediate_size=1024), "encoder.layer.0.intermediate.dense.weight"),
+    (lambda c: c.update(num_attention_heads=7), "num_attention_heads"),
+])
+def test_converter_refuses_what_fff_does_not_run(minilm_dir, tmp_path, edit, needle):
+    """The real checkpoint with one config change (the other files linked, not copied)."""
+    source = os.environ.get("FFF_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
+    for name in os.listdir(minilm_dir):
+        if name != "config.json":
+            os.symlink(os.path.join(minilm_dir, name), tmp_path / name)
+    with open(os.path.join(minilm_dir, "config.json")) as f:
+        config = json.load(f)
+    edit(config)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    r = subprocess.run([sys.executable, os.path.join(source, "scripts", "convert_bert.py"), str(tmp_path),
+                        str(tmp_path / "out.safetensors")], capture_output=True, text=True)
+    assert r.returncode == 1 and needle in r.stderr, r.stderr
+    assert not (tmp_path / "out.safetensors").exists()
