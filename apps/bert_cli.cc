@@ -530,7 +530,9 @@ void add_run_options(CLI::App* cmd, BertRunArgs& a) {
 
 void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
   c.bert = app.add_subcommand(
-      "bert", "UltraFastBERT / crammedBERT encoder: masked-token prediction and embeddings");
+      "bert",
+      "BERT encoders (UltraFastBERT / crammedBERT, original BERT such as all-MiniLM-L6-v2): "
+      "masked-token prediction and sentence embeddings");
   c.bert->require_subcommand(1);
   c.fill_mask = c.bert->add_subcommand(
       "fill-mask", "Predict the tokens at each [MASK] of a text (top-k with probabilities)");
