@@ -91,6 +91,9 @@ int run_fill_mask(const BertRunArgs& a) {
   if (a.top_k <= 0) throw fff::Error("--top-k must be positive");
   fff::Context ctx(a.threads);
   const fff::BertModel m = load_model(a);
+  if (m.cfg.arch == fff::BertArch::bert)
+    throw fff::Error(a.model +
+                     " is an embedding model (arch bert, no MLM head): use fff bert embed");
   const fff::WordPieceTokenizer tok = model_tokenizer(m, a);
   if (tok.mask_id < 0) throw fff::Error("the vocabulary has no [MASK] token");
   json all = json::array();
@@ -151,20 +154,43 @@ std::vector<std::string> read_lines(const std::string& path) {
   return lines;
 }
 
-int run_embed(const BertRunArgs& a) {
+// --text values, then --file's lines.
+std::vector<std::string> input_texts(const BertRunArgs& a, const char* command) {
   std::vector<std::string> texts = a.texts;
   if (!a.file.empty()) {
     const std::vector<std::string> lines = read_lines(a.file);
     texts.insert(texts.end(), lines.begin(), lines.end());
   }
-  if (texts.empty()) throw fff::Error("embed needs --text or a non-empty --file");
+  if (texts.empty()) throw fff::Error(std::string(command) + " needs --text or a non-empty --file");
+  return texts;
+}
+
+// The token ids embed feeds the encoder, one JSON array per text: for checking the tokenizer
+// against others on the model's own vocabulary and truncation.
+int run_tokenize(const BertRunArgs& a) {
+  const std::vector<std::string> texts = input_texts(a, "tokenize");
+  const fff::BertModel m = load_model(a);
+  const fff::WordPieceTokenizer tok = model_tokenizer(m, a);
+  const int64_t max_len = a.max_len > 0 ? a.max_len : m.sentence_max_len;
+  const int64_t limit = max_len > 0 ? std::min(max_len, m.cfg.max_seq) : m.cfg.max_seq;
+  for (const std::string& text : texts)
+    std::cout << json(fff::wordpiece_encode_for_model(tok, text, limit)).dump() << '\n';
+  std::cout.flush();
+  return 0;
+}
+
+int run_embed(const BertRunArgs& a) {
+  const std::vector<std::string> texts = input_texts(a, "embed");
   if (a.batch <= 0) throw fff::Error("--batch must be positive");
   if (a.format != "json" && a.format != "binary")
     throw fff::Error("--format must be json or binary, not '" + a.format + "'");
   if (a.format == "binary" && a.output.empty())
     throw fff::Error("--format binary needs --output FILE");
+  if (a.normalize != "auto" && a.normalize != "yes" && a.normalize != "no")
+    throw fff::Error("--normalize must be auto, yes or no, not '" + a.normalize + "'");
   fff::Context ctx(a.threads);
   const fff::BertModel m = load_model(a);
+  const bool normalize = a.normalize == "yes" || (a.normalize == "auto" && m.normalize_embeddings);
   const fff::WordPieceTokenizer tok = model_tokenizer(m, a);
   const int64_t H = m.cfg.hidden, N = static_cast<int64_t>(texts.size());
   std::vector<float> pooled(static_cast<size_t>(N * H));
@@ -172,10 +198,12 @@ int run_embed(const BertRunArgs& a) {
   const double start = now_seconds();
   for (int64_t lo = 0; lo < N; lo += a.batch) {
     const int64_t hi = std::min(N, lo + a.batch);
-    const Batch b = encode_batch(tok, m, {texts.begin() + lo, texts.begin() + hi}, a.max_len);
+    const Batch b = encode_batch(tok, m, {texts.begin() + lo, texts.begin() + hi},
+                                 a.max_len > 0 ? a.max_len : m.sentence_max_len);
     std::vector<float> hidden(static_cast<size_t>(b.B * b.S * H));
     fff::bert_encode(ctx, m, b.ids.data(), b.mask.data(), b.B, b.S, hidden.data());
     fff::bert_mean_pool(hidden.data(), b.mask.data(), b.B, b.S, H, pooled.data() + lo * H);
+    if (normalize) fff::l2_normalize_rows(pooled.data() + lo * H, b.B, H);
     if (progress) {
       const double t = now_seconds() - start;
       std::fprintf(stderr, "\r%lld/%lld texts, ETA %s   ", static_cast<long long>(hi),
@@ -267,8 +295,11 @@ std::string find_torch_script(const std::string& flag) {
   return "";
 }
 
-// PyTorch timings of the dense reference model, keyed by (batch, threads); empty if unavailable.
-std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchArgs& a) {
+// PyTorch timings keyed by (batch, threads), from bert_torch_bench.py run with `model_args` (the
+// architecture and shape); empty if unavailable. `implementation` receives what ran it.
+std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchArgs& a,
+                                                               const std::string& model_args,
+                                                               std::string* implementation) {
   std::map<std::pair<int64_t, int>, double> out;
   if (a.python.empty() || a.python == "none") return out;
   const std::string script = find_torch_script(a.torch_script);
@@ -282,13 +313,11 @@ std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchAr
   // leaves OpenBLAS's own threads on every core.
   for (int threads : a.threads) {
     const std::string t = std::to_string(threads);
-    const std::string cmd =
-        "OMP_NUM_THREADS=" + t + " OPENBLAS_NUM_THREADS=" + t + " MKL_NUM_THREADS=" + t + " " +
-        a.python + " '" + script + "' --ff dense --layers " + std::to_string(a.layers) +
-        " --hidden " + std::to_string(a.hidden) + " --heads " + std::to_string(a.heads) +
-        " --width " + std::to_string(a.dense_width) + " --seq " + std::to_string(a.seq) +
-        " --batches " + join(a.batches) + " --thread-list " + t + " --repeats " +
-        std::to_string(a.repeats) + " --json 2>/dev/null";
+    const std::string cmd = "OMP_NUM_THREADS=" + t + " OPENBLAS_NUM_THREADS=" + t +
+                            " MKL_NUM_THREADS=" + t + " " + a.python + " '" + script + "' " +
+                            model_args + " --seq " + std::to_string(a.seq) + " --batches " +
+                            join(a.batches) + " --thread-list " + t + " --repeats " +
+                            std::to_string(a.repeats) + " --json 2>/dev/null";
     std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(cmd.c_str(), "r"), ::pclose);
     if (!pipe) continue;
     char buf[4096];
@@ -296,13 +325,77 @@ std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchAr
       const json j = json::parse(buf, nullptr, false);
       if (j.is_discarded() || !j.contains("tokens_per_s")) continue;
       out[{j["batch"].get<int64_t>(), j["threads"].get<int>()}] = j["tokens_per_s"].get<double>();
+      if (implementation && j.contains("implementation"))
+        *implementation = j["implementation"].get<std::string>();
     }
   }
   return out;
 }
 
+// fff bench bert --model FILE: that model (such as all-MiniLM-L6-v2) against PyTorch running a
+// model of the same architecture and shape (transformers' BertModel for arch bert, when the
+// --python has transformers), random token ids, no padding.
+int run_model_bench(const BertBenchArgs& a) {
+  const fff::BertModel m = fff::load_bert(a.model);
+  const fff::BertConfig& c = m.cfg;
+  if (a.seq < 1 || a.seq > c.max_seq)
+    throw fff::Error("--seq must be in [1, " + std::to_string(c.max_seq) + "] for " + a.model);
+  std::string model_args = "--vocab " + std::to_string(c.vocab) + " --layers " +
+                           std::to_string(c.layers) + " --hidden " + std::to_string(c.hidden) +
+                           " --heads " + std::to_string(c.heads) + " --max-seq " +
+                           std::to_string(c.max_seq);
+  if (c.arch == fff::BertArch::bert)
+    model_args += " --arch bert --width " + std::to_string(c.ff.width);
+  else if (c.ff.kind == fff::FFKind::ff)
+    model_args += " --ff dense --width " + std::to_string(c.ff.width);
+  else
+    model_args += " --ff fff --trees " + std::to_string(c.ff.trees) + " --depth " +
+                  std::to_string(c.ff.depth);
+  if (!a.json)
+    std::fprintf(stderr, "%s: %s\ntiming PyTorch (%s)...\n", a.model.c_str(), c.describe().c_str(),
+                 a.python.c_str());
+  std::string implementation = "n/a";
+  const auto torch = pytorch_tokens_per_s(a, model_args, &implementation);
+  if (!a.json)
+    std::printf("%6s %7s %5s %12s %12s %9s %9s %9s   (PyTorch: %s)\n", "batch", "threads", "seq",
+                "fff tok/s", "torch tok/s", "fff/pt", "fff attn", "fff ff", implementation.c_str());
+  for (int64_t B : a.batches)
+    for (int threads : a.threads) {
+      fff::Context ctx(threads);
+      const EncoderTiming f = time_encoder(ctx, m, B, a.seq, a.repeats, 3);
+      const double tps = static_cast<double>(B * a.seq) / f.median_s;
+      const auto it = torch.find({B, threads});
+      const double t_tps = it == torch.end() ? 0.0 : it->second;
+      if (a.json) {
+        json j = {{"benchmark", "bert-model"},
+                  {"model", a.model},
+                  {"arch", fff::bert_arch_name(c.arch)},
+                  {"describe", c.describe()},
+                  {"seq", a.seq},
+                  {"batch", B},
+                  {"threads", threads},
+                  {"repeats", a.repeats},
+                  {"fff_tokens_per_s", tps},
+                  {"fff_share", shares_json(f.share)},
+                  {"pytorch_implementation", implementation}};
+        j["pytorch_tokens_per_s"] = t_tps > 0 ? json(t_tps) : json(nullptr);
+        if (t_tps > 0) j["fff_vs_pytorch"] = tps / t_tps;
+        std::cout << j.dump() << std::endl;
+      } else {
+        std::printf("%6lld %7d %5lld %12.0f %12s %9s %8.1f%% %8.1f%%\n", static_cast<long long>(B),
+                    threads, static_cast<long long>(a.seq), tps,
+                    t_tps > 0 ? fmt("%.0f", t_tps).c_str() : "n/a",
+                    t_tps > 0 ? fmt("%.2fx", tps / t_tps).c_str() : "n/a", 100 * f.share.attention,
+                    100 * f.share.ff);
+        std::fflush(stdout);
+      }
+    }
+  return 0;
+}
+
 int run_bert_bench(const BertBenchArgs& a) {
   if (a.repeats <= 0) throw fff::Error("--repeats must be positive");
+  if (!a.model.empty()) return run_model_bench(a);
   fff::BertConfig base;
   base.layers = a.layers, base.hidden = a.hidden, base.heads = a.heads;
   base.max_seq = std::max<int64_t>(a.seq, 1);
@@ -323,7 +416,11 @@ int run_bert_bench(const BertBenchArgs& a) {
     return h;
   };
   if (!a.json) std::fprintf(stderr, "timing PyTorch (%s)...\n", a.python.c_str());
-  const auto torch = pytorch_tokens_per_s(a);
+  const auto torch = pytorch_tokens_per_s(
+      a,
+      "--ff dense --layers " + std::to_string(a.layers) + " --hidden " + std::to_string(a.hidden) +
+          " --heads " + std::to_string(a.heads) + " --width " + std::to_string(a.dense_width),
+      nullptr);
   if (!a.json)
     std::printf("%6s %7s %12s %12s %8s %12s %9s %9s %9s %9s %12s %8s %9s\n", "batch", "threads",
                 "fff tok/s", "dense tok/s", "speedup", "torch tok/s", "dense/pt", "fff attn",
@@ -419,7 +516,7 @@ void add_run_options(CLI::App* cmd, BertRunArgs& a) {
                   "WordPiece vocab.txt (default: the vocabulary stored in the model file)");
   cmd->add_option("--max-len", a.max_len,
                   "Truncate to this many tokens including [CLS] and [SEP] (default: the "
-                  "model's positions)");
+                  "model's positions, or for embed the file's sentence.max_seq_length)");
   cmd->add_option("--threads", a.threads, "Threads")->capture_default_str();
   cmd->add_option("--fff-weights", a.fff_weights,
                   "fp32, or half: the FFF blocks read their weights rounded to IEEE half "
@@ -433,7 +530,9 @@ void add_run_options(CLI::App* cmd, BertRunArgs& a) {
 
 void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
   c.bert = app.add_subcommand(
-      "bert", "UltraFastBERT / crammedBERT encoder: masked-token prediction and embeddings");
+      "bert",
+      "BERT encoders (UltraFastBERT / crammedBERT, original BERT such as all-MiniLM-L6-v2): "
+      "masked-token prediction and sentence embeddings");
   c.bert->require_subcommand(1);
   c.fill_mask = c.bert->add_subcommand(
       "fill-mask", "Predict the tokens at each [MASK] of a text (top-k with probabilities)");
@@ -445,9 +544,15 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
   c.embed = c.bert->add_subcommand(
       "embed",
       "Sentence embeddings: the mean of the final hidden states over each text's "
-      "tokens (padding excluded), one vector per text");
+      "tokens (padding excluded), L2-normalised if the model says so, one vector per text");
   add_run_options(c.embed, c.embed_args);
   c.embed->add_option("--file", c.embed_args.file, "Texts, one per line ('-' for stdin)");
+  c.tokenize = c.bert->add_subcommand(
+      "tokenize",
+      "Print the token ids embed uses for each text (one JSON array per line, [CLS] and [SEP] "
+      "included, truncated as embed truncates)");
+  add_run_options(c.tokenize, c.tokenize_args);
+  c.tokenize->add_option("--file", c.tokenize_args.file, "Texts, one per line ('-' for stdin)");
   c.embed->add_option("--batch", c.embed_args.batch, "Texts encoded together")
       ->capture_default_str();
   c.embed
@@ -455,6 +560,12 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
                    "json: one JSON array per line; binary: float32 rows (needs --output)")
       ->capture_default_str();
   c.embed->add_option("--output", c.embed_args.output, "Write here (atomically) instead of stdout");
+  c.embed
+      ->add_option("--normalize", c.embed_args.normalize,
+                   "L2-normalise each embedding: auto (as the model file says: "
+                   "sentence-transformers models with a Normalize module, such as "
+                   "all-MiniLM-L6-v2), yes or no")
+      ->capture_default_str();
 
   BertBenchArgs& b = c.bench_args;
   c.bench =
@@ -483,12 +594,18 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
   c.bench->add_option("--torch-script", b.torch_script,
                       "Path of bert_torch_bench.py (default: next to the fff executable, or in "
                       "../share/fff/ beside it)");
+  c.bench->add_option("--model", b.model,
+                      "Time this fff-bert model file (e.g. models/all-MiniLM-L6-v2.safetensors) "
+                      "against PyTorch running the same architecture and shape (transformers' "
+                      "BertModel for arch bert if --python has transformers, e.g. "
+                      "build/venv-ref/bin/python); the shape flags are then ignored");
   c.bench->add_flag("--json", b.json, "One JSON object per configuration on stdout");
 }
 
 int run_bert(const BertCommands& c) {
   if (c.fill_mask && *c.fill_mask) return run_fill_mask(c.fill_args);
   if (c.embed && *c.embed) return run_embed(c.embed_args);
+  if (c.tokenize && *c.tokenize) return run_tokenize(c.tokenize_args);
   if (c.bench && *c.bench) return run_bert_bench(c.bench_args);
   return -1;
 }

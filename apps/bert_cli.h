@@ -13,6 +13,7 @@ struct BertRunArgs {
   std::string model, vocab, file, format = "json", output;
   std::vector<std::string> texts;
   std::string fff_weights = "fp32";
+  std::string normalize = "auto";  // embed: auto (as the model file says), yes, no
   int64_t top_k = 5, batch = 8, max_len = 0;
   int threads = 1;
   bool json = false;
@@ -24,6 +25,7 @@ struct BertBenchArgs {
   std::vector<int64_t> batches = {1, 8};
   std::vector<int> threads = {1, 2};
   std::string python = "/usr/bin/python3", torch_script;
+  std::string model;  // time this model file instead of random FFF and dense models
   bool json = false;
 };
 
@@ -31,12 +33,14 @@ struct BertCommands {
   CLI::App* bert = nullptr;
   CLI::App* fill_mask = nullptr;
   CLI::App* embed = nullptr;
+  CLI::App* tokenize = nullptr;
   CLI::App* bench = nullptr;
-  BertRunArgs fill_args, embed_args;
+  BertRunArgs fill_args, embed_args, tokenize_args;
   BertBenchArgs bench_args;
 };
 
-// Registers `fff bert fill-mask`, `fff bert embed` on app and `bert` under the bench command.
+// Registers `fff bert fill-mask`, `fff bert embed`, `fff bert tokenize` on app and `bert` under the
+// bench command.
 void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& cmds);
 // Runs whichever was parsed (returns -1 if none). Throws fff::Error on bad input.
 int run_bert(const BertCommands& cmds);

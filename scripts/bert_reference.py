@@ -1,4 +1,5 @@
-"""PyTorch reference of crammedBERT / UltraFastBERT (dense or FFF) and a random HF-style checkpoint generator."""
+"""PyTorch reference of crammedBERT / UltraFastBERT (dense or FFF) and of the original post-norm BERT
+(Hugging Face BertModel's layout, as all-MiniLM-L6-v2), and a random HF-style checkpoint generator."""
 import argparse
 import json
 import math
@@ -43,6 +44,8 @@ class BertConfig:
     depth: int = 3  # FFF: tree depth D (nodes per tree n = 2^(D+1) - 1)
     max_seq: int = 128
     norm_eps: float = 1e-12
+    arch: str = "crammed"  # "crammed" (pre-norm crammedBERT) or "bert" (post-norm, biases)
+    type_vocab: int = 2  # bert: token types
 
     @property
     def head_dim(self) -> int:
@@ -55,12 +58,16 @@ class BertConfig:
     def validate(self) -> None:
         if self.ff not in ("fff", "dense"):
             raise UserError(f"--ff must be 'fff' or 'dense', not {self.ff!r}")
+        if self.arch not in ("crammed", "bert"):
+            raise UserError(f"--arch must be 'crammed' or 'bert', not {self.arch!r}")
+        if self.arch == "bert" and self.ff != "dense":
+            raise UserError("--arch bert has dense feedforward blocks only (--ff dense)")
         for name in ("vocab", "hidden", "heads", "layers", "max_seq"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.hidden % self.heads != 0:
             raise UserError(f"--hidden ({self.hidden}) must be divisible by --heads ({self.heads})")
-        if self.hidden % 2 != 0:
+        if self.hidden % 2 != 0 and self.arch == "crammed":
             raise UserError(f"--hidden ({self.hidden}) must be even for the sinusoidal positions")
         if self.ff == "dense" and self.width < 1:
             raise UserError(f"--width must be at least 1 (got {self.width})")
@@ -232,6 +239,139 @@ class BertForMLM(nn.Module):
         return hidden, self.decoder(hidden)
 
 
+# ---------------------------------------------------------------------------- original BERT
+# Module names give the state-dict keys of Hugging Face's BertModel (embeddings.word_embeddings.
+# weight, encoder.layer.0.attention.self.query.weight, ...); the computation is written here
+# from the BERT paper, not taken from transformers.
+
+class PostNormEmbeddings(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab, cfg.hidden)
+        self.position_embeddings = nn.Embedding(cfg.max_seq, cfg.hidden)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab, cfg.hidden)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden, eps=cfg.norm_eps)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[1])
+        types = torch.zeros_like(input_ids)  # single sentences: type 0 everywhere
+        e = self.word_embeddings(input_ids) + self.position_embeddings(positions)[None] + \
+            self.token_type_embeddings(types)
+        return self.LayerNorm(e)
+
+
+class PostNormSelfAttention(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.heads, self.head_dim = cfg.heads, cfg.head_dim
+        self.query = nn.Linear(cfg.hidden, cfg.hidden)
+        self.key = nn.Linear(cfg.hidden, cfg.hidden)
+        self.value = nn.Linear(cfg.hidden, cfg.hidden)
+
+    def forward(self, x: torch.Tensor, mask_add: Optional[torch.Tensor]) -> torch.Tensor:
+        b, s, h = x.shape
+        q, k, v = (lin(x).view(b, s, self.heads, self.head_dim).transpose(1, 2)
+                   for lin in (self.query, self.key, self.value))  # (b, heads, s, hd)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        if mask_add is not None:
+            scores = scores + mask_add
+        context = torch.matmul(torch.softmax(scores, dim=-1), v)
+        return context.transpose(1, 2).reshape(b, s, h)
+
+
+class DenseAndNorm(nn.Module):
+    """LN(residual + x W^T + b): the output half of a post-norm sublayer."""
+
+    def __init__(self, cfg: BertConfig, width_in: int):
+        super().__init__()
+        self.dense = nn.Linear(width_in, cfg.hidden)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden, eps=cfg.norm_eps)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(residual + self.dense(x))
+
+
+class PostNormAttention(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        setattr(self, "self", PostNormSelfAttention(cfg))  # the key is "attention.self.query..."
+        self.output = DenseAndNorm(cfg, cfg.hidden)
+
+    def forward(self, x: torch.Tensor, mask_add: Optional[torch.Tensor]) -> torch.Tensor:
+        return self.output(getattr(self, "self")(x, mask_add), x)
+
+
+class Intermediate(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden, cfg.width)
+        self.act = nn.GELU()  # exact (erf) GELU, BERT's "gelu"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.dense(x))
+
+
+class PostNormLayer(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.attention = PostNormAttention(cfg)
+        self.intermediate = Intermediate(cfg)
+        self.output = DenseAndNorm(cfg, cfg.width)
+
+    def forward(self, x: torch.Tensor, mask_add: Optional[torch.Tensor]) -> torch.Tensor:
+        x = self.attention(x, mask_add)
+        return self.output(self.intermediate(x), x)
+
+
+class PostNormEncoder(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList([PostNormLayer(cfg) for _ in range(cfg.layers)])
+
+
+class Pooler(nn.Module):
+    """BertModel's pooler (tanh of the first token's projection): stored in checkpoints, unused by
+    sentence embeddings and by fff, kept so that converted checkpoints look like real ones."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden, cfg.hidden)
+
+
+class PostNormBert(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.embeddings = PostNormEmbeddings(cfg)
+        self.encoder = PostNormEncoder(cfg)
+        self.pooler = Pooler(cfg)
+
+    def forward(self, input_ids: torch.Tensor,
+                attention_mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, None]:
+        if input_ids.shape[1] > self.cfg.max_seq:
+            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_seq {self.cfg.max_seq}")
+        mask_add = None
+        if attention_mask is not None:
+            mask_add = ((1.0 - attention_mask.to(torch.float32)) * -10000.0)[:, None, None, :]
+        x = self.embeddings(input_ids)
+        for layer in self.encoder.layer:
+            x = layer(x, mask_add)
+        return x, None
+
+
+def hf_bert_config(cfg: BertConfig) -> dict:
+    """config.json of Hugging Face's BertModel for this shape."""
+    return {
+        "architectures": ["BertModel"], "model_type": "bert", "hidden_size": cfg.hidden,
+        "num_hidden_layers": cfg.layers, "num_attention_heads": cfg.heads, "intermediate_size": cfg.width,
+        "hidden_act": "gelu", "max_position_embeddings": cfg.max_seq, "type_vocab_size": cfg.type_vocab,
+        "vocab_size": cfg.vocab, "layer_norm_eps": cfg.norm_eps, "pad_token_id": PAD_ID,
+        "position_embedding_type": "absolute", "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+    }
+
+
 @torch.no_grad()
 def init_random_(model: BertForMLM, seed: int) -> None:
     """Random weights that exercise every part: O(1) activations, no near-ties in tree decisions."""
@@ -248,7 +388,8 @@ def init_random_(model: BertForMLM, seed: int) -> None:
             # logits of a real model's size. A unit-variance table makes them O(30), where the
             # summation order of a 768-term float32 dot product alone moves them by ~1e-4.
             module.weight.normal_(0.0, 0.05)
-            module.weight[PAD_ID].zero_()
+            if name.endswith(("word_embedding", "word_embeddings")):
+                module.weight[PAD_ID].zero_()  # positions and types keep row 0: every token uses it
         elif isinstance(module, nn.LayerNorm):
             module.weight.copy_(1.0 + 0.1 * torch.randn_like(module.weight))
             module.bias.copy_(0.1 * torch.randn_like(module.bias))
@@ -256,8 +397,8 @@ def init_random_(model: BertForMLM, seed: int) -> None:
             module.scale_factor.fill_(1.5 / math.sqrt(module.pe.shape[1]))
 
 
-def build_model(cfg: BertConfig, seed: int) -> BertForMLM:
-    model = BertForMLM(cfg)
+def build_model(cfg: BertConfig, seed: int) -> nn.Module:
+    model = PostNormBert(cfg) if cfg.arch == "bert" else BertForMLM(cfg)
     init_random_(model, seed)
     return model.eval()
 
@@ -364,7 +505,11 @@ def parse_args(argv):
                "whatever the model computes there (padding masks keys only).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
-    ap.add_argument("--ff", choices=["fff", "dense"], default="fff", help="feedforward kind")
+    ap.add_argument("--arch", choices=["crammed", "bert"], default="crammed",
+                    help="crammed: pre-norm crammedBERT / UltraFastBERT; bert: the original post-norm BERT "
+                         "(Hugging Face BertModel's checkpoint layout, no MLM head: no logits)")
+    ap.add_argument("--ff", choices=["fff", "dense"], default=None,
+                    help="feedforward kind (default: fff for crammed, dense for bert)")
     ap.add_argument("--hidden", type=int, default=64, help="hidden size H")
     ap.add_argument("--heads", type=int, default=4, help="attention heads (must divide H)")
     ap.add_argument("--layers", type=int, default=2, help="transformer layers")
@@ -383,9 +528,10 @@ def parse_args(argv):
 
 
 def run(args) -> None:
-    cfg = BertConfig(vocab=args.vocab, hidden=args.hidden, heads=args.heads, layers=args.layers, ff=args.ff,
+    ff = args.ff or ("dense" if args.arch == "bert" else "fff")
+    cfg = BertConfig(vocab=args.vocab, hidden=args.hidden, heads=args.heads, layers=args.layers, ff=ff,
                      width=args.width, trees=args.trees, depth=args.depth, max_seq=args.max_seq,
-                     norm_eps=args.norm_eps)
+                     norm_eps=args.norm_eps, arch=args.arch)
     cfg.validate()
     if cfg.vocab <= FIRST_ORDINARY_ID:
         raise UserError(f"--vocab must be greater than {FIRST_ORDINARY_ID} so random ids in [5, V) exist")
@@ -410,6 +556,10 @@ def run(args) -> None:
     with torch.inference_mode():
         hidden, logits = model(ids, mask)
 
+    outputs = {"input_ids": ids.to(torch.float32).numpy(), "attention_mask": mask.numpy(),
+               "hidden": hidden.numpy()}
+    if logits is not None:
+        outputs["logits"] = logits.numpy()
     if args.format == "bin":
         state = model.state_dict()  # decoder.weight and the word embedding share storage
         atomic_write(os.path.join(out, "pytorch_model.bin"), lambda f: torch.save(state, f))
@@ -417,15 +567,18 @@ def run(args) -> None:
     else:
         write_safetensors(os.path.join(out, "model.safetensors"), state_dict_arrays(model, True), {"format": "pt"})
         weights = "model.safetensors"
-    config = {"architectures": ["ScriptableCrammedBERT"], "model_type": "crammedBERT", "arch": arch_config(cfg)}
+    if cfg.arch == "bert":
+        config = hf_bert_config(cfg)
+    else:
+        config = {"architectures": ["ScriptableCrammedBERT"], "model_type": "crammedBERT",
+                  "arch": arch_config(cfg)}
     write_text(os.path.join(out, "config.json"), json.dumps(config, indent=2) + "\n")
     write_text(os.path.join(out, "vocab.txt"), "".join(t + "\n" for t in make_vocab(cfg.vocab)))
     write_text(os.path.join(out, "tokenizer_config.json"), json.dumps({"do_lower_case": True}, indent=2) + "\n")
     write_safetensors(
         os.path.join(out, "reference.safetensors"),
-        {"input_ids": ids.to(torch.float32).numpy(), "attention_mask": mask.numpy(),
-         "hidden": hidden.numpy(), "logits": logits.numpy()},
-        {"format": "fff-bert-reference", "ff": cfg.ff, "seed": str(args.seed),
+        outputs,
+        {"format": "fff-bert-reference", "arch": cfg.arch, "ff": cfg.ff, "seed": str(args.seed),
          "torch_version": torch.__version__})
     lengths = [int(n) for n in mask.sum(dim=1).tolist()]
     print(f"wrote {out}: {weights}, config.json, vocab.txt, tokenizer_config.json, reference.safetensors "

@@ -1,4 +1,5 @@
-"""Times PyTorch's CPU encoder forward of crammedBERT / UltraFastBERT, the baseline for fff's BERT benchmark."""
+"""Times PyTorch's CPU encoder forward of crammedBERT / UltraFastBERT, or of the original post-norm BERT
+(Hugging Face transformers' BertModel when installed), the baseline for fff's BERT benchmark."""
 import argparse
 import gc
 import json
@@ -46,6 +47,11 @@ def parse_args(argv):
                "heads, seq, batch, threads, median_s, min_s, tokens_per_s (batch*seq/median_s), repeats, "
                "warmup, vocab, and width (dense) or trees and depth (fff).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--arch", choices=["crammed", "bert"], default="crammed",
+                    help="crammed: bert_reference.py's crammedBERT; bert: the original post-norm BERT (as "
+                         "all-MiniLM-L6-v2), run by transformers.BertModel with random weights when transformers "
+                         "is importable, else by bert_reference.py's PostNormBert (the JSON says which)")
+    ap.add_argument("--max-seq", type=int, default=None, help="position table size (default max(128, --seq))")
     ap.add_argument("--ff", type=ff_list, default=["dense"], help="dense, fff, or a list such as dense,fff")
     ap.add_argument("--layers", type=int, default=16, help="transformer layers")
     ap.add_argument("--hidden", type=int, default=768, help="hidden size H")
@@ -77,12 +83,22 @@ def run(args) -> None:
     batches = args.batches or [args.batch]
     threads_list = args.thread_list or [args.threads]
 
-    for ff in args.ff:
+    max_seq = args.max_seq or max(128, args.seq)
+    if max_seq < args.seq:
+        raise br.UserError(f"--max-seq {max_seq} is below --seq {args.seq}")
+    for ff in (["dense"] if args.arch == "bert" else args.ff):
         cfg = br.BertConfig(vocab=args.vocab, hidden=args.hidden, heads=args.heads, layers=args.layers, ff=ff,
-                            width=args.width, trees=args.trees, depth=args.depth, max_seq=max(128, args.seq))
+                            width=args.width, trees=args.trees, depth=args.depth, max_seq=max_seq, arch=args.arch)
         cfg.validate()
-        model = br.build_model(cfg, args.seed)
-        encoder = model.encoder
+        implementation = "bert_reference"
+        if args.arch == "bert":
+            encoder = hf_bert(cfg, args.seed)
+            if encoder is not None:
+                implementation = "transformers"
+            else:
+                encoder = br.build_model(cfg, args.seed)
+        else:
+            encoder = br.build_model(cfg, args.seed).encoder
         for batch in batches:
             ids = torch.randint(br.FIRST_ORDINARY_ID, cfg.vocab, (batch, args.seq), dtype=torch.long)
             ids[:, 0] = br.CLS_ID
@@ -99,7 +115,8 @@ def run(args) -> None:
                             times.append(elapsed)
                 median = statistics.median(times)
                 record = {
-                    "framework": "pytorch", "torch_version": torch.__version__, "ff": ff, "layers": cfg.layers,
+                    "framework": "pytorch", "torch_version": torch.__version__, "arch": args.arch,
+                    "implementation": implementation, "ff": ff, "layers": cfg.layers,
                     "hidden": cfg.hidden, "heads": cfg.heads, "seq": args.seq, "batch": batch, "threads": threads,
                     "median_s": median, "min_s": min(times), "tokens_per_s": batch * args.seq / median,
                     "repeats": args.repeats, "warmup": args.warmup, "vocab": cfg.vocab,
@@ -115,8 +132,27 @@ def run(args) -> None:
                     print(f"pytorch {torch.__version__} {ff} ({shape}) layers {cfg.layers} hidden {cfg.hidden} "
                           f"seq {args.seq} batch {batch} threads {threads}: median {median * 1e3:.2f} ms "
                           f"(min {min(times) * 1e3:.2f} ms), {record['tokens_per_s']:.1f} tokens/s", flush=True)
-        del encoder, model
+        del encoder
         gc.collect()
+
+
+def hf_bert(cfg, seed: int):
+    """transformers.BertModel of cfg's shape with random weights (speed does not depend on them), or
+    None without transformers. Called as encoder(ids, mask)."""
+    try:
+        import transformers
+    except ImportError:
+        return None
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(vocab_size=cfg.vocab, hidden_size=cfg.hidden, num_hidden_layers=cfg.layers,
+                                     num_attention_heads=cfg.heads, intermediate_size=cfg.width, hidden_act="gelu",
+                                     max_position_embeddings=cfg.max_seq, type_vocab_size=cfg.type_vocab,
+                                     layer_norm_eps=cfg.norm_eps)
+    model = transformers.BertModel(config, add_pooling_layer=False).eval()
+
+    def encoder(ids, mask):
+        return model(input_ids=ids, attention_mask=mask).last_hidden_state
+    return encoder
 
 
 def main(argv=None) -> int:

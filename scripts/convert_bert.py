@@ -1,4 +1,5 @@
-"""Converts a crammedBERT / UltraFastBERT checkpoint (HF-style directory) into fff's BERT model file (safetensors)."""
+"""Converts a crammedBERT / UltraFastBERT checkpoint or a Hugging Face BertModel checkpoint (such as
+sentence-transformers' all-MiniLM-L6-v2) into fff's BERT model file (safetensors)."""
 import argparse
 import json
 import math
@@ -105,11 +106,58 @@ class ModelShape:
         self.__dict__.update(kw)
 
 
+def is_hf_bert(config: dict) -> bool:
+    """A Hugging Face BERT config (model_type bert), as opposed to crammedBERT's `arch` block."""
+    return config.get("model_type") == "bert" and "arch" not in config
+
+
+def read_hf_bert_config(config: dict, path: str) -> ModelShape:
+    """The original post-norm BERT of Hugging Face's BertConfig; refuses what fff does not run."""
+    def integer(key: str, minimum: int = 1, default=None) -> int:
+        value = config.get(key, default)
+        if value is None:
+            raise UserError(f"{path}: {key} is missing")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{path}: {key} = {json.dumps(value)} is not an integer")
+        if value < minimum:
+            raise UserError(f"{path}: {key} = {value} must be at least {minimum}")
+        return value
+
+    def require(key: str, allowed, default):
+        value = config.get(key, default)
+        if value not in allowed:
+            raise UserError(f"{path}: {key} = {json.dumps(value)} is not supported (only "
+                            f"{' or '.join(json.dumps(a) for a in allowed)})")
+
+    # "gelu" is the exact (erf) GELU fff runs; the tanh approximations differ by up to ~1e-3.
+    require("hidden_act", ["gelu"], "gelu")
+    require("position_embedding_type", ["absolute"], "absolute")
+    require("is_decoder", [False], False)
+    require("add_cross_attention", [False], False)
+    hidden = integer("hidden_size")
+    heads = integer("num_attention_heads")
+    if hidden % heads != 0:
+        raise UserError(f"{path}: hidden_size = {hidden} is not divisible by num_attention_heads = {heads}")
+    vocab = integer("vocab_size")
+    pad = integer("pad_token_id", minimum=0, default=0)
+    if pad >= vocab:
+        raise UserError(f"{path}: pad_token_id = {pad} is not below vocab_size = {vocab}")
+    eps = config.get("layer_norm_eps", 1e-12)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (eps > 0 and math.isfinite(eps)):
+        raise UserError(f"{path}: layer_norm_eps = {json.dumps(eps)} must be a positive finite number")
+    return ModelShape(arch="bert", hidden=hidden, heads=heads, layers=integer("num_hidden_layers", minimum=0),
+                      vocab=vocab, max_seq=integer("max_position_embeddings"),
+                      type_vocab=integer("type_vocab_size", default=2), pad=pad, norm_eps=float(eps), ff="dense",
+                      width=integer("intermediate_size"), trees=0, depth=0, nodes=0)
+
+
 def read_config(checkpoint_dir: str) -> ModelShape:
     path = os.path.join(checkpoint_dir, "config.json")
     config = read_json(path)
     if not isinstance(config, dict):
         raise UserError(f"{path}: top level is not a JSON object")
+    if is_hf_bert(config):
+        return read_hf_bert_config(config, path)
     if "arch" in config:
         arch_dict = config["arch"]
         if not isinstance(arch_dict, dict):
@@ -117,7 +165,8 @@ def read_config(checkpoint_dir: str) -> ModelShape:
     elif "num_transformer_layers" in config:
         arch_dict = config  # the arch keys at top level
     else:
-        raise UserError(f"{path}: no 'arch' block (is this a crammedBERT / UltraFastBERT config?)")
+        raise UserError(f"{path}: no 'arch' block and model_type is {json.dumps(config.get('model_type'))} "
+                        "(expected a crammedBERT / UltraFastBERT config or model_type \"bert\")")
     a = Arch(arch_dict, path)
 
     intermed_type = a.get("intermed_type", "ff")
@@ -169,7 +218,7 @@ def read_config(checkpoint_dir: str) -> ModelShape:
             a._fail("intermed_depth", f"= {depth} is too deep (at most 24)")
     else:
         width = a.integer("intermed_size")
-    return ModelShape(hidden=hidden, heads=heads, layers=layers, vocab=vocab, max_seq=max_seq, pad=pad,
+    return ModelShape(arch="crammed", hidden=hidden, heads=heads, layers=layers, vocab=vocab, max_seq=max_seq, pad=pad,
                       norm_eps=norm_eps, ff="fff" if intermed_type == "fff" else "dense", width=width,
                       trees=trees, depth=depth, nodes=(2 ** (depth + 1) - 1) if intermed_type == "fff" else 0)
 
@@ -307,7 +356,7 @@ def find_weights(checkpoint_dir: str, weights: Optional[str]) -> str:
                     "name the weights file with --weights")
 
 
-def read_weights(path: str) -> Dict[str, Source]:
+def read_weights(path: str, anchors: Tuple[str, ...] = ("encoder", "decoder")) -> Dict[str, Source]:
     if path.endswith(".safetensors"):
         raw = read_safetensors(path)
     elif path.endswith((".bin", ".pt", ".pth", ".ckpt")):
@@ -316,11 +365,12 @@ def read_weights(path: str) -> Dict[str, Source]:
         with open(path, "rb") as f:
             head = f.read(9)
         raw = read_safetensors(path) if head[8:9] == b"{" else read_torch(path)
-    # Strip any prefix (such as "model.") before the first "encoder." / "decoder." path component.
+    # Strip any prefix (such as "model." or "bert.") before the first anchor path component
+    # ("encoder" / "decoder" for crammedBERT, "embeddings" / "encoder" for Hugging Face's BERT).
     out: Dict[str, Source] = {}
     for key, src in raw.items():
         parts = key.split(".")
-        start = next((i for i, p in enumerate(parts) if p in ("encoder", "decoder")), 0)
+        start = next((i for i, p in enumerate(parts) if p in anchors), 0)
         name = ".".join(parts[start:])
         if name in out:
             raise UserError(f"{path}: keys '{out[name].key}' and '{key}' both map to '{name}' after stripping "
@@ -429,9 +479,94 @@ def convert(checkpoint_dir: str, out_path: str, vocab_arg: Optional[str], weight
         raise UserError(f"output {out_path} is a directory")
     m = read_config(checkpoint_dir)
     weights_path = find_weights(checkpoint_dir, weights_arg)
-    sources = read_weights(weights_path)
+    if m.arch == "bert":
+        sources = read_weights(weights_path, ("embeddings", "encoder"))
+        tensors = hf_bert_tensors(m, sources, weights_path, checkpoint_dir)
+    else:
+        sources = read_weights(weights_path)
+        tensors = crammed_tensors(m, sources, weights_path, checkpoint_dir)
     tokens, lowercase, vocab_source = find_vocab(checkpoint_dir, vocab_arg)
+    return write_model(m, tensors, tokens, lowercase, vocab_source, checkpoint_dir, out_path)
 
+
+def check_plan(plan, sources: Dict[str, Source], weights_path: str, checkpoint_dir: str) -> None:
+    """Every planned (key, shape) present with that shape, else one error listing the problems."""
+    problems = []
+    for key, shape in plan:
+        if key not in sources:
+            problems.append(f"missing tensor '{key}' (expected shape {list(shape)})")
+        elif sources[key].shape != tuple(shape):
+            problems.append(f"tensor '{key}' has shape {list(sources[key].shape)}, expected {list(shape)}")
+    if problems:
+        shown = problems[:12] + ([f"... and {len(problems) - 12} more"] if len(problems) > 12 else [])
+        raise UserError(f"{weights_path} does not match {os.path.join(checkpoint_dir, 'config.json')}:\n  "
+                        + "\n  ".join(shown))
+
+
+def finite(src: Source, weights_path: str) -> np.ndarray:
+    a = src.f32()
+    if not np.all(np.isfinite(a)):
+        raise UserError(f"{weights_path}: tensor '{src.key}' holds NaN or infinite values")
+    return a
+
+
+def hf_bert_tensors(m: ModelShape, sources: Dict[str, Source], weights_path: str,
+                    checkpoint_dir: str) -> Dict[str, np.ndarray]:
+    """fff's tensors of a Hugging Face BertModel checkpoint. The separate query, key and value
+    projections are packed into fff's fused qkv, whose rows go per head: q, k, v (head_dim each)."""
+    H, I, hd = m.hidden, m.width, m.hidden // m.heads
+    plan = [("embeddings.word_embeddings.weight", (m.vocab, H)),
+            ("embeddings.position_embeddings.weight", (m.max_seq, H)),
+            ("embeddings.token_type_embeddings.weight", (m.type_vocab, H)),
+            ("embeddings.LayerNorm.weight", (H,)), ("embeddings.LayerNorm.bias", (H,))]
+    for i in range(m.layers):
+        p = f"encoder.layer.{i}."
+        for part in ("query", "key", "value"):
+            plan += [(p + f"attention.self.{part}.weight", (H, H)), (p + f"attention.self.{part}.bias", (H,))]
+        plan += [(p + "attention.output.dense.weight", (H, H)), (p + "attention.output.dense.bias", (H,)),
+                 (p + "attention.output.LayerNorm.weight", (H,)), (p + "attention.output.LayerNorm.bias", (H,)),
+                 (p + "intermediate.dense.weight", (I, H)), (p + "intermediate.dense.bias", (I,)),
+                 (p + "output.dense.weight", (H, I)), (p + "output.dense.bias", (H,)),
+                 (p + "output.LayerNorm.weight", (H,)), (p + "output.LayerNorm.bias", (H,))]
+    check_plan(plan, sources, weights_path, checkpoint_dir)
+    # Not needed for the encoder's hidden states: the position-id buffer, the pooler (BertModel's
+    # tanh head, unused by mean-pooled sentence embeddings) and any pre-training heads.
+    planned = {key for key, _ in plan}
+    extra = [k for k in sources if k not in planned and k != "embeddings.position_ids"
+             and not k.startswith(("pooler.", "cls."))]
+    if extra:
+        listed = ", ".join(extra[:8]) + (f", ... ({len(extra) - 8} more)" if len(extra) > 8 else "")
+        warn(f"{weights_path}: ignoring {len(extra)} unexpected tensor(s): {listed}")
+
+    def get(key: str) -> np.ndarray:
+        return finite(sources[key], weights_path)
+
+    t = {"embedding.word": get("embeddings.word_embeddings.weight"),
+         "embedding.position": get("embeddings.position_embeddings.weight"),
+         "embedding.token_type": get("embeddings.token_type_embeddings.weight"),
+         "embedding.norm.gain": get("embeddings.LayerNorm.weight"),
+         "embedding.norm.bias": get("embeddings.LayerNorm.bias")}
+    for i in range(m.layers):
+        p, o = f"encoder.layer.{i}.", f"layers.{i}."
+        q, k, v = (get(p + f"attention.self.{n}.weight").reshape(m.heads, hd, H) for n in ("query", "key", "value"))
+        qb, kb, vb = (get(p + f"attention.self.{n}.bias").reshape(m.heads, hd) for n in ("query", "key", "value"))
+        t[o + "attn.qkv"] = np.stack([q, k, v], axis=1).reshape(3 * H, H)
+        t[o + "attn.qkv_bias"] = np.stack([qb, kb, vb], axis=1).reshape(3 * H)
+        t[o + "attn.out"] = get(p + "attention.output.dense.weight")
+        t[o + "attn.out_bias"] = get(p + "attention.output.dense.bias")
+        t[o + "norm1.gain"] = get(p + "attention.output.LayerNorm.weight")
+        t[o + "norm1.bias"] = get(p + "attention.output.LayerNorm.bias")
+        t[o + "ff.w1"] = get(p + "intermediate.dense.weight")
+        t[o + "ff.b1"] = get(p + "intermediate.dense.bias")
+        t[o + "ff.w2"] = get(p + "output.dense.weight")
+        t[o + "ff.b2"] = get(p + "output.dense.bias")
+        t[o + "norm2.gain"] = get(p + "output.LayerNorm.weight")
+        t[o + "norm2.bias"] = get(p + "output.LayerNorm.bias")
+    return {k: np.ascontiguousarray(a, dtype=np.float32) for k, a in t.items()}
+
+
+def crammed_tensors(m: ModelShape, sources: Dict[str, Source], weights_path: str,
+                    checkpoint_dir: str) -> Dict[str, np.ndarray]:
     H, V = m.hidden, m.vocab
     plan: List[Tuple[str, str, Tuple[int, ...], bool]] = [  # (source key, output name, shape, transpose)
         ("encoder.embedding.word_embedding.weight", "embedding.word", (V, H), False),
@@ -500,15 +635,52 @@ def convert(checkpoint_dir: str, out_path: str, vocab_arg: Optional[str], weight
 
     tensors: Dict[str, np.ndarray] = {}
     for key, name, _, transpose in plan:
-        a = sources[key].f32()
-        if not np.all(np.isfinite(a)):
-            raise UserError(f"{weights_path}: tensor '{key}' holds NaN or infinite values")
+        a = finite(sources[key], weights_path)
         tensors[name] = np.ascontiguousarray(a.T if transpose else a, dtype=np.float32)
     if "decoder.weight" in sources:
         if not np.array_equal(sources["decoder.weight"].f32(), tensors["embedding.word"]):
             raise UserError(f"{weights_path}: decoder.weight differs from "
                             "encoder.embedding.word_embedding.weight: untied decoder is not supported")
+    return tensors
 
+
+def sentence_settings(checkpoint_dir: str) -> Tuple[bool, int]:
+    """(L2-normalise, max tokens) of a sentence-transformers model folder: modules.json lists a
+    Normalize module, sentence_bert_config.json gives max_seq_length; (False, 0) without them. Only
+    mean pooling is supported (1_Pooling/config.json, when present)."""
+    normalize, max_len = False, 0
+    modules_path = os.path.join(checkpoint_dir, "modules.json")
+    if os.path.isfile(modules_path):
+        modules = read_json(modules_path)
+        if not isinstance(modules, list):
+            raise UserError(f"{modules_path}: top level is not a JSON list")
+        for module in modules:
+            kind = module.get("type", "") if isinstance(module, dict) else ""
+            if kind.endswith(".Normalize"):
+                normalize = True
+            elif kind.endswith(".Pooling"):
+                pool_path = os.path.join(checkpoint_dir, module.get("path", ""), "config.json")
+                pool = read_json(pool_path) if os.path.isfile(pool_path) else {}
+                modes = sorted(k for k, v in pool.items() if k.startswith("pooling_mode_") and v is True)
+                if modes and modes != ["pooling_mode_mean_tokens"]:
+                    raise UserError(f"{pool_path}: pooling {', '.join(modes)} is not supported (fff bert embed "
+                                    "mean-pools: pooling_mode_mean_tokens only)")
+            elif kind and not kind.endswith(".Transformer"):
+                warn(f"{modules_path}: module {kind} is not applied by fff bert embed")
+    st_path = os.path.join(checkpoint_dir, "sentence_bert_config.json")
+    if os.path.isfile(st_path):
+        st = read_json(st_path)
+        value = st.get("max_seq_length") if isinstance(st, dict) else None
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise UserError(f"{st_path}: max_seq_length = {json.dumps(value)} is not an integer >= 2")
+            max_len = value
+    return normalize, max_len
+
+
+def write_model(m: ModelShape, tensors: Dict[str, np.ndarray], tokens, lowercase, vocab_source,
+                checkpoint_dir: str, out_path: str) -> str:
+    V, H = m.vocab, m.hidden
     meta = {
         "format": "fff-bert", "format_version": FORMAT_VERSION,
         "hidden": str(H), "layers": str(m.layers), "heads": str(m.heads), "vocab_size": str(V),
@@ -516,14 +688,20 @@ def convert(checkpoint_dir: str, out_path: str, vocab_arg: Optional[str], weight
         # The block's kind in fff's one spelling (ff, neuron-fff); fff still reads dense and fff.
         "ff": "neuron-fff" if m.ff == "fff" else "ff",
         "ff_width": str(m.width), "fff_trees": str(m.trees), "fff_depth": str(m.depth),
-        "activation": "gelu", "source": checkpoint_dir,
+        "activation": "gelu", "source": checkpoint_dir, "arch": m.arch,
     }
+    if m.arch == "bert":
+        meta["type_vocab_size"] = str(m.type_vocab)
+        normalize, max_len = sentence_settings(checkpoint_dir)
+        meta["sentence.normalize"] = "1" if normalize else "0"
+        if max_len:
+            meta["sentence.max_seq_length"] = str(max_len)
     if tokens is None:
         warn(f"no vocabulary found (no --vocab, {checkpoint_dir} has no vocab.txt or tokenizer.json); "
              "the model file then needs --vocab at run time")
     else:
         if len(tokens) != V:
-            raise UserError(f"vocabulary {vocab_source} has {len(tokens)} tokens but arch.embedding.vocab_size "
+            raise UserError(f"vocabulary {vocab_source} has {len(tokens)} tokens but the config's vocab_size "
                             f"is {V}")
         bad = next((i for i, t in enumerate(tokens) if "\n" in t or "\r" in t), None)
         if bad is not None:
@@ -539,7 +717,9 @@ def convert(checkpoint_dir: str, out_path: str, vocab_arg: Optional[str], weight
 
     write_safetensors(out_path, tensors, meta)
     params = sum(a.size for a in tensors.values())
-    if m.ff == "fff":
+    if m.arch == "bert":
+        ff = f"original BERT (post-norm), dense width {m.width}"
+    elif m.ff == "fff":
         ff = f"fff {m.trees} tree(s) x depth {m.depth} ({m.trees * m.nodes} neurons, {m.trees * (m.depth + 1)} " \
              "active)"
     else:

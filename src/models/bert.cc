@@ -1,5 +1,5 @@
-// crammedBERT / UltraFastBERT encoder inference: model files, random models, the encoder pass,
-// the MLM decoder and mean pooling.
+// BERT encoder inference (crammedBERT / UltraFastBERT and the original post-norm BERT): model
+// files, random models, the encoder pass, the MLM decoder and mean pooling.
 #include "fff/models/bert.h"
 
 #include <algorithm>
@@ -69,17 +69,27 @@ BertModel bert_skeleton(const BertConfig& c) {
   const int64_t H = c.hidden;
   BertModel m;
   m.cfg = c;
+  const bool bert = c.arch == BertArch::bert;
   m.word = shaped({c.vocab, H});
-  m.pos_scale = shaped({1});
-  m.positions = sinusoid_table(c.max_seq, H);
+  if (bert) {
+    m.positions = shaped({c.max_seq, H});
+    m.token_type = shaped({c.type_vocab, H});
+  } else {
+    m.pos_scale = shaped({1});
+    m.positions = sinusoid_table(c.max_seq, H);
+  }
   m.embed_norm = bert_norm(c, "embedding.norm");
-  m.final_norm = bert_norm(c, "final_norm");
+  if (!bert) m.final_norm = bert_norm(c, "final_norm");
   for (int64_t i = 0; i < c.layers; ++i) {
     BertLayer L;
     L.norm1 = bert_norm(c, layer_key(i, "norm1"));
     L.norm2 = bert_norm(c, layer_key(i, "norm2"));
     L.qkv = shaped({3 * H, H});
     L.out = shaped({H, H});
+    if (bert) {
+      L.qkv_bias = shaped({3 * H});
+      L.out_bias = shaped({H});
+    }
     m.layers.push_back(std::move(L));
   }
   return m;
@@ -88,12 +98,29 @@ BertModel bert_skeleton(const BertConfig& c) {
 // Every stored tensor of a model with its name in the file, in file order (M: maybe const).
 template <class M>
 auto stored_tensors(M& m) {
-  std::vector<std::pair<std::string, decltype(&m.word)>> t = {
-      {"embedding.word", &m.word}, {"embedding.pos_scale", &m.pos_scale}};
+  std::vector<std::pair<std::string, decltype(&m.word)>> t;
   auto add_norm = [&](auto& n) {
     t.push_back({n.gain.name, &n.gain.value});
     t.push_back({n.bias.name, &n.bias.value});
   };
+  if (m.cfg.arch == BertArch::bert) {
+    t = {{"embedding.word", &m.word},
+         {"embedding.position", &m.positions},
+         {"embedding.token_type", &m.token_type}};
+    add_norm(m.embed_norm);
+    for (size_t i = 0; i < m.layers.size(); ++i) {
+      auto& L = m.layers[i];
+      const auto l = static_cast<int64_t>(i);
+      t.push_back({layer_key(l, "attn.qkv"), &L.qkv});
+      t.push_back({layer_key(l, "attn.qkv_bias"), &L.qkv_bias});
+      t.push_back({layer_key(l, "attn.out"), &L.out});
+      t.push_back({layer_key(l, "attn.out_bias"), &L.out_bias});
+      add_norm(L.norm1);
+      add_norm(L.norm2);
+    }
+    return t;
+  }
+  t = {{"embedding.word", &m.word}, {"embedding.pos_scale", &m.pos_scale}};
   add_norm(m.embed_norm);
   for (size_t i = 0; i < m.layers.size(); ++i) {
     auto& L = m.layers[i];
@@ -119,6 +146,11 @@ struct FileTensor {
 
 std::vector<FileTensor> ff_file_tensors(const BertConfig& c) {
   const int64_t H = c.hidden;
+  if (c.ff.kind == FFKind::ff && c.ff.output_bias)
+    return {{"ff.w1", "w1", {c.ff.width, H}, true},
+            {"ff.b1", "b1", {c.ff.width}, false},
+            {"ff.w2", "w2", {H, c.ff.width}, true},
+            {"ff.b2", "b2", {H}, false}};
   if (c.ff.kind == FFKind::ff)
     return {{"ff.w1", "w1", {c.ff.width, H}, true}, {"ff.w2", "w2", {H, c.ff.width}, true}};
   const int64_t n = fff_config(c).n_nodes();
@@ -161,6 +193,10 @@ bool ends_with(const std::string& s, const char* suffix) {
 
 }  // namespace
 
+const char* bert_arch_name(BertArch a) {
+  return a == BertArch::bert ? "bert" : "crammed";
+}
+
 void BertConfig::validate(const std::string& where) const {
   auto need = [&](bool ok, const std::string& what) {
     if (!ok) throw Error(where + ": " + what);
@@ -176,8 +212,16 @@ void BertConfig::validate(const std::string& where) const {
   need(ff.kind == FFKind::ff || ff.kind == FFKind::neuron_fff,
        std::string("ff = ") + ff_kind_name(ff.kind) +
            ": the encoder runs ff and neuron-fff feedforward blocks");
-  need(ff.act == Activation::gelu && !ff.output_bias,
-       "the feedforward block is GELU without an output bias");
+  if (arch == BertArch::bert) {
+    need(type_vocab > 0, "type_vocab_size must be positive");
+    need(ff.kind == FFKind::ff, std::string("ff = ") + ff_kind_name(ff.kind) +
+                                    ": arch bert runs dense ff feedforward blocks only");
+    need(ff.act == Activation::gelu && ff.output_bias,
+         "arch bert: the feedforward block is GELU with biases");
+  } else {
+    need(ff.act == Activation::gelu && !ff.output_bias,
+         "the feedforward block is GELU without an output bias");
+  }
   try {
     ff_config().validate();
   } catch (const Error& e) {
@@ -203,7 +247,8 @@ FFConfig BertConfig::ff_config() const {
 }
 
 std::string BertConfig::describe() const {
-  std::string s = std::to_string(layers) + " layers, hidden " + std::to_string(hidden) + ", " +
+  std::string s = std::string(arch == BertArch::bert ? "BERT (post-norm), " : "") +
+                  std::to_string(layers) + " layers, hidden " + std::to_string(hidden) + ", " +
                   std::to_string(heads) + " heads, ";
   if (ff.kind == FFKind::ff) return s + "dense FF " + std::to_string(ff.width);
   return s + "FFF " + std::to_string(ff.trees) + "x" + std::to_string(ff.depth);
@@ -217,8 +262,11 @@ BertModel make_random_bert(const BertConfig& cfg, uint64_t seed) {
     t.reshape(t.shape);
     if (name == "embedding.pos_scale")
       t.data[0] = 1.0f / std::sqrt(static_cast<float>(cfg.hidden));
-    else if (name == "embedding.word")
+    else if (name == "embedding.word" || name == "embedding.position" ||
+             name == "embedding.token_type")
       fill_spread(t, 1.0f, rng);
+    else if (ends_with(name, "_bias") || ends_with(name, "ff.b1") || ends_with(name, "ff.b2"))
+      fill_spread(t, 0.1f, rng);  // the biases of arch bert
     else if (ends_with(name, "fff.b1"))
       fill_uniform(t, 0.5f, rng);
     else if (ends_with(name, "fff.w2"))  // (neurons, out): a token sums K (D + 1) of its rows
@@ -245,6 +293,13 @@ BertModel load_bert(const std::string& path) {
   check_metadata_format(meta, path, "fff-bert", "an fff BERT file",
                         "; convert a checkpoint with scripts/convert_bert.py");
   BertConfig c;
+  // Files written before arch bert existed are crammedBERT / UltraFastBERT.
+  const std::string arch = meta.count("arch") ? meta.at("arch") : "crammed";
+  if (arch == "bert")
+    c.arch = BertArch::bert;
+  else if (arch != "crammed")
+    throw Error(path + ": metadata 'arch' is '" + arch + "' (expected crammed or bert)");
+  if (c.arch == BertArch::bert) c.type_vocab = metadata_int(meta, "type_vocab_size", path);
   c.hidden = metadata_int(meta, "hidden", path);
   c.layers = metadata_int(meta, "layers", path);
   c.heads = metadata_int(meta, "heads", path);
@@ -259,6 +314,7 @@ BertModel load_bert(const std::string& path) {
   } catch (const Error& e) {
     throw Error(path + ": metadata 'ff': " + e.what());
   }
+  c.ff.output_bias = c.arch == BertArch::bert;
   if (c.ff.kind == FFKind::ff) {
     c.ff.width = metadata_int(meta, "ff_width", path);
   } else {
@@ -288,6 +344,17 @@ BertModel load_bert(const std::string& path) {
                 std::to_string(f.tensors.size() - 1) + " more) for " + c.describe());
   if (meta.count("tokenizer.vocab")) m.vocab_text = meta.at("tokenizer.vocab");
   if (meta.count("tokenizer.lowercase")) m.lowercase = meta.at("tokenizer.lowercase") != "0";
+  if (meta.count("sentence.normalize")) {
+    const std::string& v = meta.at("sentence.normalize");
+    if (v != "0" && v != "1")
+      throw Error(path + ": metadata 'sentence.normalize' is '" + v + "' (expected 0 or 1)");
+    m.normalize_embeddings = v == "1";
+  }
+  if (meta.count("sentence.max_seq_length")) {
+    m.sentence_max_len = metadata_int(meta, "sentence.max_seq_length", path);
+    if (m.sentence_max_len < 2)
+      throw Error(path + ": metadata 'sentence.max_seq_length' must be at least 2");
+  }
   return m;
 }
 
@@ -321,7 +388,11 @@ void save_bert(const BertModel& m, const std::string& path) {
       {"ff_width", std::to_string(c.ff.kind == FFKind::ff ? c.ff.width : 0)},
       {"fff_trees", std::to_string(c.ff.kind == FFKind::neuron_fff ? c.ff.trees : 0)},
       {"fff_depth", std::to_string(c.ff.kind == FFKind::neuron_fff ? c.ff.depth : 0)},
-      {"activation", "gelu"}};
+      {"activation", "gelu"},
+      {"arch", bert_arch_name(c.arch)},
+      {"sentence.normalize", m.normalize_embeddings ? "1" : "0"}};
+  if (c.arch == BertArch::bert) meta["type_vocab_size"] = std::to_string(c.type_vocab);
+  if (m.sentence_max_len > 0) meta["sentence.max_seq_length"] = std::to_string(m.sentence_max_len);
   if (!m.vocab_text.empty()) {
     meta["tokenizer.vocab"] = m.vocab_text;
     meta["tokenizer.lowercase"] = m.lowercase ? "1" : "0";
@@ -342,7 +413,13 @@ void bert_use_half_fff(BertModel& m, bool use) {
 }
 
 BertLayer::BertLayer(const BertLayer& o)
-    : norm1(o.norm1), norm2(o.norm2), qkv(o.qkv), out(o.out), ff(o.ff ? o.ff->clone() : nullptr) {}
+    : norm1(o.norm1),
+      norm2(o.norm2),
+      qkv(o.qkv),
+      out(o.out),
+      qkv_bias(o.qkv_bias),
+      out_bias(o.out_bias),
+      ff(o.ff ? o.ff->clone() : nullptr) {}
 
 BertLayer& BertLayer::operator=(const BertLayer& o) {
   if (this != &o) *this = BertLayer(o);
@@ -388,18 +465,55 @@ void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uin
   qkv.reshape({N, 3 * H});
   attn.reshape({N, H});
   key_bias.reshape({N});
+  const bool bert = c.arch == BertArch::bert;
   parallel_for(ctx, N, [&](int64_t r) {
     const float* w = m.word.row(ids[r]);
-    const float scale = m.pos_scale.data[0];
     const float* p = m.positions.row(r % S);
     float* e = normed.row(r);
-    for (int64_t j = 0; j < H; ++j) e[j] = w[j] + scale * p[j];
+    if (bert) {
+      // Every token has type 0 (single sentences), as sentence-transformers encodes them.
+      const float* type = m.token_type.row(0);
+      for (int64_t j = 0; j < H; ++j) e[j] = w[j] + p[j] + type[j];
+    } else {
+      const float scale = m.pos_scale.data[0];
+      for (int64_t j = 0; j < H; ++j) e[j] = w[j] + scale * p[j];
+    }
   });
   layer_norm_infer(ctx, m.embed_norm, normed.ptr(), N, hidden);
   if (mask) attention_key_bias(mask, N, key_bias.ptr());
   lap(t.embed);
 
   const AttentionShape shape{B, S, c.heads, c.head_dim()};
+  // Adds a bias to every row of x (n, w).
+  auto add_bias = [&](float* x, int64_t n, int64_t w, const float* bias) {
+    parallel_for(ctx, n, [&](int64_t r) {
+      float* row = x + r * w;
+      for (int64_t j = 0; j < w; ++j) row[j] += bias[j];
+    });
+  };
+  if (bert) {
+    // Post-norm: x = LN1(x + attn(x) Wo^T + bo); x = LN2(x + FF(x)), the norms in place.
+    for (const BertLayer& L : m.layers) {
+      gemm_inference(ctx, false, true, N, 3 * H, H, 1.0f, hidden, H, L.qkv.ptr(), H, 0.0f,
+                     qkv.ptr(), 3 * H);
+      add_bias(qkv.ptr(), N, 3 * H, L.qkv_bias.ptr());
+      self_attention(ctx, shape, qkv.ptr(), mask ? key_bias.ptr() : nullptr, attn.ptr());
+      gemm_inference(ctx, false, true, N, H, H, 1.0f, attn.ptr(), H, L.out.ptr(), H, 1.0f, hidden,
+                     H);
+      add_bias(hidden, N, H, L.out_bias.ptr());
+      lap(t.attention);
+      layer_norm_infer(ctx, L.norm1, hidden, N, hidden);
+      lap(t.other);
+      L.ff->infer(ctx, hidden, N, attn.ptr(), nullptr);
+      lap(t.ff);
+      const float* f = attn.ptr();
+      parallel_for(ctx, N * H, [&](int64_t i) { hidden[i] += f[i]; });
+      layer_norm_infer(ctx, L.norm2, hidden, N, hidden);
+      lap(t.other);
+    }
+    if (timings) *timings = t;
+    return;
+  }
   for (const BertLayer& L : m.layers) {
     layer_norm_infer(ctx, L.norm1, hidden, N, normed.ptr());
     lap(t.other);
@@ -425,6 +539,8 @@ void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uin
 
 void bert_mlm_logits(Context& ctx, const BertModel& m, const float* hidden_rows, int64_t N,
                      float* logits) {
+  if (m.cfg.arch == BertArch::bert)
+    throw Error("this BERT model (arch bert) has no MLM head: it makes embeddings only");
   const int64_t H = m.cfg.hidden, V = m.cfg.vocab;
   gemm_inference(ctx, false, true, N, V, H, 1.0f, hidden_rows, H, m.word.ptr(), H, 0.0f, logits, V);
 }
@@ -442,6 +558,16 @@ void bert_mean_pool(const float* hidden, const uint8_t* mask, int64_t B, int64_t
     }
     for (int64_t j = 0; j < H; ++j)
       out[b * H + j] = count ? static_cast<float>(acc[j] / static_cast<double>(count)) : 0.0f;
+  }
+}
+
+void l2_normalize_rows(float* x, int64_t B, int64_t H) {
+  for (int64_t b = 0; b < B; ++b) {
+    float* row = x + b * H;
+    double sum = 0.0;
+    for (int64_t j = 0; j < H; ++j) sum += static_cast<double>(row[j]) * row[j];
+    const double scale = 1.0 / std::max(std::sqrt(sum), 1e-12);
+    for (int64_t j = 0; j < H; ++j) row[j] = static_cast<float>(row[j] * scale);
   }
 }
 

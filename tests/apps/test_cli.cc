@@ -644,6 +644,79 @@ TEST(CliBert, ClearErrors) {
   }
 }
 
+// A small original (post-norm) BERT, as all-MiniLM-L6-v2 is, whose file asks for L2-normalised
+// embeddings of at most 6 tokens.
+std::string write_post_norm_model(const TempDir& dir) {
+  fff::BertConfig c;
+  c.arch = fff::BertArch::bert;
+  c.hidden = 32, c.layers = 2, c.heads = 4, c.vocab = 40, c.max_seq = 24;
+  c.ff.kind = fff::FFKind::ff, c.ff.width = 48, c.ff.output_bias = true;
+  fff::BertModel m = fff::make_random_bert(c, 4);
+  std::string v = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncapital\nof\nfrance\nis\nparis\n.";
+  for (int i = 12; i < 40; ++i) v += "\ntok" + std::to_string(i);
+  m.vocab_text = v;
+  m.normalize_embeddings = true;
+  m.sentence_max_len = 6;
+  const std::string path = dir.file("post_norm.safetensors");
+  fff::save_bert(m, path);
+  return path;
+}
+
+TEST(CliBert, PostNormModelEmbedsNormalisedTokenizesTruncatedAndRefusesFillMask) {
+  TempDir dir;
+  const std::string model = write_post_norm_model(dir);
+  const Result t =
+      run_cli({"bert", "tokenize", model, "--text", "the capital of france is paris ."});
+  ASSERT_EQ(t.code, 0) << t;
+  EXPECT_EQ(json::parse(t.out), json::parse("[2,5,6,7,8,3]"));  // truncated at 6 by the file
+  const Result e = run_cli({"bert", "embed", model, "--text", "the capital", "--text", "paris"});
+  ASSERT_EQ(e.code, 0) << e;
+  std::istringstream lines(e.out);
+  for (std::string line; std::getline(lines, line);) {
+    double norm = 0.0;
+    for (const json& x : json::parse(line)) norm += x.get<double>() * x.get<double>();
+    EXPECT_NEAR(norm, 1.0, 1e-5);
+  }
+  // --normalize no gives the plain mean, the same direction.
+  const Result raw =
+      run_cli({"bert", "embed", model, "--text", "the capital", "--normalize", "no"});
+  ASSERT_EQ(raw.code, 0) << raw;
+  const json r = json::parse(raw.out), n = json::parse(e.out.substr(0, e.out.find('\n')));
+  double norm = 0.0;
+  for (const json& x : r) norm += x.get<double>() * x.get<double>();
+  norm = std::sqrt(norm);
+  EXPECT_GT(std::fabs(norm - 1.0), 1e-3);
+  for (size_t k = 0; k < r.size(); ++k)
+    EXPECT_NEAR(r[k].get<double>() / norm, n[k].get<double>(), 1e-6);
+  const Result f = run_cli({"bert", "fill-mask", model, "--text", "the [MASK]"});
+  EXPECT_EQ(f.code, 1) << f;
+  EXPECT_TRUE(contains(f.err, "no MLM head")) << f;
+  const Result bad = run_cli({"bert", "embed", model, "--text", "x", "--normalize", "maybe"});
+  EXPECT_EQ(bad.code, 1) << bad;
+  EXPECT_TRUE(contains(bad.err, "--normalize")) << bad;
+}
+
+TEST(CliBert, BenchBertTimesAModelFile) {
+  TempDir dir;
+  const std::string model = write_post_norm_model(dir);
+  const Result r = run_cli({"bench", "bert", "--model", model, "--seq", "8", "--batches", "1,2",
+                            "--threads", "1", "--repeats", "1", "--python", "none", "--json"});
+  ASSERT_EQ(r.code, 0) << r;
+  std::istringstream lines(r.out);
+  int rows = 0;
+  for (std::string line; std::getline(lines, line); ++rows) {
+    const json j = json::parse(line);
+    EXPECT_EQ(j["arch"], "bert");
+    EXPECT_GT(j["fff_tokens_per_s"].get<double>(), 0.0);
+    EXPECT_TRUE(j["pytorch_tokens_per_s"].is_null());
+  }
+  EXPECT_EQ(rows, 2) << r;
+  const Result bad =
+      run_cli({"bench", "bert", "--model", model, "--seq", "25", "--python", "none"});
+  EXPECT_EQ(bad.code, 1) << bad;
+  EXPECT_TRUE(contains(bad.err, "--seq")) << bad;
+}
+
 TEST(CliBert, BenchBertJsonHasEveryFieldOnTinyShapes) {
   const Result r =
       run_cli({"bench",         "bert", "--layers",  "1",   "--hidden",  "32",   "--heads", "2",

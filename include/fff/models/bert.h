@@ -1,9 +1,14 @@
-// crammedBERT / UltraFastBERT encoder at inference: embeddings, pre-norm transformer layers whose
+// BERT encoders at inference, two architectures (BertArch):
+// crammed: crammedBERT / UltraFastBERT: embeddings, pre-norm transformer layers whose
 // feedforward block is dense FF or neuron FFF (on the CMM engine), final norm, tied MLM decoder.
 //   ids, mask: (B, S)   hidden: (B, S, H)   logits: (N, V) for N chosen rows of hidden
 // Per layer: x += attn(LN1(x)) Wo^T;  x += FF(LN2(x)),  FF = GELU(x W1^T) W2^T  or  neuron FFF.
 // Embedding: LN(word[id] + pos_scale * sinusoid[pos]). Logits = hidden word^T (no bias).
-// Weights live in fff's own safetensors file (format "fff-bert"), made from a published
+// bert: the original BERT (Devlin et al.; all-MiniLM-L6-v2 is one): post-norm layers, biases on
+// every product, learned positions and token types, no final norm, no MLM head here.
+// Embedding: LN(word[id] + position[pos] + token_type[0]).
+// Per layer: x = LN1(x + attn(x) Wo^T + bo);  x = LN2(x + FF(x)),  FF = GELU(x W1^T + b1) W2^T +
+// b2. Weights live in fff's own safetensors file (format "fff-bert"), made from a published
 // checkpoint by scripts/convert_bert.py; the layout is in docs/bert.md.
 #pragma once
 
@@ -19,12 +24,19 @@
 
 namespace fff {
 
+// crammed: crammedBERT / UltraFastBERT (pre-norm, no biases); bert: the original post-norm BERT.
+enum class BertArch { crammed, bert };
+const char* bert_arch_name(BertArch a);  // "crammed", "bert"
+
 struct BertConfig {
+  BertArch arch = BertArch::crammed;
+  int64_t type_vocab = 2;  // bert: rows of the token-type table (type 0 is used)
   int64_t hidden = 768, layers = 16, heads = 12, vocab = 32768, max_seq = 128, pad_id = 0;
   float norm_eps = 1e-12f;
   // The feedforward block of every layer: ff (crammedBERT: width 3072) or neuron-fff
   // (UltraFastBERT-1x11: 1 tree of depth 11); GELU, no output bias; in and out are `hidden`
-  // (ff_config() fills them in). The encoder does not run leaf-fff blocks yet.
+  // (ff_config() fills them in). The encoder does not run leaf-fff blocks yet. arch bert: ff with
+  // both biases (output_bias true).
   FFConfig ff = default_ff();
 
   static FFConfig default_ff();
@@ -36,12 +48,17 @@ struct BertConfig {
 };
 
 struct BertLayer {
-  LayerNorm norm1, norm2;  // named as in the file: "layers.i.norm1" ...
-  Tensor qkv;              // (3H, H), rows per head: q, k, v
-  Tensor out;              // (H, H)
+  // Named as in the file: "layers.i.norm1" ... crammed: before attention and before FF; bert:
+  // after the attention residual and after the FF residual.
+  LayerNorm norm1, norm2;
+  Tensor qkv;       // (3H, H), rows per head: q, k, v
+  Tensor out;       // (H, H)
+  Tensor qkv_bias;  // bert: (3H), in qkv's row order ("layers.i.attn.qkv_bias"); crammed: empty
+  Tensor out_bias;  // bert: (H) ("layers.i.attn.out_bias"); crammed: empty
   // The feedforward block (cfg.ff_config()). ff: a bias-free DenseFF, w1 (H, I), w2 (I, H); the
   // file stores each product (out, in) as PyTorch's Linear does ("layers.i.ff.w1" (I, H),
-  // "layers.i.ff.w2" (H, I)), and loading and saving transpose. neuron-fff: w1 (K n, H), b1 (K n),
+  // "layers.i.ff.w2" (H, I)), and loading and saving transpose; arch bert adds "layers.i.ff.b1"
+  // (I) and "layers.i.ff.b2" (H). neuron-fff: w1 (K n, H), b1 (K n),
   // w2 (K n, H), no output bias, as the file stores them ("layers.i.fff.w1" ...).
   std::unique_ptr<FFBlock> ff;
 
@@ -54,15 +71,23 @@ struct BertLayer {
 
 struct BertModel {
   BertConfig cfg;
-  Tensor word;       // (V, H), also the MLM decoder
-  Tensor pos_scale;  // (1)
-  Tensor positions;  // (max_seq, H) sinusoids, not stored in files
-  LayerNorm embed_norm, final_norm;
+  Tensor word;        // (V, H), also the MLM decoder (crammed)
+  Tensor pos_scale;   // crammed: (1)
+  Tensor positions;   // crammed: (max_seq, H) sinusoids, not stored in files; bert: the learned
+                      // table (max_seq, H), stored as "embedding.position"
+  Tensor token_type;  // bert: (type_vocab, H) ("embedding.token_type"); crammed: empty
+  LayerNorm embed_norm, final_norm;  // final_norm: crammed only
   std::vector<BertLayer> layers;
   // The WordPiece vocabulary (one token per line, id order) and its case rule, when the file
   // carries one.
   std::string vocab_text;
   bool lowercase = true;
+  // Whether sentence embeddings are L2-normalised after mean pooling (the file's
+  // "sentence.normalize"; sentence-transformers models with a Normalize module set it).
+  bool normalize_embeddings = false;
+  // The longest input, in tokens, sentence embeddings are made of ("sentence.max_seq_length";
+  // sentence-transformers truncates all-MiniLM-L6-v2's inputs at 256); 0: the model's positions.
+  int64_t sentence_max_len = 0;
 };
 
 // Random weights of the given shape (for benchmarks and tests): uniform with standard deviation
@@ -93,12 +118,16 @@ struct BertTimings {
 void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uint8_t* mask,
                  int64_t B, int64_t S, float* hidden, BertTimings* timings = nullptr);
 
-// logits[r] = hidden_rows[r] word^T for r < N.
+// logits[r] = hidden_rows[r] word^T for r < N. Throws fff::Error for arch bert (no MLM head).
 void bert_mlm_logits(Context& ctx, const BertModel& m, const float* hidden_rows, int64_t N,
                      float* logits);
 
 // out[b] = mean over s with mask != 0 of hidden[b, s] (all positions when mask is null).
 void bert_mean_pool(const float* hidden, const uint8_t* mask, int64_t B, int64_t S, int64_t H,
                     float* out);
+
+// Scales each of the B rows of x (B, H) to unit Euclidean norm (a zero row stays zero), as
+// sentence-transformers' Normalize module does (x / max(|x|, 1e-12)).
+void l2_normalize_rows(float* x, int64_t B, int64_t H);
 
 }  // namespace fff
