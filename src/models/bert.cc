@@ -153,6 +153,17 @@ std::vector<FileTensor> ff_file_tensors(const BertConfig& c) {
             {"ff.b2", "b2", {H}, false}};
   if (c.ff.kind == FFKind::ff)
     return {{"ff.w1", "w1", {c.ff.width, H}, true}, {"ff.w2", "w2", {H, c.ff.width}, true}};
+  if (c.ff.kind == FFKind::leaf_fff) {
+    // The block's own names and layout (leaf_fff.h): nothing to transpose.
+    const LeafFFFConfig l = leaf_config(c.ff_config());
+    const int64_t W = l.training_width();
+    return {{"leaf.nodes_w", "nodes_w", {l.n_nodes(), H}, false},
+            {"leaf.nodes_b", "nodes_b", {l.n_nodes()}, false},
+            {"leaf.w1", "w1", {H, W}, false},
+            {"leaf.b1", "b1", {W}, false},
+            {"leaf.w2", "w2", {W, H}, false},
+            {"leaf.b2", "b2", {l.n_leaves(), H}, false}};
+  }
   const int64_t n = fff_config(c).n_nodes();
   return {{"fff.w1", "w1", {n, H}, false},
           {"fff.b1", "b1", {n}, false},
@@ -209,13 +220,14 @@ void BertConfig::validate(const std::string& where) const {
   need(max_seq > 0, "max_seq_length must be positive");
   need(pad_id >= 0 && pad_id < vocab, "pad_token_id must be in [0, vocab_size)");
   need(norm_eps >= 0.0f && std::isfinite(norm_eps), "norm_eps must be a non-negative number");
-  need(ff.kind == FFKind::ff || ff.kind == FFKind::neuron_fff,
-       std::string("ff = ") + ff_kind_name(ff.kind) +
-           ": the encoder runs ff and neuron-fff feedforward blocks");
-  if (arch == BertArch::bert) {
+  if (ff.kind == FFKind::leaf_fff) {
+    // Both architectures: the leaf block always carries its biases.
+    need(ff.act == Activation::gelu, "the leaf-fff feedforward block is GELU");
+    if (arch == BertArch::bert) need(type_vocab > 0, "type_vocab_size must be positive");
+  } else if (arch == BertArch::bert) {
     need(type_vocab > 0, "type_vocab_size must be positive");
     need(ff.kind == FFKind::ff, std::string("ff = ") + ff_kind_name(ff.kind) +
-                                    ": arch bert runs dense ff feedforward blocks only");
+                                    ": arch bert runs dense ff and leaf-fff feedforward blocks");
     need(ff.act == Activation::gelu && ff.output_bias,
          "arch bert: the feedforward block is GELU with biases");
   } else {
@@ -251,6 +263,9 @@ std::string BertConfig::describe() const {
                   std::to_string(layers) + " layers, hidden " + std::to_string(hidden) + ", " +
                   std::to_string(heads) + " heads, ";
   if (ff.kind == FFKind::ff) return s + "dense FF " + std::to_string(ff.width);
+  if (ff.kind == FFKind::leaf_fff)
+    return s + "leaf FFF depth " + std::to_string(ff.depth) + ", leaf width " +
+           std::to_string(ff.leaf_width);
   return s + "FFF " + std::to_string(ff.trees) + "x" + std::to_string(ff.depth);
 }
 
@@ -267,7 +282,17 @@ BertModel make_random_bert(const BertConfig& cfg, uint64_t seed) {
       fill_spread(t, 1.0f, rng);
     else if (ends_with(name, "_bias") || ends_with(name, "ff.b1") || ends_with(name, "ff.b2"))
       fill_spread(t, 0.1f, rng);  // the biases of arch bert
-    else if (ends_with(name, "fff.b1"))
+    else if (name.find(".leaf.") != std::string::npos) {
+      const LeafFFFConfig l = leaf_config(cfg.ff_config());
+      if (ends_with(name, "leaf.w1"))  // (in, W): the fan-in is the column length
+        fill_spread(t, 1.0f / std::sqrt(static_cast<float>(cfg.hidden)), rng);
+      else if (ends_with(name, "leaf.w2"))  // a token sums one leaf's rows
+        fill_spread(t, 1.0f / std::sqrt(static_cast<float>(l.leaf_width)), rng);
+      else if (ends_with(name, "leaf.nodes_w"))
+        fill_spread(t, 1.0f / std::sqrt(static_cast<float>(cfg.hidden)), rng);
+      else  // nodes_b, b1, b2
+        fill_spread(t, 0.1f, rng);
+    } else if (ends_with(name, "fff.b1"))
       fill_uniform(t, 0.5f, rng);
     else if (ends_with(name, "fff.w2"))  // (neurons, out): a token sums K (D + 1) of its rows
       fill_spread(t, 1.0f / std::sqrt(static_cast<float>(fff_config(cfg).path_length())), rng);
@@ -317,6 +342,9 @@ BertModel load_bert(const std::string& path) {
   c.ff.output_bias = c.arch == BertArch::bert;
   if (c.ff.kind == FFKind::ff) {
     c.ff.width = metadata_int(meta, "ff_width", path);
+  } else if (c.ff.kind == FFKind::leaf_fff) {
+    c.ff.depth = metadata_int(meta, "leaf_depth", path);
+    c.ff.leaf_width = metadata_int(meta, "leaf_width", path);
   } else {
     c.ff.trees = metadata_int(meta, "fff_trees", path);
     c.ff.depth = metadata_int(meta, "fff_depth", path);
@@ -388,6 +416,8 @@ void save_bert(const BertModel& m, const std::string& path) {
       {"ff_width", std::to_string(c.ff.kind == FFKind::ff ? c.ff.width : 0)},
       {"fff_trees", std::to_string(c.ff.kind == FFKind::neuron_fff ? c.ff.trees : 0)},
       {"fff_depth", std::to_string(c.ff.kind == FFKind::neuron_fff ? c.ff.depth : 0)},
+      {"leaf_depth", std::to_string(c.ff.kind == FFKind::leaf_fff ? c.ff.depth : 0)},
+      {"leaf_width", std::to_string(c.ff.kind == FFKind::leaf_fff ? c.ff.leaf_width : 0)},
       {"activation", "gelu"},
       {"arch", bert_arch_name(c.arch)},
       {"sentence.normalize", m.normalize_embeddings ? "1" : "0"}};
@@ -437,7 +467,8 @@ struct EncodeBuffers {
 }  // namespace
 
 void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uint8_t* mask,
-                 int64_t B, int64_t S, float* hidden, BertTimings* timings) {
+                 int64_t B, int64_t S, float* hidden, BertTimings* timings,
+                 BertFFObserver* observer) {
   const BertConfig& c = m.cfg;
   const int64_t H = c.hidden, N = B * S;
   if (B < 0 || S < 0) throw Error("bert_encode: negative batch or sequence length");
@@ -505,6 +536,7 @@ void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uin
       layer_norm_infer(ctx, L.norm1, hidden, N, hidden);
       lap(t.other);
       L.ff->infer(ctx, hidden, N, attn.ptr(), nullptr);
+      if (observer) observer->ff_block(&L - m.layers.data(), hidden, attn.ptr(), N);
       lap(t.ff);
       const float* f = attn.ptr();
       parallel_for(ctx, N * H, [&](int64_t i) { hidden[i] += f[i]; });
@@ -527,6 +559,7 @@ void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uin
     lap(t.other);
     // x += FF(LN2(x)): the block writes its output into attn's buffer, free again by now.
     L.ff->infer(ctx, normed.ptr(), N, attn.ptr(), nullptr);
+    if (observer) observer->ff_block(&L - m.layers.data(), normed.ptr(), attn.ptr(), N);
     lap(t.ff);
     const float* f = attn.ptr();
     parallel_for(ctx, N * H, [&](int64_t i) { hidden[i] += f[i]; });

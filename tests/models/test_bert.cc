@@ -3,6 +3,7 @@
 // same architecture (scripts/bert_reference.py) through the checkpoint converter.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -12,6 +13,7 @@
 #include "fff/core/context.h"
 #include "fff/io/safetensors.h"
 #include "fff/models/bert.h"
+#include "fff/testing/ff.h"
 #include "temp_dir.h"
 #include "test_util.h"
 
@@ -479,4 +481,158 @@ TEST(BertReference, MiniLmShapedPostNormLayersMatchPyTorch) {
                                           "--width 1536 --max-seq 512 --vocab 300 --seq 40 "
                                           "--batch 3 --format bin"),
                            "post-norm bert, MiniLM shapes");
+}
+
+// ---- Leaf FFF feedforward blocks ----
+
+namespace {
+
+fff::BertConfig leaf_config_of(fff::BertArch arch, int64_t depth, int64_t leaf_width) {
+  fff::BertConfig c = small_config(fff::FFKind::leaf_fff);
+  c.arch = arch;
+  c.ff.act = fff::Activation::gelu;
+  c.ff.depth = depth, c.ff.leaf_width = leaf_width;
+  return c;
+}
+
+// Records every layer's block input and output.
+struct Recorder : fff::BertFFObserver {
+  std::vector<std::vector<float>> x, y;
+  int64_t H = 0;
+  void ff_block(int64_t layer, const float* xi, const float* yi, int64_t N) override {
+    if (static_cast<int64_t>(x.size()) <= layer) x.resize(layer + 1), y.resize(layer + 1);
+    x[layer].assign(xi, xi + N * H);
+    y[layer].assign(yi, yi + N * H);
+  }
+};
+
+}  // namespace
+
+TEST(BertLeaf, SaveLoadRoundTripKeepsTheBlockAndItsOutputs) {
+  for (const fff::BertArch arch : {fff::BertArch::bert, fff::BertArch::crammed}) {
+    TempDir dir;
+    const fff::BertModel m = fff::make_random_bert(leaf_config_of(arch, 2, 5), 31);
+    const std::string path = dir.file("leaf.safetensors");
+    fff::save_bert(m, path);
+    const fff::SafetensorsFile f = fff::load_safetensors(path);
+    EXPECT_EQ(f.metadata.at("ff"), "leaf-fff");
+    EXPECT_EQ(f.metadata.at("leaf_depth"), "2");
+    EXPECT_EQ(f.metadata.at("leaf_width"), "5");
+    EXPECT_EQ(f.tensors.at("layers.1.leaf.nodes_w").shape, (std::vector<int64_t>{3, 24}));
+    EXPECT_EQ(f.tensors.at("layers.1.leaf.w1").shape, (std::vector<int64_t>{24, 20}));
+    EXPECT_EQ(f.tensors.at("layers.1.leaf.w2").shape, (std::vector<int64_t>{20, 24}));
+    EXPECT_EQ(f.tensors.at("layers.0.leaf.b2").shape, (std::vector<int64_t>{4, 24}));
+    EXPECT_EQ(f.tensors.count("layers.0.ff.w1"), 0u);
+    const fff::BertModel r = fff::load_bert(path);
+    EXPECT_EQ(r.cfg.ff.kind, fff::FFKind::leaf_fff);
+    EXPECT_EQ(r.cfg.ff.depth, 2);
+    EXPECT_EQ(r.cfg.ff.leaf_width, 5);
+    EXPECT_EQ(r.cfg.arch, arch);
+    const auto ids = random_ids(2 * 11, m.cfg.vocab, 1);
+    EXPECT_TRUE(bitwise_equal(encode(m, ids, nullptr, 2, 11), encode(r, ids, nullptr, 2, 11)));
+  }
+}
+
+TEST(BertLeaf, EveryLayerRunsItsBlockOnItsInputAsTheNaiveReference) {
+  // The observer sees each block's input and output; the output must be the naive hard inference
+  // of that layer's leaf FFF on that input, and the final hidden state follows from the last
+  // layer's (post-norm: LN2(x + FF(x))).
+  const fff::BertModel m = fff::make_random_bert(leaf_config_of(fff::BertArch::bert, 3, 4), 32);
+  const int64_t B = 2, S = 9, H = m.cfg.hidden, N = B * S;
+  const auto ids = random_ids(N, m.cfg.vocab, 2);
+  Recorder rec;
+  rec.H = H;
+  fff::Context ctx(2);
+  std::vector<float> h(static_cast<size_t>(N * H));
+  fff::bert_encode(ctx, m, ids.data(), nullptr, B, S, h.data(), nullptr, &rec);
+  ASSERT_EQ(rec.x.size(), 2u);
+  std::vector<int32_t> leaves(static_cast<size_t>(N));
+  for (size_t i = 0; i < 2; ++i) {
+    fff::BertLayer L = m.layers[i];
+    fff::LeafFFF lf;
+    lf.cfg = fff::leaf_config(m.cfg.ff_config());
+    lf.nodes_w.value = ff_param(L, "nodes_w");
+    lf.nodes_b.value = ff_param(L, "nodes_b");
+    lf.w1.value = ff_param(L, "w1");
+    lf.b1.value = ff_param(L, "b1");
+    lf.w2.value = ff_param(L, "w2");
+    lf.b2.value = ff_param(L, "b2");
+    std::vector<float> y(static_cast<size_t>(N * H));
+    fff::leaf_fff_infer_reference(lf, rec.x[i].data(), N, y.data(), leaves.data());
+    EXPECT_LT(max_abs_diff(y.data(), rec.y[i].data(), y.size()), 1e-4) << "layer " << i;
+    // More than one leaf is used: the test would not see a wrong routing otherwise.
+    EXPECT_NE(*std::min_element(leaves.begin(), leaves.end()),
+              *std::max_element(leaves.begin(), leaves.end()));
+  }
+  // The last layer's output: LN2(x + FF(x)) with norm2 at gain 1, bias 0.
+  for (int64_t r = 0; r < N; ++r) {
+    std::vector<double> z(static_cast<size_t>(H));
+    double mean = 0, var = 0;
+    for (int64_t j = 0; j < H; ++j) mean += z[j] = rec.x[1][r * H + j] + rec.y[1][r * H + j];
+    mean /= H;
+    for (int64_t j = 0; j < H; ++j) var += (z[j] - mean) * (z[j] - mean);
+    var /= H;
+    for (int64_t j = 0; j < H; ++j)
+      EXPECT_NEAR(h[r * H + j], (z[j] - mean) / std::sqrt(var + 1e-12), 1e-4);
+  }
+}
+
+TEST(BertLeaf, LeafOfDepthZeroEqualsDenseFeedforward) {
+  // One leaf of width w is a dense FF of width w with the same biases.
+  fff::BertConfig lc = leaf_config_of(fff::BertArch::bert, 0, 7);
+  fff::BertModel l = fff::make_random_bert(lc, 33);
+  fff::BertConfig dc = post_norm_config();
+  dc.ff.width = 7;
+  fff::BertModel d = fff::make_random_bert(dc, 34);
+  d.word = l.word, d.positions = l.positions, d.token_type = l.token_type;
+  for (size_t i = 0; i < l.layers.size(); ++i) {
+    fff::BertLayer& L = l.layers[i];
+    d.layers[i].qkv = L.qkv, d.layers[i].out = L.out;
+    d.layers[i].qkv_bias = L.qkv_bias, d.layers[i].out_bias = L.out_bias;
+    for (const char* p : {"w1", "b1", "w2"}) ff_param(d.layers[i], p) = ff_param(L, p);
+    fff::Tensor& b2 = ff_param(d.layers[i], "b2");
+    std::copy(ff_param(L, "b2").data.begin(), ff_param(L, "b2").data.end(), b2.data.begin());
+    d.layers[i].ff->prepare_inference({});
+  }
+  const auto ids = random_ids(2 * 9, lc.vocab, 6);
+  const auto hl = encode(l, ids, nullptr, 2, 9), hd = encode(d, ids, nullptr, 2, 9);
+  EXPECT_LT(max_abs_diff(hl.data(), hd.data(), hl.size()), 2e-5);
+}
+
+TEST(BertLeaf, LoadRejectsWrongLeafTensorsAndConfigs) {
+  TempDir dir;
+  const fff::BertModel m = fff::make_random_bert(leaf_config_of(fff::BertArch::bert, 2, 5), 35);
+  const std::string good = dir.file("good.safetensors");
+  fff::save_bert(m, good);
+  const fff::SafetensorsFile f = fff::load_safetensors(good);
+  auto check = [&](const std::string& name, auto edit, const std::string& needle) {
+    fff::SafetensorsFile g = f;
+    edit(g);
+    std::vector<std::pair<std::string, const fff::Tensor*>> t;
+    for (const auto& [k, v] : g.tensors) t.push_back({k, &v});
+    const std::string path = dir.file(name);
+    fff::save_safetensors(path, t, g.metadata);
+    try {
+      fff::load_bert(path);
+      ADD_FAILURE() << "no error for " << name;
+    } catch (const fff::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+  };
+  check(
+      "w1.safetensors",
+      [](auto& g) {
+        g.tensors["layers.1.leaf.w1"] = fff::Tensor({20, 24});
+      },
+      "layers.1.leaf.w1");
+  check(
+      "nodes.safetensors", [](auto& g) { g.tensors.erase("layers.0.leaf.nodes_b"); },
+      "layers.0.leaf.nodes_b");
+  check(
+      "depth.safetensors", [](auto& g) { g.metadata["leaf_depth"] = "3"; }, "layers.0.leaf");
+  check(
+      "width.safetensors", [](auto& g) { g.metadata.erase("leaf_width"); }, "leaf_width");
+  check(
+      "act.safetensors", [](auto& g) { g.metadata["activation"] = "relu"; }, "activation");
 }

@@ -35,8 +35,9 @@ struct BertConfig {
   float norm_eps = 1e-12f;
   // The feedforward block of every layer: ff (crammedBERT: width 3072) or neuron-fff
   // (UltraFastBERT-1x11: 1 tree of depth 11); GELU, no output bias; in and out are `hidden`
-  // (ff_config() fills them in). The encoder does not run leaf-fff blocks yet. arch bert: ff with
-  // both biases (output_bias true).
+  // (ff_config() fills them in). arch bert: ff with both biases (output_bias true), or leaf-fff
+  // (depth, leaf_width; GELU; always with its biases), e.g. made from a dense model by
+  // convert_dense_to_leaf (bert_convert.h). crammed also runs leaf-fff blocks.
   FFConfig ff = default_ff();
 
   static FFConfig default_ff();
@@ -59,7 +60,9 @@ struct BertLayer {
   // file stores each product (out, in) as PyTorch's Linear does ("layers.i.ff.w1" (I, H),
   // "layers.i.ff.w2" (H, I)), and loading and saving transpose; arch bert adds "layers.i.ff.b1"
   // (I) and "layers.i.ff.b2" (H). neuron-fff: w1 (K n, H), b1 (K n),
-  // w2 (K n, H), no output bias, as the file stores them ("layers.i.fff.w1" ...).
+  // w2 (K n, H), no output bias, as the file stores them ("layers.i.fff.w1" ...). leaf-fff: the
+  // block's own tensors in its own layout (leaf_fff.h), "layers.i.leaf.nodes_w" (2^D - 1, H),
+  // ".nodes_b" (2^D - 1), ".w1" (H, 2^D l), ".b1" (2^D l), ".w2" (2^D l, H), ".b2" (2^D, H).
   std::unique_ptr<FFBlock> ff;
 
   BertLayer() = default;
@@ -111,12 +114,21 @@ struct BertTimings {
   double total() const { return embed + attention + ff + other; }
 };
 
+// Sees every layer's feedforward block at work during bert_encode: x its N = B S input rows
+// (N, H) (arch bert: the normed post-attention stream; crammed: LN2 of the stream) and y the
+// block's output (N, H), both valid during the call only. For recording training pairs.
+struct BertFFObserver {
+  virtual ~BertFFObserver() = default;
+  virtual void ff_block(int64_t layer, const float* x, const float* y, int64_t N) = 0;
+};
+
 // Runs the encoder on B sequences of S tokens (S <= max_seq). mask[b*S+s] != 0 marks real tokens;
 // padding is masked out as keys (its own rows are still computed, as in the reference). mask may
 // be null (no padding). Throws fff::Error on an id outside [0, V) or S > max_seq. The activations
 // stay in ctx.workspace for the next call.
 void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uint8_t* mask,
-                 int64_t B, int64_t S, float* hidden, BertTimings* timings = nullptr);
+                 int64_t B, int64_t S, float* hidden, BertTimings* timings = nullptr,
+                 BertFFObserver* observer = nullptr);
 
 // logits[r] = hidden_rows[r] word^T for r < N. Throws fff::Error for arch bert (no MLM head).
 void bert_mlm_logits(Context& ctx, const BertModel& m, const float* hidden_rows, int64_t N,
