@@ -1,0 +1,70 @@
+// Dense -> leaf FFF conversion of a pretrained BERT's feedforward blocks, without training
+// (issue 15 part 3; docs/minilm.md). Per layer, on the block's inputs recorded from real tokens:
+//  1. the dense block's `width` hidden neurons are split into 2^D groups of equal size by
+//     co-activation (MoEfication, Zhang et al. 2022): balanced k-means on each neuron's GELU
+//     activations over the sampled tokens (unit-normalised), equal-capacity greedy assignment;
+//  2. leaf j is the dense block restricted to group j: W1_j = w1's columns, b1_j, W2_j = w2's
+//     rows; b2_j = the dense output bias, plus (fit_leaf_bias) the mean over the tokens that reach
+//     leaf j of what its missing neurons contribute (the least-squares bias for that routing);
+//  3. each token's best leaf is argmin_j ||dense(x) - leaf_j(x)||^2; the nodes are fitted top
+//     down, node i a ridge logistic regression on [x, 1] (Newton steps) separating the tokens the
+//     fitted ancestors route to it by whether their best leaf within i's subtree lies right, each
+//     token weighted by how much worse the other side's best leaf is; logit >= 0 means right.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "fff/core/context.h"
+#include "fff/models/bert.h"
+
+namespace fff {
+
+struct ConvertOptions {
+  int64_t depth = 3;             // 2^depth leaves of width / 2^depth neurons each
+  int64_t max_tokens = 16384;    // token rows recorded per layer (sequences beyond are unused)
+  int64_t kmeans_tokens = 4096;  // tokens whose activations form a neuron's clustering feature
+  int64_t kmeans_iters = 15;
+  int64_t newton_steps = 12;  // per node
+  float ridge = 1e-3f;        // node L2 penalty, relative to the mean Hessian diagonal
+  bool fit_leaf_bias = true;  // see step 2 above; false: b2_j = the dense b2
+  uint64_t seed = 1;
+  // Called after each stage with the fraction done and what was done (for progress and ETA).
+  std::function<void(double fraction, const std::string& what)> progress;
+};
+
+struct LayerConvertStats {
+  int64_t tokens = 0;
+  double best_leaf_fraction = 0;   // tokens whose routed leaf is their best leaf
+  double relative_error = 0;       // ||fff(x) - dense(x)|| / ||dense(x)|| over the tokens
+  double best_relative_error = 0;  // every token sent to its best leaf, leaf biases the dense b2
+                                   // (a lower bound on relative_error when fit_leaf_bias is off)
+  double seconds = 0;
+};
+
+struct ConvertResult {
+  BertModel model;  // the dense model with leaf-fff blocks
+  std::vector<LayerConvertStats> layers;
+};
+
+// Converts every feedforward block of `dense` (kind ff, with biases, GELU) into a leaf FFF of
+// options.depth; sequences are token id sequences (each encoded alone, every token real) whose
+// block inputs, from the dense model, are the samples. Throws fff::Error for a model that is not
+// dense, a width not divisible by 2^depth, depth outside [1, 10] or no tokens.
+ConvertResult convert_dense_to_leaf(Context& ctx, const BertModel& dense,
+                                    const std::vector<std::vector<int32_t>>& sequences,
+                                    const ConvertOptions& options);
+
+// Every layer's feedforward inputs and dense outputs on the given sequences, rows appended in
+// order until max_tokens: x[l] and y[l] are (tokens, H) row-major.
+struct BertFFSamples {
+  int64_t tokens = 0;
+  std::vector<std::vector<float>> x, y;
+};
+BertFFSamples record_ff_samples(Context& ctx, const BertModel& m,
+                                const std::vector<std::vector<int32_t>>& sequences,
+                                int64_t max_tokens);
+
+}  // namespace fff

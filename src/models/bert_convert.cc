@@ -1,0 +1,381 @@
+// Dense -> leaf FFF conversion of a BERT's feedforward blocks (the method is in bert_convert.h).
+#include "fff/models/bert_convert.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <tuple>
+#include <utility>
+
+#include "core/parallel.h"
+#include "fff/cpu/gemm.h"
+#include "fff/layers/activation.h"
+
+namespace fff {
+
+namespace {
+
+struct Recorder : BertFFObserver {
+  BertFFSamples* s = nullptr;
+  int64_t H = 0, take = 0;  // rows of this sequence to keep
+  void ff_block(int64_t layer, const float* x, const float* y, int64_t) override {
+    auto& X = s->x[static_cast<size_t>(layer)];
+    auto& Y = s->y[static_cast<size_t>(layer)];
+    X.insert(X.end(), x, x + take * H);
+    Y.insert(Y.end(), y, y + take * H);
+  }
+};
+
+const Tensor& block_param(const FFBlock& b, const std::string& name) {
+  for (Param* p : const_cast<FFBlock&>(b).params())
+    if (p->name == name) return p->value;
+  throw Error("feedforward block has no parameter '" + name + "'");
+}
+
+// Solves A x = b in place (A symmetric positive definite, n x n, overwritten by its Cholesky
+// factor; b becomes x).
+void cholesky_solve(std::vector<double>& A, std::vector<double>& b, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    double d = A[j * n + j];
+    for (int64_t k = 0; k < j; ++k) d -= A[j * n + k] * A[j * n + k];
+    d = std::sqrt(std::max(d, 1e-30));
+    A[j * n + j] = d;
+    for (int64_t i = j + 1; i < n; ++i) {
+      double v = A[i * n + j];
+      for (int64_t k = 0; k < j; ++k) v -= A[i * n + k] * A[j * n + k];
+      A[i * n + j] = v / d;
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {  // L y = b
+    double v = b[i];
+    for (int64_t k = 0; k < i; ++k) v -= A[i * n + k] * b[k];
+    b[i] = v / A[i * n + i];
+  }
+  for (int64_t i = n - 1; i >= 0; --i) {  // L^T x = y
+    double v = b[i];
+    for (int64_t k = i + 1; k < n; ++k) v -= A[k * n + i] * b[k];
+    b[i] = v / A[i * n + i];
+  }
+}
+
+// Weighted ridge logistic regression by Newton steps with step halving: Z (n, m) rows [x, 1],
+// targets t in {0, 1}, weights w. Returns theta (m); logits Z theta in `logits`.
+std::vector<float> fit_logistic(Context& ctx, const std::vector<float>& Z, int64_t n, int64_t m,
+                                const std::vector<float>& t, const std::vector<float>& w,
+                                const ConvertOptions& o, std::vector<float>& logits) {
+  std::vector<float> theta(static_cast<size_t>(m), 0.0f), r(static_cast<size_t>(n)),
+      g(static_cast<size_t>(m)), Zw(static_cast<size_t>(n * m)), Hf(static_cast<size_t>(m * m));
+  logits.assign(static_cast<size_t>(n), 0.0f);
+  auto loss_of = [&](const std::vector<float>& th, std::vector<float>& s, double lambda) {
+    gemm(ctx, false, false, n, 1, m, 1.0f, Z.data(), m, th.data(), 1, 0.0f, s.data(), 1);
+    double L = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double z = s[i];  // log(1 + e^-z) for t = 1, log(1 + e^z) for t = 0, stably
+      const double u = t[i] > 0.5f ? -z : z;
+      L += w[i] * (u > 0 ? u + std::log1p(std::exp(-u)) : std::log1p(std::exp(u)));
+    }
+    double p2 = 0;
+    for (float v : th) p2 += static_cast<double>(v) * v;
+    return L + 0.5 * lambda * p2;
+  };
+  double lambda = -1;
+  for (int64_t step = 0; step < o.newton_steps; ++step) {
+    // Gradient Z^T (w (p - t)) + lambda theta, Hessian Z^T diag(w p (1 - p)) Z + lambda I.
+    for (int64_t i = 0; i < n; ++i) {
+      const double p = 1.0 / (1.0 + std::exp(-static_cast<double>(logits[i])));
+      r[i] = static_cast<float>(w[i] * (p - t[i]));
+      const float sq = static_cast<float>(std::sqrt(w[i] * p * (1.0 - p)));
+      for (int64_t k = 0; k < m; ++k) Zw[i * m + k] = sq * Z[i * m + k];
+    }
+    gemm(ctx, true, false, m, 1, n, 1.0f, Z.data(), m, r.data(), 1, 0.0f, g.data(), 1);
+    gemm(ctx, true, false, m, m, n, 1.0f, Zw.data(), m, Zw.data(), m, 0.0f, Hf.data(), m);
+    if (lambda < 0) {  // once, at theta = 0: relative to the mean curvature
+      double tr = 0;
+      for (int64_t k = 0; k < m; ++k) tr += Hf[k * m + k];
+      lambda = o.ridge * std::max(tr / static_cast<double>(m), 1e-12);
+    }
+    std::vector<double> A(static_cast<size_t>(m * m)), d(static_cast<size_t>(m));
+    for (int64_t k = 0; k < m * m; ++k) A[k] = Hf[k];
+    for (int64_t k = 0; k < m; ++k) {
+      A[k * m + k] += lambda;
+      d[k] = g[k] + lambda * theta[k];
+    }
+    cholesky_solve(A, d, m);
+    const double before = loss_of(theta, logits, lambda);
+    std::vector<float> trial(theta.size()), s(static_cast<size_t>(n));
+    double scale = 1.0, after = before;
+    for (int halvings = 0; halvings < 12; ++halvings, scale *= 0.5) {
+      for (int64_t k = 0; k < m; ++k) trial[k] = static_cast<float>(theta[k] - scale * d[k]);
+      after = loss_of(trial, s, lambda);
+      if (after <= before) break;
+    }
+    if (!(after <= before)) break;
+    theta = trial;
+    logits = s;
+    if (before - after <= 1e-7 * std::max(before, 1e-12)) break;
+  }
+  return theta;
+}
+
+// Balanced k-means of the I rows of F (I, T) into k groups of I / k: greedy equal-capacity
+// assignment by distance to the centres, centres the group means. Returns each row's group.
+std::vector<int32_t> balanced_kmeans(Context& ctx, const std::vector<float>& F, int64_t I,
+                                     int64_t T, int64_t k, const ConvertOptions& o) {
+  const int64_t cap = I / k;
+  Rng rng(o.seed);
+  std::vector<float> C(static_cast<size_t>(k * T));
+  std::vector<int64_t> perm(static_cast<size_t>(I));
+  std::iota(perm.begin(), perm.end(), 0);
+  for (int64_t i = I - 1; i > 0; --i)
+    std::swap(perm[i], perm[rng.below(static_cast<uint64_t>(i + 1))]);
+  for (int64_t j = 0; j < k; ++j)
+    std::copy(F.begin() + perm[j] * T, F.begin() + (perm[j] + 1) * T, C.begin() + j * T);
+  std::vector<int32_t> group(static_cast<size_t>(I), -1), previous;
+  std::vector<float> dots(static_cast<size_t>(I * k));
+  std::vector<std::tuple<float, int64_t, int64_t>> pairs(static_cast<size_t>(I * k));
+  for (int64_t it = 0; it < o.kmeans_iters; ++it) {
+    gemm(ctx, false, true, I, k, T, 1.0f, F.data(), T, C.data(), T, 0.0f, dots.data(), k);
+    std::vector<double> cn(static_cast<size_t>(k), 0.0);
+    for (int64_t j = 0; j < k; ++j)
+      for (int64_t q = 0; q < T; ++q) cn[j] += static_cast<double>(C[j * T + q]) * C[j * T + q];
+    // ||f - c||^2 - ||f||^2 = ||c||^2 - 2 f.c; ties broken by index: deterministic.
+    for (int64_t i = 0; i < I; ++i)
+      for (int64_t j = 0; j < k; ++j)
+        pairs[i * k + j] = {static_cast<float>(cn[j] - 2.0 * dots[i * k + j]), i, j};
+    std::sort(pairs.begin(), pairs.end());
+    std::fill(group.begin(), group.end(), -1);
+    std::vector<int64_t> size(static_cast<size_t>(k), 0);
+    for (const auto& [dist, i, j] : pairs)
+      if (group[i] < 0 && size[j] < cap) group[i] = static_cast<int32_t>(j), ++size[j];
+    std::fill(C.begin(), C.end(), 0.0f);
+    for (int64_t i = 0; i < I; ++i)
+      for (int64_t q = 0; q < T; ++q) C[group[i] * T + q] += F[i * T + q] / static_cast<float>(cap);
+    if (group == previous) break;
+    previous = group;
+  }
+  return group;
+}
+
+}  // namespace
+
+BertFFSamples record_ff_samples(Context& ctx, const BertModel& m,
+                                const std::vector<std::vector<int32_t>>& sequences,
+                                int64_t max_tokens) {
+  BertFFSamples s;
+  s.x.resize(static_cast<size_t>(m.cfg.layers));
+  s.y.resize(static_cast<size_t>(m.cfg.layers));
+  Recorder rec;
+  rec.s = &s;
+  rec.H = m.cfg.hidden;
+  std::vector<float> hidden;
+  for (const auto& seq : sequences) {
+    if (s.tokens >= max_tokens) break;
+    const int64_t S = std::min<int64_t>(static_cast<int64_t>(seq.size()), m.cfg.max_seq);
+    if (S == 0) continue;
+    rec.take = std::min(S, max_tokens - s.tokens);
+    hidden.resize(static_cast<size_t>(S * m.cfg.hidden));
+    bert_encode(ctx, m, seq.data(), nullptr, 1, S, hidden.data(), nullptr, &rec);
+    s.tokens += rec.take;
+  }
+  return s;
+}
+
+ConvertResult convert_dense_to_leaf(Context& ctx, const BertModel& dense,
+                                    const std::vector<std::vector<int32_t>>& sequences,
+                                    const ConvertOptions& o) {
+  const BertConfig& dc = dense.cfg;
+  if (dc.ff.kind != FFKind::ff || !dc.ff.output_bias)
+    throw Error("convert: the model's feedforward blocks are " + dc.describe() +
+                "; conversion needs dense ff blocks with biases (arch bert)");
+  if (o.depth < 1 || o.depth > 10)
+    throw Error("convert: depth = " + std::to_string(o.depth) + ": must be in [1, 10]");
+  const int64_t H = dc.hidden, I = dc.ff.width, k = int64_t{1} << o.depth;
+  if (I % k != 0)
+    throw Error("convert: dense width " + std::to_string(I) +
+                " is not divisible by 2^depth = " + std::to_string(k));
+  const int64_t l = I / k, n_nodes = k - 1, D = o.depth;
+  auto report = [&](double f, const std::string& what) {
+    if (o.progress) o.progress(f, what);
+  };
+
+  const BertFFSamples samples = record_ff_samples(ctx, dense, sequences, o.max_tokens);
+  const int64_t N = samples.tokens;
+  if (N == 0) throw Error("convert: no tokens to sample (empty texts?)");
+  report(0.05, "recorded " + std::to_string(N) + " tokens per layer");
+
+  ConvertResult result;
+  result.model = dense;
+  result.model.cfg.ff = dense.cfg.ff;
+  FFConfig& fc = result.model.cfg.ff;
+  fc.kind = FFKind::leaf_fff;
+  fc.depth = D;
+  fc.leaf_width = l;
+  fc.width = 0;
+  fc.act = Activation::gelu;
+  fc.output_bias = true;
+  result.model.cfg.validate("converted model");
+
+  std::vector<float> act(static_cast<size_t>(N * I)), Ctr(static_cast<size_t>(N * H));
+  for (int64_t layer = 0; layer < dc.layers; ++layer) {
+    const double t0 = now_seconds();
+    const FFBlock& blk = *dense.layers[static_cast<size_t>(layer)].ff;
+    const Tensor &w1 = block_param(blk, "w1"), &b1 = block_param(blk, "b1"),
+                 &w2 = block_param(blk, "w2"), &b2 = block_param(blk, "b2");
+    const float* X = samples.x[static_cast<size_t>(layer)].data();
+    const float* Y = samples.y[static_cast<size_t>(layer)].data();
+
+    // Hidden activations of the dense block on the samples.
+    gemm_inference(ctx, false, false, N, I, H, 1.0f, X, H, w1.ptr(), I, 0.0f, act.data(), I);
+    parallel_for(ctx, N, [&](int64_t r) {
+      float* a = act.data() + r * I;
+      for (int64_t j = 0; j < I; ++j) a[j] = activate(Activation::gelu, a[j] + b1.data[j]);
+    });
+
+    // 1. Neuron features: activations on evenly spread tokens, unit-normalised.
+    const int64_t T = std::min(N, o.kmeans_tokens);
+    std::vector<float> F(static_cast<size_t>(I * T));
+    for (int64_t q = 0; q < T; ++q) {
+      const int64_t r = q * N / T;
+      for (int64_t i = 0; i < I; ++i) F[i * T + q] = act[r * I + i];
+    }
+    for (int64_t i = 0; i < I; ++i) {
+      double s = 0;
+      for (int64_t q = 0; q < T; ++q) s += static_cast<double>(F[i * T + q]) * F[i * T + q];
+      const float inv = static_cast<float>(1.0 / std::max(std::sqrt(s), 1e-12));
+      for (int64_t q = 0; q < T; ++q) F[i * T + q] *= inv;
+    }
+    const std::vector<int32_t> group = balanced_kmeans(ctx, F, I, T, k, o);
+    std::vector<std::vector<int64_t>> members(static_cast<size_t>(k));
+    for (int64_t i = 0; i < I; ++i) members[group[i]].push_back(i);
+
+    // 2. Leaves: the dense block restricted to each group.
+    Tensor nw({n_nodes, H}), nb({n_nodes}), lw1({H, k * l}), lb1({k * l}), lw2({k * l, H}),
+        lb2({k, H});
+    for (int64_t j = 0; j < k; ++j)
+      for (int64_t q = 0; q < l; ++q) {
+        const int64_t src = members[j][q], dst = j * l + q;
+        for (int64_t h = 0; h < H; ++h) lw1.data[h * k * l + dst] = w1.data[h * I + src];
+        lb1.data[dst] = b1.data[src];
+        std::copy(w2.row(src), w2.row(src) + H, lw2.row(dst));
+      }
+    for (int64_t j = 0; j < k; ++j) std::copy(b2.ptr(), b2.ptr() + H, lb2.row(j));
+
+    // 3. Each token's error with each leaf: ||(Y - b2) - A_j W2_j||^2.
+    std::vector<float> err(static_cast<size_t>(N * k));
+    std::vector<float> Aj(static_cast<size_t>(N * l));
+    double ysq = 0;
+    for (int64_t r = 0; r < N * H; ++r) ysq += static_cast<double>(Y[r]) * Y[r];
+    for (int64_t j = 0; j < k; ++j) {
+      parallel_for(ctx, N, [&](int64_t r) {
+        for (int64_t q = 0; q < l; ++q) Aj[r * l + q] = act[r * I + members[j][q]];
+      });
+      gemm_inference(ctx, false, false, N, H, l, 1.0f, Aj.data(), l, lw2.row(j * l), H, 0.0f,
+                     Ctr.data(), H);
+      parallel_for(ctx, N, [&](int64_t r) {
+        double e = 0;
+        for (int64_t h = 0; h < H; ++h) {
+          const double d = static_cast<double>(Y[r * H + h]) - b2.data[h] - Ctr[r * H + h];
+          e += d * d;
+        }
+        err[r * k + j] = static_cast<float>(e);
+      });
+    }
+    std::vector<int32_t> best(static_cast<size_t>(N));
+    double best_sq = 0;
+    for (int64_t r = 0; r < N; ++r) {
+      const float* e = err.data() + r * k;
+      best[r] = static_cast<int32_t>(std::min_element(e, e + k) - e);
+      best_sq += e[best[r]];
+    }
+    report((layer + 0.4) / static_cast<double>(dc.layers) * 0.95 + 0.05,
+           "layer " + std::to_string(layer) + ": leaves");
+
+    // 4. Nodes, top down, on the tokens their fitted ancestors send them.
+    std::vector<int64_t> at(static_cast<size_t>(N), 0);  // each token's tree position
+    for (int64_t d = 0; d < D; ++d) {
+      const int64_t span = int64_t{1} << (D - d);  // leaves under a node of this level
+      for (int64_t node = (int64_t{1} << d) - 1; node < (int64_t{2} << d) - 1; ++node) {
+        const int64_t first = (node - ((int64_t{1} << d) - 1)) * span;
+        std::vector<int64_t> rows;
+        for (int64_t r = 0; r < N; ++r)
+          if (at[r] == node) rows.push_back(r);
+        const auto n = static_cast<int64_t>(rows.size());
+        std::vector<float> theta(static_cast<size_t>(H + 1), 0.0f), logits;
+        if (n > 0) {
+          std::vector<float> Z(static_cast<size_t>(n * (H + 1))), t(static_cast<size_t>(n)),
+              w(static_cast<size_t>(n));
+          double wsum = 0;
+          for (int64_t i = 0; i < n; ++i) {
+            const int64_t r = rows[i];
+            std::copy(X + r * H, X + (r + 1) * H, Z.begin() + i * (H + 1));
+            Z[i * (H + 1) + H] = 1.0f;
+            const float* e = err.data() + r * k + first;
+            const float eL = *std::min_element(e, e + span / 2);
+            const float eR = *std::min_element(e + span / 2, e + span);
+            t[i] = eR < eL ? 1.0f : 0.0f;
+            w[i] = std::fabs(eL - eR);
+            wsum += w[i];
+          }
+          for (float& v : w) v = wsum > 0 ? static_cast<float>(v * n / wsum) : 1.0f;
+          theta = fit_logistic(ctx, Z, n, H + 1, t, w, o, logits);
+        }
+        std::copy(theta.begin(), theta.begin() + H, nw.row(node));
+        nb.data[node] = theta[H];
+        for (int64_t i = 0; i < n; ++i) at[rows[i]] = 2 * node + 1 + (logits[i] >= 0.0f ? 1 : 0);
+      }
+      report((layer + 0.4 + 0.5 * (d + 1) / static_cast<double>(D)) / dc.layers * 0.95 + 0.05,
+             "layer " + std::to_string(layer) + ": nodes of level " + std::to_string(d));
+    }
+
+    // The block, its routes, and (fit_leaf_bias) each leaf's least-squares output bias.
+    auto make_block = [&]() {
+      std::map<std::string, Tensor> p = {{"nodes_w", nw}, {"nodes_b", nb}, {"w1", lw1},
+                                         {"b1", lb1},     {"w2", lw2},     {"b2", lb2}};
+      return make_ff_block_from(result.model.cfg.ff_config(), p,
+                                "layers." + std::to_string(layer) + ".leaf");
+    };
+    std::unique_ptr<FFBlock> block = make_block();
+    std::vector<float> out(static_cast<size_t>(N * H));
+    std::vector<int32_t> routes;
+    block->infer(ctx, X, N, out.data(), &routes);
+    if (o.fit_leaf_bias) {
+      for (int64_t j = 0; j < k; ++j) {
+        std::vector<double> mean_res(static_cast<size_t>(H), 0.0);
+        int64_t count = 0;
+        for (int64_t r = 0; r < N; ++r) {
+          if (routes[r] != j) continue;
+          ++count;
+          for (int64_t h = 0; h < H; ++h) mean_res[h] += Y[r * H + h] - out[r * H + h];
+        }
+        if (count == 0) continue;
+        for (int64_t h = 0; h < H; ++h)
+          lb2.row(j)[h] += static_cast<float>(mean_res[h] / static_cast<double>(count));
+      }
+      block = make_block();
+      block->infer(ctx, X, N, out.data(), &routes);
+    }
+    LayerConvertStats st;
+    st.tokens = N;
+    double esq = 0;
+    int64_t hits = 0;
+    for (int64_t r = 0; r < N; ++r) {
+      hits += routes[r] == best[r];
+      for (int64_t h = 0; h < H; ++h) {
+        const double dd = static_cast<double>(out[r * H + h]) - Y[r * H + h];
+        esq += dd * dd;
+      }
+    }
+    st.best_leaf_fraction = static_cast<double>(hits) / static_cast<double>(N);
+    st.relative_error = std::sqrt(esq / std::max(ysq, 1e-30));
+    st.best_relative_error = std::sqrt(best_sq / std::max(ysq, 1e-30));
+    st.seconds = now_seconds() - t0;
+    result.layers.push_back(st);
+    result.model.layers[static_cast<size_t>(layer)].ff = std::move(block);
+    report((layer + 1.0) / static_cast<double>(dc.layers) * 0.95 + 0.05,
+           "layer " + std::to_string(layer) + " done");
+  }
+  return result;
+}
+
+}  // namespace fff
