@@ -19,6 +19,7 @@
 #include "fff/core/context.h"
 #include "fff/io/atomic_file.h"
 #include "fff/models/bert.h"
+#include "fff/models/bert_convert.h"
 #include "fff/text/wordpiece.h"
 #include "harness/timing.h"
 
@@ -231,6 +232,109 @@ int run_embed(const BertRunArgs& a) {
     write_json(std::cout);
   else
     fff::write_file_atomically(a.output, write_json);
+  return 0;
+}
+
+// ---- fff bert convert ----
+
+// The default conversion texts: Debian's fortunes (plain files of /usr/share/games/fortunes, not
+// the .dat indexes or .u8 copies), one text per non-empty line, "%" separators dropped.
+std::vector<std::string> fortune_lines() {
+  const std::filesystem::path dir = "/usr/share/games/fortunes";
+  std::vector<std::filesystem::path> files;
+  if (std::filesystem::is_directory(dir))
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+      if (e.is_regular_file() && !e.path().has_extension()) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  std::vector<std::string> lines;
+  for (const auto& f : files)
+    for (std::string& line : read_lines(f.string()))
+      if (!line.empty() && line != "%") lines.push_back(std::move(line));
+  if (lines.empty())
+    throw fff::Error("no --texts given and no fortunes in " + dir.string() +
+                     " (apt-get install fortunes-min, or pass --texts FILE)");
+  return lines;
+}
+
+int run_convert(const BertConvertArgs& a) {
+  if (a.to != "leaf-fff") throw fff::Error("--to must be leaf-fff, not '" + a.to + "'");
+  if (a.samples <= 0) throw fff::Error("--samples must be positive");
+  const double start = now_seconds();
+  fff::Context ctx(a.threads);
+  const fff::BertModel dense = fff::load_bert(a.dense);
+  if (dense.vocab_text.empty())
+    throw fff::Error(a.dense + " carries no tokenizer vocabulary (tokenizer.vocab)");
+  const fff::WordPieceTokenizer tok =
+      fff::make_wordpiece(dense.vocab_text, a.dense + " (tokenizer.vocab)", dense.lowercase);
+  std::vector<std::string> texts;
+  if (a.texts.empty()) {
+    texts = fortune_lines();
+  } else {
+    for (std::string& line : read_lines(a.texts))
+      if (!line.empty()) texts.push_back(std::move(line));
+    if (texts.empty()) throw fff::Error(a.texts + ": no non-empty lines");
+  }
+  // A seeded shuffle: the samples come from all over the texts, not their first files.
+  fff::Rng rng(a.seed);
+  for (size_t i = texts.size(); i > 1; --i) std::swap(texts[i - 1], texts[rng.below(i)]);
+  const int64_t limit = dense.sentence_max_len > 0
+                            ? std::min(dense.sentence_max_len, dense.cfg.max_seq)
+                            : dense.cfg.max_seq;
+  std::vector<std::vector<int32_t>> seqs;
+  int64_t tokens = 0;
+  for (const std::string& t : texts) {
+    if (tokens >= a.samples) break;
+    seqs.push_back(fff::wordpiece_encode_for_model(tok, t, limit));
+    tokens += static_cast<int64_t>(seqs.back().size());
+  }
+  fff::ConvertOptions o;
+  o.depth = a.depth;
+  o.max_tokens = a.samples;
+  o.seed = a.seed;
+  const bool tty = ::isatty(STDERR_FILENO);
+  o.progress = [&](double f, const std::string& what) {
+    const double t = now_seconds() - start;
+    std::fprintf(stderr, "%s%3.0f%% %s, %s elapsed, ETA %s%s", tty ? "\r" : "", 100 * f,
+                 what.c_str(), duration_string(t).c_str(),
+                 duration_string(f > 0 ? t / f * (1 - f) : 0).c_str(), tty ? "   " : "\n");
+  };
+  const fff::ConvertResult r = fff::convert_dense_to_leaf(ctx, dense, seqs, o);
+  if (tty) std::fprintf(stderr, "\n");
+  fff::save_bert(r.model, a.out);
+  const double seconds = now_seconds() - start;
+  json layers = json::array();
+  for (size_t i = 0; i < r.layers.size(); ++i) {
+    const fff::LayerConvertStats& s = r.layers[i];
+    layers.push_back({{"layer", i},
+                      {"tokens", s.tokens},
+                      {"best_leaf_fraction", s.best_leaf_fraction},
+                      {"relative_error", s.relative_error},
+                      {"best_leaf_relative_error", s.best_relative_error},
+                      {"seconds", s.seconds}});
+  }
+  if (a.json) {
+    json out = {{"dense", a.dense},
+                {"out", a.out},
+                {"ff", "leaf-fff"},
+                {"depth", a.depth},
+                {"leaf_width", r.model.cfg.ff.leaf_width},
+                {"texts", seqs.size()},
+                {"tokens", r.layers.empty() ? 0 : r.layers[0].tokens},
+                {"seed", a.seed},
+                {"threads", a.threads},
+                {"seconds", seconds},
+                {"layers", layers}};
+    std::cout << out.dump() << std::endl;
+  } else {
+    std::printf("%s -> %s: %s, %lld tokens from %zu texts, %.1f s\n", a.dense.c_str(),
+                a.out.c_str(), r.model.cfg.describe().c_str(),
+                static_cast<long long>(r.layers.empty() ? 0 : r.layers[0].tokens), seqs.size(),
+                seconds);
+    std::printf("layer  routed to best leaf  rel. error  (best leaf)\n");
+    for (size_t i = 0; i < r.layers.size(); ++i)
+      std::printf("%5zu  %18.1f%%  %10.3f  %11.3f\n", i, 100 * r.layers[i].best_leaf_fraction,
+                  r.layers[i].relative_error, r.layers[i].best_relative_error);
+  }
   return 0;
 }
 
@@ -567,6 +671,27 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
                    "all-MiniLM-L6-v2), yes or no")
       ->capture_default_str();
 
+  BertConvertArgs& v = c.convert_args;
+  c.convert = c.bert->add_subcommand(
+      "convert",
+      "Convert a dense BERT (arch bert, e.g. all-MiniLM-L6-v2) into leaf FFF feedforward blocks "
+      "without training: neurons grouped into 2^D leaves by co-activation, nodes fitted to send "
+      "each token to the leaf that best reproduces the dense output (docs/minilm.md)");
+  c.convert->add_option("DENSE", v.dense, "Dense fff-bert model file")->required();
+  c.convert->add_option("OUT", v.out, "Converted model file (written atomically)")->required();
+  c.convert->add_option("--to", v.to, "Target block kind (leaf-fff)")->capture_default_str();
+  c.convert->add_option("--depth", v.depth, "Tree depth D: 2^D leaves of width/2^D neurons")
+      ->capture_default_str();
+  c.convert->add_option("--texts", v.texts,
+                        "Texts, one per line, whose tokens are the samples (default: the lines "
+                        "of /usr/share/games/fortunes/*)");
+  c.convert->add_option("--samples", v.samples, "Token rows sampled per layer")
+      ->capture_default_str();
+  c.convert->add_option("--seed", v.seed, "Seed (text shuffle, k-means start)")
+      ->capture_default_str();
+  c.convert->add_option("--threads", v.threads, "Threads")->capture_default_str();
+  c.convert->add_flag("--json", v.json, "Print a JSON summary (per-layer figures) on stdout");
+
   BertBenchArgs& b = c.bench_args;
   c.bench =
       bench.add_subcommand("bert",
@@ -606,6 +731,7 @@ int run_bert(const BertCommands& c) {
   if (c.fill_mask && *c.fill_mask) return run_fill_mask(c.fill_args);
   if (c.embed && *c.embed) return run_embed(c.embed_args);
   if (c.tokenize && *c.tokenize) return run_tokenize(c.tokenize_args);
+  if (c.convert && *c.convert) return run_convert(c.convert_args);
   if (c.bench && *c.bench) return run_bert_bench(c.bench_args);
   return -1;
 }

@@ -29,18 +29,28 @@ struct BertBenchArgs {
   bool json = false;
 };
 
+struct BertConvertArgs {
+  std::string dense, out, to = "leaf-fff", texts;
+  int64_t depth = 3, samples = 16384;
+  uint64_t seed = 1;
+  int threads = 1;
+  bool json = false;
+};
+
 struct BertCommands {
   CLI::App* bert = nullptr;
   CLI::App* fill_mask = nullptr;
   CLI::App* embed = nullptr;
   CLI::App* tokenize = nullptr;
   CLI::App* bench = nullptr;
+  CLI::App* convert = nullptr;
   BertRunArgs fill_args, embed_args, tokenize_args;
+  BertConvertArgs convert_args;
   BertBenchArgs bench_args;
 };
 
-// Registers `fff bert fill-mask`, `fff bert embed`, `fff bert tokenize` on app and `bert` under the
-// bench command.
+// Registers `fff bert fill-mask`, `fff bert embed`, `fff bert tokenize`, `fff bert convert` on app
+// and `bert` under the bench command.
 void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& cmds);
 // Runs whichever was parsed (returns -1 if none). Throws fff::Error on bad input.
 int run_bert(const BertCommands& cmds);

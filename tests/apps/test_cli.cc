@@ -696,6 +696,48 @@ TEST(CliBert, PostNormModelEmbedsNormalisedTokenizesTruncatedAndRefusesFillMask)
   EXPECT_TRUE(contains(bad.err, "--normalize")) << bad;
 }
 
+TEST(CliBert, ConvertMakesALeafFffModelThatEmbedsAndReportsPerLayerFigures) {
+  TempDir dir;
+  const std::string model = write_post_norm_model(dir);
+  const std::string texts = dir.file("texts.txt"), out = dir.file("leaf.safetensors");
+  {
+    std::ofstream f(texts);
+    for (int i = 0; i < 60; ++i)
+      f << "the capital of france is paris tok" << 12 + i % 28 << " tok" << 12 + (i * 7) % 28
+        << "\n";
+  }
+  const Result r = run_cli({"bert", "convert", model, out, "--depth", "2", "--texts", texts,
+                            "--samples", "300", "--json"});
+  ASSERT_EQ(r.code, 0) << r;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["depth"], 2);
+  EXPECT_EQ(j["leaf_width"], 12);
+  ASSERT_EQ(j["layers"].size(), 2u);
+  for (const json& l : j["layers"]) {
+    EXPECT_EQ(l["tokens"], 300);
+    EXPECT_GE(l["best_leaf_fraction"].get<double>(), 0.0);
+    EXPECT_LE(l["best_leaf_fraction"].get<double>(), 1.0);
+    EXPECT_TRUE(std::isfinite(l["relative_error"].get<double>()));
+  }
+  EXPECT_TRUE(contains(r.err, "ETA")) << r;
+  const fff::BertModel m = fff::load_bert(out);
+  EXPECT_EQ(m.cfg.ff.kind, fff::FFKind::leaf_fff);
+  EXPECT_EQ(m.cfg.ff.depth, 2);
+  EXPECT_TRUE(m.normalize_embeddings);  // the dense file's sentence settings are kept
+  EXPECT_EQ(m.sentence_max_len, 6);
+  const Result e = run_cli({"bert", "embed", out, "--text", "the capital"});
+  ASSERT_EQ(e.code, 0) << e;
+  EXPECT_EQ(json::parse(e.out).size(), 32u);
+  // A leaf model cannot be converted again, and a bad depth is named.
+  const Result again = run_cli({"bert", "convert", out, dir.file("x"), "--texts", texts});
+  EXPECT_EQ(again.code, 1) << again;
+  EXPECT_TRUE(contains(again.err, "dense ff")) << again;
+  const Result deep =
+      run_cli({"bert", "convert", model, dir.file("y"), "--texts", texts, "--depth", "5"});
+  EXPECT_EQ(deep.code, 1) << deep;
+  EXPECT_TRUE(contains(deep.err, "not divisible")) << deep;
+}
+
 TEST(CliBert, BenchBertTimesAModelFile) {
   TempDir dir;
   const std::string model = write_post_norm_model(dir);
