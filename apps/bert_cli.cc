@@ -259,6 +259,12 @@ std::vector<std::string> fortune_lines() {
 int run_convert(const BertConvertArgs& a) {
   if (a.to != "leaf-fff") throw fff::Error("--to must be leaf-fff, not '" + a.to + "'");
   if (a.samples <= 0) throw fff::Error("--samples must be positive");
+  if (a.distill_steps < 0) throw fff::Error("--distill-steps must be non-negative");
+  if (a.distill_batch <= 0) throw fff::Error("--distill-batch must be positive");
+  if (!(a.distill_lr > 0)) throw fff::Error("--distill-lr must be positive");
+  if (!(a.hardening >= 0)) throw fff::Error("--hardening must be non-negative");
+  if (a.distill_mode != "soft" && a.distill_mode != "hard")
+    throw fff::Error("--distill-mode must be soft or hard, not '" + a.distill_mode + "'");
   const double start = now_seconds();
   fff::Context ctx(a.threads);
   const fff::BertModel dense = fff::load_bert(a.dense);
@@ -291,6 +297,11 @@ int run_convert(const BertConvertArgs& a) {
   o.depth = a.depth;
   o.max_tokens = a.samples;
   o.seed = a.seed;
+  o.distill_steps = a.distill_steps;
+  o.distill_batch = a.distill_batch;
+  o.distill_lr = a.distill_lr;
+  o.hardening = a.hardening;
+  o.distill_soft = a.distill_mode == "soft";
   const bool tty = ::isatty(STDERR_FILENO);
   o.progress = [&](double f, const std::string& what) {
     const double t = now_seconds() - start;
@@ -311,6 +322,11 @@ int run_convert(const BertConvertArgs& a) {
                       {"relative_error", s.relative_error},
                       {"best_leaf_relative_error", s.best_relative_error},
                       {"seconds", s.seconds}});
+    if (a.distill_steps > 0) {
+      layers.back()["heldout_converted_error"] = s.heldout_converted_error;
+      layers.back()["heldout_distilled_error"] = s.heldout_distilled_error;
+      layers.back()["distilled"] = s.distilled;
+    }
   }
   if (a.json) {
     json out = {{"dense", a.dense},
@@ -321,6 +337,7 @@ int run_convert(const BertConvertArgs& a) {
                 {"texts", seqs.size()},
                 {"tokens", r.layers.empty() ? 0 : r.layers[0].tokens},
                 {"seed", a.seed},
+                {"distill_steps", a.distill_steps},
                 {"threads", a.threads},
                 {"seconds", seconds},
                 {"layers", layers}};
@@ -686,6 +703,22 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
                         "Texts, one per line, whose tokens are the samples (default: the lines "
                         "of /usr/share/games/fortunes/*)");
   c.convert->add_option("--samples", v.samples, "Token rows sampled per layer")
+      ->capture_default_str();
+  c.convert
+      ->add_option("--distill-steps", v.distill_steps,
+                   "Blockwise distillation steps per layer after conversion (0: none): Adam on "
+                   "the relative squared error to the dense block on 90% of the samples; a layer "
+                   "keeps the trained block if it is better on the other 10%")
+      ->capture_default_str();
+  c.convert->add_option("--distill-batch", v.distill_batch, "Rows per distillation step")
+      ->capture_default_str();
+  c.convert->add_option("--distill-lr", v.distill_lr, "Adam learning rate")->capture_default_str();
+  c.convert
+      ->add_option("--distill-mode", v.distill_mode,
+                   "soft: the soft mixture of leaves with --hardening (nodes learn too); hard: "
+                   "hardened decisions, only the leaves learn")
+      ->capture_default_str();
+  c.convert->add_option("--hardening", v.hardening, "Weight of the mean node entropy (soft)")
       ->capture_default_str();
   c.convert->add_option("--seed", v.seed, "Seed (text shuffle, k-means start)")
       ->capture_default_str();

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -107,11 +108,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--convert-args", default="",
+                    help="more `fff bert convert` options, e.g. '--distill-steps 300'")
     a = ap.parse_args()
     if not os.path.exists(a.dense):
         sys.exit(f"error: {a.dense} is missing (scripts/get_minilm.sh makes it)")
     conv, sentences = split_texts(a.sentences, a.seed)
-    results = {"dense": a.dense, "eval_files": list(EVAL_FILES), "sentences": len(sentences),
+    results = {"dense": a.dense, "convert_args": a.convert_args, "eval_files": list(EVAL_FILES), "sentences": len(sentences),
                "conversion_lines": len(conv), "samples": a.samples, "threads": a.threads,
                "depths": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,7 +132,8 @@ def main():
             t0 = time.monotonic()
             r = subprocess.run([a.fff, "bert", "convert", a.dense, out, "--depth", str(depth),
                                 "--texts", conv_file, "--samples", str(a.samples),
-                                "--seed", str(a.seed), "--threads", str(a.threads), "--json"],
+                                "--seed", str(a.seed), "--threads", str(a.threads), "--json"]
+                               + shlex.split(a.convert_args),
                                check=True, capture_output=True, text=True)
             seconds = time.monotonic() - t0
             summary = json.loads(r.stdout)
@@ -139,7 +143,8 @@ def main():
             results["depths"].append(row)
             print(f"D={depth} (leaf width {row['leaf_width']}): mean cosine {row['mean_cosine']:.4f}, "
                   f"5th pct {row['p5_cosine']:.4f}, Spearman {row['spearman_similarities']:.4f}, "
-                  f"conversion {seconds:.1f} s; per layer routed-to-best / rel. error: "
+                  f"conversion {seconds:.1f} s{' (' + a.convert_args + ')' if a.convert_args else ''}; "
+                  f"per layer routed-to-best / rel. error: "
                   + ", ".join(f"{l['best_leaf_fraction']:.2f}/{l['relative_error']:.3f}"
                               for l in summary["layers"]), flush=True)
     print(f"(dense: mean cosine between different sentences {results['dense_mean_pair_cosine']:.4f})")

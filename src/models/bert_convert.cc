@@ -11,6 +11,7 @@
 #include "core/parallel.h"
 #include "fff/cpu/gemm.h"
 #include "fff/layers/activation.h"
+#include "fff/training/optimizer.h"
 
 namespace fff {
 
@@ -155,6 +156,57 @@ std::vector<int32_t> balanced_kmeans(Context& ctx, const std::vector<float>& F, 
     previous = group;
   }
   return group;
+}
+
+// Relative error ||block(x) - y|| / ||y|| of hard inference on rows [lo, hi).
+double block_error(Context& ctx, FFBlock& b, const float* X, const float* Y, int64_t H, int64_t lo,
+                   int64_t hi) {
+  const int64_t n = hi - lo;
+  if (n <= 0) return 0.0;
+  std::vector<float> out(static_cast<size_t>(n * H));
+  b.infer(ctx, X + lo * H, n, out.data(), nullptr);
+  double e = 0, t = 0;
+  for (int64_t i = 0; i < n * H; ++i) {
+    const double d = static_cast<double>(out[i]) - Y[lo * H + i];
+    e += d * d;
+    t += static_cast<double>(Y[lo * H + i]) * Y[lo * H + i];
+  }
+  return std::sqrt(e / std::max(t, 1e-30));
+}
+
+// Trains a copy of `block` on rows [0, n_train) of (X, Y) (see ConvertOptions::distill_steps).
+std::unique_ptr<FFBlock> distill_block(Context& ctx, const FFBlock& block, const float* X,
+                                       const float* Y, int64_t H, int64_t n_train,
+                                       const ConvertOptions& o, uint64_t seed) {
+  Rng rng(seed);
+  std::unique_ptr<FFBlock> t = make_ff_block(block.config(), rng);
+  std::unique_ptr<FFBlock> src = block.clone();
+  std::map<std::string, Tensor*> values;
+  for (Param* p : src->params()) values[p->name] = &p->value;
+  for (Param* p : t->params()) p->value = *values.at(p->name);
+  double ysq = 0;
+  for (int64_t i = 0; i < n_train * H; ++i) ysq += static_cast<double>(Y[i]) * Y[i];
+  const double mean_sq = std::max(ysq / static_cast<double>(n_train), 1e-30);
+  Optimizer opt({.kind = OptimizerKind::adam, .lr = o.distill_lr}, t->params());
+  std::unique_ptr<FFCache> cache = t->make_cache();
+  const int64_t B = o.distill_batch;
+  std::vector<float> xb(static_cast<size_t>(B * H)), yb(static_cast<size_t>(B * H)),
+      out(static_cast<size_t>(B * H)), dy(static_cast<size_t>(B * H));
+  const FFTrainOptions mode{.hardened = !o.distill_soft};
+  const float scale = static_cast<float>(2.0 / (static_cast<double>(B) * mean_sq));
+  for (int64_t step = 0; step < o.distill_steps; ++step) {
+    for (int64_t i = 0; i < B; ++i) {
+      const auto r = static_cast<int64_t>(rng.below(static_cast<uint64_t>(n_train)));
+      std::copy(X + r * H, X + (r + 1) * H, xb.begin() + i * H);
+      std::copy(Y + r * H, Y + (r + 1) * H, yb.begin() + i * H);
+    }
+    t->forward_train(ctx, xb.data(), B, out.data(), mode, rng, *cache);
+    for (int64_t i = 0; i < B * H; ++i) dy[i] = scale * (out[i] - yb[i]);
+    t->backward(ctx, xb.data(), B, dy.data(), o.distill_soft ? o.hardening : 0.0f, *cache, nullptr);
+    opt.step();
+  }
+  t->prepare_inference({});
+  return t;
 }
 
 }  // namespace
@@ -369,6 +421,17 @@ ConvertResult convert_dense_to_leaf(Context& ctx, const BertModel& dense,
     st.best_leaf_fraction = static_cast<double>(hits) / static_cast<double>(N);
     st.relative_error = std::sqrt(esq / std::max(ysq, 1e-30));
     st.best_relative_error = std::sqrt(best_sq / std::max(ysq, 1e-30));
+    if (o.distill_steps > 0) {
+      const int64_t n_train = std::max<int64_t>(1, N * 9 / 10);
+      st.heldout_converted_error = block_error(ctx, *block, X, Y, H, n_train, N);
+      std::unique_ptr<FFBlock> trained =
+          distill_block(ctx, *block, X, Y, H, n_train, o, o.seed * 1000003u + layer);
+      st.heldout_distilled_error = block_error(ctx, *trained, X, Y, H, n_train, N);
+      if (st.heldout_distilled_error < st.heldout_converted_error) {
+        st.distilled = true;
+        block = std::move(trained);
+      }
+    }
     st.seconds = now_seconds() - t0;
     result.layers.push_back(st);
     result.model.layers[static_cast<size_t>(layer)].ff = std::move(block);

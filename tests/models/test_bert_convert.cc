@@ -139,3 +139,40 @@ TEST(BertConvert, RejectsWhatItCannotConvert) {
   o.depth = 0;
   EXPECT_THROW(fff::convert_dense_to_leaf(ctx, d, sequences(5, 1), o), fff::Error);
 }
+
+TEST(BertConvert, DistillationLowersTheHeldOutErrorOrKeepsTheConvertedBlock) {
+  const fff::BertModel d = dense_model(7);
+  fff::Context ctx(2);
+  const auto seqs = sequences(80, 8);
+  fff::ConvertOptions o;
+  o.depth = 2;
+  const fff::ConvertResult plain = fff::convert_dense_to_leaf(ctx, d, seqs, o);
+  for (const bool soft : {true, false}) {
+    o.distill_steps = 300, o.distill_batch = 64, o.distill_lr = 3e-3f, o.distill_soft = soft;
+    const fff::ConvertResult r = fff::convert_dense_to_leaf(ctx, d, seqs, o);
+    const fff::BertFFSamples s = fff::record_ff_samples(ctx, d, seqs, o.max_tokens);
+    const int64_t N = s.tokens, n_train = N * 9 / 10, H = 32;
+    int distilled = 0;
+    for (size_t i = 0; i < 2; ++i) {
+      const fff::LayerConvertStats& st = r.layers[i];
+      // The undistilled figure is the plain conversion's, on the held-out rows.
+      EXPECT_GT(st.heldout_converted_error, 0.0);
+      EXPECT_EQ(st.relative_error, plain.layers[i].relative_error);
+      distilled += st.distilled;
+      EXPECT_EQ(st.distilled, st.heldout_distilled_error < st.heldout_converted_error);
+      // The block kept is the one whose held-out error is reported.
+      std::vector<float> y(static_cast<size_t>((N - n_train) * H));
+      r.model.layers[i].ff->infer(ctx, s.x[i].data() + n_train * H, N - n_train, y.data(), nullptr);
+      double e = 0, t = 0;
+      for (size_t j = 0; j < y.size(); ++j) {
+        const double dd = y[j] - s.y[i][n_train * H + j];
+        e += dd * dd;
+        t += static_cast<double>(s.y[i][n_train * H + j]) * s.y[i][n_train * H + j];
+      }
+      EXPECT_NEAR(std::sqrt(e / t),
+                  st.distilled ? st.heldout_distilled_error : st.heldout_converted_error, 1e-5);
+    }
+    // Training on the pairs helps at least one layer of a random model.
+    EXPECT_GE(distilled, 1) << (soft ? "soft" : "hard");
+  }
+}

@@ -31,6 +31,15 @@ struct ConvertOptions {
   float ridge = 1e-3f;        // node L2 penalty, relative to the mean Hessian diagonal
   bool fit_leaf_bias = true;  // see step 2 above; false: b2_j = the dense b2
   uint64_t seed = 1;
+  // Blockwise distillation after conversion (0 steps: none): each leaf FFF block is trained on
+  // the first 90% of its layer's recorded (input, dense output) pairs with Adam on the relative
+  // squared error ||y - dense||^2 / mean ||dense||^2 plus hardening * the mean node entropy, and
+  // kept if its hard-inference error on the last 10% (held out) is lower than the converted
+  // block's. soft: the soft mixture of leaves (leaf_fff.h), nodes trained too; hard: hardened
+  // decisions, the routing stays as fitted and only the leaves learn.
+  int64_t distill_steps = 0, distill_batch = 256;
+  float distill_lr = 1e-4f, hardening = 0.1f;
+  bool distill_soft = true;
   // Called after each stage with the fraction done and what was done (for progress and ETA).
   std::function<void(double fraction, const std::string& what)> progress;
 };
@@ -42,6 +51,10 @@ struct LayerConvertStats {
   double best_relative_error = 0;  // every token sent to its best leaf, leaf biases the dense b2
                                    // (a lower bound on relative_error when fit_leaf_bias is off)
   double seconds = 0;
+  // With distillation: hard-inference relative error on the held-out 10% of the tokens, of the
+  // converted block and of the distilled one, and whether the distilled one was kept.
+  double heldout_converted_error = 0, heldout_distilled_error = 0;
+  bool distilled = false;
 };
 
 struct ConvertResult {
