@@ -89,7 +89,9 @@ TEST(BertConvert, LeavesPartitionTheDenseNeuronsAndFiguresMatchTheBlocks) {
       EXPECT_GT(r.layers[i].best_leaf_fraction, 1.5 / static_cast<double>(k)) << depth;
       EXPECT_LT(r.layers[i].relative_error, 1.0);
       std::set<int32_t> leaves(routes.begin(), routes.end());
-      if (depth > 1) EXPECT_GT(leaves.size(), 1u);
+      if (depth > 1) {
+        EXPECT_GT(leaves.size(), 1u);
+      }
     }
   }
 }
