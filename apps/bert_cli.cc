@@ -455,7 +455,8 @@ std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchAr
 
 // fff bench bert --model FILE: that model (such as all-MiniLM-L6-v2) against PyTorch running a
 // model of the same architecture and shape (transformers' BertModel for arch bert, when the
-// --python has transformers), random token ids, no padding.
+// --python has transformers; for a leaf-fff file the dense model it was converted from), random
+// token ids, no padding.
 int run_model_bench(const BertBenchArgs& a) {
   const fff::BertModel m = fff::load_bert(a.model);
   const fff::BertConfig& c = m.cfg;
@@ -465,8 +466,10 @@ int run_model_bench(const BertBenchArgs& a) {
                            std::to_string(c.layers) + " --hidden " + std::to_string(c.hidden) +
                            " --heads " + std::to_string(c.heads) + " --max-seq " +
                            std::to_string(c.max_seq);
+  // A converted (leaf-fff) file is timed against PyTorch's dense model of the same training
+  // width: the model it was converted from.
   if (c.arch == fff::BertArch::bert)
-    model_args += " --arch bert --width " + std::to_string(c.ff.width);
+    model_args += " --arch bert --width " + std::to_string(c.ff.training_width());
   else if (c.ff.kind == fff::FFKind::ff)
     model_args += " --ff dense --width " + std::to_string(c.ff.width);
   else
