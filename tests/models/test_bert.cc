@@ -288,6 +288,26 @@ TEST(BertPostNorm, SaveLoadRoundTripKeepsArchAndOutputs) {
   EXPECT_TRUE(bitwise_equal(encode(m, ids, nullptr, 2, 11), encode(r, ids, nullptr, 2, 11)));
 }
 
+// Writes `file` changed by `edit` as `name` in dir and expects load_bert to refuse it with an
+// error naming `needle` and the path.
+template <class Edit>
+void expect_load_error(TempDir& dir, const fff::SafetensorsFile& file, const std::string& name,
+                       Edit edit, const std::string& needle) {
+  fff::SafetensorsFile g = file;
+  edit(g);
+  std::vector<std::pair<std::string, const fff::Tensor*>> t;
+  for (const auto& [k, v] : g.tensors) t.push_back({k, &v});
+  const std::string path = dir.file(name);
+  fff::save_safetensors(path, t, g.metadata);
+  try {
+    fff::load_bert(path);
+    ADD_FAILURE() << "no error for " << name;
+  } catch (const fff::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+}
+
 TEST(BertPostNorm, LoadRejectsWrongFilesNamingTheProblem) {
   TempDir dir;
   const fff::BertModel m = fff::make_random_bert(post_norm_config(), 22);
@@ -295,19 +315,7 @@ TEST(BertPostNorm, LoadRejectsWrongFilesNamingTheProblem) {
   fff::save_bert(m, good);
   const fff::SafetensorsFile f = fff::load_safetensors(good);
   auto check = [&](const std::string& name, auto edit, const std::string& needle) {
-    fff::SafetensorsFile g = f;
-    edit(g);
-    std::vector<std::pair<std::string, const fff::Tensor*>> t;
-    for (const auto& [k, v] : g.tensors) t.push_back({k, &v});
-    const std::string path = dir.file(name);
-    fff::save_safetensors(path, t, g.metadata);
-    try {
-      fff::load_bert(path);
-      ADD_FAILURE() << "no error for " << name;
-    } catch (const fff::Error& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
-    }
+    expect_load_error(dir, f, name, edit, needle);
   };
   check(
       "bias.safetensors", [](auto& g) { g.tensors.erase("layers.0.attn.qkv_bias"); },
@@ -606,19 +614,7 @@ TEST(BertLeaf, LoadRejectsWrongLeafTensorsAndConfigs) {
   fff::save_bert(m, good);
   const fff::SafetensorsFile f = fff::load_safetensors(good);
   auto check = [&](const std::string& name, auto edit, const std::string& needle) {
-    fff::SafetensorsFile g = f;
-    edit(g);
-    std::vector<std::pair<std::string, const fff::Tensor*>> t;
-    for (const auto& [k, v] : g.tensors) t.push_back({k, &v});
-    const std::string path = dir.file(name);
-    fff::save_safetensors(path, t, g.metadata);
-    try {
-      fff::load_bert(path);
-      ADD_FAILURE() << "no error for " << name;
-    } catch (const fff::Error& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
-    }
+    expect_load_error(dir, f, name, edit, needle);
   };
   check(
       "w1.safetensors",
