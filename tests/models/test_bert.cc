@@ -59,6 +59,47 @@ double max_abs_diff(const float* a, const float* b, size_t n) {
   return d;
 }
 
+// `file` written as `name` in dir; returns the path.
+std::string write_file(TempDir& dir, const std::string& name, const fff::SafetensorsFile& file) {
+  std::vector<std::pair<std::string, const fff::Tensor*>> t;
+  for (const auto& [k, v] : file.tensors) t.push_back({k, &v});
+  fff::save_safetensors(dir.file(name), t, file.metadata);
+  return dir.file(name);
+}
+
+// load_bert refuses `path` with an error naming `needle` and the path.
+void expect_load_error(const std::string& path, const std::string& needle) {
+  try {
+    fff::load_bert(path);
+    ADD_FAILURE() << "no error for " << path;
+  } catch (const fff::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+}
+
+// Two random sequences of S and L < S tokens in one batch, the second padded to S: each real
+// row equals its sequence encoded alone. Returns the batch, its mask and its hidden states.
+struct PaddedRun {
+  std::vector<int32_t> batch;
+  std::vector<uint8_t> mask;
+  std::vector<float> hidden;
+};
+PaddedRun expect_padding_invariant(const fff::BertModel& m, int64_t S, int64_t L) {
+  const int64_t H = m.cfg.hidden;
+  const auto a = random_ids(S, m.cfg.vocab, 3), b = random_ids(L, m.cfg.vocab, 4);
+  PaddedRun r{a, std::vector<uint8_t>(2 * S, 1), {}};
+  r.batch.insert(r.batch.end(), b.begin(), b.end());
+  r.batch.resize(2 * S, 0);
+  std::fill(r.mask.begin() + S + L, r.mask.end(), 0);
+  r.hidden = encode(m, r.batch, &r.mask, 2, S);
+  const auto ha = encode(m, a, nullptr, 1, S);
+  const auto hl = encode(m, b, nullptr, 1, L);
+  EXPECT_LT(max_abs_diff(r.hidden.data(), ha.data(), S * H), 1e-5);
+  EXPECT_LT(max_abs_diff(r.hidden.data() + S * H, hl.data(), L * H), 1e-5);
+  return r;
+}
+
 }  // namespace
 
 // Files name the feedforward kind in fff's one spelling (ff, neuron-fff); files written before
@@ -109,51 +150,39 @@ TEST(Bert, LoadRejectsWrongFilesNamingTheProblem) {
   const fff::BertModel m = fff::make_random_bert(small_config(fff::FFKind::neuron_fff), 7);
   const std::string good = dir.file("good.safetensors");
   fff::save_bert(m, good);
-  auto expect_error = [](const std::string& path, const std::string& needle) {
-    try {
-      fff::load_bert(path);
-      ADD_FAILURE() << "no error for " << path;
-    } catch (const fff::Error& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
-    }
-  };
   fff::SafetensorsFile f = fff::load_safetensors(good);
-  auto rewrite = [&](const std::string& name, fff::SafetensorsFile g) {
-    std::vector<std::pair<std::string, const fff::Tensor*>> t;
-    for (const auto& [k, v] : g.tensors) t.push_back({k, &v});
-    fff::save_safetensors(dir.file(name), t, g.metadata);
-    return dir.file(name);
+  auto rewrite = [&](const std::string& name, const fff::SafetensorsFile& g) {
+    return write_file(dir, name, g);
   };
   {
     fff::SafetensorsFile g = f;
     g.tensors.erase("layers.1.fff.w2");
-    expect_error(rewrite("missing.safetensors", g), "layers.1.fff.w2");
+    expect_load_error(rewrite("missing.safetensors", g), "layers.1.fff.w2");
   }
   {
     fff::SafetensorsFile g = f;
     g.tensors["layers.0.attn.qkv"] = fff::Tensor({72, 23});
-    expect_error(rewrite("shape.safetensors", g), "layers.0.attn.qkv");
+    expect_load_error(rewrite("shape.safetensors", g), "layers.0.attn.qkv");
   }
   {
     fff::SafetensorsFile g = f;
     g.tensors["extra"] = fff::Tensor({1});
-    expect_error(rewrite("extra.safetensors", g), "extra");
+    expect_load_error(rewrite("extra.safetensors", g), "extra");
   }
   {
     fff::SafetensorsFile g = f;
     g.metadata["format"] = "fff-classifier";
-    expect_error(rewrite("format.safetensors", g), "not an fff BERT file");
+    expect_load_error(rewrite("format.safetensors", g), "not an fff BERT file");
   }
   {
     fff::SafetensorsFile g = f;
     g.metadata["heads"] = "5";
-    expect_error(rewrite("heads.safetensors", g), "heads");
+    expect_load_error(rewrite("heads.safetensors", g), "heads");
   }
   {
     fff::SafetensorsFile g = f;
     g.metadata["ff"] = "moe";
-    expect_error(rewrite("ff.safetensors", g), "moe");
+    expect_load_error(rewrite("ff.safetensors", g), "moe");
   }
 }
 
@@ -173,18 +202,7 @@ TEST(Bert, EncodeRejectsBadInput) {
 TEST(Bert, PaddingDoesNotChangeRealTokensAndBatchingDoesNotMatter) {
   for (fff::FFKind ff : {fff::FFKind::ff, fff::FFKind::neuron_fff}) {
     const fff::BertModel m = fff::make_random_bert(small_config(ff), 8);
-    const int64_t S = 13, L = 7, H = m.cfg.hidden;
-    const auto a = random_ids(S, m.cfg.vocab, 3), b = random_ids(L, m.cfg.vocab, 4);
-    std::vector<int32_t> batch = a;
-    batch.insert(batch.end(), b.begin(), b.end());
-    batch.resize(2 * S, 0);
-    std::vector<uint8_t> mask(2 * S, 1);
-    std::fill(mask.begin() + S + L, mask.end(), 0);
-    const auto hb = encode(m, batch, &mask, 2, S);
-    const auto ha = encode(m, a, nullptr, 1, S);
-    const auto hl = encode(m, b, nullptr, 1, L);
-    EXPECT_LT(max_abs_diff(hb.data(), ha.data(), S * H), 1e-5);
-    EXPECT_LT(max_abs_diff(hb.data() + S * H, hl.data(), L * H), 1e-5);
+    expect_padding_invariant(m, 13, 7);
   }
 }
 
@@ -288,26 +306,6 @@ TEST(BertPostNorm, SaveLoadRoundTripKeepsArchAndOutputs) {
   EXPECT_TRUE(bitwise_equal(encode(m, ids, nullptr, 2, 11), encode(r, ids, nullptr, 2, 11)));
 }
 
-// Writes `file` changed by `edit` as `name` in dir and expects load_bert to refuse it with an
-// error naming `needle` and the path.
-template <class Edit>
-void expect_load_error(TempDir& dir, const fff::SafetensorsFile& file, const std::string& name,
-                       Edit edit, const std::string& needle) {
-  fff::SafetensorsFile g = file;
-  edit(g);
-  std::vector<std::pair<std::string, const fff::Tensor*>> t;
-  for (const auto& [k, v] : g.tensors) t.push_back({k, &v});
-  const std::string path = dir.file(name);
-  fff::save_safetensors(path, t, g.metadata);
-  try {
-    fff::load_bert(path);
-    ADD_FAILURE() << "no error for " << name;
-  } catch (const fff::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
-  }
-}
-
 TEST(BertPostNorm, LoadRejectsWrongFilesNamingTheProblem) {
   TempDir dir;
   const fff::BertModel m = fff::make_random_bert(post_norm_config(), 22);
@@ -315,7 +313,9 @@ TEST(BertPostNorm, LoadRejectsWrongFilesNamingTheProblem) {
   fff::save_bert(m, good);
   const fff::SafetensorsFile f = fff::load_safetensors(good);
   auto check = [&](const std::string& name, auto edit, const std::string& needle) {
-    expect_load_error(dir, f, name, edit, needle);
+    fff::SafetensorsFile g = f;
+    edit(g);
+    expect_load_error(write_file(dir, name, g), needle);
   };
   check(
       "bias.safetensors", [](auto& g) { g.tensors.erase("layers.0.attn.qkv_bias"); },
@@ -343,30 +343,17 @@ TEST(BertPostNorm, LoadRejectsWrongFilesNamingTheProblem) {
   fff::save_bert(c, dir.file("c.safetensors"));
   fff::SafetensorsFile g = fff::load_safetensors(dir.file("c.safetensors"));
   g.metadata.erase("arch");
-  std::vector<std::pair<std::string, const fff::Tensor*>> t;
-  for (const auto& [k, v] : g.tensors) t.push_back({k, &v});
-  fff::save_safetensors(dir.file("old.safetensors"), t, g.metadata);
-  EXPECT_EQ(fff::load_bert(dir.file("old.safetensors")).cfg.arch, fff::BertArch::crammed);
+  EXPECT_EQ(fff::load_bert(write_file(dir, "old.safetensors", g)).cfg.arch, fff::BertArch::crammed);
 }
 
 TEST(BertPostNorm, PaddingThreadsAndNoMlmHead) {
   const fff::BertModel m = fff::make_random_bert(post_norm_config(), 24);
-  const int64_t S = 13, L = 6, H = m.cfg.hidden;
-  const auto a = random_ids(S, m.cfg.vocab, 3), b = random_ids(L, m.cfg.vocab, 4);
-  std::vector<int32_t> batch = a;
-  batch.insert(batch.end(), b.begin(), b.end());
-  batch.resize(2 * S, 0);
-  std::vector<uint8_t> mask(2 * S, 1);
-  std::fill(mask.begin() + S + L, mask.end(), 0);
-  const auto hb = encode(m, batch, &mask, 2, S);
-  const auto ha = encode(m, a, nullptr, 1, S);
-  const auto hl = encode(m, b, nullptr, 1, L);
-  EXPECT_LT(max_abs_diff(hb.data(), ha.data(), S * H), 1e-5);
-  EXPECT_LT(max_abs_diff(hb.data() + S * H, hl.data(), L * H), 1e-5);
-  EXPECT_TRUE(bitwise_equal(encode(m, batch, &mask, 2, S, 1), hb));
+  const int64_t S = 13;
+  const PaddedRun p = expect_padding_invariant(m, S, 6);
+  EXPECT_TRUE(bitwise_equal(encode(m, p.batch, &p.mask, 2, S, 1), p.hidden));
   fff::Context ctx(1);
   std::vector<float> logits(static_cast<size_t>(m.cfg.vocab));
-  EXPECT_THROW(fff::bert_mlm_logits(ctx, m, hb.data(), 1, logits.data()), fff::Error);
+  EXPECT_THROW(fff::bert_mlm_logits(ctx, m, p.hidden.data(), 1, logits.data()), fff::Error);
   // The post-norm architecture refuses FFF blocks and bias-free dense blocks.
   fff::BertConfig bad = post_norm_config();
   bad.ff.output_bias = false;
@@ -614,7 +601,9 @@ TEST(BertLeaf, LoadRejectsWrongLeafTensorsAndConfigs) {
   fff::save_bert(m, good);
   const fff::SafetensorsFile f = fff::load_safetensors(good);
   auto check = [&](const std::string& name, auto edit, const std::string& needle) {
-    expect_load_error(dir, f, name, edit, needle);
+    fff::SafetensorsFile g = f;
+    edit(g);
+    expect_load_error(write_file(dir, name, g), needle);
   };
   check(
       "w1.safetensors",
