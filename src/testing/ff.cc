@@ -22,6 +22,14 @@ void dense_ff_forward_reference(const DenseFF& m, const float* x, int64_t B, flo
 
 namespace {
 
+// N_i x + c_i in double.
+double node_logit_reference(const LeafFFF& m, const float* xr, int64_t i) {
+  double z = m.nodes_b.value.data[i];
+  for (int64_t k = 0; k < m.cfg.in; ++k)
+    z += static_cast<double>(m.nodes_w.value.row(i)[k]) * xr[k];
+  return z;
+}
+
 // phi(x W1_j + b1_j) W2_j + b2_j for one row, in double.
 std::vector<double> leaf_output_reference(const LeafFFF& m, const float* xr, int64_t j) {
   const auto& c = m.cfg;
@@ -48,9 +56,7 @@ void leaf_fff_forward_train_reference(const LeafFFF& m, const float* x, int64_t 
     const float* xr = x + r * c.in;
     std::vector<double> p(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
-      double z = m.nodes_b.value.data[i];
-      for (int64_t k = 0; k < c.in; ++k)
-        z += static_cast<double>(m.nodes_w.value.row(i)[k]) * xr[k];
+      const double z = node_logit_reference(m, xr, i);
       double q = mode.hardened ? (z >= 0.0 ? 1.0 : 0.0) : 1.0 / (1.0 + std::exp(-z));
       if (mode.flips && (*mode.flips)[r * n + i]) q = 1.0 - q;
       p[i] = q;
@@ -78,10 +84,7 @@ void leaf_fff_infer_reference(const LeafFFF& m, const float* x, int64_t B, float
     const float* xr = x + r * c.in;
     int64_t node = 0;
     while (node < n) {
-      double z = m.nodes_b.value.data[node];
-      for (int64_t k = 0; k < c.in; ++k)
-        z += static_cast<double>(m.nodes_w.value.row(node)[k]) * xr[k];
-      node = 2 * node + 1 + (z >= 0.0 ? 1 : 0);
+      node = 2 * node + 1 + (node_logit_reference(m, xr, node) >= 0.0 ? 1 : 0);
     }
     const int64_t j = node - n;
     if (leaves) leaves[r] = static_cast<int32_t>(j);
