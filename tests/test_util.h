@@ -14,9 +14,23 @@
 #include "fff/core/common.h"
 #include "fff/core/context.h"
 #include "fff/layers/activation.h"
+#include "fff/layers/ff/ff_block.h"
 #include "fff/layers/ff/neuron_fff.h"
 
 namespace fff_test {
+
+// Every field of two feedforward block configs is equal.
+inline void expect_same_ff_config(const fff::FFConfig& a, const fff::FFConfig& b) {
+  EXPECT_EQ(a.kind, b.kind);
+  EXPECT_EQ(a.in, b.in);
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(a.act, b.act);
+  EXPECT_EQ(a.width, b.width);
+  EXPECT_EQ(a.depth, b.depth);
+  EXPECT_EQ(a.leaf_width, b.leaf_width);
+  EXPECT_EQ(a.trees, b.trees);
+  EXPECT_EQ(a.output_bias, b.output_bias);
+}
 
 inline std::vector<float> random_vec(int64_t n, fff::Rng& rng, float bound = 1.0f) {
   std::vector<float> v(static_cast<size_t>(n));

@@ -135,15 +135,7 @@ TEST(FFBlock, MetadataRoundTripsWithAPrefix) {
     fff::write_ff_metadata(c, meta, "ff.");
     EXPECT_EQ(meta.at("ff.model"), fff::ff_kind_name(k));
     const FFConfig r = fff::read_ff_metadata(meta, "file.safetensors", "ff.");
-    EXPECT_EQ(r.kind, c.kind);
-    EXPECT_EQ(r.in, c.in);
-    EXPECT_EQ(r.out, c.out);
-    EXPECT_EQ(r.act, c.act);
-    EXPECT_EQ(r.width, c.width);
-    EXPECT_EQ(r.depth, c.depth);
-    EXPECT_EQ(r.leaf_width, c.leaf_width);
-    EXPECT_EQ(r.trees, c.trees);
-    EXPECT_EQ(r.output_bias, c.output_bias);
+    fff_test::expect_same_ff_config(r, c);
   }
   std::map<std::string, std::string> meta;
   fff::write_ff_metadata(config_of(FFKind::leaf_fff), meta);

@@ -21,6 +21,7 @@
 #include "fff/io/safetensors.h"
 #include "fff/models/classifier.h"
 #include "temp_dir.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
@@ -86,15 +87,7 @@ std::vector<Case> all_cases() {
 }
 
 void expect_same_config(const fff::ModelConfig& a, const fff::ModelConfig& b) {
-  EXPECT_EQ(a.kind, b.kind);
-  EXPECT_EQ(a.in, b.in);
-  EXPECT_EQ(a.out, b.out);
-  EXPECT_EQ(a.act, b.act);
-  EXPECT_EQ(a.width, b.width);
-  EXPECT_EQ(a.depth, b.depth);
-  EXPECT_EQ(a.leaf_width, b.leaf_width);
-  EXPECT_EQ(a.trees, b.trees);
-  EXPECT_EQ(a.output_bias, b.output_bias);
+  fff_test::expect_same_ff_config(a, b);
   EXPECT_TRUE(same_float_bits(a.input_norm.mean, b.input_norm.mean))
       << a.input_norm.mean << " vs " << b.input_norm.mean;
   EXPECT_TRUE(same_float_bits(a.input_norm.std, b.input_norm.std))
@@ -519,10 +512,8 @@ TEST(ModelConfig, ValidateNamesTheFieldAndValue) {
       {fff::ModelKind::ff, [](fff::ModelConfig& c) { c.width = 0; }, "FFConfig.width = 0:"},
       {fff::ModelKind::leaf_fff, [](fff::ModelConfig& c) { c.leaf_width = -2; },
        "FFConfig.leaf_width = -2:"},
-      {fff::ModelKind::leaf_fff, [](fff::ModelConfig& c) { c.depth = 21; },
-       "FFConfig.depth = 21:"},
-      {fff::ModelKind::neuron_fff, [](fff::ModelConfig& c) { c.trees = 0; },
-       "FFConfig.trees = 0:"},
+      {fff::ModelKind::leaf_fff, [](fff::ModelConfig& c) { c.depth = 21; }, "FFConfig.depth = 21:"},
+      {fff::ModelKind::neuron_fff, [](fff::ModelConfig& c) { c.trees = 0; }, "FFConfig.trees = 0:"},
       {fff::ModelKind::neuron_fff, [](fff::ModelConfig& c) { c.depth = 25; },
        "FFConfig.depth = 25:"},
       {fff::ModelKind::ff, [](fff::ModelConfig& c) { c.out = 1; }, "ModelConfig.out = 1:"},
