@@ -671,12 +671,6 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
       "tokens (padding excluded), L2-normalised if the model says so, one vector per text");
   add_run_options(c.embed, c.embed_args);
   c.embed->add_option("--file", c.embed_args.file, "Texts, one per line ('-' for stdin)");
-  c.tokenize = c.bert->add_subcommand(
-      "tokenize",
-      "Print the token ids embed uses for each text (one JSON array per line, [CLS] and [SEP] "
-      "included, truncated as embed truncates)");
-  add_run_options(c.tokenize, c.tokenize_args);
-  c.tokenize->add_option("--file", c.tokenize_args.file, "Texts, one per line ('-' for stdin)");
   c.embed->add_option("--batch", c.embed_args.batch, "Texts encoded together")
       ->capture_default_str();
   c.embed
@@ -690,6 +684,13 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
                    "sentence-transformers models with a Normalize module, such as "
                    "all-MiniLM-L6-v2), yes or no")
       ->capture_default_str();
+
+  c.tokenize = c.bert->add_subcommand(
+      "tokenize",
+      "Print the token ids embed uses for each text (one JSON array per line, [CLS] and [SEP] "
+      "included, truncated as embed truncates)");
+  add_run_options(c.tokenize, c.tokenize_args);
+  c.tokenize->add_option("--file", c.tokenize_args.file, "Texts, one per line ('-' for stdin)");
 
   BertConvertArgs& v = c.convert_args;
   c.convert = c.bert->add_subcommand(
