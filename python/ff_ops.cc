@@ -89,11 +89,12 @@ struct OpsCache {
 
 class FFOps {
  public:
-  explicit FFOps(const py::dict& config) : cfg_(fff_python::ff_config_from_dict(config)) {}
+  explicit FFOps(const py::dict& config)
+      : cfg_(fff_python::ff_config_from_dict(config)), shapes_(cfg_.param_shapes()) {}
 
   // Names and shapes of the parameters, in the order every address list follows.
-  std::vector<std::pair<std::string, std::vector<int64_t>>> param_shapes() const {
-    return cfg_.param_shapes();
+  const std::vector<std::pair<std::string, std::vector<int64_t>>>& param_shapes() const {
+    return shapes_;
   }
   std::string describe() const { return cfg_.describe(); }
 
@@ -178,11 +179,10 @@ class FFOps {
     check_count(w, "weights");
     py::gil_scoped_release release;
     std::map<std::string, fff::Tensor> tensors;
-    const auto shapes = cfg_.param_shapes();
-    for (size_t i = 0; i < shapes.size(); ++i) {
-      fff::Tensor t(shapes[i].second);
+    for (size_t i = 0; i < shapes_.size(); ++i) {
+      fff::Tensor t(shapes_[i].second);
       std::copy_n(in_ptr(w[i]), t.size(), t.ptr());
-      tensors.emplace(shapes[i].first, std::move(t));
+      tensors.emplace(shapes_[i].first, std::move(t));
     }
     auto block = fff::make_ff_block_from(cfg_, tensors, "fff.torch");
     block->prepare_inference({half_weights});
@@ -230,7 +230,7 @@ class FFOps {
   }
 
   void check_count(const Addresses& a, const char* what) const {
-    const auto shapes = cfg_.param_shapes();
+    const auto& shapes = shapes_;
     if (a.size() != shapes.size())
       throw fff::Error("fff.torch: " + std::to_string(a.size()) + " " + what + " given, the " +
                        fff::ff_kind_name(cfg_.kind) + " block has " +
@@ -257,6 +257,8 @@ class FFOps {
   }
 
   fff::FFConfig cfg_;
+  // The parameters' names and shapes, in the order of every address list (checked each call).
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes_;
   fff::Context ctx_;
   std::unique_ptr<fff::FFBlock> infer_block_;
   std::shared_ptr<OutputPool> pool_ = std::make_shared<OutputPool>();

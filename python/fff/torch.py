@@ -109,7 +109,9 @@ class _FFModule(nn.Module):
         self._config = dict(kind=kind, in_features=self.in_features,
                             out_features=self.out_features, activation=activation, **shape)
         self._ops = _fff._FFOps(self._config)
-        for name, shape in self._ops.param_shapes():
+        # The parameters' names and shapes, in the order the kernels take them.
+        self._shapes = [(name, tuple(shape)) for name, shape in self._ops.param_shapes()]
+        for name, shape in self._shapes:
             self.register_parameter(name, nn.Parameter(torch.empty(shape)))
         self._prepared_key = None
         self._cache_pool = []
@@ -138,11 +140,11 @@ class _FFModule(nn.Module):
 
     def _check_params(self):
         where = type(self).__name__
-        for (name, shape), p in zip(self._ops.param_shapes(), self._params()):
+        for (name, shape), p in zip(self._shapes, self._params()):
             _check_tensor(p, f"parameter {name}", where)
-            if list(p.shape) != list(shape):
+            if tuple(p.shape) != shape:
                 raise ValueError(f"{where}: parameter {name} has shape {tuple(p.shape)}, "
-                                 f"expected {tuple(shape)}")
+                                 f"expected {shape}")
             if not p.is_contiguous():
                 raise ValueError(f"{where}: parameter {name} is not contiguous")
 
