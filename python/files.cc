@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <string>
 
@@ -46,6 +47,49 @@ py::list load_bert_ff_blocks(const std::string& path) {
   return blocks;
 }
 
+// An encoder file's metadata and every tensor as stored (numpy copies), after load_bert has
+// checked it as a whole: what fff.bert.load builds its PyTorch model from.
+py::tuple read_bert(const std::string& path) {
+  fff::load_bert(path);
+  fff::SafetensorsFile f = fff::load_safetensors(path);
+  py::dict tensors;
+  for (const auto& [name, t] : f.tensors) {
+    py::array_t<float> a(std::vector<py::ssize_t>(t.shape.begin(), t.shape.end()));
+    std::copy(t.data.begin(), t.data.end(), a.mutable_data());
+    tensors[py::str(name)] = a;
+  }
+  return py::make_tuple(f.metadata, tensors);
+}
+
+// Writes an encoder file from its metadata and tensors (as read_bert gives them) atomically, and
+// only once load_bert accepts it: the file goes to a temporary name next to `path`, is loaded
+// back as a whole, and only then renamed over `path`.
+void write_bert(const std::string& path, const std::map<std::string, std::string>& metadata,
+                const std::map<std::string, FloatArray>& arrays) {
+  std::map<std::string, fff::Tensor> tensors;
+  std::vector<std::pair<std::string, const fff::Tensor*>> order;
+  for (const auto& [name, a] : arrays) {
+    fff::Tensor t(std::vector<int64_t>(a.shape(), a.shape() + a.ndim()));
+    std::copy_n(a.data(), t.size(), t.ptr());
+    for (float v : t.data)
+      if (!std::isfinite(v))
+        throw fff::Error(path + ": cannot save: tensor '" + name + "' holds NaN or infinity");
+    order.push_back({name, &tensors.emplace(name, std::move(t)).first->second});
+  }
+  const std::filesystem::path target(path);
+  const std::string tmp =
+      (target.parent_path() / ("." + target.filename().string() + ".unchecked")).string();
+  try {
+    fff::save_safetensors(tmp, order, metadata);
+    fff::load_bert(tmp);
+    std::filesystem::rename(tmp, target);
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw fff::Error(path + ": cannot save: " + e.what());
+  }
+}
+
 void save_classifier(const std::string& path, const py::dict& config, float input_mean,
                      float input_std, const std::map<std::string, FloatArray>& arrays,
                      const std::map<std::string, std::string>& metadata) {
@@ -75,6 +119,8 @@ void save_classifier(const std::string& path, const py::dict& config, float inpu
 void bind_files(py::module_& m) {
   m.def("_file_metadata", &fff::load_safetensors_metadata, py::arg("path"));
   m.def("_load_classifier", &load_classifier, py::arg("path"));
+  m.def("_read_bert", &read_bert, py::arg("path"));
+  m.def("_write_bert", &write_bert, py::arg("path"), py::arg("metadata"), py::arg("tensors"));
   m.def("_load_bert_ff_blocks", &load_bert_ff_blocks, py::arg("path"));
   m.def("_save_classifier", &save_classifier, py::arg("path"), py::arg("config"),
         py::arg("input_mean"), py::arg("input_std"), py::arg("tensors"), py::arg("metadata"));

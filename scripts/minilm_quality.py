@@ -10,8 +10,12 @@ and 5th percentile of the cosine between each sentence's FFF and dense embedding
 correlation between the two models' pairwise cosine-similarity matrices (upper triangles), the
 conversion time and the per-layer figures `fff bert convert --json` prints.
 
+With --models FILE ... it converts nothing and compares those fff-bert files (e.g. distilled by
+scripts/distill_bert.py) with the dense model on the same evaluation sentences instead.
+
 Usage: scripts/minilm_quality.py [--dense models/all-MiniLM-L6-v2.safetensors] [--fff build/fff]
-       [--depths 2,3,4] [--sentences 1000] [--samples 16384] [--threads 2] [--json OUT]
+       [--depths 2,3,4 | --models FILE ...] [--sentences 1000] [--samples 16384] [--threads 2]
+       [--json OUT]
 Needs only numpy (Spearman by numpy ranks)."""
 
 import argparse
@@ -108,6 +112,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--models", nargs="+", metavar="FILE",
+                    help="compare these model files with the dense one instead of converting")
     ap.add_argument("--convert-args", default="",
                     help="more `fff bert convert` options, e.g. '--distill-steps 300'")
     a = ap.parse_args()
@@ -127,7 +133,13 @@ def main():
         d = unit(dense.astype(np.float64))
         iu = np.triu_indices(len(d), k=1)
         results["dense_mean_pair_cosine"] = float((d @ d.T)[iu].mean())
-        for depth in [int(x) for x in a.depths.split(",")]:
+        for i, model in enumerate(a.models or []):
+            fff = embed(a.fff, model, eval_file, os.path.join(tmp, f"model{i}.bin"), a.threads)
+            row = {"model": model, **compare(dense, fff)}
+            results.setdefault("models", []).append(row)
+            print(f"{model}: mean cosine {row['mean_cosine']:.4f}, 5th pct {row['p5_cosine']:.4f}, "
+                  f"Spearman {row['spearman_similarities']:.4f}", flush=True)
+        for depth in [] if a.models else [int(x) for x in a.depths.split(",")]:
             out = os.path.join(tmp, f"leaf{depth}.safetensors")
             t0 = time.monotonic()
             r = subprocess.run([a.fff, "bert", "convert", a.dense, out, "--depth", str(depth),

@@ -76,18 +76,140 @@ std::vector<uint8_t> sample_region_leak(int64_t B, int64_t n_nodes, float rate, 
   return flips;
 }
 
-// The leaf hidden layer and the nodes read the same x, so both run as one product with the
+namespace {
+
+// Column sums of the (rows, cols) block a into out (cols).
+void column_sums(const float* a, int64_t rows, int64_t cols, float* out) {
+  std::fill_n(out, cols, 0.0f);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < cols; ++k) out[k] += a[r * cols + k];
+}
+
+// Hardened forward: node logits, each row's leaf from its 0/1 decisions (and flips), rows grouped
+// by leaf, then per leaf y_j = act(x_j W1_j + b1_j) W2_j + b2_j on its own rows only.
+double hard_forward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFFWeights& w,
+                          const float* x, int64_t B, float* y, LeafFFFContext& cache) {
+  const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
+  cache.q.reshape({B, n});
+  cache.p.reshape({B, n});
+  if (n > 0) {
+    gemm(ctx, false, true, B, n, c.in, 1.0f, x, c.in, w.nodes_w, c.in, 0.0f, cache.q.ptr(), n);
+    parallel_for(ctx, B, [&](int64_t r) {
+      for (int64_t i = 0; i < n; ++i) cache.q.row(r)[i] += w.nodes_b[i];
+    });
+  }
+  std::vector<int64_t> leaf(static_cast<size_t>(B));
+  std::vector<double> row_entropy(static_cast<size_t>(B), 0.0);
+  parallel_for(ctx, B, [&](int64_t r) {
+    const float* z = cache.q.row(r);
+    float* entropies = cache.p.row(r);
+    std::vector<float> sig(static_cast<size_t>(n));
+    cpu::sigmoid_entropy(z, sig.data(), entropies, n, kClampLogit, kClampedEntropy);
+    double entropy = 0.0;
+    for (int64_t i = 0; i < n; ++i) entropy += entropies[i];
+    row_entropy[static_cast<size_t>(r)] = entropy;
+    int64_t node = 0;
+    for (int64_t level = 0; level < c.depth; ++level) {
+      bool right = z[node] >= 0.0f;
+      if (!cache.flips.empty() && cache.flips[r * n + node]) right = !right;
+      node = 2 * node + 1 + (right ? 1 : 0);
+    }
+    leaf[static_cast<size_t>(r)] = node - n;
+  });
+  cache.leaf_begin.assign(static_cast<size_t>(L + 1), 0);
+  for (int64_t r = 0; r < B; ++r) ++cache.leaf_begin[static_cast<size_t>(leaf[r] + 1)];
+  for (int64_t j = 0; j < L; ++j) cache.leaf_begin[j + 1] += cache.leaf_begin[j];
+  cache.order.resize(static_cast<size_t>(B));
+  std::vector<int64_t> next(cache.leaf_begin.begin(), cache.leaf_begin.end() - 1);
+  for (int64_t r = 0; r < B; ++r) cache.order[static_cast<size_t>(next[leaf[r]]++)] = r;
+
+  cache.xg.reshape({B, c.in});
+  cache.zc.reshape({B, lw});
+  cache.h.reshape({B, lw});
+  cache.g.reshape({B, c.out});  // the grouped outputs
+  parallel_for(ctx, B,
+               [&](int64_t k) { std::copy_n(x + cache.order[k] * c.in, c.in, cache.xg.row(k)); });
+  for (int64_t j = 0; j < L; ++j) {
+    const int64_t b = cache.leaf_begin[j], rows = cache.leaf_begin[j + 1] - b;
+    if (rows == 0) continue;
+    float* z = cache.zc.row(b);
+    gemm(ctx, false, false, rows, lw, c.in, 1.0f, cache.xg.row(b), c.in, w.w1 + j * lw, W, 0.0f, z,
+         lw);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < lw; ++k) z[r * lw + k] += w.b1[j * lw + k];
+    activation_forward(ctx, c.act, z, cache.h.row(b), rows * lw);
+    float* yg = cache.g.row(b);
+    for (int64_t r = 0; r < rows; ++r) std::copy_n(w.b2 + j * c.out, c.out, yg + r * c.out);
+    gemm(ctx, false, false, rows, c.out, lw, 1.0f, cache.h.row(b), lw, w.w2 + j * lw * c.out, c.out,
+         1.0f, yg, c.out);
+  }
+  parallel_for(ctx, B,
+               [&](int64_t k) { std::copy_n(cache.g.row(k), c.out, y + cache.order[k] * c.out); });
+  double entropy = 0.0;
+  for (double e : row_entropy) entropy += e;
+  return n > 0 ? entropy / static_cast<double>(B * n) : 0.0;
+}
+
+// Hardened backward, per leaf on its own rows: the nodes get no gradient (as in the mixture with
+// 0/1 masses, whose node gradients are zero), dx flows through the leaves only.
+void hard_backward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFFWeights& w,
+                         const LeafFFFGrads& g, int64_t B, const float* dy, LeafFFFContext& cache,
+                         float* dx) {
+  const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
+  std::fill_n(g.nodes_w, n * c.in, 0.0f);
+  std::fill_n(g.nodes_b, n, 0.0f);
+  Tensor& dyg = cache.g;  // the grouped outputs are not needed any more
+  dyg.reshape({B, c.out});
+  parallel_for(ctx, B,
+               [&](int64_t k) { std::copy_n(dy + cache.order[k] * c.out, c.out, dyg.row(k)); });
+  Tensor& dz = cache.dzc;
+  dz.reshape({B, lw});
+  Tensor& dxg = cache.dwc;
+  if (dx) dxg.reshape({B, c.in});
+  for (int64_t j = 0; j < L; ++j) {
+    const int64_t b = cache.leaf_begin[j], rows = cache.leaf_begin[j + 1] - b;
+    float* gw2 = g.w2 + j * lw * c.out;
+    if (rows == 0) {
+      std::fill_n(gw2, lw * c.out, 0.0f);
+      std::fill_n(g.b2 + j * c.out, c.out, 0.0f);
+      for (int64_t t = 0; t < c.in; ++t) std::fill_n(g.w1 + t * W + j * lw, lw, 0.0f);
+      std::fill_n(g.b1 + j * lw, lw, 0.0f);
+      continue;
+    }
+    const float* dyj = dyg.row(b);
+    float* dzj = dz.row(b);
+    gemm(ctx, true, false, lw, c.out, rows, 1.0f, cache.h.row(b), lw, dyj, c.out, 0.0f, gw2, c.out);
+    column_sums(dyj, rows, c.out, g.b2 + j * c.out);
+    gemm(ctx, false, true, rows, lw, c.out, 1.0f, dyj, c.out, w.w2 + j * lw * c.out, c.out, 0.0f,
+         dzj, lw);
+    activation_backward(c.act, cache.zc.row(b), dzj, dzj, rows * lw);
+    gemm(ctx, true, false, c.in, lw, rows, 1.0f, cache.xg.row(b), c.in, dzj, lw, 0.0f,
+         g.w1 + j * lw, W);
+    column_sums(dzj, rows, lw, g.b1 + j * lw);
+    if (dx)
+      gemm(ctx, false, true, rows, c.in, lw, 1.0f, dzj, lw, w.w1 + j * lw, W, 0.0f, dxg.row(b),
+           c.in);
+  }
+  if (dx)
+    parallel_for(ctx, B,
+                 [&](int64_t k) { std::copy_n(dxg.row(k), c.in, dx + cache.order[k] * c.in); });
+}
+
+}  // namespace
+
+// Soft: the leaf hidden layer and the nodes read the same x, so both run as one product with the
 // combined weights Wc = [W1 | N^T] (in, W + n): one wide sgemm instead of a wide and a thin one.
 // zc holds [zh | z] per row.
 double leaf_fff_forward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFFWeights& w,
                               const float* x, int64_t B, float* y, const LeafTrainMode& mode,
                               LeafFFFContext& cache) {
   CallScope scope(ctx);
-  const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
-  const int64_t n_pos = 2 * L - 1, Wc = combined_width(W, n);
   cache.mode = mode;
   cache.flips = mode.flips ? *mode.flips : std::vector<uint8_t>();
   cache.mode.flips = nullptr;
+  if (mode.hardened) return hard_forward_train(ctx, c, w, x, B, y, cache);
+  const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
+  const int64_t n_pos = 2 * L - 1, Wc = combined_width(W, n);
   cache.zc.reshape({B, Wc});
   cache.p.reshape({B, n});
   cache.q.reshape({B, n});
@@ -151,6 +273,7 @@ void leaf_fff_backward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFF
                              const LeafFFFGrads& g, const float* x, int64_t B, const float* dy,
                              float hardening, LeafFFFContext& cache, float* dx) {
   CallScope scope(ctx);
+  if (cache.mode.hardened) return hard_backward_train(ctx, c, w, g, B, dy, cache, dx);
   const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
   const int64_t n_pos = 2 * L - 1, Wc = combined_width(W, n);
   // dW2 = g^T dy, db2 = m^T dy, U = dy W2^T into the leaf columns of dzc.

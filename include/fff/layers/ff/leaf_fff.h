@@ -61,6 +61,11 @@ struct LeafFFFContext {
   Tensor dzc, dwc, dbc, dm;  // backward scratch, kept to avoid reallocating every step
   LeafTrainMode mode;
   std::vector<uint8_t> flips;
+  // Hardened training runs each row through its own leaf only (1/L of the soft mixture's work):
+  // rows grouped by leaf, leaf j's rows order[leaf_begin[j] .. leaf_begin[j + 1]). Then zc
+  // holds (B, leaf_width) grouped pre-activations, h their activations, q the node logits.
+  std::vector<int64_t> order, leaf_begin;
+  Tensor xg;  // (B, in) x's rows in that order
 };
 
 // The parameters by pointer, row-major in the shapes above: what the training and packing
@@ -76,7 +81,8 @@ LeafFFFWeights weights_of(const LeafFFF& m);
 LeafFFFGrads grads_of(LeafFFF& m);
 
 // Returns the mean node entropy (the hardening loss before the weight h).
-// cache keeps what backward needs.
+// cache keeps what backward needs. With mode.hardened each row computes only the leaf its
+// decisions pick (the same function as the mixture with 0/1 masses, up to summation order).
 double leaf_fff_forward_train(Context& ctx, const LeafFFFConfig& cfg, const LeafFFFWeights& w,
                               const float* x, int64_t B, float* y, const LeafTrainMode& mode,
                               LeafFFFContext& cache);
