@@ -385,6 +385,7 @@ int run_serve(const ServeArgs& a) {
     while (::read(g_stop_pipe[0], &sig, 1) < 0 && errno == EINTR) {
     }
     stop_signal = sig;
+    queue.drain();  // requests in flight need not wait for their batch to fill
     // A stop() before the accept loop has started is lost (httplib ignores it): repeated until
     // the loop has ended.
     while (!listening_done) {

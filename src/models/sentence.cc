@@ -129,6 +129,14 @@ void EmbeddingQueue::stop() {
   if (worker_.joinable()) worker_.join();
 }
 
+void EmbeddingQueue::drain() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    draining_ = true;
+  }
+  cv_.notify_all();
+}
+
 int64_t EmbeddingQueue::queued() const {
   std::lock_guard<std::mutex> lock(mu_);
   return queued_;
@@ -180,9 +188,10 @@ void EmbeddingQueue::run() {
       cv_.wait(lock, [&] { return stopping_ || queued_ > 0; });
       if (queued_ == 0) return;  // stopping, and nothing left
       // The batch closes when full, when the oldest text has waited long enough, or at once
-      // when stopping (what is queued is encoded without waiting for more).
+      // when draining or stopping (what is queued is encoded without waiting for more).
       const auto deadline = pending_.front()->arrived + wait;
-      cv_.wait_until(lock, deadline, [&] { return stopping_ || queued_ >= opt_.max_batch; });
+      cv_.wait_until(lock, deadline,
+                     [&] { return stopping_ || draining_ || queued_ >= opt_.max_batch; });
       while (!pending_.empty() && static_cast<int64_t>(batch.size()) < opt_.max_batch) {
         Request& r = *pending_.front();
         const size_t take =

@@ -190,6 +190,20 @@ TEST(EmbeddingQueue, FullQueueRefusesAndStopFinishesWhatIsQueued) {
   q.stop();  // idempotent
 }
 
+TEST(EmbeddingQueue, DrainEndsTheWaitForABatchButStillTakesTexts) {
+  const fff::BertModel m = small_model();
+  const fff::WordPieceTokenizer tok = fff::bert_model_tokenizer(m, "small");
+  fff::EmbeddingQueueOptions qo;
+  qo.max_batch = 100, qo.max_wait_s = 60;
+  fff::EmbeddingQueue q(m, tok, 1, qo);
+  auto a = q.submit({"the capital", "paris"});
+  const auto start = std::chrono::steady_clock::now();
+  q.drain();
+  EXPECT_EQ(a.get().rows, 2);  // not a minute later
+  EXPECT_EQ(q.submit({"of france"}).get().tokens, (std::vector<int64_t>{4}));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
 TEST(EmbeddingQueue, RejectsBadOptions) {
   const fff::BertModel m = small_model();
   const fff::WordPieceTokenizer tok = fff::bert_model_tokenizer(m, "small");

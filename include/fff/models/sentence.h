@@ -94,6 +94,11 @@ class EmbeddingQueue {
   // future carries the encoder's exception, if it throws.
   std::future<SentenceEmbeddings> submit(std::vector<std::string> texts);
 
+  // From now on batches close as soon as the worker is free, without waiting for more texts;
+  // submits are still taken. For a server that is shutting down: the requests in flight are
+  // answered without waiting out max_wait_s.
+  void drain();
+
   // Encodes everything already queued, then ends the worker; later submits throw. Idempotent.
   void stop();
 
@@ -113,7 +118,7 @@ class EmbeddingQueue {
   // Requests with texts not yet taken; the front one may be partly taken.
   std::deque<std::shared_ptr<Request>> pending_;
   int64_t queued_ = 0;
-  bool stopping_ = false;
+  bool stopping_ = false, draining_ = false;
   std::thread worker_;
 };
 
