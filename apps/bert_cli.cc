@@ -20,6 +20,7 @@
 #include "fff/io/atomic_file.h"
 #include "fff/models/bert.h"
 #include "fff/models/bert_convert.h"
+#include "fff/models/sentence.h"
 #include "fff/text/wordpiece.h"
 #include "harness/timing.h"
 
@@ -194,23 +195,20 @@ int run_embed(const BertRunArgs& a) {
   const bool normalize = a.normalize == "yes" || (a.normalize == "auto" && m.normalize_embeddings);
   const fff::WordPieceTokenizer tok = model_tokenizer(m, a);
   const int64_t H = m.cfg.hidden, N = static_cast<int64_t>(texts.size());
-  std::vector<float> pooled(static_cast<size_t>(N * H));
+  fff::SentenceOptions so;
+  so.batch = a.batch;
+  so.normalize = normalize;
+  so.max_len = a.max_len;
   const bool progress = N > a.batch && ::isatty(STDERR_FILENO);
   const double start = now_seconds();
-  for (int64_t lo = 0; lo < N; lo += a.batch) {
-    const int64_t hi = std::min(N, lo + a.batch);
-    const Batch b = encode_batch(tok, m, {texts.begin() + lo, texts.begin() + hi},
-                                 a.max_len > 0 ? a.max_len : m.sentence_max_len);
-    std::vector<float> hidden(static_cast<size_t>(b.B * b.S * H));
-    fff::bert_encode(ctx, m, b.ids.data(), b.mask.data(), b.B, b.S, hidden.data());
-    fff::bert_mean_pool(hidden.data(), b.mask.data(), b.B, b.S, H, pooled.data() + lo * H);
-    if (normalize) fff::l2_normalize_rows(pooled.data() + lo * H, b.B, H);
-    if (progress) {
+  if (progress)
+    so.progress = [&](int64_t done, int64_t total) {
       const double t = now_seconds() - start;
-      std::fprintf(stderr, "\r%lld/%lld texts, ETA %s   ", static_cast<long long>(hi),
-                   static_cast<long long>(N), duration_string(t / hi * (N - hi)).c_str());
-    }
-  }
+      std::fprintf(stderr, "\r%lld/%lld texts, ETA %s   ", static_cast<long long>(done),
+                   static_cast<long long>(total),
+                   duration_string(t / done * (total - done)).c_str());
+    };
+  const std::vector<float> pooled = fff::bert_embed_sentences(ctx, m, tok, texts, so).values;
   if (progress) std::fprintf(stderr, "\n");
   if (a.format == "binary") {
     fff::write_file_atomically(a.output, [&](std::ostream& out) {

@@ -24,6 +24,7 @@
 #include "harness/inference_bench.h"
 #include "harness/timing.h"
 #include "lm_cli.h"
+#include "serve_cli.h"
 
 using fff_cli::default_threads;
 using fff_cli::duration_string;
@@ -762,6 +763,8 @@ int main(int argc, char** argv) {
   fff_cli::add_lm_commands(app, lm);
   fff_cli::BertCommands bert;
   fff_cli::add_bert_commands(app, *bench, bert);
+  fff_cli::ServeArgs serve_args;
+  CLI::App* serve = fff_cli::add_serve_command(app, serve_args);
 
   try {
     app.parse(argc, argv);
@@ -780,6 +783,7 @@ int main(int argc, char** argv) {
     if (*bert.bert) return fff_cli::run_bert(bert);
     if (*info) return run_info(info_args);
     if (*lm.lm) return with_flag_names([&] { return fff_cli::run_lm(lm); });
+    if (*serve) return fff_cli::run_serve(serve_args);
   } catch (const fff::Error& err) {
     std::fprintf(stderr, "fff: error: %s\n", err.what());
     return 1;

@@ -19,9 +19,10 @@
 
 namespace py = pybind11;
 
-void bind_ff_ops(py::module_& m);  // python/ff_ops.cc
-void bind_files(py::module_& m);   // python/files.cc
-void bind_text(py::module_& m);    // python/text.cc
+void bind_ff_ops(py::module_& m);    // python/ff_ops.cc
+void bind_files(py::module_& m);     // python/files.cc
+void bind_text(py::module_& m);      // python/text.cc
+void bind_sentence(py::module_& m);  // python/sentence.cc
 
 namespace {
 
@@ -135,6 +136,7 @@ PYBIND11_MODULE(_fff, m) {
   bind_ff_ops(m);
   bind_files(m);
   bind_text(m);
+  bind_sentence(m);
   m.def("load_dataset", &load_dataset, py::arg("name"),
         "The data set `fff train --data NAME` reads ('fashion-mnist', 'mnist', or a directory of "
         "IDX files or CIFAR-10 batches), as a dict: 'train' and 'test' are (x, y) with x "

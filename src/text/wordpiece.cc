@@ -372,12 +372,13 @@ std::vector<int32_t> wordpiece_encode(const WordPieceTokenizer& t, std::string_v
 }
 
 std::vector<int32_t> wordpiece_encode_for_model(const WordPieceTokenizer& t, std::string_view text,
-                                                int64_t max_len) {
+                                                int64_t max_len, bool* truncated) {
   if (max_len < 2)
     fail(t.source, "max_len " + std::to_string(max_len) + " leaves no room for [CLS] and [SEP]");
   if (t.cls_id < 0 || t.sep_id < 0) fail(t.source, "vocabulary lacks [CLS] or [SEP]");
   const std::vector<int32_t> body = wordpiece_encode(t, text);
   const size_t keep = std::min(body.size(), static_cast<size_t>(max_len - 2));
+  if (truncated) *truncated = keep < body.size();
   std::vector<int32_t> out;
   out.reserve(keep + 2);
   out.push_back(t.cls_id);

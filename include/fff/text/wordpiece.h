@@ -53,9 +53,10 @@ std::vector<std::string> basic_tokenize(const WordPieceTokenizer& t, std::string
 std::vector<int32_t> wordpiece_encode(const WordPieceTokenizer& t, std::string_view text);
 
 // [CLS] ids [SEP], with ids of the text dropped from the end so that the total length is at most
-// max_len. Throws fff::Error if max_len < 2 or the vocabulary lacks [CLS] or [SEP].
+// max_len. truncated (optional) tells whether any were dropped. Throws fff::Error if
+// max_len < 2 or the vocabulary lacks [CLS] or [SEP].
 std::vector<int32_t> wordpiece_encode_for_model(const WordPieceTokenizer& t, std::string_view text,
-                                                int64_t max_len);
+                                                int64_t max_len, bool* truncated = nullptr);
 
 // Tokens joined by spaces, "##" continuation pieces glued to the previous token, [PAD], [CLS]
 // and [SEP] skipped. Throws fff::Error on an id outside the vocabulary.
