@@ -78,13 +78,6 @@ std::vector<uint8_t> sample_region_leak(int64_t B, int64_t n_nodes, float rate, 
 
 namespace {
 
-// Column sums of the (rows, cols) block a into out (cols).
-void column_sums(const float* a, int64_t rows, int64_t cols, float* out) {
-  std::fill_n(out, cols, 0.0f);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t k = 0; k < cols; ++k) out[k] += a[r * cols + k];
-}
-
 // Hardened forward: node logits, each row's leaf from its 0/1 decisions (and flips), rows grouped
 // by leaf, then per leaf y_j = act(x_j W1_j + b1_j) W2_j + b2_j on its own rows only.
 double hard_forward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFFWeights& w,
