@@ -310,7 +310,8 @@ def run(args):
         "benchmark": "serve",
         "url": args.url or f"http://{host}:{port}",
         "model": args.model,
-        "threads": args.threads,
+        # A server given by --url runs with threads of its own, unknown here.
+        "threads": None if args.url else args.threads,
         "clients": args.clients,
         "sentences_per_request": [args.min_sentences, args.max_sentences],
         "encoding_format": args.encoding,
@@ -342,7 +343,8 @@ def run(args):
 def report(result):
     lat = result["latency_ms"]
     print(f"{result['url']}: {result['clients']} clients, {result['sentences_per_request'][0]}-"
-          f"{result['sentences_per_request'][1]} sentences per request, {result['threads']} encoder threads, "
+          f"{result['sentences_per_request'][1]} sentences per request, "
+          f"{result['threads'] or 'the server its own'} encoder threads, "
           f"{result['seconds']:.1f} s")
     print(f"  {result['requests']} requests ({result['failed_requests']} failed): {result['requests_per_s']:.1f} "
           f"requests/s, {result['sentences_per_s']:.1f} sentences/s, {result['tokens_per_s']:.0f} tokens/s")
