@@ -385,40 +385,59 @@ json shares_json(const fff::BertTimings& s) {
   return {{"embedding", s.embed}, {"attention", s.attention}, {"ff", s.ff}, {"other", s.other}};
 }
 
-// The PyTorch baseline's script: --torch-script if given (it must exist), else
-// bert_torch_bench.py next to this executable (the build tree) or in ../share/fff/ beside it (an
-// installed tree), found through /proc/self/exe so that no source path is compiled in. Empty (with
-// a note on stderr) when not found.
-std::string find_torch_script(const std::string& flag) {
+// A baseline's script `file`: the `flag_name` flag's value if given (it must exist), else `file`
+// next to this executable (the build tree) or in ../share/fff/ beside it (an installed tree),
+// found through /proc/self/exe so that no source path is compiled in. Empty when not found, with
+// `where` receiving the places tried.
+std::string find_bench_script(const char* file, const char* flag_name, const std::string& flag,
+                              std::string* where) {
   namespace fs = std::filesystem;
   if (!flag.empty()) {
-    if (!fs::is_regular_file(flag)) throw fff::Error("--torch-script " + flag + ": no such file");
+    if (!fs::is_regular_file(flag))
+      throw fff::Error(std::string(flag_name) + " " + flag + ": no such file");
     return flag;
   }
   std::error_code ec;
   const fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
   std::vector<fs::path> tried;
   if (!ec) {
-    for (const fs::path& p : {exe_dir / "bert_torch_bench.py",
-                              exe_dir / ".." / "share" / "fff" / "bert_torch_bench.py"}) {
+    for (const fs::path& p : {exe_dir / file, exe_dir / ".." / "share" / "fff" / file}) {
       if (fs::is_regular_file(p)) return p.lexically_normal().string();
       tried.push_back(p.lexically_normal());
     }
   }
-  std::string where;
-  for (const fs::path& p : tried) where += (where.empty() ? "" : " or ") + p.string();
-  std::fprintf(stderr,
-               "fff: note: PyTorch baseline skipped: bert_torch_bench.py not found%s%s; give "
-               "--torch-script PATH (scripts/ in the source tree) or --python none\n",
-               where.empty() ? "" : " at ", where.c_str());
+  where->clear();
+  for (const fs::path& p : tried) *where += (where->empty() ? "" : " or ") + p.string();
   return "";
+}
+
+// The PyTorch baseline's script (bert_torch_bench.py); empty (with a note on stderr) when not
+// found.
+std::string find_torch_script(const std::string& flag) {
+  std::string where;
+  const std::string script =
+      find_bench_script("bert_torch_bench.py", "--torch-script", flag, &where);
+  if (script.empty())
+    std::fprintf(stderr,
+                 "fff: note: PyTorch baseline skipped: bert_torch_bench.py not found%s%s; give "
+                 "--torch-script PATH (scripts/ in the source tree) or --python none\n",
+                 where.empty() ? "" : " at ", where.c_str());
+  return script;
+}
+
+// s quoted for /bin/sh.
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return q + "'";
 }
 
 // PyTorch timings keyed by (batch, threads), from bert_torch_bench.py run with `model_args` (the
 // architecture and shape); empty if unavailable. `implementation` receives what ran it.
 std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchArgs& a,
                                                                const std::string& model_args,
-                                                               std::string* implementation) {
+                                                               std::string* implementation,
+                                                               std::string* version = nullptr) {
   std::map<std::pair<int64_t, int>, double> out;
   if (a.python.empty() || a.python == "none") return out;
   const std::string script = find_torch_script(a.torch_script);
@@ -446,8 +465,86 @@ std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchAr
       out[{j["batch"].get<int64_t>(), j["threads"].get<int>()}] = j["tokens_per_s"].get<double>();
       if (implementation && j.contains("implementation"))
         *implementation = j["implementation"].get<std::string>();
+      if (version && j.contains("torch_version")) *version = j["torch_version"].get<std::string>();
     }
   }
+  return out;
+}
+
+// ONNX Runtime's timings of the same shapes (bert_ort_bench.py), and its mean-pooled
+// last_hidden_state of one fixed sentence.
+struct OrtBaseline {
+  std::map<std::pair<int64_t, int>, double> median_s;  // keyed by (batch, threads)
+  std::string version;
+  json settings;  // per thread count the same but intra_op_num_threads
+  int warmup = 0;
+  std::vector<double> pooled;
+};
+
+OrtBaseline ort_baseline(const BertBenchArgs& a, int64_t vocab,
+                         const std::vector<int32_t>& check_ids) {
+  if (a.python.empty() || a.python == "none")
+    throw fff::Error("--onnx " + a.onnx +
+                     " needs --python (an interpreter with onnxruntime, e.g. " +
+                     "build/venv-ref/bin/python)");
+  if (!std::filesystem::is_regular_file(a.onnx))
+    throw fff::Error("--onnx " + a.onnx + ": no such file (scripts/export_onnx.py makes it)");
+  std::string where;
+  const std::string script =
+      find_bench_script("bert_ort_bench.py", "--ort-script", a.ort_script, &where);
+  if (script.empty())
+    throw fff::Error("--onnx: bert_ort_bench.py not found" + (where.empty() ? "" : " at " + where) +
+                     "; give --ort-script PATH (scripts/ in the source tree)");
+  std::string batches, ids;
+  for (int64_t b : a.batches) batches += (batches.empty() ? "" : ",") + std::to_string(b);
+  for (int32_t id : check_ids) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+  OrtBaseline out;
+  // One process per thread count, as for PyTorch; the sentence check runs in the first only.
+  for (size_t k = 0; k < a.threads.size(); ++k) {
+    const std::string t = std::to_string(a.threads[k]);
+    std::string cmd = "OMP_NUM_THREADS=" + t + " OPENBLAS_NUM_THREADS=" + t + " " + a.python + " " +
+                      shell_quote(script) + " --onnx " + shell_quote(a.onnx) + " --vocab " +
+                      std::to_string(vocab) + " --seq " + std::to_string(a.seq) + " --batches " +
+                      batches + " --threads " + t + " --repeats " + std::to_string(a.repeats) +
+                      " --json";
+    if (k == 0) cmd += " --pool-ids " + ids;
+    FILE* pipe = ::popen(cmd.c_str(), "r");
+    if (!pipe) throw fff::Error("--onnx: cannot run " + a.python);
+    std::string error;
+    size_t records = 0;
+    auto handle = [&](const std::string& line) {
+      const json j = json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) return;
+      if (j.contains("error")) {
+        error = j["error"].get<std::string>();
+      } else if (j.contains("pooled")) {
+        out.pooled = j["pooled"].get<std::vector<double>>();
+      } else if (j.contains("median_s")) {
+        out.median_s[{j["batch"].get<int64_t>(), j["threads"].get<int>()}] =
+            j["median_s"].get<double>();
+        out.version = j["onnxruntime_version"].get<std::string>();
+        out.settings = j["settings"];
+        out.settings.erase("intra_op_num_threads");  // the record's threads says it
+        out.warmup = j["warmup"].get<int>();
+        ++records;
+      }
+    };
+    std::string line;
+    char buf[1 << 16];
+    while (std::fgets(buf, sizeof(buf), pipe)) {
+      line += buf;
+      if (line.back() != '\n') continue;  // the rest of a long line (the pooled vector) follows
+      handle(line);
+      line.clear();
+    }
+    if (!line.empty()) handle(line);
+    const int status = ::pclose(pipe);
+    if (!error.empty()) throw fff::Error("--onnx: " + script + ": " + error);
+    if (status != 0 || records != a.batches.size())
+      throw fff::Error("--onnx: " + a.python + " " + script + " failed (exit status " +
+                       std::to_string(status) + "; see its messages above)");
+  }
+  if (out.pooled.empty()) throw fff::Error("--onnx: " + script + " printed no pooled embedding");
   return out;
 }
 
@@ -473,14 +570,81 @@ int run_model_bench(const BertBenchArgs& a) {
   else
     model_args += " --ff fff --trees " + std::to_string(c.ff.trees) + " --depth " +
                   std::to_string(c.ff.depth);
-  if (!a.json)
-    std::fprintf(stderr, "%s: %s\ntiming PyTorch (%s)...\n", a.model.c_str(), c.describe().c_str(),
-                 a.python.c_str());
-  std::string implementation = "n/a";
-  const auto torch = pytorch_tokens_per_s(a, model_args, &implementation);
-  if (!a.json)
-    std::printf("%6s %7s %5s %12s %12s %9s %9s %9s   (PyTorch: %s)\n", "batch", "threads", "seq",
-                "fff tok/s", "torch tok/s", "fff/pt", "fff attn", "fff ff", implementation.c_str());
+  const bool with_ort = !a.onnx.empty();
+  if (with_ort && c.arch != fff::BertArch::bert)
+    throw fff::Error("--onnx: " + a.model + " is a " + fff::bert_arch_name(c.arch) +
+                     " model; the ONNX baseline is a Hugging Face BertModel (arch bert)");
+  if (!a.json) std::fprintf(stderr, "%s: %s\n", a.model.c_str(), c.describe().c_str());
+
+  // ONNX Runtime on the exported dense model, and a sanity check that it is the same model: the
+  // mean-pooled last_hidden_state of one fixed sentence (random ids, no padding) from ORT and
+  // from fff. For a converted (leaf-fff) file the two are different models (the comparison people
+  // care about: fff's converted model against the dense model they deploy), so the difference is
+  // reported but not held to the tolerance.
+  OrtBaseline ort;
+  json check;
+  bool check_failed = false;
+  if (with_ort) {
+    if (!a.json) std::fprintf(stderr, "timing ONNX Runtime (%s)...\n", a.onnx.c_str());
+    const int64_t n = std::min<int64_t>(16, c.max_seq);
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    fff::Rng rng(11);
+    for (int32_t& id : ids) id = static_cast<int32_t>(rng.below(static_cast<uint64_t>(c.vocab)));
+    ort = ort_baseline(a, c.vocab, ids);
+    fff::Context ctx(a.threads.front());
+    std::vector<float> hidden(static_cast<size_t>(n * c.hidden)), pooled(c.hidden);
+    fff::bert_encode(ctx, m, ids.data(), nullptr, 1, n, hidden.data());
+    fff::bert_mean_pool(hidden.data(), nullptr, 1, n, c.hidden, pooled.data());
+    if (ort.pooled.size() != static_cast<size_t>(c.hidden))
+      throw fff::Error("--onnx " + a.onnx + ": its hidden size is " +
+                       std::to_string(ort.pooled.size()) + ", " + a.model + "'s is " +
+                       std::to_string(c.hidden));
+    double diff = 0, dot = 0, nf = 0, no = 0;
+    for (int64_t i = 0; i < c.hidden; ++i) {
+      diff = std::max(diff, std::abs(pooled[i] - ort.pooled[i]));
+      dot += pooled[i] * ort.pooled[i], nf += pooled[i] * pooled[i];
+      no += ort.pooled[i] * ort.pooled[i];
+    }
+    const bool same_model = c.ff.kind == fff::FFKind::ff;
+    constexpr double tolerance = 1e-4;
+    check = {{"tokens", n},
+             {"max_abs_diff", diff},
+             {"cosine", dot / std::sqrt(nf * no)},
+             {"tolerance", tolerance},
+             {"applies", same_model}};
+    check["pass"] = same_model ? json(diff <= tolerance) : json(nullptr);
+    if (!same_model)
+      check["note"] = "a converted (" + std::string(fff::ff_kind_name(c.ff.kind)) +
+                      ") model against ONNX Runtime's dense model: not expected to agree";
+    check_failed = same_model && !(diff <= tolerance);
+    if (!a.json)
+      std::printf(
+          "embedding check (mean-pooled, %lld tokens): ORT vs fff max |diff| %.3g, "
+          "cosine %.6f: %s\n",
+          static_cast<long long>(n), diff, dot / std::sqrt(nf * no),
+          !same_model     ? "different models (not checked)"
+          : !check_failed ? "ok (<= 1e-4)"
+                          : "FAILED (> 1e-4)");
+  }
+  // After ONNX Runtime, whose checks fail fast.
+  if (!a.json) std::fprintf(stderr, "timing PyTorch (%s)...\n", a.python.c_str());
+  std::string implementation = "n/a", torch_version;
+  const auto torch = pytorch_tokens_per_s(a, model_args, &implementation, &torch_version);
+  json ort_info;
+  if (with_ort)
+    ort_info = {{"onnx", a.onnx},
+                {"version", ort.version},
+                {"settings", ort.settings},
+                {"warmup", ort.warmup},
+                {"repeats", a.repeats}};
+
+  if (!a.json) {
+    std::printf("%6s %7s %5s %12s %12s %9s %9s %9s", "batch", "threads", "seq", "fff tok/s",
+                "torch tok/s", "fff/pt", "fff attn", "fff ff");
+    if (with_ort) std::printf(" %9s %9s %12s %9s", "fff ms", "ort ms", "ort tok/s", "fff/ort");
+    std::printf("   (PyTorch%s%s: %s)\n", torch_version.empty() ? "" : " ", torch_version.c_str(),
+                implementation.c_str());
+  }
   for (int64_t B : a.batches)
     for (int threads : a.threads) {
       fff::Context ctx(threads);
@@ -488,6 +652,9 @@ int run_model_bench(const BertBenchArgs& a) {
       const double tps = static_cast<double>(B * a.seq) / f.median_s;
       const auto it = torch.find({B, threads});
       const double t_tps = it == torch.end() ? 0.0 : it->second;
+      double o_s = 0;
+      if (with_ort) o_s = ort.median_s.at({B, threads});
+      const double o_tps = o_s > 0 ? static_cast<double>(B * a.seq) / o_s : 0.0;
       if (a.json) {
         json j = {{"benchmark", "bert-model"},
                   {"model", a.model},
@@ -498,26 +665,55 @@ int run_model_bench(const BertBenchArgs& a) {
                   {"threads", threads},
                   {"repeats", a.repeats},
                   {"fff_tokens_per_s", tps},
+                  {"fff_ms_per_batch", 1e3 * f.median_s},
                   {"fff_share", shares_json(f.share)},
                   {"pytorch_implementation", implementation}};
         j["pytorch_tokens_per_s"] = t_tps > 0 ? json(t_tps) : json(nullptr);
         if (t_tps > 0) j["fff_vs_pytorch"] = tps / t_tps;
+        if (!torch_version.empty()) {
+          j["pytorch_version"] = torch_version;
+          j["pytorch_settings"] = {{"env", "OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=MKL_NUM_THREADS=" +
+                                               std::to_string(threads)},
+                                   {"torch_num_threads", threads}};
+        }
+        if (with_ort) {
+          j["ort_tokens_per_s"] = o_tps;
+          j["ort_ms_per_batch"] = 1e3 * o_s;
+          j["fff_vs_ort"] = tps / o_tps;
+          j["ort"] = ort_info;
+          j["ort_embedding_check"] = check;
+        }
         std::cout << j.dump() << std::endl;
       } else {
-        std::printf("%6lld %7d %5lld %12.0f %12s %9s %8.1f%% %8.1f%%\n", static_cast<long long>(B),
+        std::printf("%6lld %7d %5lld %12.0f %12s %9s %8.1f%% %8.1f%%", static_cast<long long>(B),
                     threads, static_cast<long long>(a.seq), tps,
                     t_tps > 0 ? fmt("%.0f", t_tps).c_str() : "n/a",
                     t_tps > 0 ? fmt("%.2fx", tps / t_tps).c_str() : "n/a", 100 * f.share.attention,
                     100 * f.share.ff);
+        if (with_ort)
+          std::printf(" %9.2f %9.2f %12.0f %8.2fx", 1e3 * f.median_s, 1e3 * o_s, o_tps,
+                      tps / o_tps);
+        std::printf("\n");
         std::fflush(stdout);
       }
     }
+  if (!a.json && with_ort)
+    std::printf("ONNX Runtime %s (%s): %s, median of %lld after %d warm-up\n", ort.version.c_str(),
+                a.onnx.c_str(), ort.settings.dump().c_str(), static_cast<long long>(a.repeats),
+                ort.warmup);
+  if (check_failed) {
+    std::fprintf(
+        stderr, "fff: error: --onnx %s does not compute %s's embeddings (max |diff| %.3g > 1e-4)\n",
+        a.onnx.c_str(), a.model.c_str(), check["max_abs_diff"].get<double>());
+    return 1;
+  }
   return 0;
 }
 
 int run_bert_bench(const BertBenchArgs& a) {
   if (a.repeats <= 0) throw fff::Error("--repeats must be positive");
   if (!a.model.empty()) return run_model_bench(a);
+  if (!a.onnx.empty()) throw fff::Error("--onnx needs --model (the fff file of the same model)");
   fff::BertConfig base;
   base.layers = a.layers, base.hidden = a.hidden, base.heads = a.heads;
   base.max_seq = std::max<int64_t>(a.seq, 1);
@@ -759,6 +955,14 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
                       "against PyTorch running the same architecture and shape (transformers' "
                       "BertModel for arch bert if --python has transformers, e.g. "
                       "build/venv-ref/bin/python); the shape flags are then ignored");
+  c.bench->add_option("--onnx", b.onnx,
+                      "With --model: also time ONNX Runtime on this exported model "
+                      "(scripts/export_onnx.py) with --python (it needs onnxruntime, e.g. "
+                      "build/venv-ref/bin/python), and check that its mean-pooled embedding of "
+                      "a fixed sentence is fff's within 1e-4 (dense models)");
+  c.bench->add_option("--ort-script", b.ort_script,
+                      "Path of bert_ort_bench.py (default: next to the fff executable, or in "
+                      "../share/fff/ beside it)");
   c.bench->add_flag("--json", b.json, "One JSON object per configuration on stdout");
 }
 

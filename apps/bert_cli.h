@@ -26,6 +26,9 @@ struct BertBenchArgs {
   std::vector<int> threads = {1, 2};
   std::string python = "/usr/bin/python3", torch_script;
   std::string model;  // time this model file instead of random FFF and dense models
+  // With --model: also time ONNX Runtime on this exported model (scripts/export_onnx.py), run by
+  // --python with bert_ort_bench.py (--ort-script, or found as the PyTorch script is).
+  std::string onnx, ort_script;
   bool json = false;
 };
 

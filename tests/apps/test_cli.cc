@@ -759,6 +759,32 @@ TEST(CliBert, BenchBertTimesAModelFile) {
   EXPECT_TRUE(contains(bad.err, "--seq")) << bad;
 }
 
+// The ONNX Runtime baseline's own run is tested against the real model in
+// tests/reference/test_ort_bench.py (it needs onnxruntime); here its flag checks, which fail
+// before anything is timed.
+TEST(CliBert, BenchBertOnnxFlagErrorsNameTheProblem) {
+  TempDir dir;
+  const std::string model = write_post_norm_model(dir);
+  const std::string onnx = dir.file("model.onnx");
+  std::ofstream(onnx) << "not an onnx model";
+  const Result no_model = run_cli({"bench", "bert", "--onnx", onnx, "--python", "none"});
+  EXPECT_EQ(no_model.code, 1) << no_model;
+  EXPECT_TRUE(contains(no_model.err, "--onnx needs --model")) << no_model;
+  const Result no_python = run_cli(
+      {"bench", "bert", "--seq", "8", "--model", model, "--onnx", onnx, "--python", "none"});
+  EXPECT_EQ(no_python.code, 1) << no_python;
+  EXPECT_TRUE(contains(no_python.err, "needs --python")) << no_python;
+  const Result missing = run_cli({"bench", "bert", "--seq", "8", "--model", model, "--onnx",
+                                  dir.file("absent.onnx"), "--python", "/usr/bin/python3"});
+  EXPECT_EQ(missing.code, 1) << missing;
+  EXPECT_TRUE(contains(missing.err, "absent.onnx: no such file")) << missing;
+  const Result no_script =
+      run_cli({"bench", "bert", "--seq", "8", "--model", model, "--onnx", onnx, "--python",
+               "/usr/bin/python3", "--ort-script", dir.file("absent.py")});
+  EXPECT_EQ(no_script.code, 1) << no_script;
+  EXPECT_TRUE(contains(no_script.err, "--ort-script")) << no_script;
+}
+
 TEST(CliBert, BenchBertJsonHasEveryFieldOnTinyShapes) {
   const Result r =
       run_cli({"bench",         "bert", "--layers",  "1",   "--hidden",  "32",   "--heads", "2",
