@@ -309,6 +309,7 @@ BertModel make_random_bert(const BertConfig& cfg, uint64_t seed) {
     }
     m.layers[static_cast<size_t>(i)].ff = ff_block_from_file(cfg, i, file, "random BERT");
   }
+  bert_prepare_inference(m);
   return m;
 }
 
@@ -383,6 +384,7 @@ BertModel load_bert(const std::string& path) {
     if (m.sentence_max_len < 2)
       throw Error(path + ": metadata 'sentence.max_seq_length' must be at least 2");
   }
+  bert_prepare_inference(m);
   return m;
 }
 
@@ -440,6 +442,21 @@ void bert_use_half_fff(BertModel& m, bool use) {
       throw Error("layers." + std::to_string(i) + ".fff: " + e.what());
     }
   }
+  m.half_fff = use;
+}
+
+void bert_prepare_inference(BertModel& m) {
+  const int64_t H = m.cfg.hidden;
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    BertLayer& L = m.layers[i];
+    L.qkv_packed = pack_matrix(L.qkv.ptr(), H, true, H, 3 * H);
+    L.out_packed = pack_matrix(L.out.ptr(), H, true, H, H);
+    try {
+      L.ff->prepare_inference({.half_weights = m.half_fff});
+    } catch (const Error& e) {
+      throw Error("layers." + std::to_string(i) + ": " + e.what());
+    }
+  }
 }
 
 BertLayer::BertLayer(const BertLayer& o)
@@ -449,7 +466,9 @@ BertLayer::BertLayer(const BertLayer& o)
       out(o.out),
       qkv_bias(o.qkv_bias),
       out_bias(o.out_bias),
-      ff(o.ff ? o.ff->clone() : nullptr) {}
+      ff(o.ff ? o.ff->clone() : nullptr),
+      qkv_packed(o.qkv_packed),
+      out_packed(o.out_packed) {}
 
 BertLayer& BertLayer::operator=(const BertLayer& o) {
   if (this != &o) *this = BertLayer(o);
@@ -522,16 +541,25 @@ void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uin
       for (int64_t j = 0; j < w; ++j) row[j] += bias[j];
     });
   };
+  // q = x Wqkv^T (+ bias); y += a Wo^T (+ bias): the residual add rides on the product. On the
+  // packed weights when bert_prepare_inference made them.
+  auto qkv_product = [&](const BertLayer& L, const float* x, float* q, const float* bias) {
+    if (!L.qkv_packed.empty())
+      return gemm_packed(ctx, N, x, H, L.qkv_packed, bias, false, q, 3 * H);
+    gemm_inference(ctx, false, true, N, 3 * H, H, 1.0f, x, H, L.qkv.ptr(), H, 0.0f, q, 3 * H);
+    if (bias) add_bias(q, N, 3 * H, bias);
+  };
+  auto out_product = [&](const BertLayer& L, const float* a, float* y, const float* bias) {
+    if (!L.out_packed.empty()) return gemm_packed(ctx, N, a, H, L.out_packed, bias, true, y, H);
+    gemm_inference(ctx, false, true, N, H, H, 1.0f, a, H, L.out.ptr(), H, 1.0f, y, H);
+    if (bias) add_bias(y, N, H, bias);
+  };
   if (bert) {
     // Post-norm: x = LN1(x + attn(x) Wo^T + bo); x = LN2(x + FF(x)), the norms in place.
     for (const BertLayer& L : m.layers) {
-      gemm_inference(ctx, false, true, N, 3 * H, H, 1.0f, hidden, H, L.qkv.ptr(), H, 0.0f,
-                     qkv.ptr(), 3 * H);
-      add_bias(qkv.ptr(), N, 3 * H, L.qkv_bias.ptr());
+      qkv_product(L, hidden, qkv.ptr(), L.qkv_bias.ptr());
       self_attention(ctx, shape, qkv.ptr(), mask ? key_bias.ptr() : nullptr, attn.ptr());
-      gemm_inference(ctx, false, true, N, H, H, 1.0f, attn.ptr(), H, L.out.ptr(), H, 1.0f, hidden,
-                     H);
-      add_bias(hidden, N, H, L.out_bias.ptr());
+      out_product(L, attn.ptr(), hidden, L.out_bias.ptr());
       lap(t.attention);
       layer_norm_infer(ctx, L.norm1, hidden, N, hidden);
       lap(t.other);
@@ -549,11 +577,9 @@ void bert_encode(Context& ctx, const BertModel& m, const int32_t* ids, const uin
   for (const BertLayer& L : m.layers) {
     layer_norm_infer(ctx, L.norm1, hidden, N, normed.ptr());
     lap(t.other);
-    gemm_inference(ctx, false, true, N, 3 * H, H, 1.0f, normed.ptr(), H, L.qkv.ptr(), H, 0.0f,
-                   qkv.ptr(), 3 * H);
+    qkv_product(L, normed.ptr(), qkv.ptr(), nullptr);
     self_attention(ctx, shape, qkv.ptr(), mask ? key_bias.ptr() : nullptr, attn.ptr());
-    // x += attn Wo^T: the residual add rides on the product (beta = 1).
-    gemm_inference(ctx, false, true, N, H, H, 1.0f, attn.ptr(), H, L.out.ptr(), H, 1.0f, hidden, H);
+    out_product(L, attn.ptr(), hidden, nullptr);
     lap(t.attention);
     layer_norm_infer(ctx, L.norm2, hidden, N, normed.ptr());
     lap(t.other);

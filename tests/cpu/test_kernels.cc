@@ -24,6 +24,7 @@
 #include "cpu/vec_kernels.h"
 #include "fff/core/common.h"
 #include "fff/cpu/gemm.h"
+#include "fff/cpu/packed_gemm.h"
 #include "fff/layers/activation.h"
 #include "fff/layers/linear.h"
 #include "fff/layers/loss.h"
@@ -696,4 +697,70 @@ TEST(VecKernels, ReluForwardAndBackwardMatchTheScalarRuleOnEveryTarget) {
       }
     }
   });
+}
+
+// The pre-packed product against gemm_reference on every target: odd shapes (partial panels and
+// row tiles, M = 1, K = 1), both storage orders of B, with and without bias and accumulation,
+// a leading dimension wider than the matrix; and the same bits on 1 and 2 threads.
+TEST(PackedGemm, MatchesTheReferenceOnEveryTargetAndThreadCount) {
+  for_each_target([] {
+    Rng rng(21);
+    fff::Context one(1), two(2);
+    for (int64_t M : {1, 5, 6, 7, 13, 40})
+      for (int64_t N : {1, 7, 16, 33, 100})
+        for (int64_t K : {1, 3, 17, 130})
+          for (int variant = 0; variant < 4; ++variant) {
+            const bool trans = variant & 1, with_bias = variant & 2, accumulate = (M + N) % 2;
+            const int64_t lda = K + 3, ldb = (trans ? K : N) + 2, ldc = N + 5;
+            const auto A = random_vec(M * lda, rng);
+            const auto B = random_vec((trans ? N : K) * ldb, rng);
+            const auto bias = random_vec(N, rng);
+            const auto C0 = random_vec(M * ldc, rng);
+            // Reference: C = A B + (accumulate ? C : 0), then the bias on every row.
+            std::vector<float> want = C0;
+            fff::gemm_reference(false, trans, M, N, K, 1.0f, A.data(), lda, B.data(), ldb,
+                                accumulate ? 1.0f : 0.0f, want.data(), ldc);
+            if (with_bias)
+              for (int64_t r = 0; r < M; ++r)
+                for (int64_t j = 0; j < N; ++j) want[r * ldc + j] += bias[j];
+            const fff::PackedMatrix P = fff::pack_matrix(B.data(), ldb, trans, K, N);
+            std::vector<float> got1 = C0, got2 = C0;
+            fff::gemm_packed(one, M, A.data(), lda, P, with_bias ? bias.data() : nullptr,
+                             accumulate, got1.data(), ldc);
+            fff::gemm_packed(two, M, A.data(), lda, P, with_bias ? bias.data() : nullptr,
+                             accumulate, got2.data(), ldc);
+            const std::string tag = "M=" + std::to_string(M) + " N=" + std::to_string(N) +
+                                    " K=" + std::to_string(K) + " variant " +
+                                    std::to_string(variant);
+            for (int64_t r = 0; r < M; ++r)
+              for (int64_t j = 0; j < ldc; ++j) {
+                const int64_t i = r * ldc + j;
+                if (j >= N) {  // the padding between rows of C is never written
+                  ASSERT_EQ(got1[i], C0[i]) << tag;
+                  continue;
+                }
+                ASSERT_TRUE(std::isfinite(got1[i])) << tag;
+                ASSERT_NEAR(got1[i], want[i], 1e-5f * (1.0f + static_cast<float>(K))) << tag;
+                ASSERT_EQ(got1[i], got2[i]) << tag << ": differs between 1 and 2 threads";
+              }
+          }
+  });
+}
+
+TEST(PackedGemm, ARowDoesNotDependOnTheRowsAroundItAndBadUseIsRefused) {
+  Rng rng(22);
+  fff::Context ctx(2);
+  const int64_t K = 384, N = 1152, M = 23;
+  const auto A = random_vec(M * K, rng), B = random_vec(N * K, rng);
+  const fff::PackedMatrix P = fff::pack_matrix(B.data(), K, true, K, N);
+  std::vector<float> all(static_cast<size_t>(M * N)), single(static_cast<size_t>(N));
+  fff::gemm_packed(ctx, M, A.data(), K, P, nullptr, false, all.data(), N);
+  for (int64_t r : {0, 5, 6, 22}) {
+    fff::gemm_packed(ctx, 1, A.data() + r * K, K, P, nullptr, false, single.data(), N);
+    for (int64_t j = 0; j < N; ++j) ASSERT_EQ(single[j], all[r * N + j]) << "row " << r;
+  }
+  fff::gemm_packed(ctx, 0, nullptr, K, P, nullptr, false, nullptr, N);  // nothing to do
+  EXPECT_THROW(fff::gemm_packed(ctx, -1, A.data(), K, P, nullptr, false, all.data(), N),
+               fff::Error);
+  EXPECT_THROW(fff::pack_matrix(B.data(), K, false, -1, N), fff::Error);
 }

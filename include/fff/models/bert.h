@@ -19,6 +19,7 @@
 
 #include "fff/core/common.h"
 #include "fff/core/context.h"
+#include "fff/cpu/packed_gemm.h"
 #include "fff/layers/ff/ff_block.h"
 #include "fff/layers/layer_norm.h"
 
@@ -64,6 +65,9 @@ struct BertLayer {
   // block's own tensors in its own layout (leaf_fff.h), "layers.i.leaf.nodes_w" (2^D - 1, H),
   // ".nodes_b" (2^D - 1), ".w1" (H, 2^D l), ".b1" (2^D l), ".w2" (2^D l, H), ".b2" (2^D, H).
   std::unique_ptr<FFBlock> ff;
+  // qkv and out packed for inference (fff/cpu/packed_gemm.h) by bert_prepare_inference; while
+  // empty, the encoder multiplies by qkv and out through OpenBLAS, which packs them every call.
+  PackedMatrix qkv_packed, out_packed;
 
   BertLayer() = default;
   BertLayer(const BertLayer& o);  // copies the block (FFBlock::clone)
@@ -91,10 +95,11 @@ struct BertModel {
   // The longest input, in tokens, sentence embeddings are made of ("sentence.max_seq_length";
   // sentence-transformers truncates all-MiniLM-L6-v2's inputs at 256); 0: the model's positions.
   int64_t sentence_max_len = 0;
+  bool half_fff = false;  // set by bert_use_half_fff
 };
 
 // Random weights of the given shape (for benchmarks and tests): uniform with standard deviation
-// 1/sqrt(fan_in) for matrices, uniform +-0.5 FFF biases, unit norms.
+// 1/sqrt(fan_in) for matrices, uniform +-0.5 FFF biases, unit norms; prepared for inference.
 BertModel make_random_bert(const BertConfig& cfg, uint64_t seed);
 
 // Loads and validates a "fff-bert" file: every tensor present with the shape the config implies.
@@ -107,6 +112,11 @@ void save_bert(const BertModel& m, const std::string& path);  // atomic
 // `use` false goes back to fp32 (and frees the half copies). Throws fff::Error for a dense model
 // or a weight beyond half's range.
 void bert_use_half_fff(BertModel& m, bool use = true);
+
+// Packs every layer's attention products for inference and prepares its feedforward block
+// (FFBlock::prepare_inference, keeping half weights if set). load_bert and make_random_bert call
+// it; call it again after changing any weight of a model, or the encoder keeps the old packs.
+void bert_prepare_inference(BertModel& m);
 
 // Time spent in each part of the last encode, seconds (summed over layers).
 struct BertTimings {

@@ -1,6 +1,7 @@
 // Dense FF baseline on the linear layer and activations.
 #include "fff/layers/ff/dense_ff.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/parallel.h"
@@ -64,6 +65,29 @@ void dense_ff_backward(Context& ctx, const DenseFFConfig& c, const DenseFFWeight
   linear_backward(ctx, cache.a1.ptr(), dy, B, c.width, c.out, w.w2, dh.ptr(), g.w2, g.b2);
   activation_backward(c.act, cache.z1.ptr(), dh.ptr(), dh.ptr(), dh.size());
   linear_backward(ctx, x, dh.ptr(), B, c.in, c.width, w.w1, dx, g.w1, g.b1);
+}
+
+DenseFFPacked pack_dense_ff(const DenseFFConfig& c, const DenseFFWeights& w) {
+  DenseFFPacked p{c, pack_matrix(w.w1, c.width, false, c.in, c.width),
+                  pack_matrix(w.w2, c.out, false, c.width, c.out), Tensor(), Tensor()};
+  if (c.bias) {
+    p.b1 = Tensor({c.width});
+    std::copy_n(w.b1, c.width, p.b1.ptr());
+    p.b2 = Tensor({c.out});
+    std::copy_n(w.b2, c.out, p.b2.ptr());
+  }
+  return p;
+}
+
+void dense_ff_infer(Context& ctx, const DenseFFPacked& p, const float* x, int64_t B, float* y,
+                    Tensor& hidden) {
+  CallScope scope(ctx);
+  const DenseFFConfig& c = p.cfg;
+  hidden.reshape({B, c.width});
+  const bool bias = c.bias;
+  gemm_packed(ctx, B, x, c.in, p.w1, bias ? p.b1.ptr() : nullptr, false, hidden.ptr(), c.width);
+  activation_forward(ctx, c.act, hidden.ptr(), hidden.ptr(), hidden.size());
+  gemm_packed(ctx, B, hidden.ptr(), c.width, p.w2, bias ? p.b2.ptr() : nullptr, false, y, c.out);
 }
 
 double dense_ff_flops_per_row(const DenseFFConfig& cfg) {

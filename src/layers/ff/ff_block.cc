@@ -84,16 +84,21 @@ class DenseBlock : public FFBlock {
                 float* dx) override {
     dense_ff_backward(ctx, m_, x, B, dy, static_cast<Cache&>(cache).layer, dx);
   }
-  void prepare_inference(const FFInferOptions& opt) override { refuse_half(opt, cfg_); }
-  // The products split one block per thread (gemm_inference): the fastest dense inference.
+  void prepare_inference(const FFInferOptions& opt) override {
+    refuse_half(opt, cfg_);
+    packed_ = pack_dense_ff(m_.cfg, weights_of(m_));
+  }
+  // On the weights packed by prepare_inference (dense_ff.h): no packing per call.
   void infer(Context& ctx, const float* x, int64_t B, float* y, std::vector<int32_t>*) override {
-    dense_ff_infer(ctx, m_, x, B, y, ctx.workspace.get<DenseInferScratch>().hidden);
+    if (packed_.w1.empty()) prepare_inference({});
+    dense_ff_infer(ctx, packed_, x, B, y, ctx.workspace.get<DenseInferScratch>().hidden);
   }
   double mean_node_entropy(Context&, const float*, int64_t) override { return 0.0; }
   std::unique_ptr<FFBlock> clone() const override { return std::make_unique<DenseBlock>(*this); }
 
  private:
   DenseFF m_;
+  DenseFFPacked packed_;
 };
 
 // ---- leaf FFF -------------------------------------------------------------------------------

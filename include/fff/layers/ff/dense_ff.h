@@ -8,6 +8,7 @@
 #include "fff/core/common.h"
 #include "fff/core/context.h"
 #include "fff/core/param.h"
+#include "fff/cpu/packed_gemm.h"
 #include "fff/layers/activation.h"
 
 namespace fff {
@@ -55,6 +56,19 @@ void dense_ff_infer(Context& ctx, const DenseFFConfig& cfg, const DenseFFWeights
 void dense_ff_backward(Context& ctx, const DenseFFConfig& cfg, const DenseFFWeights& w,
                        const DenseFFGrads& g, const float* x, int64_t B, const float* dy,
                        const DenseFFContext& cache, float* dx);
+
+// Inference on weights packed once (fff/cpu/packed_gemm.h), for a block that runs many batches
+// on the same weights (DenseBlock, the encoders): no per-call packing, which at a few rows costs
+// more than the products, and each row's result independent of the batch around it. Pack again
+// after the weights change.
+struct DenseFFPacked {
+  DenseFFConfig cfg;
+  PackedMatrix w1, w2;
+  Tensor b1, b2;  // empty without biases
+};
+DenseFFPacked pack_dense_ff(const DenseFFConfig& cfg, const DenseFFWeights& w);
+void dense_ff_infer(Context& ctx, const DenseFFPacked& p, const float* x, int64_t B, float* y,
+                    Tensor& hidden);
 
 inline void dense_ff_forward(Context& ctx, const DenseFF& m, const float* x, int64_t B, float* y,
                              DenseFFContext* cache) {

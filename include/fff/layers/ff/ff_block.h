@@ -114,7 +114,8 @@ class FFBlock {
   virtual void backward(Context& ctx, const float* x, int64_t B, const float* dy, float hardening,
                         FFCache& cache, float* dx) = 0;
 
-  // Call after the weights change and before infer (leaf FFF packs its inference weights; a
+  // Call after the weights change and before infer (leaf FFF and dense FF pack their inference
+  // weights, which infer reads instead of the parameters; a
   // neuron FFF with half_weights makes its half copy, without it drops the copy).
   virtual void prepare_inference(const FFInferOptions& opt) = 0;
   // Hard inference. routes, if non-null, receives per row the leaf reached (leaf FFF) or the

@@ -1,0 +1,178 @@
+// Products with a pre-packed right operand (fff/cpu/packed_gemm.h): the 6 x 2-vector kernel,
+// written once with Highway and compiled for each x86 target; the best one the CPU supports is
+// chosen at run time.
+#include "fff/cpu/packed_gemm.h"
+
+#include <algorithm>
+
+#include "core/parallel.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu/packed_gemm.cc"
+#include <hwy/foreach_target.h>  // re-includes this file once per target
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
+namespace fff::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using D = hn::ScalableTag<float>;
+using V = hn::Vec<D>;
+
+int64_t PanelWidth() {
+  return 2 * static_cast<int64_t>(hn::Lanes(D()));
+}
+
+// R rows of A (R <= 6) against one panel P (K, 2 vectors): acc = sum over k of A[r][k] P[k],
+// then the epilogue adds bias and C as asked and stores the first `cols` columns.
+template <int R>
+void Tile(const float* A, int64_t lda, const float* P, int64_t K, const float* bias,
+          bool accumulate, float* C, int64_t ldc, int64_t cols) {
+  const D d;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(d));
+  V acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = hn::Zero(d);
+  for (int64_t k = 0; k < K; ++k) {
+    const V b0 = hn::LoadU(d, P + k * 2 * L);
+    const V b1 = hn::LoadU(d, P + k * 2 * L + L);
+    for (int r = 0; r < R; ++r) {
+      const V a = hn::Set(d, A[r * lda + k]);
+      acc[r][0] = hn::MulAdd(a, b0, acc[r][0]);
+      acc[r][1] = hn::MulAdd(a, b1, acc[r][1]);
+    }
+  }
+  if (cols == 2 * L) {
+    for (int r = 0; r < R; ++r)
+      for (int h = 0; h < 2; ++h) {
+        V v = acc[r][h];
+        if (bias) v = hn::Add(v, hn::LoadU(d, bias + h * L));
+        float* out = C + r * ldc + h * L;
+        if (accumulate) v = hn::Add(v, hn::LoadU(d, out));
+        hn::StoreU(v, d, out);
+      }
+    return;
+  }
+  HWY_ALIGN float tmp[2 * hn::MaxLanes(D())];
+  for (int r = 0; r < R; ++r) {
+    hn::Store(acc[r][0], d, tmp);
+    hn::Store(acc[r][1], d, tmp + L);
+    float* out = C + r * ldc;
+    for (int64_t j = 0; j < cols; ++j) {
+      float v = tmp[j];
+      if (bias) v += bias[j];
+      out[j] = accumulate ? out[j] + v : v;
+    }
+  }
+}
+
+// Rows [r0, r1) of A against panels [p0, p1) of B, 6 rows at a time; rows in blocks of
+// kRowBlock so that a block of A stays in L2 while every panel streams past it.
+constexpr int64_t kRowBlock = 96;
+
+void Block(const float* A, int64_t lda, const float* packed, int64_t K, int64_t N,
+           const float* bias, bool accumulate, float* C, int64_t ldc, int64_t r0, int64_t r1,
+           int64_t p0, int64_t p1) {
+  const int64_t W = PanelWidth();
+  for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
+    const int64_t re = std::min(r1, rb + kRowBlock);
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* P = packed + p * K * W;
+      const int64_t col = p * W, cols = std::min(W, N - col);
+      const float* b = bias ? bias + col : nullptr;
+      int64_t r = rb;
+      for (; r + 6 <= re; r += 6)
+        Tile<6>(A + r * lda, lda, P, K, b, accumulate, C + r * ldc + col, ldc, cols);
+      const float* a = A + r * lda;
+      float* c = C + r * ldc + col;
+      switch (re - r) {
+        case 5:
+          Tile<5>(a, lda, P, K, b, accumulate, c, ldc, cols);
+          break;
+        case 4:
+          Tile<4>(a, lda, P, K, b, accumulate, c, ldc, cols);
+          break;
+        case 3:
+          Tile<3>(a, lda, P, K, b, accumulate, c, ldc, cols);
+          break;
+        case 2:
+          Tile<2>(a, lda, P, K, b, accumulate, c, ldc, cols);
+          break;
+        case 1:
+          Tile<1>(a, lda, P, K, b, accumulate, c, ldc, cols);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+}
+
+int64_t RowBlock() {
+  return kRowBlock;
+}
+
+}  // namespace fff::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace fff {
+namespace cpu {
+HWY_EXPORT(PanelWidth);
+HWY_EXPORT(Block);
+HWY_EXPORT(RowBlock);
+}  // namespace cpu
+
+PackedMatrix pack_matrix(const float* B, int64_t ldb, bool trans, int64_t K, int64_t N) {
+  if (K < 0 || N < 0) throw Error("pack_matrix: negative shape");
+  PackedMatrix p;
+  p.K = K;
+  p.N = N;
+  p.panel = HWY_DYNAMIC_DISPATCH(cpu::PanelWidth)();
+  const int64_t panels = (N + p.panel - 1) / p.panel;
+  p.data = Tensor({panels, K, p.panel});
+  for (int64_t q = 0; q < panels; ++q)
+    for (int64_t k = 0; k < K; ++k) {
+      float* dst = p.data.ptr() + (q * K + k) * p.panel;
+      for (int64_t j = 0; j < p.panel && q * p.panel + j < N; ++j) {
+        const int64_t n = q * p.panel + j;
+        dst[j] = trans ? B[n * ldb + k] : B[k * ldb + n];
+      }
+    }
+  return p;
+}
+
+void gemm_packed(Context& ctx, int64_t M, const float* A, int64_t lda, const PackedMatrix& B,
+                 const float* bias, bool accumulate, float* C, int64_t ldc) {
+  if (M < 0) throw Error("gemm_packed: negative row count");
+  if (M == 0 || B.N == 0) return;
+  if (B.panel != HWY_DYNAMIC_DISPATCH(cpu::PanelWidth)())
+    throw Error("gemm_packed: the matrix was packed for another SIMD target");
+  CallScope scope(ctx);
+  const int64_t panels = (B.N + B.panel - 1) / B.panel;
+  const int64_t row_block = HWY_DYNAMIC_DISPATCH(cpu::RowBlock)();
+  auto block = [&](int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
+    HWY_DYNAMIC_DISPATCH(cpu::Block)
+    (A, lda, B.data.ptr(), B.K, B.N, bias, accumulate, C, ldc, r0, r1, p0, p1);
+  };
+  // Threads take whole row blocks when there are enough, else whole panels; below about 2^18
+  // multiply-adds the threads' start costs more than they save. Either way each element is one
+  // kernel call's dot product, so the split does not change the bits.
+  const int64_t row_blocks = (M + row_block - 1) / row_block;
+  const int64_t madds = M * B.K * panels * B.panel;
+  const int64_t threads = madds < (int64_t{1} << 18) ? 1 : ctx.threads;
+  if (row_blocks >= 2 * threads) {
+    parallel_for(ctx, std::min(threads, row_blocks), [&](int64_t t) {
+      const Range r = static_range(row_blocks, static_cast<int>(t),
+                                   static_cast<int>(std::min(threads, row_blocks)));
+      block(r.begin * row_block, std::min(M, r.end * row_block), 0, panels);
+    });
+  } else {
+    const int64_t parts = std::min(threads, panels);
+    parallel_for(ctx, parts, [&](int64_t t) {
+      const Range p = static_range(panels, static_cast<int>(t), static_cast<int>(parts));
+      block(0, M, p.begin, p.end);
+    });
+  }
+}
+
+}  // namespace fff
+#endif
