@@ -448,11 +448,12 @@ std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchAr
     return s;
   };
   // One process per thread count, with the BLAS pool pinned too: torch.set_num_threads alone
-  // leaves OpenBLAS's own threads on every core.
+  // leaves OpenBLAS's own threads on every core; OpenMP's threads wait passively, or on a small
+  // machine they spin against OpenBLAS's pool (Debian's torch: 2-thread runs 1.5-3x slower).
   for (int threads : a.threads) {
     const std::string t = std::to_string(threads);
     const std::string cmd = "OMP_NUM_THREADS=" + t + " OPENBLAS_NUM_THREADS=" + t +
-                            " MKL_NUM_THREADS=" + t + " " + a.python + " '" + script + "' " +
+                            " MKL_NUM_THREADS=" + t + " OMP_WAIT_POLICY=PASSIVE " + a.python + " '" + script + "' " +
                             model_args + " --seq " + std::to_string(a.seq) + " --batches " +
                             join(a.batches) + " --thread-list " + t + " --repeats " +
                             std::to_string(a.repeats) + " --json 2>/dev/null";
@@ -673,7 +674,8 @@ int run_model_bench(const BertBenchArgs& a) {
         if (!torch_version.empty()) {
           j["pytorch_version"] = torch_version;
           j["pytorch_settings"] = {{"env", "OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=MKL_NUM_THREADS=" +
-                                               std::to_string(threads)},
+                                               std::to_string(threads) +
+                                               " OMP_WAIT_POLICY=PASSIVE"},
                                    {"torch_num_threads", threads}};
         }
         if (with_ort) {
