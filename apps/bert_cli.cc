@@ -449,7 +449,7 @@ std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchAr
   };
   // One process per thread count, with the BLAS pool pinned too: torch.set_num_threads alone
   // leaves OpenBLAS's own threads on every core; OpenMP's threads wait passively, or on a small
-  // machine they spin against OpenBLAS's pool (Debian's torch: 2-thread runs 1.5-3x slower).
+  // machine they spin against OpenBLAS's pool and make its 2-thread figures unfairly slow.
   for (int threads : a.threads) {
     const std::string t = std::to_string(threads);
     const std::string cmd = "OMP_NUM_THREADS=" + t + " OPENBLAS_NUM_THREADS=" + t +
