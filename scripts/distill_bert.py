@@ -171,13 +171,15 @@ def main():
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--checkpoint-every", type=int, default=250)
     ap.add_argument("--resume", action="store_true", help="go on from OUT.ckpt")
+    ap.add_argument("--stop-after", type=int, metavar="N",
+                    help="stop after N steps of this run, leaving the checkpoint (for --resume)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--fff", default=os.environ.get("FFF_CLI", os.path.join(ROOT, "build", "fff")))
     ap.add_argument("--json", help="write the run's record here")
     a = ap.parse_args()
-    for flag in ("steps", "batch", "threads", "eval_every", "checkpoint_every"):
-        if getattr(a, flag) < 1:
+    for flag in ("steps", "batch", "threads", "eval_every", "checkpoint_every", "stop_after"):
+        if getattr(a, flag) is not None and getattr(a, flag) < 1:
             sys.exit(f"error: --{flag.replace('_', '-')} must be at least 1")
     if not a.lr > 0:
         sys.exit("error: --lr must be positive")
@@ -216,8 +218,11 @@ def main():
         print(f"held-out cosine before distillation: {record['heldout'][-1]['cosine']:.4f}",
               file=sys.stderr)
 
+    # Time and tokens of earlier runs of a resumed distillation are carried in the record.
     t0, tokens, last_print, first_step = time.monotonic(), 0, 0.0, step
-    while step < a.steps:
+    prior_seconds, prior_tokens = record.get("seconds", 0.0), record.get("tokens", 0)
+    stop = min(a.steps, step + a.stop_after) if a.stop_after else a.steps
+    while step < stop:
         x, mask = batch_of(train, rng.integers(0, len(train), a.batch))
         loss, cos, hidden = d.loss(x, mask)
         d.opt.zero_grad(set_to_none=True)
@@ -236,14 +241,21 @@ def main():
                   f"held-out cos {h['cosine']:.4f} (step {h['step']})  {tokens / now:.0f} tok/s  "
                   f"ETA {eta(now / (step - first_step) * (a.steps - step))}  ",
                   end="", file=sys.stderr, flush=True)
-        if step % a.checkpoint_every == 0 and step < a.steps:
+        if (step % a.checkpoint_every == 0 or step == stop) and step < a.steps:
+            record["seconds"] = prior_seconds + time.monotonic() - t0
+            record["tokens"] = prior_tokens + tokens
             atomic_torch_save({"student": d.student.state_dict(), "optimizer": d.opt.state_dict(),
                                "scheduler": d.sched.state_dict(),
                                "sampler": rng.bit_generator.state, "step": step,
                                "record": record}, ckpt)
     print(file=sys.stderr)
-    record["seconds"] = time.monotonic() - t0
-    record["tokens_per_second"] = tokens / max(record["seconds"], 1e-9)
+    if step < a.steps:
+        print(f"stopped at step {step} of {a.steps}; go on with --resume (from {ckpt})",
+              file=sys.stderr)
+        return
+    record["seconds"] = prior_seconds + time.monotonic() - t0
+    record["tokens"] = prior_tokens + tokens
+    record["tokens_per_second"] = record["tokens"] / max(record["seconds"], 1e-9)
     fff.bert.save(d.student, a.out, {
         "distill.steps": step, "distill.mode": a.mode, "distill.init": a.init,
         "distill.heldout_cosine": f"{record['heldout'][-1]['cosine']:.4f}"})
