@@ -7,29 +7,15 @@ import statistics
 import sys
 import time
 
+from bench_args import int_list
+
 
 class UserError(Exception):
     """A problem with the user's input; reported without a traceback."""
 
 
-def int_list(text: str):
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r} must list integers >= 1")
-    return values
-
-
 def id_list(text: str):
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of token ids") from None
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r} must list token ids >= 0")
-    return values
+    return int_list(text, minimum=0, what="token ids")
 
 
 def parse_args(argv):

@@ -13,16 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 
 import bert_reference as br  # noqa: E402
-
-
-def int_list(text: str):
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r} must list integers >= 1")
-    return values
+from bench_args import int_list  # noqa: E402
 
 
 def ff_list(text: str):

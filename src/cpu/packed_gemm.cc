@@ -64,6 +64,10 @@ void Tile(const float* A, int64_t lda, const float* P, int64_t K, const float* b
   }
 }
 
+using TileFn = void (*)(const float*, int64_t, const float*, int64_t, const float*, bool, float*,
+                        int64_t, int64_t);
+constexpr TileFn kTiles[] = {nullptr, Tile<1>, Tile<2>, Tile<3>, Tile<4>, Tile<5>, Tile<6>};
+
 // Rows [r0, r1) of A against panels [p0, p1) of B, 6 rows at a time; rows in blocks of
 // kRowBlock so that a block of A stays in L2 while every panel streams past it.
 constexpr int64_t kRowBlock = 96;
@@ -78,30 +82,9 @@ void Block(const float* A, int64_t lda, const float* packed, int64_t K, int64_t 
       const float* P = packed + p * K * W;
       const int64_t col = p * W, cols = std::min(W, N - col);
       const float* b = bias ? bias + col : nullptr;
-      int64_t r = rb;
-      for (; r + 6 <= re; r += 6)
-        Tile<6>(A + r * lda, lda, P, K, b, accumulate, C + r * ldc + col, ldc, cols);
-      const float* a = A + r * lda;
-      float* c = C + r * ldc + col;
-      switch (re - r) {
-        case 5:
-          Tile<5>(a, lda, P, K, b, accumulate, c, ldc, cols);
-          break;
-        case 4:
-          Tile<4>(a, lda, P, K, b, accumulate, c, ldc, cols);
-          break;
-        case 3:
-          Tile<3>(a, lda, P, K, b, accumulate, c, ldc, cols);
-          break;
-        case 2:
-          Tile<2>(a, lda, P, K, b, accumulate, c, ldc, cols);
-          break;
-        case 1:
-          Tile<1>(a, lda, P, K, b, accumulate, c, ldc, cols);
-          break;
-        default:
-          break;
-      }
+      for (int64_t r = rb; r < re; r += 6)
+        kTiles[std::min<int64_t>(6, re - r)](A + r * lda, lda, P, K, b, accumulate,
+                                             C + r * ldc + col, ldc, cols);
     }
   }
 }
