@@ -428,9 +428,10 @@ void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_
           // pass does not wait on memory.
           if (next_row < next_end) cpu::prefetch_row(x + (next_row++) * c.in, c.in);
           out[i] = y + (r0 + order[start[j] + i]) * c.out;
-          for (int64_t k = 0; k < lw; ++k)
-            h[i * lw + k] = activate(c.act, h[i * lw + k] + m.b1.data[j * lw + k]);
+          for (int64_t k = 0; k < lw; ++k) h[i * lw + k] += m.b1.data[j * lw + k];
         }
+        // The vectorised activation (a scalar erf per value was 8% of a converted MiniLM).
+        activation_forward(ctx, c.act, h.data(), h.data(), cnt * lw);
         // The leaf's output rows serve all of its rows: one small product.
         for (int64_t k = 0; k < lw; ++k) w2_rows[k] = m.w2.row(j * lw + k);
         cpu::cmm_combine_rows(h.data(), lw, lw, w2_rows.data(), c.out, m.b2.row(j), false, false,
