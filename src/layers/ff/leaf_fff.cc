@@ -378,7 +378,11 @@ void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_
   CallScope scope(ctx);
   const auto& c = m.cfg;
   const int64_t n = c.n_nodes(), L = c.n_leaves(), lw = c.leaf_width;
-  const int64_t tile = B >= kStreamingBatch ? kInferTileStreaming : kInferTile;
+  // A batch of fewer than two tiles per thread is cut into one tile per thread, so that a
+  // sentence's 128 tokens keep both threads busy (a row's result does not depend on its tile).
+  const int64_t per_thread = (B + ctx.threads - 1) / ctx.threads;
+  const int64_t tile = B >= kStreamingBatch ? kInferTileStreaming
+                                            : std::clamp<int64_t>(per_thread, 1, kInferTile);
   const int64_t tiles = (B + tile - 1) / tile;
   parallel_region(ctx, static_cast<int>(std::min<int64_t>(tiles, ctx.threads)), [&](Team& team) {
     std::vector<int32_t> key(kInferTile), order(kInferTile), start;
