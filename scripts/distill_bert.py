@@ -4,7 +4,7 @@ to end: the student's feedforward blocks learn to make the dense model's hidden 
 every layer and its sentence embeddings, on real text (docs/minilm.md).
 
     scripts/distill_bert.py models/all-MiniLM-L6-v2.safetensors models/minilm-leaf3.safetensors \\
-        models/minilm-leaf3-distilled.safetensors --steps 3000
+        models/minilm-leaf3-distilled.safetensors
 
 The student is the converted file as an fff.bert.Bert (PyTorch attention, fff's LeafFFF kernels
 for the blocks); only its feedforward blocks train (with --train ff+norms also the norms after
@@ -159,9 +159,9 @@ def main():
     ap.add_argument("student", help="the converted fff-bert file with leaf-fff blocks")
     ap.add_argument("out", help="where to write the distilled model (atomically)")
     ap.add_argument("--texts", help="training texts, one per line (default: fortune split)")
-    ap.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
+    ap.add_argument("--steps", type=int, default=2400, help="optimiser steps (default 2400)")
     ap.add_argument("--batch", type=int, default=32, help="sentences per step (default 32)")
-    ap.add_argument("--lr", type=float, default=1e-4, help="peak Adam learning rate (1e-4)")
+    ap.add_argument("--lr", type=float, default=1e-3, help="peak Adam learning rate (1e-3)")
     ap.add_argument("--mode", choices=("hard", "soft"), default="hard")
     ap.add_argument("--hardening", type=float, default=0.1, help="soft: entropy weight (0.1)")
     ap.add_argument("--train", choices=("ff", "ff+norms", "layers"), default="ff")
