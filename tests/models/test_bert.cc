@@ -624,3 +624,21 @@ TEST(BertLeaf, LoadRejectsWrongLeafTensorsAndConfigs) {
   check(
       "act.safetensors", [](auto& g) { g.metadata["activation"] = "relu"; }, "activation");
 }
+
+TEST(Bert, PackedAttentionProductsMatchTheUnpackedPath) {
+  // bert_prepare_inference packs qkv and out; a model whose packs are cleared multiplies by the
+  // tensors through OpenBLAS. Both architectures, with padding.
+  for (fff::BertArch arch : {fff::BertArch::crammed, fff::BertArch::bert}) {
+    fff::BertConfig c =
+        arch == fff::BertArch::bert ? post_norm_config() : small_config(fff::FFKind::ff);
+    fff::BertModel packed = fff::make_random_bert(c, 41);
+    fff::BertModel plain = packed;
+    for (fff::BertLayer& L : plain.layers) L.qkv_packed = L.out_packed = fff::PackedMatrix();
+    const auto ids = random_ids(3 * 7, c.vocab, 8);
+    std::vector<uint8_t> mask(3 * 7, 1);
+    mask[6] = mask[13] = mask[12] = 0;
+    const auto a = encode(packed, ids, &mask, 3, 7), b = encode(plain, ids, &mask, 3, 7);
+    for (float v : a) ASSERT_TRUE(std::isfinite(v));
+    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 2e-5) << fff::bert_arch_name(arch);
+  }
+}
