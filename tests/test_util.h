@@ -16,8 +16,28 @@
 #include "fff/layers/activation.h"
 #include "fff/layers/ff/ff_block.h"
 #include "fff/layers/ff/neuron_fff.h"
+#include "fff/models/bert.h"
 
 namespace fff_test {
+
+// A small original (post-norm) BERT, as all-MiniLM-L6-v2 is, with a made-up vocabulary of 40
+// tokens ("the capital of france is paris ." and tok12 ... tok39) and L2-normalised sentence
+// embeddings of at most `sentence_max_len` tokens.
+inline fff::BertModel small_sentence_model(int64_t hidden, int64_t heads, int64_t max_seq,
+                                           int64_t ff_width, int64_t sentence_max_len,
+                                           uint64_t seed) {
+  fff::BertConfig c;
+  c.arch = fff::BertArch::bert;
+  c.hidden = hidden, c.layers = 2, c.heads = heads, c.vocab = 40, c.max_seq = max_seq;
+  c.ff.kind = fff::FFKind::ff, c.ff.width = ff_width, c.ff.output_bias = true;
+  fff::BertModel m = fff::make_random_bert(c, seed);
+  std::string v = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncapital\nof\nfrance\nis\nparis\n.";
+  for (int i = 12; i < 40; ++i) v += "\ntok" + std::to_string(i);
+  m.vocab_text = v;
+  m.normalize_embeddings = true;
+  m.sentence_max_len = sentence_max_len;
+  return m;
+}
 
 // Every field of two feedforward block configs is equal.
 inline void expect_same_ff_config(const fff::FFConfig& a, const fff::FFConfig& b) {

@@ -19,6 +19,7 @@
 
 #include "fff/models/bert.h"
 #include "temp_dir.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -647,16 +648,7 @@ TEST(CliBert, ClearErrors) {
 // A small original (post-norm) BERT, as all-MiniLM-L6-v2 is, whose file asks for L2-normalised
 // embeddings of at most 6 tokens.
 std::string write_post_norm_model(const TempDir& dir) {
-  fff::BertConfig c;
-  c.arch = fff::BertArch::bert;
-  c.hidden = 32, c.layers = 2, c.heads = 4, c.vocab = 40, c.max_seq = 24;
-  c.ff.kind = fff::FFKind::ff, c.ff.width = 48, c.ff.output_bias = true;
-  fff::BertModel m = fff::make_random_bert(c, 4);
-  std::string v = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncapital\nof\nfrance\nis\nparis\n.";
-  for (int i = 12; i < 40; ++i) v += "\ntok" + std::to_string(i);
-  m.vocab_text = v;
-  m.normalize_embeddings = true;
-  m.sentence_max_len = 6;
+  const fff::BertModel m = fff_test::small_sentence_model(32, 4, 24, 48, 6, 4);
   const std::string path = dir.file("post_norm.safetensors");
   fff::save_bert(m, path);
   return path;

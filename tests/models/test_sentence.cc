@@ -14,23 +14,14 @@
 #include "fff/models/bert.h"
 #include "fff/models/sentence.h"
 #include "fff/text/wordpiece.h"
+#include "test_util.h"
 
 namespace {
 
 // A small post-norm BERT (as all-MiniLM-L6-v2) with a made-up vocabulary, sentences of at most
 // 8 tokens.
 fff::BertModel small_model() {
-  fff::BertConfig c;
-  c.arch = fff::BertArch::bert;
-  c.hidden = 24, c.layers = 2, c.heads = 3, c.vocab = 40, c.max_seq = 16;
-  c.ff.kind = fff::FFKind::ff, c.ff.width = 40, c.ff.output_bias = true;
-  fff::BertModel m = fff::make_random_bert(c, 31);
-  std::string v = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncapital\nof\nfrance\nis\nparis\n.";
-  for (int i = 12; i < 40; ++i) v += "\ntok" + std::to_string(i);
-  m.vocab_text = v;
-  m.normalize_embeddings = true;
-  m.sentence_max_len = 8;
-  return m;
+  return fff_test::small_sentence_model(24, 3, 16, 40, 8, 31);
 }
 
 std::vector<std::string> some_texts(int n) {
