@@ -73,7 +73,7 @@ set xlabel 'feedforward neurons per token (1536 / 2^D; dense: 1536)'
 set ylabel 'quality on 1,000 evaluation sentences'
 set logscale x 2
 set xtics (96, 192, 384)
-set key bottom right
+set key top left
 plot {', '.join(points)}
 unset multiplot
 """
