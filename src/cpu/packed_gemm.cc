@@ -9,6 +9,7 @@
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "cpu/packed_gemm.cc"
+#include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // re-includes this file once per target
 #include <hwy/highway.h>
 
@@ -23,15 +24,19 @@ int64_t PanelWidth() {
 }
 
 // R rows of A (R <= 6) against one panel P (K, 2 vectors): acc = sum over k of A[r][k] P[k],
-// then the epilogue adds bias and C as asked and stores the first `cols` columns.
+// then the epilogue adds bias and C as asked and stores the first `cols` columns. The first
+// pf_lines steps also request one cache line each of pf: this tile's share of the next panel,
+// so that weights coming from L3 (an encoder's are tens of MB) arrive while this panel computes
+// (16 rows against 16 products of 384 x 1536 in turn: 93 -> 129 GFLOP/s). The prefetching steps
+// are a loop of their own: a test inside the one loop halved the kernel's speed.
 template <int R>
 void Tile(const float* A, int64_t lda, const float* P, int64_t K, const float* bias,
-          bool accumulate, float* C, int64_t ldc, int64_t cols) {
+          bool accumulate, float* C, int64_t ldc, int64_t cols, const float* pf, int64_t pf_lines) {
   const D d;
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
   V acc[R][2];
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = hn::Zero(d);
-  for (int64_t k = 0; k < K; ++k) {
+  auto step = [&](int64_t k) HWY_ATTR {
     const V b0 = hn::LoadU(d, P + k * 2 * L);
     const V b1 = hn::LoadU(d, P + k * 2 * L + L);
     for (int r = 0; r < R; ++r) {
@@ -39,7 +44,13 @@ void Tile(const float* A, int64_t lda, const float* P, int64_t K, const float* b
       acc[r][0] = hn::MulAdd(a, b0, acc[r][0]);
       acc[r][1] = hn::MulAdd(a, b1, acc[r][1]);
     }
+  };
+  const int64_t pk = std::min(K, pf_lines);
+  for (int64_t k = 0; k < pk; ++k) {
+    hwy::Prefetch(pf + 16 * k);
+    step(k);
   }
+  for (int64_t k = pk; k < K; ++k) step(k);
   if (cols == 2 * L) {
     for (int r = 0; r < R; ++r)
       for (int h = 0; h < 2; ++h) {
@@ -65,7 +76,7 @@ void Tile(const float* A, int64_t lda, const float* P, int64_t K, const float* b
 }
 
 using TileFn = void (*)(const float*, int64_t, const float*, int64_t, const float*, bool, float*,
-                        int64_t, int64_t);
+                        int64_t, int64_t, const float*, int64_t);
 constexpr TileFn kTiles[] = {nullptr, Tile<1>, Tile<2>, Tile<3>, Tile<4>, Tile<5>, Tile<6>};
 
 // Rows [r0, r1) of A against panels [p0, p1) of B, 6 rows at a time; rows in blocks of
@@ -82,9 +93,15 @@ void Block(const float* A, int64_t lda, const float* packed, int64_t K, int64_t 
       const float* P = packed + p * K * W;
       const int64_t col = p * W, cols = std::min(W, N - col);
       const float* b = bias ? bias + col : nullptr;
-      for (int64_t r = rb; r < re; r += 6)
-        kTiles[std::min<int64_t>(6, re - r)](A + r * lda, lda, P, K, b, accumulate,
-                                             C + r * ldc + col, ldc, cols);
+      // The next panel's cache lines (16 floats each), split between this panel's tiles so the
+      // requests spread over the whole panel's time.
+      const int64_t tiles = (re - rb + 5) / 6;
+      const int64_t lines = p + 1 < p1 ? K * W / 16 : 0;
+      const int64_t share = std::min(K, (lines + tiles - 1) / tiles);
+      for (int64_t r = rb, t = 0; r < re; r += 6, ++t)
+        kTiles[std::min<int64_t>(6, re - r)](
+            A + r * lda, lda, P, K, b, accumulate, C + r * ldc + col, ldc, cols,
+            P + K * W + 16 * t * share, std::clamp<int64_t>(lines - t * share, 0, share));
     }
   }
 }
