@@ -17,6 +17,7 @@
 #include "cli_util.h"
 #include "fff/core/common.h"
 #include "fff/core/context.h"
+#include "fff/cpu/simd.h"
 #include "fff/io/atomic_file.h"
 #include "fff/models/bert.h"
 #include "fff/models/bert_convert.h"
@@ -453,10 +454,10 @@ std::map<std::pair<int64_t, int>, double> pytorch_tokens_per_s(const BertBenchAr
   for (int threads : a.threads) {
     const std::string t = std::to_string(threads);
     const std::string cmd = "OMP_NUM_THREADS=" + t + " OPENBLAS_NUM_THREADS=" + t +
-                            " MKL_NUM_THREADS=" + t + " OMP_WAIT_POLICY=PASSIVE " + a.python + " '" + script + "' " +
-                            model_args + " --seq " + std::to_string(a.seq) + " --batches " +
-                            join(a.batches) + " --thread-list " + t + " --repeats " +
-                            std::to_string(a.repeats) + " --json 2>/dev/null";
+                            " MKL_NUM_THREADS=" + t + " OMP_WAIT_POLICY=PASSIVE " + a.python +
+                            " '" + script + "' " + model_args + " --seq " + std::to_string(a.seq) +
+                            " --batches " + join(a.batches) + " --thread-list " + t +
+                            " --repeats " + std::to_string(a.repeats) + " --json 2>/dev/null";
     std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(cmd.c_str(), "r"), ::pclose);
     if (!pipe) continue;
     char buf[4096];
@@ -659,6 +660,7 @@ int run_model_bench(const BertBenchArgs& a) {
       if (a.json) {
         json j = {{"benchmark", "bert-model"},
                   {"model", a.model},
+                  {"simd", fff::simd_target()},
                   {"arch", fff::bert_arch_name(c.arch)},
                   {"describe", c.describe()},
                   {"seq", a.seq},
@@ -673,10 +675,10 @@ int run_model_bench(const BertBenchArgs& a) {
         if (t_tps > 0) j["fff_vs_pytorch"] = tps / t_tps;
         if (!torch_version.empty()) {
           j["pytorch_version"] = torch_version;
-          j["pytorch_settings"] = {{"env", "OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=MKL_NUM_THREADS=" +
-                                               std::to_string(threads) +
-                                               " OMP_WAIT_POLICY=PASSIVE"},
-                                   {"torch_num_threads", threads}};
+          j["pytorch_settings"] = {
+              {"env", "OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=MKL_NUM_THREADS=" +
+                          std::to_string(threads) + " OMP_WAIT_POLICY=PASSIVE"},
+              {"torch_num_threads", threads}};
         }
         if (with_ort) {
           j["ort_tokens_per_s"] = o_tps;
@@ -788,6 +790,7 @@ int run_bert_bench(const BertBenchArgs& a) {
       const double t_tps = it == torch.end() ? 0.0 : it->second;
       if (a.json) {
         json j = {{"benchmark", "bert"},
+                  {"simd", fff::simd_target()},
                   {"layers", a.layers},
                   {"hidden", a.hidden},
                   {"heads", a.heads},

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -16,6 +17,7 @@
 #include "bert_cli.h"
 #include "cli_util.h"
 #include "fff/core/context.h"
+#include "fff/cpu/simd.h"
 #include "fff/io/data.h"
 #include "fff/models/classifier.h"
 #include "fff/training/train.h"
@@ -748,7 +750,8 @@ int main(int argc, char** argv) {
       "fff: fast feedforward networks. Train, evaluate and inspect dense FF, leaf FFF and "
       "neuron FFF classifiers, benchmark FFF inference against dense FF, train byte-level QRNN + "
       "FFF language models, and run UltraFastBERT / crammedBERT encoders.\nRun 'fff COMMAND "
-      "--help' for the options of each command."};
+      "--help' for the options of each command. Environment: FFF_SIMD=avx2 (avx3_dl, avx3, sse4, "
+      "ssse3) limits the SIMD instruction set the kernels use."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "fff " FFF_VERSION_STRING);
   TrainArgs train_args;
@@ -772,6 +775,15 @@ int main(int argc, char** argv) {
     return app.exit(err);
   }
   try {
+    // FFF_SIMD=avx2 (or avx3, sse4, ...): the kernels use that instruction set at most, e.g. to
+    // time the AVX2 path on an AVX-512 machine.
+    if (const char* simd = std::getenv("FFF_SIMD"); simd && *simd) {
+      try {
+        fff::restrict_simd(simd);
+      } catch (const fff::Error& e) {
+        throw fff::Error(std::string("FFF_SIMD: ") + e.what());
+      }
+    }
     if (*train)
       return with_flag_names([&] {
         check_train_flags(train_args, *train);

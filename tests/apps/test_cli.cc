@@ -800,3 +800,21 @@ TEST(CliBert, BenchBertJsonHasEveryFieldOnTinyShapes) {
   }
   EXPECT_EQ(n, 2) << r;
 }
+
+// FFF_SIMD limits the kernels' instruction set (here to AVX2, if the CPU has it); a bad name is
+// a clear error before any work.
+TEST(CliSimd, EnvironmentRestrictsTheInstructionSetAndRefusesUnknownNames) {
+  ::setenv("FFF_SIMD", "neon", 1);
+  const Result bad = run_cli({"info", "missing.safetensors"});
+  EXPECT_EQ(bad.code, 1) << bad;
+  EXPECT_TRUE(contains(bad.err, "FFF_SIMD: unknown SIMD target 'neon'")) << bad;
+  ::setenv("FFF_SIMD", "avx2", 1);
+  const Result r =
+      run_cli({"bench", "bert", "--python", "none", "--layers", "1", "--hidden", "32", "--heads",
+               "2", "--seq", "8", "--batches", "1", "--threads", "1", "--repeats", "1", "--json"});
+  ::unsetenv("FFF_SIMD");
+  if (r.code == 0)
+    EXPECT_TRUE(contains(r.out, "\"simd\":\"AVX2\"")) << r;
+  else
+    EXPECT_TRUE(contains(r.err, "FFF_SIMD: SIMD target 'avx2' is not supported")) << r;
+}
