@@ -78,6 +78,26 @@ void expect_load_error(const std::string& path, const std::string& needle) {
   }
 }
 
+// Saves a model, then rewrites its file with one edit at a time: load_bert must refuse each
+// edited file with an error naming `needle` and the file.
+class EditedFileCheck {
+ public:
+  EditedFileCheck(TempDir& dir, const fff::BertModel& m) : dir_(dir) {
+    fff::save_bert(m, dir.file("good.safetensors"));
+    good_ = fff::load_safetensors(dir.file("good.safetensors"));
+  }
+  template <class Edit>
+  void operator()(const std::string& name, Edit edit, const std::string& needle) const {
+    fff::SafetensorsFile g = good_;
+    edit(g);
+    expect_load_error(write_file(dir_, name, g), needle);
+  }
+
+ private:
+  TempDir& dir_;
+  fff::SafetensorsFile good_;
+};
+
 // Two random sequences of S and L < S tokens in one batch, the second padded to S: each real
 // row equals its sequence encoded alone. Returns the batch, its mask and its hidden states.
 struct PaddedRun {
@@ -311,15 +331,7 @@ TEST(BertPostNorm, SaveLoadRoundTripKeepsArchAndOutputs) {
 
 TEST(BertPostNorm, LoadRejectsWrongFilesNamingTheProblem) {
   TempDir dir;
-  const fff::BertModel m = fff::make_random_bert(post_norm_config(), 22);
-  const std::string good = dir.file("good.safetensors");
-  fff::save_bert(m, good);
-  const fff::SafetensorsFile f = fff::load_safetensors(good);
-  auto check = [&](const std::string& name, auto edit, const std::string& needle) {
-    fff::SafetensorsFile g = f;
-    edit(g);
-    expect_load_error(write_file(dir, name, g), needle);
-  };
+  const EditedFileCheck check(dir, fff::make_random_bert(post_norm_config(), 22));
   check(
       "bias.safetensors", [](auto& g) { g.tensors.erase("layers.0.attn.qkv_bias"); },
       "layers.0.attn.qkv_bias");
@@ -599,15 +611,8 @@ TEST(BertLeaf, LeafOfDepthZeroEqualsDenseFeedforward) {
 
 TEST(BertLeaf, LoadRejectsWrongLeafTensorsAndConfigs) {
   TempDir dir;
-  const fff::BertModel m = fff::make_random_bert(leaf_config_of(fff::BertArch::bert, 2, 5), 35);
-  const std::string good = dir.file("good.safetensors");
-  fff::save_bert(m, good);
-  const fff::SafetensorsFile f = fff::load_safetensors(good);
-  auto check = [&](const std::string& name, auto edit, const std::string& needle) {
-    fff::SafetensorsFile g = f;
-    edit(g);
-    expect_load_error(write_file(dir, name, g), needle);
-  };
+  const EditedFileCheck check(dir,
+                              fff::make_random_bert(leaf_config_of(fff::BertArch::bert, 2, 5), 35));
   check(
       "w1.safetensors",
       [](auto& g) {
