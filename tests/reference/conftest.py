@@ -28,3 +28,23 @@ def minilm_fff_file(minilm_dir, tmp_path_factory):
     subprocess.run([sys.executable, os.path.join(source, "scripts", "convert_bert.py"), minilm_dir,
                     out], check=True, capture_output=True, text=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def fff_cli():
+    """The fff tool ctest points FFF_CLI at (skips without it)."""
+    cli = os.environ.get("FFF_CLI")
+    if not cli or not os.path.exists(cli):
+        pytest.skip("FFF_CLI is not set to the fff tool (ctest sets it)")
+    return cli
+
+
+FORTUNES = "/usr/share/games/fortunes"
+
+
+@pytest.fixture(scope="session")
+def fortunes():
+    """Debian's fortune files, the real text of these checks (skips without them)."""
+    if not os.path.isdir(FORTUNES):
+        pytest.skip(f"{FORTUNES} is missing (Debian's fortunes package)")
+    return FORTUNES

@@ -49,19 +49,11 @@ def converted(minilm_fff_file):
     return minilm_fff_file
 
 
-def fff_cli():
-    cli = os.environ.get("FFF_CLI")
-    if not cli or not os.path.exists(cli):
-        pytest.skip("FFF_CLI is not set to the fff tool (ctest sets it)")
-    return cli
-
-
-def test_embeddings_match_transformers_on_real_text(minilm_dir, converted, tmp_path):
-    if not os.path.isdir(FORTUNES):
-        pytest.skip(f"{FORTUNES} is missing (Debian's fortunes package)")
+def test_embeddings_match_transformers_on_real_text(minilm_dir, converted, fff_cli, fortunes,
+                                                    tmp_path):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    cli = fff_cli()
+    cli = fff_cli
     texts = real_texts()
     assert len(texts) >= 1200, len(texts)
     text_file = tmp_path / "texts.txt"
@@ -112,8 +104,8 @@ def test_embeddings_match_transformers_on_real_text(minilm_dir, converted, tmp_p
     assert diff.max() <= MAX_ABS, f"max abs difference {diff.max():.3g} > {MAX_ABS}"
 
 
-def test_embed_normalises_as_the_file_says_and_fill_mask_refuses(converted):
-    cli = fff_cli()
+def test_embed_normalises_as_the_file_says_and_fill_mask_refuses(converted, fff_cli):
+    cli = fff_cli
     out = subprocess.run([cli, "bert", "embed", converted, "--text", "A short sentence."],
                          check=True, capture_output=True, text=True).stdout
     v = np.array(json.loads(out))

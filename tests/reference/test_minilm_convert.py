@@ -20,12 +20,8 @@ def dense_model(minilm_fff_file):
     return minilm_fff_file
 
 
-def test_depth_2_conversion_keeps_embeddings_close(dense_model, tmp_path):
-    cli = os.environ.get("FFF_CLI")
-    if not cli or not os.path.exists(cli):
-        pytest.skip("FFF_CLI is not set to the fff tool (ctest sets it)")
-    if not os.path.isdir("/usr/share/games/fortunes"):
-        pytest.skip("no Debian fortunes")
+def test_depth_2_conversion_keeps_embeddings_close(dense_model, fff_cli, fortunes, tmp_path):
+    cli = fff_cli
     source = os.environ.get("FFF_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
     out = tmp_path / "quality.json"
     r = subprocess.run([sys.executable, os.path.join(source, "scripts", "minilm_quality.py"),

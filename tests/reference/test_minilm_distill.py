@@ -16,12 +16,8 @@ SCRIPTS = os.path.join(SOURCE, "scripts")
 
 
 @pytest.fixture(scope="module")
-def setup(minilm_fff_file, tmp_path_factory):
-    cli = os.environ.get("FFF_CLI")
-    if not cli or not os.path.exists(cli):
-        pytest.skip("FFF_CLI is not set to the fff tool (ctest sets it)")
-    if not os.path.isdir("/usr/share/games/fortunes"):
-        pytest.skip("no Debian fortunes")
+def setup(minilm_fff_file, fff_cli, fortunes, tmp_path_factory):
+    cli = fff_cli
     d = tmp_path_factory.mktemp("distill")
     sys.path.insert(0, SCRIPTS)
     import minilm_quality
