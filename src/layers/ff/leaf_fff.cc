@@ -85,6 +85,7 @@ double hard_forward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFFWei
   const int64_t n = c.n_nodes(), L = c.n_leaves(), W = c.training_width(), lw = c.leaf_width;
   cache.q.reshape({B, n});
   cache.p.reshape({B, n});
+  cache.mass.reshape({B, n});
   if (n > 0) {
     gemm(ctx, false, true, B, n, c.in, 1.0f, x, c.in, w.nodes_w, c.in, 0.0f, cache.q.ptr(), n);
     parallel_for(ctx, B, [&](int64_t r) {
@@ -96,8 +97,7 @@ double hard_forward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFFWei
   parallel_for(ctx, B, [&](int64_t r) {
     const float* z = cache.q.row(r);
     float* entropies = cache.p.row(r);
-    std::vector<float> sig(static_cast<size_t>(n));
-    cpu::sigmoid_entropy(z, sig.data(), entropies, n, kClampLogit, kClampedEntropy);
+    cpu::sigmoid_entropy(z, cache.mass.row(r), entropies, n, kClampLogit, kClampedEntropy);
     double entropy = 0.0;
     for (int64_t i = 0; i < n; ++i) entropy += entropies[i];
     row_entropy[static_cast<size_t>(r)] = entropy;

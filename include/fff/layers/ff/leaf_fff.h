@@ -63,7 +63,8 @@ struct LeafFFFContext {
   std::vector<uint8_t> flips;
   // Hardened training runs each row through its own leaf only (1/L of the soft mixture's work):
   // rows grouped by leaf, leaf j's rows order[leaf_begin[j] .. leaf_begin[j + 1]). Then zc
-  // holds (B, leaf_width) grouped pre-activations, h their activations, q the node logits.
+  // holds (B, leaf_width) grouped pre-activations, h their activations, q the node logits, p
+  // their entropies and mass their sigmoids (B, n_nodes).
   std::vector<int64_t> order, leaf_begin;
   Tensor xg;  // (B, in) x's rows in that order
 };
