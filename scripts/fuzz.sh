@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Builds fff's libFuzzer targets (fuzz/, clang + libFuzzer + ASan/UBSan) into build-fuzz/ and runs
+# each for SECONDS (default 60), starting from the seeds fff's own writers make and the checked-in
+# corpus fuzz/corpus/TARGET. Findings (crash-*, leak-*, oom-*, timeout-*) go to
+# build-fuzz/findings/TARGET/; a summary line per target (executions, coverage, findings) to
+# build-fuzz/summary.tsv.
+#
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET ...]     e.g. scripts/fuzz.sh 600 bert idx
+# Environment: FUZZ_JOBS=N runs N targets at a time (default 1); FUZZ_MERGE=1 afterwards merges
+# what each run found that adds coverage into fuzz/corpus/TARGET (the corpus CI replays).
+#
+# Limits: an input's run may take at most 10 s (-timeout), the process 2 GB of memory
+# (-rss_limit_mb, also the largest single allocation: -malloc_limit_mb); beyond is a finding.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+shift || true
+if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
+  echo "scripts/fuzz.sh: SECONDS must be a positive whole number, not '$seconds'" >&2
+  exit 2
+fi
+if ! command -v clang++ >/dev/null || ! [ -d /usr/lib/llvm-14/lib/clang ] ||
+   ! compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" >/dev/null; then
+  echo "scripts/fuzz.sh needs clang and libFuzzer: sudo apt-get install clang libfuzzer-14-dev" >&2
+  exit 1
+fi
+
+build=build-fuzz
+if [ ! -f $build/build.ninja ]; then
+  CC=clang CXX=clang++ cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DFFF_FUZZ=ON -DFFF_TESTS=OFF -DFFF_CLI=OFF -DFFF_BENCH=OFF -DFFF_PYTHON=OFF \
+    -DFFF_INSTALL=OFF >&2
+fi
+cmake --build $build >&2
+
+all=$(cd fuzz && ls fuzz_*.cc | sed 's/^fuzz_//; s/\.cc$//')
+targets=${*:-$all}
+for t in $targets; do
+  [ -f "fuzz/fuzz_$t.cc" ] || { echo "scripts/fuzz.sh: no fuzz target '$t' (targets: $(echo $all))" >&2; exit 2; }
+done
+
+rm -rf $build/seeds && $build/fuzz/fuzz_make_seeds $build/seeds >&2
+
+dict_of() {
+  case $1 in
+    safetensors | classifier | lm_checkpoint | bert) echo fuzz/safetensors.dict ;;
+    vocab | tokenize) echo fuzz/wordpiece.dict ;;
+  esac
+}
+
+run_one() {
+  local t=$1
+  local work=$build/corpus/$t findings=$build/findings/$t log=$build/logs/$t.log
+  mkdir -p "$work" "$findings" "$(dirname "$log")"
+  local inputs=("$work")
+  [ -d "$build/seeds/$t" ] && inputs+=("$build/seeds/$t")
+  [ -d "fuzz/corpus/$t" ] && inputs+=("fuzz/corpus/$t")
+  local dict
+  dict=$(dict_of "$t")
+  # -fork would survive findings and keep going; a plain run stops at the first, which is what
+  # we want to see and fix.
+  set +e
+  "$build/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    -malloc_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$findings/" \
+    ${dict:+-dict=$dict} "${inputs[@]}" >"$log" 2>&1
+  local rc=$?
+  set -e
+  local execs cov ft
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
+  ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
+  local found
+  found=$(find "$findings" -type f | wc -l)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$seconds" "${execs:-0}" "${cov:-0}" "${ft:-0}" \
+    "$found" "$rc" >>$build/summary.tsv
+  echo "$t: ${seconds} s, ${execs:-0} executions, coverage ${cov:-0} edges (${ft:-0} features), $found finding(s), exit $rc (log $log)"
+  if [ "${FUZZ_MERGE:-0}" = 1 ]; then
+    mkdir -p "fuzz/corpus/$t"
+    "$build/fuzz/fuzz_$t" -merge=1 -rss_limit_mb=2048 -malloc_limit_mb=2048 "fuzz/corpus/$t" \
+      "$work" ${build}/seeds/$t >>"$log.merge" 2>&1 || echo "$t: merge failed (see $log.merge)" >&2
+  fi
+}
+
+[ -f $build/summary.tsv ] ||
+  printf 'target\tseconds\texecutions\tcoverage\tfeatures\tfindings\texit\n' >$build/summary.tsv
+export -f run_one dict_of
+export build seconds
+printf '%s\n' $targets | xargs -P "${FUZZ_JOBS:-1}" -I{} bash -c 'run_one {}'
