@@ -25,7 +25,8 @@ inline std::string input_file(std::string_view data, const std::string& tag = "i
   const std::string path =
       std::string(dir) + "/fff-fuzz-" + std::to_string(getpid()) + "-" + tag + suffix;
   std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f || std::fwrite(data.data(), 1, data.size(), f) != data.size() || std::fclose(f) != 0) {
+  if (!f || (!data.empty() && std::fwrite(data.data(), 1, data.size(), f) != data.size()) ||
+      std::fclose(f) != 0) {
     std::perror(path.c_str());
     std::abort();  // not a finding of the target: the fuzzing machine cannot write its input
   }

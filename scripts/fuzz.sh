@@ -6,6 +6,9 @@
 # build-fuzz/summary.tsv.
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET ...]     e.g. scripts/fuzz.sh 600 bert idx
+# Targets: the fuzz/fuzz_*.cc programs, and `python` (fuzz/fuzz_python.py: the Python package's
+# and scripts/convert_bert.py's readers, fuzzed with atheris from PyPI in build-fuzz/venv over the
+# package in build/python, which scripts/setup.sh builds).
 # Environment: FUZZ_JOBS=N runs N targets at a time (default 1); FUZZ_MERGE=1 afterwards merges
 # what each run found that adds coverage into fuzz/corpus/TARGET (the corpus CI replays).
 #
@@ -33,11 +36,18 @@ if [ ! -f $build/build.ninja ]; then
 fi
 cmake --build $build >&2
 
-all=$(cd fuzz && ls fuzz_*.cc | sed 's/^fuzz_//; s/\.cc$//')
+all="$(cd fuzz && ls fuzz_*.cc | sed 's/^fuzz_//; s/\.cc$//') python"
 targets=${*:-$all}
 for t in $targets; do
-  [ -f "fuzz/fuzz_$t.cc" ] || { echo "scripts/fuzz.sh: no fuzz target '$t' (targets: $(echo $all))" >&2; exit 2; }
+  [[ " $all " == *" $t "* ]] || { echo "scripts/fuzz.sh: no fuzz target '$t' (targets: $(echo $all))" >&2; exit 2; }
 done
+if [[ " $targets " == *" python "* ]]; then
+  [ -f build/python/fff/__init__.py ] || { echo "scripts/fuzz.sh python: build the package first (scripts/setup.sh)" >&2; exit 1; }
+  if ! build-fuzz/venv/bin/python -c "import atheris" 2>/dev/null; then
+    /usr/bin/python3 -m venv --system-site-packages build-fuzz/venv >&2
+    build-fuzz/venv/bin/pip install -q --disable-pip-version-check atheris >&2
+  fi
+fi
 
 rm -rf $build/seeds && $build/fuzz/fuzz_make_seeds $build/seeds >&2
 
@@ -59,8 +69,10 @@ run_one() {
   dict=$(dict_of "$t")
   # -fork would survive findings and keep going; a plain run stops at the first, which is what
   # we want to see and fix.
+  local program=("$build/fuzz/fuzz_$t")
+  [ "$t" = python ] && program=(env PYTHONPATH=build/python "$build/venv/bin/python" fuzz/fuzz_python.py)
   set +e
-  "$build/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  "${program[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -malloc_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$findings/" \
     ${dict:+-dict=$dict} "${inputs[@]}" >"$log" 2>&1
   local rc=$?
@@ -76,8 +88,8 @@ run_one() {
   echo "$t: ${seconds} s, ${execs:-0} executions, coverage ${cov:-0} edges (${ft:-0} features), $found finding(s), exit $rc (log $log)"
   if [ "${FUZZ_MERGE:-0}" = 1 ]; then
     mkdir -p "fuzz/corpus/$t"
-    "$build/fuzz/fuzz_$t" -merge=1 -rss_limit_mb=2048 -malloc_limit_mb=2048 "fuzz/corpus/$t" \
-      "$work" ${build}/seeds/$t >>"$log.merge" 2>&1 || echo "$t: merge failed (see $log.merge)" >&2
+    "${program[@]}" -merge=1 -rss_limit_mb=2048 -malloc_limit_mb=2048 "fuzz/corpus/$t" \
+      "${inputs[@]}" >>"$log.merge" 2>&1 || echo "$t: merge failed (see $log.merge)" >&2
   fi
 }
 
