@@ -40,6 +40,10 @@ sys.path.insert(0, os.path.join(SOURCE, "tests", "python"))
 from bert_files import random_sentence, write_random_bert  # noqa: E402
 
 CLI = os.path.abspath(os.environ.get("FFF_CLI", "build/fff"))
+# The children run elsewhere (cwd /, some as user nobody): the package path made absolute.
+if os.environ.get("PYTHONPATH"):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        os.path.abspath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep))
 KILLS = int(os.environ.get("FFF_CRASH_KILLS", "4"))
 SEED = int(os.environ.get("FFF_CRASH_SEED", str(random.SystemRandom().randrange(1 << 31))))
 print(f"test_crash_safety: FFF_CRASH_SEED={SEED} FFF_CRASH_KILLS={KILLS}", file=sys.stderr)
@@ -85,6 +89,17 @@ def write_idx(path, array):
         f.write(array.tobytes())
 
 
+def readable_by_all(d):
+    """Files under d readable, d and its parents searchable, by user nobody (pytest's temporary
+    root is private: 0700)."""
+    for p in [d, *d.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    for p in d.parents:
+        if str(p) == "/":
+            break
+        os.chmod(p, os.stat(p).st_mode | 0o005)
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """IDX images (28x28, 1000 train / 100 test), a text file, a dense fff-bert model and its
@@ -103,15 +118,10 @@ def inputs(tmp_path_factory):
     dense = d / "dense.safetensors"
     write_random_bert(str(dense), hidden=64, layers=2, heads=4, ff_width=512)
     texts = d / "texts.txt"
-    texts.write_text("\n".join(random_sentence(rng) for _ in range(400)) + "\n")
+    texts.write_text("\n".join(random_sentence(rng) for _ in range(3000)) + "\n")
     short = d / "short.txt"
     short.write_text("\n".join(random_sentence(rng) for _ in range(20)) + "\n")
-    for p in [d, data, *d.rglob("*")]:
-        os.chmod(p, 0o755 if p.is_dir() else 0o644)
-    for p in [d, *d.parents]:  # pytest's temporary root is private (0700)
-        if str(p) == "/":
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o005)
+    readable_by_all(d)
     return {"idx": str(data), "text": str(text), "dense": str(dense), "texts": str(texts),
             "short": str(short)}
 
@@ -190,7 +200,7 @@ def writers(inp):
     def embed_load(path):
         # The reader of these files is numpy: rows of 64 float32.
         size = os.path.getsize(path)
-        assert size in (20 * 64 * 4, 400 * 64 * 4), f"{path}: {size} bytes"
+        assert size in (20 * 64 * 4, 3000 * 64 * 4), f"{path}: {size} bytes"
         assert np.isfinite(np.fromfile(path, dtype="<f4")).all()
 
     return [
@@ -208,7 +218,7 @@ def kill_test(name, start, load, digest, old, new, seconds, directory, target, k
     uniformly in [0, seconds], then check the file. start() returns (process, t0) with t0 the
     moment the write began. Returns the counts."""
     counts = {"kills": 0, "old": 0, "new": 0, "checkpoint": 0, "finished_first": 0,
-              "temp_files_left": 0}
+              "seconds": round(seconds, 3)}
     tag = f"{name} (FFF_CRASH_SEED={SEED})"
     for i in range(KILLS):
         shutil.copyfile(old["path"], target + ".restore")
@@ -240,10 +250,10 @@ def kill_test(name, start, load, digest, old, new, seconds, directory, target, k
             assert digest(out) == new["digest"], f"{where}: checkpoint does not resume to new"
             os.unlink(out)
             counts["checkpoint"] += 1
+        # The writers give their temporary file a name only just before the rename (O_TMPFILE):
+        # a kill in that moment (microseconds) is the one way to leave one behind.
         left = leftovers(directory, keep)
-        counts["temp_files_left"] += len(left)
-        for entry in left:
-            os.unlink(os.path.join(directory, entry))
+        assert not left, f"{where}: temporary files left in {directory}: {left}"
     RESULTS[name] = counts
     print(f"{tag}: {counts}", file=sys.stderr)
     return counts
@@ -290,8 +300,9 @@ def test_sigkill_cli(inputs, tmp_path, index):
 
 # ---- the Python savers, in a child process killed during the save itself ----
 
-# argv: kind, path, variant (0 old, 1 new), an input; prints "ready" once the model is built,
-# saves when a line arrives on stdin, then prints the seconds the save took.
+# argv: kind, path, variant (0 old, 1 new), an input[, "wait"]. With "wait" it prints "ready" once
+# the model is built and saves when a line arrives on stdin; then it prints the seconds the save
+# took.
 SAVER_CHILD = r"""
 import sys, time
 import numpy as np
@@ -313,17 +324,22 @@ else:
     tensors = {f"t{i}": rng.standard_normal((512, 1024 + variant), dtype=np.float32)
                for i in range(8)}
     save = lambda: write_safetensors(path, tensors, {"variant": str(variant)})
-print("ready", flush=True)
-sys.stdin.readline()
+if sys.argv[5:] == ["wait"]:
+    print("ready", flush=True)
+    sys.stdin.readline()
 t0 = time.monotonic()
 save()
 print(time.monotonic() - t0, flush=True)
 """
 
 
+def saver_argv(kind, path, variant, extra):
+    return [sys.executable, "-c", SAVER_CHILD, kind, path, str(variant), extra]
+
+
 def start_saver(kind, path, variant, extra):
     """The child, once its model is built: (process, t0) with t0 when it was told to save."""
-    proc = subprocess.Popen([sys.executable, "-c", SAVER_CHILD, kind, path, str(variant), extra],
+    proc = subprocess.Popen(saver_argv(kind, path, variant, extra) + ["wait"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if line != "ready\n":
@@ -349,8 +365,10 @@ def python_package(inputs, tmp_path_factory):
     if r.returncode != 0:
         pytest.skip("the fff Python package (PYTHONPATH=build/python) or PyTorch is missing: " +
                     r.stderr.strip().splitlines()[-1])
-    big = str(tmp_path_factory.mktemp("bert") / "big.safetensors")
+    d = tmp_path_factory.mktemp("bert")
+    big = str(d / "big.safetensors")
     write_random_bert(big, hidden=256, layers=4, heads=4, ff_width=1024)
+    readable_by_all(d)
     return {"bert": big}
 
 
@@ -396,3 +414,119 @@ def test_sigkill_python(inputs, python_package, tmp_path, kind):
                        ref["old"], ref["new"], ref["new"]["seconds"], str(work), target,
                        ["model.safetensors"], rng)
     assert counts["kills"] + counts["finished_first"] == KILLS
+
+
+# ---- a full disk, a file size limit, a read-only directory, a read-only file system ----
+
+@contextlib.contextmanager
+def mounted_tmpfs(size_bytes):
+    d = tempfile.mkdtemp(prefix="fff-crash-tmpfs-")
+    r = run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0755", "tmpfs", d])
+    if r.returncode != 0:
+        os.rmdir(d)
+        pytest.skip(f"cannot mount a tmpfs (needs root): {r.stderr.strip()}")
+    try:
+        yield d
+    finally:
+        run(["umount", d])
+        os.rmdir(d)
+
+
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def can_run_as_nobody():
+    if os.geteuid() != 0:
+        return "not root: cannot run a command as user nobody"
+    if shutil.which("setpriv") is None:
+        return "no setpriv (util-linux)"
+    r = run(AS_NOBODY + ["true"])
+    return None if r.returncode == 0 else f"setpriv fails: {r.stderr.strip()}"
+
+
+# Each case: what the error must say (any of these), and how the write is hindered.
+CASES = {
+    "full_disk": ("No space left on device",),
+    "file_size_limit": ("File too large",),
+    "read_only_dir": ("Permission denied", "is not writable"),
+    "unreachable_dir": ("Permission denied",),  # inside a directory of mode 0700, not theirs
+    "read_only_mount": ("Read-only file system", "is not writable"),
+}
+CLI_WRITERS = ["fff train --save", "fff lm train --save", "fff bert convert",
+               "fff bert embed --output"]
+PY_SAVERS = ["fff.save", "fff.bert.save", "safetensors_io"]
+
+
+@pytest.fixture(scope="module")
+def old_files(inputs, tmp_path_factory):
+    """Each writer's old file (made once), and how to start its new write to a path."""
+    d = tmp_path_factory.mktemp("old")
+    made = {}
+
+    def get(name, pkg=None):
+        if name not in made:
+            path = str(d / name.replace(" ", "_"))
+            if name in CLI_WRITERS:
+                w = writers(inputs)[CLI_WRITERS.index(name)]
+                check_ok(w.argv("old", path), name)
+                made[name] = (path, lambda target, w=w: w.argv("new", target))
+            else:
+                extra, _ = python_savers(inputs, pkg)[name]
+                run_saver(name, path, 0, extra)
+                made[name] = (path, lambda target: saver_argv(name, target, 1, extra))
+        return made[name]
+
+    return get
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("name", CLI_WRITERS + PY_SAVERS)
+def test_write_refused(request, inputs, old_files, tmp_path, name, case):
+    """The old file in a directory where the new one cannot be written: a non-zero exit, an
+    error naming the path and the reason, the old file as it was, nothing else left there."""
+    pkg = request.getfixturevalue("python_package") if name in PY_SAVERS else None
+    old, new_argv = old_files(name, pkg)
+    old_hash, old_size = file_hash(old), os.path.getsize(old)
+    prefix, preexec = [], None
+    with contextlib.ExitStack() as stack:
+        if case in ("full_disk", "read_only_mount"):
+            # Room for the old file and 64 KiB more: every new file here is larger.
+            d = stack.enter_context(mounted_tmpfs(old_size + 65536))
+        else:
+            d = str(tmp_path / "locked" / "dir")
+            os.makedirs(d)
+        target = os.path.join(d, "model.safetensors")
+        shutil.copyfile(old, target)
+        if case == "file_size_limit":
+            def preexec():
+                resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+        elif case in ("read_only_dir", "unreachable_dir"):
+            why = can_run_as_nobody()
+            if why:
+                pytest.skip(why)
+            os.chmod(target, 0o644)
+            os.chmod(d, 0o555)
+            stack.callback(os.chmod, d, 0o755)
+            # read_only_dir: nobody reaches the directory; unreachable_dir: not even that.
+            os.chmod(os.path.dirname(d), 0o755 if case == "read_only_dir" else 0o700)
+            for p in [str(tmp_path), *map(str, tmp_path.parents)]:
+                if p == "/":
+                    break
+                os.chmod(p, os.stat(p).st_mode | 0o005)
+            prefix = AS_NOBODY
+        elif case == "read_only_mount":
+            r = run(["mount", "-o", "remount,ro", d])
+            if r.returncode != 0:
+                pytest.skip(f"cannot remount read-only: {r.stderr.strip()}")
+        r = subprocess.run(prefix + new_argv(target), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, errors="replace", timeout=120,
+                           preexec_fn=preexec, cwd="/")
+        where = f"{name}, {case}: exit {r.returncode}, stderr {r.stderr[-1500:]!r}"
+        last = r.stderr.strip().splitlines()[-1:] or [""]
+        print(f"{name}, {case}: exit {r.returncode}: {last[0]}", file=sys.stderr)
+        assert r.returncode > 0, where  # an error, not a signal (nor SIGXFSZ)
+        assert target in r.stderr, f"{where}: the path is not named"
+        assert any(m in r.stderr for m in CASES[case]), f"{where}: no {CASES[case]}"
+        assert "internal error" not in r.stderr, where
+        assert file_hash(target) == old_hash, f"{where}: the old file changed"
+        assert leftovers(d, ["model.safetensors"]) == [], f"{where}: files left"
