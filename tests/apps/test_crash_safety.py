@@ -4,18 +4,22 @@
   with its periodic checkpoints, `fff bert convert`, `fff bert embed --output`) and each Python
   saver (fff.save, fff.bert.save, scripts/safetensors_io.py) first writes an "old" file, then
   writes the same path with other settings and is killed after a delay drawn uniformly over that
-  write's uninterrupted run time. Afterwards the path must hold the old file or the completed new
-  one (same bytes as an uninterrupted run; an LM checkpoint of the new run must continue, with
-  --resume, to exactly the uninterrupted run's final file) and load in the commands that use it.
-- A full disk (a 64 KiB tmpfs; RLIMIT_FSIZE) and a read-only directory (mode 0555 for user
-  nobody; a read-only tmpfs): a clear error naming the path, a non-zero exit, the old file
+  write's uninterrupted run time, and again, aimed at the write itself, 0-5 ms after the process
+  opened its file. Afterwards the path must hold the old file or the completed new one (same
+  bytes as an uninterrupted run; an LM checkpoint of the new run must continue, with --resume, to
+  exactly the uninterrupted run's final file), load in the commands that use it, and no
+  temporary file may be left beside it.
+- A full disk (a tmpfs with 64 KiB free), a file size limit (RLIMIT_FSIZE), a read-only
+  directory (mode 0555, for user nobody), a directory user nobody cannot reach, and a read-only
+  tmpfs: a clear error naming the path and the reason, a non-zero exit, the old file
   byte-identical, no temporary file left.
 
-FFF_CLI names the fff executable; FFF_CRASH_KILLS the kills per writer (default 4);
-FFF_CRASH_SEED the random seed (default: drawn, and printed so that a failure can be replayed).
-Mounting a tmpfs needs root (CAP_SYS_ADMIN) and running as nobody needs root: those cases skip,
-saying why, when they cannot run. The Python savers' cases skip when the fff package (PYTHONPATH)
-or PyTorch is missing."""
+FFF_CLI names the fff executable; FFF_CRASH_KILLS the uniform kills per writer (default 2),
+FFF_CRASH_TARGETED the kills aimed at the write (default 2); FFF_CRASH_SEED the random seed
+(default: drawn, and printed so that a failure can be replayed); FFF_CRASH_FROM=0.8 draws the
+uniform delays from the last 20% of the run time only.
+Mounting a tmpfs and running as nobody need root: those cases skip, saying why, without it. The
+Python savers' cases skip when the fff package (PYTHONPATH) or PyTorch is missing."""
 
 import contextlib
 import hashlib
@@ -44,9 +48,16 @@ CLI = os.path.abspath(os.environ.get("FFF_CLI", "build/fff"))
 if os.environ.get("PYTHONPATH"):
     os.environ["PYTHONPATH"] = os.pathsep.join(
         os.path.abspath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep))
-KILLS = int(os.environ.get("FFF_CRASH_KILLS", "4"))
+KILLS = int(os.environ.get("FFF_CRASH_KILLS", "2"))
+# The kill delays are uniform over [FROM, 1] x the run time: FFF_CRASH_FROM=0.8 aims the kills
+# at the end of the run, where the CLI commands write their file (default 0: the whole run).
+FROM = float(os.environ.get("FFF_CRASH_FROM", "0"))
+# Then FFF_CRASH_TARGETED more kills per writer (default 2) aimed at the write itself: once the
+# process has a file open in the target's directory, after 0-5 ms more.
+TARGETED = int(os.environ.get("FFF_CRASH_TARGETED", "2"))
 SEED = int(os.environ.get("FFF_CRASH_SEED", str(random.SystemRandom().randrange(1 << 31))))
-print(f"test_crash_safety: FFF_CRASH_SEED={SEED} FFF_CRASH_KILLS={KILLS}", file=sys.stderr)
+print(f"test_crash_safety: FFF_CRASH_SEED={SEED} FFF_CRASH_KILLS={KILLS} FFF_CRASH_FROM={FROM}",
+      file=sys.stderr)
 RESULTS = {}  # writer name -> counts, printed at the end (pytest -s, or -rA)
 
 
@@ -212,48 +223,76 @@ def writers(inp):
     ]
 
 
+def writing_in(pid, directory):
+    """Whether process `pid` has a file open in `directory`: the writer's temporary file (one
+    made with O_TMPFILE shows as "DIR/#INODE (deleted)")."""
+    fds = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(fds)
+    except OSError:
+        return False
+    for fd in names:
+        with contextlib.suppress(OSError):
+            if os.path.dirname(os.readlink(f"{fds}/{fd}")) == directory:
+                return True
+    return False
+
+
 def kill_test(name, start, load, digest, old, new, seconds, directory, target, keep, rng,
               resume=None):
     """KILLS times: put the old file back at `target`, start(), SIGKILL it after a delay drawn
     uniformly in [0, seconds], then check the file. start() returns (process, t0) with t0 the
     moment the write began. Returns the counts."""
     counts = {"kills": 0, "old": 0, "new": 0, "checkpoint": 0, "finished_first": 0,
-              "seconds": round(seconds, 3)}
+              "seconds": round(seconds, 3), "targeted_kills": 0, "complete_temp_files_left": 0}
     tag = f"{name} (FFF_CRASH_SEED={SEED})"
-    for i in range(KILLS):
+    for i in range(KILLS + TARGETED):
         shutil.copyfile(old["path"], target + ".restore")
         os.replace(target + ".restore", target)
-        delay = rng.uniform(0, seconds)
+        targeted = i >= KILLS
+        delay = rng.uniform(0, 0.005) if targeted else rng.uniform(FROM * seconds, seconds)
         proc, t0 = start()
+        if targeted:
+            while proc.poll() is None and not writing_in(proc.pid, directory):
+                time.sleep(0.0002)
+            t0 = time.monotonic()
         time.sleep(max(0.0, t0 + delay - time.monotonic()))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
-            counts["kills"] += 1
+            counts["targeted_kills" if targeted else "kills"] += 1
         else:
             counts["finished_first"] += 1
         proc.wait(60)
         with contextlib.suppress(Exception):
             proc.stdin and proc.stdin.close()
-        where = f"{tag}, kill {i} after {delay:.3f} s"
+        where = f"{tag}, kill {i} after {delay:.3f} s" + (" of writing" if targeted else "")
         assert os.path.exists(target), f"{where}: {target} is gone"
         load(target)
-        d = digest(target)
-        if d == old["digest"]:
-            counts["old"] += 1
-        elif d == new["digest"]:
-            counts["new"] += 1
-        else:
-            assert resume is not None, f"{where}: {target} is neither the old nor the new file"
+
+        def classify(path):
+            d = digest(path)
+            if d in (old["digest"], new["digest"]):
+                return "old" if d == old["digest"] else "new"
+            assert resume is not None, f"{where}: {path} is neither the old nor the new file"
             # A periodic checkpoint of the new run: it must continue to exactly the final file.
             out = os.path.join(directory, "resumed.bin")
-            check_ok(resume(target, out), f"{where}: resume")
+            check_ok(resume(path, out), f"{where}: resume")
             assert digest(out) == new["digest"], f"{where}: checkpoint does not resume to new"
             os.unlink(out)
-            counts["checkpoint"] += 1
-        # The writers give their temporary file a name only just before the rename (O_TMPFILE):
-        # a kill in that moment (microseconds) is the one way to leave one behind.
-        left = leftovers(directory, keep)
-        assert not left, f"{where}: temporary files left in {directory}: {left}"
+            return "checkpoint"
+
+        counts[classify(target)] += 1
+        # The writers give their file a name only once it is complete and on disk (O_TMPFILE),
+        # just before the rename: a kill between the two system calls is the one way to leave a
+        # file behind, named as the writers name it for this process, and complete.
+        for entry in leftovers(directory, keep):
+            base = os.path.basename(target)
+            assert entry in (f"{base}.tmp.{proc.pid}", f".{base}.{proc.pid}.tmp"), \
+                f"{where}: {entry} left in {directory}"
+            load(os.path.join(directory, entry))
+            assert classify(os.path.join(directory, entry)) != "old", f"{where}: {entry}"
+            os.unlink(os.path.join(directory, entry))
+            counts["complete_temp_files_left"] += 1
     RESULTS[name] = counts
     print(f"{tag}: {counts}", file=sys.stderr)
     return counts
@@ -295,7 +334,7 @@ def test_sigkill_cli(inputs, tmp_path, index):
 
     counts = kill_test(w.name, start, w.load, w.digest, ref["old"], ref["new"],
                        seconds, str(work), target, ["model.bin"], rng, w.resume)
-    assert counts["kills"] + counts["finished_first"] == KILLS
+    assert counts["kills"] + counts["targeted_kills"] + counts["finished_first"] == KILLS + TARGETED
 
 
 # ---- the Python savers, in a child process killed during the save itself ----
@@ -413,7 +452,7 @@ def test_sigkill_python(inputs, python_package, tmp_path, kind):
     counts = kill_test(kind, lambda: start_saver(kind, target, 1, extra), load, file_hash,
                        ref["old"], ref["new"], ref["new"]["seconds"], str(work), target,
                        ["model.safetensors"], rng)
-    assert counts["kills"] + counts["finished_first"] == KILLS
+    assert counts["kills"] + counts["targeted_kills"] + counts["finished_first"] == KILLS + TARGETED
 
 
 # ---- a full disk, a file size limit, a read-only directory, a read-only file system ----
