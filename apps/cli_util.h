@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -43,7 +44,13 @@ inline std::string duration_string(double s) {
 inline void check_save_path(const std::string& save) {
   if (save.empty()) return;
   const std::filesystem::path dir = std::filesystem::absolute(save).parent_path();
-  if (!std::filesystem::is_directory(dir))
+  // The error_code form: a directory the user may not look into is an error naming it, not an
+  // uncaught filesystem_error.
+  std::error_code ec;
+  const bool is_dir = std::filesystem::is_directory(dir, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory)
+    throw fff::Error("--save " + save + ": directory " + dir.string() + ": " + ec.message());
+  if (!is_dir)
     throw fff::Error("--save " + save + ": directory " + dir.string() + " does not exist");
   if (::access(dir.c_str(), W_OK) != 0)
     throw fff::Error("--save " + save + ": directory " + dir.string() + " is not writable");

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -746,6 +747,9 @@ int with_flag_names(F&& run) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A write past the file size limit (ulimit -f) then fails with EFBIG, which the atomic writer
+  // reports naming the file and cleans up after, instead of SIGXFSZ killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{
       "fff: fast feedforward networks. Train, evaluate and inspect dense FF, leaf FFF and "
       "neuron FFF classifiers, benchmark FFF inference against dense FF, train byte-level QRNN + "

@@ -7,7 +7,6 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
-#include <filesystem>
 #include <map>
 #include <string>
 
@@ -62,8 +61,8 @@ py::tuple read_bert(const std::string& path) {
 }
 
 // Writes an encoder file from its metadata and tensors (as read_bert gives them) atomically, and
-// only once load_bert accepts it: the file goes to a temporary name next to `path`, is loaded
-// back as a whole, and only then renamed over `path`.
+// only once load_bert accepts it: the complete temporary file is loaded back as a whole before
+// it is renamed over `path`.
 void write_bert(const std::string& path, const std::map<std::string, std::string>& metadata,
                 const std::map<std::string, FloatArray>& arrays) {
   std::map<std::string, fff::Tensor> tensors;
@@ -76,17 +75,13 @@ void write_bert(const std::string& path, const std::map<std::string, std::string
         throw fff::Error(path + ": cannot save: tensor '" + name + "' holds NaN or infinity");
     order.push_back({name, &tensors.emplace(name, std::move(t)).first->second});
   }
-  const std::filesystem::path target(path);
-  const std::string tmp =
-      (target.parent_path() / ("." + target.filename().string() + ".unchecked")).string();
   try {
-    fff::save_safetensors(tmp, order, metadata);
-    fff::load_bert(tmp);
-    std::filesystem::rename(tmp, target);
+    fff::save_safetensors(path, order, metadata,
+                          [](const std::string& tmp) { fff::load_bert(tmp); });
   } catch (const std::exception& e) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    throw fff::Error(path + ": cannot save: " + e.what());
+    std::string what = e.what();  // without the path if it starts with it already
+    if (what.rfind(path + ": ", 0) == 0) what.erase(0, path.size() + 2);
+    throw fff::Error(path + ": cannot save: " + what);
   }
 }
 

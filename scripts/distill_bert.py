@@ -45,6 +45,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import minilm_quality  # noqa: E402  (the fortune split)
+from safetensors_io import atomic_write  # noqa: E402
 
 try:
     import fff.bert
@@ -81,9 +82,9 @@ def batch_of(ids, picks):
 
 
 def atomic_torch_save(obj, path):
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    # Through safetensors_io.atomic_write: fsynced before the rename (a checkpoint that survives
+    # power loss), and no temporary file left when the run is killed while writing.
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def eta(seconds):
@@ -264,9 +265,7 @@ def main():
     print(f"wrote {a.out}: held-out cosine {record['heldout'][0]['cosine']:.4f} -> "
           f"{record['heldout'][-1]['cosine']:.4f}", file=sys.stderr)
     if a.json:
-        with open(a.json + ".tmp", "w") as f:
-            json.dump(record, f, indent=1)
-        os.replace(a.json + ".tmp", a.json)
+        atomic_write(a.json, lambda f: f.write(json.dumps(record, indent=1).encode()))
 
 
 if __name__ == "__main__":

@@ -113,7 +113,8 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
 
 void save_safetensors(const std::string& path,
                       const std::vector<std::pair<std::string, const Tensor*>>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata,
+                      const std::function<void(const std::string&)>& check) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   nlohmann::ordered_json meta = nlohmann::ordered_json::object();
   for (const auto& [k, v] : metadata) meta[k] = v;
@@ -152,17 +153,20 @@ void save_safetensors(const std::string& path,
   unsigned char len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(text.size() >> (8 * i));
 
-  write_file_atomically(path, [&](std::ostream& out) {
-    out.write(reinterpret_cast<const char*>(len_bytes), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    if (!out) fail(path, "writing the header failed" + errno_text(errno));
-    for (const auto& [name, t] : tensors) {
-      if (t->data.empty()) continue;
-      out.write(reinterpret_cast<const char*>(t->data.data()),
-                static_cast<std::streamsize>(t->data.size() * sizeof(float)));
-      if (!out) fail(path, "writing tensor '" + name + "' failed" + errno_text(errno));
-    }
-  });
+  write_file_atomically(
+      path,
+      [&](std::ostream& out) {
+        out.write(reinterpret_cast<const char*>(len_bytes), 8);
+        out.write(text.data(), static_cast<std::streamsize>(text.size()));
+        if (!out) fail(path, "writing the header failed" + errno_text(errno));
+        for (const auto& [name, t] : tensors) {
+          if (t->data.empty()) continue;
+          out.write(reinterpret_cast<const char*>(t->data.data()),
+                    static_cast<std::streamsize>(t->data.size() * sizeof(float)));
+          if (!out) fail(path, "writing tensor '" + name + "' failed" + errno_text(errno));
+        }
+      },
+      check);
 }
 
 namespace {

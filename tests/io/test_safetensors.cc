@@ -1,8 +1,13 @@
 // Tests for safetensors save/load: round trips, file layout, atomic writes and corrupt files.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "fff/io/atomic_file.h"
 #include "fff/io/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -235,6 +241,117 @@ TEST_F(SafetensorsTest, SaveRejectsBadInputAndKeepsOldFile) {
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(dir_)) names.push_back(entry.path().filename());
   EXPECT_EQ(names, std::vector<std::string>{"keep.safetensors"});
+}
+
+// The names in the test's directory, sorted.
+std::vector<std::string> names_in(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST_F(SafetensorsTest, AtomicWriteCheckSeesTheCompleteFileBeforeTheRename) {
+  const std::string path = file("checked.safetensors");
+  const fff::Tensor old_t = make_tensor({3}, 1.0f), new_t = make_tensor({1000, 17}, 2.0f);
+  fff::save_safetensors(path, {{"t", &old_t}}, {{"v", "old"}});
+  int checks = 0;
+  fff::save_safetensors(path, {{"t", &new_t}}, {{"v", "new"}}, [&](const std::string& name) {
+    ++checks;
+    EXPECT_EQ(fff::load_safetensors(path).metadata.at("v"), "old");  // not replaced yet
+    const fff::SafetensorsFile f = fff::load_safetensors(name);
+    EXPECT_TRUE(same_bits(f.tensors.at("t"), new_t));
+    EXPECT_EQ(names_in(dir_), std::vector<std::string>{"checked.safetensors"})
+        << "the file being checked has no name yet (O_TMPFILE)";
+  });
+  EXPECT_EQ(checks, 1);
+  EXPECT_TRUE(same_bits(fff::load_safetensors(path).tensors.at("t"), new_t));
+  EXPECT_EQ(names_in(dir_), std::vector<std::string>{"checked.safetensors"});
+}
+
+TEST_F(SafetensorsTest, AtomicWriteRejectedByCheckKeepsOldFileAndLeavesNothing) {
+  const std::string path = file("rejected.safetensors");
+  const fff::Tensor a = make_tensor({4}, 0.0f);
+  fff::save_safetensors(path, {{"a", &a}}, {{"v", "old"}});
+  const std::string before = read_bytes(path);
+  try {
+    fff::save_safetensors(path, {{"a", &a}}, {{"v", "new"}}, [](const std::string& name) {
+      throw fff::Error(name + ": not acceptable");
+    });
+    ADD_FAILURE() << "a rejected file was saved";
+  } catch (const fff::Error& e) {
+    // The message does not name a /proc path the user never saw.
+    EXPECT_EQ(std::string(e.what()).find("/proc/"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not acceptable"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(read_bytes(path), before);
+  EXPECT_EQ(names_in(dir_), std::vector<std::string>{"rejected.safetensors"});
+}
+
+TEST_F(SafetensorsTest, AtomicWriteWriterThrowingKeepsOldFileAndLeavesNothing) {
+  const std::string path = file("partial.bin");
+  write_bytes(path, "old contents");
+  EXPECT_THROW(fff::write_file_atomically(path,
+                                          [](std::ostream& out) {
+                                            out << std::string(200000, 'x');
+                                            throw fff::Error("stopped half way");
+                                          }),
+               fff::Error);
+  EXPECT_EQ(read_bytes(path), "old contents");
+  EXPECT_EQ(names_in(dir_), std::vector<std::string>{"partial.bin"});
+}
+
+TEST_F(SafetensorsTest, AtomicWriteKeepsEveryByteOfMixedWrites) {
+  // Small pieces through the buffer, large ones past it, across the buffer's boundaries.
+  const std::string path = file("mixed.bin");
+  std::string expect;
+  fff::write_file_atomically(path, [&](std::ostream& out) {
+    for (int i = 0; i < 300; ++i) {
+      const std::string piece(static_cast<size_t>((i * 7919) % (i % 5 == 0 ? 200000 : 3000)),
+                              static_cast<char>('a' + i % 26));
+      out << piece;
+      out.put('\n');
+      expect += piece + '\n';
+    }
+  });
+  EXPECT_EQ(read_bytes(path), expect);
+}
+
+TEST_F(SafetensorsTest, AtomicWriteFileModeFollowsTheUmask) {
+  const std::string path = file("mode.bin");
+  for (const mode_t mask : {mode_t{022}, mode_t{077}}) {
+    const mode_t saved = ::umask(mask);
+    fff::write_file_atomically(path, [](std::ostream& out) { out << "x"; });
+    ::umask(saved);
+    EXPECT_EQ(static_cast<mode_t>(fs::status(path).permissions()), 0666 & ~mask);
+  }
+}
+
+TEST_F(SafetensorsTest, AtomicWritePastTheFileSizeLimitSaysSoAndKeepsOldFile) {
+  // RLIMIT_FSIZE (ulimit -f) with SIGXFSZ ignored, as the fff command ignores it: write fails
+  // with EFBIG, which the error must name.
+  const std::string path = file("limit.safetensors");
+  const fff::Tensor small = make_tensor({4}, 0.0f), big = make_tensor({100000}, 1.0f);
+  fff::save_safetensors(path, {{"t", &small}}, {});
+  const std::string before = read_bytes(path);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  rlimit limited = saved;
+  limited.rlim_cur = 65536;
+  auto* old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limited), 0);
+  std::string msg;
+  try {
+    fff::save_safetensors(path, {{"t", &big}}, {});
+  } catch (const fff::Error& e) {
+    msg = e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  std::signal(SIGXFSZ, old_handler);
+  EXPECT_EQ(msg.rfind(path + ": ", 0), 0u) << msg;
+  EXPECT_NE(msg.find(std::strerror(EFBIG)), std::string::npos) << msg;
+  EXPECT_EQ(read_bytes(path), before);
+  EXPECT_EQ(names_in(dir_), std::vector<std::string>{"limit.safetensors"});
 }
 
 TEST_F(SafetensorsTest, MissingFile) {

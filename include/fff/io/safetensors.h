@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -15,9 +16,12 @@ namespace fff {
 // Writes F32 tensors in the order given, with `metadata` as the "__metadata__" map. The file is
 // written to a temporary name in the same directory, flushed, then renamed over `path`, so a
 // crash never leaves a half-written file. Throws fff::Error naming the path on failure.
+// check, if given, is called with the complete temporary file's name before the rename (see
+// write_file_atomically): a file it rejects never replaces `path`.
 void save_safetensors(const std::string& path,
                       const std::vector<std::pair<std::string, const Tensor*>>& tensors,
-                      const std::map<std::string, std::string>& metadata);
+                      const std::map<std::string, std::string>& metadata,
+                      const std::function<void(const std::string&)>& check = {});
 
 struct SafetensorsFile {
   std::map<std::string, std::string> metadata;
