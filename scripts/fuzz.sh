@@ -13,7 +13,10 @@
 # what each run found that adds coverage into fuzz/corpus/TARGET (the corpus CI replays).
 #
 # Limits: an input's run may take at most 10 s (-timeout), the process 2 GB of memory
-# (-rss_limit_mb, also the largest single allocation: -malloc_limit_mb); beyond is a finding.
+# (-rss_limit_mb), and a single allocation 64 MB (-malloc_limit_mb; FUZZ_MALLOC_LIMIT_MB changes
+# it); beyond is a finding. The inputs are at most tens of KB and every allocation fff makes for
+# the seeds is under 16 MB, so a larger one is memory amplification: sizes declared by a file
+# and not checked against what it holds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -69,11 +72,15 @@ run_one() {
   dict=$(dict_of "$t")
   # -fork would survive findings and keep going; a plain run stops at the first, which is what
   # we want to see and fix.
-  local program=("$build/fuzz/fuzz_$t")
-  [ "$t" = python ] && program=(env PYTHONPATH=build/python "$build/venv/bin/python" fuzz/fuzz_python.py)
+  local program=("$build/fuzz/fuzz_$t") malloc_limit=${FUZZ_MALLOC_LIMIT_MB:-64}
+  if [ "$t" = python ]; then
+    # PyTorch's own start-up allocates more than 64 MB at once.
+    program=(env PYTHONPATH=build/python "$build/venv/bin/python" fuzz/fuzz_python.py)
+    malloc_limit=2048
+  fi
   set +e
   "${program[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -malloc_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$findings/" \
+    -malloc_limit_mb="$malloc_limit" -print_final_stats=1 -artifact_prefix="$findings/" \
     ${dict:+-dict=$dict} "${inputs[@]}" >"$log" 2>&1
   local rc=$?
   set -e

@@ -15,4 +15,7 @@ if [ ! -f $build/build.ninja ]; then
     -DFFF_SANITIZE=ON -DFFF_BENCH=OFF -DFFF_INSTALL=OFF -DPython_EXECUTABLE=/usr/bin/python3 >&2
 fi
 cmake --build $build >&2
-ctest --test-dir $build --output-on-failure -j2 --timeout 900 -LE package
+# One kill of each kind per writer in cli.crash_safety (the normal run does the many kills; here
+# the point is the sanitizers on the write paths).
+FFF_CRASH_KILLS=${FFF_CRASH_KILLS:-1} FFF_CRASH_TARGETED=${FFF_CRASH_TARGETED:-1} \
+  ctest --test-dir $build --output-on-failure -j2 --timeout 900 -LE package
