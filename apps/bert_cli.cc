@@ -206,6 +206,7 @@ int run_embed(const BertRunArgs& a) {
     throw fff::Error("--format must be json or binary, not '" + a.format + "'");
   if (a.format == "binary" && a.output.empty())
     throw fff::Error("--format binary needs --output FILE");
+  check_save_path(a.output, "--output");
   if (a.normalize != "auto" && a.normalize != "yes" && a.normalize != "no")
     throw fff::Error("--normalize must be auto, yes or no, not '" + a.normalize + "'");
   fff::Context ctx(a.threads);
@@ -281,6 +282,7 @@ int run_convert(const BertConvertArgs& a) {
   if (!(a.hardening >= 0)) throw fff::Error("--hardening must be non-negative");
   if (a.distill_mode != "soft" && a.distill_mode != "hard")
     throw fff::Error("--distill-mode must be soft or hard, not '" + a.distill_mode + "'");
+  check_save_path(a.out, "OUT");
   const double start = now_seconds();
   fff::Context ctx(a.threads);
   const fff::BertModel dense = fff::load_bert(a.dense);
@@ -763,7 +765,9 @@ int run_bert_bench(const BertBenchArgs& a) {
   fff::BertConfig fc = base, dc = base;
   fc.ff.kind = fff::FFKind::neuron_fff, fc.ff.trees = a.trees, fc.ff.depth = a.depth;
   dc.ff.kind = fff::FFKind::ff, dc.ff.width = a.dense_width;
-  if (a.seq < 1) throw fff::Error("--seq must be positive");
+  if (a.hidden % a.heads != 0)
+    throw fff::Error("--heads " + std::to_string(a.heads) + " does not divide --hidden " +
+                     std::to_string(a.hidden));
   // The FFF model (and its half-precision copy) and the dense one.
   const double nodes =
       static_cast<double>(a.trees) *
@@ -911,7 +915,7 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
       "fill-mask", "Predict the tokens at each [MASK] of a text (top-k with probabilities)");
   add_run_options(c.fill_mask, c.fill_args);
   c.fill_mask->add_option("--top-k", c.fill_args.top_k, "Predictions per [MASK]")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   c.fill_mask->add_flag("--json", c.fill_args.json, "Print one JSON object on stdout");
 
@@ -922,7 +926,7 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
   add_run_options(c.embed, c.embed_args);
   c.embed->add_option("--file", c.embed_args.file, "Texts, one per line ('-' for stdin)");
   c.embed->add_option("--batch", c.embed_args.batch, "Texts encoded together")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   c.embed
       ->add_option("--format", c.embed_args.format,
@@ -953,12 +957,13 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
   c.convert->add_option("OUT", v.out, "Converted model file (written atomically)")->required();
   c.convert->add_option("--to", v.to, "Target block kind (leaf-fff)")->capture_default_str();
   c.convert->add_option("--depth", v.depth, "Tree depth D: 2^D leaves of width/2^D neurons")
+      ->check(CLI::Range(1, 10))  // convert_dense_to_leaf's range
       ->capture_default_str();
   c.convert->add_option("--texts", v.texts,
                         "Texts, one per line, whose tokens are the samples (default: the lines "
                         "of /usr/share/games/fortunes/*)");
   c.convert->add_option("--samples", v.samples, "Token rows sampled per layer")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   c.convert
       ->add_option("--distill-steps", v.distill_steps,
@@ -967,10 +972,10 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
                    "keeps the trained block if it is better on the other 10%")
       ->capture_default_str();
   c.convert->add_option("--distill-batch", v.distill_batch, "Rows per distillation step")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   c.convert->add_option("--distill-lr", v.distill_lr, "Adam learning rate")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->check(finite_number())
       ->capture_default_str();
   c.convert
@@ -979,11 +984,11 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
                    "hardened decisions, only the leaves learn")
       ->capture_default_str();
   c.convert->add_option("--hardening", v.hardening, "Weight of the mean node entropy (soft)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->check(finite_number())
       ->capture_default_str();
   c.convert->add_option("--seed", v.seed, "Seed (text shuffle, k-means start)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
   c.convert->add_option("--threads", v.threads, "Threads")
       ->check(thread_count())
@@ -995,22 +1000,33 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
       bench.add_subcommand("bert",
                            "Encoder tokens/s: UltraFastBERT (FFF) vs the same engine with dense FF "
                            "(crammedBERT) vs PyTorch CPU on the dense model; random weights");
-  c.bench->add_option("--layers", b.layers, "Transformer layers")->capture_default_str();
-  c.bench->add_option("--hidden", b.hidden, "Hidden size")->capture_default_str();
-  c.bench->add_option("--heads", b.heads, "Attention heads")->capture_default_str();
-  c.bench->add_option("--seq", b.seq, "Sequence length")->capture_default_str();
+  c.bench->add_option("--layers", b.layers, "Transformer layers")
+      ->check(positive())
+      ->capture_default_str();
+  c.bench->add_option("--hidden", b.hidden, "Hidden size")
+      ->check(positive())
+      ->capture_default_str();
+  c.bench->add_option("--heads", b.heads, "Attention heads (dividing --hidden)")
+      ->check(positive())
+      ->capture_default_str();
+  c.bench->add_option("--seq", b.seq, "Sequence length")->check(positive())->capture_default_str();
   c.bench->add_option("--batches", b.batches, "Sequences per call (list)")
       ->delimiter(',')
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   c.bench->add_option("--threads", b.threads, "Thread counts (list)")
       ->delimiter(',')
       ->check(thread_count())
       ->capture_default_str();
-  c.bench->add_option("--trees", b.trees, "FFF trees K")->capture_default_str();
-  c.bench->add_option("--depth", b.depth, "FFF depth D")->capture_default_str();
-  c.bench->add_option("--dense-width", b.dense_width, "Dense FF width")->capture_default_str();
+  c.bench->add_option("--trees", b.trees, "FFF trees K")->check(positive())->capture_default_str();
+  c.bench->add_option("--depth", b.depth, "FFF depth D")
+      ->check(CLI::Range(0, 24))  // the neuron FFF's limit (FFConfig::validate)
+      ->capture_default_str();
+  c.bench->add_option("--dense-width", b.dense_width, "Dense FF width")
+      ->check(positive())
+      ->capture_default_str();
   c.bench->add_option("--repeats", b.repeats, "Timed repeats (median) after one warm-up")
+      ->check(positive())
       ->capture_default_str();
   c.bench
       ->add_option("--python", b.python,

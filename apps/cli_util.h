@@ -48,6 +48,29 @@ inline std::string json_text(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// Positive and non-negative numbers. CLI11's PositiveNumber and NonNegativeNumber let NaN through
+// and say "Value -1 not in range 0.000000 to 179769313486231570814527423731704356798070567525844
+// ..."; these say what is wrong.
+inline CLI::Validator sign_check(bool zero_ok) {
+  return CLI::Validator(
+      [zero_ok](std::string& s) -> std::string {
+        double x = 0;
+        if (!CLI::detail::lexical_cast(s, x)) return "Value " + s + " is not a number";
+        if (zero_ok ? !(x >= 0) : !(x > 0))
+          return "Value " + s + (zero_ok ? " must be non-negative" : " must be positive");
+        return "";
+      },
+      zero_ok ? "NONNEGATIVE" : "POSITIVE");
+}
+inline const CLI::Validator& positive() {
+  static const CLI::Validator v = sign_check(false);
+  return v;
+}
+inline const CLI::Validator& non_negative() {
+  static const CLI::Validator v = sign_check(true);
+  return v;
+}
+
 // CLI11's number validators let NaN through (every comparison with it is false), and
 // PositiveNumber and NonNegativeNumber let inf through: every floating-point flag adds this one.
 inline const CLI::Validator& finite_number() {
@@ -121,15 +144,18 @@ inline double ff_training_bytes(const fff::FFConfig& c, double batch) {
   return 4.0 * (4.0 * params + 4.0 * batch * (width + nodes + out));
 }
 
-// Checks that a --save path's directory exists and is writable, so that a long run does not
-// fail only when it is done.
-inline void check_save_path(const std::string& save) {
+// Checks that an output path (--save, or the `flag` given) is not a directory and that its
+// directory exists and is writable, so that a long run does not fail only when it is done.
+inline void check_save_path(const std::string& save, const std::string& flag = "--save") {
   if (save.empty()) return;
+  std::error_code ec;
+  if (std::filesystem::is_directory(save, ec))
+    throw fff::Error(flag + " " + save + ": is a directory, expected a file name");
   const std::filesystem::path dir = std::filesystem::absolute(save).parent_path();
   if (!std::filesystem::is_directory(dir))
-    throw fff::Error("--save " + save + ": directory " + dir.string() + " does not exist");
+    throw fff::Error(flag + " " + save + ": directory " + dir.string() + " does not exist");
   if (::access(dir.c_str(), W_OK) != 0)
-    throw fff::Error("--save " + save + ": directory " + dir.string() + " is not writable");
+    throw fff::Error(flag + " " + save + ": directory " + dir.string() + " is not writable");
 }
 
 // A feedforward kind given on the command line (--model, --mixer): one spelling everywhere

@@ -456,6 +456,10 @@ int run_eval(const EvalArgs& a) {
   fff::Model& model = *loaded.model;
   const fff::ModelConfig& cfg = model.config();
   fff::TrainTest data = fff::load_dataset(a.data);
+  if (data.test.features() != cfg.in)
+    throw fff::Error("--data " + a.data + " has " + std::to_string(data.test.features()) +
+                     " features per row but " + a.model_path + " expects " +
+                     std::to_string(cfg.in));
   if (a.limit > 0) data.test = fff::take_rows(data.test, a.limit);
   standardize(data, cfg.input_norm);
   const double test_acc = fff::accuracy(ctx, model, data.test);
@@ -751,17 +755,17 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   cmd->add_option("--width", a.width,
                   "ff: hidden width; fff: training width w = leaf width x 2^depth (gives the "
                   "depth, or the leaf width with --depth)")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--leaf-width", a.leaf_width, "fff: neurons per leaf (inference width)")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--depth", a.depth,
                   "fff: tree depth d (2^d leaves; default log2(--width / --leaf-width)); "
                   "neuron-fff: depth D (D+1 levels, default 4)")
       ->check(CLI::Range(0, 24));
   cmd->add_option("--trees", a.trees, "neuron-fff: number of parallel trees K")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--activation", a.activation,
                   "relu, gelu (exact erf) or identity (default: relu; gelu for neuron-fff)")
@@ -769,20 +773,20 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   cmd->add_flag("--no-output-bias", a.no_output_bias,
                 "neuron-fff: no output bias (as UltraFastBERT)");
   cmd->add_option("--epochs", a.epochs, "Maximum epochs")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--patience", a.patience,
                   "Stop after this many epochs without a new best training accuracy")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--batch", a.batch, "Mini-batch size")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--optimizer", a.optimizer, "sgd or adam")
       ->check(CLI::IsMember({"sgd", "adam"}))
       ->capture_default_str();
   cmd->add_option("--lr", a.lr, "Learning rate")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->check(fff_cli::finite_number())
       ->capture_default_str();
   cmd->add_option("--momentum", a.momentum, "SGD momentum")
@@ -790,7 +794,7 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
       ->check(fff_cli::finite_number())
       ->capture_default_str();
   cmd->add_option("--hardening", a.hardening, "fff: weight h of the mean node entropy in the loss")
-      ->check(CLI::NonNegativeNumber)
+      ->check(fff_cli::non_negative())
       ->check(fff_cli::finite_number())
       ->capture_default_str();
   cmd->add_option("--region-leak", a.region_leak,
@@ -808,17 +812,17 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
       ->check(fff_cli::finite_number())
       ->capture_default_str();
   cmd->add_option("--limit", a.limit, "Use only the first N rows of the training file (quick runs)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(fff_cli::non_negative());
   cmd->add_option("--seed", a.seed,
                   "Random seed (results are identical for a seed whatever --threads)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(fff_cli::non_negative())
       ->capture_default_str();
   cmd->add_option("--threads", a.threads, "Threads (default: all cores)")
       ->check(fff_cli::thread_count());
   cmd->add_option("--save", a.save, "Write the best-validation model to this safetensors file");
   cmd->add_flag("--no-compare", a.no_compare, "Skip the inference timing against dense FF");
   cmd->add_option("--bench-repeats", a.bench_repeats, "Repeats of the inference timing (median)")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_flag("--json", a.json, "Print one JSON object with the results on stdout");
 
@@ -831,12 +835,12 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
   cmd->add_option("--data", a.data, "Data set name or directory (as for train)")
       ->capture_default_str();
   cmd->add_option("--limit", a.limit, "Use only the first N test rows")
-      ->check(CLI::NonNegativeNumber);
+      ->check(fff_cli::non_negative());
   cmd->add_option("--threads", a.threads, "Threads (default: all cores)")
       ->check(fff_cli::thread_count());
   cmd->add_flag("--no-compare", a.no_compare, "Skip the inference timing against dense FF");
   cmd->add_option("--bench-repeats", a.bench_repeats, "Repeats of the inference timing (median)")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_flag("--json", a.json, "Print one JSON object on stdout");
 
@@ -850,31 +854,31 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
       "without shape flags, the UltraFastBERT shapes at d=768 and batch 1, 128, 16384. "
       "'fff bench bert' times whole encoders");
   cmd->add_option("--dim", a.dim, "Hidden size d (input and output width)")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--trees", a.trees, "Number of trees K")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--depth", a.depth, "Tree depth D (D + 1 levels)")
       ->check(CLI::Range(0, 24))
       ->capture_default_str();
   cmd->add_option("--batch", a.batch, "Tokens per call")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--dense-width", a.dense_width, "Hidden width of the dense FF")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--layers", a.layers,
                   "Independent layers applied in sequence (use 16+ to measure batch-1 latency "
                   "with weights beyond the cache)")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--threads", a.threads, "Threads")
       ->check(fff_cli::thread_count())
       ->capture_default_str();
   cmd->add_option("--min-seconds", a.min_seconds,
                   "Repeat each side at least this long (and 3 times) after a warm-up")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->check(fff_cli::finite_number())
       ->capture_default_str();
   cmd->add_flag("--json", a.json, "One JSON object per configuration on stdout");

@@ -50,7 +50,10 @@ void check_lm_memory(const LmTrainArgs& a, fff::FFKind mixer) {
           " --layers " + std::to_string(a.layers) +
           (mixer == fff::FFKind::neuron_fff
                ? " --trees " + std::to_string(a.trees) + " --depth " + std::to_string(a.depth)
-               : " --width " + std::to_string(a.width)) +
+               : " --width " + std::to_string(a.width) +
+                     (mixer == fff::FFKind::leaf_fff
+                          ? " --leaf-width " + std::to_string(a.leaf_width)
+                          : std::string())) +
           " --seq " + std::to_string(a.seq) + " --batch " + std::to_string(a.batch),
       bytes);
 }
@@ -169,6 +172,9 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
 int run_sample(const LmSampleArgs& a) {
   fff::Context ctx(a.threads > 0 ? a.threads : 1);
   if (a.tokens < 0) throw fff::Error("--tokens must be non-negative");
+  // The text is held in memory (a byte per token, and the prompt's tokens as int32).
+  check_fits_in_memory("--tokens " + std::to_string(a.tokens),
+                       static_cast<double>(a.tokens) + 4.0 * static_cast<double>(a.prompt.size()));
   fff::LmTrainer tr = fff::load_lm_checkpoint(a.model);
   const std::string text =
       fff::sample_lm(ctx, tr.model, a.prompt, a.tokens, static_cast<float>(a.temperature), a.seed);
@@ -207,32 +213,30 @@ void add_lm_commands(CLI::App& app, LmCommands& cmds) {
       ->check(CLI::IsMember({"sequential", "hillis-steele", "blelloch", "chunked"}))
       ->capture_default_str();
   tr->add_option("--width", t.width, "ff: hidden width; fff: training width (leaves x leaf width)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   tr->add_option("--leaf-width", t.leaf_width, "fff: neurons per leaf")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
-  tr->add_option("--trees", t.trees, "neuron-fff: trees")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  tr->add_option("--trees", t.trees, "neuron-fff: trees")->check(positive())->capture_default_str();
   tr->add_option("--depth", t.depth, "neuron-fff: tree depth")
       ->check(CLI::Range(0, 20))
       ->capture_default_str();
   tr->add_option("--seq", t.seq, "Bytes per segment (backpropagation is truncated between them)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   tr->add_option("--batch", t.batch, "Parallel streams of text")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   tr->add_option("--steps", t.steps, "Total optimizer steps (a resumed run continues to this)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   tr->add_option("--lr", t.lr, "Adam learning rate")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->check(finite_number())
       ->capture_default_str();
   tr->add_option("--hardening", t.hardening, "fff: weight of the mean node entropy in the loss")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->check(finite_number())
       ->capture_default_str();
   tr->add_option("--harden-after", t.harden_after,
@@ -242,15 +246,15 @@ void add_lm_commands(CLI::App& app, LmCommands& cmds) {
       ->check(finite_number())
       ->capture_default_str();
   tr->add_option("--eval-every", t.eval_every, "Steps between validation runs")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   tr->add_option("--save", t.save, "Checkpoint file (safetensors, written atomically)");
   tr->add_option("--checkpoint-every", t.checkpoint_every, "Steps between checkpoints")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   tr->add_option("--resume", t.resume, "Continue the run saved in this checkpoint");
   tr->add_option("--seed", t.seed, "Initialisation seed")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
   tr->add_option("--threads", t.threads,
                  "Threads (default: all cores; resume on the same count "
@@ -264,14 +268,14 @@ void add_lm_commands(CLI::App& app, LmCommands& cmds) {
   sa->add_option("MODEL", s.model, "Checkpoint file")->required();
   sa->add_option("--prompt", s.prompt, "Text to start from");
   sa->add_option("--tokens", s.tokens, "Bytes to generate")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
   sa->add_option("--temperature", s.temperature, "Softmax temperature (0: always the most likely)")
       ->check(CLI::Range(0.0, 100.0))
       ->check(finite_number())
       ->capture_default_str();
   sa->add_option("--seed", s.seed, "Sampling seed (the same seed gives the same text)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
   sa->add_option("--threads", s.threads, "Threads")->check(thread_count())->capture_default_str();
 }

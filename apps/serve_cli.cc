@@ -255,25 +255,25 @@ CLI::App* add_serve_command(CLI::App& app, ServeArgs& a) {
       ->capture_default_str();
   cmd->add_option("--max-batch", a.max_batch,
                   "Texts per encoder call, at most: a batch closes when this many are queued")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--batch-wait-ms", a.batch_wait_ms,
                   "...or when the oldest queued text has waited this long (milliseconds) for "
                   "others to join it")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->check(finite_number())
       ->capture_default_str();
   cmd->add_option("--max-queue", a.max_queue,
                   "Texts waiting for the encoder, at most; a request that does not fit is "
                   "answered 503 with Retry-After")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--max-body-bytes", a.max_body_bytes,
                   "Request body size limit in bytes (larger: 413)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--max-inputs", a.max_inputs, "Texts per request, at most (more: 400)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--max-len", a.max_len,
                   "Tokens per text, [CLS] and [SEP] included; longer texts are truncated, as "

@@ -422,29 +422,41 @@ if SERVE:
                     ("--max-len", ("1", NEG)), ("--host", ("not-a-host.invalid",))]))
 
 
+def with_flag(base, *flag_values):
+    """base with each flag set to its value: replaced where base gives the flag (CLI11 refuses a
+    flag given twice, which would hide the value), else appended."""
+    argv = list(base)
+    for flag, value in zip(flag_values[::2], flag_values[1::2]):
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    return argv
+
+
 def absurd_cases():
     cases = []
     for entry in ABSURD:
         command, base, context, flags = entry if len(entry) == 4 else (*entry[:2], "", entry[2])
         for flag, values in flags:
             for v in values:
-                argv = sub(base, "{bert_dense}")
                 name = f"{flag} {v!r}" if v == "" else f"{flag} {v}"
                 cases.append(Case(command, f"{name} (with {context})" if context else name,
-                                  argv + [flag, v], (flag,)))
+                                  with_flag(sub(base, "{bert_dense}"), flag, v), (flag,)))
     # The largest 64-bit values, and one past them.
     for v in ("9223372036854775807", "9223372036854775808"):
-        cases.append(Case("train", f"--width {v}", TRAIN + ["--width", v], ("--width",)))
-        cases.append(Case("lm train", f"--width {v}", LM_TRAIN + ["--width", v], ("--width",)))
+        cases.append(Case("train", f"--width {v}", with_flag(TRAIN, "--width", v), ("--width",)))
+        cases.append(Case("lm train", f"--width {v}", with_flag(LM_TRAIN, "--width", v),
+                          ("--width",)))
         cases.append(Case("lm train", f"--leaf-width 1 --width {v}",
-                          LM_TRAIN + ["--leaf-width", "1", "--width", v], ("--width",)))
-        cases.append(Case("bench", f"--batch {v}", BENCH + ["--batch", v], ("--batch",)))
+                          with_flag(LM_TRAIN, "--leaf-width", "1", "--width", v), ("--width",)))
+        cases.append(Case("bench", f"--batch {v}", with_flag(BENCH, "--batch", v), ("--batch",)))
     cases.append(Case("bert embed", "--fff-weights half (a dense model)",
                       EMBED + ["--fff-weights", "half"], ("--fff-weights",)))
     # Data whose rows do not fit the model: 25 features for a 16-input classifier.
     cases.append(Case("eval", "--data of 25 features for a 16-feature model",
                       ["eval", "{classifier}", "--data", "{data_25}", "--no-compare", "--threads",
-                       "1"], ("{classifier}", "{data_25}", "features")))
+                       "1"], ("{data_25}",)))
     # Flags given to a command whose model they do not fit.
     cases.append(Case("train", "--trees with --model ff", TRAIN + ["--model", "ff", "--trees",
                                                                    "2"], ("--trees",)))
@@ -737,13 +749,15 @@ def problems(case, r, f):
     return out
 
 
-def first_line(r):
-    text = (r.stderr or r.stdout).decode("utf-8", errors="replace").strip()
-    line = text.splitlines()[-1] if text else ""
-    # The error is the last line of stderr (after any progress lines); a success shows stdout.
+def message(r):
+    """The line that says what happened: for a failure, the error (the last line of stderr, after
+    any progress lines, CLI11's "Run with --help" hint aside); for a success, stdout's first."""
     if r.returncode == 0:
-        line = r.stdout.decode("utf-8", errors="replace").strip().split("\n")[0]
-    return line
+        lines = r.stdout.decode("utf-8", errors="replace").strip().splitlines()
+        return lines[0] if lines else ""
+    lines = [line for line in r.stderr.decode("utf-8", errors="replace").strip().splitlines()
+             if line.strip() and line.strip() != "Run with --help for more information."]
+    return lines[-1] if lines else ""
 
 
 # ---------------------------------------------------------------------------- the run
@@ -836,8 +850,10 @@ def write_table(path, results, f, wall):
         f"(tests/apps/test_hostile.py) on {cpu_name()}, {os.cpu_count()} cores; "
         f"{len(results)} cases in {wall:.0f} s, two at a time. Expected: `fail` (exit > 0, "
         "a message naming the file or flag) or `ok` (careless input the command handles: exit "
-        "0, well-formed output). Peak RSS is the child's own (wait4's ru_maxrss). Messages are "
-        "shown with the temporary directory dropped from paths.",
+        "0, well-formed output). Peak RSS is the child's own (wait4's ru_maxrss). The message is "
+        "the error (stderr's last line, CLI11's \"Run with --help\" hint aside) or, for a "
+        "success, stdout's first line, cut at 160 characters, with the temporary directory "
+        "dropped from paths. Exit 105-114 are CLI11's parse errors (e.g. 105: a validator).",
         "",
         "| command | cases | expected ok | crashes / hangs / > 2 GB | failed checks | "
         "max RSS (MB) | max time (s) |",
@@ -857,10 +873,10 @@ def write_table(path, results, f, wall):
                  f"{max(r.seconds for _, r, _ in total):.2f} |")
     for command, rows in sorted(by_command.items()):
         lines += ["", f"## {command}", "",
-                  "| case | expected | exit | RSS (MB) | time (s) | message (first line) | check |",
+                  "| case | expected | exit | RSS (MB) | time (s) | message | check |",
                   "|---|---|---:|---:|---:|---|---|"]
         for case, r, p in rows:
-            msg = redact(first_line(r), f)[:200]
+            msg = redact(message(r), f)[:160]
             lines.append(f"| {md(case.name)} | {'ok' if case.ok else 'fail'} | {r.returncode} | "
                          f"{r.rss_kb / 1024:.0f} | {r.seconds:.2f} | {md(msg)} | "
                          f"{'pass' if not p else md('; '.join(p))[:200]} |")
