@@ -107,8 +107,16 @@ int run_fill_mask(const BertRunArgs& a) {
     for (int64_t s = 0; s < b.S; ++s)
       if (b.ids[s] == tok.mask_id) positions.push_back(s);
     if (positions.empty()) {
-      // The text is quoted in part only: a --text can be 100 KB of anything.
-      const std::string quoted = text.size() > 60 ? text.substr(0, 60) + "..." : text;
+      // The text is quoted in part only, control characters escaped: a --text can be 100 KB of
+      // anything, terminal escape sequences included.
+      std::string quoted;
+      for (size_t i = 0; i < std::min<size_t>(text.size(), 60); ++i) {
+        const auto ch = static_cast<unsigned char>(text[i]);
+        quoted += ch < 0x20 || ch == 0x7f ? std::string("\\x") + "0123456789abcdef"[ch >> 4] +
+                                                "0123456789abcdef"[ch & 15]
+                                          : std::string(1, text[i]);
+      }
+      if (text.size() > 60) quoted += "...";
       const bool cut = text.find(tok.token(tok.mask_id)) != std::string::npos;
       throw fff::Error("--text \"" + quoted + "\" has no [MASK] token" +
                        (cut ? " within the " + std::to_string(b.S) +

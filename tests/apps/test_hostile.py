@@ -812,7 +812,11 @@ def run(files):
 
 
 def md(s):
-    return s.replace("|", "\\|").replace("\n", " ")
+    """s for a Markdown table cell: '|' escaped, unprintable characters as \\xNN (or \\uNNNN),
+    and backticks dropped (a cell of garbage must not open a code span)."""
+    s = "".join(c if c.isprintable()
+                else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in s)
+    return s.replace("|", "\\|").replace("`", "'")
 
 
 def redact(s, f):
