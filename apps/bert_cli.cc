@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -105,8 +106,24 @@ int run_fill_mask(const BertRunArgs& a) {
     std::vector<int64_t> positions;
     for (int64_t s = 0; s < b.S; ++s)
       if (b.ids[s] == tok.mask_id) positions.push_back(s);
-    if (positions.empty())
-      throw fff::Error("--text \"" + text + "\" has no [MASK] token (write it as [MASK])");
+    if (positions.empty()) {
+      // The text is quoted in part only, control characters escaped: a --text can be 100 KB of
+      // anything, terminal escape sequences included.
+      std::string quoted;
+      for (size_t i = 0; i < std::min<size_t>(text.size(), 60); ++i) {
+        const auto ch = static_cast<unsigned char>(text[i]);
+        quoted += ch < 0x20 || ch == 0x7f ? std::string("\\x") + "0123456789abcdef"[ch >> 4] +
+                                                "0123456789abcdef"[ch & 15]
+                                          : std::string(1, text[i]);
+      }
+      if (text.size() > 60) quoted += "...";
+      const bool cut = text.find(tok.token(tok.mask_id)) != std::string::npos;
+      throw fff::Error("--text \"" + quoted + "\" has no [MASK] token" +
+                       (cut ? " within the " + std::to_string(b.S) +
+                                  " tokens the model reads (the text is truncated there; see "
+                                  "--max-len)"
+                            : " (write it as [MASK])"));
+    }
     const int64_t H = m.cfg.hidden, V = m.cfg.vocab;
     std::vector<float> hidden(static_cast<size_t>(b.S * H)), logits(static_cast<size_t>(V));
     fff::bert_encode(ctx, m, b.ids.data(), b.mask.data(), 1, b.S, hidden.data());
@@ -137,17 +154,22 @@ int run_fill_mask(const BertRunArgs& a) {
     }
     all.push_back({{"text", text}, {"masks", masks}});
   }
-  if (a.json) std::cout << (a.texts.size() == 1 ? all[0] : all).dump() << std::endl;
+  if (a.json) std::cout << json_text(a.texts.size() == 1 ? all[0] : all) << std::endl;
   return 0;
 }
 
-std::vector<std::string> read_lines(const std::string& path) {
+// The lines of `path` ('-': stdin), given by `flag` (named in errors).
+std::vector<std::string> read_lines(const std::string& path, const std::string& flag) {
   std::vector<std::string> lines;
   std::ifstream file;
   std::istream* in = &std::cin;
   if (path != "-") {
+    std::error_code ec;
+    // A directory opens as a stream that reads nothing: it would pass for an empty file.
+    if (std::filesystem::is_directory(path, ec))
+      throw fff::Error(flag + " " + path + ": is a directory, expected a text file");
     file.open(path);
-    if (!file) throw fff::Error("--file " + path + ": cannot open");
+    if (!file) throw fff::Error(flag + " " + path + ": cannot open: " + std::strerror(errno));
     in = &file;
   }
   for (std::string line; std::getline(*in, line);) {
@@ -161,9 +183,12 @@ std::vector<std::string> read_lines(const std::string& path) {
 std::vector<std::string> input_texts(const BertRunArgs& a, const char* command) {
   std::vector<std::string> texts = a.texts;
   if (!a.file.empty()) {
-    const std::vector<std::string> lines = read_lines(a.file);
+    const std::vector<std::string> lines = read_lines(a.file, "--file");
     texts.insert(texts.end(), lines.begin(), lines.end());
   }
+  if (texts.empty() && !a.file.empty())
+    throw fff::Error("--file " + a.file + ": no lines of text (" + command +
+                     " needs --text or a non-empty --file)");
   if (texts.empty()) throw fff::Error(std::string(command) + " needs --text or a non-empty --file");
   return texts;
 }
@@ -189,6 +214,7 @@ int run_embed(const BertRunArgs& a) {
     throw fff::Error("--format must be json or binary, not '" + a.format + "'");
   if (a.format == "binary" && a.output.empty())
     throw fff::Error("--format binary needs --output FILE");
+  check_save_path(a.output, "--output");
   if (a.normalize != "auto" && a.normalize != "yes" && a.normalize != "no")
     throw fff::Error("--normalize must be auto, yes or no, not '" + a.normalize + "'");
   fff::Context ctx(a.threads);
@@ -247,7 +273,7 @@ std::vector<std::string> fortune_lines() {
   std::sort(files.begin(), files.end());
   std::vector<std::string> lines;
   for (const auto& f : files)
-    for (std::string& line : read_lines(f.string()))
+    for (std::string& line : read_lines(f.string(), "fortune file"))
       if (!line.empty() && line != "%") lines.push_back(std::move(line));
   if (lines.empty())
     throw fff::Error("no --texts given and no fortunes in " + dir.string() +
@@ -264,9 +290,14 @@ int run_convert(const BertConvertArgs& a) {
   if (!(a.hardening >= 0)) throw fff::Error("--hardening must be non-negative");
   if (a.distill_mode != "soft" && a.distill_mode != "hard")
     throw fff::Error("--distill-mode must be soft or hard, not '" + a.distill_mode + "'");
+  check_save_path(a.out, "OUT");
   const double start = now_seconds();
   fff::Context ctx(a.threads);
   const fff::BertModel dense = fff::load_bert(a.dense);
+  if (dense.cfg.arch != fff::BertArch::bert || dense.cfg.ff.kind != fff::FFKind::ff)
+    throw fff::Error(a.dense + ": " + dense.cfg.describe() +
+                     "; fff bert convert needs a dense BERT (arch bert, dense ff blocks), such as "
+                     "all-MiniLM-L6-v2");
   if (dense.vocab_text.empty())
     throw fff::Error(a.dense + " carries no tokenizer vocabulary (tokenizer.vocab)");
   const fff::WordPieceTokenizer tok =
@@ -275,7 +306,7 @@ int run_convert(const BertConvertArgs& a) {
   if (a.texts.empty()) {
     texts = fortune_lines();
   } else {
-    for (std::string& line : read_lines(a.texts))
+    for (std::string& line : read_lines(a.texts, "--texts"))
       if (!line.empty()) texts.push_back(std::move(line));
     if (texts.empty()) throw fff::Error(a.texts + ": no non-empty lines");
   }
@@ -340,7 +371,7 @@ int run_convert(const BertConvertArgs& a) {
                 {"threads", a.threads},
                 {"seconds", seconds},
                 {"layers", layers}};
-    std::cout << out.dump() << std::endl;
+    std::cout << json_text(out) << std::endl;
   } else {
     std::printf("%s -> %s: %s, %lld tokens from %zu texts, %.1f s\n", a.dense.c_str(),
                 a.out.c_str(), r.model.cfg.describe().c_str(),
@@ -550,6 +581,23 @@ OrtBaseline ort_baseline(const BertBenchArgs& a, int64_t vocab,
   return out;
 }
 
+// Refuses, before any model is made, encoder timings that cannot fit in this machine's memory:
+// the weights of `models` models with feedforward width ff_width, and per --batches value B the
+// encoder's activations (B x --seq tokens: hidden states, attention scores, feedforward).
+void check_encoder_memory(const BertBenchArgs& a, const fff::BertConfig& c, double ff_width,
+                          double models, const std::string& shape_flags) {
+  const double H = static_cast<double>(c.hidden), S = static_cast<double>(a.seq);
+  const double weights = static_cast<double>(c.layers) * (4 * H * H + 2 * H * ff_width) +
+                         static_cast<double>(c.vocab + c.max_seq) * H;
+  for (int64_t B : a.batches) {
+    const double tokens = static_cast<double>(B) * S;
+    const double activations = tokens * (8 * H + ff_width + static_cast<double>(c.heads) * S + 1);
+    check_fits_in_memory(
+        shape_flags + " --seq " + std::to_string(a.seq) + " --batches " + std::to_string(B),
+        4 * (models * weights + activations));
+  }
+}
+
 // fff bench bert --model FILE: that model (such as all-MiniLM-L6-v2) against PyTorch running a
 // model of the same architecture and shape (transformers' BertModel for arch bert, when the
 // --python has transformers; for a leaf-fff file the dense model it was converted from), random
@@ -559,6 +607,7 @@ int run_model_bench(const BertBenchArgs& a) {
   const fff::BertConfig& c = m.cfg;
   if (a.seq < 1 || a.seq > c.max_seq)
     throw fff::Error("--seq must be in [1, " + std::to_string(c.max_seq) + "] for " + a.model);
+  check_encoder_memory(a, c, static_cast<double>(c.ff.training_width()), 1, "--model " + a.model);
   std::string model_args = "--vocab " + std::to_string(c.vocab) + " --layers " +
                            std::to_string(c.layers) + " --hidden " + std::to_string(c.hidden) +
                            " --heads " + std::to_string(c.heads) + " --max-seq " +
@@ -687,7 +736,7 @@ int run_model_bench(const BertBenchArgs& a) {
           j["ort"] = ort_info;
           j["ort_embedding_check"] = check;
         }
-        std::cout << j.dump() << std::endl;
+        std::cout << json_text(j) << std::endl;
       } else {
         std::printf("%6lld %7d %5lld %12.0f %12s %9s %8.1f%% %8.1f%%", static_cast<long long>(B),
                     threads, static_cast<long long>(a.seq), tps,
@@ -724,6 +773,18 @@ int run_bert_bench(const BertBenchArgs& a) {
   fff::BertConfig fc = base, dc = base;
   fc.ff.kind = fff::FFKind::neuron_fff, fc.ff.trees = a.trees, fc.ff.depth = a.depth;
   dc.ff.kind = fff::FFKind::ff, dc.ff.width = a.dense_width;
+  if (a.hidden % a.heads != 0)
+    throw fff::Error("--heads " + std::to_string(a.heads) + " does not divide --hidden " +
+                     std::to_string(a.hidden));
+  // The FFF model (and its half-precision copy) and the dense one.
+  const double nodes =
+      static_cast<double>(a.trees) *
+      (std::ldexp(1.0, static_cast<int>(std::clamp<int64_t>(a.depth, 0, 1024)) + 1) - 1);
+  check_encoder_memory(a, base, std::max(nodes, static_cast<double>(a.dense_width)), 3,
+                       "--layers " + std::to_string(a.layers) + " --hidden " +
+                           std::to_string(a.hidden) + " --trees " + std::to_string(a.trees) +
+                           " --depth " + std::to_string(a.depth) + " --dense-width " +
+                           std::to_string(a.dense_width));
   if (!a.json)
     std::fprintf(stderr, "building random models (%s; %s)...\n", fc.describe().c_str(),
                  dc.describe().c_str());
@@ -816,7 +877,7 @@ int run_bert_bench(const BertBenchArgs& a) {
         } else {
           j["pytorch_dense_tokens_per_s"] = nullptr;
         }
-        std::cout << j.dump() << std::endl;
+        std::cout << json_text(j) << std::endl;
       } else {
         std::printf(
             "%6lld %7d %12.0f %12.0f %7.2fx %12s %9s %8.1f%% %8.1f%% %8.1f%% %12.0f %7.2fx "
@@ -839,8 +900,9 @@ void add_run_options(CLI::App* cmd, BertRunArgs& a) {
                   "WordPiece vocab.txt (default: the vocabulary stored in the model file)");
   cmd->add_option("--max-len", a.max_len,
                   "Truncate to this many tokens including [CLS] and [SEP] (default: the "
-                  "model's positions, or for embed the file's sentence.max_seq_length)");
-  cmd->add_option("--threads", a.threads, "Threads")->capture_default_str();
+                  "model's positions, or for embed the file's sentence.max_seq_length)")
+      ->check(max_len_value());
+  cmd->add_option("--threads", a.threads, "Threads")->check(thread_count())->capture_default_str();
   cmd->add_option("--fff-weights", a.fff_weights,
                   "fp32, or half: the FFF blocks read their weights rounded to IEEE half "
                   "precision (half their memory traffic). Hard routing amplifies the rounding: "
@@ -861,6 +923,7 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
       "fill-mask", "Predict the tokens at each [MASK] of a text (top-k with probabilities)");
   add_run_options(c.fill_mask, c.fill_args);
   c.fill_mask->add_option("--top-k", c.fill_args.top_k, "Predictions per [MASK]")
+      ->check(positive())
       ->capture_default_str();
   c.fill_mask->add_flag("--json", c.fill_args.json, "Print one JSON object on stdout");
 
@@ -871,6 +934,7 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
   add_run_options(c.embed, c.embed_args);
   c.embed->add_option("--file", c.embed_args.file, "Texts, one per line ('-' for stdin)");
   c.embed->add_option("--batch", c.embed_args.batch, "Texts encoded together")
+      ->check(positive())
       ->capture_default_str();
   c.embed
       ->add_option("--format", c.embed_args.format,
@@ -901,11 +965,13 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
   c.convert->add_option("OUT", v.out, "Converted model file (written atomically)")->required();
   c.convert->add_option("--to", v.to, "Target block kind (leaf-fff)")->capture_default_str();
   c.convert->add_option("--depth", v.depth, "Tree depth D: 2^D leaves of width/2^D neurons")
+      ->check(CLI::Range(1, 10))  // convert_dense_to_leaf's range
       ->capture_default_str();
   c.convert->add_option("--texts", v.texts,
                         "Texts, one per line, whose tokens are the samples (default: the lines "
                         "of /usr/share/games/fortunes/*)");
   c.convert->add_option("--samples", v.samples, "Token rows sampled per layer")
+      ->check(positive())
       ->capture_default_str();
   c.convert
       ->add_option("--distill-steps", v.distill_steps,
@@ -914,18 +980,27 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
                    "keeps the trained block if it is better on the other 10%")
       ->capture_default_str();
   c.convert->add_option("--distill-batch", v.distill_batch, "Rows per distillation step")
+      ->check(positive())
       ->capture_default_str();
-  c.convert->add_option("--distill-lr", v.distill_lr, "Adam learning rate")->capture_default_str();
+  c.convert->add_option("--distill-lr", v.distill_lr, "Adam learning rate")
+      ->check(positive())
+      ->check(finite_number())
+      ->capture_default_str();
   c.convert
       ->add_option("--distill-mode", v.distill_mode,
                    "soft: the soft mixture of leaves with --hardening (nodes learn too); hard: "
                    "hardened decisions, only the leaves learn")
       ->capture_default_str();
   c.convert->add_option("--hardening", v.hardening, "Weight of the mean node entropy (soft)")
+      ->check(non_negative())
+      ->check(finite_number())
       ->capture_default_str();
   c.convert->add_option("--seed", v.seed, "Seed (text shuffle, k-means start)")
+      ->check(non_negative())
       ->capture_default_str();
-  c.convert->add_option("--threads", v.threads, "Threads")->capture_default_str();
+  c.convert->add_option("--threads", v.threads, "Threads")
+      ->check(thread_count())
+      ->capture_default_str();
   c.convert->add_flag("--json", v.json, "Print a JSON summary (per-layer figures) on stdout");
 
   BertBenchArgs& b = c.bench_args;
@@ -933,20 +1008,33 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
       bench.add_subcommand("bert",
                            "Encoder tokens/s: UltraFastBERT (FFF) vs the same engine with dense FF "
                            "(crammedBERT) vs PyTorch CPU on the dense model; random weights");
-  c.bench->add_option("--layers", b.layers, "Transformer layers")->capture_default_str();
-  c.bench->add_option("--hidden", b.hidden, "Hidden size")->capture_default_str();
-  c.bench->add_option("--heads", b.heads, "Attention heads")->capture_default_str();
-  c.bench->add_option("--seq", b.seq, "Sequence length")->capture_default_str();
+  c.bench->add_option("--layers", b.layers, "Transformer layers")
+      ->check(positive())
+      ->capture_default_str();
+  c.bench->add_option("--hidden", b.hidden, "Hidden size")
+      ->check(positive())
+      ->capture_default_str();
+  c.bench->add_option("--heads", b.heads, "Attention heads (dividing --hidden)")
+      ->check(positive())
+      ->capture_default_str();
+  c.bench->add_option("--seq", b.seq, "Sequence length")->check(positive())->capture_default_str();
   c.bench->add_option("--batches", b.batches, "Sequences per call (list)")
       ->delimiter(',')
+      ->check(positive())
       ->capture_default_str();
   c.bench->add_option("--threads", b.threads, "Thread counts (list)")
       ->delimiter(',')
+      ->check(thread_count())
       ->capture_default_str();
-  c.bench->add_option("--trees", b.trees, "FFF trees K")->capture_default_str();
-  c.bench->add_option("--depth", b.depth, "FFF depth D")->capture_default_str();
-  c.bench->add_option("--dense-width", b.dense_width, "Dense FF width")->capture_default_str();
+  c.bench->add_option("--trees", b.trees, "FFF trees K")->check(positive())->capture_default_str();
+  c.bench->add_option("--depth", b.depth, "FFF depth D")
+      ->check(CLI::Range(0, 24))  // the neuron FFF's limit (FFConfig::validate)
+      ->capture_default_str();
+  c.bench->add_option("--dense-width", b.dense_width, "Dense FF width")
+      ->check(positive())
+      ->capture_default_str();
   c.bench->add_option("--repeats", b.repeats, "Timed repeats (median) after one warm-up")
+      ->check(positive())
       ->capture_default_str();
   c.bench
       ->add_option("--python", b.python,

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -18,9 +19,13 @@
 #include "bert_cli.h"
 #include "cli_util.h"
 #include "fff/core/context.h"
+#include "fff/cpu/scan.h"
 #include "fff/cpu/simd.h"
 #include "fff/io/data.h"
+#include "fff/io/safetensors.h"
+#include "fff/models/bert.h"
 #include "fff/models/classifier.h"
+#include "fff/training/lm_train.h"
 #include "fff/training/train.h"
 #include "fff/version.h"
 #include "harness/cmm_bench.h"
@@ -32,6 +37,7 @@
 using fff_cli::default_threads;
 using fff_cli::duration_string;
 using fff_cli::fmt;
+using fff_cli::json_text;
 using fff_cli::now_seconds;
 using nlohmann::json;
 
@@ -260,6 +266,26 @@ void check_train_flags(TrainArgs& a, const CLI::App& cmd) {
                  "fff: warning: --no-output-bias only affects --model neuron-fff; ignored\n");
 }
 
+// Refuses a model that cannot fit in this machine's memory before it is made (a --width of 1e12
+// would otherwise end in std::bad_alloc), naming the flags that size it.
+void check_model_memory(const TrainArgs& a, const fff::ModelConfig& cfg) {
+  std::string flags = "--model " + a.model;
+  switch (cfg.kind) {
+    case fff::ModelKind::ff:
+      flags += " --width " + std::to_string(a.width);
+      break;
+    case fff::ModelKind::leaf_fff:
+      flags += " --width " + std::to_string(a.width) + " (--leaf-width " +
+               std::to_string(a.leaf_width) + ", --depth " + std::to_string(a.depth) + ")";
+      break;
+    case fff::ModelKind::neuron_fff:
+      flags += " --trees " + std::to_string(cfg.trees) + " --depth " + std::to_string(cfg.depth);
+      break;
+  }
+  fff_cli::check_fits_in_memory(flags + " --batch " + std::to_string(a.batch),
+                                fff_cli::ff_training_bytes(cfg, static_cast<double>(a.batch)));
+}
+
 // Times hard inference against the dense FF of the same training width on the rows x.
 json inference_json(fff::Context& ctx, fff::Model& model, const fff::Tensor& x, int repeats) {
   const fff::InferenceComparison cmp = fff::compare_with_dense(ctx, model, x, repeats);
@@ -292,6 +318,7 @@ int run_train(const TrainArgs& a) {
   if (a.limit > 0) data.train = fff::take_rows(data.train, a.limit);
   auto [train, val] = fff::split_train_val(data.train, a.val_fraction, a.seed);
   fff::ModelConfig cfg = model_config_from(a, data.train);
+  check_model_memory(a, cfg);
   if (!a.no_standardize) cfg.input_norm = fff::compute_standardization(train.x);
   fff::apply_standardization(train.x, cfg.input_norm);
   fff::apply_standardization(val.x, cfg.input_norm);
@@ -387,7 +414,7 @@ int run_train(const TrainArgs& a) {
   }
 
   if (a.json) {
-    std::cout << out.dump() << "\n";
+    std::cout << json_text(out) << "\n";
     return 0;
   }
   std::printf("model: %s\n", cfg.describe().c_str());
@@ -430,6 +457,10 @@ int run_eval(const EvalArgs& a) {
   fff::Model& model = *loaded.model;
   const fff::ModelConfig& cfg = model.config();
   fff::TrainTest data = fff::load_dataset(a.data);
+  if (data.test.features() != cfg.in)
+    throw fff::Error("--data " + a.data + " has " + std::to_string(data.test.features()) +
+                     " features per row but " + a.model_path + " expects " +
+                     std::to_string(cfg.in));
   if (a.limit > 0) data.test = fff::take_rows(data.test, a.limit);
   standardize(data, cfg.input_norm);
   const double test_acc = fff::accuracy(ctx, model, data.test);
@@ -462,7 +493,7 @@ int run_eval(const EvalArgs& a) {
   if (!a.no_compare && cfg.kind != fff::ModelKind::ff && data.test.size() > 0)
     out["inference"] = inference_json(ctx, model, data.test.x, a.bench_repeats);
   if (a.json) {
-    std::cout << out.dump() << "\n";
+    std::cout << json_text(out) << "\n";
     return 0;
   }
   std::printf("%s: %s\n", a.model_path.c_str(), cfg.describe().c_str());
@@ -533,6 +564,21 @@ int run_bench(const BenchArgs& a, const CLI::App& cmd) {
     std::printf("%-8s %6s %6s %12s %12s %9s %10s %10s %10s %12s %9s\n", "shape", "batch", "layers",
                 "fff us/tok", "dense us/tok", "speedup", "fff GF/s", "dense GF/s", "rel err",
                 "floor us/tok", "vs floor");
+  // Each shape's layers (FFF and dense weights) and its batches of input rows, before any is made.
+  for (const auto& [trees, depth] : shapes)
+    for (int64_t batch : batches) {
+      const double d = static_cast<double>(a.dim), layers = static_cast<double>(a.layers);
+      const double nodes =
+          static_cast<double>(trees) * (std::ldexp(1.0, static_cast<int>(depth) + 1) - 1);
+      const double dense = static_cast<double>(a.dense_width);
+      const double bytes = 4.0 * (layers * (nodes + dense) * (2 * d + 1) +
+                                  static_cast<double>(batch) * (8 * d + dense + nodes));
+      fff_cli::check_fits_in_memory(
+          "--dim " + std::to_string(a.dim) + " --layers " + std::to_string(a.layers) + " --trees " +
+              std::to_string(trees) + " --depth " + std::to_string(depth) + " --dense-width " +
+              std::to_string(a.dense_width) + " --batch " + std::to_string(batch),
+          bytes);
+    }
   fff::Context ctx(a.threads);
   for (int64_t batch : batches) {
     double dense_us = 0.0;  // one dense measurement per batch serves every shape
@@ -546,7 +592,7 @@ int run_bench(const BenchArgs& a, const CLI::App& cmd) {
       dense_us = r.dense_us_per_token;
       dense_n = r.dense_repeats;
       if (a.json) {
-        std::cout << bench_json(r).dump() << std::endl;
+        std::cout << json_text(bench_json(r)) << std::endl;
       } else {
         const std::string shape = std::to_string(trees) + "x" + std::to_string(depth);
         std::printf("%-8s %6lld %6lld %12.3f %12.3f %8.1fx %10.2f %10.2f %10.2e %12.3f %8.2fx\n",
@@ -560,33 +606,140 @@ int run_bench(const BenchArgs& a, const CLI::App& cmd) {
   return 0;
 }
 
+// Metadata values as info shows them: a BERT file's whole vocabulary (tokenizer.vocab, 30522
+// lines for BERT base) is summarised by its token count.
+std::map<std::string, std::string> shown_metadata(const std::map<std::string, std::string>& meta) {
+  std::map<std::string, std::string> out = meta;
+  if (auto it = out.find("tokenizer.vocab"); it != out.end()) {
+    const int64_t lines =
+        it->second.empty() ? 0 : 1 + std::count(it->second.begin(), it->second.end(), '\n');
+    it->second = "(" + std::to_string(lines) + " tokens)";
+  }
+  return out;
+}
+
+// Prints what info found: the JSON object, or its summary lines, tensors and metadata.
+int print_info(const InfoArgs& a, json& out, const std::string& description,
+               const std::string& extra_line, const std::map<std::string, std::string>& metadata) {
+  out["metadata"] = metadata;
+  if (a.json) {
+    std::cout << json_text(out) << "\n";
+    return 0;
+  }
+  std::printf("%s (%s)\n  %s\n  %lld parameters%s\n", a.path.c_str(),
+              out["format"].get<std::string>().c_str(), description.c_str(),
+              static_cast<long long>(out["parameters"].get<int64_t>()), extra_line.c_str());
+  for (const auto& [name, shape] : out["tensors"].items())
+    std::printf("  tensor %-8s %s\n", name.c_str(), shape.dump().c_str());
+  for (const auto& [k, v] : metadata) std::printf("  %s = %s\n", k.c_str(), v.c_str());
+  return 0;
+}
+
+// Parameters and their shapes by name.
+template <class Params>
+int64_t tensors_json(const Params& params, json& tensors) {
+  int64_t n = 0;
+  tensors = json::object();
+  for (const fff::Param* p : params) {
+    n += p->value.size();
+    tensors[p->name] = p->value.shape;
+  }
+  return n;
+}
+
+// fff info on an LM checkpoint (fff lm train --save): its model, its training settings and where
+// the run stands.
+int info_lm(const InfoArgs& a) {
+  fff::LmTrainer tr = fff::load_lm_checkpoint(a.path);
+  const fff::LmConfig& c = tr.model.cfg;
+  json tensors;
+  const int64_t n_params = tensors_json(tr.model.params(), tensors);
+  json out = {{"format", "fff-lm"},
+              {"kind", "lm"},
+              {"mixer", fff::ff_kind_name(c.mixer)},
+              {"dim", c.dim},
+              {"layers", c.layers},
+              {"window", c.window},
+              {"scan", fff::scan_algo_name(c.scan)},
+              {"width", c.width},
+              {"leaf_width", c.mixer == fff::FFKind::leaf_fff ? json(c.leaf_width) : json(nullptr)},
+              {"trees", c.mixer == fff::FFKind::neuron_fff ? json(c.trees) : json(nullptr)},
+              {"depth", c.mixer == fff::FFKind::ff ? json(nullptr) : json(c.ff_config().depth)},
+              {"step", tr.step},
+              {"steps", tr.options.steps},
+              {"best_val_bpc", tr.best_val_bpc > 0 ? json(tr.best_val_bpc) : json(nullptr)},
+              {"parameters", n_params},
+              {"tensors", tensors},
+              {"ff_inference_flops_per_token", c.ff_inference_flops()}};
+  const std::string what = std::string("byte-level QRNN language model, ") +
+                           fff::ff_kind_name(c.mixer) + " channel mixing, dim " +
+                           std::to_string(c.dim) + ", " + std::to_string(c.layers) +
+                           " layers; trained " + std::to_string(tr.step) + " of " +
+                           std::to_string(tr.options.steps) + " steps";
+  return print_info(
+      a, out, what,
+      ", " + fmt("%.0f", c.ff_inference_flops()) + " feedforward FLOPs per token at inference",
+      shown_metadata(fff::load_safetensors_metadata(a.path)));
+}
+
+// fff info on a BERT file (fff-bert: scripts/convert_bert.py, fff bert convert): its encoder.
+int info_bert(const InfoArgs& a) {
+  const fff::BertModel m = fff::load_bert(a.path);  // checks every tensor against the config
+  const fff::BertConfig& c = m.cfg;
+  const fff::SafetensorsFile f = fff::load_safetensors(a.path);
+  json tensors = json::object();
+  int64_t n_params = 0;
+  for (const auto& [name, t] : f.tensors) {
+    n_params += t.size();
+    tensors[name] = t.shape;
+  }
+  json out = {{"format", "fff-bert"},
+              {"kind", "bert"},
+              {"arch", fff::bert_arch_name(c.arch)},
+              {"describe", c.describe()},
+              {"hidden", c.hidden},
+              {"layers", c.layers},
+              {"heads", c.heads},
+              {"vocab", c.vocab},
+              {"max_seq", c.max_seq},
+              {"ff", fff::ff_kind_name(c.ff.kind)},
+              {"ff_training_width", c.ff.training_width()},
+              {"ff_inference_width", c.ff.inference_width()},
+              {"tokenizer", !m.vocab_text.empty()},
+              {"sentence_max_len", m.sentence_max_len},
+              {"normalize_embeddings", m.normalize_embeddings},
+              {"parameters", n_params},
+              {"tensors", tensors}};
+  return print_info(
+      a, out, "BERT encoder (" + std::string(fff::bert_arch_name(c.arch)) + "): " + c.describe(),
+      m.vocab_text.empty() ? ", no tokenizer vocabulary" : ", with its vocabulary",
+      shown_metadata(f.metadata));
+}
+
+// fff info reads every fff file kind: classifier files (fff train --save), LM checkpoints
+// (fff lm train --save) and BERT files; the metadata's "format" says which. Anything else gets
+// the classifier loader's error, which names the formats it expected.
 int run_info(const InfoArgs& a) {
   const std::string& path = a.path;
+  const std::map<std::string, std::string> meta = fff::load_safetensors_metadata(path);
+  const auto format = meta.find("format");
+  if (format != meta.end() && format->second == "fff-lm") return info_lm(a);
+  if (format != meta.end() && format->second == "fff-bert") return info_bert(a);
   fff::LoadedModel loaded = fff::load_model(path);
   fff::Model& model = *loaded.model;
   const fff::ModelConfig& cfg = model.config();
   json out = config_json(cfg);
-  int64_t n_params = 0;
-  json tensors = json::object();
-  for (fff::Param* p : model.params()) {
-    n_params += p->value.size();
-    tensors[p->name] = p->value.shape;
-  }
+  json tensors;
+  const int64_t n_params = tensors_json(model.params(), tensors);
+  out["format"] = format != meta.end() ? format->second : "";
+  out["kind"] = "classifier";
   out["parameters"] = n_params;
   out["tensors"] = tensors;
   out["inference_flops_per_row"] = cfg.inference_flops_per_row();
-  out["metadata"] = loaded.metadata;
-  if (a.json) {
-    std::cout << out.dump() << "\n";
-    return 0;
-  }
-  std::printf("%s\n  %s\n  %lld parameters, %.0f FLOPs per row at inference\n", path.c_str(),
-              cfg.describe().c_str(), static_cast<long long>(n_params),
-              cfg.inference_flops_per_row());
-  for (const auto& [name, shape] : tensors.items())
-    std::printf("  tensor %-8s %s\n", name.c_str(), shape.dump().c_str());
-  for (const auto& [k, v] : loaded.metadata) std::printf("  %s = %s\n", k.c_str(), v.c_str());
-  return 0;
+  return print_info(
+      a, out, "classifier: " + cfg.describe(),
+      ", " + fmt("%.0f", cfg.inference_flops_per_row()) + " FLOPs per row at inference",
+      loaded.metadata);
 }
 
 CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
@@ -603,17 +756,17 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   cmd->add_option("--width", a.width,
                   "ff: hidden width; fff: training width w = leaf width x 2^depth (gives the "
                   "depth, or the leaf width with --depth)")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--leaf-width", a.leaf_width, "fff: neurons per leaf (inference width)")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--depth", a.depth,
                   "fff: tree depth d (2^d leaves; default log2(--width / --leaf-width)); "
                   "neuron-fff: depth D (D+1 levels, default 4)")
       ->check(CLI::Range(0, 24));
   cmd->add_option("--trees", a.trees, "neuron-fff: number of parallel trees K")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--activation", a.activation,
                   "relu, gelu (exact erf) or identity (default: relu; gelu for neuron-fff)")
@@ -621,28 +774,34 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   cmd->add_flag("--no-output-bias", a.no_output_bias,
                 "neuron-fff: no output bias (as UltraFastBERT)");
   cmd->add_option("--epochs", a.epochs, "Maximum epochs")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--patience", a.patience,
                   "Stop after this many epochs without a new best training accuracy")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--batch", a.batch, "Mini-batch size")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--optimizer", a.optimizer, "sgd or adam")
       ->check(CLI::IsMember({"sgd", "adam"}))
       ->capture_default_str();
-  cmd->add_option("--lr", a.lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--lr", a.lr, "Learning rate")
+      ->check(fff_cli::positive())
+      ->check(fff_cli::finite_number())
+      ->capture_default_str();
   cmd->add_option("--momentum", a.momentum, "SGD momentum")
       ->check(CLI::Range(0.0, 0.999))
+      ->check(fff_cli::finite_number())
       ->capture_default_str();
   cmd->add_option("--hardening", a.hardening, "fff: weight h of the mean node entropy in the loss")
-      ->check(CLI::NonNegativeNumber)
+      ->check(fff_cli::non_negative())
+      ->check(fff_cli::finite_number())
       ->capture_default_str();
   cmd->add_option("--region-leak", a.region_leak,
                   "fff: probability of flipping each node decision per sample during training")
       ->check(CLI::Range(0.0, 0.5))
+      ->check(fff_cli::finite_number())
       ->capture_default_str();
   cmd->add_flag("--hardened", a.hardened, "fff: train with hardened (0/1) node decisions");
   cmd->add_flag("--no-standardize", a.no_standardize,
@@ -651,18 +810,20 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   cmd->add_option("--val-fraction", a.val_fraction,
                   "Share of the training file held out for validation")
       ->check(CLI::Range(0.0, 0.9))
+      ->check(fff_cli::finite_number())
       ->capture_default_str();
   cmd->add_option("--limit", a.limit, "Use only the first N rows of the training file (quick runs)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(fff_cli::non_negative());
   cmd->add_option("--seed", a.seed,
                   "Random seed (results are identical for a seed whatever --threads)")
+      ->check(fff_cli::non_negative())
       ->capture_default_str();
   cmd->add_option("--threads", a.threads, "Threads (default: all cores)")
-      ->check(CLI::PositiveNumber);
+      ->check(fff_cli::thread_count());
   cmd->add_option("--save", a.save, "Write the best-validation model to this safetensors file");
   cmd->add_flag("--no-compare", a.no_compare, "Skip the inference timing against dense FF");
   cmd->add_option("--bench-repeats", a.bench_repeats, "Repeats of the inference timing (median)")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_flag("--json", a.json, "Print one JSON object with the results on stdout");
 
@@ -675,12 +836,12 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
   cmd->add_option("--data", a.data, "Data set name or directory (as for train)")
       ->capture_default_str();
   cmd->add_option("--limit", a.limit, "Use only the first N test rows")
-      ->check(CLI::NonNegativeNumber);
+      ->check(fff_cli::non_negative());
   cmd->add_option("--threads", a.threads, "Threads (default: all cores)")
-      ->check(CLI::PositiveNumber);
+      ->check(fff_cli::thread_count());
   cmd->add_flag("--no-compare", a.no_compare, "Skip the inference timing against dense FF");
   cmd->add_option("--bench-repeats", a.bench_repeats, "Repeats of the inference timing (median)")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_flag("--json", a.json, "Print one JSON object on stdout");
 
@@ -694,31 +855,32 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
       "without shape flags, the UltraFastBERT shapes at d=768 and batch 1, 128, 16384. "
       "'fff bench bert' times whole encoders");
   cmd->add_option("--dim", a.dim, "Hidden size d (input and output width)")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--trees", a.trees, "Number of trees K")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--depth", a.depth, "Tree depth D (D + 1 levels)")
       ->check(CLI::Range(0, 24))
       ->capture_default_str();
   cmd->add_option("--batch", a.batch, "Tokens per call")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--dense-width", a.dense_width, "Hidden width of the dense FF")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--layers", a.layers,
                   "Independent layers applied in sequence (use 16+ to measure batch-1 latency "
                   "with weights beyond the cache)")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
       ->capture_default_str();
   cmd->add_option("--threads", a.threads, "Threads")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::thread_count())
       ->capture_default_str();
   cmd->add_option("--min-seconds", a.min_seconds,
                   "Repeat each side at least this long (and 3 times) after a warm-up")
-      ->check(CLI::PositiveNumber)
+      ->check(fff_cli::positive())
+      ->check(fff_cli::finite_number())
       ->capture_default_str();
   cmd->add_flag("--json", a.json, "One JSON object per configuration on stdout");
 
@@ -726,8 +888,12 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
 }
 
 CLI::App* add_info_command(CLI::App& app, InfoArgs& a) {
-  auto* cmd = app.add_subcommand("info", "Show a model file's configuration, tensors and metadata");
-  cmd->add_option("MODEL", a.path, "Model file")->required();
+  auto* cmd = app.add_subcommand("info",
+                                 "Show an fff file's configuration, tensors and metadata: "
+                                 "classifiers, LM checkpoints and BERT encoders");
+  cmd->add_option("MODEL", a.path,
+                  "Model file: fff train --save, fff lm train --save, or an fff-bert file")
+      ->required();
   cmd->add_flag("--json", a.json, "Print one JSON object on stdout");
 
   return cmd;

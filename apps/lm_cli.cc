@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -21,6 +22,42 @@ const char* const kModelFlags[] = {"--mixer",     "--dim",          "--layers", 
                                    "--scan",      "--seq",          "--batch",  "--lr",
                                    "--hardening", "--harden-after", "--seed"};
 
+// Refuses a model that cannot fit in this machine's memory before it is made, naming the flags
+// that size it: per layer the QRNN's products and the feedforward block with their gradients and
+// Adam's moments, and a step's activations (--seq x --batch tokens).
+void check_lm_memory(const LmTrainArgs& a, fff::FFKind mixer) {
+  fff::FFConfig f;
+  f.kind = mixer;
+  f.in = f.out = a.dim;
+  f.width = a.width;
+  f.leaf_width = a.leaf_width;
+  f.trees = a.trees;
+  f.depth = a.depth;
+  if (mixer == fff::FFKind::leaf_fff) {  // LmConfig::leaf_depth, in double
+    f.depth = 0;
+    while (f.depth < 62 && static_cast<double>(a.leaf_width) * std::ldexp(2.0, f.depth) <=
+                               static_cast<double>(a.width))
+      ++f.depth;
+  }
+  const double d = static_cast<double>(a.dim), tokens = static_cast<double>(a.seq) * a.batch;
+  const double layers = static_cast<double>(a.layers);
+  const double bytes =
+      layers * (fff_cli::ff_training_bytes(f, tokens) +
+                16.0 * 3 * static_cast<double>(a.window) * d * d + 4.0 * tokens * 8 * d) +
+      16.0 * 2 * 256 * d;
+  check_fits_in_memory(
+      "--mixer " + std::string(fff::ff_kind_name(mixer)) + " --dim " + std::to_string(a.dim) +
+          " --layers " + std::to_string(a.layers) +
+          (mixer == fff::FFKind::neuron_fff
+               ? " --trees " + std::to_string(a.trees) + " --depth " + std::to_string(a.depth)
+               : " --width " + std::to_string(a.width) +
+                     (mixer == fff::FFKind::leaf_fff
+                          ? " --leaf-width " + std::to_string(a.leaf_width)
+                          : std::string())) +
+          " --seq " + std::to_string(a.seq) + " --batch " + std::to_string(a.batch),
+      bytes);
+}
+
 int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
   fff::Context ctx(a.threads > 0 ? a.threads : default_threads());
   const std::string text_path = a.text.empty() ? fff::kDefaultLmText : a.text;
@@ -34,6 +71,7 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
   // --resume the checkpoint fixes the mixer and this value is not used.)
   const fff::FFKind mixer =
       a.resume.empty() ? fff_cli::parse_kind_flag("--mixer", a.mixer) : fff::FFKind::leaf_fff;
+  if (a.resume.empty()) check_lm_memory(a, mixer);
   const fff::TextSplit text = fff::load_text(text_path, a.val_fraction);
 
   auto trainer = [&]() {
@@ -120,7 +158,7 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
                         {"threads", ctx.threads}};
   if (!a.save.empty()) out["checkpoint"] = a.save;
   if (a.json) {
-    std::cout << out.dump() << std::endl;
+    std::cout << json_text(out) << std::endl;
   } else {
     std::printf(
         "validation %.4f bpc (best %.4f) after %lld steps, %.0f tokens/s; feedforward "
@@ -134,6 +172,9 @@ int run_train(const LmTrainArgs& a, const CLI::App& cmd) {
 int run_sample(const LmSampleArgs& a) {
   fff::Context ctx(a.threads > 0 ? a.threads : 1);
   if (a.tokens < 0) throw fff::Error("--tokens must be non-negative");
+  // The text is held in memory (a byte per token, and the prompt's tokens as int32).
+  check_fits_in_memory("--tokens " + std::to_string(a.tokens),
+                       static_cast<double>(a.tokens) + 4.0 * static_cast<double>(a.prompt.size()));
   fff::LmTrainer tr = fff::load_lm_checkpoint(a.model);
   const std::string text =
       fff::sample_lm(ctx, tr.model, a.prompt, a.tokens, static_cast<float>(a.temperature), a.seed);
@@ -156,6 +197,7 @@ void add_lm_commands(CLI::App& app, LmCommands& cmds) {
   tr->add_option("--val-fraction", t.val_fraction,
                  "Share of the text kept for validation (its end)")
       ->check(CLI::Range(0.001, 0.5))
+      ->check(finite_number())
       ->capture_default_str();
   tr->add_option("--mixer", t.mixer,
                  "Channel mixing: ff (dense), leaf-fff (leaf FFF) or neuron-fff; 'fff' is still "
@@ -171,50 +213,53 @@ void add_lm_commands(CLI::App& app, LmCommands& cmds) {
       ->check(CLI::IsMember({"sequential", "hillis-steele", "blelloch", "chunked"}))
       ->capture_default_str();
   tr->add_option("--width", t.width, "ff: hidden width; fff: training width (leaves x leaf width)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   tr->add_option("--leaf-width", t.leaf_width, "fff: neurons per leaf")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
-  tr->add_option("--trees", t.trees, "neuron-fff: trees")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  tr->add_option("--trees", t.trees, "neuron-fff: trees")->check(positive())->capture_default_str();
   tr->add_option("--depth", t.depth, "neuron-fff: tree depth")
       ->check(CLI::Range(0, 20))
       ->capture_default_str();
   tr->add_option("--seq", t.seq, "Bytes per segment (backpropagation is truncated between them)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   tr->add_option("--batch", t.batch, "Parallel streams of text")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   tr->add_option("--steps", t.steps, "Total optimizer steps (a resumed run continues to this)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   tr->add_option("--lr", t.lr, "Adam learning rate")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
+      ->check(finite_number())
       ->capture_default_str();
   tr->add_option("--hardening", t.hardening, "fff: weight of the mean node entropy in the loss")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
+      ->check(finite_number())
       ->capture_default_str();
   tr->add_option("--harden-after", t.harden_after,
                  "fff: share of --steps after which node decisions train hardened (0/1), as "
                  "inference runs them; 1 = never")
       ->check(CLI::Range(0.0, 1.0))
+      ->check(finite_number())
       ->capture_default_str();
   tr->add_option("--eval-every", t.eval_every, "Steps between validation runs")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   tr->add_option("--save", t.save, "Checkpoint file (safetensors, written atomically)");
   tr->add_option("--checkpoint-every", t.checkpoint_every, "Steps between checkpoints")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   tr->add_option("--resume", t.resume, "Continue the run saved in this checkpoint");
-  tr->add_option("--seed", t.seed, "Initialisation seed")->capture_default_str();
+  tr->add_option("--seed", t.seed, "Initialisation seed")
+      ->check(non_negative())
+      ->capture_default_str();
   tr->add_option("--threads", t.threads,
                  "Threads (default: all cores; resume on the same count "
                  "to continue bit for bit)")
-      ->check(CLI::PositiveNumber);
+      ->check(thread_count());
   tr->add_flag("--json", t.json, "Print one JSON object with the results on stdout");
 
   auto& s = cmds.sample_args;
@@ -223,16 +268,16 @@ void add_lm_commands(CLI::App& app, LmCommands& cmds) {
   sa->add_option("MODEL", s.model, "Checkpoint file")->required();
   sa->add_option("--prompt", s.prompt, "Text to start from");
   sa->add_option("--tokens", s.tokens, "Bytes to generate")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
   sa->add_option("--temperature", s.temperature, "Softmax temperature (0: always the most likely)")
       ->check(CLI::Range(0.0, 100.0))
+      ->check(finite_number())
       ->capture_default_str();
   sa->add_option("--seed", s.seed, "Sampling seed (the same seed gives the same text)")
+      ->check(non_negative())
       ->capture_default_str();
-  sa->add_option("--threads", s.threads, "Threads")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  sa->add_option("--threads", s.threads, "Threads")->check(thread_count())->capture_default_str();
 }
 
 int run_lm(const LmCommands& cmds) {

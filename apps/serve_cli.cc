@@ -32,6 +32,10 @@ namespace {
 
 using json = nlohmann::json;
 
+// --http-threads: each is a thread of the process that holds a connection; more than this many
+// is a typo, not a server (100000 threads would not start).
+constexpr int kMaxHttpThreads = 1024;
+
 // The offset of the first byte that is not part of well-formed UTF-8 (no overlong forms,
 // surrogates or code points past U+10FFFF), or npos.
 size_t invalid_utf8_at(std::string_view s) {
@@ -82,7 +86,7 @@ struct HttpError {
 void send_error(httplib::Response& res, const HttpError& e) {
   res.status = e.status;
   json j = {{"error", {{"message", e.message}, {"type", e.type}, {"code", e.status}}}};
-  res.set_content(j.dump(), "application/json");
+  res.set_content(json_text(j), "application/json");
 }
 
 std::string base64(const void* data, size_t n) {
@@ -207,7 +211,7 @@ struct Server {
                     {"total_tokens", tokens},
                     {"truncated_inputs", e.truncated_count()},
                     {"max_tokens_per_input", limit}}}};
-      res.set_content(out.dump(), "application/json");
+      res.set_content(json_text(out), "application/json");
       ++served;
     } catch (const HttpError& e) {
       send_error(res, e);
@@ -220,7 +224,7 @@ struct Server {
               {"dimensions", model.cfg.hidden},
               {"max_tokens_per_input", limit},
               {"queued_texts", queue.queued()}};
-    res.set_content(j.dump(), "application/json");
+    res.set_content(json_text(j), "application/json");
   }
 };
 
@@ -243,38 +247,39 @@ CLI::App* add_serve_command(CLI::App& app, ServeArgs& a) {
                   "Name in responses and /health (default: MODEL's file name without "
                   "extension). Requests' \"model\" is not checked against it");
   cmd->add_option("--threads", a.threads, "Encoder threads (default: every core)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(thread_count(0));
   cmd->add_option("--http-threads", a.http_threads,
                   "Connection handler threads: requests served at once (each waits for its "
                   "batch while others join it)")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(1, kMaxHttpThreads))
       ->capture_default_str();
   cmd->add_option("--max-batch", a.max_batch,
                   "Texts per encoder call, at most: a batch closes when this many are queued")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--batch-wait-ms", a.batch_wait_ms,
                   "...or when the oldest queued text has waited this long (milliseconds) for "
                   "others to join it")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
+      ->check(finite_number())
       ->capture_default_str();
   cmd->add_option("--max-queue", a.max_queue,
                   "Texts waiting for the encoder, at most; a request that does not fit is "
                   "answered 503 with Retry-After")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--max-body-bytes", a.max_body_bytes,
                   "Request body size limit in bytes (larger: 413)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--max-inputs", a.max_inputs, "Texts per request, at most (more: 400)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--max-len", a.max_len,
                   "Tokens per text, [CLS] and [SEP] included; longer texts are truncated, as "
                   "fff bert embed does, and counted in usage.truncated_inputs (default: the "
                   "file's sentence.max_seq_length, else the model's positions)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(max_len_value());
   return cmd;
 }
 
@@ -363,10 +368,12 @@ int run_serve(const ServeArgs& a) {
   int port = a.port;
   if (port == 0) {
     port = http.bind_to_any_port(a.host);
-    if (port < 0) throw fff::Error("cannot listen on " + a.host + " (any port)");
+    if (port < 0)
+      throw fff::Error("--host " + a.host +
+                       ": cannot listen there on any port (not an address of this machine?)");
   } else if (!http.bind_to_port(a.host, port)) {
-    throw fff::Error("cannot listen on " + a.host + ":" + std::to_string(port) +
-                     " (in use, or not an address of this machine?)");
+    throw fff::Error("--host " + a.host + " --port " + std::to_string(port) +
+                     ": cannot listen there (in use, or not an address of this machine?)");
   }
   std::fprintf(stderr,
                "fff serve: listening on http://%s:%d (model %s: %s, %lld dimensions, at most %lld "

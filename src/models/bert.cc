@@ -318,6 +318,11 @@ BertModel load_bert(const std::string& path) {
   const Metadata& meta = f.metadata;
   check_metadata_format(meta, path, "fff-bert", "an fff BERT file",
                         "; convert a checkpoint with scripts/convert_bert.py");
+  // A damaged file: an encoder with NaN weights would give NaN embeddings (null in JSON) and
+  // meaningless predictions without a word.
+  for (const auto& [name, t] : f.tensors)
+    for (float v : t.data)
+      if (!std::isfinite(v)) throw Error(path + ": tensor '" + name + "' holds NaN or infinity");
   BertConfig c;
   // Files written before arch bert existed are crammedBERT / UltraFastBERT.
   const std::string arch = meta.count("arch") ? meta.at("arch") : "crammed";

@@ -7,6 +7,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <limits>
@@ -344,6 +345,10 @@ WordPieceTokenizer make_wordpiece(const std::string& vocab_text, const std::stri
 }
 
 WordPieceTokenizer load_wordpiece(const std::string& vocab_path, bool lowercase) {
+  // A directory opens as a stream whose first read throws (basic_filebuf::underflow): say so.
+  std::error_code ec;
+  if (std::filesystem::is_directory(vocab_path, ec))
+    fail(vocab_path, "is a directory, expected a vocabulary file (vocab.txt)");
   std::ifstream in(vocab_path, std::ios::binary);
   if (!in) fail(vocab_path, std::string("cannot open vocabulary file: ") + std::strerror(errno));
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -125,6 +125,13 @@ double evaluate_bpc(Context& ctx, LmModel& m, const std::vector<int32_t>& text, 
 LmTrainResult train_lm(Context& ctx, LmTrainer& tr, const TextSplit& text,
                        const std::function<void(const LmProgress&)>& on_progress) {
   const auto& o = tr.options;
+  // Comparisons written so that NaN fails them (a NaN hardening trained to NaN without a word).
+  if (!(o.hardening >= 0.0f) || !std::isfinite(o.hardening))
+    throw Error("LmTrainOptions.hardening = " + std::to_string(o.hardening) +
+                ": must be a non-negative number");
+  if (!(o.harden_after >= 0.0 && o.harden_after <= 1.0))
+    throw Error("LmTrainOptions.harden_after = " + std::to_string(o.harden_after) +
+                ": must be in [0, 1]");
   const int64_t T = o.seq, B = o.batch;
   const int64_t per_stream = segments_per_stream(text.train, B, T);
   if (per_stream < 1)
@@ -261,6 +268,10 @@ LmTrainer load_lm_checkpoint(const std::string& path) {
     if (it->second.shape != dst.shape)
       throw Error(path + ": tensor '" + name + "' has shape " + shape_string(it->second.shape) +
                   ", expected " + shape_string(dst.shape));
+    // A damaged or diverged checkpoint: sampling from it would print noise without a word, and
+    // resuming would train on NaN.
+    for (float v : it->second.data)
+      if (!std::isfinite(v)) throw Error(path + ": tensor '" + name + "' holds NaN or infinity");
     dst = std::move(it->second);
   };
   for (Param* p : tr.model.params()) take(p->name, p->value);
@@ -281,6 +292,10 @@ LmTrainer load_lm_checkpoint(const std::string& path) {
 
 std::string sample_lm(Context& ctx, LmModel& m, const std::string& prompt, int64_t n,
                       float temperature, uint64_t seed) {
+  // NaN fails this too: with a NaN temperature every probability is NaN.
+  if (!(temperature >= 0.0f) || !std::isfinite(temperature))
+    throw Error("sample_lm: temperature = " + std::to_string(temperature) +
+                ": must be a non-negative number");
   CallScope scope(ctx);
   Rng rng(seed);
   LmState state;

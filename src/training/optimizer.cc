@@ -27,7 +27,9 @@ Optimizer::Optimizer(const OptimizerConfig& cfg, std::vector<Param*> params)
     return Error(std::string("OptimizerConfig.") + field + " = " + buf + ": " + why);
   };
   if (!(cfg.lr > 0.0f) || !std::isfinite(cfg.lr)) throw bad("lr", cfg.lr, "must be positive");
-  if (cfg.momentum < 0.0f || cfg.momentum >= 1.0f)
+  // Written so that NaN fails too: a NaN momentum passed `< 0 || >= 1`, then took the momentum
+  // update without the momentum buffer that `momentum > 0` allocates (a segfault).
+  if (!(cfg.momentum >= 0.0f && cfg.momentum < 1.0f))
     throw bad("momentum", cfg.momentum, "must be in [0, 1)");
   for (Param* p : params_) {
     State s;

@@ -43,7 +43,7 @@ void check_dataset(const Model& model, const Dataset& d, const char* what) {
 }  // namespace
 
 std::pair<Dataset, Dataset> split_train_val(const Dataset& d, double val_fraction, uint64_t seed) {
-  if (val_fraction < 0.0 || val_fraction >= 1.0)
+  if (!(val_fraction >= 0.0 && val_fraction < 1.0))  // NaN fails too
     throw Error("split_train_val: val_fraction = " + format_value(val_fraction) +
                 ": must be in [0, 1)");
   std::vector<int64_t> idx(static_cast<size_t>(d.size()));
@@ -115,8 +115,10 @@ TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, 
   if (opt.batch <= 0) throw bad("batch", opt.batch, "must be positive");
   if (opt.epochs <= 0) throw bad("epochs", opt.epochs, "must be positive");
   if (opt.patience <= 0) throw bad("patience", opt.patience, "must be positive");
-  if (opt.hardening < 0.0f) throw bad("hardening", opt.hardening, "must be non-negative");
-  if (opt.region_leak < 0.0f || opt.region_leak > 0.5f)
+  // Comparisons written so that NaN fails them.
+  if (!(opt.hardening >= 0.0f) || !std::isfinite(opt.hardening))
+    throw bad("hardening", opt.hardening, "must be a non-negative number");
+  if (!(opt.region_leak >= 0.0f && opt.region_leak <= 0.5f))
     throw bad("region_leak", opt.region_leak, "must be in [0, 0.5]");
 
   const ModelConfig& c = model.config();

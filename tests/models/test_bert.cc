@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -346,6 +347,14 @@ TEST(BertPostNorm, LoadRejectsWrongFilesNamingTheProblem) {
       "embedding.position");
   check(
       "arch.safetensors", [](auto& g) { g.metadata["arch"] = "roberta"; }, "roberta");
+  // One non-finite value anywhere: the encoder would give NaN embeddings without a word.
+  check(
+      "nan.safetensors", [](auto& g) { g.tensors["layers.1.attn.out"].data[5] = std::nanf(""); },
+      "'layers.1.attn.out' holds NaN");
+  check(
+      "inf.safetensors",
+      [](auto& g) { g.tensors["layers.0.ff.w1"].data[0] = std::numeric_limits<float>::infinity(); },
+      "'layers.0.ff.w1' holds NaN or infinity");
   check(
       "types.safetensors", [](auto& g) { g.metadata.erase("type_vocab_size"); }, "type_vocab_size");
   check(

@@ -5,9 +5,11 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
+#include "fff/io/safetensors.h"
 #include "fff/training/lm_train.h"
 #include "temp_dir.h"
 #include "test_util.h"
@@ -116,6 +118,20 @@ TEST(LmTrain, CheckpointRejectsOtherFiles) {
   write_file(dir.file("junk"), "not a checkpoint at all");
   EXPECT_THROW(fff::load_lm_checkpoint(dir.file("junk")), fff::Error);
   EXPECT_THROW(fff::load_lm_checkpoint(dir.file("missing")), fff::Error);
+  // A checkpoint with one NaN weight (a damaged file): refused, naming the tensor.
+  fff::LmTrainer tr = tiny_trainer(fff::FFKind::leaf_fff, 1, "");
+  fff::save_lm_checkpoint(dir.file("good"), tr);
+  fff::SafetensorsFile f = fff::load_safetensors(dir.file("good"));
+  f.tensors.at("out.w").data[3] = std::nanf("");
+  std::vector<std::pair<std::string, const fff::Tensor*>> tensors;
+  for (const auto& [name, t] : f.tensors) tensors.emplace_back(name, &t);
+  fff::save_safetensors(dir.file("nan"), tensors, f.metadata);
+  try {
+    fff::load_lm_checkpoint(dir.file("nan"));
+    ADD_FAILURE() << "no error";
+  } catch (const fff::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'out.w' holds NaN"), std::string::npos) << e.what();
+  }
 }
 
 TEST(LmTrain, LearnsAndSamplesDeterministically) {
@@ -131,6 +147,16 @@ TEST(LmTrain, LearnsAndSamplesDeterministically) {
   const std::string b = fff::sample_lm(ectx, tr.model, "The ", 30, 0.8f, 7);
   EXPECT_EQ(a.size(), 30u);
   EXPECT_EQ(a, b);
+  // NaN fails the option checks (it compares false with everything).
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (float t : {nan, -1.0f, std::numeric_limits<float>::infinity()})
+    EXPECT_THROW(fff::sample_lm(ectx, tr.model, "The ", 3, t, 7), fff::Error) << t;
+  fff::LmTrainer nan_hardening = tiny_trainer(fff::FFKind::leaf_fff, 41, "");
+  nan_hardening.options.hardening = nan;
+  EXPECT_THROW(fff::train_lm(ectx, nan_hardening, text), fff::Error);
+  fff::LmTrainer nan_after = tiny_trainer(fff::FFKind::leaf_fff, 41, "");
+  nan_after.options.harden_after = nan;
+  EXPECT_THROW(fff::train_lm(ectx, nan_after, text), fff::Error);
 }
 
 }  // namespace

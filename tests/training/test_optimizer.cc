@@ -74,7 +74,8 @@ TEST(Optimizer, RejectsBadSettings) {
     EXPECT_THROW(Optimizer(sgd(lr), {&p}), fff::Error);
     EXPECT_THROW(Optimizer(adam(lr), {&p}), fff::Error);
   }
-  for (float mu : {1.0f, 1.5f, -0.1f}) {
+  // NaN too: it once passed the range check and segfaulted in the first step (no momentum buffer).
+  for (float mu : {1.0f, 1.5f, -0.1f, std::numeric_limits<float>::quiet_NaN()}) {
     SCOPED_TRACE(mu);
     EXPECT_THROW(Optimizer(sgd(0.1f, mu), {&p}), fff::Error);
   }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <numeric>
 #include <set>
 #include <string>
@@ -364,6 +365,7 @@ TEST(Train, SplitTrainVal) {
   EXPECT_EQ(v0.size(), 0);
   EXPECT_THROW(fff::split_train_val(d, 1.0, 1), fff::Error);
   EXPECT_THROW(fff::split_train_val(d, -0.1, 1), fff::Error);
+  EXPECT_THROW(fff::split_train_val(d, std::numeric_limits<double>::quiet_NaN(), 1), fff::Error);
 }
 
 TEST(Train, RouteUsage) {
@@ -474,6 +476,12 @@ TEST(Train, DatasetChecks) {
     bad("TrainOptions.patience = 0:", [](fff::TrainOptions& o) { o.patience = 0; });
     bad("TrainOptions.hardening = -1:", [](fff::TrainOptions& o) { o.hardening = -1.0f; });
     bad("TrainOptions.region_leak = 0.6:", [](fff::TrainOptions& o) { o.region_leak = 0.6f; });
+    // NaN fails every range check (it compares false with everything).
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    bad("TrainOptions.hardening = nan:", [&](fff::TrainOptions& o) { o.hardening = nan; });
+    bad("TrainOptions.region_leak = nan:", [&](fff::TrainOptions& o) { o.region_leak = nan; });
+    bad("OptimizerConfig.momentum = nan:",
+        [&](fff::TrainOptions& o) { o.optimizer.momentum = nan; });
     bad("OptimizerConfig.lr = 0:", [](fff::TrainOptions& o) { o.optimizer.lr = 0.0f; });
   }
   {
