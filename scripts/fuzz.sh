@@ -6,6 +6,7 @@
 # build-fuzz/summary.tsv.
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET ...]     e.g. scripts/fuzz.sh 600 bert idx
+#        scripts/fuzz.sh --summary                  totals per target over all recorded runs
 # Targets: the fuzz/fuzz_*.cc programs, and `python` (fuzz/fuzz_python.py: the Python package's
 # and scripts/convert_bert.py's readers, fuzzed with atheris from PyPI in build-fuzz/venv over the
 # package in build/python, which scripts/setup.sh builds).
@@ -19,6 +20,17 @@
 # and not checked against what it holds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --summary ]; then
+  # Totals per target over every run recorded in build-fuzz/summary.tsv, as a Markdown table.
+  [ -f build-fuzz/summary.tsv ] || { echo "scripts/fuzz.sh --summary: no runs recorded yet" >&2; exit 1; }
+  echo "| target | runs | time (min) | executions | coverage (edges / features) | findings |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  awk -F'\t' 'NR > 1 { runs[$1]++; s[$1] += $2; e[$1] += $3; cov[$1] = $4; ft[$1] = $5; f[$1] += $6 }
+    END {
+      for (t in runs) printf "| %s | %d | %.0f | %d | %d / %d | %d |\n", t, runs[t], s[t] / 60, e[t], cov[t], ft[t], f[t]
+    }' build-fuzz/summary.tsv | sort
+  exit 0
+fi
 seconds=${1:-60}
 shift || true
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
@@ -58,6 +70,7 @@ dict_of() {
   case $1 in
     safetensors | classifier | lm_checkpoint | bert) echo fuzz/safetensors.dict ;;
     vocab | tokenize) echo fuzz/wordpiece.dict ;;
+    serve_request) echo fuzz/json.dict ;;
   esac
 }
 
