@@ -51,7 +51,8 @@ EmbeddingRequest parse_embedding_request(const std::string& body,
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for a number beyond double's range (1e400).
     throw HttpError{400, std::string("invalid JSON: ") + e.what()};
   }
   if (!j.is_object())

@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import io
 import os
+import shutil
 import sys
 import tempfile
 
@@ -68,8 +69,11 @@ def read_tokenizer_json(data: bytes) -> None:
 
 
 def read_sentence_settings(data: bytes) -> None:
-    write("modules.json", data)
-    write("sentence_bert_config.json", data)
+    # Every file the reader may open holds the input (a Pooling module's folder may be "" or
+    # "1_Pooling").
+    os.makedirs(os.path.join(WORK, "1_Pooling"))
+    for name in ("modules.json", "sentence_bert_config.json", "config.json", "1_Pooling/config.json"):
+        write(name, data)
     convert_bert.sentence_settings(WORK)
 
 
@@ -81,6 +85,9 @@ def test_one_input(data: bytes) -> None:
     if not data:
         return
     reader = READERS[data[0] % len(READERS)]
+    # A clean folder per input, so that an input's outcome never depends on the ones before.
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # convert_bert's warnings
             reader(data[1:])

@@ -656,11 +656,18 @@ def sentence_settings(checkpoint_dir: str) -> Tuple[bool, int]:
             raise UserError(f"{modules_path}: top level is not a JSON list")
         for module in modules:
             kind = module.get("type", "") if isinstance(module, dict) else ""
+            if not isinstance(kind, str):
+                raise UserError(f"{modules_path}: a module's type {json.dumps(kind)} is not a string")
             if kind.endswith(".Normalize"):
                 normalize = True
             elif kind.endswith(".Pooling"):
-                pool_path = os.path.join(checkpoint_dir, module.get("path", ""), "config.json")
+                folder = module.get("path", "")
+                if not isinstance(folder, str):
+                    raise UserError(f"{modules_path}: the Pooling module's path {json.dumps(folder)} is not a string")
+                pool_path = os.path.join(checkpoint_dir, folder, "config.json")
                 pool = read_json(pool_path) if os.path.isfile(pool_path) else {}
+                if not isinstance(pool, dict):
+                    raise UserError(f"{pool_path}: top level is not a JSON object")
                 modes = sorted(k for k, v in pool.items() if k.startswith("pooling_mode_") and v is True)
                 if modes and modes != ["pooling_mode_mean_tokens"]:
                     raise UserError(f"{pool_path}: pooling {', '.join(modes)} is not supported (fff bert embed "
