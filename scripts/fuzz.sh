@@ -51,7 +51,7 @@ if [ ! -f $build/build.ninja ]; then
 fi
 cmake --build $build >&2
 
-all="$(cd fuzz && ls fuzz_*.cc | sed 's/^fuzz_//; s/\.cc$//') python"
+all="$(cd fuzz && ls fuzz_*.cc | sed 's/^fuzz_//; s/\.cc$//' | tr '\n' ' ')python"
 targets=${*:-$all}
 for t in $targets; do
   [[ " $all " == *" $t "* ]] || { echo "scripts/fuzz.sh: no fuzz target '$t' (targets: $(echo $all))" >&2; exit 2; }
@@ -91,6 +91,8 @@ run_one() {
     program=(env PYTHONPATH=build/python "$build/venv/bin/python" fuzz/fuzz_python.py)
     malloc_limit=2048
   fi
+  local before start=$SECONDS
+  before=$(find "$findings" -type f | wc -l)
   set +e
   "${program[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -malloc_limit_mb="$malloc_limit" -print_final_stats=1 -artifact_prefix="$findings/" \
@@ -102,10 +104,11 @@ run_one() {
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
   ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
   local found
-  found=$(find "$findings" -type f | wc -l)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$seconds" "${execs:-0}" "${cov:-0}" "${ft:-0}" \
+  found=$(($(find "$findings" -type f | wc -l) - before))
+  # The time it ran (a finding ends a run early).
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$((SECONDS - start))" "${execs:-0}" "${cov:-0}" "${ft:-0}" \
     "$found" "$rc" >>$build/summary.tsv
-  echo "$t: ${seconds} s, ${execs:-0} executions, coverage ${cov:-0} edges (${ft:-0} features), $found finding(s), exit $rc (log $log)"
+  echo "$t: $((SECONDS - start)) s, ${execs:-0} executions, coverage ${cov:-0} edges (${ft:-0} features), $found finding(s), exit $rc (log $log)"
   if [ "${FUZZ_MERGE:-0}" = 1 ]; then
     mkdir -p "fuzz/corpus/$t"
     "${program[@]}" -merge=1 -rss_limit_mb=2048 -malloc_limit_mb=2048 "fuzz/corpus/$t" \
