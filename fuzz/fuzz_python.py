@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Fuzz target for the Python side's readers of outside data: fff.load and fff.bert.load (the
 package's loaders, over the C++ readers the other targets fuzz) and scripts/convert_bert.py's own
 readers (safetensors, config.json, tokenizer.json, a sentence-transformers folder's modules.json).

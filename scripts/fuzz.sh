@@ -88,7 +88,9 @@ run_one() {
   local program=("$build/fuzz/fuzz_$t") malloc_limit=${FUZZ_MALLOC_LIMIT_MB:-64}
   if [ "$t" = python ]; then
     # PyTorch's own start-up allocates more than 64 MB at once.
-    program=(env PYTHONPATH=build/python "$build/venv/bin/python" fuzz/fuzz_python.py)
+    # (PATH: a merge runs the script again by its name, through its #! line.)
+    program=(env PATH="$PWD/$build/venv/bin:$PATH" PYTHONPATH=build/python
+             "$build/venv/bin/python" fuzz/fuzz_python.py)
     malloc_limit=2048
   fi
   local before start=$SECONDS
