@@ -64,6 +64,7 @@ struct BenchArgs {
   int64_t dim = 768, trees = 1, depth = 11, batch = 1, dense_width = 3072, layers = 1;
   int threads = 1;
   double min_seconds = 0.3;
+  bool half = false;
   bool json = false;
 };
 
@@ -527,6 +528,7 @@ json bench_json(const fff::CmmBenchResult& r) {
           {"dense_backend", r.dense_backend},
           {"simd", r.simd},
           {"fff_path", r.fff_path},
+          {"fff_weights", r.cfg.half_weights ? "fp16" : "fp32"},
           {"dense_us_per_token", r.dense_us_per_token},
           {"fff_us_per_token", r.fff_us_per_token},
           {"speedup", r.speedup},
@@ -543,6 +545,9 @@ json bench_json(const fff::CmmBenchResult& r) {
           {"rows_floor_us_per_token", r.rows_floor_us_per_token},
           {"rows_read_per_token", r.rows_read_per_token},
           {"fff_vs_rows_floor", r.fff_vs_rows_floor},
+          {"loop_us_per_token", r.loop_us_per_token},
+          {"fff_vs_loop", r.fff_vs_loop},
+          {"loop_max_rel_err", r.loop_max_rel_err},
           {"fff_repeats", r.fff_repeats},
           {"dense_repeats", r.dense_repeats}};
 }
@@ -561,9 +566,9 @@ int run_bench(const BenchArgs& a, const CLI::App& cmd) {
     batches = {a.batch};
   }
   if (!a.json)
-    std::printf("%-8s %6s %6s %12s %12s %9s %10s %10s %10s %12s %9s\n", "shape", "batch", "layers",
-                "fff us/tok", "dense us/tok", "speedup", "fff GF/s", "dense GF/s", "rel err",
-                "floor us/tok", "vs floor");
+    std::printf("%-8s %6s %6s %12s %12s %9s %10s %10s %10s %12s %9s %12s %9s\n", "shape", "batch",
+                "layers", "fff us/tok", "dense us/tok", "speedup", "fff GF/s", "dense GF/s",
+                "rel err", "floor us/tok", "vs floor", "loop us/tok", "vs loop");
   // Each shape's layers (FFF and dense weights) and its batches of input rows, before any is made.
   for (const auto& [trees, depth] : shapes)
     for (int64_t batch : batches) {
@@ -588,6 +593,7 @@ int run_bench(const BenchArgs& a, const CLI::App& cmd) {
       c.dim = a.dim, c.trees = trees, c.depth = depth, c.batch = batch;
       c.dense_width = a.dense_width, c.layers = a.layers;
       c.min_seconds = a.min_seconds;
+      c.half_weights = a.half;
       const fff::CmmBenchResult r = fff::run_cmm_bench(ctx, c, dense_us, dense_n);
       dense_us = r.dense_us_per_token;
       dense_n = r.dense_repeats;
@@ -595,10 +601,13 @@ int run_bench(const BenchArgs& a, const CLI::App& cmd) {
         std::cout << json_text(bench_json(r)) << std::endl;
       } else {
         const std::string shape = std::to_string(trees) + "x" + std::to_string(depth);
-        std::printf("%-8s %6lld %6lld %12.3f %12.3f %8.1fx %10.2f %10.2f %10.2e %12.3f %8.2fx\n",
-                    shape.c_str(), static_cast<long long>(batch), static_cast<long long>(c.layers),
-                    r.fff_us_per_token, r.dense_us_per_token, r.speedup, r.fff_gflops,
-                    r.dense_gflops, r.max_rel_err, r.rows_floor_us_per_token, r.fff_vs_rows_floor);
+        std::printf(
+            "%-8s %6lld %6lld %12.3f %12.3f %8.1fx %10.2f %10.2f %10.2e %12.3f %8.2fx %12.3f "
+            "%8.2fx\n",
+            shape.c_str(), static_cast<long long>(batch), static_cast<long long>(c.layers),
+            r.fff_us_per_token, r.dense_us_per_token, r.speedup, r.fff_gflops, r.dense_gflops,
+            r.max_rel_err, r.rows_floor_us_per_token, r.fff_vs_rows_floor, r.loop_us_per_token,
+            r.fff_vs_loop);
         std::fflush(stdout);
       }
     }
@@ -882,6 +891,9 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& a) {
       ->check(fff_cli::positive())
       ->check(fff_cli::finite_number())
       ->capture_default_str();
+  cmd->add_flag("--half", a.half,
+                "FFF weights in IEEE half precision (half the bytes a token reads; each weight "
+                "rounded, arithmetic in fp32). The plain loop and the dense FF stay fp32");
   cmd->add_flag("--json", a.json, "One JSON object per configuration on stdout");
 
   return cmd;

@@ -18,6 +18,7 @@ struct CmmBenchConfig {
   int64_t dense_width = 3072;  // hidden width of the dense baseline
   int64_t layers = 1;          // independent layers applied in sequence (weights beyond cache)
   double min_seconds = 0.3;    // repeat each side until this much time (and >= 3 repeats)
+  bool half_weights = false;   // FFF reads half-precision copies of its weights (make_half_weights)
   uint64_t seed = 1;
 };
 
@@ -33,7 +34,9 @@ struct CmmBenchResult {
   double fff_flops_per_token = 0.0, dense_flops_per_token = 0.0;  // per layer
   double fff_bytes_per_token = 0.0, dense_bytes_per_token = 0.0;  // weights read per layer
   double fff_gflops = 0.0, dense_gflops = 0.0;
-  double max_rel_err = 0.0;  // FFF output vs the naive reference, max |diff| / max |ref|
+  // FFF output vs the naive reference on the fp32 weights, max |diff| / max |ref| (with half
+  // weights, mostly their rounding)
+  double max_rel_err = 0.0;
   // The memory floor in the same run: copying the batch's inputs to its outputs (each token's
   // in + out floats, read once and written once), and the rate at which FFF and the copy move
   // those bytes.
@@ -42,6 +45,10 @@ struct CmmBenchResult {
   // The weights' floor in the same run: reading each call's visited w1 and w2 rows once, in
   // address order (rows_read_per_token: distinct rows per token and layer, w1 and w2 counted).
   double rows_floor_us_per_token = 0.0, rows_read_per_token = 0.0, fff_vs_rows_floor = 0.0;
+  // The simplest correct code in the same run: per token, tree and level one cblas_sdot with the
+  // node's input row, the exact activation, one cblas_saxpy with its output row; no threads.
+  double loop_us_per_token = 0.0, fff_vs_loop = 0.0;  // fff_vs_loop: loop time / fff time
+  double loop_max_rel_err = 0.0;                      // the loop's error, as max_rel_err
   int fff_repeats = 0, dense_repeats = 0;
 };
 

@@ -52,12 +52,19 @@ HWY_INLINE void PrefetchAhead(const W* const* next, int64_t next_rows, int64_t o
       hwy::Prefetch(reinterpret_cast<const char*>(next[p] + off) + b);
 }
 
+// Does nothing alongside a dot product's column blocks (see DotRowsBlock's `side`).
+struct NoSide {
+  HWY_INLINE void operator()(int64_t) const {}
+};
+
 // NR rows against one weight vector (kShared: w[0]) or each against its own (w[r]). Chunk i of
 // every dot goes to accumulator i % 4, whatever NR or kShared, so results do not depend on the
 // blocking; four accumulators keep the FMA chains short when a node's group is a single row.
-template <int NR, bool kShared, class W>
+// side(off) is called as the loop reaches each block of 4 vectors at column off: other work
+// whose loads then overlap the dot's.
+template <int NR, bool kShared, class W, class Side = NoSide>
 void DotRowsBlock(const float* const* x, const W* const* w, int64_t n, float* out,
-                  const W* const* next, int64_t next_rows) {
+                  const W* const* next, int64_t next_rows, Side side = {}) {
   const D d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   V acc[NR][4];
@@ -75,6 +82,7 @@ void DotRowsBlock(const float* const* x, const W* const* w, int64_t n, float* ou
   int64_t i = 0;
   for (; i + 4 * N <= n; i += 4 * N) {
     PrefetchAhead(next, next_rows, i, N);
+    side(i);
     for (int k = 0; k < 4; ++k) chunk(i + k * N, k);
   }
   // Up to three whole chunks remain; constant accumulator indices keep acc in registers.
@@ -129,6 +137,56 @@ void DotPairsF16(const float* const* x, const uint16_t* const* w, int64_t rows, 
                  float* out, const uint16_t* const* next, int64_t next_rows) {
   DotBlocks<false>(x, reinterpret_cast<const Half* const*>(w), rows, n, out,
                    reinterpret_cast<const Half* const*>(next), next_rows);
+}
+
+// y[c] = a * v[c] + y[c] for c in [begin, end), fused as CombineBlock fuses it, so that adding a
+// path's output rows one at a time gives CombineRows' result bit for bit.
+template <class W>
+HWY_INLINE void AxpyColumns(float a, const W* v, float* y, int64_t begin, int64_t end) {
+  const D d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const V av = hn::Set(d, a);
+  int64_t c = begin;
+  for (; c + N <= end; c += N)
+    hn::StoreU(hn::MulAdd(av, LoadW(d, v + c), hn::LoadU(d, y + c)), d, y + c);
+  for (; c < end; ++c) y[c] = MulAddScalar(a, Widen(v[c]), y[c]);
+}
+
+// One step of a single row's walk down a tree: returns dot(x, w) over n columns (bitwise as
+// DotRows computes it) and, in the same pass over the columns, adds a * v to y[:m] (the previous
+// level's output row: its loads overlap this level's chain of dependent ones). The first lines
+// of next[0..next_rows) (the children's input rows) are requested as the pass starts, so the
+// next level's first loads need not wait for the decision.
+template <class W>
+float DotAxpy(const float* x, const W* w, int64_t n, float a, const W* v, float* y, int64_t m,
+              const W* const* next, int64_t next_rows, int64_t next_lines) {
+  const D d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t p = 0; p < next_rows; ++p)
+    for (int64_t b = 0; b < next_lines * 64; b += 64)
+      hwy::Prefetch(reinterpret_cast<const char*>(next[p]) + b);
+  float z = 0.0f;
+  int64_t done = 0;  // columns of y already updated
+  auto side = [&](int64_t off) {
+    if (!v || off >= m) return;
+    const int64_t end = std::min(m, off + 4 * N);
+    AxpyColumns(a, v, y, off, end);
+    done = end;
+  };
+  if (n > 0) DotRowsBlock<1, true, W>(&x, &w, n, &z, nullptr, 0, side);
+  if (v) AxpyColumns(a, v, y, done, m);
+  return z;
+}
+
+float DotAxpyF32(const float* x, const float* w, int64_t n, float a, const float* v, float* y,
+                 int64_t m, const float* const* next, int64_t next_rows, int64_t next_lines) {
+  return DotAxpy(x, w, n, a, v, y, m, next, next_rows, next_lines);
+}
+
+float DotAxpyF16(const float* x, const uint16_t* w, int64_t n, float a, const uint16_t* v, float* y,
+                 int64_t m, const uint16_t* const* next, int64_t next_rows, int64_t next_lines) {
+  return DotAxpy(x, reinterpret_cast<const Half*>(w), n, a, reinterpret_cast<const Half*>(v), y, m,
+                 reinterpret_cast<const Half* const*>(next), next_rows, next_lines);
 }
 
 // NR rows by NW weight vectors, one accumulator each, chunks summed in order.
@@ -325,6 +383,8 @@ HWY_EXPORT(DotRowsF16);
 HWY_EXPORT(DotPairsF32);
 HWY_EXPORT(DotPairsF16);
 HWY_EXPORT(DotMatrix);
+HWY_EXPORT(DotAxpyF32);
+HWY_EXPORT(DotAxpyF16);
 HWY_EXPORT(CombineRowsF32);
 HWY_EXPORT(CombineRowsF16);
 HWY_EXPORT(ToHalf);
@@ -353,6 +413,17 @@ void cmm_dot_pairs(const float* const* x, const uint16_t* const* w, int64_t rows
 void cmm_dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t ldw, int64_t n,
                     int64_t nw, float* out, int64_t ldo) {
   HWY_DYNAMIC_DISPATCH(DotMatrix)(x, rows, w, ldw, n, nw, out, ldo);
+}
+
+float cmm_dot_axpy(const float* x, const float* w, int64_t n, float a, const float* v, float* y,
+                   int64_t m, const float* const* next, int64_t next_rows, int64_t next_lines) {
+  return HWY_DYNAMIC_DISPATCH(DotAxpyF32)(x, w, n, a, v, y, m, next, next_rows, next_lines);
+}
+
+float cmm_dot_axpy(const float* x, const uint16_t* w, int64_t n, float a, const uint16_t* v,
+                   float* y, int64_t m, const uint16_t* const* next, int64_t next_rows,
+                   int64_t next_lines) {
+  return HWY_DYNAMIC_DISPATCH(DotAxpyF16)(x, w, n, a, v, y, m, next, next_rows, next_lines);
 }
 
 void cmm_combine_rows(const float* a, int64_t lda, int64_t terms, const float* const* w, int64_t n,

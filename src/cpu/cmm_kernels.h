@@ -27,6 +27,19 @@ void cmm_dot_pairs(const float* const* x, const float* const* w, int64_t rows, i
 void cmm_dot_pairs(const float* const* x, const uint16_t* const* w, int64_t rows, int64_t n,
                    float* out, const uint16_t* const* next = nullptr, int64_t next_rows = 0);
 
+// One step of a single row's walk down a tree: returns dot(x, w) over n columns, bitwise as
+// cmm_dot_rows gives it, and in the same pass over the columns sets y[c] = a * v[c] + y[c] for
+// c < m (nothing if v is null), fused as cmm_combine_rows fuses it: adding a path's output rows
+// one per level gives cmm_combine_rows' result bit for bit, and their loads overlap the walk's
+// chain of dependent ones. Before the pass, the first next_lines cache lines of
+// next[0..next_rows) are requested. n = 0 only adds.
+float cmm_dot_axpy(const float* x, const float* w, int64_t n, float a, const float* v, float* y,
+                   int64_t m, const float* const* next = nullptr, int64_t next_rows = 0,
+                   int64_t next_lines = 0);
+float cmm_dot_axpy(const float* x, const uint16_t* w, int64_t n, float a, const uint16_t* v,
+                   float* y, int64_t m, const uint16_t* const* next = nullptr,
+                   int64_t next_rows = 0, int64_t next_lines = 0);
+
 // out[r * ldo + k] = dot(x[r], w + k * ldw) for r < rows, k < nw: a small matrix product with
 // rows given by pointer (gathered by tree node or leaf without copying them).
 void cmm_dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t ldw, int64_t n,

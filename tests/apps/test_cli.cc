@@ -276,7 +276,10 @@ TEST(Cli, BenchJsonHasTheIssueFields) {
                           "copy_io_gbps",
                           "rows_floor_us_per_token",
                           "rows_read_per_token",
-                          "fff_vs_rows_floor"})
+                          "fff_vs_rows_floor",
+                          "loop_us_per_token",
+                          "fff_vs_loop",
+                          "loop_max_rel_err"})
     EXPECT_TRUE(j.contains(key)) << key << "\n" << r;
   // Distinct w1 and w2 rows per token and layer: at most its own 2 K (D + 1) = 16, at least
   // those 16 shared by all 5 tokens of the batch.
@@ -288,6 +291,8 @@ TEST(Cli, BenchJsonHasTheIssueFields) {
   EXPECT_EQ(j["trees"], 2);
   EXPECT_EQ(j["layers"], 2);
   EXPECT_LE(j["max_rel_err"].get<double>(), 1e-5) << r;
+  EXPECT_LE(j["loop_max_rel_err"].get<double>(), 1e-5) << r;  // the plain loop is correct too
+  EXPECT_GT(j["loop_us_per_token"].get<double>(), 0.0) << r;
   EXPECT_GT(j["fff_us_per_token"].get<double>(), 0.0) << r;
   EXPECT_GT(j["dense_us_per_token"].get<double>(), 0.0) << r;
 }

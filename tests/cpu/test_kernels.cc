@@ -9,7 +9,6 @@
 #ifndef HWY_WANT_AVX3_DL
 #define HWY_WANT_AVX3_DL
 #endif
-#include <hwy/targets.h>
 
 #include <algorithm>
 #include <cmath>
@@ -30,6 +29,7 @@
 #include "fff/layers/loss.h"
 #include "fff/testing/cpu.h"
 #include "fff/testing/layers.h"
+#include "hwy_targets.h"
 #include "test_util.h"
 
 namespace {
@@ -530,18 +530,7 @@ TEST(SoftmaxCrossEntropy, EmptyBatch) {
 
 namespace {
 
-// Runs f once per target that this build compiled and the CPU supports (the test is compiled
-// with the library's Highway settings, so its target list is the library's), with dispatch
-// forced to it.
-template <class F>
-void for_each_target(F f) {
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
-    f();
-  }
-  hwy::SetSupportedTargetsForTest(0);  // back to the CPU's own choice
-}
+using fff_test::for_each_target;
 
 const int64_t kVecSizes[] = {0, 1, 2, 7, 15, 16, 17, 31, 33, 63, 64, 65, 127, 1000, 1023};
 

@@ -15,6 +15,7 @@
 #include "fff/engine/cmm.h"
 #include "fff/layers/ff/neuron_fff.h"
 #include "fff/testing/ff.h"
+#include "hwy_targets.h"
 #include "test_util.h"
 
 namespace {
@@ -48,6 +49,56 @@ TEST(CmmKernels, DotRowsMatchesDoubleOddSizes) {
       }
     }
   }
+}
+
+// One level of a row's walk (cmm_dot_axpy) gives cmm_dot_rows' dot and, level after level,
+// cmm_combine_rows' sum of the path's output rows, bit for bit: the latency path must agree with
+// the batched one. Odd widths, in != out, no input columns, fp32 and half weights, every target.
+TEST(CmmKernels, DotAxpyEqualsDotRowsAndCombineBitwise) {
+  for_each_target([] {
+    Rng rng(4);
+    for (int64_t n : {0, 1, 15, 17, 64, 65, 100, 768, 771}) {
+      for (int64_t m : {1, 3, 16, 63, 64, 100, 771}) {
+        constexpr int64_t kTerms = 5;
+        const auto x = random_vec(n, rng), w = random_vec(n, rng), init = random_vec(m, rng);
+        const auto v = random_vec(kTerms * m, rng), a = random_vec(kTerms, rng);
+        std::vector<uint16_t> wh(n), vh(kTerms * m);
+        fff::cpu::to_half(w.data(), n, wh.data());
+        fff::cpu::to_half(v.data(), kTerms * m, vh.data());
+        std::vector<const float*> vp(kTerms);
+        std::vector<const uint16_t*> vhp(kTerms);
+        for (int64_t j = 0; j < kTerms; ++j) vp[j] = v.data() + j * m, vhp[j] = vh.data() + j * m;
+        const float* xp = x.data();
+        float dot = NAN, dot_half = NAN;
+        fff::cpu::cmm_dot_rows(&xp, 1, w.data(), n, &dot);
+        fff::cpu::cmm_dot_rows(&xp, 1, wh.data(), n, &dot_half);
+        std::vector<float> want(m, NAN), want_half(m, NAN);
+        float* yp = want.data();
+        fff::cpu::cmm_combine_rows(a.data(), kTerms, kTerms, vp.data(), m, init.data(), false,
+                                   false, &yp, 1);
+        yp = want_half.data();
+        fff::cpu::cmm_combine_rows(a.data(), kTerms, kTerms, vhp.data(), m, init.data(), false,
+                                   false, &yp, 1);
+        std::vector<float> y = init, y_half = init;
+        for (int64_t j = 0; j < kTerms; ++j) {
+          const float z = fff::cpu::cmm_dot_axpy(x.data(), w.data(), n, a[j], vp[j], y.data(), m);
+          const float z_half =
+              fff::cpu::cmm_dot_axpy(x.data(), wh.data(), n, a[j], vhp[j], y_half.data(), m);
+          if (n == 0) continue;
+          ASSERT_EQ(z, dot) << n << " " << m;
+          ASSERT_EQ(z_half, dot_half) << n << " " << m;
+        }
+        EXPECT_TRUE(bitwise_equal(y, want)) << n << " " << m;
+        EXPECT_TRUE(bitwise_equal(y_half, want_half)) << n << " " << m;
+        // Without v only the dot is computed, and y is left alone.
+        std::vector<float> untouched = init;
+        EXPECT_EQ(fff::cpu::cmm_dot_axpy(x.data(), w.data(), n, 1.0f,
+                                         static_cast<const float*>(nullptr), untouched.data(), m),
+                  n == 0 ? 0.0f : dot);
+        EXPECT_TRUE(bitwise_equal(untouched, init));
+      }
+    }
+  });
 }
 
 TEST(CmmKernels, DotPairsEqualDotRowsBitwise) {

@@ -37,10 +37,11 @@ NeuronFFFHalf make_half_weights(const NeuronFFF& m);
 void neuron_fff_infer(Context& ctx, const NeuronFFF& m, const float* x, int64_t B, float* y,
                       const NeuronFFFHalf* half = nullptr);
 
-// Latency path: one row at a time; the path is walked first (dot products only, the chain of
-// dependent loads), then its output rows are combined in one pass, whose loads are independent.
-// Prefetching the children's or the path's weights was measured slower: it competes with the
-// dependent loads for the core's outstanding misses.
+// Latency path: one row at a time, each thread its own rows. Each level's dot product (the chain
+// of dependent loads) runs in one pass with the previous level's output row added to the output,
+// so that those independent loads fill the chain's waits, and requests the first lines of both
+// children's input rows. Nothing is allocated and no parallel region is entered for one row.
+// y must not overlap x.
 void neuron_fff_infer_rowwise(Context& ctx, const NeuronFFF& m, const float* x, int64_t B, float* y,
                               const NeuronFFFHalf* half = nullptr);
 
