@@ -50,7 +50,9 @@ struct TrainArgs {
   std::string activation;
   int64_t epochs = 100, batch = 256, patience = 10, limit = 0;
   std::string optimizer = "sgd";
-  float lr = 0.2f, momentum = 0.0f, hardening = 3.0f, region_leak = 0.0f;
+  float lr = 0.2f, momentum = 0.0f, hardening = 3.0f, region_leak = 0.0f, balance = 0.0f;
+  std::string lr_schedule = "constant";
+  int64_t hardened_epochs = 0;
   bool hardened = false, no_output_bias = false, json = false, no_compare = false;
   bool no_standardize = false;
   double val_fraction = 0.1;
@@ -104,11 +106,12 @@ class ProgressBar {
     if (tty_) std::fprintf(stderr, "\r%90s\r", "");
     const double left = elapsed_total / r.epoch * (epochs_ - r.epoch);
     std::fprintf(stderr,
-                 "epoch %3lld/%lld  loss %.4f  entropy %.4f  train %.2f%%  val %.2f%%  %.2fs "
-                 "(+%.2fs eval)  at most %s left%s\n",
-                 static_cast<long long>(r.epoch), static_cast<long long>(epochs_), r.loss,
-                 r.entropy, 100 * r.train_accuracy, 100 * r.val_accuracy, r.train_seconds,
-                 r.eval_seconds, duration_string(left).c_str(), r.best ? "  *best" : "");
+                 "epoch %3lld/%lld%s  loss %.4f  entropy %.4f  train %.2f%%  val %.2f%%  lr %.3g  "
+                 "%.2fs (+%.2fs eval)  at most %s left%s\n",
+                 static_cast<long long>(r.epoch), static_cast<long long>(epochs_),
+                 r.hardened ? " hard" : "", r.loss, r.entropy, 100 * r.train_accuracy,
+                 100 * r.val_accuracy, r.lr, r.train_seconds, r.eval_seconds,
+                 duration_string(left).c_str(), r.best ? "  *best" : "");
     std::fflush(stderr);
   }
 
@@ -259,9 +262,14 @@ void check_train_flags(TrainArgs& a, const CLI::App& cmd) {
   }
   fff_cli::check_save_path(a.save);
   if (kind != fff::ModelKind::leaf_fff)
-    for (const char* flag : {"--region-leak", "--hardened", "--hardening"})
+    for (const char* flag :
+         {"--region-leak", "--hardened", "--hardening", "--balance", "--hardened-epochs"})
       if (given(flag))
         std::fprintf(stderr, "fff: warning: %s only affects --model leaf-fff; ignored\n", flag);
+  if (kind == fff::ModelKind::leaf_fff && a.hardened && a.balance > 0.0f)
+    std::fprintf(stderr,
+                 "fff: warning: --balance has no effect with --hardened (hardened decisions give "
+                 "the nodes no gradient)\n");
   if (kind != fff::ModelKind::neuron_fff && given("--no-output-bias"))
     std::fprintf(stderr,
                  "fff: warning: --no-output-bias only affects --model neuron-fff; ignored\n");
@@ -335,7 +343,10 @@ int run_train(const TrainArgs& a) {
   opt.optimizer.momentum = a.momentum;
   opt.hardening = a.hardening;
   opt.region_leak = a.region_leak;
+  opt.balance = a.balance;
   opt.hardened = a.hardened;
+  opt.lr_schedule = fff::parse_lr_schedule(a.lr_schedule);
+  opt.hardened_epochs = a.hardened_epochs;
   opt.patience = a.patience;
   opt.seed = a.seed;
 
@@ -347,7 +358,7 @@ int run_train(const TrainArgs& a) {
   std::fprintf(stderr, "model: %s; %s lr %g, batch %lld, seed %llu, %d thread(s)\n",
                cfg.describe().c_str(), a.optimizer.c_str(), a.lr, static_cast<long long>(a.batch),
                static_cast<unsigned long long>(a.seed), threads);
-  ProgressBar bar(a.epochs);
+  ProgressBar bar(a.epochs + (cfg.kind == fff::ModelKind::leaf_fff ? a.hardened_epochs : 0));
   const double t_start = now_seconds();
   fff::TrainCallbacks cb;
   cb.on_batch = [&](int64_t e, int64_t b, int64_t n) { bar.batch(e, b, n); };
@@ -384,6 +395,9 @@ int run_train(const TrainArgs& a) {
   out["batch"] = a.batch;
   out["hardening"] = a.hardening;
   out["region_leak"] = a.region_leak;
+  out["balance"] = a.balance;
+  out["lr_schedule"] = a.lr_schedule;
+  out["hardened_epochs"] = a.hardened_epochs;
   usage_json(cfg, usage, out);
   json history = json::array();
   for (const auto& r : s.history)
@@ -392,6 +406,8 @@ int run_train(const TrainArgs& a) {
                        {"entropy", r.entropy},
                        {"train_accuracy", r.train_accuracy},
                        {"val_accuracy", r.val_accuracy},
+                       {"hardened", r.hardened},
+                       {"lr", r.lr},
                        {"seconds", r.train_seconds}});
   out["history"] = history;
 
@@ -799,11 +815,22 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
       ->check(fff_cli::positive())
       ->check(fff_cli::finite_number())
       ->capture_default_str();
+  cmd->add_option("--lr-schedule", a.lr_schedule,
+                  "constant, or cosine: decay from --lr to 0 over --epochs (and again over "
+                  "--hardened-epochs)")
+      ->check(CLI::IsMember({"constant", "cosine"}))
+      ->capture_default_str();
   cmd->add_option("--momentum", a.momentum, "SGD momentum")
       ->check(CLI::Range(0.0, 0.999))
       ->check(fff_cli::finite_number())
       ->capture_default_str();
   cmd->add_option("--hardening", a.hardening, "fff: weight h of the mean node entropy in the loss")
+      ->check(fff_cli::non_negative())
+      ->check(fff_cli::finite_number())
+      ->capture_default_str();
+  cmd->add_option("--balance", a.balance,
+                  "fff: weight b of the leaf balance loss b * (L * sum_j M_j^2 - 1), M_j the "
+                  "batch's mean soft mass of leaf j: keeps the tree's leaves in use (0: off)")
       ->check(fff_cli::non_negative())
       ->check(fff_cli::finite_number())
       ->capture_default_str();
@@ -813,6 +840,12 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
       ->check(fff_cli::finite_number())
       ->capture_default_str();
   cmd->add_flag("--hardened", a.hardened, "fff: train with hardened (0/1) node decisions");
+  cmd->add_option("--hardened-epochs", a.hardened_epochs,
+                  "fff: after the soft epochs, train the best model this many more epochs with "
+                  "hardened decisions (each row through its own leaf, as at inference; the "
+                  "nodes stay fixed)")
+      ->check(fff_cli::non_negative())
+      ->capture_default_str();
   cmd->add_flag("--no-standardize", a.no_standardize,
                 "Feed raw inputs (pixels in [0, 1]) instead of standardising them by the training "
                 "split's mean and std");

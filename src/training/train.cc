@@ -118,13 +118,16 @@ TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, 
   // Comparisons written so that NaN fails them.
   if (!(opt.hardening >= 0.0f) || !std::isfinite(opt.hardening))
     throw bad("hardening", opt.hardening, "must be a non-negative number");
+  if (!(opt.balance >= 0.0f) || !std::isfinite(opt.balance))
+    throw bad("balance", opt.balance, "must be a non-negative number");
   if (!(opt.region_leak >= 0.0f && opt.region_leak <= 0.5f))
     throw bad("region_leak", opt.region_leak, "must be in [0, 0.5]");
+
+  if (opt.hardened_epochs < 0) throw bad("hardened_epochs", opt.hardened_epochs, "must be >= 0");
 
   const ModelConfig& c = model.config();
   CallScope scope(ctx);  // one setup for the whole run (optimizer steps included)
   std::vector<Param*> params = model.params();
-  Optimizer optimizer(opt.optimizer, params);
   Rng rng(opt.seed);
   const int64_t n = train.size(), in = c.in, C = c.out;
   const int64_t batches = (n + opt.batch - 1) / opt.batch;
@@ -132,74 +135,103 @@ TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, 
   std::iota(order.begin(), order.end(), 0);
   Tensor xb({opt.batch, in}), logits({opt.batch, C}), dlogits({opt.batch, C});
   std::vector<int32_t> yb(static_cast<size_t>(opt.batch));
-  TrainStepOptions step_opt{opt.hardened, opt.region_leak};
 
   TrainSummary s;
   std::vector<Tensor> best_weights;
-  double best_val = -1.0, best_train = -1.0;
-  int64_t since_train_improved = 0;
-  for (int64_t epoch = 1; epoch <= opt.epochs; ++epoch) {
-    EpochReport rep;
-    rep.epoch = epoch;
-    const double t0 = now_seconds();
-    shuffle(order, rng);
-    double loss_sum = 0.0, entropy_sum = 0.0;
-    for (int64_t b = 0; b < batches; ++b) {
-      const int64_t start = b * opt.batch, B = std::min(opt.batch, n - start);
-      for (int64_t i = 0; i < B; ++i) {
-        // Rows are scattered over the whole training set: ask for a later row's cache lines
-        // ahead of copying it, so the copy does not wait on DRAM row by row.
-        if (i + kGatherAhead < B)
-          cpu::prefetch_row(train.x.row(order[start + i + kGatherAhead]), in);
-        const int64_t r = order[start + i];
-        std::copy_n(train.x.row(r), in, xb.row(i));
-        yb[i] = train.y[r];
-      }
-      entropy_sum += model.forward_train(ctx, xb.ptr(), B, logits.ptr(), step_opt, rng);
-      loss_sum += softmax_cross_entropy(logits.ptr(), yb.data(), B, C, dlogits.ptr(), nullptr);
-      model.backward(ctx, xb.ptr(), B, dlogits.ptr(), opt.hardening);
-      optimizer.step();
-      if (callbacks.on_batch) callbacks.on_batch(epoch, b + 1, batches);
-    }
-    optimizer.flush();
+  double best_val = -1.0;
+  auto restore_best = [&] {
+    for (size_t k = 0; k < params.size(); ++k) params[k]->value = best_weights[k];
     model.prepare_inference();
-    const double t1 = now_seconds();
-    rep.loss = loss_sum / batches;
-    rep.entropy = entropy_sum / batches;
-    rep.train_accuracy = accuracy(ctx, model, train);
-    rep.val_accuracy = val.size() > 0 ? accuracy(ctx, model, val) : rep.train_accuracy;
-    rep.train_seconds = t1 - t0;
-    rep.eval_seconds = now_seconds() - t1;
-    if (!std::isfinite(rep.loss))
-      throw Error("training diverged (loss is not finite) in epoch " + std::to_string(epoch) +
-                  "; try a smaller learning rate than OptimizerConfig.lr = " +
-                  format_value(opt.optimizer.lr));
-    if (rep.val_accuracy > best_val) {
-      best_val = rep.val_accuracy;
-      rep.best = true;
-      s.best_epoch = epoch;
-      s.train_accuracy = rep.train_accuracy;
-      s.val_accuracy = rep.val_accuracy;
-      best_weights.clear();
-      for (Param* p : params) best_weights.push_back(p->value);
+  };
+
+  // One phase: up to `epochs` epochs with its own optimizer and schedule, ended early after
+  // opt.patience epochs without a new best training accuracy.
+  auto run_phase = [&](int64_t epochs, bool hardened) {
+    Optimizer optimizer(opt.optimizer, params);
+    const TrainStepOptions step_opt{hardened, opt.region_leak, opt.balance};
+    double best_train = -1.0;
+    int64_t since_train_improved = 0;
+    for (int64_t e = 1; e <= epochs; ++e) {
+      EpochReport rep;
+      rep.epoch = s.epochs_run + 1;
+      rep.hardened = hardened;
+      rep.lr = opt.lr_schedule == LrSchedule::cosine
+                   ? opt.optimizer.lr * 0.5 *
+                         (1.0 +
+                          std::cos(M_PI * static_cast<double>(e - 1) / static_cast<double>(epochs)))
+                   : opt.optimizer.lr;
+      optimizer.set_lr(static_cast<float>(rep.lr));
+      const double t0 = now_seconds();
+      shuffle(order, rng);
+      double loss_sum = 0.0, entropy_sum = 0.0;
+      for (int64_t b = 0; b < batches; ++b) {
+        const int64_t start = b * opt.batch, B = std::min(opt.batch, n - start);
+        for (int64_t i = 0; i < B; ++i) {
+          // Rows are scattered over the whole training set: ask for a later row's cache lines
+          // ahead of copying it, so the copy does not wait on DRAM row by row.
+          if (i + kGatherAhead < B)
+            cpu::prefetch_row(train.x.row(order[start + i + kGatherAhead]), in);
+          const int64_t r = order[start + i];
+          std::copy_n(train.x.row(r), in, xb.row(i));
+          yb[i] = train.y[r];
+        }
+        entropy_sum += model.forward_train(ctx, xb.ptr(), B, logits.ptr(), step_opt, rng);
+        loss_sum += softmax_cross_entropy(logits.ptr(), yb.data(), B, C, dlogits.ptr(), nullptr);
+        model.backward(ctx, xb.ptr(), B, dlogits.ptr(), opt.hardening);
+        optimizer.step();
+        if (callbacks.on_batch) callbacks.on_batch(rep.epoch, b + 1, batches);
+      }
+      optimizer.flush();
+      model.prepare_inference();
+      const double t1 = now_seconds();
+      rep.loss = loss_sum / batches;
+      rep.entropy = entropy_sum / batches;
+      rep.train_accuracy = accuracy(ctx, model, train);
+      rep.val_accuracy = val.size() > 0 ? accuracy(ctx, model, val) : rep.train_accuracy;
+      rep.train_seconds = t1 - t0;
+      rep.eval_seconds = now_seconds() - t1;
+      if (!std::isfinite(rep.loss))
+        throw Error("training diverged (loss is not finite) in epoch " + std::to_string(rep.epoch) +
+                    "; try a smaller learning rate than OptimizerConfig.lr = " +
+                    format_value(opt.optimizer.lr));
+      if (rep.val_accuracy > best_val) {
+        best_val = rep.val_accuracy;
+        rep.best = true;
+        s.best_epoch = rep.epoch;
+        s.train_accuracy = rep.train_accuracy;
+        s.val_accuracy = rep.val_accuracy;
+        best_weights.clear();
+        for (Param* p : params) best_weights.push_back(p->value);
+      }
+      if (rep.train_accuracy > best_train) {
+        best_train = rep.train_accuracy;
+        since_train_improved = 0;
+      } else {
+        ++since_train_improved;
+      }
+      s.history.push_back(rep);
+      s.epochs_run = rep.epoch;
+      if (callbacks.on_epoch) callbacks.on_epoch(rep);
+      if (since_train_improved >= opt.patience) {
+        s.stopped_early = e < epochs;
+        break;
+      }
     }
-    if (rep.train_accuracy > best_train) {
-      best_train = rep.train_accuracy;
-      since_train_improved = 0;
-    } else {
-      ++since_train_improved;
-    }
-    s.history.push_back(rep);
-    s.epochs_run = epoch;
-    if (callbacks.on_epoch) callbacks.on_epoch(rep);
-    if (since_train_improved >= opt.patience) {
-      s.stopped_early = epoch < opt.epochs;
-      break;
-    }
+  };
+
+  run_phase(opt.epochs, opt.hardened);
+  if (opt.hardened_epochs > 0 && c.kind == ModelKind::leaf_fff && !opt.hardened) {
+    restore_best();
+    run_phase(opt.hardened_epochs, true);
   }
-  for (size_t k = 0; k < params.size(); ++k) params[k]->value = best_weights[k];
-  model.prepare_inference();
+  restore_best();
   return s;
+}
+
+LrSchedule parse_lr_schedule(const std::string& name) {
+  if (name == "constant") return LrSchedule::constant;
+  if (name == "cosine") return LrSchedule::cosine;
+  throw Error("unknown learning-rate schedule '" + name + "' (expected constant or cosine)");
 }
 
 }  // namespace fff

@@ -238,13 +238,15 @@ struct LeafCase {
   Activation act;
   bool flips;
   float hardening;  // weight h of the mean entropy in the objective
+  float balance;    // weight b of the leaf balance loss in the objective
 };
 
 std::string leaf_case_name(const LeafCase& c) {
   std::string name = "d";
   name.append(std::to_string(c.depth)).append("_l").append(std::to_string(c.leaf_width));
   name.append("_").append(act_name(c.act)).append(c.flips ? "_leak" : "");
-  return name.append(c.hardening > 0 ? "_hardloss" : "");
+  name.append(c.hardening > 0 ? "_hardloss" : "");
+  return name.append(c.balance > 0 ? "_balance" : "");
 }
 
 class LeafSoftGrad : public testing::TestWithParam<LeafCase> {};
@@ -281,6 +283,7 @@ TEST_P(LeafSoftGrad, AllParamsAndInputMatchFiniteDifferences) {
   const std::vector<uint8_t> flips = fff::sample_region_leak(B, cfg.n_nodes(), 0.3f, leak_rng);
   fff::LeafTrainMode mode;
   if (lc.flips) mode.flips = &flips;
+  mode.balance = lc.balance;
 
   fff::LeafFFFContext ctx;
   std::vector<float> y(B * out);
@@ -300,7 +303,7 @@ TEST_P(LeafSoftGrad, AllParamsAndInputMatchFiniteDifferences) {
     std::vector<float> yy(B * out);
     const double ent = fff::leaf_fff_forward_train(ectx, m, x.data(), B, yy.data(), mode, c);
     *pat = relu_signs(lc.act, leaf_hidden(m, x, B));
-    return weighted_sum(yy, R) + lc.hardening * ent;
+    return weighted_sum(yy, R) + lc.hardening * ent + lc.balance * c.balance_loss;
   };
   const Kinks k = lc.act == Activation::relu ? Kinks::skip : Kinks::fail;
   Stats stats;
@@ -321,7 +324,8 @@ std::vector<LeafCase> leaf_soft_cases() {
     for (int64_t lw : {1, 3})
       for (Activation a : {Activation::relu, Activation::gelu, Activation::identity})
         for (bool fl : {false, true})
-          for (float hw : {0.0f, 3.0f}) cs.push_back({d, lw, a, fl, hw});
+          for (float hw : {0.0f, 3.0f})
+            for (float bw : {0.0f, 2.0f}) cs.push_back({d, lw, a, fl, hw, bw});
   return cs;
 }
 
@@ -364,6 +368,66 @@ TEST(LeafSoftGrad, HardeningLossAloneMatchesFiniteDifferences) {
                                      m.nodes_b.value.size(), h, tol, f, Kinks::fail));
   ASSERT_NO_FATAL_FAILURE(
       check_grad("entropy dx", x.data(), dx.data(), B * in, h, tol, f, Kinks::fail));
+}
+
+TEST(LeafSoftGrad, BalanceLossAloneMatchesFiniteDifferences) {
+  fff::Context ectx(1);
+  // With R = 0 and h = 0 the objective is the balance term only: its value against the leaf
+  // masses computed here from the node logits, its node gradient against finite differences,
+  // and exact zeros for the leaf parameters.
+  const int64_t B = 7, in = 4, out = 2, depth = 3;
+  const fff::LeafFFFConfig cfg{in, out, depth, 2, Activation::relu};
+  Rng rng(11);
+  fff::LeafFFF m = fff::make_leaf_fff(cfg, rng);
+  auto x = random_vec(B * in, rng);
+  const std::vector<float> R(B * out, 0.0f);
+  fff::LeafTrainMode mode;
+  mode.balance = 2.0f;
+  fff::LeafFFFContext ctx;
+  std::vector<float> y(B * out), dx(B * in);
+  fff::leaf_fff_forward_train(ectx, m, x.data(), B, y.data(), mode, ctx);
+
+  const int64_t n = cfg.n_nodes(), L = cfg.n_leaves();
+  const auto z = node_logits(m, x, B);
+  std::vector<double> mean(static_cast<size_t>(L), 0.0);
+  for (int64_t r = 0; r < B; ++r)
+    for (int64_t j = 0; j < L; ++j) {  // leaf j's path: bit (depth - 1 - level) of j, 1 = right
+      double mass = 1.0;
+      int64_t node = 0;
+      for (int64_t level = 0; level < depth; ++level) {
+        const bool right = (j >> (depth - 1 - level)) & 1;
+        const double p = 1.0 / (1.0 + std::exp(-z[r * n + node]));
+        mass *= right ? p : 1.0 - p;
+        node = 2 * node + 1 + (right ? 1 : 0);
+      }
+      mean[j] += mass / B;
+    }
+  double expect = -1.0, total = 0.0;
+  for (double v : mean) expect += static_cast<double>(L) * v * v, total += v;
+  EXPECT_NEAR(total, 1.0, 1e-6);
+  EXPECT_GT(expect, 0.0);  // random nodes do not split a batch of 7 evenly
+  EXPECT_NEAR(ctx.balance_loss, expect, 1e-6);
+
+  fff::leaf_fff_backward_train(ectx, m, x.data(), B, R.data(), 0.0f, ctx, dx.data());
+  for (fff::Param* p : {&m.w1, &m.b1, &m.w2, &m.b2})
+    for (float g : p->grad.data) EXPECT_EQ(g, 0.0f) << p->name;
+  const Objective f = [&](Pattern*) {
+    fff::LeafFFFContext c;
+    std::vector<float> yy(B * out);
+    fff::leaf_fff_forward_train(ectx, m, x.data(), B, yy.data(), mode, c);
+    return mode.balance * c.balance_loss;
+  };
+  const double h = 0x1p-7, tol = 1e-4;
+  const auto gw = m.nodes_w.grad.data, gb = m.nodes_b.grad.data;
+  double gnorm = 0.0;
+  for (float g : gw) gnorm += std::fabs(g);
+  EXPECT_GT(gnorm, 1e-3);  // the term does reach the nodes
+  ASSERT_NO_FATAL_FAILURE(check_grad("balance nodes_w", m.nodes_w.value.ptr(), gw.data(),
+                                     m.nodes_w.value.size(), h, tol, f, Kinks::fail));
+  ASSERT_NO_FATAL_FAILURE(check_grad("balance nodes_b", m.nodes_b.value.ptr(), gb.data(),
+                                     m.nodes_b.value.size(), h, tol, f, Kinks::fail));
+  ASSERT_NO_FATAL_FAILURE(
+      check_grad("balance dx", x.data(), dx.data(), B * in, h, tol, f, Kinks::fail));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -313,6 +313,51 @@ TEST(Train, EarlyStopAgreesWithHistory) {
   }
 }
 
+TEST(Train, CosineScheduleThenHardenedPhaseFromTheBestSoftModel) {
+  TrainSetup s = setups()[1];  // leaf FFF
+  ASSERT_EQ(s.cfg.kind, fff::ModelKind::leaf_fff);
+  s.opt.epochs = 4;
+  s.opt.patience = 100;
+  s.opt.lr_schedule = fff::LrSchedule::cosine;
+  s.opt.hardened_epochs = 3;
+  s.opt.balance = 0.5f;
+  const TrainRun r = train_once(s);
+  const auto& h = r.summary.history;
+  ASSERT_EQ(h.size(), 7u);
+  ASSERT_EQ(r.per_epoch.size(), 7u);
+  int64_t best_soft = 0;
+  double best_soft_val = -1.0;
+  for (size_t i = 0; i < h.size(); ++i) {
+    const bool hard = i >= 4;
+    const int64_t e = hard ? static_cast<int64_t>(i) - 4 : static_cast<int64_t>(i);  // 0-based
+    const double E = hard ? 3.0 : 4.0;
+    EXPECT_EQ(h[i].epoch, static_cast<int64_t>(i) + 1);
+    EXPECT_EQ(h[i].hardened, hard) << "epoch " << i + 1;
+    EXPECT_NEAR(h[i].lr,
+                s.opt.optimizer.lr * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(e) / E)),
+                1e-12)
+        << "epoch " << i + 1;
+    if (!hard && h[i].val_accuracy > best_soft_val)
+      best_soft_val = h[i].val_accuracy, best_soft = static_cast<int64_t>(i) + 1;
+  }
+  // The hardened phase starts from the best soft epoch and leaves its nodes as they are.
+  std::vector<fff::Param*> params;
+  {
+    fff::Rng rng(1);
+    params = fff::make_model(s.cfg, rng)->params();
+  }
+  const auto& soft = r.per_epoch[static_cast<size_t>(best_soft - 1)];
+  for (size_t k = 0; k < soft.size(); ++k) {
+    const bool node = params[k]->name.find("node") != std::string::npos;
+    for (size_t i = 4; i < 7; ++i)
+      EXPECT_EQ(same_bits(soft[k], r.per_epoch[i][k]), node)
+          << params[k]->name << " epoch " << i + 1;
+  }
+  // Whichever phase gave it, the model left is the best-validation epoch's.
+  EXPECT_TRUE(same_weights(r.weights, r.per_epoch[static_cast<size_t>(r.summary.best_epoch - 1)]));
+  EXPECT_GE(r.summary.val_accuracy, 0.8);
+}
+
 TEST(Train, SplitTrainVal) {
   const int64_t n = 1000;
   fff::Dataset d;
@@ -480,6 +525,9 @@ TEST(Train, DatasetChecks) {
     const float nan = std::numeric_limits<float>::quiet_NaN();
     bad("TrainOptions.hardening = nan:", [&](fff::TrainOptions& o) { o.hardening = nan; });
     bad("TrainOptions.region_leak = nan:", [&](fff::TrainOptions& o) { o.region_leak = nan; });
+    bad("TrainOptions.balance = -1:", [](fff::TrainOptions& o) { o.balance = -1.0f; });
+    bad("TrainOptions.balance = nan:", [&](fff::TrainOptions& o) { o.balance = nan; });
+    bad("TrainOptions.hardened_epochs = -1:", [](fff::TrainOptions& o) { o.hardened_epochs = -1; });
     bad("OptimizerConfig.momentum = nan:",
         [&](fff::TrainOptions& o) { o.optimizer.momentum = nan; });
     bad("OptimizerConfig.lr = 0:", [](fff::TrainOptions& o) { o.optimizer.lr = 0.0f; });

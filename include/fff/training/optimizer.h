@@ -32,6 +32,9 @@ class Optimizer {
   // Brings every lazily updated row up to date; call before reading weights (eval, save).
   void flush();
   int64_t steps() const { return t_; }
+  // For learning-rate schedules. Sparse SGD momentum catches rows up at the rate in force when
+  // they are next touched, so change it only after flush() when parameters are sparse.
+  void set_lr(float lr) { cfg_.lr = lr; }
 
   // The state as named tensors, for checkpoints: "<param>.m" and "<param>.v" (those the method
   // keeps). With the step count, restoring them resumes training exactly. Sparse SGD momentum

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "fff/core/context.h"
@@ -12,12 +13,23 @@
 
 namespace fff {
 
+enum class LrSchedule { constant, cosine };
+LrSchedule parse_lr_schedule(const std::string& name);  // "constant" | "cosine"
+
 struct TrainOptions {
   int64_t epochs = 100;  // upper bound; early stop may end sooner
   int64_t batch = 256;
   OptimizerConfig optimizer;
+  // cosine: epoch e of E runs at lr * (1 + cos(pi (e - 1) / E)) / 2, E = epochs (and again over
+  // hardened_epochs for that phase).
+  LrSchedule lr_schedule = LrSchedule::constant;
+  // Leaf FFF: after the soft phase ends, this many more epochs train the best-validation model
+  // with hardened decisions (each row through its own leaf, exactly the inference function;
+  // the nodes stay as they are), with a fresh optimizer and the same patience.
+  int64_t hardened_epochs = 0;
   float hardening = 3.0f;    // weight h of the mean node entropy (leaf FFF)
   float region_leak = 0.0f;  // leaf FFF
+  float balance = 0.0f;      // leaf FFF: weight of the leaf balance loss (fff/layers/ff/leaf_fff.h)
   bool hardened = false;     // leaf FFF: train with hardened decisions
   int64_t patience = 10;     // stop after this many epochs without a new best train accuracy
   uint64_t seed = 0;
@@ -32,6 +44,8 @@ struct EpochReport {
   double train_seconds = 0.0;  // the optimisation steps alone
   double eval_seconds = 0.0;   // accuracy on train and validation splits
   bool best = false;           // new best validation accuracy (model kept)
+  bool hardened = false;       // trained with hardened decisions
+  double lr = 0.0;             // learning rate of the epoch
 };
 
 struct TrainCallbacks {

@@ -117,7 +117,7 @@ class LeafBlock : public FFBlock {
     auto& c = static_cast<Cache&>(cache);
     const bool leak = opt.region_leak > 0.0f;
     if (leak) c.flips = sample_region_leak(B, m_.cfg.n_nodes(), opt.region_leak, rng);
-    const LeafTrainMode mode{opt.hardened, leak ? &c.flips : nullptr};
+    const LeafTrainMode mode{opt.hardened, leak ? &c.flips : nullptr, opt.balance};
     return leaf_fff_forward_train(ctx, m_, x, B, y, mode, c.layer);
   }
   void backward(Context& ctx, const float* x, int64_t B, const float* dy, float hardening,

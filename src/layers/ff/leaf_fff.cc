@@ -29,6 +29,17 @@ const float kClampedEntropy = static_cast<float>(binary_entropy(0.0));
 int64_t combined_width(int64_t W, int64_t n) {
   return (W + n + 15) / 16 * 16;
 }
+// Turns per-leaf mass sums over a batch of B rows into the means M_j and returns the balance
+// loss L * sum_j M_j^2 - 1.
+double balance_loss(std::vector<double>& mass, int64_t B) {
+  const auto L = static_cast<double>(mass.size());
+  double loss = -1.0;
+  for (double& m : mass) {
+    m /= static_cast<double>(std::max<int64_t>(B, 1));
+    loss += L * m * m;
+  }
+  return loss;
+}
 }  // namespace
 
 double binary_entropy(double p) {
@@ -111,6 +122,8 @@ double hard_forward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFFWei
   });
   cache.leaf_begin.assign(static_cast<size_t>(L + 1), 0);
   for (int64_t r = 0; r < B; ++r) ++cache.leaf_begin[static_cast<size_t>(leaf[r] + 1)];
+  cache.leaf_mass_mean.assign(cache.leaf_begin.begin() + 1, cache.leaf_begin.end());
+  cache.balance_loss = balance_loss(cache.leaf_mass_mean, B);  // reported only: no gradient
   for (int64_t j = 0; j < L; ++j) cache.leaf_begin[j + 1] += cache.leaf_begin[j];
   cache.order.resize(static_cast<size_t>(B));
   std::vector<int64_t> next(cache.leaf_begin.begin(), cache.leaf_begin.end() - 1);
@@ -255,6 +268,11 @@ double leaf_fff_forward_train(Context& ctx, const LeafFFFConfig& c, const LeafFF
   });
   double entropy = 0.0;
   for (double e : row_entropy) entropy += e;
+  // Leaf masses summed in row order: the same M_j on any thread count.
+  cache.leaf_mass_mean.assign(static_cast<size_t>(L), 0.0);
+  for (int64_t r = 0; r < B; ++r)
+    for (int64_t j = 0; j < L; ++j) cache.leaf_mass_mean[j] += cache.mass.row(r)[n + j];
+  cache.balance_loss = balance_loss(cache.leaf_mass_mean, B);
   // y = g W2 + m b2
   gemm(ctx, false, false, B, c.out, W, 1.0f, cache.g.ptr(), W, w.w2, c.out, 0.0f, y, c.out);
   gemm(ctx, false, false, B, c.out, L, 1.0f, cache.mass.ptr() + n, n_pos, w.b2, c.out, 1.0f, y,
@@ -283,6 +301,12 @@ void leaf_fff_backward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFF
 
   const bool node_grads = n > 0 && !cache.mode.hardened;
   const float entropy_scale = n > 0 ? hardening / static_cast<float>(B * n) : 0.0f;
+  // d(b (L sum_j M_j^2 - 1)) / d mass_rj = 2 b L M_j / B, the same for every row.
+  std::vector<float> balance_grad(static_cast<size_t>(L), 0.0f);
+  if (node_grads && cache.mode.balance != 0.0f)
+    for (int64_t j = 0; j < L; ++j)
+      balance_grad[j] = static_cast<float>(2.0 * cache.mode.balance * static_cast<double>(L) *
+                                           cache.leaf_mass_mean[j] / static_cast<double>(B));
   parallel_region(ctx, static_cast<int>(std::min<int64_t>(B, ctx.threads)), [&](Team& team) {
     std::vector<float> down(static_cast<size_t>(n_pos));
     const Range rows = static_range(B, team.id(), team.size());
@@ -295,7 +319,7 @@ void leaf_fff_backward_train(Context& ctx, const LeafFFFConfig& c, const LeafFFF
       for (int64_t j = 0; j < L; ++j) {
         float dm = cache.dm.row(r)[j];
         for (int64_t k = 0; k < lw; ++k) dm += h[j * lw + k] * ur[j * lw + k];
-        down[n + j] = dm;
+        down[n + j] = dm + balance_grad[j];
         for (int64_t k = 0; k < lw; ++k) ur[j * lw + k] *= mix[j];
       }
       activation_backward(c.act, cache.zc.row(r), ur, ur, W);
@@ -381,8 +405,8 @@ void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_
   // A batch of fewer than two tiles per thread is cut into one tile per thread, so that a
   // sentence's 128 tokens keep both threads busy (a row's result does not depend on its tile).
   const int64_t per_thread = (B + ctx.threads - 1) / ctx.threads;
-  const int64_t tile = B >= kStreamingBatch ? kInferTileStreaming
-                                            : std::clamp<int64_t>(per_thread, 1, kInferTile);
+  const int64_t tile =
+      B >= kStreamingBatch ? kInferTileStreaming : std::clamp<int64_t>(per_thread, 1, kInferTile);
   const int64_t tiles = (B + tile - 1) / tile;
   parallel_region(ctx, static_cast<int>(std::min<int64_t>(tiles, ctx.threads)), [&](Team& team) {
     std::vector<int32_t> key(kInferTile), order(kInferTile), start;

@@ -89,6 +89,7 @@ struct FFInferOptions {
 struct FFTrainOptions {
   bool hardened = false;     // leaf FFF: train with hardened (0/1) decisions
   float region_leak = 0.0f;  // leaf FFF: per (sample, node) flip probability
+  float balance = 0.0f;      // leaf FFF: weight of the leaf balance loss (LeafTrainMode)
 };
 
 // What a training forward keeps for its backward, made by FFBlock::make_cache. One per forward

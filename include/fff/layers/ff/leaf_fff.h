@@ -9,6 +9,8 @@
 // optionally with region leak (p_i -> 1 - p_i per sample and node) or hardened decisions
 // (p_i = [N_i x + c_i >= 0], nodes then get no gradient). The hardening loss is
 // h * mean over (sample, node) of the entropy of p_i (the mean, as in the reference notebook).
+// The optional balance loss is b * (L * sum_j M_j^2 - 1), M_j the batch's mean mass of leaf j:
+// 0 when the batch spreads evenly over the leaves, L - 1 when it all goes to one (soft mode).
 // Hard inference: go right iff N_i x + c_i >= 0, y = phi(x W1_j + b1_j) W2_j + b2_j.
 // Backward overwrites every gradient and, if non-null, dx.
 // naive reference: fff/testing/ff.h
@@ -45,6 +47,9 @@ LeafFFF make_leaf_fff(const LeafFFFConfig& cfg, Rng& rng);
 struct LeafTrainMode {
   bool hardened = false;                        // round decisions to {0, 1}
   const std::vector<uint8_t>* flips = nullptr;  // (B, n_nodes) region-leak flips, or none
+  // Weight b of the balance loss; its gradient reaches the nodes in backward (soft mode only:
+  // hardened decisions give the nodes no gradient).
+  float balance = 0.0f;
 };
 
 // Region leak: each (sample, node) flips with probability rate. Returns B * n_nodes flags.
@@ -60,6 +65,8 @@ struct LeafFFFContext {
   Tensor g;       // (B, W) h scaled by its leaf's m_j
   Tensor dzc, dwc, dbc, dm;  // backward scratch, kept to avoid reallocating every step
   LeafTrainMode mode;
+  std::vector<double> leaf_mass_mean;  // (L) M_j of the last soft forward
+  double balance_loss = 0.0;           // L * sum_j M_j^2 - 1 of the last soft forward
   std::vector<uint8_t> flips;
   // Hardened training runs each row through its own leaf only (1/L of the soft mixture's work):
   // rows grouped by leaf, leaf j's rows order[leaf_begin[j] .. leaf_begin[j + 1]). Then zc
