@@ -51,6 +51,7 @@ struct TrainArgs {
   int64_t epochs = 100, batch = 256, patience = 10, limit = 0;
   std::string optimizer = "sgd";
   float lr = 0.2f, momentum = 0.0f, hardening = 3.0f, region_leak = 0.0f, balance = 0.0f;
+  float weight_decay = 0.0f;
   std::string lr_schedule = "constant";
   int64_t hardened_epochs = 0;
   bool hardened = false, no_output_bias = false, json = false, no_compare = false;
@@ -341,6 +342,7 @@ int run_train(const TrainArgs& a) {
   opt.optimizer.kind = fff::parse_optimizer(a.optimizer);
   opt.optimizer.lr = a.lr;
   opt.optimizer.momentum = a.momentum;
+  opt.optimizer.weight_decay = a.weight_decay;
   opt.hardening = a.hardening;
   opt.region_leak = a.region_leak;
   opt.balance = a.balance;
@@ -397,6 +399,7 @@ int run_train(const TrainArgs& a) {
   out["region_leak"] = a.region_leak;
   out["balance"] = a.balance;
   out["lr_schedule"] = a.lr_schedule;
+  out["weight_decay"] = a.weight_decay;
   out["hardened_epochs"] = a.hardened_epochs;
   usage_json(cfg, usage, out);
   json history = json::array();
@@ -819,6 +822,12 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
                   "constant, or cosine: decay from --lr to 0 over --epochs (and again over "
                   "--hardened-epochs)")
       ->check(CLI::IsMember({"constant", "cosine"}))
+      ->capture_default_str();
+  cmd->add_option("--weight-decay", a.weight_decay,
+                  "Decoupled weight decay (AdamW's): each step scales the weights by 1 - lr x "
+                  "this before the update")
+      ->check(fff_cli::non_negative())
+      ->check(fff_cli::finite_number())
       ->capture_default_str();
   cmd->add_option("--momentum", a.momentum, "SGD momentum")
       ->check(CLI::Range(0.0, 0.999))

@@ -31,7 +31,12 @@ Optimizer::Optimizer(const OptimizerConfig& cfg, std::vector<Param*> params)
   // update without the momentum buffer that `momentum > 0` allocates (a segfault).
   if (!(cfg.momentum >= 0.0f && cfg.momentum < 1.0f))
     throw bad("momentum", cfg.momentum, "must be in [0, 1)");
+  if (!(cfg.weight_decay >= 0.0f) || !std::isfinite(cfg.weight_decay))
+    throw bad("weight_decay", cfg.weight_decay, "must be a non-negative number");
   for (Param* p : params_) {
+    if (p->sparse && cfg.weight_decay != 0.0f)
+      throw Error("OptimizerConfig.weight_decay: not supported for row-sparse parameter '" +
+                  p->name + "' (its untouched rows would not decay)");
     State s;
     const bool needs_m = cfg.kind == OptimizerKind::adam || cfg.momentum > 0.0f;
     if (needs_m) s.m = Tensor(p->value.shape);
@@ -76,6 +81,10 @@ void Optimizer::update_rows(Param& p, State& s, int64_t row_begin, int64_t row_e
   float* w = p.value.ptr();
   const float* g = p.grad.ptr();
   const float lr = cfg_.lr;
+  if (cfg_.weight_decay != 0.0f) {
+    const float keep = 1.0f - lr * cfg_.weight_decay;
+    for (int64_t i = b; i < e; ++i) w[i] *= keep;
+  }
   if (cfg_.kind == OptimizerKind::sgd) {
     if (cfg_.momentum == 0.0f)
       cpu::sgd_update(lr, g + b, w + b, e - b);

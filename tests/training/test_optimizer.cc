@@ -246,6 +246,54 @@ TEST(Optimizer, AdamDenseTwoSteps) {
   }
 }
 
+// AdamW: w <- w (1 - lr wd), then Adam's step, recomputed here in double.
+TEST(Optimizer, DecoupledWeightDecayAdamAndSgd) {
+  const float lr = 0.1f, wd = 0.5f;
+  Param p("w", {3});
+  p.value.data = {1.0f, -2.0f, 0.25f};
+  OptimizerConfig c = adam(lr);
+  c.weight_decay = wd;
+  Optimizer opt(c, {&p});
+  std::vector<double> w = {1.0, -2.0, 0.25}, m(3, 0.0), v(3, 0.0);
+  const float grads[2][3] = {{0.5f, -1.0f, 0.0f}, {0.25f, 2.0f, -0.5f}};
+  for (int t = 1; t <= 2; ++t) {
+    for (int i = 0; i < 3; ++i) p.grad.data[i] = grads[t - 1][i];
+    opt.step();
+    for (int i = 0; i < 3; ++i) {
+      const double g = grads[t - 1][i];
+      w[i] *= 1.0 - static_cast<double>(lr) * wd;
+      m[i] = 0.9 * m[i] + 0.1 * g;
+      v[i] = 0.999 * v[i] + 0.001 * g * g;
+      const double mh = m[i] / (1.0 - std::pow(0.9, t)), vh = v[i] / (1.0 - std::pow(0.999, t));
+      w[i] -= lr * mh / (std::sqrt(vh) + 1e-8);
+      EXPECT_TRUE(close_rel(p.value.data[i], w[i], 1e-6)) << "step " << t << " [" << i << "]";
+    }
+  }
+  // SGD with a zero gradient: only the decay.
+  Param q("q", {2});
+  q.value.data = {4.0f, -8.0f};
+  OptimizerConfig cs = sgd(lr);
+  cs.weight_decay = wd;
+  Optimizer so(cs, {&q});
+  so.step();
+  EXPECT_FLOAT_EQ(q.value.data[0], 4.0f * 0.95f);
+  EXPECT_FLOAT_EQ(q.value.data[1], -8.0f * 0.95f);
+  // Refused: negative or NaN, and on row-sparse parameters (untouched rows would not decay).
+  for (float bad : {-0.1f, std::numeric_limits<float>::quiet_NaN()}) {
+    OptimizerConfig b = adam(lr);
+    b.weight_decay = bad;
+    EXPECT_THROW(Optimizer(b, {&p}), fff::Error);
+  }
+  Param sp("emb", {4, 2});
+  sp.sparse = true;
+  try {
+    Optimizer(c, {&sp});
+    ADD_FAILURE() << "no error";
+  } catch (const fff::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("emb"), std::string::npos) << e.what();
+  }
+}
+
 // Lazy Adam: rows not touched keep their weights; a row touched at every step follows dense
 // Adam exactly as a dense parameter would.
 TEST(Optimizer, LazyAdamUpdatesOnlyTouchedRows) {

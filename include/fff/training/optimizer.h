@@ -18,6 +18,9 @@ struct OptimizerConfig {
   float lr = 0.2f;
   float momentum = 0.0f;  // SGD: v = momentum v + g; w -= lr v (PyTorch's form)
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // Adam
+  // Decoupled weight decay (AdamW, Loshchilov & Hutter): every step first scales each weight by
+  // 1 - lr * weight_decay, then applies the update. Dense parameters only.
+  float weight_decay = 0.0f;
 };
 
 // Row-sparse parameters (Param::sparse) are updated only on the rows a step touched:
