@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -46,6 +47,7 @@ namespace {
 struct TrainArgs {
   std::string data = "fashion-mnist";
   std::string model = "leaf-fff";
+  std::string recipe = "best";
   int64_t width = 128, leaf_width = 8, depth = -1, trees = 1;
   std::string activation;
   int64_t epochs = 100, batch = 256, patience = 10, limit = 0;
@@ -235,6 +237,31 @@ void resolve_leaf_shape(TrainArgs& a, const CLI::App& cmd) {
                      " leaves: a leaf FFF is at most " + std::to_string(kMaxLeafDepth) + " deep");
 }
 
+// Training recipes. The defaults of TrainArgs are the FFF paper's recipe (`--recipe paper`:
+// SGD, lr 0.2, batch 256, h = 3, early stop after 10 epochs without a better training
+// accuracy); `--recipe best` replaces those of its settings that were not given as flags with the
+// measured best ones (docs/training.md, "Recipes").
+void apply_recipe(TrainArgs& a, fff::ModelKind kind,
+                  const std::function<bool(const char*)>& given) {
+  if (a.recipe == "paper") return;
+  auto set = [&](const char* flag, auto& field, auto value) {
+    if (!given(flag)) field = value;
+  };
+  set("--optimizer", a.optimizer, std::string("adam"));
+  set("--lr", a.lr, 0.002f);
+  set("--lr-schedule", a.lr_schedule, std::string("cosine"));
+  set("--epochs", a.epochs, int64_t{60});
+  // The cosine schedule is meant to run to its end: no early stop unless asked for.
+  set("--patience", a.patience, given("--epochs") ? a.epochs : int64_t{60});
+  // Decay is not supported on the row-sparse parameters of a neuron FFF.
+  if (kind != fff::ModelKind::neuron_fff) set("--weight-decay", a.weight_decay, 0.1f);
+  if (kind == fff::ModelKind::leaf_fff) {
+    set("--hardening", a.hardening, 0.3f);
+    set("--balance", a.balance, 0.3f);
+    set("--hardened-epochs", a.hardened_epochs, a.epochs / 3);  // 20 after 60 soft epochs
+  }
+}
+
 // Rejects shape flags that the chosen model does not have (they would be silently ignored),
 // resolves a leaf FFF's shape, and warns about training flags that do not apply; runs before any
 // data is loaded.
@@ -242,6 +269,7 @@ void check_train_flags(TrainArgs& a, const CLI::App& cmd) {
   const fff::ModelKind kind = fff_cli::parse_kind_flag("--model", a.model);
   a.model = fff::ff_kind_name(kind);
   auto given = [&](const char* flag) { return cmd.count(flag) > 0; };
+  apply_recipe(a, kind, given);
   auto reject = [&](const char* flag, const char* advice) {
     if (given(flag))
       throw fff::Error(std::string(flag) + " does not apply to --model " + a.model + "; " + advice);
@@ -398,6 +426,7 @@ int run_train(const TrainArgs& a) {
   out["hardening"] = a.hardening;
   out["region_leak"] = a.region_leak;
   out["balance"] = a.balance;
+  out["recipe"] = a.recipe;
   out["lr_schedule"] = a.lr_schedule;
   out["weight_decay"] = a.weight_decay;
   out["hardened_epochs"] = a.hardened_epochs;
@@ -801,48 +830,53 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
       ->check(CLI::IsMember({"relu", "gelu", "identity"}));
   cmd->add_flag("--no-output-bias", a.no_output_bias,
                 "neuron-fff: no output bias (as UltraFastBERT)");
-  cmd->add_option("--epochs", a.epochs, "Maximum epochs")
-      ->check(fff_cli::positive())
+  cmd->add_option(
+         "--recipe", a.recipe,
+         "Defaults of the training settings below. best: Adam, lr 0.002 with a cosine "
+         "schedule over 60 epochs, weight decay 0.1 (not for neuron-fff), no early "
+         "stop; leaf-fff also h 0.3, balance 0.3 and --epochs / 3 hardened epochs. paper: the FFF "
+         "paper's recipe (SGD lr 0.2, constant; h 3; at most 100 epochs, early stop "
+         "after 10 without a better training accuracy), as scripts/table1.sh uses. "
+         "Flags given explicitly override the recipe")
+      ->check(CLI::IsMember({"best", "paper"}))
       ->capture_default_str();
+  cmd->add_option("--epochs", a.epochs, "Maximum epochs (best: 60, paper: 100)")
+      ->check(fff_cli::positive());
   cmd->add_option("--patience", a.patience,
-                  "Stop after this many epochs without a new best training accuracy")
-      ->check(fff_cli::positive())
-      ->capture_default_str();
+                  "Stop after this many epochs without a new best training accuracy (best: "
+                  "--epochs, paper: 10)")
+      ->check(fff_cli::positive());
   cmd->add_option("--batch", a.batch, "Mini-batch size")
       ->check(fff_cli::positive())
       ->capture_default_str();
-  cmd->add_option("--optimizer", a.optimizer, "sgd or adam")
-      ->check(CLI::IsMember({"sgd", "adam"}))
-      ->capture_default_str();
-  cmd->add_option("--lr", a.lr, "Learning rate")
+  cmd->add_option("--optimizer", a.optimizer, "sgd or adam (best: adam, paper: sgd)")
+      ->check(CLI::IsMember({"sgd", "adam"}));
+  cmd->add_option("--lr", a.lr, "Learning rate (best: 0.002, paper: 0.2)")
       ->check(fff_cli::positive())
-      ->check(fff_cli::finite_number())
-      ->capture_default_str();
+      ->check(fff_cli::finite_number());
   cmd->add_option("--lr-schedule", a.lr_schedule,
                   "constant, or cosine: decay from --lr to 0 over --epochs (and again over "
-                  "--hardened-epochs)")
-      ->check(CLI::IsMember({"constant", "cosine"}))
-      ->capture_default_str();
+                  "--hardened-epochs) (best: cosine, paper: constant)")
+      ->check(CLI::IsMember({"constant", "cosine"}));
   cmd->add_option("--weight-decay", a.weight_decay,
                   "Decoupled weight decay (AdamW's): each step scales the weights by 1 - lr x "
-                  "this before the update")
+                  "this before the update (best: 0.1, paper and neuron-fff: 0)")
       ->check(fff_cli::non_negative())
-      ->check(fff_cli::finite_number())
-      ->capture_default_str();
+      ->check(fff_cli::finite_number());
   cmd->add_option("--momentum", a.momentum, "SGD momentum")
       ->check(CLI::Range(0.0, 0.999))
       ->check(fff_cli::finite_number())
       ->capture_default_str();
-  cmd->add_option("--hardening", a.hardening, "fff: weight h of the mean node entropy in the loss")
+  cmd->add_option("--hardening", a.hardening,
+                  "fff: weight h of the mean node entropy in the loss (best: 0.3, paper: 3)")
       ->check(fff_cli::non_negative())
-      ->check(fff_cli::finite_number())
-      ->capture_default_str();
+      ->check(fff_cli::finite_number());
   cmd->add_option("--balance", a.balance,
                   "fff: weight b of the leaf balance loss b * (L * sum_j M_j^2 - 1), M_j the "
-                  "batch's mean soft mass of leaf j: keeps the tree's leaves in use (0: off)")
+                  "batch's mean soft mass of leaf j: keeps the tree's leaves in use (best: 0.3, "
+                  "paper: 0)")
       ->check(fff_cli::non_negative())
-      ->check(fff_cli::finite_number())
-      ->capture_default_str();
+      ->check(fff_cli::finite_number());
   cmd->add_option("--region-leak", a.region_leak,
                   "fff: probability of flipping each node decision per sample during training")
       ->check(CLI::Range(0.0, 0.5))
@@ -852,9 +886,8 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   cmd->add_option("--hardened-epochs", a.hardened_epochs,
                   "fff: after the soft epochs, train the best model this many more epochs with "
                   "hardened decisions (each row through its own leaf, as at inference; the "
-                  "nodes stay fixed)")
-      ->check(fff_cli::non_negative())
-      ->capture_default_str();
+                  "nodes stay fixed) (best: --epochs / 3, paper: 0)")
+      ->check(fff_cli::non_negative());
   cmd->add_flag("--no-standardize", a.no_standardize,
                 "Feed raw inputs (pixels in [0, 1]) instead of standardising them by the training "
                 "split's mean and std");

@@ -29,7 +29,7 @@ done
 
 run_one() {
   read -r model w l seed <<<"$1"
-  local args=(--data fashion-mnist --model "$model" --width "$w" --optimizer sgd --lr 0.2
+  local args=(--recipe paper --data fashion-mnist --model "$model" --width "$w" --optimizer sgd --lr 0.2
               --batch 256 --hardening 3 --epochs 100 --patience 10 --seed "$seed" --threads 1
               --json --bench-repeats 3)
   [ "$model" = leaf-fff ] && args+=(--leaf-width "$l")
@@ -52,7 +52,7 @@ if [[ $stages == *timing* ]]; then
   for w in 16 32 64 128; do
     for l in 0 8 4 2 1; do
       if [ "$l" = 0 ]; then model=(--model ff); else model=(--model leaf-fff --leaf-width "$l"); fi
-      build/fff train --data fashion-mnist "${model[@]}" --width "$w" --lr 0.2 --batch 256 \
+      build/fff train --recipe paper --data fashion-mnist "${model[@]}" --width "$w" --lr 0.2 --batch 256 \
         --epochs 3 --patience 3 --seed 0 --threads 1 --no-compare --json 2>/dev/null >> "$tmp/timing.jsonl"
     done
   done

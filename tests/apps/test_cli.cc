@@ -364,6 +364,56 @@ std::vector<double> history_losses(const json& j) {
   return out;
 }
 
+TEST(Cli, TrainRecipes) {
+  if (!fs::is_directory(kFashion)) GTEST_SKIP() << kFashion << " is not installed";
+  auto train = [](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"train",  "--limit",      "300",       "--epochs", "3",
+                                     "--json", "--no-compare", "--threads", "1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const Result r = run_cli(args);
+    EXPECT_EQ(r.code, 0) << r;
+    return parse_single_json(r);
+  };
+  // paper: the FFF paper's settings, no schedule, no decay, no balance, no hardened phase.
+  const json p = train({"--recipe", "paper"});
+  EXPECT_EQ(p["recipe"], "paper");
+  EXPECT_EQ(p["optimizer"], "sgd");
+  EXPECT_FLOAT_EQ(p["lr"].get<float>(), 0.2f);
+  EXPECT_FLOAT_EQ(p["hardening"].get<float>(), 3.0f);
+  EXPECT_EQ(p["lr_schedule"], "constant");
+  EXPECT_EQ(p["weight_decay"].get<double>(), 0.0);
+  EXPECT_EQ(p["balance"].get<double>(), 0.0);
+  EXPECT_EQ(p["hardened_epochs"], 0);
+  EXPECT_LE(p["history"].size(), 3u);
+  // best (the default): its settings, and a hardened phase of --epochs / 3 epochs after the soft
+  // ones (no early stop: all 3 + 1 epochs run).
+  const json b = train({});
+  EXPECT_EQ(b["recipe"], "best");
+  EXPECT_EQ(b["optimizer"], "adam");
+  EXPECT_FLOAT_EQ(b["lr"].get<float>(), 0.002f);
+  EXPECT_EQ(b["lr_schedule"], "cosine");
+  EXPECT_FLOAT_EQ(b["weight_decay"].get<float>(), 0.1f);
+  EXPECT_FLOAT_EQ(b["hardening"].get<float>(), 0.3f);
+  EXPECT_FLOAT_EQ(b["balance"].get<float>(), 0.3f);
+  EXPECT_EQ(b["hardened_epochs"], 1);
+  ASSERT_EQ(b["history"].size(), 4u) << b.dump();
+  EXPECT_FALSE(b["history"][2]["hardened"].get<bool>());
+  EXPECT_TRUE(b["history"][3]["hardened"].get<bool>());
+  // Explicit flags override the recipe.
+  const json o = train({"--lr", "0.01", "--balance", "0", "--optimizer", "sgd"});
+  EXPECT_EQ(o["optimizer"], "sgd");
+  EXPECT_FLOAT_EQ(o["lr"].get<float>(), 0.01f);
+  EXPECT_EQ(o["balance"].get<double>(), 0.0);
+  EXPECT_EQ(o["lr_schedule"], "cosine");
+  // Neuron FFF: no weight decay (its sparse rows are not decayed).
+  const json n = train({"--model", "neuron-fff", "--depth", "3"});
+  EXPECT_EQ(n["weight_decay"].get<double>(), 0.0);
+  EXPECT_EQ(n["optimizer"], "adam");
+  const Result bad = run_cli({"train", "--recipe", "fast"});
+  EXPECT_NE(bad.code, 0) << bad;
+  EXPECT_TRUE(contains(bad.err, "--recipe")) << bad;
+}
+
 TEST(Cli, FashionMnistTrainEvalInfo) {
   if (!fs::is_directory(kFashion)) GTEST_SKIP() << kFashion << " is not installed";
   TempDir tmp;
