@@ -17,7 +17,9 @@
 
 #include "fff/core/common.h"
 #include "fff/core/context.h"
+#include "fff/io/data.h"
 #include "fff/layers/ff/ff_block.h"
+#include "fff/models/classifier.h"
 
 namespace fff_cli {
 
@@ -162,6 +164,38 @@ inline void check_save_path(const std::string& save, const std::string& flag = "
     throw fff::Error(flag + " " + save + ": directory " + dir.string() + " does not exist");
   if (::access(dir.c_str(), W_OK) != 0)
     throw fff::Error(flag + " " + save + ": directory " + dir.string() + " is not writable");
+}
+
+// A classifier's configuration as the JSON output of train, eval and routes gives it.
+inline nlohmann::json config_json(const fff::ModelConfig& c) {
+  nlohmann::json j;
+  j["model"] = fff::model_kind_name(c.kind);
+  j["activation"] = fff::activation_name(c.act);
+  j["in"] = c.in;
+  j["classes"] = c.out;
+  j["width"] = c.training_width();
+  j["inference_width"] = c.inference_width();
+  j["leaf_width"] = c.kind == fff::ModelKind::leaf_fff ? nlohmann::json(c.leaf_width) : nullptr;
+  j["depth"] = c.kind == fff::ModelKind::ff ? nullptr : nlohmann::json(c.depth);
+  j["trees"] = c.kind == fff::ModelKind::neuron_fff ? nlohmann::json(c.trees) : nullptr;
+  return j;
+}
+
+// The data set `data` (a --data value) for evaluating the classifier loaded from model_path
+// (fff eval, fff routes): its features checked against the model's (the error names --data and
+// the model file), the test split cut to its first `limit` rows (0: all), and both splits
+// standardised with the model's stored input normalisation.
+inline fff::TrainTest load_data_for_model(const std::string& data, int64_t limit,
+                                          const std::string& model_path,
+                                          const fff::ModelConfig& cfg) {
+  fff::TrainTest d = fff::load_dataset(data);
+  if (d.test.features() != cfg.in)
+    throw fff::Error("--data " + data + " has " + std::to_string(d.test.features()) +
+                     " features per row but " + model_path + " expects " + std::to_string(cfg.in));
+  if (limit > 0) d.test = fff::take_rows(d.test, limit);
+  fff::apply_standardization(d.train.x, cfg.input_norm);
+  fff::apply_standardization(d.test.x, cfg.input_norm);
+  return d;
 }
 
 // A feedforward kind given on the command line (--model, --mixer): one spelling everywhere

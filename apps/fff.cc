@@ -33,8 +33,10 @@
 #include "harness/inference_bench.h"
 #include "harness/timing.h"
 #include "lm_cli.h"
+#include "routes_cli.h"
 #include "serve_cli.h"
 
+using fff_cli::config_json;
 using fff_cli::default_threads;
 using fff_cli::duration_string;
 using fff_cli::fmt;
@@ -124,11 +126,6 @@ class ProgressBar {
   double epoch_start_ = 0, last_draw_ = 0;
 };
 
-void standardize(fff::TrainTest& data, const fff::Standardization& s) {
-  fff::apply_standardization(data.train.x, s);
-  fff::apply_standardization(data.test.x, s);
-}
-
 fff::ModelConfig model_config_from(const TrainArgs& a, const fff::Dataset& train) {
   fff::ModelConfig c;
   c.kind = fff::parse_model_kind(a.model);
@@ -148,20 +145,6 @@ fff::ModelConfig model_config_from(const TrainArgs& a, const fff::Dataset& train
     c.depth = a.depth >= 0 ? a.depth : 4;
   }
   return c;
-}
-
-json config_json(const fff::ModelConfig& c) {
-  json j;
-  j["model"] = fff::model_kind_name(c.kind);
-  j["activation"] = fff::activation_name(c.act);
-  j["in"] = c.in;
-  j["classes"] = c.out;
-  j["width"] = c.training_width();
-  j["inference_width"] = c.inference_width();
-  j["leaf_width"] = c.kind == fff::ModelKind::leaf_fff ? json(c.leaf_width) : json(nullptr);
-  j["depth"] = c.kind == fff::ModelKind::ff ? json(nullptr) : json(c.depth);
-  j["trees"] = c.kind == fff::ModelKind::neuron_fff ? json(c.trees) : json(nullptr);
-  return j;
 }
 
 json usage_json(const fff::ModelConfig& c, const fff::RouteUsage& u, json& out) {
@@ -505,13 +488,7 @@ int run_eval(const EvalArgs& a) {
   fff::LoadedModel loaded = fff::load_model(a.model_path);
   fff::Model& model = *loaded.model;
   const fff::ModelConfig& cfg = model.config();
-  fff::TrainTest data = fff::load_dataset(a.data);
-  if (data.test.features() != cfg.in)
-    throw fff::Error("--data " + a.data + " has " + std::to_string(data.test.features()) +
-                     " features per row but " + a.model_path + " expects " +
-                     std::to_string(cfg.in));
-  if (a.limit > 0) data.test = fff::take_rows(data.test, a.limit);
-  standardize(data, cfg.input_norm);
+  const fff::TrainTest data = fff_cli::load_data_for_model(a.data, a.limit, a.model_path, cfg);
   const double test_acc = fff::accuracy(ctx, model, data.test);
   // M_A on the rows training trained on; the whole training file (train + validation rows) only
   // when the model file does not say how it was split.
@@ -1005,7 +982,8 @@ int main(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{
       "fff: fast feedforward networks. Train, evaluate and inspect dense FF, leaf FFF and "
-      "neuron FFF classifiers, benchmark FFF inference against dense FF, train byte-level QRNN + "
+      "neuron FFF classifiers (fff routes: what a tree learned), benchmark FFF inference against "
+      "dense FF, train byte-level QRNN + "
       "FFF language models, and run UltraFastBERT / crammedBERT encoders.\nRun 'fff COMMAND "
       "--help' for the options of each command. Environment: FFF_SIMD=avx2 (avx3_dl, avx3, sse4, "
       "ssse3) limits the SIMD instruction set the kernels use."};
@@ -1019,6 +997,8 @@ int main(int argc, char** argv) {
   CLI::App* bench = add_bench_command(app, bench_args);
   InfoArgs info_args;
   CLI::App* info = add_info_command(app, info_args);
+  fff_cli::RoutesArgs routes_args;
+  CLI::App* routes = fff_cli::add_routes_command(app, routes_args);
   fff_cli::LmCommands lm;
   fff_cli::add_lm_commands(app, lm);
   fff_cli::BertCommands bert;
@@ -1051,6 +1031,7 @@ int main(int argc, char** argv) {
     if (*bench) return run_bench(bench_args, *bench);
     if (*bert.bert) return fff_cli::run_bert(bert);
     if (*info) return run_info(info_args);
+    if (*routes) return fff_cli::run_routes(routes_args);
     if (*lm.lm) return with_flag_names([&] { return fff_cli::run_lm(lm); });
     if (*serve) return fff_cli::run_serve(serve_args);
   } catch (const fff::Error& err) {

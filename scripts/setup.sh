@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake ninja-build libopenblas-dev libhwy-dev libcli11-dev nlohmann-json3-dev fortunes
           libutf8proc-dev pkg-config zlib1g-dev libgtest-dev dataset-fashion-mnist
           python3-dev python3-venv pybind11-dev python3-numpy python3-pytest
-          libcpp-httplib-dev)
+          libcpp-httplib-dev gnuplot-nox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

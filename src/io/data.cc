@@ -242,6 +242,11 @@ Dataset load_idx_pair(const std::string& images_path, const std::string& labels_
   // Labels are unsigned bytes, so always in [0, 255]; the class count is the largest label + 1.
   const int max_label = *std::max_element(labels.values.begin(), labels.values.end());
   d.num_classes = max_label + 1;
+  if (images.dims.size() == 3) {
+    d.image_height = images.dims[1];
+    d.image_width = images.dims[2];
+    d.image_channels = 1;
+  }
   return d;
 }
 
@@ -293,6 +298,8 @@ Dataset load_cifar10_file(const std::string& path) {
   const int64_t n = size / kCifarRecord;
   Dataset d;
   d.num_classes = 10;
+  d.image_height = d.image_width = 32;
+  d.image_channels = 3;
   d.x = Tensor({n, kCifarPixels});
   d.y.resize(static_cast<size_t>(n));
   const float* scale = pixel_scale_table();
@@ -410,6 +417,9 @@ static int64_t row_length(const Dataset& d, const char* who) {
 static Dataset empty_like(const Dataset& d, int64_t n) {
   Dataset out;
   out.num_classes = d.num_classes;
+  out.image_height = d.image_height;
+  out.image_width = d.image_width;
+  out.image_channels = d.image_channels;
   std::vector<int64_t> shape = d.x.shape.empty() ? std::vector<int64_t>{0, 1} : d.x.shape;
   shape[0] = n;
   out.x = Tensor(shape);

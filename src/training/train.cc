@@ -1,4 +1,5 @@
-// Mini-batch training with best-validation model selection, evaluation and route usage.
+// Mini-batch training with best-validation model selection, evaluation, route usage and the
+// routing report.
 #include "fff/training/train.h"
 
 #include <algorithm>
@@ -101,6 +102,93 @@ RouteUsage route_usage(Context& ctx, Model& model, const Dataset& d) {
   u.nodes_used = static_cast<int64_t>(nodes.size());
   for (int64_t cnt : u.counts) u.used += cnt > 0;
   return u;
+}
+
+RouteReport route_report(Context& ctx, Model& model, const Dataset& d,
+                         const RouteReportOptions& opt) {
+  const ModelConfig& c = model.config();
+  if (c.kind == ModelKind::ff)
+    throw Error("routing report: a dense ff model has no tree whose routes to report");
+  check_dataset(model, d, "routing report");
+  CallScope scope(ctx);
+  RouteReport rep;
+  rep.rows = d.size();
+  rep.classes = c.out;
+  rep.depth = c.depth;
+  rep.trees = c.kind == ModelKind::neuron_fff ? c.trees : 1;
+  const int64_t C = c.out, depth = c.depth, L = rep.leaves_per_tree(), n = rep.nodes_per_tree();
+  const int64_t K = rep.trees;
+  rep.leaf_rows.assign(static_cast<size_t>(K * L), 0);
+  rep.leaf_correct.assign(static_cast<size_t>(K * L), 0);
+  rep.leaf_class_rows.assign(static_cast<size_t>(K * L * C), 0);
+  rep.node_rows.assign(static_cast<size_t>(K * n), 0);
+  rep.node_right.assign(static_cast<size_t>(K * n), 0);
+  rep.node_mean_entropy_bits.assign(static_cast<size_t>(K * n), 0.0);
+  rep.node_mean_abs_logit.assign(static_cast<size_t>(K * n), 0.0);
+  if (opt.leaf_inputs) rep.leaf_input_mean.assign(static_cast<size_t>(L * c.in), 0.0);
+  // neuron FFF: nodes per tree in the global numbering (the last level included).
+  const int64_t neuron_per_tree = 2 * L - 1;
+
+  Tensor logits({std::min(std::max<int64_t>(d.size(), 1), kEvalChunk), C});
+  FFTrace trace;
+  std::vector<int64_t> path(static_cast<size_t>(depth + 1));  // heap indices, root to leaf
+  std::vector<float> path_logit(static_cast<size_t>(depth));
+  const double ln2 = std::log(2.0);
+  for (int64_t r0 = 0; r0 < d.size(); r0 += kEvalChunk) {
+    const int64_t B = std::min(kEvalChunk, d.size() - r0);
+    const float* xb = d.x.row(r0);
+    model.predict(ctx, xb, B, logits.ptr(), nullptr);
+    model.trace(ctx, xb, B, trace);
+    for (int64_t i = 0; i < B; ++i) {
+      const int32_t label = d.y[r0 + i];
+      const bool hit = argmax(logits.row(i), C) == label;
+      rep.correct += hit;
+      for (int64_t t = 0; t < K; ++t) {
+        if (c.kind == ModelKind::leaf_fff) {
+          for (int64_t l = 0; l < depth; ++l) {
+            path[l] = trace.nodes[i * trace.per_row + l];
+            path_logit[l] = trace.logits[i * trace.per_row + l];
+          }
+          path[depth] = n + trace.leaves[i];
+        } else {
+          const int64_t at = i * trace.per_row + t * (depth + 1);
+          for (int64_t l = 0; l <= depth; ++l) {
+            path[l] = trace.nodes[at + l] - t * neuron_per_tree;
+            if (l < depth) path_logit[l] = trace.logits[at + l];
+          }
+        }
+        for (int64_t l = 0; l < depth; ++l) {
+          const int64_t k = t * n + path[l];
+          const double z = path_logit[l];
+          ++rep.node_rows[k];
+          rep.node_right[k] += path[l + 1] == 2 * path[l] + 2;
+          rep.node_mean_entropy_bits[k] += binary_entropy(1.0 / (1.0 + std::exp(-z))) / ln2;
+          rep.node_mean_abs_logit[k] += std::fabs(z);
+        }
+        const int64_t leaf = path[depth] - n;
+        const int64_t j = t * L + leaf;
+        ++rep.leaf_rows[j];
+        rep.leaf_correct[j] += hit;
+        ++rep.leaf_class_rows[j * C + label];
+        if (t == 0 && opt.leaf_inputs) {
+          const float* xr = d.x.row(r0 + i);
+          double* sum = rep.leaf_input_mean.data() + leaf * c.in;
+          for (int64_t f = 0; f < c.in; ++f) sum[f] += xr[f];
+        }
+      }
+    }
+  }
+  for (size_t k = 0; k < rep.node_rows.size(); ++k)
+    if (rep.node_rows[k] > 0) {
+      rep.node_mean_entropy_bits[k] /= static_cast<double>(rep.node_rows[k]);
+      rep.node_mean_abs_logit[k] /= static_cast<double>(rep.node_rows[k]);
+    }
+  if (opt.leaf_inputs)
+    for (int64_t j = 0; j < L; ++j)
+      if (rep.leaf_rows[j] > 0)
+        for (int64_t f = 0; f < c.in; ++f)
+          rep.leaf_input_mean[j * c.in + f] /= static_cast<double>(rep.leaf_rows[j]);
+  return rep;
 }
 
 TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, const Dataset& val,

@@ -1,6 +1,8 @@
 // Tests for the fff command-line tool, run as a separate process: help texts, errors that name
 // the bad path and exit non-zero (without crashing), and, if Fashion-MNIST is installed, a short
-// train -> eval -> info round trip whose JSON output is checked, and thread-count independence.
+// train -> eval -> info round trip whose JSON output is checked, and thread-count independence;
+// fff routes on small generated image data (its counts add up and agree with fff eval, its
+// pictures, its errors).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -503,6 +506,319 @@ TEST(Cli, FashionMnistTrainEvalInfo) {
   EXPECT_EQ(j3["width"], 64);
   EXPECT_EQ(j3["leaf_width"], 4);
   EXPECT_EQ(j3["depth"], 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// fff routes
+
+// An IDX file of unsigned bytes: magic 0x0000 08 <dims>, the dimensions big-endian, the values.
+void write_idx(const std::string& path, const std::vector<int64_t>& dims,
+               const std::vector<uint8_t>& values) {
+  std::string bytes = {0, 0, 8, static_cast<char>(dims.size())};
+  for (int64_t d : dims)
+    for (int shift = 24; shift >= 0; shift -= 8) bytes += static_cast<char>((d >> shift) & 0xff);
+  bytes.append(values.begin(), values.end());
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+// A small image data set in `dir` (IDX files): h x w grey images of 4 classes, class c a bright
+// block in quadrant c over noise; 400 training and 150 test rows. (n, h * w) files instead of
+// (n, h, w) with flat = true: the same pixels, not known to be images.
+std::string write_image_data(const TempDir& tmp, const std::string& name, int64_t h = 10,
+                             int64_t w = 10, bool flat = false) {
+  const std::string dir = tmp.file(name);
+  fs::create_directories(dir);
+  uint64_t state = 12345;
+  auto next = [&] {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<uint32_t>(state >> 33);
+  };
+  for (const auto& [prefix, n] : {std::pair<std::string, int64_t>{"train", 400}, {"t10k", 150}}) {
+    std::vector<uint8_t> pixels, labels;
+    for (int64_t i = 0; i < n; ++i) {
+      const int c = static_cast<int>(next() % 4);
+      labels.push_back(static_cast<uint8_t>(c));
+      for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x) {
+          const bool block = (y < h / 2) == (c < 2) && (x < w / 2) == (c % 2 == 0);
+          pixels.push_back(static_cast<uint8_t>((block ? 150 : 0) + next() % 100));
+        }
+    }
+    const std::vector<int64_t> dims =
+        flat ? std::vector<int64_t>{n, h * w} : std::vector<int64_t>{n, h, w};
+    write_idx(dir + "/" + prefix + "-images-idx3-ubyte", dims, pixels);
+    write_idx(dir + "/" + prefix + "-labels-idx1-ubyte", {n}, labels);
+  }
+  return dir;
+}
+
+// Trains a small model of `kind` on `data` and saves it to `path`.
+void train_small(const std::string& data, const std::string& path,
+                 const std::vector<std::string>& shape) {
+  std::vector<std::string> args = {"train", "--data", data, "--epochs",     "2",      "--threads",
+                                   "1",     "--seed", "2",  "--no-compare", "--save", path};
+  args.insert(args.end(), shape.begin(), shape.end());
+  const Result r = run_cli(args);
+  ASSERT_EQ(r.code, 0) << r;
+}
+
+bool has_png_signature(const std::string& path) {
+  const std::string bytes = read_text(path);
+  return bytes.size() > 8 && bytes.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0;
+}
+
+bool gnuplot_on_path() {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "");
+  for (std::string dir; std::getline(dirs, dir, ':');)
+    if (!dir.empty() && ::access((dir + "/gnuplot").c_str(), X_OK) == 0) return true;
+  return false;
+}
+
+// The report's counts add up and agree with fff eval, for a leaf FFF and a neuron FFF of two
+// trees: leaf shares sum to 1 (per tree), leaf rows to the test rows, class histograms to their
+// leaf's rows, accuracy weighted by rows to the overall accuracy (fff eval's test accuracy), the
+// leaves used to the leaves with rows, and each node's rows split into its children's.
+TEST(CliRoutes, ReportsAddUpAndAgreeWithEval) {
+  TempDir tmp;
+  const std::string data = write_image_data(tmp, "data");
+  const std::vector<std::pair<std::string, std::vector<std::string>>> models = {
+      {"leaf", {"--model", "leaf-fff", "--width", "32", "--leaf-width", "4"}},
+      {"neuron", {"--model", "neuron-fff", "--trees", "2", "--depth", "2"}}};
+  for (const auto& [name, shape] : models) {
+    SCOPED_TRACE(name);
+    const std::string model = tmp.file(name + ".safetensors");
+    train_small(data, model, shape);
+    const Result r = run_cli({"routes", model, "--data", data, "--json", "--threads", "1"});
+    ASSERT_EQ(r.code, 0) << r;
+    const json j = parse_single_json(r);
+    const int64_t rows = j.at("rows").get<int64_t>(), trees = j.at("tree_count").get<int64_t>();
+    const int64_t per_tree = j.at("leaves_per_tree").get<int64_t>();
+    EXPECT_EQ(rows, 150);
+    EXPECT_EQ(trees, name == "leaf" ? 1 : 2);
+    EXPECT_EQ(per_tree, name == "leaf" ? 8 : 4);
+    EXPECT_EQ(j.at("leaf_count"), trees * per_tree);
+    EXPECT_EQ(j.at("leaf_entropy_max_bits").get<double>(), name == "leaf" ? 3.0 : 2.0);
+    EXPECT_EQ(j.at("class_names"), json({"0", "1", "2", "3"}));
+    const json& leaves = j.at("leaves");
+    ASSERT_EQ(static_cast<int64_t>(leaves.size()), trees * per_tree);
+    std::vector<double> share_sum(trees, 0.0), correct_sum(trees, 0.0);
+    std::vector<int64_t> row_sum(trees, 0);
+    int64_t used = 0;
+    std::map<std::pair<int64_t, int64_t>, int64_t> leaf_rows;  // (tree, heap index) -> rows
+    for (const json& l : leaves) {
+      const int64_t t = l.at("tree").get<int64_t>(), n = l.at("rows").get<int64_t>();
+      share_sum[t] += l.at("share").get<double>();
+      row_sum[t] += n;
+      used += n > 0;
+      leaf_rows[{t, l.at("node").get<int64_t>()}] = n;
+      int64_t hist = 0;
+      for (const json& c : l.at("class_rows")) hist += c.get<int64_t>();
+      EXPECT_EQ(hist, n) << l.dump();
+      if (n > 0) {
+        correct_sum[t] += l.at("accuracy").get<double>() * static_cast<double>(n);
+        const int64_t dom = l.at("dominant_class").get<int64_t>();
+        EXPECT_NEAR(l.at("dominant_share").get<double>(),
+                    l.at("class_rows")[dom].get<double>() / static_cast<double>(n), 1e-12);
+        for (const json& c : l.at("class_rows"))
+          EXPECT_LE(c.get<int64_t>(), l.at("class_rows")[dom].get<int64_t>());
+      } else {
+        EXPECT_TRUE(l.at("accuracy").is_null()) << l.dump();
+        EXPECT_TRUE(l.at("dominant_class").is_null()) << l.dump();
+      }
+    }
+    const double accuracy = j.at("accuracy").get<double>();
+    for (int64_t t = 0; t < trees; ++t) {
+      EXPECT_NEAR(share_sum[t], 1.0, 1e-9) << t;
+      EXPECT_EQ(row_sum[t], rows) << t;
+      EXPECT_NEAR(correct_sum[t] / static_cast<double>(rows), accuracy, 1e-9) << t;
+    }
+    EXPECT_EQ(j.at("leaves_used").get<int64_t>(), used);
+    EXPECT_GE(j.at("leaf_entropy_bits").get<double>(), 0.0);
+    EXPECT_LE(j.at("leaf_entropy_bits").get<double>(), j.at("leaf_entropy_max_bits").get<double>());
+
+    // Nodes: left + right = rows, and each child (node or leaf) has its parent's share that way.
+    std::map<std::pair<int64_t, int64_t>, int64_t> node_rows;
+    for (const json& nd : j.at("nodes"))
+      node_rows[{nd.at("tree").get<int64_t>(), nd.at("node").get<int64_t>()}] =
+          nd.at("rows").get<int64_t>();
+    ASSERT_EQ(static_cast<int64_t>(node_rows.size()), trees * (per_tree - 1));
+    auto rows_at = [&](int64_t t, int64_t heap) {
+      return heap < per_tree - 1 ? node_rows.at({t, heap}) : leaf_rows.at({t, heap});
+    };
+    for (const json& nd : j.at("nodes")) {
+      const int64_t t = nd.at("tree").get<int64_t>(), i = nd.at("node").get<int64_t>();
+      const int64_t n = nd.at("rows").get<int64_t>(), left = nd.at("left").get<int64_t>();
+      const int64_t right = nd.at("right").get<int64_t>();
+      EXPECT_EQ(left + right, n) << nd.dump();
+      EXPECT_EQ(rows_at(t, 2 * i + 1), left) << nd.dump();
+      EXPECT_EQ(rows_at(t, 2 * i + 2), right) << nd.dump();
+      if (i == 0) {
+        EXPECT_EQ(n, rows);
+      }
+      if (n > 0) {
+        EXPECT_NEAR(nd.at("left_share").get<double>() + nd.at("right_share").get<double>(), 1.0,
+                    1e-12);
+        EXPECT_GE(nd.at("mean_entropy_bits").get<double>(), 0.0);
+        EXPECT_LE(nd.at("mean_entropy_bits").get<double>(), 1.0);
+        EXPECT_GE(nd.at("mean_abs_logit").get<double>(), 0.0);
+      }
+    }
+
+    // The overall accuracy is fff eval's.
+    const Result e = run_cli({"eval", model, "--data", data, "--json", "--no-compare"});
+    ASSERT_EQ(e.code, 0) << e;
+    EXPECT_EQ(parse_single_json(e).at("test_accuracy").get<double>(), accuracy);
+
+    // --limit: the first rows only, still adding up; the table names what it shows.
+    const Result lim = run_cli({"routes", model, "--data", data, "--json", "--limit", "40"});
+    ASSERT_EQ(lim.code, 0) << lim;
+    const json jl = parse_single_json(lim);
+    EXPECT_EQ(jl.at("rows"), 40);
+    int64_t lim_rows = 0;
+    for (const json& l : jl.at("leaves")) lim_rows += l.at("rows").get<int64_t>();
+    EXPECT_EQ(lim_rows, 40 * trees);
+    const Result text = run_cli({"routes", model, "--data", data});
+    ASSERT_EQ(text.code, 0) << text;
+    EXPECT_TRUE(contains(text.out, "leaves used: " + std::to_string(used) + " of " +
+                                       std::to_string(trees * per_tree)))
+        << text;
+    EXPECT_TRUE(contains(text.out, "accuracy")) << text;
+  }
+}
+
+TEST(CliRoutes, DenseModelHasNoTree) {
+  TempDir tmp;
+  const std::string data = write_image_data(tmp, "data");
+  const std::string model = tmp.file("dense.safetensors");
+  train_small(data, model, {"--model", "ff", "--width", "8"});
+  const Result r = run_cli({"routes", model, "--data", data});
+  ASSERT_TRUE(r.exited) << r;
+  EXPECT_EQ(r.code, 1) << r;
+  EXPECT_TRUE(contains(r.err, model + ": a dense ff classifier has no tree")) << r;
+  EXPECT_TRUE(r.out.empty()) << r;
+}
+
+TEST(CliRoutes, PlotAndImagesArePngFiles) {
+  if (!gnuplot_on_path()) GTEST_SKIP() << "gnuplot is not installed (apt-get install gnuplot-nox)";
+  TempDir tmp;
+  const std::string data = write_image_data(tmp, "data");
+  for (const auto& [name, shape] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"leaf", {"--model", "leaf-fff", "--width", "32", "--leaf-width", "4"}},
+           {"neuron", {"--model", "neuron-fff", "--trees", "2", "--depth", "2"}}}) {
+    SCOPED_TRACE(name);
+    const std::string model = tmp.file(name + ".safetensors");
+    train_small(data, model, shape);
+    const std::string plot = tmp.file(name + "-tree.png"), images = tmp.file(name + "-img.png");
+    const Result r =
+        run_cli({"routes", model, "--data", data, "--plot", plot, "--images", images, "--json"});
+    ASSERT_EQ(r.code, 0) << r;
+    EXPECT_TRUE(has_png_signature(plot)) << plot;
+    EXPECT_TRUE(has_png_signature(images)) << images;
+    const json j = parse_single_json(r);
+    EXPECT_EQ(j.at("plot"), plot);
+    EXPECT_EQ(j.at("images"), images);
+  }
+  // Nothing but the data, the models and the pictures is left in the directory (no temporary).
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(tmp.path())) {
+    const std::string f = e.path().filename().string();
+    EXPECT_TRUE(f == "data" || contains(f, ".safetensors") || contains(f, ".png")) << f;
+    EXPECT_FALSE(contains(f, ".tmp")) << f;
+    ++files;
+  }
+  EXPECT_EQ(files, 7);
+}
+
+// Without gnuplot the pictures fail before any work, saying what to install; the report itself
+// still works.
+TEST(CliRoutes, PicturesWithoutGnuplotSayWhatToInstall) {
+  TempDir tmp;
+  const std::string data = write_image_data(tmp, "data");
+  const std::string model = tmp.file("m.safetensors");
+  train_small(data, model, {"--model", "leaf-fff", "--width", "16", "--leaf-width", "4"});
+  const char* old = std::getenv("PATH");
+  const std::string saved = old ? old : "";
+  ::setenv("PATH", tmp.path().c_str(), 1);  // a directory without gnuplot
+  const Result plot = run_cli({"routes", model, "--data", data, "--plot", tmp.file("t.png")});
+  const Result images = run_cli({"routes", model, "--data", data, "--images", tmp.file("i.png")});
+  const Result report = run_cli({"routes", model, "--data", data, "--json"});
+  ::setenv("PATH", saved.c_str(), 1);
+  for (const Result* r : {&plot, &images}) {
+    EXPECT_EQ(r->code, 1) << *r;
+    EXPECT_TRUE(contains(r->err, "apt-get install gnuplot-nox")) << *r;
+    EXPECT_TRUE(r->out.empty()) << *r;
+  }
+  EXPECT_TRUE(contains(plot.err, "--plot")) << plot;
+  EXPECT_TRUE(contains(images.err, "--images")) << images;
+  EXPECT_FALSE(fs::exists(tmp.file("t.png")));
+  EXPECT_EQ(report.code, 0) << report;
+  EXPECT_EQ(parse_single_json(report).at("rows"), 150);
+}
+
+// Bad input: clear errors naming the file or flag, exit status 1 (CLI11's own status for a flag
+// it refuses), never a crash.
+TEST(CliRoutes, BadInputNamesTheFileOrFlag) {
+  TempDir tmp;
+  const std::string data = write_image_data(tmp, "data");
+  const std::string other = write_image_data(tmp, "other", 6, 7);        // 42 features
+  const std::string flat = write_image_data(tmp, "flat", 10, 10, true);  // not images
+  const std::string model = tmp.file("m.safetensors");
+  train_small(data, model, {"--model", "leaf-fff", "--width", "16", "--leaf-width", "4"});
+  const std::string garbage = tmp.file("garbage.safetensors");
+  std::ofstream(garbage) << "not a model";
+  struct Case {
+    std::vector<std::string> args;
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {{"routes", tmp.file("missing.safetensors"), "--data", data},
+       tmp.file("missing.safetensors")},
+      {{"routes", garbage, "--data", data}, garbage},
+      {{"routes", model, "--data", other}, "--data " + other + " has 42 features"},
+      {{"routes", model, "--data", tmp.file("nowhere")}, tmp.file("nowhere")},
+      {{"routes", model, "--data", data, "--limit", "-1"}, "--limit"},
+      {{"routes", model, "--data", data, "--plot", tmp.file("no/dir/t.png")}, "--plot"},
+      {{"routes", model, "--data", data, "--plot", tmp.path()}, "is a directory"},
+      {{"routes", model, "--data", data, "--images", tmp.file("no/dir/i.png")}, "--images"},
+  };
+  for (const Case& c : cases) {
+    const Result r = run_cli(c.args);
+    ASSERT_TRUE(r.exited) << r;
+    EXPECT_NE(r.code, 0) << r;
+    EXPECT_LT(r.code, 128) << r;
+    EXPECT_TRUE(contains(r.err, c.needle)) << "expected '" << c.needle << "' in\n" << r;
+    EXPECT_TRUE(r.out.empty()) << r;
+  }
+  // Rows that are not images cannot be drawn (the report works on them).
+  const std::string flat_model = tmp.file("flat.safetensors");
+  train_small(flat, flat_model, {"--model", "leaf-fff", "--width", "16", "--leaf-width", "4"});
+  if (gnuplot_on_path()) {
+    const Result r = run_cli({"routes", flat_model, "--data", flat, "--images", tmp.file("i.png")});
+    EXPECT_EQ(r.code, 1) << r;
+    EXPECT_TRUE(contains(r.err, "--images")) << r;
+    EXPECT_TRUE(contains(r.err, "not known to be images")) << r;
+  }
+  EXPECT_EQ(run_cli({"routes", flat_model, "--data", flat}).code, 0);
+}
+
+// On Fashion-MNIST the classes have their names.
+TEST(CliRoutes, FashionMnistClassNames) {
+  if (!fs::is_directory(kFashion)) GTEST_SKIP() << kFashion << " is not installed";
+  TempDir tmp;
+  const std::string model = tmp.file("m.safetensors");
+  const Result t =
+      run_cli({"train", "--limit", "500", "--epochs", "1", "--width", "16", "--leaf-width", "4",
+               "--threads", "1", "--no-compare", "--save", model});
+  ASSERT_EQ(t.code, 0) << t;
+  const Result r = run_cli({"routes", model, "--limit", "300", "--json", "--threads", "1"});
+  ASSERT_EQ(r.code, 0) << r;
+  const json j = parse_single_json(r);
+  EXPECT_EQ(j.at("data"), "fashion-mnist");
+  EXPECT_EQ(j.at("rows"), 300);
+  ASSERT_EQ(j.at("class_names").size(), 10u);
+  EXPECT_EQ(j.at("class_names")[0], "T-shirt/top");
+  EXPECT_EQ(j.at("class_names")[9], "Ankle boot");
 }
 
 }  // namespace

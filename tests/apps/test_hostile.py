@@ -188,6 +188,7 @@ MODEL_COMMANDS = {
     "info --json": (["info", "{}", "--json"], KINDS),
     "eval": (["eval", "{}", "--data", "{data}", "--no-compare", "--threads", "1"],
              ("classifier",)),
+    "routes": (["routes", "{}", "--data", "{data}", "--threads", "1"], ("classifier",)),
     "lm sample": (["lm", "sample", "{}", "--tokens", "4"], ("lm",)),
     "lm train --resume": (["lm", "train", "--resume", "{}", "--text", "{text}", "--steps", "1000",
                            "--threads", "1"], ("lm",)),
@@ -274,6 +275,8 @@ def file_cases():
         cases.append(Case("eval", f"--data {what}",
                           ["eval", "{classifier}", "--data", k, "--no-compare", "--threads", "1"],
                           (k,)))
+        cases.append(Case("routes", f"--data {what}",
+                          ["routes", "{classifier}", "--data", k, "--threads", "1"], (k,)))
     # Outputs that cannot be written.
     for command, argv, flag in (
             ("train", ["train", "--data", "{data}", "--epochs", "1", "--no-compare", "--threads",
@@ -284,6 +287,8 @@ def file_cases():
             ("bert embed", ["bert", "embed", "{bert_dense}", "--text", "x", "--output"],
              "--output"),
             ("bert convert", ["bert", "convert", "{bert_dense}"], "OUT"),
+            ("routes", ["routes", "{classifier}", "--data", "{data}", "--plot"], "--plot"),
+            ("routes", ["routes", "{classifier}", "--data", "{data}", "--images"], "--images"),
     ):
         tail = ["--depth", "1", "--texts", "{text}", "--samples", "32"] \
             if command == "bert convert" else []
@@ -370,6 +375,7 @@ CONVERT = ["bert", "convert", "{bert_dense}", "{out}", "--texts", "{text}", "--s
            "--depth", "1"]
 SAMPLE = ["lm", "sample", "{lm}", "--tokens", "4"]
 EVAL = ["eval", "{classifier}", "--data", "{data}", "--no-compare", "--threads", "1"]
+ROUTES = ["routes", "{classifier}", "--data", "{data}", "--threads", "1"]
 SERVE_ARGV = ["serve", "{bert_dense}", "--port", "0"]
 
 HUGE = "1000000000000"  # 1e12
@@ -391,6 +397,7 @@ ABSURD = [
     ("train", TRAIN + ["--model", "neuron-fff"], "--model neuron-fff",
      [("--trees", (HUGE, "1000000000")), ("--depth", ("64", NEG))]),
     ("eval", EVAL, [("--threads", THREADS), ("--limit", (NEG,)), ("--bench-repeats", ("0",))]),
+    ("routes", ROUTES, [("--threads", THREADS), ("--limit", (NEG, "abc"))]),
     ("bench", BENCH, [("--dim", ("0", NEG, HUGE)), ("--trees", ("0", NEG, HUGE)),
                       ("--depth", ("64", NEG, "25")), ("--batch", ("0", NEG, HUGE)),
                       ("--dense-width", ("0", HUGE)), ("--layers", ("0", HUGE)),
@@ -473,6 +480,9 @@ def absurd_cases():
     cases.append(Case("eval", "--data of 25 features for a 16-feature model",
                       ["eval", "{classifier}", "--data", "{data_25}", "--no-compare", "--threads",
                        "1"], ("{data_25}",)))
+    cases.append(Case("routes", "--data of 25 features for a 16-feature model",
+                      ["routes", "{classifier}", "--data", "{data_25}", "--threads", "1"],
+                      ("{data_25}",)))
     # Flags given to a command whose model they do not fit.
     cases.append(Case("train", "--trees with --model ff", TRAIN + ["--model", "ff", "--trees",
                                                                    "2"], ("--trees",)))

@@ -177,6 +177,10 @@ TEST_F(DataTest, LoadIdxPairFlattens3dImages) {
   EXPECT_EQ(d.y, (std::vector<int32_t>{3, 1}));
   EXPECT_EQ(d.num_classes, 4);  // max label + 1
   for (int i = 0; i < 12; ++i) EXPECT_FLOAT_EQ(d.x.data[i], i / 255.0f);
+  // The rows are known to be 2 x 3 grey images (fff routes --images draws them).
+  EXPECT_EQ(d.image_height, 2);
+  EXPECT_EQ(d.image_width, 3);
+  EXPECT_EQ(d.image_channels, 1);
 }
 
 TEST_F(DataTest, LoadIdxPair2dImagesScaledToUnitInterval) {
@@ -188,6 +192,8 @@ TEST_F(DataTest, LoadIdxPair2dImagesScaledToUnitInterval) {
   EXPECT_FLOAT_EQ(d.x.data[1], 1.0f);
   EXPECT_FLOAT_EQ(d.x.data[2], 128.0f / 255.0f);
   EXPECT_EQ(d.num_classes, 10);
+  EXPECT_EQ(d.image_channels, 0);  // (n, features): not known to be images
+  EXPECT_EQ(d.image_height, 0);
 }
 
 TEST_F(DataTest, BadMagic) {
@@ -332,6 +338,9 @@ TEST_F(DataTest, CifarGoodFile) {
   EXPECT_FLOAT_EQ(d.x.row(2)[253], 1.0f);   // (2 + 253) % 256 == 255
   EXPECT_FLOAT_EQ(d.x.row(2)[254], 0.0f);   // (2 + 254) % 256 == 0
   EXPECT_FLOAT_EQ(d.x.row(0)[3071], 1.0f);  // 3071 % 256 == 255
+  EXPECT_EQ(d.image_height, 32);
+  EXPECT_EQ(d.image_width, 32);
+  EXPECT_EQ(d.image_channels, 3);
 }
 
 TEST_F(DataTest, CifarBadSize) {
@@ -457,6 +466,7 @@ fff::Dataset small_dataset() {
   for (int i = 0; i < 8; ++i) d.x.data[i] = static_cast<float>(i);
   d.y = {0, 1, 2, 1};
   d.num_classes = 3;
+  d.image_height = 1, d.image_width = 2, d.image_channels = 1;
   return d;
 }
 
@@ -467,6 +477,8 @@ TEST(DataRows, TakeRows) {
   EXPECT_EQ(t.x.data, (fff::FloatVector{0, 1, 2, 3}));
   EXPECT_EQ(t.y, (std::vector<int32_t>{0, 1}));
   EXPECT_EQ(t.num_classes, 3);
+  EXPECT_EQ(t.image_width, 2);  // the rows keep their image shape
+  EXPECT_EQ(t.image_channels, 1);
   EXPECT_EQ(fff::take_rows(d, 100).size(), 4);
   EXPECT_EQ(fff::take_rows(d, 0).size(), 0);
 }
@@ -478,6 +490,8 @@ TEST(DataRows, GatherRows) {
   EXPECT_EQ(g.x.data, (fff::FloatVector{6, 7, 0, 1, 6, 7}));
   EXPECT_EQ(g.y, (std::vector<int32_t>{1, 0, 1}));
   EXPECT_EQ(g.num_classes, 3);
+  EXPECT_EQ(g.image_height, 1);
+  EXPECT_EQ(g.image_width, 2);
 }
 
 TEST(DataRows, GatherRowsOutOfRange) {

@@ -1,8 +1,10 @@
 // The feedforward block interface: kind names (new and old spellings), config validation naming
 // fields, parameter shapes without allocating, metadata round trips, and that each block runs
-// its layer: training through its own cache, inference equal to the layer's reference.
+// its layer: training through its own cache, inference equal to the layer's reference, and a
+// trace of inference's paths and node logits equal to a naive walk of the tree.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 #include <string>
 
@@ -211,6 +213,80 @@ TEST(FFBlock, RunsItsLayerAndKeepsOneCachePerForward) {
       EXPECT_TRUE(bitwise_equal(got[i], expected[i])) << params[i]->name;
     }
   }
+}
+
+// FFBlock::trace against a naive walk of the tree on random weights (odd sizes, batch 1 and
+// batches over several inference tiles, one and two threads): the same nodes, the logits to
+// float rounding, the same decisions infer takes (its routes).
+TEST(FFBlock, TraceIsTheNaivePathWithItsLogits) {
+  struct Shape {
+    FFKind kind;
+    int64_t depth, trees;
+  };
+  for (const Shape& sh :
+       {Shape{FFKind::leaf_fff, 3, 1}, Shape{FFKind::leaf_fff, 4, 1}, Shape{FFKind::leaf_fff, 0, 1},
+        Shape{FFKind::neuron_fff, 2, 3}, Shape{FFKind::neuron_fff, 0, 1}, Shape{FFKind::ff, 0, 1}})
+    for (int64_t B : {1, 5, 301, 2085})
+      for (int threads : {1, 2}) {
+        SCOPED_TRACE(std::string(fff::ff_kind_name(sh.kind)) + " depth " +
+                     std::to_string(sh.depth) + " trees " + std::to_string(sh.trees) + " B " +
+                     std::to_string(B) + " threads " + std::to_string(threads));
+        FFConfig c = config_of(sh.kind);
+        c.in = 37;
+        c.depth = sh.depth;
+        c.trees = sh.trees;
+        fff::Rng rng(11 + static_cast<uint64_t>(B));
+        fff::Context ctx(threads);
+        auto block = fff::make_ff_block(c, rng);
+        block->prepare_inference({});
+        const auto x = random_vec(B * c.in, rng, 2.0f);
+        fff::FFTrace t;
+        block->trace(ctx, x.data(), B, t);
+        std::vector<int32_t> routes;
+        std::vector<float> y(static_cast<size_t>(B * c.out));
+        block->infer(ctx, x.data(), B, y.data(), &routes);
+        const auto params = block->params();
+        if (sh.kind == FFKind::ff) {
+          EXPECT_EQ(t.per_row, 0);
+          EXPECT_TRUE(t.nodes.empty() && t.logits.empty() && t.leaves.empty());
+          continue;
+        }
+        // Node k's weights and bias: leaf FFF nodes_w, nodes_b; neuron FFF w1, b1.
+        const fff::Tensor& w = params[0]->value;
+        const fff::Tensor& b = params[1]->value;
+        auto logit = [&](int64_t r, int64_t k) {
+          double z = b.data[k];
+          for (int64_t f = 0; f < c.in; ++f)
+            z += static_cast<double>(w.row(k)[f]) * x[static_cast<size_t>(r * c.in + f)];
+          return z;
+        };
+        const bool leaf = sh.kind == FFKind::leaf_fff;
+        const int64_t per_row = leaf ? sh.depth : sh.trees * (sh.depth + 1);
+        ASSERT_EQ(t.per_row, per_row);
+        ASSERT_EQ(t.nodes.size(), static_cast<size_t>(B * per_row));
+        ASSERT_EQ(t.logits.size(), static_cast<size_t>(B * per_row));
+        ASSERT_EQ(t.leaves.size(), leaf ? static_cast<size_t>(B) : 0u);
+        const int64_t per_tree = (int64_t{2} << sh.depth) - 1;
+        for (int64_t r = 0; r < B; ++r) {
+          int64_t slot = r * per_row;
+          for (int64_t tree = 0; tree < (leaf ? 1 : sh.trees); ++tree) {
+            int64_t node = 0;
+            // Leaf FFF: the depth internal nodes, then the leaf; neuron FFF: every level.
+            for (int64_t level = 0; level < (leaf ? sh.depth : sh.depth + 1); ++level, ++slot) {
+              const int64_t k = leaf ? node : tree * per_tree + node;
+              const double z = logit(r, k);
+              ASSERT_EQ(t.nodes[slot], k) << "row " << r << " level " << level;
+              EXPECT_NEAR(t.logits[slot], z, 1e-4 * (1.0 + std::fabs(z)));
+              const bool right = leaf ? z >= 0.0 : z > 0.0;
+              node = 2 * node + 1 + (right ? 1 : 0);
+            }
+            if (leaf) {
+              EXPECT_EQ(t.leaves[r], node - ((int64_t{1} << sh.depth) - 1));
+            }
+          }
+        }
+        EXPECT_EQ(leaf ? t.leaves : t.nodes, routes);
+      }
 }
 
 }  // namespace

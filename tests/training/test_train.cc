@@ -1,7 +1,8 @@
 // Tests for the training loop: every model kind learns a separable synthetic problem, keeps the
 // best-validation weights, is bitwise deterministic for a seed and thread count independent;
-// early stop agrees with the history; split_train_val, route_usage and dataset checks; and, if
-// Fashion-MNIST is installed, a small end-to-end run reaching a sane test accuracy.
+// early stop agrees with the history; split_train_val, route_usage, route_report and dataset
+// checks; and, if Fashion-MNIST is installed, a small end-to-end run reaching a sane test
+// accuracy.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -472,6 +473,121 @@ TEST(Train, RouteUsage) {
     const fff::RouteUsage u = fff::route_usage(ectx, *model, data);
     EXPECT_EQ(std::accumulate(u.counts.begin(), u.counts.end(), int64_t{0}), data.size());
   }
+}
+
+// route_report: its leaf counts are route_usage's, its correct rows accuracy()'s; the counts add
+// up (leaves partition the rows in every tree, a node's rows split into its children's); node
+// entropies, |logits| and leaf mean inputs equal a naive walk of the tree; threads change nothing.
+TEST(Train, RouteReport) {
+  fff::Context ectx(1), ectx2(2);
+  const fff::Dataset& data = problem().val;
+  const int64_t N = data.size();
+  for (const TrainSetup& s : setups()) {
+    SCOPED_TRACE(s.label);
+    fff::Rng rng(3);
+    auto model = fff::make_model(s.cfg, rng);
+    if (s.cfg.kind == fff::ModelKind::ff) {
+      EXPECT_THROW(fff::route_report(ectx, *model, data), fff::Error);
+      continue;
+    }
+    const fff::RouteReport rep = fff::route_report(ectx, *model, data, {.leaf_inputs = true});
+    const int64_t K = s.cfg.kind == fff::ModelKind::neuron_fff ? s.cfg.trees : 1;
+    const int64_t L = int64_t{1} << s.cfg.depth, n = L - 1, C = s.cfg.out;
+    ASSERT_EQ(rep.trees, K);
+    ASSERT_EQ(rep.depth, s.cfg.depth);
+    EXPECT_EQ(rep.rows, N);
+    EXPECT_EQ(rep.classes, C);
+    EXPECT_EQ(rep.correct, std::llround(fff::accuracy(ectx, *model, data) * N));
+    const fff::RouteUsage u = fff::route_usage(ectx, *model, data);
+    EXPECT_EQ(rep.leaf_rows, u.counts);
+    for (int64_t t = 0; t < K; ++t) {
+      int64_t rows = 0, correct = 0;
+      for (int64_t j = t * L; j < (t + 1) * L; ++j) {
+        rows += rep.leaf_rows[j];
+        correct += rep.leaf_correct[j];
+        EXPECT_EQ(std::accumulate(rep.leaf_class_rows.begin() + j * C,
+                                  rep.leaf_class_rows.begin() + (j + 1) * C, int64_t{0}),
+                  rep.leaf_rows[j]);
+      }
+      EXPECT_EQ(rows, N);
+      EXPECT_EQ(correct, rep.correct);
+      EXPECT_EQ(rep.node_rows[t * n], N);  // the root
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t k = t * n + i, left_child = 2 * i + 1;
+        const int64_t left = rep.node_rows[k] - rep.node_right[k];
+        // A child is an internal node or (heap index >= n) leaf j = index - n.
+        auto rows_of = [&](int64_t child) {
+          return child < n ? rep.node_rows[t * n + child] : rep.leaf_rows[t * L + child - n];
+        };
+        EXPECT_EQ(rows_of(left_child), left);
+        EXPECT_EQ(rows_of(left_child + 1), rep.node_right[k]);
+      }
+    }
+    // Per-class rows over the leaves of tree 0 are the labels' counts.
+    for (int64_t c = 0; c < C; ++c) {
+      int64_t sum = 0;
+      for (int64_t j = 0; j < L; ++j) sum += rep.leaf_class_rows[j * C + c];
+      EXPECT_EQ(sum, std::count(data.y.begin(), data.y.end(), static_cast<int32_t>(c)));
+    }
+    // The naive walk: node logits from the parameters in double (leaf FFF nodes_w, nodes_b;
+    // neuron FFF w1, b1), right iff >= 0 (leaf FFF) or > 0 (neuron FFF).
+    const auto params = model->params();
+    const fff::Tensor &w = params[0]->value, &b = params[1]->value;
+    std::vector<double> entropy(static_cast<size_t>(K * n)), abs_logit(static_cast<size_t>(K * n));
+    std::vector<double> input_sum(static_cast<size_t>(L * s.cfg.in));
+    std::vector<int64_t> node_rows(static_cast<size_t>(K * n));
+    const int64_t per_tree = 2 * L - 1;
+    for (int64_t r = 0; r < N; ++r)
+      for (int64_t t = 0; t < K; ++t) {
+        int64_t node = 0;
+        for (int64_t level = 0; level < s.cfg.depth; ++level) {
+          const int64_t row = s.cfg.kind == fff::ModelKind::leaf_fff ? node : t * per_tree + node;
+          double z = b.data[row];
+          for (int64_t f = 0; f < s.cfg.in; ++f)
+            z += static_cast<double>(w.row(row)[f]) * data.x.row(r)[f];
+          const double p = 1.0 / (1.0 + std::exp(-z));
+          entropy[t * n + node] += fff::binary_entropy(p) / std::log(2.0);
+          abs_logit[t * n + node] += std::fabs(z);
+          ++node_rows[t * n + node];
+          const bool right = s.cfg.kind == fff::ModelKind::leaf_fff ? z >= 0.0 : z > 0.0;
+          node = 2 * node + 1 + (right ? 1 : 0);
+        }
+        if (t == 0)
+          for (int64_t f = 0; f < s.cfg.in; ++f)
+            input_sum[(node - n) * s.cfg.in + f] += data.x.row(r)[f];
+      }
+    EXPECT_EQ(rep.node_rows, node_rows);
+    for (int64_t k = 0; k < K * n; ++k) {
+      if (node_rows[k] == 0) continue;
+      EXPECT_NEAR(rep.node_mean_entropy_bits[k], entropy[k] / node_rows[k], 1e-5) << k;
+      EXPECT_NEAR(rep.node_mean_abs_logit[k], abs_logit[k] / node_rows[k], 1e-4) << k;
+      EXPECT_GE(rep.node_mean_entropy_bits[k], 0.0);
+      EXPECT_LE(rep.node_mean_entropy_bits[k], 1.0 + 1e-12);
+    }
+    ASSERT_EQ(rep.leaf_input_mean.size(), input_sum.size());
+    for (int64_t j = 0; j < L; ++j)
+      for (int64_t f = 0; f < s.cfg.in; ++f) {
+        const double want =
+            rep.leaf_rows[j] > 0 ? input_sum[j * s.cfg.in + f] / rep.leaf_rows[j] : 0.0;
+        EXPECT_NEAR(rep.leaf_input_mean[j * s.cfg.in + f], want, 1e-5);
+      }
+    // Without leaf_inputs nothing is kept; two threads give the same report.
+    const fff::RouteReport rep2 = fff::route_report(ectx2, *model, data);
+    EXPECT_TRUE(rep2.leaf_input_mean.empty());
+    EXPECT_EQ(rep2.leaf_rows, rep.leaf_rows);
+    EXPECT_EQ(rep2.leaf_class_rows, rep.leaf_class_rows);
+    EXPECT_EQ(rep2.node_right, rep.node_right);
+    EXPECT_EQ(rep2.correct, rep.correct);
+    EXPECT_EQ(rep2.node_mean_entropy_bits, rep.node_mean_entropy_bits);
+  }
+  // Data that does not fit the model is refused.
+  fff::Rng rng(3);
+  auto model = fff::make_model(setups()[1].cfg, rng);
+  fff::Dataset wide;
+  wide.num_classes = kClasses;
+  wide.x = fff::Tensor({3, kFeatures + 1});
+  wide.y = {0, 1, 2};
+  EXPECT_THROW(fff::route_report(ectx, *model, wide), fff::Error);
 }
 
 TEST(Train, DatasetChecks) {

@@ -15,6 +15,11 @@ struct Dataset {
   Tensor x;
   std::vector<int32_t> y;
   int num_classes = 0;
+  // When each row is an image (as the readers know it): height x width pixels of `channels`
+  // planes, a row holding plane 0's pixels row by row, then plane 1's, ... (IDX (n, h, w):
+  // channels 1; CIFAR-10: 32 x 32 x 3, red, green, blue). All 0 when the rows are not known to
+  // be images.
+  int64_t image_height = 0, image_width = 0, image_channels = 0;
 
   int64_t size() const { return static_cast<int64_t>(y.size()); }
   int64_t features() const { return x.cols(); }
@@ -39,7 +44,8 @@ IdxArray read_idx(const std::string& path);
 std::vector<uint8_t> read_file_maybe_gzip(const std::string& path);
 
 // Images (n, h, w) or (n, features) IDX + labels (n) IDX -> Dataset with pixels scaled to
-// [0, 1]. Errors name the files on count mismatch or labels >= 256.
+// [0, 1] (an (n, h, w) file's rows are marked as h x w images). Errors name the files on count
+// mismatch or labels >= 256.
 Dataset load_idx_pair(const std::string& images_path, const std::string& labels_path);
 
 // A directory holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,

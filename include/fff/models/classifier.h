@@ -63,6 +63,8 @@ class Model {
                std::vector<int32_t>* routes) {
     block_->infer(ctx, x, B, logits, routes);
   }
+  // The path hard inference takes for each row and the node logits it decides on (FFTrace).
+  void trace(Context& ctx, const float* x, int64_t B, FFTrace& t) { block_->trace(ctx, x, B, t); }
   // Mean entropy of sigmoid(z) over the decisions inference makes (0 for ff).
   double mean_node_entropy(Context& ctx, const float* x, int64_t B) {
     return block_->mean_node_entropy(ctx, x, B);

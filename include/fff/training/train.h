@@ -82,4 +82,38 @@ struct RouteUsage {
 };
 RouteUsage route_usage(Context& ctx, Model& model, const Dataset& d);
 
+// The routing report of a tree model (fff routes): where hard inference sends the rows of d
+// (standardised, labelled) and how the model does on them. A model has `trees` trees (leaf FFF:
+// one; neuron FFF: K) of `depth` levels of decisions: internal nodes 0 .. 2^depth - 2 in heap
+// order (node i's children are 2i + 1, left, and 2i + 2, right) and 2^depth leaves, leaf j at
+// heap index 2^depth - 1 + j (leaf FFF: its leaves; neuron FFF: the last-level nodes). Every
+// array runs tree by tree. Paths and logits come from Model::trace, predictions from
+// Model::predict in the chunks accuracy() uses, so `correct` is what accuracy() counts.
+struct RouteReport {
+  int64_t rows = 0, classes = 0, trees = 0, depth = 0;
+  int64_t correct = 0;  // rows whose arg-max logit is the label
+
+  int64_t leaves_per_tree() const { return int64_t{1} << depth; }
+  int64_t nodes_per_tree() const { return leaves_per_tree() - 1; }  // internal nodes
+
+  std::vector<int64_t> leaf_rows;        // (trees, leaves): rows reaching the leaf
+  std::vector<int64_t> leaf_correct;     // (trees, leaves): ... predicted right
+  std::vector<int64_t> leaf_class_rows;  // (trees, leaves, classes): ... by label
+  std::vector<int64_t> node_rows;        // (trees, nodes): rows reaching the internal node
+  std::vector<int64_t> node_right;       // (trees, nodes): ... of which go right
+  // (trees, nodes): over the rows reaching the node (0 with none), the mean binary entropy in
+  // bits of sigmoid(logit) (leaf FFF: the soft decision training learns; neuron FFF: of the
+  // pre-activation, whose sign alone routes) and the mean |logit| (the margin of the decision).
+  std::vector<double> node_mean_entropy_bits, node_mean_abs_logit;
+  // With RouteReportOptions::leaf_inputs, (leaves, in): the mean input row (as given, i.e.
+  // standardised) of the rows reaching each leaf of tree 0; zeros for a leaf no row reaches.
+  std::vector<double> leaf_input_mean;
+};
+struct RouteReportOptions {
+  bool leaf_inputs = false;  // compute RouteReport::leaf_input_mean
+};
+// Throws fff::Error for a dense model (it has no tree) and for data that does not fit the model.
+RouteReport route_report(Context& ctx, Model& model, const Dataset& d,
+                         const RouteReportOptions& opt = {});
+
 }  // namespace fff

@@ -93,6 +93,7 @@ class DenseBlock : public FFBlock {
     if (packed_.w1.empty()) prepare_inference({});
     dense_ff_infer(ctx, packed_, x, B, y, ctx.workspace.get<DenseInferScratch>().hidden);
   }
+  void trace(Context&, const float*, int64_t, FFTrace& t) override { t = FFTrace{}; }
   double mean_node_entropy(Context&, const float*, int64_t) override { return 0.0; }
   std::unique_ptr<FFBlock> clone() const override { return std::make_unique<DenseBlock>(*this); }
 
@@ -134,6 +135,20 @@ class LeafBlock : public FFBlock {
     if (routes) routes->resize(static_cast<size_t>(B));
     leaf_fff_infer(ctx, packed_, x, B, y, routes ? routes->data() : nullptr);
   }
+  void trace(Context& ctx, const float* x, int64_t B, FFTrace& t) override {
+    if (packed_.w1t.size() == 0) prepare_inference({});
+    const int64_t d = m_.cfg.depth;
+    t.per_row = d;
+    t.leaves.resize(static_cast<size_t>(B));
+    t.logits.resize(static_cast<size_t>(B * d));
+    t.nodes.resize(static_cast<size_t>(B * d));
+    Tensor y({B, m_.cfg.out});
+    leaf_fff_infer(ctx, packed_, x, B, y.ptr(), t.leaves.data(), t.logits.data());
+    for (int64_t r = 0; r < B; ++r)
+      for (int64_t level = 0; level < d; ++level)
+        t.nodes[r * d + level] =
+            static_cast<int32_t>((int64_t{1} << level) - 1 + (t.leaves[r] >> (d - level)));
+  }
   double mean_node_entropy(Context& ctx, const float* x, int64_t B) override {
     if (m_.cfg.n_nodes() == 0 || B == 0) return 0.0;
     Tensor y({B, m_.cfg.out});
@@ -172,6 +187,15 @@ class NeuronBlock : public FFBlock {
     NeuronFFFContext state;
     neuron_fff_forward(ctx, m_, x, B, y, &state);
     *routes = std::move(state.node);
+  }
+  void trace(Context& ctx, const float* x, int64_t B, FFTrace& t) override {
+    Tensor y({B, m_.cfg.out});
+    NeuronFFFContext state;
+    neuron_fff_forward(ctx, m_, x, B, y.ptr(), &state);
+    t.per_row = m_.cfg.path_length();
+    t.nodes = std::move(state.node);
+    t.logits = std::move(state.z);
+    t.leaves.clear();
   }
   double mean_node_entropy(Context& ctx, const float* x, int64_t B) override {
     if (B == 0) return 0.0;

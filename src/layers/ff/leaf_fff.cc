@@ -398,7 +398,7 @@ constexpr int64_t kStreamingBatch = 2048;
 }  // namespace
 
 void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_t B, float* y,
-                    int32_t* leaves) {
+                    int32_t* leaves, float* path_logits) {
   CallScope scope(ctx);
   const auto& c = m.cfg;
   const int64_t n = c.n_nodes(), L = c.n_leaves(), lw = c.leaf_width;
@@ -432,11 +432,16 @@ void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_
                               z.data(), nw);
           for (int64_t i = 0; i < cnt; ++i) {
             const int32_t r = order[start[g] + i];
-            const int right = z[i * nw] + m.nodes_b.data[k] >= 0.0f ? 1 : 0;
+            const float logit = z[i * nw] + m.nodes_b.data[k];
+            const int right = logit >= 0.0f ? 1 : 0;
             key[r] = 2 * key[r] + right;
+            float* path = path_logits ? path_logits + (r0 + r) * c.depth + level : nullptr;
+            if (path) path[0] = logit;
             if (two) {
               const int64_t child = 2 * k + 1 + right;
-              key[r] = 2 * key[r] + (z[i * nw + 1 + right] + m.nodes_b.data[child] >= 0.0f ? 1 : 0);
+              const float child_logit = z[i * nw + 1 + right] + m.nodes_b.data[child];
+              key[r] = 2 * key[r] + (child_logit >= 0.0f ? 1 : 0);
+              if (path) path[1] = child_logit;
             }
           }
         }
@@ -471,8 +476,8 @@ void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_
 }
 
 void leaf_fff_infer(Context& ctx, const LeafFFF& m, const float* x, int64_t B, float* y,
-                    int32_t* leaves) {
-  leaf_fff_infer(ctx, pack_leaf_fff(m.cfg, weights_of(m)), x, B, y, leaves);
+                    int32_t* leaves, float* path_logits) {
+  leaf_fff_infer(ctx, pack_leaf_fff(m.cfg, weights_of(m)), x, B, y, leaves, path_logits);
 }
 
 double leaf_fff_inference_flops_per_row(const LeafFFFConfig& cfg) {

@@ -92,6 +92,19 @@ struct FFTrainOptions {
   float balance = 0.0f;      // leaf FFF: weight of the leaf balance loss (LeafTrainMode)
 };
 
+// The decisions hard inference takes, row by row (FFBlock::trace): the nodes each row visits and
+// their logits, root first. Leaf FFF: per_row = depth d, node i's logit N_i x + c_i (right iff
+// >= 0), and leaves the leaf reached (infer's routes); neuron FFF: per_row = K (D + 1), tree by
+// tree, every node of the path down to the last level (global index t * (2^(D+1) - 1) + heap
+// index, infer's routes), its logit the pre-activation w1_i x + b1_i (right iff > 0); dense FF:
+// per_row = 0 and nothing else.
+struct FFTrace {
+  int64_t per_row = 0;
+  std::vector<int32_t> nodes;   // (B, per_row)
+  std::vector<float> logits;    // (B, per_row)
+  std::vector<int32_t> leaves;  // leaf FFF: (B); empty for the other kinds
+};
+
 // What a training forward keeps for its backward, made by FFBlock::make_cache. One per forward
 // in flight: a block may run several forwards before their backwards.
 struct FFCache {
@@ -123,6 +136,9 @@ class FFBlock {
   // K * (D + 1) nodes visited (neuron FFF); nothing for ff.
   virtual void infer(Context& ctx, const float* x, int64_t B, float* y,
                      std::vector<int32_t>* routes) = 0;
+  // The path hard inference takes for each of the B rows of x, with the node logits it decides
+  // on (FFTrace; the same decisions infer makes). Fills t, resized to B rows.
+  virtual void trace(Context& ctx, const float* x, int64_t B, FFTrace& t) = 0;
   // Mean entropy of sigmoid(logit) over the decisions inference makes (0 for ff).
   virtual double mean_node_entropy(Context& ctx, const float* x, int64_t B) = 0;
   // A deep copy: parameters, inference weights and options.

@@ -127,12 +127,14 @@ inline LeafFFFPacked pack_leaf_fff(const LeafFFF& m) {
   return pack_leaf_fff(m.cfg, weights_of(m));
 }
 
-// Hard inference. leaves (optional, B entries) receives the leaf index reached by each row.
+// Hard inference. leaves (optional, B entries) receives the leaf index reached by each row;
+// path_logits (optional, (B, depth)) the logit N_i x + c_i of each node on the row's path, root
+// first (the node at level l is 2^l - 1 + (leaf >> (depth - l))), as the decisions were taken.
 // Rows are independent, so results do not depend on the thread count.
 void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_t B, float* y,
-                    int32_t* leaves);
+                    int32_t* leaves, float* path_logits = nullptr);
 void leaf_fff_infer(Context& ctx, const LeafFFF& m, const float* x, int64_t B, float* y,
-                    int32_t* leaves);
+                    int32_t* leaves, float* path_logits = nullptr);
 
 // Forward FLOPs of one row at inference: depth node dot products plus one leaf block.
 double leaf_fff_inference_flops_per_row(const LeafFFFConfig& cfg);
