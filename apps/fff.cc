@@ -240,7 +240,9 @@ void apply_recipe(TrainArgs& a, fff::ModelKind kind,
   if (kind != fff::ModelKind::neuron_fff) set("--weight-decay", a.weight_decay, 0.1f);
   if (kind == fff::ModelKind::leaf_fff) {
     set("--hardening", a.hardening, 0.3f);
-    set("--balance", a.balance, 0.3f);
+    // Measured: balancing helps leaves of 4 or more neurons and hurts narrower ones, where it
+    // forces rows onto 64 or 128 leaves of one or two neurons (docs/training.md).
+    set("--balance", a.balance, a.leaf_width >= 4 ? 0.3f : 0.0f);
     set("--hardened-epochs", a.hardened_epochs, a.epochs / 3);  // 20 after 60 soft epochs
   }
 }
@@ -252,7 +254,6 @@ void check_train_flags(TrainArgs& a, const CLI::App& cmd) {
   const fff::ModelKind kind = fff_cli::parse_kind_flag("--model", a.model);
   a.model = fff::ff_kind_name(kind);
   auto given = [&](const char* flag) { return cmd.count(flag) > 0; };
-  apply_recipe(a, kind, given);
   auto reject = [&](const char* flag, const char* advice) {
     if (given(flag))
       throw fff::Error(std::string(flag) + " does not apply to --model " + a.model + "; " + advice);
@@ -272,6 +273,7 @@ void check_train_flags(TrainArgs& a, const CLI::App& cmd) {
       reject("--leaf-width", "a neuron FFF has --trees trees of --depth levels");
       break;
   }
+  apply_recipe(a, kind, given);  // after the shape: the balance weight depends on the leaf width
   fff_cli::check_save_path(a.save);
   if (kind != fff::ModelKind::leaf_fff)
     for (const char* flag :
@@ -807,14 +809,14 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
       ->check(CLI::IsMember({"relu", "gelu", "identity"}));
   cmd->add_flag("--no-output-bias", a.no_output_bias,
                 "neuron-fff: no output bias (as UltraFastBERT)");
-  cmd->add_option(
-         "--recipe", a.recipe,
-         "Defaults of the training settings below. best: Adam, lr 0.002 with a cosine "
-         "schedule over 60 epochs, weight decay 0.1 (not for neuron-fff), no early "
-         "stop; leaf-fff also h 0.3, balance 0.3 and --epochs / 3 hardened epochs. paper: the FFF "
-         "paper's recipe (SGD lr 0.2, constant; h 3; at most 100 epochs, early stop "
-         "after 10 without a better training accuracy), as scripts/table1.sh uses. "
-         "Flags given explicitly override the recipe")
+  cmd->add_option("--recipe", a.recipe,
+                  "Defaults of the training settings below. best: Adam, lr 0.002 with a cosine "
+                  "schedule over 60 epochs, weight decay 0.1 (not for neuron-fff), no early "
+                  "stop; leaf-fff also h 0.3, balance 0.3 (0 with leaves under 4 neurons) and "
+                  "--epochs / 3 hardened epochs. paper: the FFF "
+                  "paper's recipe (SGD lr 0.2, constant; h 3; at most 100 epochs, early stop "
+                  "after 10 without a better training accuracy), as scripts/table1.sh uses. "
+                  "Flags given explicitly override the recipe")
       ->check(CLI::IsMember({"best", "paper"}))
       ->capture_default_str();
   cmd->add_option("--epochs", a.epochs, "Maximum epochs (best: 60, paper: 100)")
@@ -850,7 +852,8 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
       ->check(fff_cli::finite_number());
   cmd->add_option("--balance", a.balance,
                   "fff: weight b of the leaf balance loss b * (L * sum_j M_j^2 - 1), M_j the "
-                  "batch's mean soft mass of leaf j: keeps the tree's leaves in use (best: 0.3, "
+                  "batch's mean soft mass of leaf j: keeps the tree's leaves in use (best: 0.3 "
+                  "with leaves of 4+ neurons, else 0; "
                   "paper: 0)")
       ->check(fff_cli::non_negative())
       ->check(fff_cli::finite_number());

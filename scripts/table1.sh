@@ -7,6 +7,8 @@
 #        STAGES="timing report" scripts/table1.sh   (reuse the accuracy runs already recorded)
 #        RECIPES=best STAGES=grid scripts/table1.sh (the grid with `fff train --recipe best` only)
 #        FFF=/tmp/fff scripts/table1.sh             (another binary than build/fff)
+#        LEAF_WIDTHS="2 1" RECIPES=best STAGES=grid scripts/table1.sh   (some rows: 0 is the FF;
+#          the grid stage then writes only those runs: merge them into the file yourself)
 # RECIPES (default "paper best"): the grid runs with the paper's recipe go to
 # fashion-mnist-table1.jsonl, those with fff's best recipe (same data, split and protocol) to
 # fashion-mnist-table1-best.jsonl; the report shows both.
@@ -23,6 +25,7 @@ mkdir -p "$out"
 runs="$out/fashion-mnist-table1.jsonl"
 best_runs="$out/fashion-mnist-table1-best.jsonl"
 recipes=${RECIPES:-paper best}
+leaf_widths=${LEAF_WIDTHS:-0 8 4 2 1}  # 0: the dense FF; a subset reruns only those rows
 export FFF=${FFF:-build/fff}  # the binary (a copy lets a long grid run while build/ is rebuilt)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -31,8 +34,8 @@ configs=()
 for recipe in $recipes; do
   for seed in "${seeds[@]}"; do
     for w in 16 32 64 128; do
-      configs+=("$recipe ff $w 0 $seed")
-      for l in 8 4 2 1; do configs+=("$recipe leaf-fff $w $l $seed"); done
+      [[ " $leaf_widths " == *" 0 "* ]] && configs+=("$recipe ff $w 0 $seed")
+      for l in $leaf_widths; do [ "$l" = 0 ] || configs+=("$recipe leaf-fff $w $l $seed"); done
     done
   done
 done

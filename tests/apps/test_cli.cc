@@ -408,6 +408,10 @@ TEST(Cli, TrainRecipes) {
   EXPECT_FLOAT_EQ(o["lr"].get<float>(), 0.01f);
   EXPECT_EQ(o["balance"].get<double>(), 0.0);
   EXPECT_EQ(o["lr_schedule"], "cosine");
+  // Leaves under 4 neurons: no balance loss (measured to cost accuracy there).
+  const json narrow = train({"--width", "32", "--leaf-width", "2"});
+  EXPECT_EQ(narrow["balance"].get<double>(), 0.0);
+  EXPECT_FLOAT_EQ(narrow["hardening"].get<float>(), 0.3f);
   // Neuron FFF: no weight decay (its sparse rows are not decayed).
   const json n = train({"--model", "neuron-fff", "--depth", "3"});
   EXPECT_EQ(n["weight_decay"].get<double>(), 0.0);
