@@ -408,10 +408,13 @@ TEST(Cli, TrainRecipes) {
   EXPECT_FLOAT_EQ(o["lr"].get<float>(), 0.01f);
   EXPECT_EQ(o["balance"].get<double>(), 0.0);
   EXPECT_EQ(o["lr_schedule"], "cosine");
-  // Leaves under 4 neurons: no balance loss (measured to cost accuracy there).
-  const json narrow = train({"--width", "32", "--leaf-width", "2"});
+  // No balance loss where it was measured to cost accuracy: 1-neuron leaves, and 2-neuron
+  // leaves past depth 4.
+  const json narrow = train({"--width", "64", "--leaf-width", "2"});
   EXPECT_EQ(narrow["balance"].get<double>(), 0.0);
   EXPECT_FLOAT_EQ(narrow["hardening"].get<float>(), 0.3f);
+  EXPECT_EQ(train({"--width", "16", "--leaf-width", "1"})["balance"].get<double>(), 0.0);
+  EXPECT_FLOAT_EQ(train({"--width", "32", "--leaf-width", "2"})["balance"].get<float>(), 0.3f);
   // Neuron FFF: no weight decay (its sparse rows are not decayed).
   const json n = train({"--model", "neuron-fff", "--depth", "3"});
   EXPECT_EQ(n["weight_decay"].get<double>(), 0.0);
