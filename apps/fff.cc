@@ -237,7 +237,10 @@ void apply_recipe(TrainArgs& a, fff::ModelKind kind,
   // The cosine schedule is meant to run to its end: no early stop unless asked for.
   set("--patience", a.patience, given("--epochs") ? a.epochs : int64_t{60});
   // Decay is not supported on the row-sparse parameters of a neuron FFF.
-  if (kind != fff::ModelKind::neuron_fff) set("--weight-decay", a.weight_decay, 0.1f);
+  // Chosen by validation accuracy at w = 128 on Fashion-MNIST: 0.3 for the dense FF (90.5 against
+  // 90.2 with 0.1), 0.1 for the leaf FFF (88.2 against 88.1 with 0.3).
+  if (kind == fff::ModelKind::ff) set("--weight-decay", a.weight_decay, 0.3f);
+  if (kind == fff::ModelKind::leaf_fff) set("--weight-decay", a.weight_decay, 0.1f);
   if (kind == fff::ModelKind::leaf_fff) {
     set("--hardening", a.hardening, 0.3f);
     // Chosen by the validation accuracy over the Table 1 grid (docs/training.md): balancing
@@ -813,7 +816,7 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
                 "neuron-fff: no output bias (as UltraFastBERT)");
   cmd->add_option("--recipe", a.recipe,
                   "Defaults of the training settings below. best: Adam, lr 0.002 with a cosine "
-                  "schedule over 60 epochs, weight decay 0.1 (not for neuron-fff), no early "
+                  "schedule over 60 epochs, weight decay 0.3 (ff) or 0.1 (leaf-fff), no early "
                   "stop; leaf-fff also h 0.3, balance 0.3 (0 with 1-neuron leaves, or 2-neuron "
                   "leaves past depth 4) and "
                   "--epochs / 3 hardened epochs. paper: the FFF "
@@ -840,9 +843,10 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
                   "constant, or cosine: decay from --lr to 0 over --epochs (and again over "
                   "--hardened-epochs) (best: cosine, paper: constant)")
       ->check(CLI::IsMember({"constant", "cosine"}));
-  cmd->add_option("--weight-decay", a.weight_decay,
-                  "Decoupled weight decay (AdamW's): each step scales the weights by 1 - lr x "
-                  "this before the update (best: 0.1, paper and neuron-fff: 0)")
+  cmd->add_option(
+         "--weight-decay", a.weight_decay,
+         "Decoupled weight decay (AdamW's): each step scales the weights by 1 - lr x "
+         "this before the update (best: 0.3 for ff, 0.1 for leaf-fff; paper and neuron-fff: 0)")
       ->check(fff_cli::non_negative())
       ->check(fff_cli::finite_number());
   cmd->add_option("--momentum", a.momentum, "SGD momentum")

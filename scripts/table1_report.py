@@ -75,7 +75,7 @@ def main():
       "(the paper reports the best of 10 runs), 'mean' the mean G_A over seeds.\n")
     if best_runs:
         p("The last two columns train the same models with `fff train --recipe best` (Adam, lr "
-          "0.002 with a cosine schedule over 60 epochs, weight decay 0.1, no early stop; leaf FFF "
+          "0.002 with a cosine schedule over 60 epochs, weight decay 0.3 (FF) or 0.1 (FFF), no early stop; leaf FFF "
           "also h = 0.3, the leaf balance loss with weight 0.3 (none with 1-neuron leaves, or "
           "2-neuron leaves past depth 4) and 20 hardened epochs after the "
           "soft ones), same data, split and best-validation protocol: mean G_A over the seeds "

@@ -415,6 +415,8 @@ TEST(Cli, TrainRecipes) {
   EXPECT_FLOAT_EQ(narrow["hardening"].get<float>(), 0.3f);
   EXPECT_EQ(train({"--width", "16", "--leaf-width", "1"})["balance"].get<double>(), 0.0);
   EXPECT_FLOAT_EQ(train({"--width", "32", "--leaf-width", "2"})["balance"].get<float>(), 0.3f);
+  // Dense FF: weight decay 0.3.
+  EXPECT_FLOAT_EQ(train({"--model", "ff", "--width", "16"})["weight_decay"].get<float>(), 0.3f);
   // Neuron FFF: no weight decay (its sparse rows are not decayed).
   const json n = train({"--model", "neuron-fff", "--depth", "3"});
   EXPECT_EQ(n["weight_decay"].get<double>(), 0.0);
