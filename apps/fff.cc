@@ -55,7 +55,7 @@ struct TrainArgs {
   int64_t epochs = 100, batch = 256, patience = 10, limit = 0;
   std::string optimizer = "sgd";
   float lr = 0.2f, momentum = 0.0f, hardening = 3.0f, region_leak = 0.0f, balance = 0.0f;
-  float weight_decay = 0.0f;
+  float weight_decay = 0.0f, input_dropout = 0.0f;
   std::string lr_schedule = "constant";
   int64_t hardened_epochs = 0;
   bool hardened = false, no_output_bias = false, json = false, no_compare = false;
@@ -367,6 +367,7 @@ int run_train(const TrainArgs& a) {
   opt.hardened = a.hardened;
   opt.lr_schedule = fff::parse_lr_schedule(a.lr_schedule);
   opt.hardened_epochs = a.hardened_epochs;
+  opt.input_dropout = a.input_dropout;
   opt.patience = a.patience;
   opt.seed = a.seed;
 
@@ -419,6 +420,7 @@ int run_train(const TrainArgs& a) {
   out["recipe"] = a.recipe;
   out["lr_schedule"] = a.lr_schedule;
   out["weight_decay"] = a.weight_decay;
+  out["input_dropout"] = a.input_dropout;
   out["hardened_epochs"] = a.hardened_epochs;
   usage_json(cfg, usage, out);
   json history = json::array();
@@ -875,6 +877,11 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
                   "hardened decisions (each row through its own leaf, as at inference; the "
                   "nodes stay fixed) (best: --epochs / 3, paper: 0)")
       ->check(fff_cli::non_negative());
+  cmd->add_option("--input-dropout", a.input_dropout,
+                  "Zero each input feature of each training row with this probability (inverted "
+                  "dropout; 0: off)")
+      ->check(CLI::Range(0.0, 0.95))
+      ->capture_default_str();
   cmd->add_flag("--no-standardize", a.no_standardize,
                 "Feed raw inputs (pixels in [0, 1]) instead of standardising them by the training "
                 "split's mean and std");

@@ -359,6 +359,22 @@ TEST(Train, CosineScheduleThenHardenedPhaseFromTheBestSoftModel) {
   EXPECT_GE(r.summary.val_accuracy, 0.8);
 }
 
+TEST(Train, InputDropoutIsSeededAndThreadIndependentAndChangesTraining) {
+  for (size_t k : {size_t{0}, size_t{1}}) {  // dense FF, leaf FFF
+    TrainSetup s = setups()[k];
+    SCOPED_TRACE(s.label);
+    s.opt.epochs = 2;
+    const TrainRun plain = train_once(s);
+    s.opt.input_dropout = 0.3f;
+    const TrainRun a = train_once(s, 1, 1), b = train_once(s, 1, 2);
+    EXPECT_TRUE(same_weights(a.weights, b.weights));
+    ASSERT_EQ(a.summary.history.size(), b.summary.history.size());
+    EXPECT_EQ(a.summary.history[0].loss, b.summary.history[0].loss);
+    EXPECT_NE(a.summary.history[0].loss, plain.summary.history[0].loss);
+    EXPECT_GE(a.summary.val_accuracy, 0.6) << "chance is 0.25";
+  }
+}
+
 TEST(Train, SplitTrainVal) {
   const int64_t n = 1000;
   fff::Dataset d;
@@ -644,6 +660,10 @@ TEST(Train, DatasetChecks) {
     bad("TrainOptions.balance = -1:", [](fff::TrainOptions& o) { o.balance = -1.0f; });
     bad("TrainOptions.balance = nan:", [&](fff::TrainOptions& o) { o.balance = nan; });
     bad("TrainOptions.hardened_epochs = -1:", [](fff::TrainOptions& o) { o.hardened_epochs = -1; });
+    bad("TrainOptions.input_dropout = 1:", [](fff::TrainOptions& o) { o.input_dropout = 1.0f; });
+    bad("TrainOptions.input_dropout = -0.1:",
+        [](fff::TrainOptions& o) { o.input_dropout = -0.1f; });
+    bad("TrainOptions.input_dropout = nan:", [&](fff::TrainOptions& o) { o.input_dropout = nan; });
     bad("OptimizerConfig.momentum = nan:",
         [&](fff::TrainOptions& o) { o.optimizer.momentum = nan; });
     bad("OptimizerConfig.lr = 0:", [](fff::TrainOptions& o) { o.optimizer.lr = 0.0f; });

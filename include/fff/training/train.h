@@ -27,6 +27,9 @@ struct TrainOptions {
   // with hardened decisions (each row through its own leaf, exactly the inference function;
   // the nodes stay as they are), with a fresh optimizer and the same patience.
   int64_t hardened_epochs = 0;
+  // Inverted dropout on the inputs during training: each feature of each training row zeroed
+  // with this probability (0 is the standardised mean), the others scaled by 1 / (1 - p).
+  float input_dropout = 0.0f;
   float hardening = 3.0f;    // weight h of the mean node entropy (leaf FFF)
   float region_leak = 0.0f;  // leaf FFF
   float balance = 0.0f;      // leaf FFF: weight of the leaf balance loss (fff/layers/ff/leaf_fff.h)
