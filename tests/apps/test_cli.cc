@@ -387,6 +387,7 @@ TEST(Cli, TrainRecipes) {
   EXPECT_EQ(p["weight_decay"].get<double>(), 0.0);
   EXPECT_EQ(p["balance"].get<double>(), 0.0);
   EXPECT_EQ(p["hardened_epochs"], 0);
+  EXPECT_EQ(p["input_dropout"].get<double>(), 0.0);
   EXPECT_LE(p["history"].size(), 3u);
   // best (the default): its settings, and a hardened phase of --epochs / 3 epochs after the soft
   // ones (no early stop: all 3 + 1 epochs run).
@@ -399,6 +400,7 @@ TEST(Cli, TrainRecipes) {
   EXPECT_FLOAT_EQ(b["hardening"].get<float>(), 0.3f);
   EXPECT_FLOAT_EQ(b["balance"].get<float>(), 0.3f);
   EXPECT_EQ(b["hardened_epochs"], 1);
+  EXPECT_FLOAT_EQ(b["input_dropout"].get<float>(), 0.2f);
   ASSERT_EQ(b["history"].size(), 4u) << b.dump();
   EXPECT_FALSE(b["history"][2]["hardened"].get<bool>());
   EXPECT_TRUE(b["history"][3]["hardened"].get<bool>());
@@ -416,7 +418,9 @@ TEST(Cli, TrainRecipes) {
   EXPECT_EQ(train({"--width", "16", "--leaf-width", "1"})["balance"].get<double>(), 0.0);
   EXPECT_FLOAT_EQ(train({"--width", "32", "--leaf-width", "2"})["balance"].get<float>(), 0.3f);
   // Dense FF: weight decay 0.3.
-  EXPECT_FLOAT_EQ(train({"--model", "ff", "--width", "16"})["weight_decay"].get<float>(), 0.3f);
+  const json ff = train({"--model", "ff", "--width", "16"});
+  EXPECT_FLOAT_EQ(ff["weight_decay"].get<float>(), 0.3f);
+  EXPECT_EQ(ff["input_dropout"].get<double>(), 0.0);
   // Neuron FFF: no weight decay (its sparse rows are not decayed).
   const json n = train({"--model", "neuron-fff", "--depth", "3"});
   EXPECT_EQ(n["weight_decay"].get<double>(), 0.0);
