@@ -864,9 +864,8 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
       ->check(fff_cli::finite_number());
   cmd->add_option("--balance", a.balance,
                   "fff: weight b of the leaf balance loss b * (L * sum_j M_j^2 - 1), M_j the "
-                  "batch's mean soft mass of leaf j: keeps the tree's leaves in use (best: 0.3 "
-                  "with leaves of 4+ neurons, else 0; "
-                  "paper: 0)")
+                  "batch's mean soft mass of leaf j: keeps the tree's leaves in use (best: 0.3, "
+                  "but 0 with 1-neuron leaves or 2-neuron leaves past depth 4; paper: 0)")
       ->check(fff_cli::non_negative())
       ->check(fff_cli::finite_number());
   cmd->add_option("--region-leak", a.region_leak,
