@@ -342,17 +342,18 @@ TEST(Train, CosineScheduleThenHardenedPhaseFromTheBestSoftModel) {
       best_soft_val = h[i].val_accuracy, best_soft = static_cast<int64_t>(i) + 1;
   }
   // The hardened phase starts from the best soft epoch and leaves its nodes as they are.
-  std::vector<fff::Param*> params;
+  std::vector<std::string> names;  // of the parameters, in snapshot order
   {
     fff::Rng rng(1);
-    params = fff::make_model(s.cfg, rng)->params();
+    auto model = fff::make_model(s.cfg, rng);
+    for (const fff::Param* p : model->params()) names.push_back(p->name);
   }
   const auto& soft = r.per_epoch[static_cast<size_t>(best_soft - 1)];
+  ASSERT_EQ(names.size(), soft.size());
   for (size_t k = 0; k < soft.size(); ++k) {
-    const bool node = params[k]->name.find("node") != std::string::npos;
+    const bool node = names[k].find("node") != std::string::npos;
     for (size_t i = 4; i < 7; ++i)
-      EXPECT_EQ(same_bits(soft[k], r.per_epoch[i][k]), node)
-          << params[k]->name << " epoch " << i + 1;
+      EXPECT_EQ(same_bits(soft[k], r.per_epoch[i][k]), node) << names[k] << " epoch " << i + 1;
   }
   // Whichever phase gave it, the model left is the best-validation epoch's.
   EXPECT_TRUE(same_weights(r.weights, r.per_epoch[static_cast<size_t>(r.summary.best_epoch - 1)]));
