@@ -184,11 +184,13 @@ inline nlohmann::json config_json(const fff::ModelConfig& c) {
 // The data set `data` (a --data value) for evaluating the classifier loaded from model_path
 // (fff eval, fff routes): its features checked against the model's (the error names --data and
 // the model file), the test split cut to its first `limit` rows (0: all), and both splits
-// standardised with the model's stored input normalisation.
+// standardised with the model's stored input normalisation. Without keep_train the training
+// split is dropped (left empty) instead of standardised for nothing.
 inline fff::TrainTest load_data_for_model(const std::string& data, int64_t limit,
                                           const std::string& model_path,
-                                          const fff::ModelConfig& cfg) {
+                                          const fff::ModelConfig& cfg, bool keep_train = true) {
   fff::TrainTest d = fff::load_dataset(data);
+  if (!keep_train) d.train = fff::Dataset{};
   if (d.test.features() != cfg.in)
     throw fff::Error("--data " + data + " has " + std::to_string(d.test.features()) +
                      " features per row but " + model_path + " expects " + std::to_string(cfg.in));

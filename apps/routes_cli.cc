@@ -612,7 +612,8 @@ int run_routes(const RoutesArgs& a) {
   check_picture_size("--plot", a.plot, cfg.depth);
   check_picture_size("--images", a.images, cfg.depth);
 
-  const fff::TrainTest data = load_data_for_model(a.data, a.limit, a.model_path, cfg);
+  const fff::TrainTest data = load_data_for_model(a.data, a.limit, a.model_path, cfg,
+                                                  /*keep_train=*/false);
   const fff::Dataset& test = data.test;
   if (!a.images.empty()) {
     const bool image = (test.image_channels == 1 || test.image_channels == 3) &&
