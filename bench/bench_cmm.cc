@@ -3,21 +3,28 @@
 // outputs once. Median of repeats after a warm-up; every call takes a different batch of tokens.
 // Usage: bench_cmm [--dim 768] [--trees 1] [--depth 11] [--batch 16384] [--threads 1]
 //                  [--band 6] [--tile 0] [--pack -1] [--repeats 11] [--no-rowwise]
+//                  [--simd all|avx2,avx3_dl,...]
+// --simd times each path once per listed instruction set (Highway target), interleaved in the
+// same rounds: the side-by-side way to compare, say, the AVX2 kernels with the AVX-512 ones on
+// one machine.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "fff/core/context.h"
 #include "fff/engine/cmm.h"
+#include "harness/simd_targets.h"
 #include "harness/timing.h"
 
 int main(int argc, char** argv) {
   int64_t dim = 768, trees = 1, depth = 11, batch = 16384, band = 6, tile = 0, pack = -1;
   int threads = 1, repeats = 11;
   bool rowwise = true;
+  std::vector<int64_t> targets = {0};  // 0: the CPU's own choice
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--no-rowwise") {
@@ -27,6 +34,15 @@ int main(int argc, char** argv) {
     if (i + 1 >= argc) {
       std::fprintf(stderr, "bench_cmm: unknown flag or missing value: %s\n", a.c_str());
       return 1;
+    }
+    if (a == "--simd") {
+      try {
+        targets = fff::bench::simd_targets(argv[++i]);
+      } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "bench_cmm: %s\n", e.what());
+        return 1;
+      }
+      continue;
     }
     const int64_t v = std::stoll(argv[++i]);
     if (a == "--dim")
@@ -68,13 +84,19 @@ int main(int argc, char** argv) {
   opt.band_levels = band;
   opt.tile_rows = tile;
   opt.pack_rows = pack;
-  std::vector<std::string> names = {"memory floor (copy x to y)", "batched"};
+  std::vector<std::string> names = {"memory floor (copy x to y)"};
   std::vector<std::function<void()>> fs = {
-      [&] { std::memcpy(y.ptr(), input(), sizeof(float) * batch * dim); },
-      [&] { fff::neuron_fff_infer_batched(ctx, m, input(), batch, y.ptr(), opt); }};
-  if (rowwise) {
-    names.push_back("row at a time");
-    fs.push_back([&] { fff::neuron_fff_infer_rowwise(ctx, m, input(), batch, y.ptr()); });
+      [&] { std::memcpy(y.ptr(), input(), sizeof(float) * batch * dim); }};
+  for (int64_t t : targets) {
+    const std::string tag = t ? std::string(" [") + hwy::TargetName(t) + "]" : "";
+    names.push_back("batched" + tag);
+    fs.push_back(fff::bench::on_target(
+        t, [&] { fff::neuron_fff_infer_batched(ctx, m, input(), batch, y.ptr(), opt); }));
+    if (rowwise) {
+      names.push_back("row at a time" + tag);
+      fs.push_back(fff::bench::on_target(
+          t, [&] { fff::neuron_fff_infer_rowwise(ctx, m, input(), batch, y.ptr()); }));
+    }
   }
   // Every variant once per round, after one warm-up round, so that the machine's drift hits all
   // variants alike.
@@ -84,7 +106,7 @@ int main(int argc, char** argv) {
   std::printf("simd %s  dim %ld  %ldx%ld  batch %ld  threads %d  band %ld  tile %ld  pack %ld\n",
               fff::cmm_simd_target(), dim, trees, depth, batch, threads, band, tile, pack);
   for (size_t k = 0; k < fs.size(); ++k)
-    std::printf("%-28s %8.3f us/token  %5.2fx floor\n", names[k].c_str(), us[k] * per,
+    std::printf("%-36s %8.3f us/token  %5.2fx floor\n", names[k].c_str(), us[k] * per,
                 us[k] / us[0]);
   return 0;
 }

@@ -4,13 +4,16 @@
 //                       [--threads 1] [--repeats 15] [--json]
 //        bench_leaf_fff --model FILE [--data fashion-mnist] ...   (a trained leaf FFF on the
 //                       data set's test rows instead of random weights and inputs)
+// FFF_SIMD=avx2 (as for fff) restricts the kernels' instruction set.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "fff/core/context.h"
+#include "fff/cpu/simd.h"
 #include "fff/io/data.h"
 #include "fff/io/safetensors.h"
 #include "fff/layers/ff/dense_ff.h"
@@ -71,6 +74,12 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "bench_leaf_fff: unknown flag %s\n", a.c_str());
       return 1;
     }
+  }
+  try {
+    if (const char* simd = std::getenv("FFF_SIMD"); simd && *simd) fff::restrict_simd(simd);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_leaf_fff: FFF_SIMD: %s\n", e.what());
+    return 1;
   }
   fff::Context ectx(threads);
   fff::Rng rng(7);

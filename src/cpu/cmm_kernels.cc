@@ -18,6 +18,17 @@ using D = hn::ScalableTag<float>;
 using V = hn::Vec<D>;
 using Half = hwy::float16_t;
 
+// Vector registers of the target: x86 before AVX-512 has 16, the others 32 (emulated targets:
+// counted as 16). The blocks below keep their accumulators and operands in registers: a spilled
+// accumulator puts a store and a reload into its chain of FMAs (measured on AVX2 with the 4 x 4
+// blocks sized for 32 registers: combine and dot_matrix at 0.5-0.7x of the AVX-512 rate on the
+// same core, bench_cmm_kernels).
+#if HWY_TARGET >= HWY_AVX2 && (HWY_ARCH_X86 || HWY_TARGET >= HWY_EMU128)
+constexpr int kVectorRegisters = 16;
+#else
+constexpr int kVectorRegisters = 32;
+#endif
+
 // Weights are fp32 or IEEE half; halves are widened to fp32 as they are loaded (exactly), so the
 // arithmetic is the same for both.
 HWY_INLINE V LoadW(D d, const float* p) {
@@ -41,14 +52,14 @@ HWY_INLINE float Widen(Half v) {
   return half_to_float(bits);
 }
 
-// Requests the bytes [off, off + 4 vectors) of each of next[0..next_rows) from memory: called as
+// Requests the bytes [off, off + V vectors) of each of next[0..next_rows) from memory: called as
 // a kernel's loop reaches column `off` of its own rows, it fetches the rows the caller reads
 // next a row ahead, a few lines at a time, so the requests never flood the core's outstanding
 // misses.
-template <class W>
+template <int V = 4, class W>
 HWY_INLINE void PrefetchAhead(const W* const* next, int64_t next_rows, int64_t off, int64_t N) {
   for (int64_t p = 0; p < next_rows; ++p)
-    for (int64_t b = 0; b < 4 * N * int64_t{sizeof(W)}; b += 64)
+    for (int64_t b = 0; b < V * N * int64_t{sizeof(W)}; b += 64)
       hwy::Prefetch(reinterpret_cast<const char*>(next[p] + off) + b);
 }
 
@@ -100,7 +111,8 @@ void DotRowsBlock(const float* const* x, const W* const* w, int64_t n, float* ou
   }
 }
 
-// Blocks of 4, 2 and 1 rows; the rows to prefetch are spread over the blocks in order.
+// Blocks of 4 (3 with 16 registers: 4 x 4 accumulators and a weight vector do not fit), 2 and 1
+// rows; the rows to prefetch are spread over the blocks in order.
 template <bool kShared, class W>
 void DotBlocks(const float* const* x, const W* const* w, int64_t rows, int64_t n, float* out,
                const W* const* next, int64_t next_rows) {
@@ -112,7 +124,8 @@ void DotBlocks(const float* const* x, const W* const* w, int64_t rows, int64_t n
     r += NR;
     p += np;
   };
-  while (r + 4 <= rows) block(std::integral_constant<int, 4>());
+  constexpr int kMaxRows = kVectorRegisters >= 32 ? 4 : 3;
+  while (r + kMaxRows <= rows) block(std::integral_constant<int, kMaxRows>());
   while (r + 2 <= rows) block(std::integral_constant<int, 2>());
   if (r < rows) block(std::integral_constant<int, 1>());
 }
@@ -218,8 +231,11 @@ void DotBlock(const float* const* x, const float* w, int64_t ldw, int64_t n, flo
 template <int NR>
 void DotBlockRows(const float* const* x, const float* w, int64_t ldw, int64_t n, int64_t nw,
                   float* out, int64_t ldo) {
+  // NR x NW accumulators, NR input vectors and a weight vector: 4 x 4 fills 21 of 32 registers;
+  // with 16, 4 x 2 uses 13.
+  constexpr int NW = kVectorRegisters >= 32 ? 4 : 2;
   int64_t k = 0;
-  for (; k + 4 <= nw; k += 4) DotBlock<NR, 4>(x, w + k * ldw, ldw, n, out + k, ldo);
+  for (; k + NW <= nw; k += NW) DotBlock<NR, NW>(x, w + k * ldw, ldw, n, out + k, ldo);
   switch (nw - k) {
     case 3:
       DotBlock<NR, 3>(x, w + k * ldw, ldw, n, out + k, ldo);
@@ -292,10 +308,13 @@ void CombineRowBlock(const float* a, int64_t lda, int64_t terms, const W* const*
   // Non-temporal stores need every row aligned to the vector size.
   for (int r = 0; r < R; ++r)
     stream = stream && reinterpret_cast<uintptr_t>(y[r]) % (N * sizeof(float)) == 0;
+  // R x C accumulators, C weight vectors and a broadcast: 4 x 4 fills 21 of 32 registers; with
+  // 16, 4 x 2 uses 11.
+  constexpr int C = kVectorRegisters >= 32 ? 4 : 2;
   int64_t col = 0;
-  for (; col + 4 * N <= n; col += 4 * N) {
-    PrefetchAhead(next, next_rows, col, N);
-    CombineBlock<R, 4>(a, lda, terms, w, col, init, accumulate, stream, y);
+  for (; col + C * N <= n; col += C * N) {
+    PrefetchAhead<C>(next, next_rows, col, N);
+    CombineBlock<R, C>(a, lda, terms, w, col, init, accumulate, stream, y);
   }
   for (; col + N <= n; col += N)
     CombineBlock<R, 1>(a, lda, terms, w, col, init, accumulate, stream, y);
