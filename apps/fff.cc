@@ -56,6 +56,8 @@ struct TrainArgs {
   std::string optimizer = "sgd";
   float lr = 0.2f, momentum = 0.0f, hardening = 3.0f, region_leak = 0.0f, balance = 0.0f;
   float weight_decay = 0.0f, input_dropout = 0.0f;
+  std::string teacher;  // a model file to distil from
+  float distill = 0.5f, temperature = 4.0f;
   std::string lr_schedule = "constant";
   int64_t hardened_epochs = 0;
   bool hardened = false, no_output_bias = false, json = false, no_compare = false;
@@ -283,6 +285,9 @@ void check_train_flags(TrainArgs& a, const CLI::App& cmd) {
   }
   apply_recipe(a, kind, given);  // after the shape: the balance weight depends on the leaf width
   fff_cli::check_save_path(a.save);
+  if (a.teacher.empty())
+    for (const char* flag : {"--distill", "--temperature"})
+      if (given(flag)) throw fff::Error(std::string(flag) + " needs --teacher MODEL");
   if (kind != fff::ModelKind::leaf_fff)
     for (const char* flag :
          {"--region-leak", "--hardened", "--hardening", "--balance", "--hardened-epochs"})
@@ -342,6 +347,43 @@ void print_inference(const json& out) {
   }
 }
 
+// The logits of the --teacher model file for the training rows (standardised as this run
+// standardises them, by `norm`), checked to come from a model of the same inputs and classes
+// trained on the same split: a teacher that saw this run's validation rows would carry them into
+// the choice of the best epoch.
+fff::Tensor teacher_logits(fff::Context& ctx, const TrainArgs& a, const std::string& data_name,
+                           const fff::Dataset& train, const fff::Standardization& norm) {
+  fff::LoadedModel t = fff::load_model(a.teacher);
+  const fff::ModelConfig& tc = t.model->config();
+  if (tc.in != train.features() || tc.out != train.num_classes)
+    throw fff::Error("--teacher " + a.teacher + ": a model of " + std::to_string(tc.in) +
+                     " inputs and " + std::to_string(tc.out) + " classes, not " +
+                     std::to_string(train.features()) + " and " +
+                     std::to_string(train.num_classes));
+  const std::string want = data_name + ", seed " + std::to_string(a.seed) +
+                           ", validation fraction " + fmt("%.17g", a.val_fraction) + ", limit " +
+                           std::to_string(a.limit);
+  auto meta = [&](const char* key) {
+    const auto it = t.metadata.find(key);
+    return it == t.metadata.end() ? std::string("?") : it->second;
+  };
+  const std::string got = meta("data") + ", seed " + meta("seed") + ", validation fraction " +
+                          meta("val_fraction") + ", limit " + meta("train_limit");
+  if (got != want)
+    throw fff::Error(
+        "--teacher " + a.teacher + ": trained on the split (" + got + "), not this run's (" + want +
+        "); train the teacher with the same --data, --seed, --val-fraction and --limit");
+  // The rows as the teacher's own standardisation expects them.
+  fff::Tensor x = train.x;
+  const fff::Standardization& tn = tc.input_norm;
+  for (float& v : x.data) v = (v * norm.std + norm.mean - tn.mean) / tn.std;
+  fff::Tensor logits({train.size(), tc.out});
+  constexpr int64_t kChunk = 4096;
+  for (int64_t r = 0; r < train.size(); r += kChunk)
+    t.model->predict(ctx, x.row(r), std::min(kChunk, train.size() - r), logits.row(r), nullptr);
+  return logits;
+}
+
 int run_train(const TrainArgs& a) {
   const int threads = a.threads > 0 ? a.threads : default_threads();
   fff::Context ctx(threads);
@@ -373,6 +415,13 @@ int run_train(const TrainArgs& a) {
   opt.input_dropout = a.input_dropout;
   opt.patience = a.patience;
   opt.seed = a.seed;
+  fff::Tensor teacher;
+  if (!a.teacher.empty()) {
+    teacher = teacher_logits(ctx, a, data.name, train, cfg.input_norm);
+    opt.teacher_logits = &teacher;
+    opt.distill = a.distill;
+    opt.distill_temperature = a.temperature;
+  }
 
   std::fprintf(stderr,
                "%s: %lld train / %lld validation / %lld test rows, %lld features, %d classes\n",
@@ -425,6 +474,9 @@ int run_train(const TrainArgs& a) {
   out["weight_decay"] = a.weight_decay;
   out["input_dropout"] = a.input_dropout;
   out["hardened_epochs"] = a.hardened_epochs;
+  out["teacher"] = a.teacher.empty() ? json(nullptr) : json(a.teacher);
+  out["distill"] = a.teacher.empty() ? 0.0f : a.distill;
+  out["temperature"] = a.temperature;
   usage_json(cfg, usage, out);
   json history = json::array();
   for (const auto& r : s.history)
@@ -883,6 +935,21 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
                   "Zero each input feature of each training row with this probability (inverted "
                   "dropout; best: 0.2 for leaf-fff, else 0; paper: 0)")
       ->check(CLI::Range(0.0, 0.95));
+  cmd->add_option("--teacher", a.teacher,
+                  "Distil from this model file (fff train --save; e.g. a dense FF trained with the "
+                  "same --data, --seed, --val-fraction and --limit): the loss mixes cross-entropy "
+                  "with the KL divergence to the teacher's softened predictions")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--distill", a.distill,
+                  "With --teacher: weight of the distillation term (1 - it weighs cross-entropy)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->check(fff_cli::finite_number())
+      ->capture_default_str();
+  cmd->add_option("--temperature", a.temperature,
+                  "With --teacher: softmax temperature of the distillation term")
+      ->check(CLI::Range(0.05, 100.0))
+      ->check(fff_cli::finite_number())
+      ->capture_default_str();
   cmd->add_flag("--no-standardize", a.no_standardize,
                 "Feed raw inputs (pixels in [0, 1]) instead of standardising them by the training "
                 "split's mean and std");

@@ -1,4 +1,4 @@
-// Softmax cross-entropy with a numerically stable log-sum-exp.
+// Softmax cross-entropy and the distillation loss, with numerically stable log-sum-exps.
 #include "fff/layers/loss.h"
 
 #include <cmath>
@@ -11,6 +11,18 @@ int64_t argmax(const float* v, int64_t n) {
     if (v[i] > v[best]) best = i;
   return best;
 }
+
+namespace {
+
+// log sum_j exp(z[j] * scale), in double, shifted by the largest term.
+double log_sum_exp(const float* z, int64_t C, double scale) {
+  const double top = z[argmax(z, C)] * scale;
+  double sum = 0.0;
+  for (int64_t j = 0; j < C; ++j) sum += std::exp(z[j] * scale - top);
+  return std::log(sum) + top;
+}
+
+}  // namespace
 
 double softmax_cross_entropy(const float* logits, const int32_t* labels, int64_t B, int64_t C,
                              float* dlogits, int64_t* correct) {
@@ -28,6 +40,26 @@ double softmax_cross_entropy(const float* logits, const int32_t* labels, int64_t
       for (int64_t j = 0; j < C; ++j)
         d[j] = static_cast<float>((std::exp(z[j] - log_sum) - (j == labels[r] ? 1.0 : 0.0)) / B);
     }
+  }
+  return B > 0 ? total / B : 0.0;
+}
+
+double distillation_loss(const float* logits, const float* teacher, int64_t B, int64_t C, float T,
+                         float* dlogits) {
+  const double inv_t = 1.0 / T;
+  double total = 0.0;
+  for (int64_t r = 0; r < B; ++r) {
+    const float* s = logits + r * C;
+    const float* t = teacher + r * C;
+    const double ls = log_sum_exp(s, C, inv_t), lt = log_sum_exp(t, C, inv_t);
+    double kl = 0.0;  // sum_j p_j (log p_j - log q_j), p the teacher's softmax, q the student's
+    for (int64_t j = 0; j < C; ++j) {
+      const double log_p = t[j] * inv_t - lt, log_q = s[j] * inv_t - ls;
+      const double p = std::exp(log_p);
+      kl += p * (log_p - log_q);
+      if (dlogits) dlogits[r * C + j] = static_cast<float>(T * (std::exp(log_q) - p) / B);
+    }
+    total += static_cast<double>(T) * T * kl;
   }
   return B > 0 ? total / B : 0.0;
 }

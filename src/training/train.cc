@@ -222,6 +222,19 @@ TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, 
   if (opt.hardened_epochs < 0) throw bad("hardened_epochs", opt.hardened_epochs, "must be >= 0");
   if (!(opt.input_dropout >= 0.0f && opt.input_dropout < 1.0f))
     throw bad("input_dropout", opt.input_dropout, "must be in [0, 1)");
+  if (!(opt.distill >= 0.0f && opt.distill <= 1.0f))
+    throw bad("distill", opt.distill, "must be in [0, 1]");
+  if (!(opt.distill_temperature > 0.0f) || !std::isfinite(opt.distill_temperature))
+    throw bad("distill_temperature", opt.distill_temperature, "must be a positive number");
+  if (opt.distill > 0.0f) {
+    const Tensor* t = opt.teacher_logits;
+    if (!t || t->shape != std::vector<int64_t>{train.size(), model.config().out})
+      throw Error(
+          "TrainOptions.teacher_logits: distillation needs the teacher's logits for every "
+          "training row, shape [" +
+          std::to_string(train.size()) + ", " + std::to_string(model.config().out) + "]" +
+          (t ? ", not " + shape_string(t->shape) : " (none given)"));
+  }
   Rng dropout_rng(opt.seed ^ 0xd409d409ull);
   // A feature survives iff a random byte falls below keep_below: 8 features per 64 random bits,
   // the bytes drawn first and then applied in a loop the compiler vectorises (a loop that
@@ -240,6 +253,8 @@ TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, 
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   Tensor xb({opt.batch, in}), logits({opt.batch, C}), dlogits({opt.batch, C});
+  Tensor teacher_b, dkd;  // with distillation: the batch's teacher logits, the KD gradient
+  if (opt.distill > 0.0f) teacher_b = Tensor({opt.batch, C}), dkd = Tensor({opt.batch, C});
   std::vector<int32_t> yb(static_cast<size_t>(opt.batch));
 
   TrainSummary s;
@@ -287,9 +302,19 @@ TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, 
             apply_dropout(drop_bytes.data(), keep_below, keep_scale, xb.row(i), in);
           }
           yb[i] = train.y[r];
+          if (opt.distill > 0.0f) std::copy_n(opt.teacher_logits->row(r), C, teacher_b.row(i));
         }
         entropy_sum += model.forward_train(ctx, xb.ptr(), B, logits.ptr(), step_opt, rng);
-        loss_sum += softmax_cross_entropy(logits.ptr(), yb.data(), B, C, dlogits.ptr(), nullptr);
+        double loss = softmax_cross_entropy(logits.ptr(), yb.data(), B, C, dlogits.ptr(), nullptr);
+        if (opt.distill > 0.0f) {
+          const double kd = distillation_loss(logits.ptr(), teacher_b.ptr(), B, C,
+                                              opt.distill_temperature, dkd.ptr());
+          const float a = opt.distill;
+          for (int64_t k = 0; k < B * C; ++k)
+            dlogits.data[k] = (1.0f - a) * dlogits.data[k] + a * dkd.data[k];
+          loss = (1.0 - a) * loss + a * kd;
+        }
+        loss_sum += loss;
         model.backward(ctx, xb.ptr(), B, dlogits.ptr(), opt.hardening);
         optimizer.step();
         if (callbacks.on_batch) callbacks.on_batch(rep.epoch, b + 1, batches);

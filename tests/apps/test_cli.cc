@@ -430,6 +430,51 @@ TEST(Cli, TrainRecipes) {
   EXPECT_TRUE(contains(bad.err, "--recipe")) << bad;
 }
 
+// --teacher: distillation from a model trained on the same split; a teacher of another split,
+// of other shapes, or --distill without a teacher are refused with the flag and file named.
+TEST(Cli, TrainDistilsFromATeacherOfTheSameSplit) {
+  if (!fs::is_directory(kFashion)) GTEST_SKIP() << kFashion << " is not installed";
+  TempDir tmp;
+  auto train = [](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"train",  "--limit",      "300",       "--epochs", "2",
+                                     "--json", "--no-compare", "--threads", "1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_cli(args);
+  };
+  const std::string teacher = tmp.file("ff.safetensors"), other = tmp.file("ff-seed1.safetensors");
+  ASSERT_EQ(train({"--model", "ff", "--width", "32", "--save", teacher}).code, 0);
+  ASSERT_EQ(train({"--model", "ff", "--width", "32", "--seed", "1", "--save", other}).code, 0);
+
+  const Result plain = train({});
+  const Result kd = train({"--teacher", teacher, "--distill", "0.7", "--temperature", "3"});
+  ASSERT_EQ(plain.code, 0) << plain;
+  ASSERT_EQ(kd.code, 0) << kd;
+  const json p = parse_single_json(plain), k = parse_single_json(kd);
+  EXPECT_EQ(k["teacher"], teacher);
+  EXPECT_FLOAT_EQ(k["distill"].get<float>(), 0.7f);
+  EXPECT_FLOAT_EQ(k["temperature"].get<float>(), 3.0f);
+  EXPECT_TRUE(p["teacher"].is_null());
+  // The teacher changes the loss: the same seed trains to other losses.
+  EXPECT_NE(p["history"][0]["loss"].get<double>(), k["history"][0]["loss"].get<double>());
+  EXPECT_TRUE(std::isfinite(k["history"][1]["loss"].get<double>()));
+
+  const Result split = train({"--teacher", other});
+  EXPECT_NE(split.code, 0) << split;
+  EXPECT_TRUE(contains(split.err, "--teacher " + other)) << split;
+  EXPECT_TRUE(contains(split.err, "seed 1")) << split;
+  const Result lone = train({"--distill", "0.5"});
+  EXPECT_NE(lone.code, 0) << lone;
+  EXPECT_TRUE(contains(lone.err, "--distill needs --teacher")) << lone;
+  const Result shape = train({"--teacher", teacher, "--data", "mnist"});
+  if (fs::is_directory("/usr/share/datasets/mnist")) {
+    EXPECT_NE(shape.code, 0) << shape;  // another data set: refused as another split
+    EXPECT_TRUE(contains(shape.err, "--teacher")) << shape;
+  }
+  const Result missing = train({"--teacher", tmp.file("none.safetensors")});
+  EXPECT_NE(missing.code, 0) << missing;
+  EXPECT_TRUE(contains(missing.err, "--teacher")) << missing;
+}
+
 TEST(Cli, FashionMnistTrainEvalInfo) {
   if (!fs::is_directory(kFashion)) GTEST_SKIP() << kFashion << " is not installed";
   TempDir tmp;

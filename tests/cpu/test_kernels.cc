@@ -521,6 +521,75 @@ TEST(SoftmaxCrossEntropy, EmptyBatch) {
   EXPECT_EQ(correct, 0);
 }
 
+// ---------------------------------------------------------------------------------------------
+// distillation loss
+
+TEST(DistillationLoss, GradientMatchesFiniteDifferences) {
+  // As for cross-entropy above: 4-point stencil, h = 2^-7, tolerance 1e-4 * max(1, |grad|).
+  Rng rng(18);
+  const double h = 0x1p-7;
+  for (auto [B, C] : {std::pair<int64_t, int64_t>{1, 2}, {1, 10}, {4, 3}, {5, 7}, {3, 33}})
+    for (float T : {1.0f, 2.0f, 4.0f, 0.5f}) {
+      auto logits = random_vec(B * C, rng, 3.0f);
+      const auto teacher = random_vec(B * C, rng, 5.0f);
+      std::vector<float> d(B * C);
+      fff::distillation_loss(logits.data(), teacher.data(), B, C, T, d.data());
+      for (int64_t i = 0; i < B * C; ++i) {
+        const float saved = logits[i];
+        const double fd = fd4(
+            [&](double v) {
+              logits[i] = static_cast<float>(v);
+              return fff::distillation_loss(logits.data(), teacher.data(), B, C, T, nullptr);
+            },
+            saved, h);
+        logits[i] = saved;
+        ASSERT_TRUE(std::isfinite(fd));
+        ASSERT_TRUE(std::isfinite(d[i]));
+        ASSERT_NEAR(d[i], fd, 1e-4 * std::max(1.0, std::fabs(fd)))
+            << "B=" << B << " C=" << C << " T=" << T << " i=" << i;
+      }
+    }
+}
+
+TEST(DistillationLoss, ZeroForTheTeachersOwnLogitsAndPositiveOtherwise) {
+  Rng rng(19);
+  const int64_t B = 4, C = 10;
+  const auto teacher = random_vec(B * C, rng, 6.0f);
+  std::vector<float> d(B * C, 1.0f);
+  EXPECT_NEAR(fff::distillation_loss(teacher.data(), teacher.data(), B, C, 4.0f, d.data()), 0.0,
+              1e-9);
+  for (float g : d) EXPECT_NEAR(g, 0.0f, 1e-7f);
+  // Adding a constant to a row changes no softmax.
+  auto shifted = teacher;
+  for (float& v : shifted) v += 3.5f;
+  EXPECT_NEAR(fff::distillation_loss(shifted.data(), teacher.data(), B, C, 2.0f, nullptr), 0.0,
+              1e-6);
+  const auto other = random_vec(B * C, rng, 6.0f);
+  EXPECT_GT(fff::distillation_loss(other.data(), teacher.data(), B, C, 2.0f, nullptr), 1e-3);
+}
+
+TEST(DistillationLoss, MatchesTheDirectFormulaInDouble) {
+  // T^2 sum_j p_j log(p_j / q_j) / B, softmaxes written out plainly.
+  Rng rng(20);
+  const int64_t B = 3, C = 6;
+  const float T = 3.0f;
+  const auto s = random_vec(B * C, rng, 4.0f), t = random_vec(B * C, rng, 4.0f);
+  double expect = 0.0;
+  for (int64_t r = 0; r < B; ++r) {
+    double zs = 0.0, zt = 0.0;
+    for (int64_t j = 0; j < C; ++j) {
+      zs += std::exp(s[r * C + j] / static_cast<double>(T));
+      zt += std::exp(t[r * C + j] / static_cast<double>(T));
+    }
+    for (int64_t j = 0; j < C; ++j) {
+      const double p = std::exp(t[r * C + j] / static_cast<double>(T)) / zt;
+      const double q = std::exp(s[r * C + j] / static_cast<double>(T)) / zs;
+      expect += T * T * p * std::log(p / q);
+    }
+  }
+  EXPECT_NEAR(fff::distillation_loss(s.data(), t.data(), B, C, T, nullptr), expect / B, 1e-9);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------

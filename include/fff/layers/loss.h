@@ -11,6 +11,15 @@ namespace fff {
 double softmax_cross_entropy(const float* logits, const int32_t* labels, int64_t B, int64_t C,
                              float* dlogits, int64_t* correct);
 
+// Knowledge distillation (Hinton, Vinyals and Dean 2015): the mean over rows of
+// T^2 KL(softmax(teacher / T) || softmax(logits / T)), teacher: (B, C) logits of a teacher model
+// for the same rows, T > 0 the temperature (the T^2 keeps the gradient's scale that of
+// cross-entropy as T changes). Zero iff the two rows' softmaxes at T agree. If dlogits is
+// non-null writes d(mean loss)/d logits = T (softmax(logits / T) - softmax(teacher / T)) / B into
+// it (overwrites).
+double distillation_loss(const float* logits, const float* teacher, int64_t B, int64_t C, float T,
+                         float* dlogits);
+
 // Index of the largest value (first one on ties).
 int64_t argmax(const float* v, int64_t n);
 

@@ -35,6 +35,13 @@ struct TrainOptions {
   float balance = 0.0f;      // leaf FFF: weight of the leaf balance loss (fff/layers/ff/leaf_fff.h)
   bool hardened = false;     // leaf FFF: train with hardened decisions
   int64_t patience = 10;     // stop after this many epochs without a new best train accuracy
+  // Knowledge distillation from a teacher model: the loss is (1 - distill) x cross-entropy +
+  // distill x fff::distillation_loss at distill_temperature, against teacher_logits: the
+  // teacher's logits for every training row (rows as in the training Dataset, out columns),
+  // computed once on the rows without dropout. distill = 0: cross-entropy alone.
+  float distill = 0.0f;
+  float distill_temperature = 4.0f;
+  const Tensor* teacher_logits = nullptr;
   uint64_t seed = 0;
 };
 
