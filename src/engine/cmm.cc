@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "cpu/cache_size.h"
 #include "cpu/cmm_kernels.h"
 #include "cpu/grouping.h"
 #include "cpu/streaming.h"
@@ -17,8 +18,12 @@ namespace fff {
 
 namespace {
 
-// Inputs kept in L2 while a tile walks its levels.
-constexpr int64_t kTileBytes = 768 * 1024;
+// Inputs kept in L2 while a tile walks its levels: three quarters of it (768 KB of a 1 MB L2;
+// on the 2 MB L2 of the Xeon model 167, tiles of 96 to 512 rows of 768 floats timed within noise
+// of each other, docs/performance.md).
+int64_t tile_bytes() {
+  return cpu::l2_cache_bytes() / 4 * 3;
+}
 
 // Routing state of one batched call, shared by its threads (a row's entries are written only
 // by the thread that walks it at the time).
@@ -245,7 +250,7 @@ void walk_tile(const NeuronFFF& m, WeightRows<W> wr, int64_t tree, const float* 
 int64_t max_tile_rows(const NeuronFFFConfig& c, const CmmOptions& opt) {
   return opt.tile_rows > 0
              ? opt.tile_rows
-             : std::clamp<int64_t>(kTileBytes / (c.in * int64_t{sizeof(float)}), 8, 4096);
+             : std::clamp<int64_t>(tile_bytes() / (c.in * int64_t{sizeof(float)}), 8, 4096);
 }
 
 // Walks rows[0..n) of one tree from level s0 to level s1 (their nodes at s0 set) in bands of

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/cache_size.h"
 #include "cpu/elementwise_kernels.h"
 #include "cpu/scan_kernels.h"
 #include "cpu/vec_kernels.h"
@@ -821,4 +822,21 @@ TEST(PackedGemm, ARowDoesNotDependOnTheRowsAroundItAndBadUseIsRefused) {
   EXPECT_THROW(fff::gemm_packed(ctx, -1, A.data(), K, P, nullptr, false, all.data(), N),
                fff::Error);
   EXPECT_THROW(fff::pack_matrix(B.data(), K, false, -1, N), fff::Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// cache size
+
+TEST(CacheSize, ParsesSysfsSizesAndReportsAPlausibleL2) {
+  EXPECT_EQ(fff::cpu::parse_cache_size("1024K"), int64_t{1} << 20);
+  EXPECT_EQ(fff::cpu::parse_cache_size("512K\n"), int64_t{512} << 10);
+  EXPECT_EQ(fff::cpu::parse_cache_size("2M"), int64_t{2} << 20);
+  EXPECT_EQ(fff::cpu::parse_cache_size("65536"), 65536);
+  for (const char* bad : {"", "K", "-4K", "0K", "12G", "abc"})
+    EXPECT_EQ(fff::cpu::parse_cache_size(bad), 0) << bad;
+  // Whatever the machine: between 64 KB and 64 MB, and the same on every call.
+  const int64_t l2 = fff::cpu::l2_cache_bytes();
+  EXPECT_GE(l2, int64_t{64} << 10);
+  EXPECT_LE(l2, int64_t{64} << 20);
+  EXPECT_EQ(fff::cpu::l2_cache_bytes(), l2);
 }

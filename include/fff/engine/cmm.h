@@ -14,7 +14,8 @@ struct CmmOptions {
   // Levels walked per pass over the inputs. After each pass the rows are regrouped by the node
   // they reached, so that deep nodes see every row of the batch that visits them.
   int64_t band_levels = 6;
-  // Rows walked together within a group (0: as many as keep ~768 KB of inputs in L2).
+  // Rows walked together within a group (0: as many as fill 3/4 of the L2 cache the system
+  // reports with inputs, e.g. 256 rows of 768 floats on a 1 MB L2).
   int64_t tile_rows = 0;
   // At a band's start, buckets (rows at one node) of at most this many rows share tiles with
   // their neighbours, so that more subtrees walk, and miss, together; -1: 64 rows with
