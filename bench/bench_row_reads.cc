@@ -7,32 +7,25 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "cpu/cmm_kernels.h"
 #include "fff/core/common.h"
+#include "harness/list_args.h"
 #include "harness/timing.h"
 
 namespace {
 
+// The values of a list flag; exits with the message on a bad one.
 std::vector<int64_t> parse_list(const std::string& flag, const std::string& text) {
-  std::vector<int64_t> out;
-  size_t p = 0;
-  while (p <= text.size()) {
-    const size_t q = std::min(text.find(',', p), text.size());
-    char* end = nullptr;
-    const std::string item = text.substr(p, q - p);
-    const long long v = std::strtoll(item.c_str(), &end, 10);
-    if (item.empty() || *end != '\0' || v <= 0) {
-      std::fprintf(stderr, "bench_row_reads: %s: '%s' is not a positive integer\n", flag.c_str(),
-                   item.c_str());
-      std::exit(1);
-    }
-    out.push_back(v);
-    p = q + 1;
+  try {
+    return fff::bench::positive_list(flag, text);
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "bench_row_reads: %s\n", e.what());
+    std::exit(1);
   }
-  return out;
 }
 
 // Reads rows start[0..n) of `floats` each; next row requested ahead if `request_next`.
