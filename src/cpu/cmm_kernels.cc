@@ -1,4 +1,4 @@
-// SIMD kernels of the CMM engine, written once with Highway and compiled for each x86 target;
+// SIMD kernels of the CMM engine, written once with Highway and compiled for each target;
 // the best one the CPU supports is chosen at run time.
 #include "cpu/cmm_kernels.h"
 
@@ -10,6 +10,8 @@
 #include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // re-includes this file once per target
 #include <hwy/highway.h>
+
+#include "cpu/vector_block-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace fff::cpu::HWY_NAMESPACE {
@@ -78,7 +80,7 @@ void DotRowsBlock(const float* const* x, const W* const* w, int64_t n, float* ou
                   const W* const* next, int64_t next_rows, Side side = {}) {
   const D d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  V acc[NR][4];
+  FFF_VECTOR_BLOCK(V, acc, NR, 4);
   for (int r = 0; r < NR; ++r)
     for (int k = 0; k < 4; ++k) acc[r][k] = hn::Zero(d);
   auto chunk = [&](int64_t off, int k) {
@@ -208,12 +210,12 @@ void DotBlock(const float* const* x, const float* w, int64_t ldw, int64_t n, flo
               int64_t ldo) {
   const D d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  V acc[NR][NW];
+  FFF_VECTOR_BLOCK(V, acc, NR, NW);
   for (int r = 0; r < NR; ++r)
     for (int k = 0; k < NW; ++k) acc[r][k] = hn::Zero(d);
   int64_t i = 0;
   for (; i + N <= n; i += N) {
-    V xv[NR];
+    FFF_VECTOR_ARRAY(V, xv, NR);
     for (int r = 0; r < NR; ++r) xv[r] = hn::LoadU(d, x[r] + i);
     for (int k = 0; k < NW; ++k) {
       const V wv = hn::LoadU(d, w + k * ldw + i);
@@ -276,14 +278,14 @@ void CombineBlock(const float* a, int64_t lda, int64_t terms, const W* const* w,
                   const float* init, bool accumulate, bool stream, float* const* y) {
   const D d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  V acc[R][C];
+  FFF_VECTOR_BLOCK(V, acc, R, C);
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c)
       acc[r][c] = accumulate ? hn::LoadU(d, y[r] + col + c * N)
                   : init     ? hn::LoadU(d, init + col + c * N)
                              : hn::Zero(d);
   for (int64_t j = 0; j < terms; ++j) {
-    V wv[C];
+    FFF_VECTOR_ARRAY(V, wv, C);
     for (int c = 0; c < C; ++c) wv[c] = LoadW(d, w[j] + col + c * N);
     for (int r = 0; r < R; ++r) {
       const V av = hn::Set(d, a[r * lda + j]);

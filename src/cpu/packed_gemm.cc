@@ -1,5 +1,5 @@
 // Products with a pre-packed right operand (fff/cpu/packed_gemm.h): the 6 x 2-vector kernel,
-// written once with Highway and compiled for each x86 target; the best one the CPU supports is
+// written once with Highway and compiled for each target; the best one the CPU supports is
 // chosen at run time.
 #include "fff/cpu/packed_gemm.h"
 
@@ -12,6 +12,8 @@
 #include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // re-includes this file once per target
 #include <hwy/highway.h>
+
+#include "cpu/vector_block-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace fff::cpu::HWY_NAMESPACE {
@@ -34,7 +36,7 @@ void Tile(const float* A, int64_t lda, const float* P, int64_t K, const float* b
           bool accumulate, float* C, int64_t ldc, int64_t cols, const float* pf, int64_t pf_lines) {
   const D d;
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
-  V acc[R][2];
+  FFF_VECTOR_BLOCK(V, acc, R, 2);
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = hn::Zero(d);
   auto step = [&](int64_t k) HWY_ATTR {
     const V b0 = hn::LoadU(d, P + k * 2 * L);

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -663,6 +664,16 @@ TEST(VecKernels, ForcingATargetDispatchesToIt) {
     EXPECT_STREQ(fff::cpu::vec_simd_target(), hwy::TargetName(target));
   }
   hwy::SetSupportedTargetsForTest(0);
+}
+
+// Says which targets the loops above run on (a failure names its target through SCOPED_TRACE, a
+// pass names none): scripts/cross_aarch64.sh reports them for each CPU it emulates.
+TEST(VecKernels, PrintsTheTargetsItRuns) {
+  std::string names;
+  for (int64_t target : hwy::SupportedAndGeneratedTargets())
+    names += std::string(" ") + hwy::TargetName(target);
+  std::printf("Highway targets:%s\n", names.c_str());
+  EXPECT_FALSE(names.empty());
 }
 
 TEST(VecKernels, OptimizerUpdatesAndMulMatchScalarFormulasOnEveryTarget) {
