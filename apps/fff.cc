@@ -381,6 +381,10 @@ fff::Tensor teacher_logits(fff::Context& ctx, const TrainArgs& a, const std::str
   constexpr int64_t kChunk = 4096;
   for (int64_t r = 0; r < train.size(); r += kChunk)
     t.model->predict(ctx, x.row(r), std::min(kChunk, train.size() - r), logits.row(r), nullptr);
+  for (float v : logits.data)
+    if (!std::isfinite(v))
+      throw fff::Error("--teacher " + a.teacher +
+                       ": its logits on the training rows are not all finite numbers");
   return logits;
 }
 

@@ -22,9 +22,8 @@ using Half = hwy::float16_t;
 
 // Vector registers of the target: x86 before AVX-512 has 16, the others 32 (emulated targets:
 // counted as 16). The blocks below keep their accumulators and operands in registers: a spilled
-// accumulator puts a store and a reload into its chain of FMAs (measured on AVX2 with the 4 x 4
-// blocks sized for 32 registers: combine and dot_matrix at 0.5-0.7x of the AVX-512 rate on the
-// same core, bench_cmm_kernels).
+// accumulator puts a store and a reload into its chain of FMAs (docs/performance.md, "AVX2, and
+// the AMD Zen cores").
 #if HWY_TARGET >= HWY_AVX2 && (HWY_ARCH_X86 || HWY_TARGET >= HWY_EMU128)
 constexpr int kVectorRegisters = 16;
 #else
@@ -54,14 +53,14 @@ HWY_INLINE float Widen(Half v) {
   return half_to_float(bits);
 }
 
-// Requests the bytes [off, off + V vectors) of each of next[0..next_rows) from memory: called as
-// a kernel's loop reaches column `off` of its own rows, it fetches the rows the caller reads
-// next a row ahead, a few lines at a time, so the requests never flood the core's outstanding
+// Requests the bytes [off, off + kVectors vectors) of each of next[0..next_rows) from memory:
+// called as a kernel's loop reaches column `off` of its own rows, it fetches the rows the caller
+// reads next a row ahead, a few lines at a time, so the requests never flood the core's outstanding
 // misses.
-template <int V = 4, class W>
+template <int kVectors = 4, class W>
 HWY_INLINE void PrefetchAhead(const W* const* next, int64_t next_rows, int64_t off, int64_t N) {
   for (int64_t p = 0; p < next_rows; ++p)
-    for (int64_t b = 0; b < V * N * int64_t{sizeof(W)}; b += 64)
+    for (int64_t b = 0; b < kVectors * N * int64_t{sizeof(W)}; b += 64)
       hwy::Prefetch(reinterpret_cast<const char*>(next[p] + off) + b);
 }
 
