@@ -40,7 +40,7 @@ struct TrainOptions {
   // teacher's logits for every training row (rows as in the training Dataset, out columns),
   // computed once on the rows without dropout. distill = 0: cross-entropy alone.
   float distill = 0.0f;
-  float distill_temperature = 4.0f;
+  float distill_temperature = 1.0f;
   const Tensor* teacher_logits = nullptr;
   uint64_t seed = 0;
 };
