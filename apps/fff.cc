@@ -353,25 +353,42 @@ void print_inference(const json& out) {
 // the choice of the best epoch.
 fff::Tensor teacher_logits(fff::Context& ctx, const TrainArgs& a, const std::string& data_name,
                            const fff::Dataset& train, const fff::Standardization& norm) {
-  fff::LoadedModel t = fff::load_model(a.teacher);
+  fff::LoadedModel t;
+  try {
+    t = fff::load_model(a.teacher);
+  } catch (const fff::Error& e) {
+    throw fff::Error(std::string("--teacher: ") + e.what());
+  }
   const fff::ModelConfig& tc = t.model->config();
   if (tc.in != train.features() || tc.out != train.num_classes)
     throw fff::Error("--teacher " + a.teacher + ": a model of " + std::to_string(tc.in) +
                      " inputs and " + std::to_string(tc.out) + " classes, not " +
                      std::to_string(train.features()) + " and " +
                      std::to_string(train.num_classes));
-  const std::string want = data_name + ", seed " + std::to_string(a.seed) +
-                           ", validation fraction " + fmt("%.17g", a.val_fraction) + ", limit " +
-                           std::to_string(a.limit);
+  // The split as the teacher's metadata records it (fff train --save), compared field by field.
   auto meta = [&](const char* key) {
     const auto it = t.metadata.find(key);
     return it == t.metadata.end() ? std::string("?") : it->second;
   };
-  const std::string got = meta("data") + ", seed " + meta("seed") + ", validation fraction " +
-                          meta("val_fraction") + ", limit " + meta("train_limit");
-  if (got != want)
+  double fraction = -1.0;
+  try {
+    fraction = std::stod(meta("val_fraction"));
+  } catch (const std::logic_error&) {  // not recorded or not a number: not the same split
+  }
+  const bool same = meta("data") == data_name && meta("seed") == std::to_string(a.seed) &&
+                    fraction == a.val_fraction && meta("train_limit") == std::to_string(a.limit);
+  auto split = [](const std::string& data, const std::string& seed, const std::string& fraction,
+                  const std::string& limit) {
+    return data + ", seed " + seed + ", validation fraction " + fraction + ", limit " + limit;
+  };
+  if (!same)
     throw fff::Error(
-        "--teacher " + a.teacher + ": trained on the split (" + got + "), not this run's (" + want +
+        "--teacher " + a.teacher + ": trained on the split (" +
+        split(meta("data"), meta("seed"),
+              fraction >= 0.0 ? fmt("%g", fraction) : meta("val_fraction"), meta("train_limit")) +
+        "), not this run's (" +
+        split(data_name, std::to_string(a.seed), fmt("%g", a.val_fraction),
+              std::to_string(a.limit)) +
         "); train the teacher with the same --data, --seed, --val-fraction and --limit");
   // The rows as the teacher's own standardisation expects them.
   fff::Tensor x = train.x;
