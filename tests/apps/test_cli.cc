@@ -473,6 +473,11 @@ TEST(Cli, TrainDistilsFromATeacherOfTheSameSplit) {
   const Result missing = train({"--teacher", tmp.file("none.safetensors")});
   EXPECT_NE(missing.code, 0) << missing;
   EXPECT_TRUE(contains(missing.err, "--teacher")) << missing;
+  const std::string garbage = tmp.file("garbage.safetensors");
+  std::ofstream(garbage) << "not a model file";
+  const Result bad = train({"--teacher", garbage});
+  EXPECT_NE(bad.code, 0) << bad;
+  EXPECT_TRUE(contains(bad.err, "--teacher: " + garbage)) << bad;
 }
 
 TEST(Cli, FashionMnistTrainEvalInfo) {
