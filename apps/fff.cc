@@ -390,14 +390,18 @@ fff::Tensor teacher_logits(fff::Context& ctx, const TrainArgs& a, const std::str
         split(data_name, std::to_string(a.seed), fmt("%g", a.val_fraction),
               std::to_string(a.limit)) +
         "); train the teacher with the same --data, --seed, --val-fraction and --limit");
-  // The rows as the teacher's own standardisation expects them.
-  fff::Tensor x = train.x;
+  // The rows as the teacher's own standardisation expects them, a chunk at a time (no copy of the
+  // whole training split).
   const fff::Standardization& tn = tc.input_norm;
-  for (float& v : x.data) v = (v * norm.std + norm.mean - tn.mean) / tn.std;
   fff::Tensor logits({train.size(), tc.out});
   constexpr int64_t kChunk = 4096;
-  for (int64_t r = 0; r < train.size(); r += kChunk)
-    t.model->predict(ctx, x.row(r), std::min(kChunk, train.size() - r), logits.row(r), nullptr);
+  std::vector<float> x(static_cast<size_t>(std::min(kChunk, train.size()) * tc.in));
+  for (int64_t r = 0; r < train.size(); r += kChunk) {
+    const int64_t rows = std::min(kChunk, train.size() - r);
+    std::transform(train.x.row(r), train.x.row(r) + rows * tc.in, x.begin(),
+                   [&](float v) { return (v * norm.std + norm.mean - tn.mean) / tn.std; });
+    t.model->predict(ctx, x.data(), rows, logits.row(r), nullptr);
+  }
   for (float v : logits.data)
     if (!std::isfinite(v))
       throw fff::Error("--teacher " + a.teacher +
