@@ -284,6 +284,8 @@ std::vector<std::string> fortune_lines() {
 int run_convert(const BertConvertArgs& a) {
   if (a.to != "leaf-fff") throw fff::Error("--to must be leaf-fff, not '" + a.to + "'");
   if (a.samples <= 0) throw fff::Error("--samples must be positive");
+  if (a.method != "token-split" && a.method != "coactivation")
+    throw fff::Error("--method must be token-split or coactivation, not '" + a.method + "'");
   if (a.distill_steps < 0) throw fff::Error("--distill-steps must be non-negative");
   if (a.distill_batch <= 0) throw fff::Error("--distill-batch must be positive");
   if (!(a.distill_lr > 0)) throw fff::Error("--distill-lr must be positive");
@@ -324,6 +326,7 @@ int run_convert(const BertConvertArgs& a) {
     tokens += static_cast<int64_t>(seqs.back().size());
   }
   fff::ConvertOptions o;
+  o.method = fff::parse_convert_method(a.method);
   o.depth = a.depth;
   o.max_tokens = a.samples;
   o.seed = a.seed;
@@ -359,17 +362,12 @@ int run_convert(const BertConvertArgs& a) {
     }
   }
   if (a.json) {
-    json out = {{"dense", a.dense},
-                {"out", a.out},
-                {"ff", "leaf-fff"},
-                {"depth", a.depth},
-                {"leaf_width", r.model.cfg.ff.leaf_width},
-                {"texts", seqs.size()},
-                {"tokens", r.layers.empty() ? 0 : r.layers[0].tokens},
-                {"seed", a.seed},
-                {"distill_steps", a.distill_steps},
-                {"threads", a.threads},
-                {"seconds", seconds},
+    json out = {{"dense", a.dense},     {"out", a.out},
+                {"ff", "leaf-fff"},     {"method", a.method},
+                {"depth", a.depth},     {"leaf_width", r.model.cfg.ff.leaf_width},
+                {"texts", seqs.size()}, {"tokens", r.layers.empty() ? 0 : r.layers[0].tokens},
+                {"seed", a.seed},       {"distill_steps", a.distill_steps},
+                {"threads", a.threads}, {"seconds", seconds},
                 {"layers", layers}};
     std::cout << json_text(out) << std::endl;
   } else {
@@ -959,11 +957,18 @@ void add_bert_commands(CLI::App& app, CLI::App& bench, BertCommands& c) {
   c.convert = c.bert->add_subcommand(
       "convert",
       "Convert a dense BERT (arch bert, e.g. all-MiniLM-L6-v2) into leaf FFF feedforward blocks "
-      "without training: neurons grouped into 2^D leaves by co-activation, nodes fitted to send "
-      "each token to the leaf that best reproduces the dense output (docs/minilm.md)");
+      "without training (docs/minilm.md)");
   c.convert->add_option("DENSE", v.dense, "Dense fff-bert model file")->required();
   c.convert->add_option("OUT", v.out, "Converted model file (written atomically)")->required();
   c.convert->add_option("--to", v.to, "Target block kind (leaf-fff)")->capture_default_str();
+  c.convert
+      ->add_option("--method", v.method,
+                   "token-split: the tree splits the sampled tokens in halves (2-means), each "
+                   "leaf takes the neurons that matter most for its tokens and refits its output "
+                   "layer by least squares; coactivation: the neurons grouped into 2^D leaves by "
+                   "co-activation (MoEfication), the nodes fitted to send each token to the leaf "
+                   "that best reproduces the dense output")
+      ->capture_default_str();
   c.convert->add_option("--depth", v.depth, "Tree depth D: 2^D leaves of width/2^D neurons")
       ->check(CLI::Range(1, 10))  // convert_dense_to_leaf's range
       ->capture_default_str();

@@ -33,8 +33,8 @@ struct BertBenchArgs {
 };
 
 struct BertConvertArgs {
-  std::string dense, out, to = "leaf-fff", texts;
-  int64_t depth = 3, samples = 16384;
+  std::string dense, out, to = "leaf-fff", texts, method = "token-split";
+  int64_t depth = 3, samples = 32768;
   int64_t distill_steps = 0, distill_batch = 256;
   float distill_lr = 1e-4f, hardening = 0.1f;
   std::string distill_mode = "soft";

@@ -14,7 +14,7 @@ With --models FILE ... it converts nothing and compares those fff-bert files (e.
 scripts/distill_bert.py) with the dense model on the same evaluation sentences instead.
 
 Usage: scripts/minilm_quality.py [--dense models/all-MiniLM-L6-v2.safetensors] [--fff build/fff]
-       [--depths 2,3,4 | --models FILE ...] [--sentences 1000] [--samples 16384] [--threads 2]
+       [--depths 2,3,4 | --models FILE ...] [--sentences 1000] [--samples 32768] [--threads 2]
        [--json OUT]
 Needs only numpy (Spearman by numpy ranks)."""
 
@@ -108,7 +108,7 @@ def main():
     ap.add_argument("--fff", default=os.environ.get("FFF_CLI", os.path.join(root, "build", "fff")))
     ap.add_argument("--depths", default="2,3,4")
     ap.add_argument("--sentences", type=int, default=1000)
-    ap.add_argument("--samples", type=int, default=16384, help="token rows per layer for conversion")
+    ap.add_argument("--samples", type=int, default=32768, help="token rows per layer for conversion")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="write the results here")
@@ -150,7 +150,7 @@ def main():
             seconds = time.monotonic() - t0
             summary = json.loads(r.stdout)
             fff = embed(a.fff, out, eval_file, os.path.join(tmp, f"leaf{depth}.bin"), a.threads)
-            row = {"depth": depth, "leaf_width": summary["leaf_width"],
+            row = {"depth": depth, "method": summary["method"], "leaf_width": summary["leaf_width"],
                    "convert_seconds": seconds, **compare(dense, fff), "layers": summary["layers"]}
             results["depths"].append(row)
             print(f"D={depth} (leaf width {row['leaf_width']}): mean cosine {row['mean_cosine']:.4f}, "

@@ -1136,6 +1136,7 @@ TEST(CliBert, ConvertMakesALeafFffModelThatEmbedsAndReportsPerLayerFigures) {
                             "--samples", "300", "--json"});
   ASSERT_EQ(r.code, 0) << r;
   const json j = json::parse(r.out);
+  EXPECT_EQ(j["method"], "token-split");  // the default
   EXPECT_EQ(j["depth"], 2);
   EXPECT_EQ(j["leaf_width"], 12);
   ASSERT_EQ(j["layers"].size(), 2u);
@@ -1162,6 +1163,15 @@ TEST(CliBert, ConvertMakesALeafFffModelThatEmbedsAndReportsPerLayerFigures) {
       run_cli({"bert", "convert", model, dir.file("y"), "--texts", texts, "--depth", "5"});
   EXPECT_EQ(deep.code, 1) << deep;
   EXPECT_TRUE(contains(deep.err, "not divisible")) << deep;
+  // The other method, and an unknown one named.
+  const Result co = run_cli({"bert", "convert", model, dir.file("co"), "--texts", texts,
+                             "--samples", "300", "--method", "coactivation", "--json"});
+  ASSERT_EQ(co.code, 0) << co;
+  EXPECT_EQ(json::parse(co.out)["method"], "coactivation");
+  const Result moe = run_cli(
+      {"bert", "convert", model, dir.file("z"), "--texts", texts, "--method", "moefication"});
+  EXPECT_EQ(moe.code, 1) << moe;
+  EXPECT_TRUE(contains(moe.err, "--method")) << moe;
 }
 
 TEST(CliBert, BenchBertTimesAModelFile) {

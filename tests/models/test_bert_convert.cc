@@ -1,6 +1,8 @@
 // Tests of the dense -> leaf FFF conversion (bert_convert.h) on small random post-norm BERTs:
-// the leaves partition the dense neurons, routing beats chance and the reported figures agree
-// with running the converted blocks, the result is deterministic and survives a file round trip.
+// coactivation's leaves partition the dense neurons and its routing beats chance; token_split
+// routes the tokens in equal halves and its leaves' outputs are the least-squares fit (against a
+// naive solve in the test); both methods' reported figures agree with running the converted
+// blocks, results are deterministic and survive a file round trip.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -49,6 +51,7 @@ TEST(BertConvert, LeavesPartitionTheDenseNeuronsAndFiguresMatchTheBlocks) {
   const auto seqs = sequences(60, 2);
   for (const int64_t depth : {1, 2, 3}) {
     fff::ConvertOptions o;
+    o.method = fff::ConvertMethod::coactivation;
     o.depth = depth;
     const fff::ConvertResult r = fff::convert_dense_to_leaf(ctx, d, seqs, o);
     const int64_t k = int64_t{1} << depth, l = 64 / k, H = 32;
@@ -101,6 +104,7 @@ TEST(BertConvert, FittedLeafBiasesLowerTheErrorAndResultsAreDeterministic) {
   fff::Context ctx(2);
   const auto seqs = sequences(50, 4);
   fff::ConvertOptions o;
+  o.method = fff::ConvertMethod::coactivation;
   o.depth = 2;
   const fff::ConvertResult a = fff::convert_dense_to_leaf(ctx, d, seqs, o);
   const fff::ConvertResult b = fff::convert_dense_to_leaf(ctx, d, seqs, o);
@@ -130,6 +134,130 @@ TEST(BertConvert, FittedLeafBiasesLowerTheErrorAndResultsAreDeterministic) {
   EXPECT_TRUE(fff_test::bitwise_equal(h1, h2));
 }
 
+namespace {
+
+// Leaf j's least-squares output layer by the normal equations in double, plain loops: minimises
+// sum over its tokens of ||[a_S(x), 1] [W2; b2] - y||^2 + lambda ||W2||^2, lambda as
+// refit_leaf_outputs takes it (ridge x the mean diagonal of A^T A). Returns (l + 1, H) rows.
+std::vector<double> naive_leaf_fit(const std::vector<float>& X, const std::vector<float>& Y,
+                                   const std::vector<int32_t>& routes, int32_t leaf,
+                                   const fff::FFBlock& dense, const std::vector<int64_t>& neurons,
+                                   int64_t H, double ridge) {
+  const fff::Tensor &w1 = param(dense, "w1"), &b1 = param(dense, "b1");
+  const int64_t I = b1.size(), l = static_cast<int64_t>(neurons.size()), m = l + 1;
+  std::vector<double> G(static_cast<size_t>(m * m), 0.0), R(static_cast<size_t>(m * H), 0.0);
+  for (size_t r = 0; r < routes.size(); ++r) {
+    if (routes[r] != leaf) continue;
+    std::vector<double> a(static_cast<size_t>(m), 1.0);
+    for (int64_t q = 0; q < l; ++q) {
+      double z = b1.data[neurons[q]];
+      for (int64_t h = 0; h < H; ++h) z += X[r * H + h] * w1.data[h * I + neurons[q]];
+      a[q] = 0.5 * z * (1.0 + std::erf(z / std::sqrt(2.0)));
+    }
+    for (int64_t u = 0; u < m; ++u) {
+      for (int64_t v = 0; v < m; ++v) G[u * m + v] += a[u] * a[v];
+      for (int64_t h = 0; h < H; ++h) R[u * H + h] += a[u] * Y[r * H + h];
+    }
+  }
+  double trace = 0;
+  for (int64_t q = 0; q < l; ++q) trace += G[q * m + q];
+  for (int64_t q = 0; q < l; ++q) G[q * m + q] += ridge * trace / static_cast<double>(l);
+  // Gauss-Jordan elimination with partial pivoting on [G | R].
+  for (int64_t c = 0; c < m; ++c) {
+    int64_t piv = c;
+    for (int64_t r = c + 1; r < m; ++r)
+      if (std::fabs(G[r * m + c]) > std::fabs(G[piv * m + c])) piv = r;
+    for (int64_t v = 0; v < m; ++v) std::swap(G[c * m + v], G[piv * m + v]);
+    for (int64_t h = 0; h < H; ++h) std::swap(R[c * H + h], R[piv * H + h]);
+    for (int64_t r = 0; r < m; ++r) {
+      if (r == c) continue;
+      const double f = G[r * m + c] / G[c * m + c];
+      for (int64_t v = 0; v < m; ++v) G[r * m + v] -= f * G[c * m + v];
+      for (int64_t h = 0; h < H; ++h) R[r * H + h] -= f * R[c * H + h];
+    }
+  }
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t h = 0; h < H; ++h) R[r * H + h] /= G[r * m + r];
+  return R;
+}
+
+}  // namespace
+
+TEST(BertConvert, TokenSplitHalvesTheTokensAndFitsEachLeafByLeastSquares) {
+  const fff::BertModel d = dense_model(11);
+  fff::Context ctx(2);
+  const auto seqs = sequences(70, 12);
+  const int64_t H = 32, I = 64;
+  for (const int64_t depth : {1, 2, 3}) {
+    fff::ConvertOptions o;  // token_split is the default
+    o.depth = depth;
+    const fff::ConvertResult r = fff::convert_dense_to_leaf(ctx, d, seqs, o);
+    const int64_t k = int64_t{1} << depth, l = I / k;
+    const fff::BertFFSamples s = fff::record_ff_samples(ctx, d, seqs, o.max_tokens);
+    const int64_t N = s.tokens;
+    for (size_t i = 0; i < 2; ++i) {
+      const fff::FFBlock& db = *d.layers[i].ff;
+      fff::FFBlock& lb = *r.model.layers[i].ff;
+      std::vector<float> y(static_cast<size_t>(N * H));
+      std::vector<int32_t> routes;
+      lb.infer(ctx, s.x[i].data(), N, y.data(), &routes);
+      // Each split halves its tokens: every leaf gets N / k of them, up to one per level.
+      std::vector<int64_t> count(static_cast<size_t>(k), 0);
+      for (int32_t leaf : routes) ++count[leaf];
+      for (int64_t j = 0; j < k; ++j) EXPECT_NEAR(count[j], N / k, depth + 1) << depth;
+      // Leaf j's hidden neurons are l distinct dense neurons (w1 column and b1 as in dense).
+      const fff::Tensor &w1 = param(db, "w1"), &b1 = param(db, "b1");
+      const fff::Tensor &lw1 = param(lb, "w1"), &lb1 = param(lb, "b1"), &lw2 = param(lb, "w2"),
+                        &lb2 = param(lb, "b2");
+      for (int64_t j = 0; j < k; ++j) {
+        std::vector<int64_t> neurons;
+        for (int64_t q = 0; q < l; ++q) {
+          int64_t found = -1;
+          for (int64_t n = 0; n < I && found < 0; ++n) {
+            bool same = b1.data[n] == lb1.data[j * l + q];
+            for (int64_t h = 0; h < H && same; ++h)
+              same = w1.data[h * I + n] == lw1.data[h * k * l + j * l + q];
+            if (same) found = n;
+          }
+          ASSERT_GE(found, 0);
+          neurons.push_back(found);
+        }
+        EXPECT_EQ(std::set<int64_t>(neurons.begin(), neurons.end()).size(), static_cast<size_t>(l));
+        // Its output layer is the ridge least-squares fit on its tokens.
+        const std::vector<double> ref = naive_leaf_fit(
+            s.x[i], s.y[i], routes, static_cast<int32_t>(j), db, neurons, H, o.leaf_ridge);
+        double err = 0, scale = 0;
+        for (int64_t q = 0; q <= l; ++q)
+          for (int64_t h = 0; h < H; ++h) {
+            const double got = q < l ? lw2.row(j * l + q)[h] : lb2.row(j)[h];
+            err = std::max(err, std::fabs(got - ref[q * H + h]));
+            scale = std::max(scale, std::fabs(ref[q * H + h]));
+          }
+        EXPECT_LT(err, 2e-3 * scale) << "depth " << depth << " layer " << i << " leaf " << j;
+      }
+      // The reported error is the block's on the recorded inputs, and below coactivation's.
+      double e = 0, t = 0;
+      for (int64_t q = 0; q < N * H; ++q) {
+        e += (y[q] - s.y[i][q]) * (y[q] - s.y[i][q]);
+        t += s.y[i][q] * s.y[i][q];
+      }
+      EXPECT_NEAR(std::sqrt(e / t), r.layers[i].relative_error, 1e-4);
+      EXPECT_LE(r.layers[i].best_relative_error, r.layers[i].relative_error + 1e-6);
+    }
+    fff::ConvertOptions co = o;
+    co.method = fff::ConvertMethod::coactivation;
+    const fff::ConvertResult c = fff::convert_dense_to_leaf(ctx, d, seqs, co);
+    for (size_t i = 0; i < 2; ++i)
+      EXPECT_LT(r.layers[i].relative_error, c.layers[i].relative_error) << depth;
+    // Deterministic for a seed.
+    const fff::ConvertResult again = fff::convert_dense_to_leaf(ctx, d, seqs, o);
+    for (size_t i = 0; i < 2; ++i)
+      for (const char* p : {"nodes_w", "nodes_b", "w1", "b1", "w2", "b2"})
+        EXPECT_TRUE(fff_test::bitwise_equal(param(*r.model.layers[i].ff, p).data,
+                                            param(*again.model.layers[i].ff, p).data));
+  }
+}
+
 TEST(BertConvert, RejectsWhatItCannotConvert) {
   const fff::BertModel d = dense_model(5);
   fff::Context ctx(1);
@@ -140,6 +268,9 @@ TEST(BertConvert, RejectsWhatItCannotConvert) {
   EXPECT_THROW(fff::convert_dense_to_leaf(ctx, d, {}, o), fff::Error);
   o.depth = 0;
   EXPECT_THROW(fff::convert_dense_to_leaf(ctx, d, sequences(5, 1), o), fff::Error);
+  EXPECT_THROW(fff::parse_convert_method("moefication"), fff::Error);
+  EXPECT_EQ(fff::parse_convert_method("coactivation"), fff::ConvertMethod::coactivation);
+  EXPECT_STREQ(fff::convert_method_name(fff::ConvertMethod::token_split), "token-split");
 }
 
 TEST(BertConvert, DistillationLowersTheHeldOutErrorOrKeepsTheConvertedBlock) {

@@ -1,8 +1,21 @@
 // Dense -> leaf FFF conversion of a pretrained BERT's feedforward blocks, without training
-// (issue 15 part 3; docs/minilm.md). Per layer, on the block's inputs recorded from real tokens:
+// (issue 15 part 3; docs/minilm.md). Per layer, on the block's inputs recorded from real tokens,
+// by one of two methods.
+//
+// token_split (the default): the tree first, then the leaves.
+//  1. top down, each node splits the tokens its ancestors send it into two equal halves by
+//     balanced 2-means on the standardised inputs; its hyperplane is that split, so inference
+//     routes the recorded tokens exactly as the split did;
+//  2. leaf j takes the width / 2^D dense neurons with the most output energy on its tokens,
+//     sum over them of a_i^2 ||w2_i||^2 (neurons may serve several leaves): W1_j, b1_j those
+//     columns of w1 and entries of b1;
+//  3. its W2_j and b2_j are refitted by ridge least squares to the dense outputs of its tokens,
+//     so they absorb what the neurons left out contributed in as far as the kept ones predict it.
+//
+// coactivation (MoEfication, Zhang et al. 2022): the leaves first, then the tree.
 //  1. the dense block's `width` hidden neurons are split into 2^D groups of equal size by
-//     co-activation (MoEfication, Zhang et al. 2022): balanced k-means on each neuron's GELU
-//     activations over the sampled tokens (unit-normalised), equal-capacity greedy assignment;
+//     co-activation: balanced k-means on each neuron's GELU activations over the sampled tokens
+//     (unit-normalised), equal-capacity greedy assignment;
 //  2. leaf j is the dense block restricted to group j: W1_j = w1's columns, b1_j, W2_j = w2's
 //     rows; b2_j = the dense output bias, plus (fit_leaf_bias) the mean over the tokens that reach
 //     leaf j of what its missing neurons contribute (the least-squares bias for that routing);
@@ -22,14 +35,22 @@
 
 namespace fff {
 
+enum class ConvertMethod { token_split, coactivation };
+ConvertMethod parse_convert_method(const std::string& name);  // "token-split" | "coactivation"
+const char* convert_method_name(ConvertMethod m);
+
 struct ConvertOptions {
+  ConvertMethod method = ConvertMethod::token_split;
   int64_t depth = 3;             // 2^depth leaves of width / 2^depth neurons each
-  int64_t max_tokens = 16384;    // token rows recorded per layer (sequences beyond are unused)
+  int64_t max_tokens = 32768;    // token rows recorded per layer (sequences beyond are unused)
   int64_t kmeans_tokens = 4096;  // tokens whose activations form a neuron's clustering feature
-  int64_t kmeans_iters = 15;
+  int64_t kmeans_iters = 15;     // both methods' k-means (neurons) and 2-means (tokens)
+  // coactivation:
   int64_t newton_steps = 12;  // per node
   float ridge = 1e-3f;        // node L2 penalty, relative to the mean Hessian diagonal
   bool fit_leaf_bias = true;  // see step 2 above; false: b2_j = the dense b2
+  // token_split: the leaves' least-squares penalty, relative to the mean of A_j^T A_j's diagonal.
+  float leaf_ridge = 1e-2f;
   uint64_t seed = 1;
   // Blockwise distillation after conversion (0 steps: none): each leaf FFF block is trained on
   // the first 90% of its layer's recorded (input, dense output) pairs with Adam on the relative
@@ -48,8 +69,9 @@ struct LayerConvertStats {
   int64_t tokens = 0;
   double best_leaf_fraction = 0;   // tokens whose routed leaf is their best leaf
   double relative_error = 0;       // ||fff(x) - dense(x)|| / ||dense(x)|| over the tokens
-  double best_relative_error = 0;  // every token sent to its best leaf, leaf biases the dense b2
-                                   // (a lower bound on relative_error when fit_leaf_bias is off)
+  double best_relative_error = 0;  // every token sent to its best leaf (coactivation: leaf
+                                   // biases the dense b2, a lower bound on relative_error when
+                                   // fit_leaf_bias is off; token_split: the fitted leaves)
   double seconds = 0;
   // With distillation: hard-inference relative error on the held-out 10% of the tokens, of the
   // converted block and of the distilled one, and whether the distilled one was kept.
