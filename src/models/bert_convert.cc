@@ -420,14 +420,33 @@ std::vector<std::vector<int64_t>> strongest_neurons(const std::vector<float>& ac
   return members;
 }
 
+// Ridge least squares [W; b] = argmin ||[A, 1] [W; b] - Y||^2 + lambda ||W||^2 from the normal
+// equations G = [A, 1]^T [A, 1] (m x m, m = l + 1) and R = [A, 1]^T Y (m x H), lambda = ridge x
+// the mean of A^T A's diagonal (the bias unpenalised). Returns the (m, H) solution.
+std::vector<double> ridge_solve(std::vector<double> G, std::vector<double> R, int64_t m, int64_t H,
+                                double ridge) {
+  const int64_t l = m - 1;
+  double trace = 0;
+  for (int64_t q = 0; q < l; ++q) trace += G[q * m + q];
+  const double lambda =
+      ridge * std::max(trace / static_cast<double>(std::max<int64_t>(l, 1)), 1e-12);
+  for (int64_t q = 0; q < l; ++q) G[q * m + q] += lambda;
+  G[l * m + l] += 1e-9 * std::max(G[l * m + l], 1.0);  // a leaf with tokens keeps it positive
+  cholesky_factor(G, m);
+  for (int64_t h = 0; h < H; ++h) cholesky_solve_factored(G, R.data() + h, m, H);
+  return R;
+}
+
 // The token_split method's outputs: leaf j's W2_j and b2_j become the ridge least-squares fit
-// of the dense outputs Y from its neurons' activations [A_j, 1] on the tokens routed to it,
-// (A^T A + lambda I) [W2; b2] = A^T Y with lambda = ridge x the mean of A_j^T A_j's diagonal
-// (the bias not penalised). A leaf no token reaches keeps the dense rows.
+// of the dense outputs Y from its neurons' activations [A_j, 1] on the tokens routed to it
+// (ridge_solve). ridge < 0: the penalty is chosen per leaf from kRidges by the error on every
+// tenth of its tokens when fitted on the others, then refitted on all of them (few tokens per
+// neuron need a strong penalty, many a weak one). A leaf no token reaches keeps the dense rows.
 void refit_leaf_outputs(Context& ctx, const std::vector<float>& act, int64_t N, int64_t I,
                         const std::vector<std::vector<int64_t>>& members,
                         const std::vector<int32_t>& routes, const float* Y, int64_t H, float ridge,
                         LeafTensors& t) {
+  static constexpr double kRidges[] = {1e-4, 1e-3, 1e-2, 1e-1, 1.0};
   const auto k = static_cast<int64_t>(members.size());
   const int64_t l = t.w2.rows() / k, m = l + 1;
   for (int64_t j = 0; j < k; ++j) {
@@ -436,26 +455,50 @@ void refit_leaf_outputs(Context& ctx, const std::vector<float>& act, int64_t N, 
       if (routes[r] == j) rows.push_back(r);
     const auto n = static_cast<int64_t>(rows.size());
     if (n == 0) continue;
-    std::vector<float> A(static_cast<size_t>(n * m)), Yj(static_cast<size_t>(n * H)),
-        G(static_cast<size_t>(m * m)), R(static_cast<size_t>(m * H));
-    for (int64_t i = 0; i < n; ++i) {
-      for (int64_t q = 0; q < l; ++q) A[i * m + q] = act[rows[i] * I + members[j][q]];
-      A[i * m + l] = 1.0f;
-      std::copy(Y + rows[i] * H, Y + (rows[i] + 1) * H, Yj.begin() + i * H);
+    // [A, 1] and Y of the leaf's tokens, every tenth one last (the check rows).
+    const int64_t n_check = ridge < 0 ? n / 10 : 0, n_fit = n - n_check;
+    std::vector<float> A(static_cast<size_t>(n * m)), Yj(static_cast<size_t>(n * H));
+    for (int64_t i = 0, fit = 0, check = n_fit; i < n; ++i) {
+      const bool is_check = i % 10 == 9 && check < n;
+      const int64_t dst = is_check ? check++ : fit++;
+      for (int64_t q = 0; q < l; ++q) A[dst * m + q] = act[rows[i] * I + members[j][q]];
+      A[dst * m + l] = 1.0f;
+      std::copy(Y + rows[i] * H, Y + (rows[i] + 1) * H, Yj.begin() + dst * H);
     }
-    gemm(ctx, true, false, m, m, n, 1.0f, A.data(), m, A.data(), m, 0.0f, G.data(), m);
-    gemm(ctx, true, false, m, H, n, 1.0f, A.data(), m, Yj.data(), H, 0.0f, R.data(), H);
-    std::vector<double> Gd(G.begin(), G.end()), Rd(R.begin(), R.end());
-    double trace = 0;
-    for (int64_t q = 0; q < l; ++q) trace += Gd[q * m + q];
-    const double lambda = ridge * std::max(trace / static_cast<double>(l), 1e-12);
-    for (int64_t q = 0; q < l; ++q) Gd[q * m + q] += lambda;
-    Gd[l * m + l] += 1e-9 * std::max(Gd[l * m + l], 1.0);  // n > 0 keeps it positive
-    cholesky_factor(Gd, m);
-    for (int64_t h = 0; h < H; ++h) cholesky_solve_factored(Gd, Rd.data() + h, m, H);
+    // Normal equations of rows [lo, hi), in double.
+    auto normal = [&](int64_t lo, int64_t hi, std::vector<double>& G, std::vector<double>& R) {
+      std::vector<float> Gf(static_cast<size_t>(m * m)), Rf(static_cast<size_t>(m * H));
+      gemm(ctx, true, false, m, m, hi - lo, 1.0f, A.data() + lo * m, m, A.data() + lo * m, m, 0.0f,
+           Gf.data(), m);
+      gemm(ctx, true, false, m, H, hi - lo, 1.0f, A.data() + lo * m, m, Yj.data() + lo * H, H, 0.0f,
+           Rf.data(), H);
+      G.assign(Gf.begin(), Gf.end());
+      R.assign(Rf.begin(), Rf.end());
+    };
+    std::vector<double> G, R;
+    normal(0, n_fit, G, R);
+    double chosen = ridge < 0 ? kRidges[2] : ridge;
+    if (n_check > 0) {
+      double best = -1;
+      std::vector<float> W(static_cast<size_t>(m * H)), P(static_cast<size_t>(n_check * H));
+      for (const double r : kRidges) {
+        const std::vector<double> sol = ridge_solve(G, R, m, H, r);
+        std::copy(sol.begin(), sol.end(), W.begin());
+        gemm(ctx, false, false, n_check, H, m, 1.0f, A.data() + n_fit * m, m, W.data(), H, 0.0f,
+             P.data(), H);
+        double e = 0;
+        for (int64_t i = 0; i < n_check * H; ++i) {
+          const double d = static_cast<double>(P[i]) - Yj[n_fit * H + i];
+          e += d * d;
+        }
+        if (best < 0 || e < best) best = e, chosen = r;
+      }
+      normal(0, n, G, R);
+    }
+    const std::vector<double> sol = ridge_solve(G, R, m, H, chosen);
     for (int64_t q = 0; q < l; ++q)
-      for (int64_t h = 0; h < H; ++h) t.w2.row(j * l + q)[h] = static_cast<float>(Rd[q * H + h]);
-    for (int64_t h = 0; h < H; ++h) t.b2.row(j)[h] = static_cast<float>(Rd[l * H + h]);
+      for (int64_t h = 0; h < H; ++h) t.w2.row(j * l + q)[h] = static_cast<float>(sol[q * H + h]);
+    for (int64_t h = 0; h < H; ++h) t.b2.row(j)[h] = static_cast<float>(sol[l * H + h]);
   }
 }
 

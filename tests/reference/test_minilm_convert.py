@@ -1,8 +1,9 @@
 """all-MiniLM-L6-v2 converted to leaf FFF blocks (`fff bert convert`, depth 2, no training), end to
 end through scripts/minilm_quality.py on few samples: conversion on some fortune files, embeddings
-of 200 held-out sentences from the others. Floors are the values measured on 2026-12-07 (mean
-cosine 0.757, Spearman 0.717 with these settings) less a margin; for scale, two different
-sentences' dense embeddings have a mean cosine of about 0.10."""
+of 200 held-out sentences from the others. Floors are the values measured on 2026-12-07 with the
+token-split method (mean cosine 0.783, Spearman 0.731 with these settings; the coactivation method
+gave 0.757 and 0.717) less a margin; for scale, two different sentences' dense embeddings have a
+mean cosine of about 0.10."""
 
 import json
 import os
@@ -11,8 +12,8 @@ import sys
 
 import pytest
 
-MEAN_COSINE_FLOOR = 0.70
-SPEARMAN_FLOOR = 0.65
+MEAN_COSINE_FLOOR = 0.75
+SPEARMAN_FLOOR = 0.70
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def test_depth_2_conversion_keeps_embeddings_close(dense_model, fff_cli, fortune
     q = json.loads(out.read_text())
     row = q["depths"][0]
     print(r.stdout)
-    assert row["depth"] == 2 and row["leaf_width"] == 384
+    assert row["depth"] == 2 and row["leaf_width"] == 384 and row["method"] == "token-split"
     assert len(row["layers"]) == 6
     assert row["mean_cosine"] > MEAN_COSINE_FLOOR, row
     assert row["spearman_similarities"] > SPEARMAN_FLOOR, row
