@@ -966,7 +966,9 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
                   "Weight averaging: keep an exponential moving average of the weights at this "
                   "decay per step (warmed up as min(decay, (1 + t) / (10 + t)) at step t), on "
                   "which each epoch's accuracies are measured and the best model is kept; a "
-                  "hardened phase restarts it from the best model. 0: off (default 0)")
+                  "hardened phase restarts it from the best model. 0: off (default 0; no recipe "
+                  "sets it: it measured no gain over the best recipe's cosine schedule, "
+                  "docs/training.md)")
       ->check(CLI::Range(0.0, 0.99999))
       ->check(fff_cli::finite_number());
   cmd->add_option("--teacher", a.teacher,
