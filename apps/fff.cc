@@ -55,7 +55,7 @@ struct TrainArgs {
   int64_t epochs = 100, batch = 256, patience = 10, limit = 0;
   std::string optimizer = "sgd";
   float lr = 0.2f, momentum = 0.0f, hardening = 3.0f, region_leak = 0.0f, balance = 0.0f;
-  float weight_decay = 0.0f, input_dropout = 0.0f;
+  float weight_decay = 0.0f, input_dropout = 0.0f, ema = 0.0f;
   std::string teacher;  // a model file to distil from
   float distill = 0.5f, temperature = 1.0f;
   std::string lr_schedule = "constant";
@@ -438,6 +438,7 @@ int run_train(const TrainArgs& a) {
   opt.lr_schedule = fff::parse_lr_schedule(a.lr_schedule);
   opt.hardened_epochs = a.hardened_epochs;
   opt.input_dropout = a.input_dropout;
+  opt.ema = a.ema;
   opt.patience = a.patience;
   opt.seed = a.seed;
   fff::Tensor teacher;
@@ -498,6 +499,7 @@ int run_train(const TrainArgs& a) {
   out["lr_schedule"] = a.lr_schedule;
   out["weight_decay"] = a.weight_decay;
   out["input_dropout"] = a.input_dropout;
+  out["ema"] = a.ema;
   out["hardened_epochs"] = a.hardened_epochs;
   out["teacher"] = a.teacher.empty() ? json(nullptr) : json(a.teacher);
   out["distill"] = a.teacher.empty() ? 0.0f : a.distill;
@@ -960,6 +962,15 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
                   "Zero each input feature of each training row with this probability (inverted "
                   "dropout; best: 0.2 for leaf-fff, else 0; paper: 0)")
       ->check(CLI::Range(0.0, 0.95));
+  cmd->add_option("--ema", a.ema,
+                  "Weight averaging: keep an exponential moving average of the weights at this "
+                  "decay per step (warmed up as min(decay, (1 + t) / (10 + t)) at step t), on "
+                  "which each epoch's accuracies are measured and the best model is kept; a "
+                  "hardened phase restarts it from the best model. 0: off (default 0; no recipe "
+                  "sets it: it measured no gain over the best recipe's cosine schedule, "
+                  "docs/training.md)")
+      ->check(CLI::Range(0.0, 0.99999))
+      ->check(fff_cli::finite_number());
   cmd->add_option("--teacher", a.teacher,
                   "Distil from this model file (fff train --save; e.g. a dense FF trained with the "
                   "same --data, --seed, --val-fraction and --limit): the loss mixes cross-entropy "

@@ -1,6 +1,7 @@
 // SGD (momentum) and Adam, with lazy updates for row-sparse parameters.
 #include "fff/training/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -123,6 +124,36 @@ void Optimizer::flush() {
     State& s = state_[k];
     for (int64_t row = 0; row < static_cast<int64_t>(s.last.size()); ++row)
       catch_up_row(*params_[k], s, row, t_);
+  }
+}
+
+float ema_decay(float decay, int64_t updates) {
+  const double warm = (1.0 + static_cast<double>(updates)) / (10.0 + static_cast<double>(updates));
+  return std::min(decay, static_cast<float>(warm));
+}
+
+std::vector<Tensor> ema_start(const std::vector<Param*>& params) {
+  std::vector<Tensor> shadow;
+  shadow.reserve(params.size());
+  for (const Param* p : params) shadow.push_back(p->value);
+  return shadow;
+}
+
+void ema_update(std::vector<Tensor>& shadow, const std::vector<Param*>& params, float d) {
+  if (shadow.size() != params.size())
+    throw Error("ema_update: " + std::to_string(shadow.size()) + " shadows for " +
+                std::to_string(params.size()) + " parameters");
+  const float a = 1.0f - d;
+  for (size_t k = 0; k < params.size(); ++k) {
+    const Tensor& v = params[k]->value;
+    Tensor& s = shadow[k];
+    if (s.shape != v.shape)
+      throw Error("ema_update: shadow of '" + params[k]->name + "' has shape " +
+                  shape_string(s.shape) + ", the parameter " + shape_string(v.shape));
+    const float* __restrict w = v.ptr();
+    float* __restrict m = s.ptr();
+    const int64_t n = v.size();
+    for (int64_t i = 0; i < n; ++i) m[i] += a * (w[i] - m[i]);
   }
 }
 

@@ -222,6 +222,7 @@ TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, 
   if (opt.hardened_epochs < 0) throw bad("hardened_epochs", opt.hardened_epochs, "must be >= 0");
   if (!(opt.input_dropout >= 0.0f && opt.input_dropout < 1.0f))
     throw bad("input_dropout", opt.input_dropout, "must be in [0, 1)");
+  if (!(opt.ema >= 0.0f && opt.ema < 1.0f)) throw bad("ema", opt.ema, "must be in [0, 1)");
   if (!(opt.distill >= 0.0f && opt.distill <= 1.0f))
     throw bad("distill", opt.distill, "must be in [0, 1]");
   if (!(opt.distill_temperature > 0.0f) || !std::isfinite(opt.distill_temperature))
@@ -265,10 +266,24 @@ TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, 
     model.prepare_inference();
   };
 
+  // With weight averaging, the epoch's accuracies are measured on the averaged weights, swapped
+  // into the model by copying (the blocks may hold on to their parameters' buffers) and swapped
+  // back before training goes on.
+  const bool averaging = opt.ema > 0.0f;
+  std::vector<Tensor> raw;  // the raw weights while the averaged ones are in the model
+  auto copy_into_params = [&](const std::vector<Tensor>& from) {
+    for (size_t k = 0; k < params.size(); ++k)
+      std::copy_n(from[k].ptr(), from[k].size(), params[k]->value.ptr());
+  };
+
   // One phase: up to `epochs` epochs with its own optimizer and schedule, ended early after
-  // opt.patience epochs without a new best training accuracy.
+  // opt.patience epochs without a new best training accuracy. The average restarts from the
+  // weights the phase starts with.
   auto run_phase = [&](int64_t epochs, bool hardened) {
     Optimizer optimizer(opt.optimizer, params);
+    std::vector<Tensor> shadow;
+    int64_t ema_updates = 0;
+    if (averaging) shadow = ema_start(params), raw = shadow;
     const TrainStepOptions step_opt{hardened, opt.region_leak, opt.balance};
     double best_train = -1.0;
     int64_t since_train_improved = 0;
@@ -317,9 +332,14 @@ TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, 
         loss_sum += loss;
         model.backward(ctx, xb.ptr(), B, dlogits.ptr(), opt.hardening);
         optimizer.step();
+        if (averaging) ema_update(shadow, params, ema_decay(opt.ema, ema_updates++));
         if (callbacks.on_batch) callbacks.on_batch(rep.epoch, b + 1, batches);
       }
       optimizer.flush();
+      if (averaging) {
+        for (size_t k = 0; k < params.size(); ++k) raw[k] = params[k]->value;
+        copy_into_params(shadow);
+      }
       model.prepare_inference();
       const double t1 = now_seconds();
       rep.loss = loss_sum / batches;
@@ -349,7 +369,8 @@ TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, 
       }
       s.history.push_back(rep);
       s.epochs_run = rep.epoch;
-      if (callbacks.on_epoch) callbacks.on_epoch(rep);
+      if (callbacks.on_epoch) callbacks.on_epoch(rep);  // sees the weights measured
+      if (averaging) copy_into_params(raw);             // training goes on from the raw ones
       if (since_train_improved >= opt.patience) {
         s.stopped_early = e < epochs;
         break;

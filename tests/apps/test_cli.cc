@@ -388,6 +388,7 @@ TEST(Cli, TrainRecipes) {
   EXPECT_EQ(p["balance"].get<double>(), 0.0);
   EXPECT_EQ(p["hardened_epochs"], 0);
   EXPECT_EQ(p["input_dropout"].get<double>(), 0.0);
+  EXPECT_EQ(p["ema"].get<double>(), 0.0);
   EXPECT_LE(p["history"].size(), 3u);
   // best (the default): its settings, and a hardened phase of --epochs / 3 epochs after the soft
   // ones (no early stop: all 3 + 1 epochs run).
@@ -428,6 +429,42 @@ TEST(Cli, TrainRecipes) {
   const Result bad = run_cli({"train", "--recipe", "fast"});
   EXPECT_NE(bad.code, 0) << bad;
   EXPECT_TRUE(contains(bad.err, "--recipe")) << bad;
+}
+
+// --ema: weight averaging runs for every model kind and is reported in --json; it leaves the
+// optimisation (the losses) as it was, only what each epoch measures and keeps; out of range
+// fails naming the flag.
+TEST(Cli, TrainEmaIsReportedAndLeavesTheLossesAlone) {
+  if (!fs::is_directory(kFashion)) GTEST_SKIP() << kFashion << " is not installed";
+  auto train = [](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"train",  "--limit",      "300",       "--epochs", "2",
+                                     "--json", "--no-compare", "--threads", "1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const Result r = run_cli(args);
+    EXPECT_EQ(r.code, 0) << r;
+    return parse_single_json(r);
+  };
+  for (const std::vector<std::string>& model :
+       {std::vector<std::string>{"--model", "ff", "--width", "16"},
+        std::vector<std::string>{"--model", "leaf-fff", "--width", "16", "--leaf-width", "4"},
+        std::vector<std::string>{"--model", "neuron-fff", "--depth", "3"}}) {
+    SCOPED_TRACE(model[1]);
+    const json off = train(model);
+    std::vector<std::string> with = model;
+    with.insert(with.end(), {"--ema", "0.9"});
+    const json on = train(with);
+    EXPECT_FLOAT_EQ(on["ema"].get<float>(), 0.9f);
+    ASSERT_EQ(on["history"].size(), off["history"].size());
+    // The soft epochs' losses are the same; a hardened phase starts from another (the best
+    // averaged) model.
+    for (size_t i = 0; i < on["history"].size(); ++i)
+      if (!on["history"][i]["hardened"].get<bool>()) {
+        EXPECT_EQ(on["history"][i]["loss"], off["history"][i]["loss"]) << "epoch " << i + 1;
+      }
+  }
+  const Result bad = run_cli({"train", "--ema", "1"});
+  EXPECT_NE(bad.code, 0) << bad;
+  EXPECT_TRUE(contains(bad.err, "--ema")) << bad;
 }
 
 // --teacher: distillation from a model trained on the same split; a teacher of another split,

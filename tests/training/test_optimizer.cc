@@ -1,6 +1,7 @@
 // Tests for the optimizers: plain SGD, SGD with momentum and Adam against hand-computed steps;
 // lazy row-sparse SGD momentum equals dense momentum with zero gradients on untouched rows;
-// lazy Adam leaves untouched rows alone; bad settings are rejected with fff::Error.
+// lazy Adam leaves untouched rows alone; bad settings are rejected with fff::Error; the moving
+// average of the weights (ema_*) against a naive reference.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -322,6 +323,72 @@ TEST(Optimizer, LazyAdamUpdatesOnlyTouchedRows) {
       }
     }
   }
+}
+
+// The warm-up of the average's decay: min(decay, (1 + t) / (10 + t)) after t updates.
+TEST(Ema, DecayWarmsUpAsTensorFlowsNumUpdates) {
+  EXPECT_FLOAT_EQ(fff::ema_decay(0.999f, 0), 0.1f);
+  EXPECT_FLOAT_EQ(fff::ema_decay(0.999f, 1), 2.0f / 11.0f);
+  EXPECT_FLOAT_EQ(fff::ema_decay(0.999f, 90), 0.91f);
+  EXPECT_FLOAT_EQ(fff::ema_decay(0.9f, 90), 0.9f);        // capped by the decay asked for
+  EXPECT_FLOAT_EQ(fff::ema_decay(0.999f, 8990), 0.999f);  // (8991 / 9000 = 0.999)
+  EXPECT_FLOAT_EQ(fff::ema_decay(0.999f, 100000), 0.999f);
+  EXPECT_FLOAT_EQ(fff::ema_decay(0.05f, 0), 0.05f);
+  for (int64_t t = 1; t < 2000; ++t)
+    EXPECT_GE(fff::ema_decay(0.99f, t), fff::ema_decay(0.99f, t - 1));
+}
+
+// A few optimizer steps on a dense and a row-sparse parameter, the averages against a
+// double-precision loop over the same weights: s_0 = w_0, s_t = d_t s_{t-1} + (1 - d_t) w_t.
+TEST(Ema, UpdateFollowsANaiveReference) {
+  fff::Rng rng(21);
+  Param a("a", {3, 5}), b("b", {4, 2}, true);
+  fill_random(a.value, rng);
+  fill_random(b.value, rng);
+  std::vector<Param*> params{&a, &b};
+  Optimizer opt(adam(0.05f), params);
+  std::vector<fff::Tensor> shadow = fff::ema_start(params);
+  ASSERT_EQ(shadow.size(), 2u);
+  EXPECT_EQ(shadow[0].data, a.value.data);
+  EXPECT_EQ(shadow[1].data, b.value.data);
+  std::vector<std::vector<double>> ref;
+  for (const Param* p : params) ref.emplace_back(p->value.data.begin(), p->value.data.end());
+  const fff::Tensor b0 = b.value;
+  for (int64_t t = 0; t < 6; ++t) {
+    for (Param* p : params) fill_random(p->grad, rng);
+    b.touched_rows = {static_cast<int32_t>(t % 2)};  // rows 2 and 3 never move
+    opt.step();
+    const float d = fff::ema_decay(0.8f, t);
+    fff::ema_update(shadow, params, d);
+    for (size_t k = 0; k < params.size(); ++k)
+      for (size_t i = 0; i < ref[k].size(); ++i)
+        ref[k][i] = d * ref[k][i] + (1.0 - d) * params[k]->value.data[i];
+  }
+  for (size_t k = 0; k < params.size(); ++k)
+    for (size_t i = 0; i < ref[k].size(); ++i) {
+      EXPECT_TRUE(close_rel(shadow[k].data[i], ref[k][i], 1e-6))
+          << params[k]->name << "[" << i << "]";
+      // The average lags the weights: after 6 Adam steps of 0.05 they differ.
+      if (k == 0) {
+        EXPECT_NE(shadow[k].data[i], params[k]->value.data[i]);
+      }
+    }
+  // A weight that never moved keeps an average bit-equal to it.
+  for (int64_t r = 2; r < 4; ++r)
+    for (int64_t j = 0; j < 2; ++j) EXPECT_EQ(shadow[1].row(r)[j], b0.row(r)[j]);
+  // Decay 0 copies the weights.
+  fff::ema_update(shadow, params, 0.0f);
+  EXPECT_EQ(shadow[0].data, a.value.data);
+  // Shadows of other shapes are refused, naming the parameter.
+  std::vector<fff::Tensor> wrong{fff::Tensor({3, 5}), fff::Tensor({2, 4})};
+  try {
+    fff::ema_update(wrong, params, 0.5f);
+    ADD_FAILURE() << "no error";
+  } catch (const fff::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'b'"), std::string::npos) << e.what();
+  }
+  std::vector<fff::Tensor> one{fff::Tensor({3, 5})};
+  EXPECT_THROW(fff::ema_update(one, params, 0.5f), fff::Error);
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 // Tests for the training loop: every model kind learns a separable synthetic problem, keeps the
 // best-validation weights, is bitwise deterministic for a seed and thread count independent;
-// early stop agrees with the history; split_train_val, route_usage, route_report and dataset
-// checks; and, if Fashion-MNIST is installed, a small end-to-end run reaching a sane test
-// accuracy.
+// early stop agrees with the history; weight averaging; split_train_val, route_usage,
+// route_report and dataset checks; and, if Fashion-MNIST is installed, a small end-to-end run
+// reaching a sane test accuracy.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -376,6 +376,95 @@ TEST(Train, InputDropoutIsSeededAndThreadIndependentAndChangesTraining) {
   }
 }
 
+// Weight averaging (TrainOptions::ema): optimisation runs on the raw weights exactly as without
+// it (the same losses), each epoch is measured on the average of the raw weights after every
+// step (recomputed here in double precision from the weights on_batch sees, restarted from the
+// best soft model for a hardened phase), and the model kept is the best such average. ema = 0
+// is training as without the option, bit for bit.
+TEST(Train, EmaMeasuresAndKeepsTheAverageOfEveryStepsWeights) {
+  std::vector<TrainSetup> all = setups();
+  {
+    TrainSetup s = all[1];  // leaf FFF, with a hardened phase
+    s.label = "leaf_fff_hardened";
+    s.opt.lr_schedule = fff::LrSchedule::cosine;
+    s.opt.hardened_epochs = 2;
+    s.opt.balance = 0.5f;
+    all.push_back(s);
+  }
+  for (TrainSetup s : all) {
+    SCOPED_TRACE(s.label);
+    s.opt.epochs = 2;
+    s.opt.patience = 100;
+    const TrainRun plain = train_once(s);
+    TrainSetup zero = s;
+    zero.opt.ema = 0.0f;
+    const TrainRun off = train_once(zero);
+    EXPECT_TRUE(same_weights(off.weights, plain.weights));
+    ASSERT_EQ(off.summary.history.size(), plain.summary.history.size());
+    for (size_t i = 0; i < off.summary.history.size(); ++i) {
+      EXPECT_EQ(off.summary.history[i].loss, plain.summary.history[i].loss);
+      EXPECT_EQ(off.summary.history[i].val_accuracy, plain.summary.history[i].val_accuracy);
+      EXPECT_TRUE(same_weights(off.per_epoch[i], plain.per_epoch[i]));
+    }
+
+    const float decay = 0.9f;
+    s.opt.ema = decay;
+    fff::Context ectx(1);
+    fff::Rng rng(1);  // as train_once
+    auto model = fff::make_model(s.cfg, rng);
+    std::vector<fff::Param*> params = model->params();
+    auto as_double = [](const std::vector<fff::Tensor>& w) {
+      std::vector<std::vector<double>> out;
+      for (const fff::Tensor& t : w) out.emplace_back(t.data.begin(), t.data.end());
+      return out;
+    };
+    std::vector<std::vector<double>> ref = as_double(snapshot(*model));
+    int64_t updates = 0, best_soft = 0;
+    double best_soft_val = -1.0, max_err = 0.0;
+    std::vector<std::vector<fff::Tensor>> per_epoch;
+    fff::TrainCallbacks cb;
+    cb.on_batch = [&](int64_t epoch, int64_t batch, int64_t) {
+      if (epoch == s.opt.epochs + 1 && batch == 1) {  // the hardened phase restarts the average
+        ref = as_double(per_epoch[static_cast<size_t>(best_soft - 1)]);
+        updates = 0;
+      }
+      const double d = fff::ema_decay(decay, updates++);
+      for (size_t k = 0; k < params.size(); ++k)
+        for (size_t i = 0; i < ref[k].size(); ++i)
+          ref[k][i] = d * ref[k][i] + (1.0 - d) * params[k]->value.data[i];
+    };
+    cb.on_epoch = [&](const fff::EpochReport& r) {
+      // The model holds the weights the epoch was measured on: the average.
+      for (size_t k = 0; k < params.size(); ++k)
+        for (size_t i = 0; i < ref[k].size(); ++i)
+          max_err = std::max(max_err, std::fabs(params[k]->value.data[i] - ref[k][i]) /
+                                          std::max(1.0, std::fabs(ref[k][i])));
+      per_epoch.push_back(snapshot(*model));
+      if (!r.hardened && r.val_accuracy > best_soft_val)
+        best_soft_val = r.val_accuracy, best_soft = r.epoch;
+    };
+    const fff::TrainSummary sum =
+        fff::train_classifier(ectx, *model, problem().train, problem().val, s.opt, cb);
+    EXPECT_LT(max_err, 1e-5);
+    const auto& h = sum.history;
+    ASSERT_EQ(h.size(), plain.summary.history.size());
+    ASSERT_EQ(per_epoch.size(), h.size());
+    for (size_t i = 0; i < h.size(); ++i) {
+      // The average is not the raw weights.
+      EXPECT_FALSE(same_weights(per_epoch[i], plain.per_epoch[i])) << "epoch " << i + 1;
+      // The soft phase optimises as without the average.
+      if (!h[i].hardened) {
+        EXPECT_EQ(h[i].loss, plain.summary.history[i].loss) << "epoch " << i + 1;
+      }
+    }
+    // The model left is the best-validation average, and its accuracy the one reported.
+    EXPECT_TRUE(same_weights(snapshot(*model), per_epoch[static_cast<size_t>(sum.best_epoch - 1)]));
+    EXPECT_EQ(fff::accuracy(ectx, *model, problem().val), sum.val_accuracy);
+    EXPECT_EQ(fff::accuracy(ectx, *model, problem().train), sum.train_accuracy);
+    EXPECT_GE(sum.val_accuracy, 0.6) << "chance is 0.25";
+  }
+}
+
 TEST(Train, SplitTrainVal) {
   const int64_t n = 1000;
   fff::Dataset d;
@@ -665,6 +754,9 @@ TEST(Train, DatasetChecks) {
     bad("TrainOptions.input_dropout = -0.1:",
         [](fff::TrainOptions& o) { o.input_dropout = -0.1f; });
     bad("TrainOptions.input_dropout = nan:", [&](fff::TrainOptions& o) { o.input_dropout = nan; });
+    bad("TrainOptions.ema = 1:", [](fff::TrainOptions& o) { o.ema = 1.0f; });
+    bad("TrainOptions.ema = -0.5:", [](fff::TrainOptions& o) { o.ema = -0.5f; });
+    bad("TrainOptions.ema = nan:", [&](fff::TrainOptions& o) { o.ema = nan; });
     bad("OptimizerConfig.momentum = nan:",
         [&](fff::TrainOptions& o) { o.optimizer.momentum = nan; });
     bad("OptimizerConfig.lr = 0:", [](fff::TrainOptions& o) { o.optimizer.lr = 0.0f; });

@@ -59,4 +59,23 @@ class Optimizer {
   int64_t t_ = 0;
 };
 
+// Exponential moving average of the parameters (Polyak averaging, in the form of TensorFlow's
+// ExponentialMovingAverage): shadow copies that follow the weights, updated after every
+// optimizer step as shadow += (1 - d) (value - shadow). The form keeps a shadow bit-equal to a
+// weight that does not move (e.g. the fixed nodes of a hardened phase).
+//
+// The shadows start as copies of the weights (not zeros), so they need no bias correction for a
+// zero start; but the first weights are the random initialisation, which a plain decay of 0.999
+// would keep 81% of after one Fashion-MNIST epoch (211 steps). ema_decay therefore warms up as
+// TensorFlow's num_updates does: d = min(decay, (1 + t) / (10 + t)) at the update after t
+// earlier ones (0.1 at the first), so early averages span only the recent steps.
+float ema_decay(float decay, int64_t updates);
+// Copies of the weights of `params`, in order: the shadows at the start.
+std::vector<Tensor> ema_start(const std::vector<Param*>& params);
+// shadow[k] += (1 - d) (params[k]->value - shadow[k]), for every element (row-sparse parameters
+// included: the rows a step did not touch keep moving towards their current value). With
+// row-sparse SGD momentum, an untouched row enters at its lazily updated value (the momentum
+// moves it missed arrive when it is next touched, Optimizer::flush).
+void ema_update(std::vector<Tensor>& shadow, const std::vector<Param*>& params, float d);
+
 }  // namespace fff

@@ -30,6 +30,12 @@ struct TrainOptions {
   // Inverted dropout on the inputs during training: each feature of each training row zeroed
   // with this probability (0 is the standardised mean), the others scaled by 1 / (1 - p).
   float input_dropout = 0.0f;
+  // Weight averaging: with ema > 0, an exponential moving average of the weights at this decay
+  // per optimizer step (fff::ema_update, with its warm-up) is what each epoch's train and
+  // validation accuracies measure and what the best-validation model keeps; optimisation
+  // itself goes on from the raw weights. A hardened phase restarts the average from the best
+  // model. 0: no average (training as without it, bit for bit).
+  float ema = 0.0f;
   float hardening = 3.0f;    // weight h of the mean node entropy (leaf FFF)
   float region_leak = 0.0f;  // leaf FFF
   float balance = 0.0f;      // leaf FFF: weight of the leaf balance loss (fff/layers/ff/leaf_fff.h)
