@@ -9,7 +9,9 @@ Usage: scripts/minilm_plot.py [--results docs/results/minilm-distill.json] [--ou
 
 The results file: {"runs": [{"depth", "init" ("converted" | "random"), "heldout": [{"step",
 "cosine"}, ...], "quality": {"mean_cosine", "spearman_similarities", ...}}, ...],
-"converted_only": [{"depth", "mean_cosine", "spearman_similarities"}, ...]}.
+"converted_only": [{"depth", "mean_cosine", "spearman_similarities"}, ...]}. A run may also
+carry "series" (its name in the quality plot, instead of one named by its init), "label" (its
+curve's title) and "curve": false (left out of the curves).
 """
 
 import argparse
@@ -36,20 +38,26 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         curves = []
         for i, run in enumerate(r["runs"]):
+            if not run.get("curve", True):
+                continue
             path = os.path.join(tmp, f"curve{i}.dat")
             with open(path, "w") as f:
                 f.writelines(f"{h['step']} {h['cosine']}\n" for h in run["heldout"])
             start = "from conversion" if run["init"] == "converted" else "from a random start"
-            curves.append(f"'{path}' using 1:2 with linespoints title "
-                          f"'D = {run['depth']}, {start}'")
+            title = run.get("label") or f"D = {run['depth']}, {start}"
+            curves.append(f"'{path}' using 1:2 with linespoints title '{title}'")
         series = {"converted, no training": sorted(
             (c["depth"], c["mean_cosine"], c["spearman_similarities"])
             for c in r["converted_only"])}
-        for init, name in (("converted", "converted + distilled"),
-                           ("random", "random start, same training")):
-            series[name] = sorted((run["depth"], run["quality"]["mean_cosine"],
-                                   run["quality"]["spearman_similarities"])
-                                  for run in r["runs"] if run["init"] == init and "quality" in run)
+        default_names = {"converted": "converted + distilled",
+                         "random": "random start, same training"}
+        for run in r["runs"]:
+            if "quality" in run:
+                name = run.get("series") or default_names[run["init"]]
+                series.setdefault(name, []).append(
+                    (run["depth"], run["quality"]["mean_cosine"],
+                     run["quality"]["spearman_similarities"]))
+        series = {name: sorted(rows) for name, rows in series.items()}
         points = []
         for i, (name, rows) in enumerate(series.items()):
             if not rows:
@@ -73,7 +81,8 @@ set xlabel 'feedforward neurons per token (1536 / 2^D; dense: 1536)'
 set ylabel 'quality on 1,000 evaluation sentences'
 set logscale x 2
 set xtics (96, 192, 384)
-set key top left
+set yrange [0.4:1]
+set key bottom right font ',9'
 plot {', '.join(points)}
 unset multiplot
 """

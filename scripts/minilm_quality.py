@@ -114,12 +114,21 @@ def main():
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--models", nargs="+", metavar="FILE",
                     help="compare these model files with the dense one instead of converting")
+    ap.add_argument("--write-conversion-texts", metavar="FILE",
+                    help="only write the conversion texts (the fortune files that are not "
+                         "evaluation files), one per line, to FILE and exit: the --texts of "
+                         "`fff bert convert` for a model evaluated here")
     ap.add_argument("--convert-args", default="",
                     help="more `fff bert convert` options, e.g. '--distill-steps 300'")
     a = ap.parse_args()
     if not os.path.exists(a.dense):
         sys.exit(f"error: {a.dense} is missing (scripts/get_minilm.sh makes it)")
     conv, sentences = split_texts(a.sentences, a.seed)
+    if a.write_conversion_texts:
+        with open(a.write_conversion_texts, "w") as f:
+            f.write("\n".join(conv) + "\n")
+        print(f"wrote {len(conv)} conversion texts to {a.write_conversion_texts}")
+        return 0
     results = {"dense": a.dense, "convert_args": a.convert_args, "eval_files": list(EVAL_FILES), "sentences": len(sentences),
                "conversion_lines": len(conv), "samples": a.samples, "threads": a.threads,
                "depths": []}
