@@ -459,7 +459,7 @@ void refit_leaf_outputs(Context& ctx, const std::vector<float>& act, int64_t N, 
     const int64_t n_check = ridge < 0 ? n / 10 : 0, n_fit = n - n_check;
     std::vector<float> A(static_cast<size_t>(n * m)), Yj(static_cast<size_t>(n * H));
     for (int64_t i = 0, fit = 0, check = n_fit; i < n; ++i) {
-      const bool is_check = i % 10 == 9 && check < n;
+      const bool is_check = n_check > 0 && i % 10 == 9;
       const int64_t dst = is_check ? check++ : fit++;
       for (int64_t q = 0; q < l; ++q) A[dst * m + q] = act[rows[i] * I + members[j][q]];
       A[dst * m + l] = 1.0f;
