@@ -9,7 +9,6 @@
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "cpu/packed_gemm.cc"
-#include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // re-includes this file once per target
 #include <hwy/highway.h>
 
@@ -28,9 +27,11 @@ int64_t PanelWidth() {
 // R rows of A (R <= 6) against one panel P (K, 2 vectors): acc = sum over k of A[r][k] P[k],
 // then the epilogue adds bias and C as asked and stores the first `cols` columns. The first
 // pf_lines steps also request one cache line each of pf: this tile's share of the next panel,
-// so that weights coming from L3 (an encoder's are tens of MB) arrive while this panel computes
-// (16 rows against 16 products of 384 x 1536 in turn: 93 -> 129 GFLOP/s). The prefetching steps
-// are a loop of their own: a test inside the one loop halved the kernel's speed.
+// so that weights coming from L3 or DRAM (an encoder's are tens of MB) arrive while this panel
+// computes. They are requested into L2, not L1: a panel (48 KB on AVX-512) is larger than a
+// 32 KB L1, and pulling the next one into L1 evicted the one in use (docs/embeddings.md,
+// "Speed"). The prefetching steps are a loop of their own: a test inside the one loop
+// halved the kernel's speed.
 template <int R>
 void Tile(const float* A, int64_t lda, const float* P, int64_t K, const float* bias,
           bool accumulate, float* C, int64_t ldc, int64_t cols, const float* pf, int64_t pf_lines) {
@@ -49,7 +50,7 @@ void Tile(const float* A, int64_t lda, const float* P, int64_t K, const float* b
   };
   const int64_t pk = std::min(K, pf_lines);
   for (int64_t k = 0; k < pk; ++k) {
-    hwy::Prefetch(pf + 16 * k);
+    __builtin_prefetch(pf + 16 * k, /*rw=*/0, /*locality: L2=*/2);
     step(k);
   }
   for (int64_t k = pk; k < K; ++k) step(k);
