@@ -143,6 +143,10 @@ PackedMatrix pack_matrix(const float* B, int64_t ldb, bool trans, int64_t K, int
   return p;
 }
 
+int64_t gemm_packed_row_block() {
+  return HWY_DYNAMIC_DISPATCH(cpu::RowBlock)();
+}
+
 void gemm_packed(Context& ctx, int64_t M, const float* A, int64_t lda, const PackedMatrix& B,
                  const float* bias, bool accumulate, float* C, int64_t ldc) {
   if (M < 0) throw Error("gemm_packed: negative row count");
@@ -151,7 +155,7 @@ void gemm_packed(Context& ctx, int64_t M, const float* A, int64_t lda, const Pac
     throw Error("gemm_packed: the matrix was packed for another SIMD target");
   CallScope scope(ctx);
   const int64_t panels = (B.N + B.panel - 1) / B.panel;
-  const int64_t row_block = HWY_DYNAMIC_DISPATCH(cpu::RowBlock)();
+  const int64_t row_block = gemm_packed_row_block();
   auto block = [&](int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
     HWY_DYNAMIC_DISPATCH(cpu::Block)
     (A, lda, B.data.ptr(), B.K, B.N, bias, accumulate, C, ldc, r0, r1, p0, p1);

@@ -215,6 +215,37 @@ TEST(FFBlock, RunsItsLayerAndKeepsOneCachePerForward) {
   }
 }
 
+// A dense block's inference takes batches of a few row blocks in row chunks, each through both
+// products in turn, and smaller ones as two whole products split by columns: either way it
+// equals the naive reference, and every row has the same bits as when it is run alone (batch
+// 1) on any thread count. Odd sizes; batches below, at and past the chunked path's threshold.
+TEST(FFBlock, DenseInferenceInRowChunksIsTheReferenceWithTheBitsOfOneRow) {
+  FFConfig c = config_of(FFKind::ff);
+  c.in = 19, c.width = 37, c.out = 11;
+  fff::Rng rng(7);
+  auto block = fff::make_ff_block(c, rng);
+  block->prepare_inference({});
+  const auto params = block->params();
+  const fff::DenseFF m{
+      {c.in, c.width, c.out, c.act}, *params[0], *params[1], *params[2], *params[3]};
+  for (int64_t B : {1, 97, 191, 192, 389, 700}) {
+    SCOPED_TRACE("batch " + std::to_string(B));
+    const auto x = random_vec(B * c.in, rng);
+    std::vector<float> ref(B * c.out), alone(B * c.out);
+    fff::dense_ff_forward_reference(m, x.data(), B, ref.data());
+    fff::Context one(1);
+    for (int64_t r = 0; r < B; ++r)
+      block->infer(one, x.data() + r * c.in, 1, alone.data() + r * c.out, nullptr);
+    EXPECT_LE(max_rel_err(alone, ref), 1e-5);
+    for (int threads : {1, 2, 3}) {
+      fff::Context ctx(threads);
+      std::vector<float> y(B * c.out, std::nanf(""));
+      block->infer(ctx, x.data(), B, y.data(), nullptr);
+      EXPECT_TRUE(bitwise_equal(y, alone)) << threads << " threads";
+    }
+  }
+}
+
 // FFBlock::trace against a naive walk of the tree on random weights (odd sizes, batch 1 and
 // batches over several inference tiles, one and two threads): the same nodes, the logits to
 // float rounding, the same decisions infer takes (its routes).
