@@ -1,9 +1,7 @@
 // The packed-weight products of the BERT encoder (fff/cpu/packed_gemm.h) at MiniLM's shapes:
 // GFLOP/s against the number of rows, with the weights warm (one 384 x 1536 matrix, again and
 // again: it stays in L2/L3) and cold (24 such matrices in turn, 57 MB: more than an L3 of 32 MB,
-// as an encoder's weights are), and a dense FF block 384 -> 1536 -> 384 (GELU) run the two ways
-// dense_ff_infer can: two whole products, or row chunks through both products in turn. The
-// contenders of a table alternate in every round (median of the repeats).
+// as an encoder's weights are), alternating in every round (median of the repeats).
 // Usage: bench_packed_gemm [--threads 1] [--repeats 15]
 #include <cstdio>
 #include <functional>
@@ -13,8 +11,6 @@
 #include "fff/core/common.h"
 #include "fff/core/context.h"
 #include "fff/cpu/packed_gemm.h"
-#include "fff/layers/activation.h"
-#include "fff/layers/ff/dense_ff.h"
 #include "harness/timing.h"
 
 namespace {
@@ -39,7 +35,7 @@ int main(int argc, char** argv) {
     }
     (a == "--threads" ? threads : repeats) = std::stoi(argv[++i]);
   }
-  constexpr int64_t H = 384, F = 1536, kMatrices = 24, kBlocks = 6;
+  constexpr int64_t H = 384, F = 1536, kMatrices = 24;
   fff::Rng rng(1);
   fff::Context ctx(threads);
 
@@ -72,38 +68,6 @@ int main(int argc, char** argv) {
                 bytes / st[1].median * 1e-9);
   }
 
-  // Six FF blocks in turn, as in MiniLM's encoder (28 MB of weights).
-  std::vector<fff::DenseFFPacked> blocks;
-  const fff::DenseFFConfig cfg{H, F, H, fff::Activation::gelu, true};
-  for (int64_t i = 0; i < kBlocks; ++i) {
-    const fff::Tensor w1 = normal_tensor({H, F}, 0.05f, rng),
-                      w2 = normal_tensor({F, H}, 0.05f, rng);
-    const fff::Tensor b1 = normal_tensor({F}, 0.05f, rng), b2 = normal_tensor({H}, 0.05f, rng);
-    blocks.push_back(fff::pack_dense_ff(cfg, {w1.ptr(), b1.ptr(), w2.ptr(), b2.ptr()}));
-  }
-  fff::Tensor hidden({2048, F}), y({2048, H});
-  std::printf("\n%d dense FF blocks %lld -> %lld -> %lld (GELU) in turn, GFLOP/s\n",
-              static_cast<int>(kBlocks), static_cast<long long>(H), static_cast<long long>(F),
-              static_cast<long long>(H));
-  std::printf("%6s %20s %26s\n", "rows", "two whole products", "row chunks (dense_ff_infer)");
-  for (int64_t M : {192, 512, 2048}) {
-    auto whole = [&, M] {
-      for (const fff::DenseFFPacked& p : blocks) {
-        fff::gemm_packed(ctx, M, a.ptr(), H, p.w1, p.b1.ptr(), false, hidden.ptr(), F);
-        fff::activation_forward(ctx, cfg.act, hidden.ptr(), hidden.ptr(), M * F);
-        fff::gemm_packed(ctx, M, hidden.ptr(), F, p.w2, p.b2.ptr(), false, y.ptr(), H);
-      }
-    };
-    fff::Tensor scratch;
-    auto chunked = [&, M] {
-      for (const fff::DenseFFPacked& p : blocks)
-        fff::dense_ff_infer(ctx, p, a.ptr(), M, y.ptr(), scratch);
-    };
-    const auto st = fff::bench::time_interleaved({whole, chunked}, repeats, 2);
-    const double flops = 4.0 * static_cast<double>(M * H * F * kBlocks);
-    std::printf("%6lld %20.1f %26.1f\n", static_cast<long long>(M), flops / st[0].median * 1e-9,
-                flops / st[1].median * 1e-9);
-  }
-  g_sink = c.ptr()[0] + y.ptr()[0];
+  g_sink = c.ptr()[0];
   return 0;
 }

@@ -116,6 +116,15 @@ inline Range static_range(int64_t n, int id, int team) {
   return {begin, begin + q + (id < r ? 1 : 0)};
 }
 
+// Thread `id`'s part of n items split over `team` threads in contiguous slices whose lengths are
+// multiples of `align` (but the last's): as equal as whole groups of `align` allow.
+inline Range aligned_range(int64_t n, int64_t align, int id, int team) {
+  const int64_t per = (n + team - 1) / team;
+  const int64_t step = (per + align - 1) / align * align;
+  const int64_t begin = std::min(n, id * step);
+  return {begin, std::min(n, begin + step)};
+}
+
 // fn(i) for i in [0, n), in a static schedule (contiguous slices) over min(ctx.threads, n)
 // threads, each in the calling thread's floating-point mode. Runs inline with one thread, or
 // inside another parallel region.

@@ -215,11 +215,11 @@ TEST(FFBlock, RunsItsLayerAndKeepsOneCachePerForward) {
   }
 }
 
-// A dense block's inference takes batches of a few row blocks in row chunks, each through both
-// products in turn, and smaller ones as two whole products split by columns: either way it
-// equals the naive reference, and every row has the same bits as when it is run alone (batch
-// 1) on any thread count. Odd sizes; batches below, at and past the chunked path's threshold.
-TEST(FFBlock, DenseInferenceInRowChunksIsTheReferenceWithTheBitsOfOneRow) {
+// A dense block's inference splits batches of a few row blocks by rows over the threads and
+// smaller ones by columns: either way it equals the naive reference, and every row has the same
+// bits as when it is run alone (batch 1) on any thread count. Odd sizes; batches below, at and
+// past the row split's threshold (2 blocks of 96 rows per thread).
+TEST(FFBlock, DenseInferenceIsTheReferenceWithTheBitsOfOneRowOnAnyThreads) {
   FFConfig c = config_of(FFKind::ff);
   c.in = 19, c.width = 37, c.out = 11;
   fff::Rng rng(7);

@@ -30,14 +30,8 @@ struct PackedMatrix {
 PackedMatrix pack_matrix(const float* B, int64_t ldb, bool trans, int64_t K, int64_t N);
 
 // C = A B (+ bias if non-null) (+ C if accumulate); A (M, K) with leading dimension lda, C
-// (M, N) with ldc. Spreads row blocks or column panels over ctx.threads; inside a parallel
-// region of the same call it runs on the calling thread alone.
+// (M, N) with ldc. Spreads equal shares of the rows, or of the column panels, over ctx.threads.
 void gemm_packed(Context& ctx, int64_t M, const float* A, int64_t lda, const PackedMatrix& B,
                  const float* bias, bool accumulate, float* C, int64_t ldc);
-
-// Rows of A the kernel takes per block: a block of A stays in L2 while every panel of B streams
-// past it. Callers that chain products on row chunks of this size keep their intermediate
-// results in L2 too.
-int64_t gemm_packed_row_block();
 
 }  // namespace fff

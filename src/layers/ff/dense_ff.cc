@@ -83,38 +83,11 @@ void dense_ff_infer(Context& ctx, const DenseFFPacked& p, const float* x, int64_
                     Tensor& hidden) {
   CallScope scope(ctx);
   const DenseFFConfig& c = p.cfg;
-  const float* b1 = c.bias ? p.b1.ptr() : nullptr;
-  const float* b2 = c.bias ? p.b2.ptr() : nullptr;
-  // Rows x (n, in) -> y (n, out) through hidden scratch h (n, width).
-  auto rows = [&](const float* xr, int64_t n, float* h, float* yr) {
-    gemm_packed(ctx, n, xr, c.in, p.w1, b1, false, h, c.width);
-    activation_forward(ctx, c.act, h, h, n * c.width);
-    gemm_packed(ctx, n, h, c.width, p.w2, b2, false, yr, c.out);
-  };
-  // With enough rows, each thread takes chunks of the kernel's row block through both products
-  // in turn, so that a chunk's hidden activations (96 x 1536 floats for MiniLM: 590 KB) are
-  // still in L2 when the activation and the second product read them, instead of a whole
-  // (B, width) matrix going out to L3 and back, and two threads meet once per block instead of
-  // three times (bench_packed_gemm, MiniLM's six FF blocks: 0-3% faster at 512-2048 rows on one
-  // and two threads). The chunks do not depend on the thread count, and every output element is
-  // one kernel call's dot product either way, so the bits do not change. With few rows the
-  // products split their columns over the threads instead.
-  const int64_t chunk = gemm_packed_row_block();
-  const int64_t chunks = (B + chunk - 1) / chunk;
-  if (chunks < 2 * ctx.threads) {
-    hidden.reshape({B, c.width});
-    rows(x, B, hidden.ptr(), y);
-    return;
-  }
-  hidden.reshape({ctx.threads * chunk, c.width});
-  parallel_region(ctx, ctx.threads, [&](Team& team) {
-    float* h = hidden.ptr() + team.id() * chunk * c.width;
-    const Range mine = static_range(chunks, team.id(), team.size());
-    for (int64_t k = mine.begin; k < mine.end; ++k) {
-      const int64_t r = k * chunk, n = std::min(chunk, B - r);
-      rows(x + r * c.in, n, h, y + r * c.out);
-    }
-  });
+  hidden.reshape({B, c.width});
+  const bool bias = c.bias;
+  gemm_packed(ctx, B, x, c.in, p.w1, bias ? p.b1.ptr() : nullptr, false, hidden.ptr(), c.width);
+  activation_forward(ctx, c.act, hidden.ptr(), hidden.ptr(), hidden.size());
+  gemm_packed(ctx, B, hidden.ptr(), c.width, p.w2, bias ? p.b2.ptr() : nullptr, false, y, c.out);
 }
 
 double dense_ff_flops_per_row(const DenseFFConfig& cfg) {
