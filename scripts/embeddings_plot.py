@@ -5,7 +5,7 @@ ONNX Runtime and PyTorch (both on the dense model) for each shape (batch x token
 thread count.
 
 Usage: scripts/embeddings_plot.py [--results docs/results/bench-bert-minilm-ort.jsonl]
-                                  [--out docs/embeddings-speed.png]
+                                  [--out docs/embeddings-speed.png] [--run N] [--title TEXT]
 """
 
 import argparse
@@ -24,11 +24,19 @@ def main():
     ap.add_argument("--results", default=os.path.join(ROOT, "docs", "results",
                                                       "bench-bert-minilm-ort.jsonl"))
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "embeddings-speed.png"))
+    ap.add_argument("--run", type=int,
+                    help="plot only the records whose \"run\" field is N (files holding several "
+                         "runs of the same shapes)")
+    ap.add_argument("--title", default="", help="added to the plot's title (e.g. the machine)")
     a = ap.parse_args()
     if not shutil.which("gnuplot"):
         sys.exit("error: gnuplot is not installed (apt-get install gnuplot-nox)")
     with open(a.results) as f:
         rows = [json.loads(line) for line in f if line.strip()]
+    if a.run is not None:
+        rows = [r for r in rows if r.get("run") == a.run]
+    if not rows:
+        sys.exit(f"error: {a.results}: no records" + (f" of run {a.run}" if a.run is not None else ""))
     dense = [r for r in rows if "leaf" not in r["describe"].lower()]
     converted = {(r["threads"], r["batch"], r["seq"]): r for r in rows
                  if "leaf" in r["describe"].lower()}
@@ -49,7 +57,7 @@ def main():
         script = f"""
 set terminal pngcairo size 1400,520 font ',11'
 set output '{a.out}.tmp'
-set multiplot layout 1,{len(plots)} title 'all-MiniLM-L6-v2: tokens per second (higher is better); converted = leaf FFF D = 3, distilled'
+set multiplot layout 1,{len(plots)} title 'all-MiniLM-L6-v2: tokens per second (higher is better); converted = leaf FFF D = 3, distilled{(' ' + a.title) if a.title else ''}'
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
