@@ -4,6 +4,7 @@
 #include "fff/cpu/packed_gemm.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "core/parallel.h"
 
@@ -169,7 +170,7 @@ void gemm_packed(Context& ctx, int64_t M, const float* A, int64_t lda, const Pac
   // Threads take equal shares of the rows (in whole tiles) when there are a few row blocks per
   // thread, else whole panels; below about 2^18 multiply-adds the threads' start costs more than
   // they save. Shares of whole row blocks were uneven: 288 and 224 of 512 rows on two threads
-  // ran at 199 GFLOP/s against 225 for equal shares (bench_packed_gemm). Either way each
+  // ran at 199 GFLOP/s, equal shares at 222 (bench_packed_gemm). Either way each
   // element is one kernel call's dot product, so the split does not change the bits.
   const int64_t row_blocks = (M + row_block - 1) / row_block;
   const int64_t madds = M * B.K * panels * B.panel;

@@ -91,6 +91,27 @@ TEST(ThreadPool, StaticRangesAreContiguousAndBalanced) {
     }
 }
 
+// Slices of whole groups of `align` (but the last): contiguous, covering n, each at most one
+// group longer than an equal share.
+TEST(ThreadPool, AlignedRangesAreContiguousWholeGroupsAndBalanced) {
+  for (int team : {1, 2, 3, 5})
+    for (int64_t align : {1, 6})
+      for (int64_t n : {0, 1, 5, 6, 7, 512, 1001}) {
+        int64_t next = 0;
+        for (int id = 0; id < team; ++id) {
+          const fff::Range r = fff::aligned_range(n, align, id, team);
+          EXPECT_EQ(r.begin, next);
+          const int64_t len = r.end - r.begin;
+          EXPECT_GE(len, 0);
+          if (r.end < n) EXPECT_EQ(len % align, 0) << n << " over " << team;
+          EXPECT_LT(len, (n + team - 1) / team + align) << n << " over " << team;
+          next = r.end;
+        }
+        EXPECT_EQ(next, n) << n << " over " << team << " in groups of " << align;
+      }
+  EXPECT_EQ(fff::aligned_range(512, 6, 0, 2).end, 258);  // 258 and 254 rows, not 288 and 224
+}
+
 TEST(ThreadPool, ParallelForUsesAtMostNThreadsInContiguousSlices) {
   Context ctx(4);
   // Three indices on a 4-thread context: three threads, one index each.
