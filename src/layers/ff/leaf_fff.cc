@@ -389,10 +389,12 @@ namespace {
 // Rows handled together: their inputs (tile * in floats) stay in L2 while the tree is walked
 // two levels per pass, and each node's or leaf's weights are loaded once for all its rows.
 constexpr int64_t kInferTile = 256;
-// Batches whose inputs do not fit in cache use smaller tiles: measured on a 2 MB L2, tiles of 64
-// rows hide the fetch of fresh inputs (0.37 vs 0.45 us/row at batch 10,000), while inputs that
-// stay in cache group better in tiles of 256 (0.27 vs 0.35 us/row at batch 256).
-constexpr int64_t kInferTileStreaming = 64;
+// Batches whose inputs do not fit in cache use smaller tiles, so that the next tile's inputs can
+// be fetched while this one finishes; inputs that stay in cache group better in tiles of 256
+// (0.27 vs 0.35 us/row at batch 256, Xeon). At batch 10,000 of 784 inputs a Xeon with a 2 MB L2
+// ran tiles of 64 rows faster than 256 (0.37 vs 0.45 us/row), an AMD Zen 4 with a 1 MB L2 ran
+// 128-256 faster than 64 (0.47-0.49 vs 0.49-0.55; docs/inference.md): 128 sits between.
+constexpr int64_t kInferTileStreaming = 128;
 constexpr int64_t kStreamingBatch = 2048;
 
 }  // namespace
