@@ -9,14 +9,16 @@ import os
 import subprocess
 import sys
 
+SOURCE = os.environ.get("FFF_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
+SCRIPT = os.path.join(SOURCE, "scripts", "minilm_topk_ceiling.py")
+
 
 def test_topk_ceiling_is_exact_at_full_width_and_low_at_a_depth_3_leaf(minilm_dir, fortunes,
                                                                        tmp_path):
-    source = os.environ.get("FFF_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
     out = tmp_path / "ceiling.json"
-    r = subprocess.run([sys.executable, os.path.join(source, "scripts", "minilm_topk_ceiling.py"),
-                        "--model", minilm_dir, "--ks", "1536,768,192", "--sentences", "100",
-                        "--threads", "2", "--json", str(out)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, SCRIPT, "--model", minilm_dir, "--ks", "1536,768,192",
+                        "--sentences", "100", "--threads", "2", "--json", str(out)],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr + r.stdout
     rows = {row["k"]: row for row in json.loads(out.read_text())["results"]}
     assert rows[1536]["mean_cosine"] > 0.99999 and rows[1536]["spearman_similarities"] > 0.9999
@@ -25,10 +27,8 @@ def test_topk_ceiling_is_exact_at_full_width_and_low_at_a_depth_3_leaf(minilm_di
 
 
 def test_topk_ceiling_refuses_bad_arguments(tmp_path):
-    source = os.environ.get("FFF_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
-    script = os.path.join(source, "scripts", "minilm_topk_ceiling.py")
     for args, message in ((["--model", str(tmp_path / "missing")], "no such directory"),
                           (["--model", str(tmp_path), "--ks", "12,x"], "comma-separated"),
                           (["--model", str(tmp_path), "--ks", "0"], "must be positive")):
-        r = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True)
         assert r.returncode != 0 and message in r.stderr, (args, r.stderr)
