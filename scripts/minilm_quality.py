@@ -125,8 +125,10 @@ def main():
         sys.exit(f"error: {a.dense} is missing (scripts/get_minilm.sh makes it)")
     conv, sentences = split_texts(a.sentences, a.seed)
     if a.write_conversion_texts:
-        with open(a.write_conversion_texts, "w") as f:
+        tmp = a.write_conversion_texts + ".tmp"
+        with open(tmp, "w") as f:
             f.write("\n".join(conv) + "\n")
+        os.replace(tmp, a.write_conversion_texts)  # atomic: no half-written texts file
         print(f"wrote {len(conv)} conversion texts to {a.write_conversion_texts}")
         return 0
     results = {"dense": a.dense, "convert_args": a.convert_args, "eval_files": list(EVAL_FILES), "sentences": len(sentences),
