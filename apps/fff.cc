@@ -57,7 +57,7 @@ struct TrainArgs {
   float lr = 0.2f, momentum = 0.0f, hardening = 3.0f, region_leak = 0.0f, balance = 0.0f;
   float weight_decay = 0.0f, input_dropout = 0.0f, ema = 0.0f;
   std::string teacher;  // a model file to distil from
-  float distill = 0.5f, temperature = 1.0f;
+  float distill = 0.5f, temperature = 1.0f, label_smoothing = 0.0f;
   std::string lr_schedule = "constant";
   int64_t hardened_epochs = 0;
   bool hardened = false, no_output_bias = false, json = false, no_compare = false;
@@ -439,6 +439,7 @@ int run_train(const TrainArgs& a) {
   opt.hardened_epochs = a.hardened_epochs;
   opt.input_dropout = a.input_dropout;
   opt.ema = a.ema;
+  opt.label_smoothing = a.label_smoothing;
   opt.patience = a.patience;
   opt.seed = a.seed;
   fff::Tensor teacher;
@@ -500,6 +501,7 @@ int run_train(const TrainArgs& a) {
   out["weight_decay"] = a.weight_decay;
   out["input_dropout"] = a.input_dropout;
   out["ema"] = a.ema;
+  out["label_smoothing"] = a.label_smoothing;
   out["hardened_epochs"] = a.hardened_epochs;
   out["teacher"] = a.teacher.empty() ? json(nullptr) : json(a.teacher);
   out["distill"] = a.teacher.empty() ? 0.0f : a.distill;
@@ -971,6 +973,12 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
                   "docs/training.md)")
       ->check(CLI::Range(0.0, 0.99999))
       ->check(fff_cli::finite_number());
+  cmd->add_option("--label-smoothing", a.label_smoothing,
+                  "Train against 1 - eps on the label plus eps / classes on every class instead "
+                  "of the one-hot label (PyTorch's label_smoothing; default 0, no recipe sets it)")
+      ->check(CLI::Range(0.0, 0.95))
+      ->check(fff_cli::finite_number())
+      ->capture_default_str();
   cmd->add_option("--teacher", a.teacher,
                   "Distil from this model file (fff train --save; e.g. a dense FF trained with the "
                   "same --data, --seed, --val-fraction and --limit): the loss mixes cross-entropy "

@@ -25,20 +25,26 @@ double log_sum_exp(const float* z, int64_t C, double scale) {
 }  // namespace
 
 double softmax_cross_entropy(const float* logits, const int32_t* labels, int64_t B, int64_t C,
-                             float* dlogits, int64_t* correct) {
+                             float* dlogits, int64_t* correct, float label_smoothing) {
+  // The target puts 1 - eps on the label and eps / C on every class (the label included).
+  const double eps = label_smoothing, off = eps / static_cast<double>(C), on = 1.0 - eps + off;
   double total = 0.0;
   for (int64_t r = 0; r < B; ++r) {
     const float* z = logits + r * C;
     const int64_t top = argmax(z, C);
     if (correct && top == labels[r]) ++*correct;
-    double sum = 0.0;
-    for (int64_t j = 0; j < C; ++j) sum += std::exp(static_cast<double>(z[j] - z[top]));
+    double sum = 0.0, z_sum = 0.0;
+    for (int64_t j = 0; j < C; ++j) {
+      sum += std::exp(static_cast<double>(z[j] - z[top]));
+      z_sum += z[j];
+    }
     const double log_sum = std::log(sum) + z[top];
-    total += log_sum - z[labels[r]];
+    // -sum_j target_j log softmax_j = log_sum - (1 - eps) z_label - (eps / C) sum_j z_j.
+    total += log_sum - (1.0 - eps) * z[labels[r]] - (eps > 0.0 ? off * z_sum : 0.0);
     if (dlogits) {
       float* d = dlogits + r * C;
       for (int64_t j = 0; j < C; ++j)
-        d[j] = static_cast<float>((std::exp(z[j] - log_sum) - (j == labels[r] ? 1.0 : 0.0)) / B);
+        d[j] = static_cast<float>((std::exp(z[j] - log_sum) - (j == labels[r] ? on : off)) / B);
     }
   }
   return B > 0 ? total / B : 0.0;

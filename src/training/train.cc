@@ -227,6 +227,8 @@ TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, 
     throw bad("distill", opt.distill, "must be in [0, 1]");
   if (!(opt.distill_temperature > 0.0f) || !std::isfinite(opt.distill_temperature))
     throw bad("distill_temperature", opt.distill_temperature, "must be a positive number");
+  if (!(opt.label_smoothing >= 0.0f && opt.label_smoothing < 1.0f))
+    throw bad("label_smoothing", opt.label_smoothing, "must be in [0, 1)");
   if (opt.distill > 0.0f) {
     const Tensor* t = opt.teacher_logits;
     if (!t || t->shape != std::vector<int64_t>{train.size(), model.config().out})
@@ -320,7 +322,8 @@ TrainSummary train_classifier(Context& ctx, Model& model, const Dataset& train, 
           if (opt.distill > 0.0f) std::copy_n(opt.teacher_logits->row(r), C, teacher_b.row(i));
         }
         entropy_sum += model.forward_train(ctx, xb.ptr(), B, logits.ptr(), step_opt, rng);
-        double loss = softmax_cross_entropy(logits.ptr(), yb.data(), B, C, dlogits.ptr(), nullptr);
+        double loss = softmax_cross_entropy(logits.ptr(), yb.data(), B, C, dlogits.ptr(), nullptr,
+                                            opt.label_smoothing);
         if (opt.distill > 0.0f) {
           const double kd = distillation_loss(logits.ptr(), teacher_b.ptr(), B, C,
                                               opt.distill_temperature, dkd.ptr());

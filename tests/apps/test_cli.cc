@@ -389,6 +389,7 @@ TEST(Cli, TrainRecipes) {
   EXPECT_EQ(p["hardened_epochs"], 0);
   EXPECT_EQ(p["input_dropout"].get<double>(), 0.0);
   EXPECT_EQ(p["ema"].get<double>(), 0.0);
+  EXPECT_EQ(p["label_smoothing"].get<double>(), 0.0);
   EXPECT_LE(p["history"].size(), 3u);
   // best (the default): its settings, and a hardened phase of --epochs / 3 epochs after the soft
   // ones (no early stop: all 3 + 1 epochs run).
@@ -406,8 +407,10 @@ TEST(Cli, TrainRecipes) {
   EXPECT_FALSE(b["history"][2]["hardened"].get<bool>());
   EXPECT_TRUE(b["history"][3]["hardened"].get<bool>());
   // Explicit flags override the recipe.
-  const json o = train({"--lr", "0.01", "--balance", "0", "--optimizer", "sgd"});
+  const json o =
+      train({"--lr", "0.01", "--balance", "0", "--optimizer", "sgd", "--label-smoothing", "0.1"});
   EXPECT_EQ(o["optimizer"], "sgd");
+  EXPECT_FLOAT_EQ(o["label_smoothing"].get<float>(), 0.1f);
   EXPECT_FLOAT_EQ(o["lr"].get<float>(), 0.01f);
   EXPECT_EQ(o["balance"].get<double>(), 0.0);
   EXPECT_EQ(o["lr_schedule"], "cosine");

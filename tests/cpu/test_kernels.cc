@@ -476,6 +476,54 @@ TEST(SoftmaxCrossEntropy, MatchesDirectFormulaInDouble) {
               expect, 1e-6);
 }
 
+TEST(SoftmaxCrossEntropy, LabelSmoothingMatchesItsDefinitionAndFiniteDifferences) {
+  // The loss against the smoothed target -sum_j t_j log softmax_j, t = (1 - eps) onehot + eps / C,
+  // written out in double; its gradient by the 4-point stencil as above; eps = 0 gives the
+  // one-hot loss bit for bit.
+  Rng rng(10);
+  const double h = 0x1p-7;
+  for (auto [B, C] : {std::pair<int64_t, int64_t>{1, 2}, {4, 3}, {5, 10}, {2, 33}})
+    for (float eps : {0.0f, 0.1f, 0.5f, 0.9f}) {
+      auto logits = random_vec(B * C, rng, 3.0f);
+      std::vector<int32_t> labels(B);
+      for (auto& l : labels) l = static_cast<int32_t>(rng.below(C));
+      double expect = 0.0;
+      for (int64_t r = 0; r < B; ++r) {
+        double s = 0.0;
+        for (int64_t j = 0; j < C; ++j) s += std::exp(static_cast<double>(logits[r * C + j]));
+        for (int64_t j = 0; j < C; ++j) {
+          const double t = (j == labels[r] ? 1.0 - eps : 0.0) + static_cast<double>(eps) / C;
+          expect -= t * (logits[r * C + j] - std::log(s));
+        }
+      }
+      expect /= B;
+      std::vector<float> d(B * C);
+      const double loss =
+          fff::softmax_cross_entropy(logits.data(), labels.data(), B, C, d.data(), nullptr, eps);
+      EXPECT_NEAR(loss, expect, 1e-6 * std::max(1.0, expect)) << "B=" << B << " eps=" << eps;
+      if (eps == 0.0f) {
+        std::vector<float> plain(B * C);
+        EXPECT_EQ(loss, fff::softmax_cross_entropy(logits.data(), labels.data(), B, C, plain.data(),
+                                                   nullptr));
+        EXPECT_EQ(d, plain);
+      }
+      for (int64_t i = 0; i < B * C; ++i) {
+        const float saved = logits[i];
+        const double fd = fd4(
+            [&](double v) {
+              logits[i] = static_cast<float>(v);
+              return fff::softmax_cross_entropy(logits.data(), labels.data(), B, C, nullptr,
+                                                nullptr, eps);
+            },
+            saved, h);
+        logits[i] = saved;
+        ASSERT_TRUE(std::isfinite(fd));
+        ASSERT_NEAR(d[i], fd, 1e-4 * std::max(1.0, std::fabs(fd)))
+            << "B=" << B << " C=" << C << " eps=" << eps << " i=" << i;
+      }
+    }
+}
+
 TEST(SoftmaxCrossEntropy, LargeLogitsStayFinite) {
   const int64_t C = 3;
   const std::vector<float> logits = {1e4f, 0.0f, -1e4f, 1e4f, 1e4f, 1e4f, -1e4f, -1e4f, 1e4f};

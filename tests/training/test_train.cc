@@ -757,6 +757,12 @@ TEST(Train, DatasetChecks) {
     bad("TrainOptions.ema = 1:", [](fff::TrainOptions& o) { o.ema = 1.0f; });
     bad("TrainOptions.ema = -0.5:", [](fff::TrainOptions& o) { o.ema = -0.5f; });
     bad("TrainOptions.ema = nan:", [&](fff::TrainOptions& o) { o.ema = nan; });
+    bad("TrainOptions.label_smoothing = 1:",
+        [](fff::TrainOptions& o) { o.label_smoothing = 1.0f; });
+    bad("TrainOptions.label_smoothing = -0.1:",
+        [](fff::TrainOptions& o) { o.label_smoothing = -0.1f; });
+    bad("TrainOptions.label_smoothing = nan:",
+        [&](fff::TrainOptions& o) { o.label_smoothing = nan; });
     bad("OptimizerConfig.momentum = nan:",
         [&](fff::TrainOptions& o) { o.optimizer.momentum = nan; });
     bad("OptimizerConfig.lr = 0:", [](fff::TrainOptions& o) { o.optimizer.lr = 0.0f; });

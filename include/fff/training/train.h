@@ -47,6 +47,9 @@ struct TrainOptions {
   // computed once on the rows without dropout. distill = 0: cross-entropy alone.
   float distill = 0.0f;
   float distill_temperature = 1.0f;
+  // Label smoothing eps in [0, 1) of the cross-entropy term (fff::softmax_cross_entropy): the
+  // target is 1 - eps on the label plus eps / C on every class. 0: the one-hot label.
+  float label_smoothing = 0.0f;
   const Tensor* teacher_logits = nullptr;
   uint64_t seed = 0;
 };
