@@ -77,7 +77,7 @@ def main():
         p("The last two columns train the same models with `fff train --recipe best` (Adam, lr "
           "0.002 with a cosine schedule over 60 epochs, weight decay 0.3 (FF) or 0.1 (FFF), no early stop; leaf FFF "
           "also h = 0.3, the leaf balance loss with weight 0.3 (none with 1-neuron leaves, or "
-          "2-neuron leaves past depth 4), input dropout 0.2 and 20 hardened epochs after the "
+          "2-neuron leaves past depth 4), input dropout 0.2 and 100 hardened epochs after the "
           "soft ones), same data, split and best-validation protocol: mean G_A over the seeds "
           "with the min and max, and the leaves the test set uses (min-max over seeds).\n")
     extra = " best recipe: mean G_A (min–max) | leaves used |" if best_runs else ""

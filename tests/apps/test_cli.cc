@@ -391,8 +391,8 @@ TEST(Cli, TrainRecipes) {
   EXPECT_EQ(p["ema"].get<double>(), 0.0);
   EXPECT_EQ(p["label_smoothing"].get<double>(), 0.0);
   EXPECT_LE(p["history"].size(), 3u);
-  // best (the default): its settings, and a hardened phase of --epochs / 3 epochs after the soft
-  // ones (no early stop: all 3 + 1 epochs run).
+  // best (the default): its settings, and a hardened phase of --epochs x 5 / 3 epochs after the
+  // soft ones (no early stop: all 3 + 5 epochs run).
   const json b = train({});
   EXPECT_EQ(b["recipe"], "best");
   EXPECT_EQ(b["optimizer"], "adam");
@@ -401,11 +401,12 @@ TEST(Cli, TrainRecipes) {
   EXPECT_FLOAT_EQ(b["weight_decay"].get<float>(), 0.1f);
   EXPECT_FLOAT_EQ(b["hardening"].get<float>(), 0.3f);
   EXPECT_FLOAT_EQ(b["balance"].get<float>(), 0.3f);
-  EXPECT_EQ(b["hardened_epochs"], 1);
+  EXPECT_EQ(b["hardened_epochs"], 5);
   EXPECT_FLOAT_EQ(b["input_dropout"].get<float>(), 0.2f);
-  ASSERT_EQ(b["history"].size(), 4u) << b.dump();
+  ASSERT_EQ(b["history"].size(), 8u) << b.dump();
   EXPECT_FALSE(b["history"][2]["hardened"].get<bool>());
   EXPECT_TRUE(b["history"][3]["hardened"].get<bool>());
+  EXPECT_TRUE(b["history"][7]["hardened"].get<bool>());
   // Explicit flags override the recipe.
   const json o =
       train({"--lr", "0.01", "--balance", "0", "--optimizer", "sgd", "--label-smoothing", "0.1"});
@@ -545,7 +546,7 @@ TEST(Cli, FashionMnistTrainEvalInfo) {
   EXPECT_EQ(j["leaf_width"], 8);
   EXPECT_EQ(j["depth"], 4);
   EXPECT_GE(j["epochs_run"].get<int64_t>(), 1);
-  EXPECT_LE(j["epochs_run"].get<int64_t>(), 2);
+  EXPECT_LE(j["epochs_run"].get<int64_t>(), 2 + 3);  // 2 soft epochs, then 2 x 5 / 3 hardened
   EXPECT_GT(j["test_accuracy"].get<double>(), 0.5) << j.dump();
   EXPECT_LE(j["test_accuracy"].get<double>(), 1.0);
   EXPECT_GE(j["val_accuracy"].get<double>(), 0.0);
