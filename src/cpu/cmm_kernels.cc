@@ -204,7 +204,9 @@ float DotAxpyF16(const float* x, const uint16_t* w, int64_t n, float a, const ui
                  reinterpret_cast<const Half* const*>(next), next_rows, next_lines);
 }
 
-// NR rows by NW weight vectors, one accumulator each, chunks summed in order.
+// NR rows by NW weight vectors, one accumulator each, chunks summed in order. With 16 registers
+// and more rows than weights, the weights' vectors are the ones held (NR x NW + NW + 1 registers:
+// 4 x 3 fits in 16, where holding the rows' would need 17).
 template <int NR, int NW>
 void DotBlock(const float* const* x, const float* w, int64_t ldw, int64_t n, float* out,
               int64_t ldo) {
@@ -215,11 +217,20 @@ void DotBlock(const float* const* x, const float* w, int64_t ldw, int64_t n, flo
     for (int k = 0; k < NW; ++k) acc[r][k] = hn::Zero(d);
   int64_t i = 0;
   for (; i + N <= n; i += N) {
-    FFF_VECTOR_ARRAY(V, xv, NR);
-    for (int r = 0; r < NR; ++r) xv[r] = hn::LoadU(d, x[r] + i);
-    for (int k = 0; k < NW; ++k) {
-      const V wv = hn::LoadU(d, w + k * ldw + i);
-      for (int r = 0; r < NR; ++r) acc[r][k] = hn::MulAdd(xv[r], wv, acc[r][k]);
+    if constexpr (kVectorRegisters < 32 && NR > NW) {
+      FFF_VECTOR_ARRAY(V, wv, NW);
+      for (int k = 0; k < NW; ++k) wv[k] = hn::LoadU(d, w + k * ldw + i);
+      for (int r = 0; r < NR; ++r) {
+        const V xv = hn::LoadU(d, x[r] + i);
+        for (int k = 0; k < NW; ++k) acc[r][k] = hn::MulAdd(xv, wv[k], acc[r][k]);
+      }
+    } else {
+      FFF_VECTOR_ARRAY(V, xv, NR);
+      for (int r = 0; r < NR; ++r) xv[r] = hn::LoadU(d, x[r] + i);
+      for (int k = 0; k < NW; ++k) {
+        const V wv = hn::LoadU(d, w + k * ldw + i);
+        for (int r = 0; r < NR; ++r) acc[r][k] = hn::MulAdd(xv[r], wv, acc[r][k]);
+      }
     }
   }
   for (int r = 0; r < NR; ++r)
@@ -233,9 +244,9 @@ void DotBlock(const float* const* x, const float* w, int64_t ldw, int64_t n, flo
 template <int NR>
 void DotBlockRows(const float* const* x, const float* w, int64_t ldw, int64_t n, int64_t nw,
                   float* out, int64_t ldo) {
-  // NR x NW accumulators, NR input vectors and a weight vector: 4 x 4 fills 21 of 32 registers;
-  // with 16, 4 x 2 uses 13.
-  constexpr int NW = kVectorRegisters >= 32 ? 4 : 2;
+  // NR x NW accumulators and the operands: 4 x 4 fills 21 of 32 registers; with 16, 4 x 3 and
+  // its 3 weight vectors and one input vector fill all 16.
+  constexpr int NW = kVectorRegisters >= 32 ? 4 : 3;
   int64_t k = 0;
   for (; k + NW <= nw; k += NW) DotBlock<NR, NW>(x, w + k * ldw, ldw, n, out + k, ldo);
   switch (nw - k) {
