@@ -209,7 +209,7 @@ float DotAxpyF16(const float* x, const uint16_t* w, int64_t n, float a, const ui
 // 4 x 3 fits in 16, where holding the rows' would need 17).
 template <int NR, int NW>
 void DotBlock(const float* const* x, const float* w, int64_t ldw, int64_t n, float* out,
-              int64_t ldo) {
+              int64_t ldo, const float* const* next = nullptr, int64_t next_rows = 0) {
   const D d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   FFF_VECTOR_BLOCK(V, acc, NR, NW);
@@ -217,6 +217,9 @@ void DotBlock(const float* const* x, const float* w, int64_t ldw, int64_t n, flo
     for (int k = 0; k < NW; ++k) acc[r][k] = hn::Zero(d);
   int64_t i = 0;
   for (; i + N <= n; i += N) {
+    if (next_rows > 0 && (i * int64_t{sizeof(float)}) % 64 == 0)
+      for (int64_t p = 0; p < next_rows; ++p)
+        __builtin_prefetch(reinterpret_cast<const char*>(next[p] + i), 0, 2);
     if constexpr (kVectorRegisters < 32 && NR > NW) {
       FFF_VECTOR_ARRAY(V, wv, NW);
       for (int k = 0; k < NW; ++k) wv[k] = hn::LoadU(d, w + k * ldw + i);
@@ -243,21 +246,24 @@ void DotBlock(const float* const* x, const float* w, int64_t ldw, int64_t n, flo
 
 template <int NR>
 void DotBlockRows(const float* const* x, const float* w, int64_t ldw, int64_t n, int64_t nw,
-                  float* out, int64_t ldo) {
+                  float* out, int64_t ldo, const float* const* next, int64_t next_rows) {
   // NR x NW accumulators and the operands: 4 x 4 fills 21 of 32 registers; with 16, 4 x 3 and
   // its 3 weight vectors and one input vector fill all 16.
   constexpr int NW = kVectorRegisters >= 32 ? 4 : 3;
   int64_t k = 0;
-  for (; k + NW <= nw; k += NW) DotBlock<NR, NW>(x, w + k * ldw, ldw, n, out + k, ldo);
+  for (; k + NW <= nw; k += NW) {
+    DotBlock<NR, NW>(x, w + k * ldw, ldw, n, out + k, ldo, next, next_rows);
+    next_rows = 0;  // requested once, alongside the first weight block
+  }
   switch (nw - k) {
     case 3:
-      DotBlock<NR, 3>(x, w + k * ldw, ldw, n, out + k, ldo);
+      DotBlock<NR, 3>(x, w + k * ldw, ldw, n, out + k, ldo, next, next_rows);
       break;
     case 2:
-      DotBlock<NR, 2>(x, w + k * ldw, ldw, n, out + k, ldo);
+      DotBlock<NR, 2>(x, w + k * ldw, ldw, n, out + k, ldo, next, next_rows);
       break;
     case 1:
-      DotBlock<NR, 1>(x, w + k * ldw, ldw, n, out + k, ldo);
+      DotBlock<NR, 1>(x, w + k * ldw, ldw, n, out + k, ldo, next, next_rows);
       break;
     default:
       break;
@@ -265,18 +271,23 @@ void DotBlockRows(const float* const* x, const float* w, int64_t ldw, int64_t n,
 }
 
 void DotMatrix(const float* const* x, int64_t rows, const float* w, int64_t ldw, int64_t n,
-               int64_t nw, float* out, int64_t ldo) {
+               int64_t nw, float* out, int64_t ldo, int64_t ahead) {
+  // The rows `ahead` places further on are requested (into L2) as each block of 4 is computed.
   int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) DotBlockRows<4>(x + r, w, ldw, n, nw, out + r * ldo, ldo);
+  for (; r + 4 <= rows; r += 4) {
+    const int64_t next_rows = ahead > 0 ? std::clamp<int64_t>(rows - (r + ahead), 0, 4) : 0;
+    DotBlockRows<4>(x + r, w, ldw, n, nw, out + r * ldo, ldo,
+                    next_rows > 0 ? x + r + ahead : nullptr, next_rows);
+  }
   switch (rows - r) {
     case 3:
-      DotBlockRows<3>(x + r, w, ldw, n, nw, out + r * ldo, ldo);
+      DotBlockRows<3>(x + r, w, ldw, n, nw, out + r * ldo, ldo, nullptr, 0);
       break;
     case 2:
-      DotBlockRows<2>(x + r, w, ldw, n, nw, out + r * ldo, ldo);
+      DotBlockRows<2>(x + r, w, ldw, n, nw, out + r * ldo, ldo, nullptr, 0);
       break;
     case 1:
-      DotBlockRows<1>(x + r, w, ldw, n, nw, out + r * ldo, ldo);
+      DotBlockRows<1>(x + r, w, ldw, n, nw, out + r * ldo, ldo, nullptr, 0);
       break;
     default:
       break;
@@ -443,8 +454,8 @@ void cmm_dot_pairs(const float* const* x, const uint16_t* const* w, int64_t rows
 }
 
 void cmm_dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t ldw, int64_t n,
-                    int64_t nw, float* out, int64_t ldo) {
-  HWY_DYNAMIC_DISPATCH(DotMatrix)(x, rows, w, ldw, n, nw, out, ldo);
+                    int64_t nw, float* out, int64_t ldo, int64_t ahead) {
+  HWY_DYNAMIC_DISPATCH(DotMatrix)(x, rows, w, ldw, n, nw, out, ldo, ahead);
 }
 
 float cmm_dot_axpy(const float* x, const float* w, int64_t n, float a, const float* v, float* y,

@@ -41,9 +41,11 @@ float cmm_dot_axpy(const float* x, const uint16_t* w, int64_t n, float a, const 
                    int64_t next_rows = 0, int64_t next_lines = 0);
 
 // out[r * ldo + k] = dot(x[r], w + k * ldw) for r < rows, k < nw: a small matrix product with
-// rows given by pointer (gathered by tree node or leaf without copying them).
+// rows given by pointer (gathered by tree node or leaf without copying them). ahead > 0: as each
+// block of rows is computed, the rows `ahead` places further on in x are requested into L2 (for
+// rows that stream from memory).
 void cmm_dot_matrix(const float* const* x, int64_t rows, const float* w, int64_t ldw, int64_t n,
-                    int64_t nw, float* out, int64_t ldo);
+                    int64_t nw, float* out, int64_t ldo, int64_t ahead = 0);
 
 // y[r][:n] = base + sum_j a[r * lda + j] * w[j][:n] for r < rows, j < terms, summed in order of j,
 // where base is y[r] itself if accumulate, else init (n floats) if non-null, else zero. The

@@ -149,6 +149,12 @@ TEST(CmmKernels, DotMatrixMatchesDoubleOddSizes) {
           }
           for (int64_t k = nw; k < ldo; ++k) EXPECT_EQ(out[r * ldo + k], -7.0f);  // untouched
         }
+        // Requesting rows ahead changes no bit (and reads none past the rows given).
+        for (int64_t ahead : {1, 4, 5}) {
+          std::vector<float> again(rows * ldo, -7.0f);
+          fff::cpu::cmm_dot_matrix(xp.data(), rows, w.data(), ldw, n, nw, again.data(), ldo, ahead);
+          EXPECT_EQ(again, out) << n << " " << rows << " " << nw << " ahead " << ahead;
+        }
       }
     }
   }

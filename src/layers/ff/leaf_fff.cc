@@ -396,6 +396,13 @@ constexpr int64_t kInferTile = 256;
 // 128-256 faster than 64 (0.47-0.49 vs 0.49-0.55; docs/inference.md): 128 sits between.
 constexpr int64_t kInferTileStreaming = 128;
 constexpr int64_t kStreamingBatch = 2048;
+// When the batch streams, the first pass reads a tile's rows in memory order from L3 or DRAM and
+// requests the rows kRowsAhead further on into L2 as it goes; the leaf pass of the tile before
+// requests only the next tile's first kRowsAhead rows. Requesting the whole next tile during the
+// leaf pass (as smaller batches, whose rows are in cache, still do) spent a tenth of the time in
+// prefetch instructions and still left the first pass waiting on memory (docs/performance.md,
+// "Leaf FFF: the input rows requested one block ahead").
+constexpr int64_t kRowsAhead = 4;
 
 }  // namespace
 
@@ -407,8 +414,10 @@ void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_
   // A batch of fewer than two tiles per thread is cut into one tile per thread, so that a
   // sentence's 128 tokens keep both threads busy (a row's result does not depend on its tile).
   const int64_t per_thread = (B + ctx.threads - 1) / ctx.threads;
+  const bool streaming = B >= kStreamingBatch;
   const int64_t tile =
-      B >= kStreamingBatch ? kInferTileStreaming : std::clamp<int64_t>(per_thread, 1, kInferTile);
+      streaming ? kInferTileStreaming : std::clamp<int64_t>(per_thread, 1, kInferTile);
+  const int64_t ahead = streaming ? kRowsAhead : 0;
   const int64_t tiles = (B + tile - 1) / tile;
   parallel_region(ctx, static_cast<int>(std::min<int64_t>(tiles, ctx.threads)), [&](Team& team) {
     std::vector<int32_t> key(kInferTile), order(kInferTile), start;
@@ -431,7 +440,7 @@ void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_
           const int64_t k = first + g, nw = two ? 3 : 1;
           for (int64_t i = 0; i < cnt; ++i) rows[i] = xt + order[start[g] + i] * c.in;
           cpu::cmm_dot_matrix(rows.data(), cnt, m.node_blocks.row(m.block_row[k]), c.in, c.in, nw,
-                              z.data(), nw);
+                              z.data(), nw, level == 0 ? ahead : 0);
           for (int64_t i = 0; i < cnt; ++i) {
             const int32_t r = order[start[g] + i];
             const float logit = z[i * nw] + m.nodes_b.data[k];
@@ -452,15 +461,14 @@ void leaf_fff_infer(Context& ctx, const LeafFFFPacked& m, const float* x, int64_
       if (leaves) std::copy_n(key.begin(), T, leaves + r0);
       cpu::group_by_key(nullptr, T, key.data(), 0, L, order.data(), start);
       int64_t next_row = r0 + T;
-      const int64_t next_end = std::min(B, next_row + tile);
+      const int64_t next_end = std::min(B, next_row + (streaming ? kRowsAhead : tile));
       for (int64_t j = 0; j < L; ++j) {
         const int64_t cnt = start[j + 1] - start[j];
         if (cnt == 0) continue;
         for (int64_t i = 0; i < cnt; ++i) rows[i] = xt + order[start[j] + i] * c.in;
         cpu::cmm_dot_matrix(rows.data(), cnt, m.w1t.row(j * lw), c.in, c.in, lw, h.data(), lw);
         for (int64_t i = 0; i < cnt; ++i) {
-          // Pull one row of the next tile towards L2 per row finished, so the next tile's first
-          // pass does not wait on memory.
+          // The next tile's rows (streaming: its first ones), one per row finished.
           if (next_row < next_end) cpu::prefetch_row(x + (next_row++) * c.in, c.in);
           out[i] = y + (r0 + order[start[j] + i]) * c.out;
           for (int64_t k = 0; k < lw; ++k) h[i * lw + k] += m.b1.data[j * lw + k];
