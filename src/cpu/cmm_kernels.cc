@@ -218,8 +218,7 @@ void DotBlock(const float* const* x, const float* w, int64_t ldw, int64_t n, flo
   int64_t i = 0;
   for (; i + N <= n; i += N) {
     if (next_rows > 0 && (i * int64_t{sizeof(float)}) % 64 == 0)
-      for (int64_t p = 0; p < next_rows; ++p)
-        __builtin_prefetch(reinterpret_cast<const char*>(next[p] + i), 0, 2);
+      PrefetchAhead<1>(next, next_rows, i, N);  // a cache line of each, once
     if constexpr (kVectorRegisters < 32 && NR > NW) {
       FFF_VECTOR_ARRAY(V, wv, NW);
       for (int k = 0; k < NW; ++k) wv[k] = hn::LoadU(d, w + k * ldw + i);
