@@ -12,7 +12,7 @@ build=build-asan
 if [ ! -f $build/build.ninja ]; then
   # -g1: line numbers in the reports; asserts on. The library at -O1, where the tests spend their
   # time; the tests, the tool and the Python extension at -O0, which compiles in half the time of
-  # -O1 under the sanitizers (the whole tree at -O0 made cli.crash_safety 2.7x slower).
+  # -O1 under the sanitizers (docs/reliability.md, "CI time").
   cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O0 -g1" \
     -DFFF_LIBRARY_COMPILE_OPTIONS=-O1 -DFFF_SANITIZE=ON -DFFF_BENCH=OFF -DFFF_INSTALL=OFF \
     -DPython_EXECUTABLE=/usr/bin/python3 >&2
