@@ -424,12 +424,31 @@ TEST(SoftmaxCrossEntropy, UniformLogitsGiveLogC) {
   }
 }
 
-TEST(SoftmaxCrossEntropy, GradientMatchesFiniteDifferences) {
-  // d(mean loss)/d logits by the 4-point stencil with h = 2^-7 on float logits, with and without
-  // label smoothing. The loss is double but the logit differences are taken in float (~1e-7
-  // error), so the FD error is ~1.5e-7 / h ~ 2e-5: tolerance 1e-4 * max(1, |grad|).
-  Rng rng(8);
+// d, the gradient of loss() with respect to logits, against the 4-point stencil with h = 2^-7 on
+// each float logit in turn. The losses are double but the logit differences are taken in float
+// (~1e-7 error), so the FD error is ~1.5e-7 / h ~ 2e-5: tolerance 1e-4 * max(1, |grad|).
+template <class Loss>
+void check_logit_gradient(std::vector<float>& logits, const std::vector<float>& d, Loss loss,
+                          const std::string& what) {
   const double h = 0x1p-7;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const float saved = logits[i];
+    const double fd = fd4(
+        [&](double t) {
+          logits[i] = static_cast<float>(t);
+          return loss();
+        },
+        saved, h);
+    logits[i] = saved;
+    ASSERT_TRUE(std::isfinite(fd)) << what << " i=" << i;
+    ASSERT_TRUE(std::isfinite(d[i])) << what << " i=" << i;
+    ASSERT_NEAR(d[i], fd, 1e-4 * std::max(1.0, std::fabs(fd))) << what << " i=" << i;
+  }
+}
+
+TEST(SoftmaxCrossEntropy, GradientMatchesFiniteDifferences) {
+  // With and without label smoothing (check_logit_gradient).
+  Rng rng(8);
   for (auto [B, C] : {std::pair<int64_t, int64_t>{1, 2}, {1, 10}, {4, 3}, {5, 7}, {3, 33}})
     for (float eps : {0.0f, 0.1f, 0.9f}) {
       auto logits = random_vec(B * C, rng, 3.0f);
@@ -437,21 +456,13 @@ TEST(SoftmaxCrossEntropy, GradientMatchesFiniteDifferences) {
       for (auto& l : labels) l = static_cast<int32_t>(rng.below(C));
       std::vector<float> d(B * C);
       fff::softmax_cross_entropy(logits.data(), labels.data(), B, C, d.data(), nullptr, eps);
-      for (int64_t i = 0; i < B * C; ++i) {
-        const float saved = logits[i];
-        const double fd = fd4(
-            [&](double t) {
-              logits[i] = static_cast<float>(t);
-              return fff::softmax_cross_entropy(logits.data(), labels.data(), B, C, nullptr,
-                                                nullptr, eps);
-            },
-            saved, h);
-        logits[i] = saved;
-        ASSERT_TRUE(std::isfinite(fd));
-        ASSERT_TRUE(std::isfinite(d[i]));
-        ASSERT_NEAR(d[i], fd, 1e-4 * std::max(1.0, std::fabs(fd)))
-            << "B=" << B << " C=" << C << " eps=" << eps << " i=" << i;
-      }
+      ASSERT_NO_FATAL_FAILURE(check_logit_gradient(
+          logits, d,
+          [&] {
+            return fff::softmax_cross_entropy(logits.data(), labels.data(), B, C, nullptr, nullptr,
+                                              eps);
+          },
+          "B=" + std::to_string(B) + " C=" + std::to_string(C) + " eps=" + std::to_string(eps)));
       // Each row of the gradient sums to zero (the target sums to 1).
       for (int64_t r = 0; r < B; ++r) {
         double s = 0;
@@ -545,29 +556,18 @@ TEST(SoftmaxCrossEntropy, EmptyBatch) {
 // distillation loss
 
 TEST(DistillationLoss, GradientMatchesFiniteDifferences) {
-  // As for cross-entropy above: 4-point stencil, h = 2^-7, tolerance 1e-4 * max(1, |grad|).
+  // As for cross-entropy above (check_logit_gradient).
   Rng rng(18);
-  const double h = 0x1p-7;
   for (auto [B, C] : {std::pair<int64_t, int64_t>{1, 2}, {1, 10}, {4, 3}, {5, 7}, {3, 33}})
     for (float T : {1.0f, 2.0f, 4.0f, 0.5f}) {
       auto logits = random_vec(B * C, rng, 3.0f);
       const auto teacher = random_vec(B * C, rng, 5.0f);
       std::vector<float> d(B * C);
       fff::distillation_loss(logits.data(), teacher.data(), B, C, T, d.data());
-      for (int64_t i = 0; i < B * C; ++i) {
-        const float saved = logits[i];
-        const double fd = fd4(
-            [&](double v) {
-              logits[i] = static_cast<float>(v);
-              return fff::distillation_loss(logits.data(), teacher.data(), B, C, T, nullptr);
-            },
-            saved, h);
-        logits[i] = saved;
-        ASSERT_TRUE(std::isfinite(fd));
-        ASSERT_TRUE(std::isfinite(d[i]));
-        ASSERT_NEAR(d[i], fd, 1e-4 * std::max(1.0, std::fabs(fd)))
-            << "B=" << B << " C=" << C << " T=" << T << " i=" << i;
-      }
+      ASSERT_NO_FATAL_FAILURE(check_logit_gradient(
+          logits, d,
+          [&] { return fff::distillation_loss(logits.data(), teacher.data(), B, C, T, nullptr); },
+          "B=" + std::to_string(B) + " C=" + std::to_string(C) + " T=" + std::to_string(T)));
     }
 }
 
